@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny cutout files written the way surveys ship them."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+BIG_ID = 2**60 + 12345  # far above 2**53: float64 would round it
+
+
+def make_cutouts(n=20, size=16, bands=3, seed=0):
+    """Raw-flux-like cutouts: sky noise plus a Gaussian blob, float32 (n, size, size, bands)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2
+    blob = np.exp(-(x**2 + y**2) / (2 * (size / 8) ** 2))
+    amplitude = rng.uniform(1, 20, (n, 1, 1, bands))
+    images = rng.normal(0, 0.05, (n, size, size, bands)) + amplitude * blob[None, :, :, None]
+    return images.astype(np.float32)
+
+
+def write_h5(path, images, object_ids=None, with_sky=True, labels=None, **attrs):
+    n = len(images)
+    ids = (
+        np.asarray(object_ids, dtype=np.uint64)
+        if object_ids is not None
+        else np.uint64(BIG_ID) + np.arange(n, dtype=np.uint64) * np.uint64(3)
+    )
+    with h5py.File(path, "w") as f:
+        f["images"] = images
+        f["object_ids"] = ids
+        f["idxs"] = np.arange(n, dtype=np.int64) + 100
+        if with_sky:
+            rng = np.random.default_rng(1)
+            f["ra"] = rng.uniform(130, 140, n)
+            f["dec"] = rng.uniform(-1, 4, n)
+        if labels is not None:
+            f["labels"] = labels
+        for key, value in attrs.items():
+            f.attrs[key] = value
+    return path
+
+
+@pytest.fixture
+def survey_h5(tmp_path):
+    return write_h5(tmp_path / "survey.h5", make_cutouts(), labels=np.arange(20) % 3)

@@ -1,0 +1,116 @@
+"""The tf.data pipeline over an ingested data set: interleaved shard reads, batched parsing, the
+Lupton stretch in TF ops, shuffling and prefetching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tfanomaly.errors import ConfigError
+from tfanomaly.pipelines.ingest import read_manifest
+from tfanomaly.pipelines.schema import parse_cutouts
+from tfanomaly.pipelines.stretch import LuptonStretch
+
+PAPER_STRETCH = LuptonStretch()  # Q=15, stretch=0.5, minimum=0
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the manifest says about an ingested data set."""
+
+    path: Path
+    count: int
+    shape: tuple[int, int, int]
+    bands: tuple[str, ...]
+    has_labels: bool
+    kind_names: tuple[str, ...] | None
+    files: tuple[str, ...]
+
+    @classmethod
+    def from_folder(cls, data_dir) -> DatasetInfo:
+        data_dir = Path(data_dir)
+        manifest = read_manifest(data_dir)
+        kinds = manifest.get("kind_names")
+        return cls(
+            path=data_dir,
+            count=int(manifest["count"]),
+            shape=tuple(manifest["shape"]),
+            bands=tuple(manifest["bands"]),
+            has_labels=bool(manifest["has_labels"]),
+            kind_names=tuple(kinds) if kinds else None,
+            files=tuple(str(data_dir / s["file"]) for s in manifest["shards"]),
+        )
+
+
+def load_dataset(
+    data_dir,
+    batch_size: int = 64,
+    *,
+    shuffle: bool = False,
+    seed: int | None = None,
+    repeat: bool = False,
+    stretch: LuptonStretch | None = PAPER_STRETCH,
+    drop_remainder: bool = False,
+    shuffle_buffer: int = 8192,
+    parallel_reads: int = 4,
+    deterministic: bool | None = None,
+):
+    """A ``tf.data.Dataset`` of batches (dicts) from an ingested data set folder.
+
+    Each element is a dict: ``image`` float32 (B, H, W, C) (stretched to [0, 1] by ``stretch``, or
+    raw flux when ``stretch`` is None), ``object_id`` uint64, ``idx`` int64, ``ra``/``dec`` float64,
+    ``label`` int64 (-1 when unknown). Channel order after the stretch is red to blue (see
+    :class:`LuptonStretch`).
+
+    Args:
+        data_dir: folder written by ``tfanomaly ingest``.
+        batch_size: cutouts per batch.
+        shuffle: shuffle shard order and records (through a buffer of ``shuffle_buffer``).
+        seed: makes shuffling reproducible; with a seed (or without shuffling) the pipeline is
+            deterministic: the same order on every run.
+        repeat: cycle forever (training); shards are reshuffled every pass.
+        deterministic: force order determinism on or off (default: on unless shuffling unseeded).
+
+    Example:
+        >>> ds = load_dataset("survey_tfrecords", batch_size=32, shuffle=True, seed=0)
+        >>> batch = next(iter(ds)); batch["image"].shape
+        TensorShape([32, 96, 96, 3])
+    """
+    import tensorflow as tf
+
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    info = DatasetInfo.from_folder(data_dir)
+    if deterministic is None:
+        deterministic = not shuffle or seed is not None
+    files = tf.data.Dataset.from_tensor_slices(list(info.files))
+    if shuffle:
+        files = files.shuffle(len(info.files), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        files = files.repeat()
+    records = files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=max(1, min(parallel_reads, len(info.files))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    if shuffle:
+        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    batches = records.batch(batch_size, drop_remainder=drop_remainder)
+
+    def decode(serialized):
+        parsed = parse_cutouts(serialized, info.shape)
+        if stretch is not None:
+            parsed["image"] = stretch(parsed["image"])
+        return parsed
+
+    batches = batches.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def image_dataset(data_dir, batch_size: int = 64, **kwargs):
+    """Like :func:`load_dataset` but yields only the (stretched) image batches, for Keras ``fit``."""
+    return load_dataset(data_dir, batch_size, **kwargs).map(lambda batch: batch["image"])

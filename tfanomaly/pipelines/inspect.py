@@ -1,0 +1,78 @@
+"""A first look at an ingested data set: its manifest in words, checksums, and a gallery PNG with
+one row per anomaly kind (simulated surveys) or the first cutouts (real ones).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tfanomaly.pipelines.dataset import DatasetInfo, load_dataset
+from tfanomaly.pipelines.ingest import read_manifest, verify
+from tfanomaly.pipelines.preview import save_png, tile
+
+
+def kind_name(info: DatasetInfo, label: int) -> str:
+    if info.kind_names and 0 <= label < len(info.kind_names):
+        return info.kind_names[label]
+    return f"label {label}"
+
+
+def gallery_rows(data_dir, per_row: int = 8, max_rows: int = 12) -> list[tuple[str, np.ndarray]]:
+    """Stretched example cutouts: for a labelled data set one row per label, else the first ones."""
+    info = DatasetInfo.from_folder(data_dir)
+    batches = load_dataset(data_dir, batch_size=256)
+    if not info.has_labels:
+        images = np.concatenate(
+            [b["image"].numpy() for b in batches.take(max_rows * per_row // 256 + 1)]
+        )
+        images = images[: max_rows * per_row]
+        return [("", images[k : k + per_row]) for k in range(0, len(images), per_row)]
+    present = len(read_manifest(data_dir).get("label_counts") or {})
+    rows: dict[int, list[np.ndarray]] = {}
+    for batch in batches:
+        for image, label in zip(batch["image"].numpy(), batch["label"].numpy(), strict=True):
+            row = rows.setdefault(int(label), [])
+            if len(row) < per_row:
+                row.append(image)
+        if len(rows) >= present and all(len(r) == per_row for r in rows.values()):
+            break
+    return [(kind_name(info, k), np.stack(rows[k])) for k in sorted(rows)][:max_rows]
+
+
+def save_gallery(data_dir, path, per_row: int = 8, scale: int = 2) -> list[str]:
+    """Write the gallery PNG; return the row captions, top to bottom."""
+    rows = gallery_rows(data_dir, per_row)
+    height, width = rows[0][1].shape[1:3]
+    padded = []
+    for _, images in rows:
+        if len(images) < per_row:  # rare kinds: fill the row with blank tiles
+            blank = np.ones((per_row - len(images), height, width, images.shape[-1]), np.float32)
+            images = np.concatenate([images, blank])
+        padded.append(images)
+    save_png(path, tile(np.concatenate(padded), columns=per_row), scale=scale)
+    return [name for name, _ in rows]
+
+
+def describe(data_dir, check: bool = False) -> dict:
+    """A summary of the data set: counts, shape, bands, labels, NaN handling, optional checksums."""
+    data_dir = Path(data_dir)
+    manifest = read_manifest(data_dir)
+    info = DatasetInfo.from_folder(data_dir)
+    summary = {
+        "path": str(data_dir),
+        "count": manifest["count"],
+        "shape": manifest["shape"],
+        "bands": manifest["bands"],
+        "shards": len(manifest["shards"]),
+        "bytes": sum(s["bytes"] for s in manifest["shards"]),
+        "source": manifest["source"]["path"],
+        "nan": manifest["ingest"]["nan"],
+        "labels": {
+            kind_name(info, int(k)): n for k, n in (manifest.get("label_counts") or {}).items()
+        },
+    }
+    if check:
+        summary["corrupt_shards"] = verify(data_dir)
+    return summary
