@@ -28,9 +28,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def temporary_path(path: str | os.PathLike) -> Path:
-    """Return the hidden sibling path used while ``path`` is being written."""
+    """Return the hidden sibling path used while ``path`` is being written; it keeps the suffix,
+    since some writers (Keras, h5py drivers) choose the format from it."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+    return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
 
 
 @contextlib.contextmanager
