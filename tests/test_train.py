@@ -1,0 +1,154 @@
+"""`train gan` as users run it: checkpoints, logs, resume after a kill, NaN guard, tf.distribute."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfanomaly.errors import ConfigError
+from tfanomaly.pipelines import train as train_module
+from tfanomaly.pipelines.ingest import IngestConfig, ingest
+from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
+from tfanomaly.pipelines.train import GanTrainConfig, TrainingDivergedError, train_gan
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """A 16-px simulated survey, ingested (what the tiny16 preset trains on)."""
+    folder = tmp_path_factory.mktemp("survey")
+    simulate_survey(folder / "s.h5", SurveyConfig(n_objects=200, size=16, seed=1), progress=False)
+    ingest(folder / "s.h5", folder / "ds", IngestConfig(shard_size=64), progress=False)
+    return folder / "ds"
+
+
+def config(**kwargs):
+    values = dict(preset="tiny16", steps=6, batch_size=8, checkpoint_every=2, log_every=1)
+    values.update(kwargs)
+    return GanTrainConfig(**values)
+
+
+def event_tags(log_dir):
+    tags = set()
+    for path in log_dir.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def test_train_writes_checkpoints_logs_samples_and_models(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    summary = train_gan(tiny_data, run, config(), progress=False, echo=lambda *_: None)
+    assert summary["steps"] == 6
+    assert tf.train.latest_checkpoint(run / "checkpoints" / "gan").endswith("ckpt-6")
+    assert sorted(p.name for p in (run / "samples").glob("*.png")) == [
+        "real.png", "step-000002.png", "step-000004.png", "step-000006.png"
+    ]  # fmt: skip
+    assert {"gan/d_loss", "gan/g_loss", "gan/wasserstein", "gan/gp", "gan/samples"} <= event_tags(
+        run / "logs"
+    )
+    generator = keras.models.load_model(run / "generator.keras")
+    assert generator(tf.zeros((2, 8))).shape == (2, 16, 16, 3)
+    saved = json.loads((run / "run.json").read_text())
+    assert saved["model"]["name"] == "tiny16" and saved["data"]["count"] == 200
+    stats = json.loads((run / "training_gan.json").read_text())
+    assert stats["steps"] == 6 and stats["critic_images_per_second"] > 0
+
+
+def test_resume_continues_step_count_and_optimizer_state(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    train_gan(tiny_data, run, config(steps=4), progress=False, echo=lambda *_: None)
+    messages = []
+    summary = train_gan(tiny_data, run, config(steps=8), progress=False, echo=messages.append)
+    assert summary["steps"] == 8 and summary["resumed_from"] == 4
+    assert "resuming" in messages[0] and "step 4" in messages[0]
+    reader = tf.train.load_checkpoint(str(run / "checkpoints" / "gan"))
+    iterations = [k for k in reader.get_variable_to_shape_map() if "iteration" in k]
+    values = sorted(int(reader.get_tensor(k)) for k in iterations)
+    assert values == [8, 8 * 5]  # generator and critic optimizers, both restored and continued
+    with pytest.raises(ConfigError, match=r"started with other options \(batch_size\)"):
+        train_gan(tiny_data, run, config(steps=9, batch_size=4), progress=False)
+
+
+def test_preset_must_match_the_data(tiny_data, tmp_path):
+    with pytest.raises(ConfigError, match="preset cpu32 is for 32x32 cutouts but .* holds 16x16"):
+        train_gan(tiny_data, tmp_path / "run", config(preset="cpu32"), progress=False)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train_gan(tiny_data, run, config(steps=2), progress=False, echo=lambda *_: None)
+    good = tf.train.load_checkpoint(str(run / "checkpoints" / "gan"))
+    weights = {k: good.get_tensor(k) for k in good.get_variable_to_shape_map() if "kernel" in k}
+    # Resume on poisoned data: the losses turn NaN/inf at the first new step.
+    clean = train_module.image_dataset
+    monkeypatch.setattr(
+        train_module, "image_dataset", lambda *a, **k: clean(*a, **k).map(lambda x: x * np.inf)
+    )
+    with pytest.raises(TrainingDivergedError, match=r"NaN/inf at generator step 3.*ckpt-2"):
+        train_gan(tiny_data, run, config(steps=6), progress=False, echo=lambda *_: None)
+    kept = tf.train.load_checkpoint(str(run / "checkpoints" / "gan"))
+    assert tf.train.latest_checkpoint(run / "checkpoints" / "gan").endswith("ckpt-2")
+    for key, value in weights.items():
+        np.testing.assert_array_equal(kept.get_tensor(key), value)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_the_same_command_resumes(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tfanomaly.cli", "train", "gan", str(tiny_data), "--out", str(run),
+           "--preset", "tiny16", "--batch-size", "8", "--checkpoint-every", "3", "--quiet"]  # fmt: skip
+    process = subprocess.Popen([*cmd, "--steps", "100000"], stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((run / "checkpoints" / "gan").glob("ckpt-6.index")):
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    latest = tf.train.latest_checkpoint(run / "checkpoints" / "gan")
+    assert latest is not None, "no checkpoint before the kill"
+    killed_at = int(latest.rsplit("-", 1)[1])
+    assert killed_at >= 6
+    result = subprocess.run(
+        [*cmd, "--steps", str(killed_at + 3)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"resuming {run} from generator step {killed_at}" in result.stdout
+    assert f"trained {killed_at + 3} generator steps" in result.stdout
+
+
+@pytest.mark.slow
+def test_training_under_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from tfanomaly.pipelines.train import GanTrainConfig, train_gan, distribution_strategy
+        strategy = distribution_strategy(["/cpu:0", "/cpu:1"])
+        config = GanTrainConfig(preset="tiny16", steps=4, batch_size=8, checkpoint_every=2)
+        summary = train_gan({str(tiny_data)!r}, {str(tmp_path / "run")!r}, config,
+                            strategy=strategy, progress=False)
+        print("replicas", strategy.num_replicas_in_sync, "steps", summary["steps"])
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "replicas 2 steps 4" in result.stdout
+
+
+def test_mixed_bfloat16_trains_with_float32_outputs(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    train_gan(tiny_data, run, config(steps=2, precision="mixed_bfloat16"), progress=False,
+              echo=lambda *_: None)  # fmt: skip
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
+    generator = keras.models.load_model(run / "generator.keras")
+    images = generator(tf.zeros((1, 8)))
+    assert images.dtype == tf.float32 and np.isfinite(images.numpy()).all()

@@ -1,0 +1,181 @@
+"""WGAN-GP (Gulrajani et al. 2017) as a ``keras.Model`` with a custom ``train_step``: n_critic critic
+updates, each on its own real batch, then one generator update.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfanomaly.models.config import ModelConfig
+from tfanomaly.models.critic import build_critic
+from tfanomaly.models.generator import build_generator
+
+GP_EPSILON = 1e-12  # inside the gradient norm's square root: finite gradients at a zero norm
+
+
+@keras.saving.register_keras_serializable(package="tfanomaly")
+class WGANGP(keras.Model):
+    """Generator + critic trained with the Wasserstein loss and a gradient penalty.
+
+    ``fit`` expects batches of ``n_critic * batch_size`` stretched images: the batch is cut into
+    ``n_critic`` real batches, one per critic update, so every critic step sees fresh data.
+
+    Args:
+        generator: G, z -> image.
+        critic: D, image -> (score, features).
+        latent_dim: size of z.
+        n_critic: critic updates per generator update (paper: 5).
+        gp_weight: weight of the gradient penalty (paper: 10).
+        seed: seed of the SeedGenerator that draws z and the interpolation weights.
+
+    Example:
+        >>> gan = WGANGP.from_preset(get_preset("cpu32"), seed=0)
+        >>> gan.compile(d_optimizer=adam(), g_optimizer=adam())
+        >>> gan.fit(image_dataset(..., batch_size=5 * 32, repeat=True), steps_per_epoch=100)
+    """
+
+    def __init__(
+        self,
+        generator: keras.Model,
+        critic: keras.Model,
+        latent_dim: int,
+        n_critic: int = 5,
+        gp_weight: float = 10.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        # Layers and state.
+        self.generator = generator
+        self.critic = critic
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.wasserstein_tracker = keras.metrics.Mean(name="wasserstein")
+        self.gp_tracker = keras.metrics.Mean(name="gp")
+        # Config.
+        self.latent_dim = latent_dim
+        self.n_critic = n_critic
+        self.gp_weight = gp_weight
+        self.seed = seed
+        # G and D are built functional models: nothing is left for Keras to infer from data.
+        self.built = True
+
+    @classmethod
+    def from_preset(cls, config: ModelConfig, **kwargs) -> WGANGP:
+        return cls(build_generator(config), build_critic(config), config.latent_dim, **kwargs)
+
+    @property
+    def metrics(self):
+        return [self.d_loss_tracker, self.g_loss_tracker, self.wasserstein_tracker, self.gp_tracker]
+
+    def compile(self, d_optimizer, g_optimizer, **kwargs):
+        super().compile(**kwargs)
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        # Create the slot variables now (inside any strategy scope), not lazily inside the
+        # distributed train function, where MirroredStrategy cannot initialise them.
+        d_optimizer.build(self.critic.trainable_variables)
+        g_optimizer.build(self.generator.trainable_variables)
+
+    def get_compile_config(self):
+        return {
+            "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
+            "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
+        }
+
+    def compile_from_config(self, config):
+        self.compile(
+            d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
+            g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]),
+        )
+
+    @property
+    def generator_steps(self):
+        """Generator updates made so far (checkpointed with the optimizer)."""
+        return self.g_optimizer.iterations
+
+    def call(self, z, training=False):
+        return self.generator(z, training=training)
+
+    def sample_z(self, batch_size):
+        return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+
+    def gradient_penalty(self, real, fake):
+        """Mean of (||grad_x D(x)|| - 1)^2 at random points between real and fake images."""
+        batch_size = tf.shape(real)[0]
+        alpha = keras.random.uniform((batch_size, 1, 1, 1), seed=self.seed_generator)
+        mixed = fake + alpha * (real - fake)
+        with tf.GradientTape() as tape:
+            tape.watch(mixed)
+            score, _ = self.critic(mixed, training=True)
+        grads = tape.gradient(score, mixed)
+        norm = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]) + GP_EPSILON)
+        return tf.reduce_mean(tf.square(norm - 1.0))
+
+    def train_step(self, data):
+        real_batches = tf.split(data, self.n_critic, axis=0)
+        # Losses are per replica; the optimizers sum gradients over replicas, so scale by 1/n.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        d_losses, distances, penalties = [], [], []
+        for real in real_batches:
+            batch_size = tf.shape(real)[0]
+            fake = self.generator(self.sample_z(batch_size), training=True)
+            with tf.GradientTape() as tape:
+                real_score, _ = self.critic(real, training=True)
+                fake_score, _ = self.critic(fake, training=True)
+                distance = tf.reduce_mean(real_score) - tf.reduce_mean(fake_score)
+                penalty = self.gradient_penalty(real, fake)
+                d_loss = -distance + self.gp_weight * penalty
+                scaled = self.d_optimizer.scale_loss(d_loss / replicas)
+            grads = tape.gradient(scaled, self.critic.trainable_variables)
+            self.d_optimizer.apply_gradients(
+                zip(grads, self.critic.trainable_variables, strict=True)
+            )
+            d_losses.append(d_loss)
+            distances.append(distance)
+            penalties.append(penalty)
+
+        batch_size = tf.shape(real_batches[0])[0]
+        with tf.GradientTape() as tape:
+            fake = self.generator(self.sample_z(batch_size), training=True)
+            fake_score, _ = self.critic(fake, training=True)
+            g_loss = -tf.reduce_mean(fake_score)
+            scaled = self.g_optimizer.scale_loss(g_loss / replicas)
+        grads = tape.gradient(scaled, self.generator.trainable_variables)
+        self.g_optimizer.apply_gradients(
+            zip(grads, self.generator.trainable_variables, strict=True)
+        )
+
+        self.d_loss_tracker.update_state(tf.add_n(d_losses) / self.n_critic)
+        self.g_loss_tracker.update_state(g_loss)
+        self.wasserstein_tracker.update_state(tf.add_n(distances) / self.n_critic)
+        self.gp_tracker.update_state(tf.add_n(penalties) / self.n_critic)
+        return {m.name: m.result() for m in self.metrics}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "generator": keras.saving.serialize_keras_object(self.generator),
+                "critic": keras.saving.serialize_keras_object(self.critic),
+                "latent_dim": self.latent_dim,
+                "n_critic": self.n_critic,
+                "gp_weight": self.gp_weight,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
+        config["critic"] = keras.saving.deserialize_keras_object(config["critic"])
+        return cls(**config)
+
+
+def paper_optimizer(learning_rate: float = 1e-4) -> keras.optimizers.Adam:
+    """Adam with the paper's settings for both networks: lr 1e-4, beta1 0.5, beta2 0.9."""
+    return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.5, beta_2=0.9)
