@@ -315,15 +315,21 @@ def train_gan(
 )
 @click.option("-n", "--n-objects", default=3000, show_default=True, help="Simulated cutouts.")
 @click.option("--size", default=32, show_default=True, help="Cutout side in pixels (CPU preset).")
-@click.option("--seed", default=0, show_default=True, help="Random seed of the simulated survey.")
+@click.option("--seed", default=0, show_default=True, help="Random seed of survey and training.")
+@click.option("--gan-steps", default=600, show_default=True, help="WGAN-GP generator steps.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_friendly_errors
 @_uses_tensorflow
-def demo(out, n_objects, size, seed, quiet):
-    """Run the pipeline end to end on a small simulated survey, and say where each output is."""
+def demo(out, n_objects, size, seed, gan_steps, quiet):
+    """Run the pipeline end to end on a small simulated survey, and say where each output is.
+
+    Stages: simulate -> ingest -> read back with tf.data and write a gallery -> train the WGAN-GP
+    (preset chosen by --size: 32 -> cpu32, 48 -> cpu48, 96 -> hsc96). A rerun reuses finished
+    stages and resumes training.
+    """
     from tfanomaly.pipelines.demo import DemoConfig, run_demo
 
-    config = DemoConfig(n_objects=n_objects, size=size, seed=seed)
+    config = DemoConfig(n_objects=n_objects, size=size, seed=seed, gan_steps=gan_steps)
     run_demo(out, config, progress=not quiet, echo=click.echo)
 
 

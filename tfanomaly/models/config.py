@@ -113,3 +113,15 @@ def get_preset(name: str, channels: int | None = None) -> ModelConfig:
         config = dataclasses.replace(config, channels=channels)
     config.validate()
     return config
+
+
+def preset_for_size(image_size: int) -> str:
+    """The preset made for cutouts of this size (the smallest, fastest one when several fit)."""
+    matching = sorted(
+        (name for name, c in PRESETS.items() if c.image_size == image_size),
+        key=lambda name: PRESETS[name].latent_dim,
+    )
+    if not matching:
+        sizes = ", ".join(f"{c.image_size} ({n})" for n, c in PRESETS.items())
+        raise ConfigError(f"no model preset for {image_size}-px cutouts; presets exist for {sizes}")
+    return matching[0]
