@@ -71,7 +71,7 @@ def test_demo_end_to_end_as_a_subprocess(tmp_path):
     """The README's demo command, in a fresh interpreter, on a small survey."""
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "tfanomaly.cli", "demo", "--out", str(out), "-n", "300",
-           "--gan-steps", "10", "--quiet"]  # fmt: skip
+           "--gan-steps", "10", "--encoder-steps", "10", "--quiet"]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "done: outputs are in" in result.stdout
@@ -81,8 +81,8 @@ def test_demo_end_to_end_as_a_subprocess(tmp_path):
     assert manifest["kind_names"][0] == "normal" and len(manifest["kind_names"]) >= 7
     assert (out / "gallery.png").stat().st_size > 1000
     assert (out / "run" / "generator.keras").exists()
-    assert (out / "run" / "samples" / "step-000010.png").exists()
+    assert (out / "run" / "samples" / "gan-step-000010.png").exists()
     # A second run reuses what is finished instead of redoing it.
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert "simulate: reusing" in again.stdout and "ingest: reusing" in again.stdout
-    assert "already trained for 10 steps" in again.stdout
+    assert "gan already trained for 10 steps" in again.stdout

@@ -49,7 +49,7 @@ def test_train_writes_checkpoints_logs_samples_and_models(tiny_data, tmp_path):
     assert summary["steps"] == 6
     assert tf.train.latest_checkpoint(run / "checkpoints" / "gan").endswith("ckpt-6")
     assert sorted(p.name for p in (run / "samples").glob("*.png")) == [
-        "real.png", "step-000002.png", "step-000004.png", "step-000006.png"
+        "gan-step-000002.png", "gan-step-000004.png", "gan-step-000006.png", "real.png"
     ]  # fmt: skip
     assert {"gan/d_loss", "gan/g_loss", "gan/wasserstein", "gan/gp", "gan/samples"} <= event_tags(
         run / "logs"
@@ -73,7 +73,7 @@ def test_resume_continues_step_count_and_optimizer_state(tiny_data, tmp_path):
     iterations = [k for k in reader.get_variable_to_shape_map() if "iteration" in k]
     values = sorted(int(reader.get_tensor(k)) for k in iterations)
     assert values == [8, 8 * 5]  # generator and critic optimizers, both restored and continued
-    with pytest.raises(ConfigError, match=r"started with other options \(batch_size\)"):
+    with pytest.raises(ConfigError, match=r"gan was trained with other options \(batch_size\)"):
         train_gan(tiny_data, run, config(steps=9, batch_size=4), progress=False)
 
 
@@ -92,7 +92,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, 
     monkeypatch.setattr(
         train_module, "image_dataset", lambda *a, **k: clean(*a, **k).map(lambda x: x * np.inf)
     )
-    with pytest.raises(TrainingDivergedError, match=r"NaN/inf at generator step 3.*ckpt-2"):
+    with pytest.raises(TrainingDivergedError, match=r"NaN/inf at step 3.*ckpt-2"):
         train_gan(tiny_data, run, config(steps=6), progress=False, echo=lambda *_: None)
     kept = tf.train.load_checkpoint(str(run / "checkpoints" / "gan"))
     assert tf.train.latest_checkpoint(run / "checkpoints" / "gan").endswith("ckpt-2")
@@ -119,7 +119,7 @@ def test_sigkill_mid_run_then_the_same_command_resumes(tiny_data, tmp_path):
         [*cmd, "--steps", str(killed_at + 3)], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
-    assert f"resuming {run} from generator step {killed_at}" in result.stdout
+    assert f"resuming {run} gan from step {killed_at}" in result.stdout
     assert f"trained {killed_at + 3} generator steps" in result.stdout
 
 

@@ -55,6 +55,7 @@ def load_dataset(
     shuffle_buffer: int = 8192,
     parallel_reads: int = 4,
     deterministic: bool | None = None,
+    shard: tuple[int, int] | None = None,
 ):
     """A ``tf.data.Dataset`` of batches (dicts) from an ingested data set folder.
 
@@ -71,6 +72,8 @@ def load_dataset(
             deterministic: the same order on every run.
         repeat: cycle forever (training); shards are reshuffled every pass.
         deterministic: force order determinism on or off (default: on unless shuffling unseeded).
+        shard: (i, n) keeps every n-th cutout starting at the i-th (in the deterministic record
+            order), for scoring a data set in n independent jobs.
 
     Example:
         >>> ds = load_dataset("survey_tfrecords", batch_size=32, shuffle=True, seed=0)
@@ -95,6 +98,8 @@ def load_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic,
     )
+    if shard is not None:
+        records = records.shard(shard[1], shard[0])
     if shuffle:
         records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     batches = records.batch(batch_size, drop_remainder=drop_remainder)

@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tfanomaly.models.config import preset_for_size
+from tfanomaly.models.inverter import InversionConfig
 from tfanomaly.pipelines.dataset import load_dataset
+from tfanomaly.pipelines.evaluate import evaluate, format_table
 from tfanomaly.pipelines.ingest import MANIFEST, IngestConfig, ingest
 from tfanomaly.pipelines.inspect import describe, save_gallery
+from tfanomaly.pipelines.score import ScoreConfig, score
 from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
-from tfanomaly.pipelines.train import GanTrainConfig, train_gan
+from tfanomaly.pipelines.train import EncoderTrainConfig, GanTrainConfig, train_encoder, train_gan
 
 
 @dataclass(frozen=True)
@@ -27,16 +30,18 @@ class DemoConfig:
     seed: int = 0
     anomaly_fraction: float = 0.02
     shard_size: int = 1024
-    gan_steps: int = 600  # ~3 minutes for cpu32 on 2 cores
+    gan_steps: int = 1000  # ~4 minutes for cpu32 on 2 cores
+    encoder_steps: int = 600  # ~30 s
+    inversion_steps: int = 10  # the paper's default
 
 
 def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable = print) -> dict:
-    """Simulate -> ingest -> read back through tf.data -> gallery -> train the WGAN-GP.
-    Returns the output paths.
+    """Simulate -> ingest -> read back through tf.data -> gallery -> train the WGAN-GP -> train
+    the encoder -> score -> evaluate against the isolation-forest baseline. Returns the output
+    paths.
 
-    Stages whose output already exists complete (survey file, data set manifest) are not redone,
-    and training resumes from its last checkpoint, so an interrupted demo continues where it
-    stopped.
+    Stages whose output already exists complete (survey file, data set manifest, results) are not
+    redone, and training and scoring resume, so an interrupted demo continues where it stopped.
     """
     preset = preset_for_size(config.size)  # fail before any work for a size without a preset
     out_dir = Path(out_dir)
@@ -45,9 +50,10 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     data = out_dir / "tfrecords"
     gallery = out_dir / "gallery.png"
     run = out_dir / "run"
+    scores = out_dir / "scores"
 
     if survey.exists():
-        echo(f"[1/4] simulate: reusing {survey}")
+        echo(f"[1/7] simulate: reusing {survey}")
     else:
         summary = simulate_survey(
             survey,
@@ -60,18 +66,18 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
             progress=progress,
         )
         echo(
-            f"[1/4] simulate: {summary['n_objects']} cutouts ({summary['n_anomalies']} anomalies), "
+            f"[1/7] simulate: {summary['n_objects']} cutouts ({summary['n_anomalies']} anomalies), "
             f"{summary['stamps_per_second']:.0f} stamps/s -> {survey}"
         )
 
     if (data / MANIFEST).exists():
-        echo(f"[2/4] ingest: reusing {data}")
+        echo(f"[2/7] ingest: reusing {data}")
     else:
         manifest = ingest(
             survey, data, IngestConfig(shard_size=config.shard_size), progress=progress
         )
         echo(
-            f"[2/4] ingest: {manifest['count']} cutouts in {len(manifest['shards'])} shards -> {data}"
+            f"[2/7] ingest: {manifest['count']} cutouts in {len(manifest['shards'])} shards -> {data}"
         )
 
     started = time.perf_counter()
@@ -80,13 +86,13 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     rows = save_gallery(data, gallery)
     info = describe(data)
     echo(
-        f"[3/4] tf.data: read and stretched {n_read} cutouts in {seconds:.2f} s "
+        f"[3/7] tf.data: read and stretched {n_read} cutouts in {seconds:.2f} s "
         f"({n_read / seconds:.0f} images/s); labels: "
         + ", ".join(f"{k} {n}" for k, n in info["labels"].items())
     )
     echo(f"      gallery (one row per kind: {', '.join(rows)}) -> {gallery}")
 
-    echo(f"[4/4] train gan: preset {preset}, {config.gan_steps} generator steps -> {run}")
+    echo(f"[4/7] train gan: preset {preset}, {config.gan_steps} generator steps -> {run}")
     trained = train_gan(
         data,
         run,
@@ -97,5 +103,37 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     echo(f"      samples {trained['samples']} next to real cutouts {trained['real']}")
     echo(f"      networks {trained['generator']}, {trained['critic']}; "
          f"TensorBoard: tensorboard --logdir {run / 'logs'}")  # fmt: skip
+
+    echo(f"[5/7] train encoder: {config.encoder_steps} steps -> {run / 'encoder.keras'}")
+    encoded = train_encoder(
+        run, EncoderTrainConfig(steps=config.encoder_steps, seed=config.seed), progress=progress,
+        echo=echo,
+    )  # fmt: skip
+    echo(
+        f"      reconstructions (real rows above their reconstructions) {encoded['reconstructions']}"
+    )
+
+    if (scores / "results.h5").exists():
+        echo(f"[6/7] score: reusing {scores}")
+    else:
+        echo(f"[6/7] score: encoder + {config.inversion_steps} inversion steps -> {scores}")
+        written = score(
+            run,
+            data,
+            scores,
+            ScoreConfig(inversion=InversionConfig(steps=config.inversion_steps),
+                        store_images=True),
+            select_sigma=3.0,
+            progress=progress,
+            echo=echo,
+        )  # fmt: skip
+        echo(f"      {written['count']} cutouts at {written['images_per_second']:.0f}/s; "
+             f"catalog {written['catalog']}; {written['n_selected']} objects above 3 sigma "
+             f"-> {written['selection']}")  # fmt: skip
+
+    report = evaluate(scores)
+    echo(f"[7/7] evaluate -> {scores / 'evaluation.json'}")
+    echo(format_table(report))
     echo(f"done: outputs are in {out_dir}/")
-    return {"survey": survey, "data": data, "gallery": gallery, "run": run}
+    return {"survey": survey, "data": data, "gallery": gallery, "run": run, "scores": scores,
+            "evaluation": report}  # fmt: skip

@@ -1,0 +1,204 @@
+"""Scored results: the results HDF5 (the paper's keys), sigma-normalisation statistics, catalogs in
+FITS / CSV / Parquet, the high-anomaly selection, and merging the parts of a sharded run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from tfanomaly.errors import ConfigError, InputError
+from tfanomaly.fileio import atomic_path, write_json_atomic
+
+# Raw score keys of the results file, each with a "<key>_sigma" companion.
+SCORE_KEYS = ("anomaly_scores", "gen_scores", "disc_scores")
+IMAGE_KEYS = ("reals", "reconstructed", "residuals")
+COLUMN_KEYS = ("idxs", "object_ids", "ra", "dec", "labels")
+CATALOG_COLUMNS = {
+    "discriminator_score_normalized": "disc_scores_sigma",
+    "generator_score_normalized": "gen_scores_sigma",
+    "combined_score_normalized": "anomaly_scores_sigma",
+}
+CATALOG_FORMATS = {".fits": "fits", ".csv": "ascii.csv", ".parquet": "parquet"}
+STATS_FILE = "score_stats.json"
+
+
+def score_statistics(results: dict[str, np.ndarray]) -> dict:
+    """Mean and standard deviation of each raw score over a catalog: the sigma reference."""
+    return {
+        key: {
+            "mean": float(np.mean(results[key])),
+            "std": float(np.std(results[key])),
+            "count": int(len(results[key])),
+        }
+        for key in SCORE_KEYS
+    }
+
+
+def read_statistics(path) -> dict:
+    path = Path(path)
+    try:
+        stats = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read score statistics: {exc}") from exc
+    missing = [k for k in SCORE_KEYS if k not in stats.get("scores", {})]
+    if missing:
+        raise InputError(f"{path}: not a tfanomaly {STATS_FILE} (missing {', '.join(missing)})")
+    return stats["scores"]
+
+
+def sigma_scores(results: dict[str, np.ndarray], stats: dict) -> dict[str, np.ndarray]:
+    """z-scores of each raw score against the reference statistics."""
+    out = {}
+    for key in SCORE_KEYS:
+        std = stats[key]["std"] or 1.0
+        out[f"{key}_sigma"] = ((results[key] - stats[key]["mean"]) / std).astype(np.float64)
+    return out
+
+
+def write_results(
+    path, columns: dict[str, np.ndarray], parts: list[Path], attrs: dict, stats: dict
+) -> None:
+    """Write the results HDF5 atomically: score and id columns, their sigma values, and the image
+    cubes copied part by part from ``parts`` (so memory stays flat for any catalog size)."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for key, values in {**columns, **sigma_scores(columns, stats)}.items():
+            f.create_dataset(key, data=values)
+        first = np.load(parts[0]) if parts else None
+        cubes = [k for k in IMAGE_KEYS if first is not None and k in first.files]
+        n = len(columns["object_ids"])
+        for key in cubes:
+            shape = first[key].shape[1:]
+            f.create_dataset(key, (n, *shape), "float32", chunks=(min(n, 64), *shape),
+                             compression="gzip", compression_opts=1)  # fmt: skip
+        offset = 0
+        for part in parts:
+            with np.load(part) as data:
+                count = len(data["object_ids"])
+                for key in cubes:
+                    f[key][offset : offset + count] = data[key]
+                offset += count
+        for key, value in attrs.items():
+            f.attrs[key] = value if not isinstance(value, dict | list) else json.dumps(value)
+
+
+def read_results(path, with_images: bool = False) -> tuple[dict[str, np.ndarray], dict]:
+    """Columns (and optionally the image cubes) and attributes of a results file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.h5"
+    try:
+        with h5py.File(path, "r") as f:
+            keys = [k for k in f.keys() if with_images or k not in IMAGE_KEYS]
+            columns = {k: f[k][:] for k in keys}
+            attrs = {k: f.attrs[k] for k in f.attrs}
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable results file: {exc}") from exc
+    missing = [k for k in (*SCORE_KEYS, "object_ids", "idxs") if k not in columns]
+    if missing:
+        raise InputError(f"{path}: not a tfanomaly results file (missing {', '.join(missing)})")
+    return columns, attrs
+
+
+def catalog_table(columns: dict[str, np.ndarray], kind_names=None):
+    """An astropy Table with the catalog columns, sorted by combined sigma score, highest first."""
+    from astropy.table import Table
+
+    table = Table()
+    table["idx"] = columns["idxs"].astype(np.int64)
+    table["object_id"] = columns["object_ids"].astype(np.uint64)
+    table["ra"] = columns.get("ra", np.full(len(table), np.nan))
+    table["dec"] = columns.get("dec", np.full(len(table), np.nan))
+    for name, key in CATALOG_COLUMNS.items():
+        table[name] = columns[key]
+    if "labels" in columns and (columns["labels"] >= 0).any():
+        table["label"] = columns["labels"].astype(np.int64)
+        if kind_names:
+            names = list(kind_names)
+            table["kind"] = [names[k] if 0 <= k < len(names) else "" for k in table["label"]]
+    for name in ("umap_x", "umap_y", "cluster"):
+        if name in columns:
+            table[name] = columns[name]
+    table.sort("combined_score_normalized", reverse=True)
+    return table
+
+
+def write_catalog(table, path) -> Path:
+    """Write a catalog atomically; the format follows the suffix (.fits, .csv, .parquet)."""
+    path = Path(path)
+    fmt = CATALOG_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ConfigError(
+            f"{path}: unknown catalog format; use one of {', '.join(CATALOG_FORMATS)}"
+        )
+    with atomic_path(path) as tmp:
+        table.write(tmp, format=fmt, overwrite=True)
+    return path
+
+
+def select(table, key: str, sigma: float):
+    """Rows whose ``key`` (a catalog column, e.g. discriminator_score_normalized) exceeds sigma."""
+    if key not in table.colnames:
+        raise ConfigError(f"no catalog column '{key}'; choose one of {', '.join(CATALOG_COLUMNS)}")
+    return table[table[key] > sigma]
+
+
+def _json_attr(value):
+    """Attributes that hold structures are stored as JSON text in HDF5."""
+    if isinstance(value, str | bytes):
+        return json.loads(value) if value else None
+    return value
+
+
+def finalize(out_dir, columns, parts, attrs, reference=None, catalog_format=".fits",
+             select_sigma=None, select_key="discriminator_score_normalized") -> dict:  # fmt: skip
+    """Sigma-normalise, write results.h5, score_stats.json and the catalog(s); return paths."""
+    out_dir = Path(out_dir)
+    stats = read_statistics(reference) if reference else score_statistics(columns)
+    write_results(out_dir / "results.h5", columns, parts, attrs, stats)
+    write_json_atomic(
+        out_dir / STATS_FILE,
+        {
+            "scores": stats,
+            "reference": str(reference) if reference else "this catalog",
+            "run": attrs.get("run"),
+            "inversion": _json_attr(attrs.get("inversion")),
+        },
+    )
+    kind_names = _json_attr(attrs.get("kind_names"))
+    table = catalog_table({**columns, **sigma_scores(columns, stats)}, kind_names)
+    written = {"results": out_dir / "results.h5", "stats": out_dir / STATS_FILE}
+    written["catalog"] = write_catalog(table, out_dir / f"catalog{catalog_format}")
+    if select_sigma is not None:
+        chosen = select(table, select_key, select_sigma)
+        name = f"catalog_sigma{select_sigma:g}{catalog_format}"
+        written["selection"] = write_catalog(chosen, out_dir / name)
+        written["n_selected"] = len(chosen)
+    return written
+
+
+def merge_results(result_dirs, out_dir, **finalize_options) -> dict:
+    """Join the results of ``score --shard i/n`` runs and sigma-normalise over the union."""
+    result_dirs = [Path(p) for p in result_dirs]
+    merged: dict[str, list] = {}
+    attrs = {}
+    for folder in result_dirs:
+        columns, attrs = read_results(folder)
+        for key in (*SCORE_KEYS, *COLUMN_KEYS):
+            if key in columns:
+                merged.setdefault(key, []).append(columns[key])
+    columns = {k: np.concatenate(v) for k, v in merged.items()}
+    ids, counts = np.unique(columns["object_ids"], return_counts=True)
+    if (counts > 1).any():
+        raise InputError(
+            f"object {int(ids[counts > 1][0])} appears in more than one of the merged results"
+        )
+    order = np.argsort(columns["idxs"], kind="stable")
+    columns = {k: v[order] for k, v in columns.items()}
+    attrs = {k: v for k, v in attrs.items() if k != "shard"}
+    attrs["merged_from"] = json.dumps([str(p) for p in result_dirs])
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return finalize(out_dir, columns, [], attrs, **finalize_options)

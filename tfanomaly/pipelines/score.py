@@ -1,0 +1,210 @@
+"""Score every cutout of a data set: latent inversion in batches, streamed into part files that make
+an interrupted run resumable, then the results HDF5, sigma statistics and catalogs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import tfanomaly
+from tfanomaly.errors import ConfigError
+from tfanomaly.fileio import atomic_path, write_json_atomic
+from tfanomaly.models.inverter import InversionConfig, load_inverter
+from tfanomaly.pipelines.catalog import CATALOG_FORMATS, SCORE_KEYS, finalize
+from tfanomaly.pipelines.dataset import DatasetInfo, load_dataset
+from tfanomaly.pipelines.train import load_run
+
+PARTS = ".parts"
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Options of ``tfanomaly score``.
+
+    Args:
+        inversion: steps (0 = encoder only), Adam settings and lambda of the latent inversion.
+        batch_size: cutouts per inversion batch.
+        part_batches: batches per part file: the unit of resume.
+        store_images: also store the cubes reals, reconstructed, residuals (stretched).
+        shard: (i, n) to score only part i of n of the data set (cluster jobs; merge afterwards).
+    """
+
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+    batch_size: int = 128
+    part_batches: int = 8
+    store_images: bool = False
+    shard: tuple[int, int] | None = None
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.part_batches < 1:
+            raise ConfigError("batch size and part size must be at least 1")
+        if self.inversion.steps < 0:
+            raise ConfigError(f"inversion steps must be 0 or more, got {self.inversion.steps}")
+        if not 0.0 <= self.inversion.lam <= 1.0:
+            raise ConfigError(f"lambda must be in [0, 1], got {self.inversion.lam}")
+        if self.shard is not None:
+            i, n = self.shard
+            if not (n >= 1 and 0 <= i < n):
+                raise ConfigError(f"--shard {i}/{n}: expected i/n with 0 <= i < n")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'i/n' -> (i, n)."""
+    if not text:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError as exc:
+        raise ConfigError(f"--shard '{text}': expected i/n, e.g. 0/4") from exc
+    return i, n
+
+
+def _job_fingerprint(run_dir: Path, data_info: DatasetInfo, config: ScoreConfig) -> str:
+    """What the parts depend on: the networks' files, the data set's manifest, the options."""
+    entries = [asdict(config)]
+    for name in ("generator", "critic", "encoder"):
+        stat = (run_dir / f"{name}.keras").stat()
+        entries.append([name, stat.st_size, stat.st_mtime_ns])
+    entries.append((data_info.path / "manifest.json").read_text())
+    return hashlib.sha256(json.dumps(entries, default=str).encode()).hexdigest()
+
+
+def _prepare_parts(out_dir: Path, fingerprint: str) -> list[Path]:
+    """Finished parts of an identical earlier run (resume), or a fresh parts folder."""
+    parts_dir = out_dir / PARTS
+    job_file = parts_dir / "job.json"
+    if job_file.exists() and json.loads(job_file.read_text()).get("fingerprint") == fingerprint:
+        return sorted(parts_dir.glob("part-*.npz"))
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    parts_dir.mkdir(parents=True)
+    write_json_atomic(job_file, {"fingerprint": fingerprint})
+    return []
+
+
+def score(
+    run_dir,
+    data_dir,
+    out_dir,
+    config: ScoreConfig | None = None,
+    *,
+    reference=None,
+    catalog_format: str = ".fits",
+    select_sigma: float | None = None,
+    select_key: str = "discriminator_score_normalized",
+    progress: bool = True,
+    echo: Callable = print,
+) -> dict:
+    """Score the data set ``data_dir`` with the run ``run_dir``; write into ``out_dir``.
+
+    Writes ``results.h5`` (anomaly/gen/disc scores and their sigma values, idxs, object_ids, ra,
+    dec, labels, optional image cubes), ``score_stats.json`` and ``catalog.<fits|csv|parquet>``
+    (plus the sigma selection). Parts are written as they finish; rerunning after an interrupt
+    continues from the last finished part and gives the same result as an uninterrupted run.
+    """
+    config = config or ScoreConfig()
+    config.validate()
+    if catalog_format not in CATALOG_FORMATS:
+        raise ConfigError(f"catalog format must be one of {', '.join(CATALOG_FORMATS)}")
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    run = load_run(run_dir)
+    info = DatasetInfo.from_folder(data_dir)
+    expected = (run["model"]["image_size"],) * 2 + (run["model"]["channels"],)
+    if tuple(info.shape) != expected:
+        raise ConfigError(
+            f"{data_dir} holds {info.shape} cutouts but the run's models take {expected}"
+        )
+    inverter = load_inverter(run_dir, config.inversion)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = _prepare_parts(out_dir, _job_fingerprint(run_dir, info, config))
+    if done:
+        echo(f"resuming: {len(done)} part(s) already scored in {out_dir / PARTS}")
+    dataset = load_dataset(data_dir, config.batch_size, shard=config.shard)
+    batches = iter(dataset.skip(len(done) * config.part_batches))
+    total = info.count if config.shard is None else len(range(config.shard[0], info.count,
+                                                              config.shard[1]))  # fmt: skip
+    parts = list(done)
+    started, scored = time.perf_counter(), 0
+    with tqdm(total=total, initial=min(total, len(done) * config.part_batches * config.batch_size),
+              unit="cutout", desc="score", disable=not progress) as bar:  # fmt: skip
+        while True:
+            chunk = _score_part(inverter, batches, config, bar)
+            if chunk is None:
+                break
+            part = out_dir / PARTS / f"part-{len(parts):06d}.npz"
+            with atomic_path(part) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, **chunk)
+            parts.append(part)
+            scored += len(chunk["object_ids"])
+    seconds = time.perf_counter() - started
+    columns = _gather_columns(parts)
+    attrs = {
+        "run": str(run_dir.resolve()),
+        "data": str(Path(data_dir).resolve()),
+        "inversion": config.inversion.to_dict(),
+        "kind_names": json.dumps(list(info.kind_names)) if info.kind_names else "",
+        "tfanomaly_version": tfanomaly.__version__,
+    }
+    if config.shard is not None:
+        attrs["shard"] = f"{config.shard[0]}/{config.shard[1]}"
+    written = finalize(out_dir, columns, parts, attrs, reference, catalog_format, select_sigma,
+                       select_key)  # fmt: skip
+    shutil.rmtree(out_dir / PARTS, ignore_errors=True)
+    written.update(
+        count=len(columns["object_ids"]),
+        seconds=seconds,
+        images_per_second=scored / seconds if scored else 0.0,
+    )
+    return written
+
+
+def _score_part(inverter, batches, config: ScoreConfig, bar) -> dict | None:
+    """Invert up to ``part_batches`` batches; None when the data set is exhausted."""
+    pieces: dict[str, list] = {}
+    for _ in range(config.part_batches):
+        try:
+            batch = next(batches)
+        except StopIteration:
+            break
+        out = inverter(batch["image"])
+        values = {
+            "anomaly_scores": out["anomaly_score"],
+            "gen_scores": out["gen_score"],
+            "disc_scores": out["disc_score"],
+            "idxs": batch["idx"],
+            "object_ids": batch["object_id"],
+            "ra": batch["ra"],
+            "dec": batch["dec"],
+            "labels": batch["label"],
+        }
+        if config.store_images:
+            values.update(
+                reals=batch["image"],
+                reconstructed=out["reconstruction"],
+                residuals=out["residual"],
+            )
+        for key, value in values.items():
+            pieces.setdefault(key, []).append(np.asarray(value))
+        bar.update(len(values["idxs"]))
+    if not pieces:
+        return None
+    return {k: np.concatenate(v) for k, v in pieces.items()}
+
+
+def _gather_columns(parts: list[Path]) -> dict[str, np.ndarray]:
+    columns: dict[str, list] = {}
+    for part in parts:
+        with np.load(part) as data:
+            for key in (*SCORE_KEYS, "idxs", "object_ids", "ra", "dec", "labels"):
+                columns.setdefault(key, []).append(data[key])
+    if not columns:
+        raise ConfigError("nothing to score: the data set (or this shard of it) is empty")
+    return {k: np.concatenate(v) for k, v in columns.items()}
