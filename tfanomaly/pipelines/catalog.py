@@ -28,13 +28,10 @@ STATS_FILE = "score_stats.json"
 
 def score_statistics(results: dict[str, np.ndarray]) -> dict:
     """Mean and standard deviation of each raw score over a catalog: the sigma reference."""
+    values = {key: np.asarray(results[key], dtype=np.float64) for key in SCORE_KEYS}
     return {
-        key: {
-            "mean": float(np.mean(results[key])),
-            "std": float(np.std(results[key])),
-            "count": int(len(results[key])),
-        }
-        for key in SCORE_KEYS
+        key: {"mean": float(v.mean()), "std": float(v.std()), "count": int(len(v))}
+        for key, v in values.items()
     }
 
 
@@ -55,7 +52,8 @@ def sigma_scores(results: dict[str, np.ndarray], stats: dict) -> dict[str, np.nd
     out = {}
     for key in SCORE_KEYS:
         std = stats[key]["std"] or 1.0
-        out[f"{key}_sigma"] = ((results[key] - stats[key]["mean"]) / std).astype(np.float64)
+        raw = np.asarray(results[key], dtype=np.float64)
+        out[f"{key}_sigma"] = (raw - stats[key]["mean"]) / std
     return out
 
 

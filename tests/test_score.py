@@ -1,0 +1,264 @@
+"""Latent inversion and scoring: gradients, determinism, batch independence, streaming results,
+resume, shards, sigma statistics, catalogs and the evaluation."""
+
+import json
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from astropy.table import Table
+
+from tfanomaly.errors import ConfigError, InputError
+from tfanomaly.models.config import get_preset
+from tfanomaly.models.critic import build_critic
+from tfanomaly.models.encoder import build_encoder
+from tfanomaly.models.generator import build_generator
+from tfanomaly.models.inverter import InversionConfig, LatentInverter
+from tfanomaly.pipelines import score as score_module
+from tfanomaly.pipelines.catalog import SCORE_KEYS, read_results
+from tfanomaly.pipelines.evaluate import evaluate, metrics, precision_at_k
+from tfanomaly.pipelines.ingest import IngestConfig, ingest
+from tfanomaly.pipelines.score import ScoreConfig, score
+from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
+from tfanomaly.pipelines.train import (
+    EncoderTrainConfig,
+    GanTrainConfig,
+    train_encoder,
+    train_gan,
+)
+
+TINY = get_preset("tiny16")
+
+
+def quiet(*_):
+    pass
+
+
+def tiny_inverter(steps=10, seed=0):
+    keras.utils.set_random_seed(seed)
+    return LatentInverter(
+        build_generator(TINY), build_critic(TINY), build_encoder(TINY), InversionConfig(steps=steps)
+    )
+
+
+def images(n, seed=0):
+    return tf.random.stateless_uniform((n, 16, 16, 3), seed=(seed, 0))
+
+
+def test_first_adam_step_follows_the_gradient_of_the_objective():
+    inverter = tiny_inverter(steps=1)
+    x = images(4)
+    features = inverter.critic(x)[1]
+    z0 = inverter.encoder(x)
+    with tf.GradientTape() as tape:
+        tape.watch(z0)
+        loss = tf.reduce_sum(inverter.objective(x, features, z0)[0])
+    grad = tape.gradient(loss, z0)
+    z1 = inverter(x)["z"]
+    # Adam's first step is lr * m_hat / (sqrt(v_hat) + eps) = lr * g / (|g| + eps).
+    expected = z0 - 0.1 * grad / (tf.abs(grad) + 1e-7)
+    np.testing.assert_allclose(z1, expected, atol=1e-5)
+
+
+def test_inversion_lowers_the_loss_and_encoder_only_is_the_same_path():
+    x = images(6)
+    start = tiny_inverter(steps=0)(x)
+    np.testing.assert_array_equal(start["z"], tiny_inverter(steps=0).encoder(x))
+    inverted = tiny_inverter(steps=30)(x)
+    assert (inverted["anomaly_score"].numpy() < start["anomaly_score"].numpy()).all()
+    lam = 0.3
+    np.testing.assert_allclose(
+        inverted["anomaly_score"],
+        (1 - lam) * inverted["gen_score"] + lam * inverted["disc_score"],
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        inverted["gen_score"], tf.reduce_sum(inverted["residual"], axis=[1, 2, 3]), rtol=1e-5
+    )
+
+
+def test_deterministic_and_independent_of_batch_neighbours():
+    inverter = tiny_inverter(steps=10)
+    x = images(8)
+    first = inverter(x)
+    again = inverter(x)
+    for key in ("anomaly_score", "z", "reconstruction"):
+        np.testing.assert_array_equal(first[key], again[key])
+    other_neighbours = tf.concat([x[:1], images(7, seed=5)], axis=0)
+    for batch in (x[:1], other_neighbours, x[:3]):  # alone, new neighbours, another batch size
+        out = inverter(batch)
+        np.testing.assert_allclose(out["anomaly_score"][0], first["anomaly_score"][0], rtol=1e-5)
+        np.testing.assert_allclose(out["z"][0], first["z"][0], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A labelled 16-px survey and a (barely) trained tiny16 run on it."""
+    folder = tmp_path_factory.mktemp("scoring")
+    simulate_survey(folder / "s.h5", SurveyConfig(n_objects=150, size=16, seed=4,
+                                                  anomaly_fraction=0.1), progress=False)  # fmt: skip
+    ingest(folder / "s.h5", folder / "ds", IngestConfig(shard_size=40), progress=False)
+    train_gan(folder / "ds", folder / "run", GanTrainConfig(preset="tiny16", steps=2, batch_size=8,
+              checkpoint_every=2), progress=False, echo=quiet)  # fmt: skip
+    train_encoder(folder / "run", EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2),
+                  progress=False, echo=quiet)  # fmt: skip
+    return folder
+
+
+def small(**kwargs):
+    values = dict(batch_size=16, part_batches=2, inversion=InversionConfig(steps=3))
+    values.update(kwargs)
+    return ScoreConfig(**values)
+
+
+def test_results_catalog_and_sigma(tiny_run, tmp_path):
+    written = score(tiny_run / "run", tiny_run / "ds", tmp_path / "out", small(store_images=True),
+                    select_sigma=1.0, progress=False, echo=quiet)  # fmt: skip
+    columns, attrs = read_results(tmp_path / "out", with_images=True)
+    assert written["count"] == 150 and len(columns["object_ids"]) == 150
+    for key in SCORE_KEYS:
+        sigma = columns[f"{key}_sigma"]
+        assert abs(sigma.mean()) < 1e-9 and abs(sigma.std() - 1) < 1e-9
+        assert (columns[key] > 0).all()
+    assert columns["reals"].shape == (150, 16, 16, 3)
+    np.testing.assert_allclose(
+        columns["residuals"], np.abs(columns["reals"] - columns["reconstructed"]), atol=1e-6
+    )
+    with h5py.File(tiny_run / "s.h5") as f:
+        truth = dict(zip(f["object_ids"][:].tolist(), f["labels"][:].tolist(), strict=True))
+    assert all(truth[int(i)] == label for i, label in
+               zip(columns["object_ids"], columns["labels"], strict=True))  # fmt: skip
+    stats = json.loads((tmp_path / "out" / "score_stats.json").read_text())
+    assert stats["scores"]["anomaly_scores"]["count"] == 150
+    assert stats["inversion"]["steps"] == 3
+    table = Table.read(tmp_path / "out" / "catalog.fits")
+    assert table.colnames[:7] == [
+        "idx", "object_id", "ra", "dec", "discriminator_score_normalized",
+        "generator_score_normalized", "combined_score_normalized",
+    ]  # fmt: skip
+    assert table["object_id"].dtype == np.uint64
+    assert set(table["object_id"]) == set(columns["object_ids"].tolist())  # exact above 2**53
+    assert (np.diff(table["combined_score_normalized"]) <= 0).all()
+    assert "kind" in table.colnames
+    selection = Table.read(written["selection"])
+    assert len(selection) == (table["discriminator_score_normalized"] > 1.0).sum() > 0
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_other_catalog_formats_keep_ids(tiny_run, tmp_path, suffix):
+    score(tiny_run / "run", tiny_run / "ds", tmp_path / "out", small(), catalog_format=suffix,
+          progress=False, echo=quiet)  # fmt: skip
+    path = tmp_path / "out" / f"catalog{suffix}"
+    if suffix == ".parquet":  # read with pyarrow itself, as a pandas or Spark user would
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        assert str(table.schema.field("object_id").type) == "uint64"
+        ids = table.column("object_id").to_pylist()
+    else:
+        ids = [int(i) for i in Table.read(path)["object_id"]]
+    columns, _ = read_results(tmp_path / "out")
+    assert sorted(ids) == sorted(columns["object_ids"].tolist())
+
+
+def test_interrupted_scoring_resumes_to_the_same_result(tiny_run, tmp_path, monkeypatch):
+    reference = score(tiny_run / "run", tiny_run / "ds", tmp_path / "ref", small(),
+                      progress=False, echo=quiet)  # fmt: skip
+    real_part = score_module._score_part
+    calls = []
+
+    def interrupt_third(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_part(*args)
+
+    monkeypatch.setattr(score_module, "_score_part", interrupt_third)
+    with pytest.raises(KeyboardInterrupt):
+        score(tiny_run / "run", tiny_run / "ds", tmp_path / "out", small(), progress=False,
+              echo=quiet)  # fmt: skip
+    assert len(list((tmp_path / "out" / ".parts").glob("part-*.npz"))) == 2
+    assert not (tmp_path / "out" / "results.h5").exists()
+    monkeypatch.setattr(score_module, "_score_part", real_part)
+    messages = []
+    score(tiny_run / "run", tiny_run / "ds", tmp_path / "out", small(), progress=False,
+          echo=messages.append)  # fmt: skip
+    assert "resuming: 2 part(s)" in messages[0]
+    resumed, _ = read_results(tmp_path / "out")
+    expected, _ = read_results(reference["results"])
+    for key in expected:
+        np.testing.assert_array_equal(resumed[key], expected[key])
+    assert not (tmp_path / "out" / ".parts").exists()
+
+
+def test_shards_merge_to_the_whole(tiny_run, tmp_path):
+    from tfanomaly.pipelines.catalog import merge_results
+
+    whole = score(tiny_run / "run", tiny_run / "ds", tmp_path / "whole", small(), progress=False,
+                  echo=quiet)  # fmt: skip
+    parts = []
+    for i in range(3):
+        score(tiny_run / "run", tiny_run / "ds", tmp_path / f"part{i}", small(shard=(i, 3)),
+              progress=False, echo=quiet)  # fmt: skip
+        parts.append(tmp_path / f"part{i}")
+    assert sum(len(read_results(p)[0]["idxs"]) for p in parts) == 150
+    merge_results(parts, tmp_path / "merged")
+    merged, _ = read_results(tmp_path / "merged")
+    expected, _ = read_results(whole["results"])
+    order = np.argsort(expected["idxs"])
+    for key in (*SCORE_KEYS, "anomaly_scores_sigma", "object_ids"):
+        np.testing.assert_allclose(merged[key], expected[key][order], rtol=1e-6)
+    with pytest.raises(InputError, match="appears in more than one"):
+        merge_results([parts[0], parts[0]], tmp_path / "dup")
+
+
+def test_reference_statistics_for_new_images(tiny_run, tmp_path):
+    score(tiny_run / "run", tiny_run / "ds", tmp_path / "ref", small(), progress=False, echo=quiet)
+    stats = json.loads((tmp_path / "ref" / "score_stats.json").read_text())["scores"]
+    score(tiny_run / "run", tiny_run / "ds", tmp_path / "new", small(shard=(0, 5)),
+          reference=tmp_path / "ref" / "score_stats.json", progress=False, echo=quiet)  # fmt: skip
+    new, _ = read_results(tmp_path / "new")
+    raw = new["disc_scores"].astype(np.float64)
+    expected = (raw - stats["disc_scores"]["mean"]) / stats["disc_scores"]["std"]
+    np.testing.assert_allclose(new["disc_scores_sigma"], expected)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(InputError, match="not a tfanomaly score_stats.json"):
+        score(tiny_run / "run", tiny_run / "ds", tmp_path / "x", small(), reference=bad,
+              progress=False, echo=quiet)  # fmt: skip
+
+
+def test_bad_score_options(tiny_run, tmp_path):
+    with pytest.raises(ConfigError, match="shard 3/3"):
+        score(tiny_run / "run", tiny_run / "ds", tmp_path / "x", small(shard=(3, 3)), echo=quiet)
+    with pytest.raises(ConfigError, match="no encoder.keras"):
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "run.json").write_text((tiny_run / "run" / "run.json").read_text())
+        for name in ("generator", "critic"):
+            (tmp_path / "run" / f"{name}.keras").write_bytes(
+                (tiny_run / "run" / f"{name}.keras").read_bytes()
+            )
+        score(tmp_path / "run", tiny_run / "ds", tmp_path / "x", small(), echo=quiet)
+
+
+def test_metrics_against_hand_computed_values():
+    labels = np.array([0, 0, 1, 0, 1, 0, 0, 0, 0, 1], bool)
+    scores = np.array([0.1, 0.2, 0.9, 0.3, 0.4, 0.8, 0.0, 0.05, 0.15, 0.7])
+    assert precision_at_k(labels, scores, 3) == pytest.approx(2 / 3)  # 0.9, 0.8, 0.7
+    m = metrics(labels, scores)
+    # 21 (positive, negative) pairs; 0.9 wins all 7, 0.7 and 0.4 lose only to 0.8: 19/21.
+    assert m["auroc"] == pytest.approx(19 / 21)
+    assert m["n_anomalies"] == 3 and m["precision_at_1pct"] == 1.0
+
+
+def test_evaluate_table_with_baseline(tiny_run, tmp_path):
+    score(tiny_run / "run", tiny_run / "ds", tmp_path / "out", small(), progress=False, echo=quiet)
+    report = evaluate(tmp_path / "out")
+    assert report["count"] == 150 and report["n_anomalies"] == 15
+    assert {"all", "merger", "bad_column"} <= set(report["table"])
+    row = report["table"]["all"]
+    assert set(row) == {*SCORE_KEYS, "isolation_forest"}
+    assert all(0 <= row[k]["auroc"] <= 1 for k in row)
+    assert (tmp_path / "out" / "evaluation.csv").read_text().startswith("group,score,")
