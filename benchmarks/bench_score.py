@@ -1,0 +1,174 @@
+"""Scoring speed and memory: images/s of the in-graph inversion (10 steps) and of encoder-only
+scoring per preset, FLOPs per image and the fraction of the measured peak, the same inversion
+written the naive way (eager loop, Keras Adam on a tf.Variable), and peak memory while scoring data
+sets 10x and 40x larger than the batch.
+
+Usage: python benchmarks/bench_score.py [--presets cpu32,cpu48,hsc96] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow.python.profiler import model_analyzer, option_builder  # noqa: E402
+
+from tfanomaly.models.config import get_preset  # noqa: E402
+from tfanomaly.models.critic import build_critic  # noqa: E402
+from tfanomaly.models.encoder import build_encoder  # noqa: E402
+from tfanomaly.models.generator import build_generator  # noqa: E402
+from tfanomaly.models.inverter import InversionConfig, LatentInverter  # noqa: E402
+
+
+def timed(fn, seconds: float, min_runs: int = 2) -> float:
+    fn()
+    runs, started = 0, time.perf_counter()
+    while runs < min_runs or time.perf_counter() - started < seconds:
+        fn()
+        runs += 1
+    return (time.perf_counter() - started) / runs
+
+
+def conv_peak(seconds: float) -> float:
+    x = tf.random.normal((32, 48, 48, 128))
+    w = tf.random.normal((5, 5, 128, 128))
+    conv = tf.function(lambda: tf.nn.conv2d(x, w, 1, "SAME"))
+    return 2 * 32 * 48 * 48 * 5 * 5 * 128 * 128 / timed(lambda: conv().numpy(), seconds) / 1e9
+
+
+def inverter_for(preset: str, steps: int) -> LatentInverter:
+    config = get_preset(preset)
+    keras.utils.set_random_seed(0)
+    return LatentInverter(build_generator(config), build_critic(config), build_encoder(config),
+                          InversionConfig(steps=steps))  # fmt: skip
+
+
+def flops_per_call(inverter: LatentInverter, images) -> float:
+    """FLOPs of one call as the profiler sees it (the while_loop's body is not included)."""
+    concrete = inverter.__call__.get_concrete_function(tf.TensorSpec(images.shape, tf.float32))
+    options = option_builder.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return float(model_analyzer.profile(concrete.graph, options=options).total_float_ops)
+
+
+def graph_flops(fn, *specs) -> float:
+    """FLOPs of a tf.function's graph for the given input specs, counted by TF's profiler."""
+    options = option_builder.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    graph = tf.function(fn).get_concrete_function(*specs).graph
+    return float(model_analyzer.profile(graph, options=options).total_float_ops)
+
+
+def gradient_flops(inverter: LatentInverter, images) -> float:
+    """FLOPs of one gradient of the inversion objective with respect to z (one Adam step),
+    without the critic features of the images, which a call computes once for all steps."""
+
+    def gradient(images, z):
+        features = inverter.critic(images)[1]
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            loss = tf.reduce_sum(inverter.objective(images, features, z)[0])
+        return tape.gradient(loss, z)
+
+    image_spec = tf.TensorSpec(images.shape, tf.float32)
+    z_spec = tf.TensorSpec((images.shape[0], inverter.generator.input_shape[-1]), tf.float32)
+    total = graph_flops(gradient, image_spec, z_spec)
+    return total - graph_flops(lambda x: inverter.critic(x)[1], image_spec)
+
+
+def naive_inversion(inverter: LatentInverter, images, steps: int) -> None:
+    """What one writes first: eager loop, a tf.Variable z and a Keras Adam optimizer."""
+    c = inverter.config
+    features = inverter.critic(images)[1]
+    z = tf.Variable(inverter.encoder(images))
+    optimizer = keras.optimizers.Adam(c.learning_rate, beta_1=c.beta_1, beta_2=c.beta_2)
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(inverter.objective(images, features, z)[0])
+        optimizer.apply_gradients([(tape.gradient(loss, z), z)])
+    inverter.objective(images, features, z)
+
+
+def peak_rss_scoring(n_objects: int, batch: int) -> tuple[float, float]:
+    """Peak resident memory (MB) of a fresh process before and after scoring a survey of
+    ``n_objects`` 32-px cutouts (cpu32, batch ``batch``, image cubes stored)."""
+    script = f"""
+import os, resource, tempfile
+from pathlib import Path
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
+from tfanomaly.pipelines.ingest import IngestConfig, ingest
+from tfanomaly.pipelines.train import GanTrainConfig, EncoderTrainConfig, train_gan, train_encoder
+from tfanomaly.pipelines.score import ScoreConfig, score
+from tfanomaly.models.inverter import InversionConfig
+tmp = Path(tempfile.mkdtemp())
+simulate_survey(tmp / "s.h5", SurveyConfig(n_objects={n_objects}, size=32), progress=False)
+ingest(tmp / "s.h5", tmp / "ds", IngestConfig(shard_size=512), progress=False)
+q = lambda *a: None
+train_gan(tmp / "ds", tmp / "run", GanTrainConfig(preset="cpu32", steps=1, checkpoint_every=1,
+          batch_size=8), progress=False, echo=q)
+train_encoder(tmp / "run", EncoderTrainConfig(steps=1, checkpoint_every=1, batch_size=8),
+              progress=False, echo=q)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+score(tmp / "run", tmp / "ds", tmp / "out", ScoreConfig(batch_size={batch}, part_batches=2,
+      store_images=True, inversion=InversionConfig(steps=10)), progress=False, echo=q)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(before / 1024, after / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    before, after = (float(v) for v in out.stdout.split()[-2:])
+    return before, after
+
+
+def bench_preset(preset: str, seconds: float, peak: float) -> None:
+    size = get_preset(preset).image_size
+    batch = 32 if preset == "hsc96" else 128
+    images = tf.random.uniform((batch, size, size, 3))
+    for steps in (10, 0):
+        inverter = inverter_for(preset, steps)
+        per_call = timed(lambda inv=inverter: inv(images)["anomaly_score"].numpy(), seconds)
+        # The profiler does not look inside the while_loop's body function: add one gradient
+        # evaluation of the objective (an Adam step's cost) per step.
+        flops = (
+            flops_per_call(inverter, images) + steps * gradient_flops(inverter, images)
+        ) / batch
+        rate = batch / per_call
+        label = f"{steps}-step inversion" if steps else "encoder only"
+        print(f"{preset} {label:>17s}: {rate:8,.0f} images/s (batch {batch}), "
+              f"{flops / 1e6:8,.1f} MFLOP/image, {rate * flops / 1e9 / peak:.0%} of peak")  # fmt: skip
+    if preset == "cpu32":
+        inverter = inverter_for(preset, 10)
+        graph = timed(lambda: inverter(images)["z"].numpy(), seconds)
+        eager = timed(lambda: naive_inversion(inverter, images, 10), seconds, min_runs=1)
+        print(f"{preset} naive eager inversion (Keras Adam on a tf.Variable): "
+              f"{graph / eager:.2f}x the speed of the in-graph one")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--presets", default="cpu32,cpu48,hsc96")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    peak = conv_peak(args.seconds / 2)
+    print(
+        f"TF {tf.__version__}, {os.cpu_count()} CPU cores; fp32 5x5 conv peak {peak:,.0f} GFLOP/s"
+    )
+    for preset in filter(None, args.presets.split(",")):  # --presets "" measures memory only
+        bench_preset(preset, args.seconds, peak)
+    batch = 128
+    for factor in (10, 40):
+        before, after = peak_rss_scoring(factor * batch, batch)
+        cubes = factor * batch * 32 * 32 * 3 * 4 * 3 / 1e6
+        print(f"peak RSS scoring {factor * batch} 32-px cutouts (batch {batch}, {cubes:,.0f} MB of "
+              f"image cubes stored): {after:,.0f} MB (before scoring: {before:,.0f} MB)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
