@@ -12,35 +12,18 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tensorflow.python.profiler import model_analyzer, option_builder  # noqa: E402
+from _common import conv_peak_gflops, graph_flops, timed  # noqa: E402
 
 from tfanomaly.models.config import get_preset  # noqa: E402
 from tfanomaly.models.critic import build_critic  # noqa: E402
 from tfanomaly.models.encoder import build_encoder  # noqa: E402
 from tfanomaly.models.generator import build_generator  # noqa: E402
 from tfanomaly.models.inverter import InversionConfig, LatentInverter  # noqa: E402
-
-
-def timed(fn, seconds: float, min_runs: int = 2) -> float:
-    fn()
-    runs, started = 0, time.perf_counter()
-    while runs < min_runs or time.perf_counter() - started < seconds:
-        fn()
-        runs += 1
-    return (time.perf_counter() - started) / runs
-
-
-def conv_peak(seconds: float) -> float:
-    x = tf.random.normal((32, 48, 48, 128))
-    w = tf.random.normal((5, 5, 128, 128))
-    conv = tf.function(lambda: tf.nn.conv2d(x, w, 1, "SAME"))
-    return 2 * 32 * 48 * 48 * 5 * 5 * 128 * 128 / timed(lambda: conv().numpy(), seconds) / 1e9
 
 
 def inverter_for(preset: str, steps: int) -> LatentInverter:
@@ -52,18 +35,8 @@ def inverter_for(preset: str, steps: int) -> LatentInverter:
 
 def flops_per_call(inverter: LatentInverter, images) -> float:
     """FLOPs of one call as the profiler sees it (the while_loop's body is not included)."""
-    concrete = inverter.__call__.get_concrete_function(tf.TensorSpec(images.shape, tf.float32))
-    options = option_builder.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    return float(model_analyzer.profile(concrete.graph, options=options).total_float_ops)
-
-
-def graph_flops(fn, *specs) -> float:
-    """FLOPs of a tf.function's graph for the given input specs, counted by TF's profiler."""
-    options = option_builder.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    graph = tf.function(fn).get_concrete_function(*specs).graph
-    return float(model_analyzer.profile(graph, options=options).total_float_ops)
+    spec = tf.TensorSpec(images.shape, tf.float32)
+    return graph_flops(inverter.__call__.get_concrete_function(spec))
 
 
 def gradient_flops(inverter: LatentInverter, images) -> float:
@@ -79,8 +52,9 @@ def gradient_flops(inverter: LatentInverter, images) -> float:
 
     image_spec = tf.TensorSpec(images.shape, tf.float32)
     z_spec = tf.TensorSpec((images.shape[0], inverter.generator.input_shape[-1]), tf.float32)
-    total = graph_flops(gradient, image_spec, z_spec)
-    return total - graph_flops(lambda x: inverter.critic(x)[1], image_spec)
+    total = graph_flops(tf.function(gradient).get_concrete_function(image_spec, z_spec))
+    features = tf.function(lambda x: inverter.critic(x)[1]).get_concrete_function(image_spec)
+    return total - graph_flops(features)
 
 
 def naive_inversion(inverter: LatentInverter, images, steps: int) -> None:
@@ -156,7 +130,7 @@ def main() -> None:
     parser.add_argument("--presets", default="cpu32,cpu48,hsc96")
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
-    peak = conv_peak(args.seconds / 2)
+    peak = conv_peak_gflops(args.seconds / 2)
     print(
         f"TF {tf.__version__}, {os.cpu_count()} CPU cores; fp32 5x5 conv peak {peak:,.0f} GFLOP/s"
     )

@@ -9,26 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tensorflow.python.profiler import model_analyzer, option_builder  # noqa: E402
+from _common import conv_peak_gflops, graph_flops, timed  # noqa: E402
 
 from tfanomaly.models.config import get_preset  # noqa: E402
 from tfanomaly.models.wgan_gp import WGANGP, paper_optimizer  # noqa: E402
-
-
-def timed(fn, seconds: float, min_runs: int = 3) -> float:
-    """Seconds per call, after one warm-up call, over at least ``min_runs`` calls."""
-    fn()
-    runs, started = 0, time.perf_counter()
-    while runs < min_runs or time.perf_counter() - started < seconds:
-        fn()
-        runs += 1
-    return (time.perf_counter() - started) / runs
 
 
 def peak_gflops(seconds: float) -> dict[str, float]:
@@ -41,11 +30,7 @@ def peak_gflops(seconds: float) -> dict[str, float]:
         results[f"matmul {dtype.name}"] = (
             2 * 2048**3 / timed(lambda f=matmul: f().numpy(), seconds) / 1e9
         )
-    x = tf.random.normal((32, 48, 48, 128))
-    w = tf.random.normal((5, 5, 128, 128))
-    conv = tf.function(lambda: tf.nn.conv2d(x, w, 1, "SAME"))
-    flops = 2 * 32 * 48 * 48 * 5 * 5 * 128 * 128
-    results["conv5x5 float32"] = flops / timed(lambda: conv().numpy(), seconds) / 1e9
+    results["conv5x5 float32"] = conv_peak_gflops(seconds)
     return results
 
 
@@ -60,12 +45,8 @@ def make_gan(preset: str, batch: int):
 def step_flops(gan, data) -> float:
     """Floating-point operations of one train step (5 critic + 1 generator update), counted by
     TF's profiler over the traced graph (Conv2D, its two backprops, MatMul, ...)."""
-    concrete = tf.function(gan.train_step).get_concrete_function(
-        tf.TensorSpec(data.shape, data.dtype)
-    )
-    options = option_builder.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    return float(model_analyzer.profile(concrete.graph, options=options).total_float_ops)
+    spec = tf.TensorSpec(data.shape, data.dtype)
+    return graph_flops(tf.function(gan.train_step).get_concrete_function(spec))
 
 
 def main() -> None:

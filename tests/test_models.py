@@ -107,3 +107,23 @@ def test_seeded_training_is_reproducible():
         return gan.generator(tf.ones((1, 8))).numpy()
 
     np.testing.assert_allclose(run(), run(), atol=1e-6)
+
+
+def test_encoder_trainer_updates_only_the_encoder():
+    from tfanomaly.models.encoder import EncoderTrainer, build_encoder
+
+    gan = tiny_gan()
+    trainer = EncoderTrainer(build_encoder(TINY), gan.generator, gan.critic, lam=0.3)
+    trainer.compile(optimizer=paper_optimizer(1e-2))
+    frozen = [w.numpy().copy() for w in gan.generator.weights + gan.critic.weights]
+    encoder_before = [w.numpy().copy() for w in trainer.encoder.weights]
+    images = np.random.default_rng(1).random((16, 16, 16, 3)).astype("f4")
+    history = trainer.fit(images, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    losses = history.history["loss"]
+    assert set(history.history) == {"loss", "pixel", "feature"} and losses[1] < losses[0]
+    for before, after in zip(frozen, gan.generator.weights + gan.critic.weights, strict=True):
+        np.testing.assert_array_equal(before, after.numpy())
+    assert any(
+        not np.array_equal(b, a.numpy())
+        for b, a in zip(encoder_before, trainer.encoder.weights, strict=True)
+    )

@@ -1,5 +1,6 @@
 """`train gan` as users run it: checkpoints, logs, resume after a kill, NaN guard, tf.distribute."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -152,3 +153,25 @@ def test_mixed_bfloat16_trains_with_float32_outputs(tiny_data, tmp_path):
     generator = keras.models.load_model(run / "generator.keras")
     images = generator(tf.zeros((1, 8)))
     assert images.dtype == tf.float32 and np.isfinite(images.numpy()).all()
+
+
+def test_encoder_trains_through_the_frozen_gan_and_resumes(tiny_data, tmp_path):
+    from tfanomaly.pipelines.train import EncoderTrainConfig, train_encoder
+
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match="no generator.keras; run `tfanomaly train gan` first"):
+        (run).mkdir()
+        (run / "run.json").write_text("{}")
+        train_encoder(run, EncoderTrainConfig(steps=2), progress=False)
+    (run / "run.json").unlink()
+    train_gan(tiny_data, run, config(steps=2), progress=False, echo=lambda *_: None)
+    enc = EncoderTrainConfig(steps=3, batch_size=8, checkpoint_every=2)
+    summary = train_encoder(run, enc, progress=False, echo=lambda *_: None)
+    assert summary["steps"] == 3
+    encoder = keras.models.load_model(run / "encoder.keras")
+    assert encoder(tf.zeros((2, 16, 16, 3))).shape == (2, 8)
+    messages = []
+    summary = train_encoder(run, dataclasses.replace(enc, steps=5), progress=False,
+                            echo=messages.append)  # fmt: skip
+    assert summary["steps"] == 5 and "encoder from step 3" in messages[0]
+    assert (run / "samples" / "encoder-step-000005.png").exists()

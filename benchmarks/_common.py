@@ -1,0 +1,35 @@
+"""Helpers shared by the benchmark scripts: timing, the machine's measured peak, graph FLOPs."""
+
+from __future__ import annotations
+
+import time
+
+import tensorflow as tf
+from tensorflow.python.profiler import model_analyzer, option_builder
+
+
+def timed(fn, seconds: float, min_runs: int = 2) -> float:
+    """Seconds per call, after one warm-up call, over at least ``min_runs`` calls and ``seconds``."""
+    fn()
+    runs, started = 0, time.perf_counter()
+    while runs < min_runs or time.perf_counter() - started < seconds:
+        fn()
+        runs += 1
+    return (time.perf_counter() - started) / runs
+
+
+def conv_peak_gflops(seconds: float) -> float:
+    """Measured fp32 5x5 convolution throughput (32 x 48 x 48 x 128 -> 128), in GFLOP/s."""
+    x = tf.random.normal((32, 48, 48, 128))
+    w = tf.random.normal((5, 5, 128, 128))
+    conv = tf.function(lambda: tf.nn.conv2d(x, w, 1, "SAME"))
+    return 2 * 32 * 48 * 48 * 5 * 5 * 128 * 128 / timed(lambda: conv().numpy(), seconds) / 1e9
+
+
+def graph_flops(concrete_function) -> float:
+    """Floating-point operations of a traced graph, counted by TF's profiler (Conv2D and its
+    backprops, MatMul, ...). Bodies of while loops are separate functions and are not counted."""
+    options = option_builder.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    graph = concrete_function.graph
+    return float(model_analyzer.profile(graph, options=options).total_float_ops)
