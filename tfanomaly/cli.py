@@ -541,6 +541,46 @@ def evaluate_command(results, data, no_baseline, seed):
     click.echo(format_table(report))
 
 
+@main.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--out",
+    "model_base",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Model base folder; the model goes to OUT/<name>/<next version>/.",
+)
+@click.option(
+    "--scores",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="Folder of a scored reference catalog (its score_stats.json sets the sigma "
+    "values; default RUN_DIR/scores).",
+)
+@click.option("--name", default="tfanomaly", show_default=True, help="Model name for TF Serving.")
+@click.option(
+    "--steps",
+    type=int,
+    default=None,
+    help="Inversion steps of serving_default (default: those of the reference catalog).",
+)
+@_friendly_errors
+@_uses_tensorflow
+def export_command(run_dir, model_base, scores, name, steps):
+    """Export the run RUN_DIR as a SavedModel that TensorFlow Serving loads.
+
+    Signatures (all take raw flux cutouts, float32 (N, H, W, C); the Lupton stretch runs in the
+    graph): serving_default (anomaly/gen/disc scores, their sigma values, reconstruction),
+    score_fast (the same, encoder only), reconstruct (stretched image, reconstruction, residual,
+    z) and generate (z -> images). Each export is a new version; the run's manifest is stored as
+    the asset assets/tfanomaly.json.
+    """
+    from tfanomaly.pipelines.export import export
+
+    written = export(run_dir, model_base, scores_dir=scores, name=name, steps=steps)
+    click.echo(f"exported version {written['version']} -> {written['path']}")
+
+
 @main.command()
 @click.option(
     "--out",

@@ -1,0 +1,149 @@
+"""The exported SavedModel as TF Serving sees it: graph-mode session loader in a fresh process,
+saved_model_cli, signatures, input checks, versions and the manifest asset."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfanomaly.errors import ConfigError
+from tfanomaly.models.inverter import InversionConfig
+from tfanomaly.pipelines.catalog import read_results
+from tfanomaly.pipelines.export import export
+from tfanomaly.pipelines.ingest import IngestConfig, ingest
+from tfanomaly.pipelines.score import ScoreConfig, score
+from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
+from tfanomaly.pipelines.train import (
+    EncoderTrainConfig,
+    GanTrainConfig,
+    train_encoder,
+    train_gan,
+)
+
+
+# The CLI installed beside this interpreter (the venv's bin/, not whatever PATH finds first).
+SAVED_MODEL_CLI = str(Path(sys.executable).parent / "saved_model_cli")
+
+
+def quiet(*_):
+    pass
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny16 run, its scored catalog (the sigma reference) and one export of it."""
+    folder = tmp_path_factory.mktemp("export")
+    simulate_survey(folder / "s.h5", SurveyConfig(n_objects=60, size=16, seed=9), progress=False)
+    ingest(folder / "s.h5", folder / "ds", IngestConfig(shard_size=30), progress=False)
+    train_gan(folder / "ds", folder / "run", GanTrainConfig(preset="tiny16", steps=2, batch_size=8,
+              checkpoint_every=2), progress=False, echo=quiet)  # fmt: skip
+    train_encoder(folder / "run", EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2),
+                  progress=False, echo=quiet)  # fmt: skip
+    score(folder / "run", folder / "ds", folder / "scores",
+          ScoreConfig(batch_size=32, inversion=InversionConfig(steps=4)), progress=False,
+          echo=quiet)  # fmt: skip
+    written = export(folder / "run", folder / "models", scores_dir=folder / "scores")
+    with h5py.File(folder / "s.h5") as f:
+        np.save(folder / "cutouts.npy", f["images"][:7])
+        ids = f["object_ids"][:7]
+    return {"folder": folder, "path": written["path"], "ids": ids}
+
+
+def catalog_scores(folder, ids):
+    columns, _ = read_results(folder / "scores")
+    where = {int(i): k for k, i in enumerate(columns["object_ids"])}
+    rows = [where[int(i)] for i in ids]
+    return {key: columns[key][rows] for key in columns}
+
+
+def test_layout_versions_and_manifest(exported, tmp_path):
+    path = exported["path"]
+    assert path.name == "1" and path.parent.name == "tfanomaly"
+    assert (path / "saved_model.pb").exists() and (path / "variables").is_dir()
+    manifest = json.loads((path / "assets" / "tfanomaly.json").read_text())
+    assert manifest["model"]["name"] == "tiny16" and manifest["inversion"]["steps"] == 4
+    assert manifest["training"]["gan"]["steps"] == 2
+    assert set(manifest["score_statistics"]) == {"anomaly_scores", "gen_scores", "disc_scores"}
+    again = export(exported["folder"] / "run", exported["folder"] / "models",
+                   scores_dir=exported["folder"] / "scores", steps=0)  # fmt: skip
+    assert again["version"] == 2 and again["manifest"]["inversion"]["steps"] == 0
+    with pytest.raises(ConfigError, match="score a reference catalog first"):
+        export(exported["folder"] / "run", tmp_path / "models")
+
+
+def test_graph_mode_session_loader_in_a_fresh_process_equals_in_process_scoring(exported):
+    """How TF Serving's C++ side loads it: TF1 graph, session, restore op, signature tensors."""
+    script = textwrap.dedent(
+        f"""
+        import json, numpy as np, tensorflow as tf
+        tf.compat.v1.disable_eager_execution()
+        images = np.load({str(exported["folder"] / "cutouts.npy")!r})
+        with tf.compat.v1.Session(graph=tf.Graph()) as sess:
+            meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], {str(exported["path"])!r})
+            out = {{}}
+            for name in ("serving_default", "score_fast"):
+                sig = meta.signature_def[name]
+                fetch = {{k: v.name for k, v in sig.outputs.items()}}
+                result = sess.run(fetch, {{sig.inputs["images"].name: images}})
+                out[name] = {{k: v.tolist() for k, v in result.items() if v.ndim == 1}}
+            sig = meta.signature_def["serving_default"]
+            try:
+                sess.run(sig.outputs["anomaly_score"].name,
+                         {{sig.inputs["images"].name: np.zeros((2, 16, 16, 4), np.float32)}})
+            except tf.errors.InvalidArgumentError as exc:
+                out["error"] = exc.message
+        print(json.dumps(out))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = catalog_scores(exported["folder"], exported["ids"])
+    served = out["serving_default"]
+    for name, key in (("anomaly_score", "anomaly_scores"), ("gen_score", "gen_scores"),
+                      ("disc_score", "disc_scores")):  # fmt: skip
+        np.testing.assert_allclose(served[name], expected[key], rtol=1e-4)
+        np.testing.assert_allclose(served[f"{name}_sigma"], expected[f"{key}_sigma"], atol=1e-3)
+    assert not np.allclose(out["score_fast"]["anomaly_score"], served["anomaly_score"])
+    assert "this model scores 16x16 cutouts with 3 band(s)" in out["error"]
+
+
+def test_saved_model_cli_show_and_run(exported, tmp_path):
+    show = subprocess.run([SAVED_MODEL_CLI, "show", "--dir", str(exported["path"]), "--all"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert show.returncode == 0, show.stderr[-2000:]
+    for name in ("serving_default", "score_fast", "reconstruct", "generate"):
+        assert f"signature_def['{name}']" in show.stdout
+    assert "anomaly_score_sigma" in show.stdout
+    run = subprocess.run(
+        [SAVED_MODEL_CLI, "run", "--dir", str(exported["path"]), "--tag_set", "serve",
+         "--signature_def", "serving_default", "--inputs",
+         f"images={exported['folder'] / 'cutouts.npy'}", "--outdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    saved = np.load(tmp_path / "anomaly_score.npy")
+    expected = catalog_scores(exported["folder"], exported["ids"])["anomaly_scores"]
+    np.testing.assert_allclose(saved, expected, rtol=1e-4)
+
+
+def test_signatures_in_process(exported):
+    model = tf.saved_model.load(str(exported["path"]))
+    images = np.load(exported["folder"] / "cutouts.npy")
+    images[0, 0, 0, 0] = np.nan  # a masked pixel does not poison the scores
+    out = model.signatures["reconstruct"](tf.constant(images))
+    assert out["stretched"].shape == (7, 16, 16, 3) and out["z"].shape == (7, 8)
+    assert np.isfinite(out["residual"].numpy()).all()
+    generated = model.signatures["generate"](tf.random.normal((3, 8)))["images"]
+    assert generated.shape == (3, 16, 16, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"z must have shape \(N, 8\)"):
+        model.signatures["generate"](tf.zeros((3, 5)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"a 4-D batch \(N, 16, 16, 3\)"):
+        model.signatures["serving_default"](tf.zeros((3, 16, 16)))
