@@ -26,7 +26,6 @@ from tfanomaly.pipelines.train import (
     train_gan,
 )
 
-
 # The CLI installed beside this interpreter (the venv's bin/, not whatever PATH finds first).
 SAVED_MODEL_CLI = str(Path(sys.executable).parent / "saved_model_cli")
 
