@@ -407,8 +407,31 @@ def _with_catalog_options(command):
 
 
 @main.command("score")
-@click.argument("run_dir", type=click.Path(file_okay=False))
 @click.argument("data", type=click.Path(file_okay=False))
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Trained run folder (generator, critic, encoder): score in this process.",
+)
+@click.option(
+    "--server",
+    default=None,
+    help="HOST:PORT of TF Serving (or `tfanomaly serve`) gRPC: score remotely.",
+)
+@click.option(
+    "--rest",
+    default=None,
+    help="URL of TF Serving's REST API, e.g. http://localhost:8501: score remotely.",
+)
+@click.option("--model", default="tfanomaly", show_default=True, help="Served model name.")
+@click.option(
+    "--signature",
+    default="serving_default",
+    show_default=True,
+    help="Served signature (score_fast: encoder only).",
+)
 @click.option(
     "--out",
     required=True,
@@ -430,7 +453,7 @@ def _with_catalog_options(command):
     show_default=True,
     help="Weight of the feature term: score = (1-lam) pixel + lam feature.",
 )
-@click.option("--batch-size", default=128, show_default=True, help="Cutouts per batch.")
+@click.option("--batch-size", default=128, show_default=True, help="Cutouts per batch/request.")
 @click.option(
     "--store-images",
     is_flag=True,
@@ -444,8 +467,12 @@ def _with_catalog_options(command):
 @_friendly_errors
 @_uses_tensorflow
 def score_command(
-    run_dir,
     data,
+    run_dir,
+    server,
+    rest,
+    model,
+    signature,
     out,
     steps,
     learning_rate,
@@ -461,16 +488,26 @@ def score_command(
     reference,
     quiet,
 ):
-    """Score every cutout of DATA with the trained run RUN_DIR (generator, critic, encoder).
+    """Score every cutout of the data set DATA, with a trained run (--run) or a served model
+    (--server for gRPC, --rest for REST).
 
     Each image is inverted into the generator's latent space (start E(x), then --steps Adam steps
     on z, in one compiled graph); scores: gen (sum |x - G(z)|), disc (sum |f(x) - f(G(z))|, critic
     features) and anomaly ((1-lam) gen + lam disc), each also in sigma units against the catalog.
-    Interrupted runs resume where they stopped when rerun.
+    A served model applies its own inversion settings. Interrupted runs resume when rerun.
     """
+    from tfanomaly.errors import ConfigError
     from tfanomaly.models.inverter import InversionConfig
+    from tfanomaly.pipelines.client import GrpcClient, RestClient
     from tfanomaly.pipelines.score import ScoreConfig, parse_shard, score
 
+    if sum(x is not None for x in (run_dir, server, rest)) != 1:
+        raise ConfigError("give exactly one of --run RUN_DIR, --server HOST:PORT or --rest URL")
+    client = None
+    if server:
+        client = GrpcClient(server, model=model, signature=signature)
+    elif rest:
+        client = RestClient(rest, model=model, signature=signature)
     config = ScoreConfig(
         inversion=InversionConfig(
             steps=steps, learning_rate=learning_rate, beta_1=beta1, beta_2=beta2, lam=lam
@@ -484,6 +521,7 @@ def score_command(
         data,
         out,
         config,
+        client=client,
         reference=reference,
         catalog_format=f".{catalog_format}",
         select_sigma=select_sigma,
@@ -493,6 +531,40 @@ def score_command(
     )
     click.echo(f"scored {written['count']} cutouts ({written['images_per_second']:.0f}/s)")
     click.echo(_finish_note(written))
+
+
+@main.command("serve")
+@click.argument("model_base", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind (0.0.0.0 exposes the server to the network).",
+)
+@click.option("--grpc-port", default=8500, show_default=True, help="gRPC port (0: any free).")
+@click.option("--rest-port", default=8501, show_default=True, help="REST port (0: any free).")
+@_friendly_errors
+@_uses_tensorflow
+def serve_command(model_base, host, grpc_port, rest_port):
+    """Serve the newest version of each model under MODEL_BASE with TensorFlow Serving's API:
+    gRPC PredictionService (Predict, GetModelMetadata) and ModelService (GetModelStatus), and REST
+    POST /v1/models/<name>:predict (row "instances" or columnar "inputs"), GET /v1/models/<name>
+    and GET /v1/models/<name>/metadata.
+
+    For laptops and tests; production runs the official tensorflow/serving image (see serving/).
+    """
+    from tfanomaly.pipelines.serve import LocalServer
+
+    server = LocalServer(model_base, host=host, grpc_port=grpc_port, rest_port=rest_port).start()
+    models = ", ".join(f"{n} v{max(v)}" for n, v in server.registry.servables.items())
+    click.echo(
+        f"serving {models}: gRPC {host}:{server.grpc_port}, REST "
+        f"http://{host}:{server.rest_port} (Ctrl-C stops)"
+    )
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        server.stop()
 
 
 @main.command("merge-scores")

@@ -20,7 +20,8 @@ from tfanomaly.errors import ConfigError
 from tfanomaly.fileio import atomic_path, write_json_atomic
 from tfanomaly.models.inverter import InversionConfig, load_inverter
 from tfanomaly.pipelines.catalog import CATALOG_FORMATS, SCORE_KEYS, finalize
-from tfanomaly.pipelines.dataset import DatasetInfo, load_dataset
+from tfanomaly.pipelines.dataset import PAPER_STRETCH, DatasetInfo, load_dataset
+from tfanomaly.pipelines.stretch import LuptonStretch
 from tfanomaly.pipelines.train import load_run
 
 PARTS = ".parts"
@@ -68,12 +69,15 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def _job_fingerprint(run_dir: Path, data_info: DatasetInfo, config: ScoreConfig) -> str:
-    """What the parts depend on: the networks' files, the data set's manifest, the options."""
+def _job_fingerprint(source, data_info: DatasetInfo, config: ScoreConfig) -> str:
+    """What the parts depend on: the networks' files (or the server), the data set, the options."""
     entries = [asdict(config)]
-    for name in ("generator", "critic", "encoder"):
-        stat = (run_dir / f"{name}.keras").stat()
-        entries.append([name, stat.st_size, stat.st_mtime_ns])
+    if isinstance(source, Path):
+        for name in ("generator", "critic", "encoder"):
+            stat = (source / f"{name}.keras").stat()
+            entries.append([name, stat.st_size, stat.st_mtime_ns])
+    else:
+        entries.append(describe_client(source))
     entries.append((data_info.path / "manifest.json").read_text())
     return hashlib.sha256(json.dumps(entries, default=str).encode()).hexdigest()
 
@@ -90,12 +94,46 @@ def _prepare_parts(out_dir: Path, fingerprint: str) -> list[Path]:
     return []
 
 
+def describe_client(client) -> dict:
+    """Who scores remotely: protocol, address, model, signature and version."""
+    address = getattr(client, "url", None) or getattr(client, "target", None)
+    return {"client": type(client).__name__, "address": address, "model": client.model,
+            "signature": client.signature, "version": client.version}  # fmt: skip
+
+
+def _local_scorer(inverter):
+    """Scores from the in-process inverter, on the stretched batch."""
+
+    def call(batch):
+        return {**inverter(batch["image"]), "stretched": batch["image"]}
+
+    return call
+
+
+def _remote_scorer(client, store_images: bool):
+    """Scores from a TF Serving endpoint: raw flux goes out, the model stretches in its graph."""
+    stretch = LuptonStretch()
+
+    def call(batch):
+        raw = batch["image"].numpy()
+        out = client.predict({"images": raw})
+        result = {k: out[k] for k in ("anomaly_score", "gen_score", "disc_score")}
+        if store_images:
+            stretched = stretch(raw).numpy()
+            result.update(stretched=stretched, reconstruction=out["reconstruction"],
+                          residual=np.abs(stretched - out["reconstruction"]))  # fmt: skip
+        return result
+
+    return call
+
+
 def score(
     run_dir,
     data_dir,
     out_dir,
     config: ScoreConfig | None = None,
     *,
+    client=None,
     reference=None,
     catalog_format: str = ".fits",
     select_sigma: float | None = None,
@@ -109,25 +147,37 @@ def score(
     dec, labels, optional image cubes), ``score_stats.json`` and ``catalog.<fits|csv|parquet>``
     (plus the sigma selection). Parts are written as they finish; rerunning after an interrupt
     continues from the last finished part and gives the same result as an uninterrupted run.
+
+    With ``client`` (a :class:`~tfanomaly.pipelines.client.GrpcClient` or ``RestClient``) the
+    scores come from a TF Serving endpoint instead of ``run_dir`` (which may then be None); the
+    outputs are the same files.
     """
     config = config or ScoreConfig()
     config.validate()
     if catalog_format not in CATALOG_FORMATS:
         raise ConfigError(f"catalog format must be one of {', '.join(CATALOG_FORMATS)}")
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    run = load_run(run_dir)
+    out_dir = Path(out_dir)
     info = DatasetInfo.from_folder(data_dir)
-    expected = (run["model"]["image_size"],) * 2 + (run["model"]["channels"],)
-    if tuple(info.shape) != expected:
-        raise ConfigError(
-            f"{data_dir} holds {info.shape} cutouts but the run's models take {expected}"
-        )
-    inverter = load_inverter(run_dir, config.inversion)
+    if client is None:
+        run_dir = Path(run_dir)
+        run = load_run(run_dir)
+        expected = (run["model"]["image_size"],) * 2 + (run["model"]["channels"],)
+        if tuple(info.shape) != expected:
+            raise ConfigError(
+                f"{data_dir} holds {info.shape} cutouts but the run's models take {expected}"
+            )
+        scorer = _local_scorer(load_inverter(run_dir, config.inversion))
+        source = run_dir
+    else:
+        scorer = _remote_scorer(client, config.store_images)
+        source = client
     out_dir.mkdir(parents=True, exist_ok=True)
-    done = _prepare_parts(out_dir, _job_fingerprint(run_dir, info, config))
+    done = _prepare_parts(out_dir, _job_fingerprint(source, info, config))
     if done:
         echo(f"resuming: {len(done)} part(s) already scored in {out_dir / PARTS}")
-    dataset = load_dataset(data_dir, config.batch_size, shard=config.shard)
+    # The served model stretches in its graph: it gets raw flux.
+    stretch = PAPER_STRETCH if client is None else None
+    dataset = load_dataset(data_dir, config.batch_size, shard=config.shard, stretch=stretch)
     batches = iter(dataset.skip(len(done) * config.part_batches))
     total = info.count if config.shard is None else len(range(config.shard[0], info.count,
                                                               config.shard[1]))  # fmt: skip
@@ -136,7 +186,7 @@ def score(
     with tqdm(total=total, initial=min(total, len(done) * config.part_batches * config.batch_size),
               unit="cutout", desc="score", disable=not progress) as bar:  # fmt: skip
         while True:
-            chunk = _score_part(inverter, batches, config, bar)
+            chunk = _score_part(scorer, batches, config, bar)
             if chunk is None:
                 break
             part = out_dir / PARTS / f"part-{len(parts):06d}.npz"
@@ -147,9 +197,9 @@ def score(
     seconds = time.perf_counter() - started
     columns = _gather_columns(parts)
     attrs = {
-        "run": str(run_dir.resolve()),
+        "run": str(run_dir.resolve()) if client is None else json.dumps(describe_client(client)),
         "data": str(Path(data_dir).resolve()),
-        "inversion": config.inversion.to_dict(),
+        "inversion": config.inversion.to_dict() if client is None else {},
         "kind_names": json.dumps(list(info.kind_names)) if info.kind_names else "",
         "tfanomaly_version": tfanomaly.__version__,
     }
@@ -166,15 +216,15 @@ def score(
     return written
 
 
-def _score_part(inverter, batches, config: ScoreConfig, bar) -> dict | None:
-    """Invert up to ``part_batches`` batches; None when the data set is exhausted."""
+def _score_part(scorer, batches, config: ScoreConfig, bar) -> dict | None:
+    """Score up to ``part_batches`` batches; None when the data set is exhausted."""
     pieces: dict[str, list] = {}
     for _ in range(config.part_batches):
         try:
             batch = next(batches)
         except StopIteration:
             break
-        out = inverter(batch["image"])
+        out = scorer(batch)
         values = {
             "anomaly_scores": out["anomaly_score"],
             "gen_scores": out["gen_score"],
@@ -187,7 +237,7 @@ def _score_part(inverter, batches, config: ScoreConfig, bar) -> dict | None:
         }
         if config.store_images:
             values.update(
-                reals=batch["image"],
+                reals=out["stretched"],
                 reconstructed=out["reconstruction"],
                 residuals=out["residual"],
             )
