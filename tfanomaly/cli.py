@@ -674,8 +674,9 @@ def demo(out, n_objects, size, seed, gan_steps, encoder_steps, quiet):
 
     Stages: simulate -> ingest -> read back with tf.data and write a gallery -> train the WGAN-GP
     (preset chosen by --size: 32 -> cpu32, 48 -> cpu48, 96 -> hsc96) -> train the encoder ->
-    score (10-step inversion) -> evaluate against the isolation-forest baseline. About 6 minutes
-    on 2 CPU cores with the defaults. A rerun reuses finished stages and resumes training.
+    score (10-step inversion) -> evaluate against the isolation-forest baseline -> export a
+    SavedModel for TF Serving. About 6 minutes on 2 CPU cores with the defaults. A rerun reuses
+    finished stages and resumes training.
     """
     from tfanomaly.pipelines.demo import DemoConfig, run_demo
 

@@ -14,6 +14,7 @@ from tfanomaly.models.config import preset_for_size
 from tfanomaly.models.inverter import InversionConfig
 from tfanomaly.pipelines.dataset import load_dataset
 from tfanomaly.pipelines.evaluate import evaluate, format_table
+from tfanomaly.pipelines.export import export
 from tfanomaly.pipelines.ingest import MANIFEST, IngestConfig, ingest
 from tfanomaly.pipelines.inspect import describe, save_gallery
 from tfanomaly.pipelines.score import ScoreConfig, score
@@ -37,8 +38,8 @@ class DemoConfig:
 
 def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable = print) -> dict:
     """Simulate -> ingest -> read back through tf.data -> gallery -> train the WGAN-GP -> train
-    the encoder -> score -> evaluate against the isolation-forest baseline. Returns the output
-    paths.
+    the encoder -> score -> evaluate against the isolation-forest baseline -> export a SavedModel
+    for TF Serving. Returns the output paths.
 
     Stages whose output already exists complete (survey file, data set manifest, results) are not
     redone, and training and scoring resume, so an interrupted demo continues where it stopped.
@@ -53,7 +54,7 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     scores = out_dir / "scores"
 
     if survey.exists():
-        echo(f"[1/7] simulate: reusing {survey}")
+        echo(f"[1/8] simulate: reusing {survey}")
     else:
         summary = simulate_survey(
             survey,
@@ -66,18 +67,18 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
             progress=progress,
         )
         echo(
-            f"[1/7] simulate: {summary['n_objects']} cutouts ({summary['n_anomalies']} anomalies), "
+            f"[1/8] simulate: {summary['n_objects']} cutouts ({summary['n_anomalies']} anomalies), "
             f"{summary['stamps_per_second']:.0f} stamps/s -> {survey}"
         )
 
     if (data / MANIFEST).exists():
-        echo(f"[2/7] ingest: reusing {data}")
+        echo(f"[2/8] ingest: reusing {data}")
     else:
         manifest = ingest(
             survey, data, IngestConfig(shard_size=config.shard_size), progress=progress
         )
         echo(
-            f"[2/7] ingest: {manifest['count']} cutouts in {len(manifest['shards'])} shards -> {data}"
+            f"[2/8] ingest: {manifest['count']} cutouts in {len(manifest['shards'])} shards -> {data}"
         )
 
     started = time.perf_counter()
@@ -86,13 +87,13 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     rows = save_gallery(data, gallery)
     info = describe(data)
     echo(
-        f"[3/7] tf.data: read and stretched {n_read} cutouts in {seconds:.2f} s "
+        f"[3/8] tf.data: read and stretched {n_read} cutouts in {seconds:.2f} s "
         f"({n_read / seconds:.0f} images/s); labels: "
         + ", ".join(f"{k} {n}" for k, n in info["labels"].items())
     )
     echo(f"      gallery (one row per kind: {', '.join(rows)}) -> {gallery}")
 
-    echo(f"[4/7] train gan: preset {preset}, {config.gan_steps} generator steps -> {run}")
+    echo(f"[4/8] train gan: preset {preset}, {config.gan_steps} generator steps -> {run}")
     trained = train_gan(
         data,
         run,
@@ -104,7 +105,7 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     echo(f"      networks {trained['generator']}, {trained['critic']}; "
          f"TensorBoard: tensorboard --logdir {run / 'logs'}")  # fmt: skip
 
-    echo(f"[5/7] train encoder: {config.encoder_steps} steps -> {run / 'encoder.keras'}")
+    echo(f"[5/8] train encoder: {config.encoder_steps} steps -> {run / 'encoder.keras'}")
     encoded = train_encoder(
         run, EncoderTrainConfig(steps=config.encoder_steps, seed=config.seed), progress=progress,
         echo=echo,
@@ -114,9 +115,9 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     )
 
     if (scores / "results.h5").exists():
-        echo(f"[6/7] score: reusing {scores}")
+        echo(f"[6/8] score: reusing {scores}")
     else:
-        echo(f"[6/7] score: encoder + {config.inversion_steps} inversion steps -> {scores}")
+        echo(f"[6/8] score: encoder + {config.inversion_steps} inversion steps -> {scores}")
         written = score(
             run,
             data,
@@ -132,8 +133,19 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
              f"-> {written['selection']}")  # fmt: skip
 
     report = evaluate(scores)
-    echo(f"[7/7] evaluate -> {scores / 'evaluation.json'}")
+    echo(f"[7/8] evaluate -> {scores / 'evaluation.json'}")
     echo(format_table(report))
+
+    models = out_dir / "models"
+    if (models / "tfanomaly").exists():
+        echo(f"[8/8] export: reusing {models / 'tfanomaly'}")
+    else:
+        exported = export(run, models, scores_dir=scores)
+        echo(f"[8/8] export: SavedModel for TF Serving -> {exported['path']}")
+    echo(
+        f"      serve it: tfanomaly serve {models}; then score through it: "
+        f"tfanomaly score {data} --server localhost:8500 --out {out_dir / 'served_scores'}"
+    )
     echo(f"done: outputs are in {out_dir}/")
     return {"survey": survey, "data": data, "gallery": gallery, "run": run, "scores": scores,
             "evaluation": report}  # fmt: skip

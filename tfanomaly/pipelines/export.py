@@ -108,6 +108,22 @@ def _checked(tensor, inner_shape: list[int], message: str):
     return tf.ensure_shape(tensor, [None, *inner_shape])
 
 
+def save_scorer(scorer: AnomalyScorer, path) -> None:
+    """Write ``scorer`` as a SavedModel at ``path`` with the four signatures."""
+    signatures = {
+        "serving_default": scorer.score.get_concrete_function(),
+        "score_fast": scorer.score_fast.get_concrete_function(),
+        "reconstruct": scorer.reconstruct.get_concrete_function(),
+        "generate": scorer.generate.get_concrete_function(),
+    }
+    # Track the tf.Variables the graphs capture as such (as keras.export.ExportArchive does):
+    # Keras 3 variables reached only through the models are restored by TF2's loader but not by
+    # the graph-mode (TF1) session loader that TF Serving's C++ runtime uses.
+    captured = {id(v): v for fn in signatures.values() for v in fn.variables}
+    scorer.serving_variables = list(captured.values())
+    tf.saved_model.save(scorer, str(path), signatures=signatures)
+
+
 def next_version(model_dir: Path) -> int:
     """One more than the highest numeric version folder (TF Serving serves the highest)."""
     versions = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
@@ -164,19 +180,8 @@ def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
     asset_source = asset_dir / "tfanomaly.json"  # the asset keeps this name in assets/
     asset_source.write_text(json.dumps(manifest, indent=2))
     scorer.manifest = tf.saved_model.Asset(str(asset_source))
-    signatures = {
-        "serving_default": scorer.score.get_concrete_function(),
-        "score_fast": scorer.score_fast.get_concrete_function(),
-        "reconstruct": scorer.reconstruct.get_concrete_function(),
-        "generate": scorer.generate.get_concrete_function(),
-    }
-    # Track the tf.Variables the graphs capture as such (as keras.export.ExportArchive does):
-    # Keras 3 variables reached only through the models are restored by TF2's loader but not by
-    # the graph-mode (TF1) session loader that TF Serving's C++ runtime uses.
-    captured = {id(v): v for fn in signatures.values() for v in fn.variables}
-    scorer.serving_variables = list(captured.values())
     try:
-        tf.saved_model.save(scorer, str(staging), signatures=signatures)
+        save_scorer(scorer, staging)
         # TF Serving watches the base folder: the version appears whole, by one rename.
         staging.rename(model_dir / str(version))
     finally:
