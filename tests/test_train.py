@@ -52,7 +52,7 @@ def test_train_writes_checkpoints_logs_samples_and_models(tiny_data, tmp_path):
     assert sorted(p.name for p in (run / "samples").glob("*.png")) == [
         "gan-step-000002.png", "gan-step-000004.png", "gan-step-000006.png", "real.png"
     ]  # fmt: skip
-    assert {"gan/d_loss", "gan/g_loss", "gan/wasserstein", "gan/gp", "gan/samples"} <= event_tags(
+    assert {"gan/d_loss", "gan/g_loss", "gan/wasserstein", "gan/gp", "gan/preview"} <= event_tags(
         run / "logs"
     )
     generator = keras.models.load_model(run / "generator.keras")
