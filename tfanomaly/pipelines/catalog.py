@@ -88,6 +88,8 @@ def read_results(path, with_images: bool = False) -> tuple[dict[str, np.ndarray]
     path = Path(path)
     if path.is_dir():
         path = path / "results.h5"
+    if not path.exists():
+        raise InputError(f"{path}: no such results file; run `tfanomaly score` first")
     try:
         with h5py.File(path, "r") as f:
             keys = [k for k in f.keys() if with_images or k not in IMAGE_KEYS]
