@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# UMAP's numba kernels compile once (~50 s) and are cached here for later runs.
+os.environ.setdefault(
+    "NUMBA_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".cache", "numba")
+)
 
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402

@@ -60,7 +60,7 @@ def test_train_writes_checkpoints_logs_samples_and_models(tiny_data, tmp_path):
     saved = json.loads((run / "run.json").read_text())
     assert saved["model"]["name"] == "tiny16" and saved["data"]["count"] == 200
     stats = json.loads((run / "training_gan.json").read_text())
-    assert stats["steps"] == 6 and stats["critic_images_per_second"] > 0
+    assert stats["steps"] == 6 and stats["images_per_second"] > 0
 
 
 def test_resume_continues_step_count_and_optimizer_state(tiny_data, tmp_path):

@@ -406,6 +406,120 @@ def _with_catalog_options(command):
     return command
 
 
+@train.command("cae")
+@click.argument("scores", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--out",
+    "cae_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="CAE run folder (checkpoints, cae.keras); rerun to resume.",
+)
+@click.option(
+    "--select",
+    "selection",
+    default="sigma:3",
+    show_default=True,
+    help="Objects to train on: sigma:S (above S sigma, the paper's high-anomaly "
+    "sample), all, or ids:FILE (one object id per line).",
+)
+@click.option(
+    "--select-key",
+    default="disc_scores_sigma",
+    show_default=True,
+    help="Results column the sigma cut uses.",
+)
+@click.option(
+    "--images",
+    type=click.Choice(["residuals", "reals"]),
+    default="residuals",
+    show_default=True,
+    help="Residual images (the paper) or the real images.",
+)
+@click.option("--steps", default=1000, show_default=True, help="Training steps.")
+@click.option("--batch-size", default=32, show_default=True, help="Images per step.")
+@click.option("--learning-rate", default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--checkpoint-every", default=100, show_default=True, help="Steps per checkpoint.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the shuffle.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly_errors
+@_uses_tensorflow
+def train_cae_command(
+    scores,
+    cae_dir,
+    selection,
+    select_key,
+    images,
+    steps,
+    batch_size,
+    learning_rate,
+    checkpoint_every,
+    seed,
+    quiet,
+):
+    """Train the convolutional autoencoder on image cubes of the scored catalog SCORES (score
+    with --store-images): 5x5 stride-2 convolutions -> Dense 64 latent -> mirrored decoder, MSE,
+    Adam 1e-3. Checkpoints and resume as for `train gan`."""
+    from tfanomaly.pipelines.characterise import CaeTrainConfig, train_cae
+
+    config = CaeTrainConfig(
+        selection=selection,
+        select_key=select_key,
+        images=images,
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+    summary = train_cae(scores, cae_dir, config, progress=not quiet, echo=click.echo)
+    click.echo(
+        f"trained the CAE on {summary['objects']} objects for {summary['steps']} steps "
+        f"-> {summary['cae']}"
+    )
+
+
+@main.command("embed")
+@click.argument("cae_dir", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--scores",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="Scored catalog to embed (default: the one the CAE was trained on).",
+)
+@click.option(
+    "--select",
+    "selection",
+    default=None,
+    help="Objects to embed (default: those the CAE was trained on).",
+)
+@click.option("--n-neighbors", default=5, show_default=True, help="UMAP n_neighbors.")
+@click.option("--min-dist", default=0.1, show_default=True, help="UMAP min_dist.")
+@click.option("--min-cluster-size", default=5, show_default=True, help="HDBSCAN cluster size.")
+@click.option("--seed", default=0, show_default=True, help="UMAP seed (reproducible).")
+@_friendly_errors
+@_uses_tensorflow
+def embed_command(cae_dir, scores, selection, n_neighbors, min_dist, min_cluster_size, seed):
+    """CAE latents -> UMAP 2-D (seeded) -> HDBSCAN clusters. Writes CAE_DIR/embedding.h5
+    (latents, idxs, object_ids, umap_x, umap_y, cluster) and adds umap_x, umap_y and cluster to
+    the scored catalogs (NaN / -1 for objects not embedded)."""
+    from tfanomaly.pipelines.characterise import embed
+
+    result = embed(
+        cae_dir,
+        scores,
+        selection=selection,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        min_cluster_size=min_cluster_size,
+        seed=seed,
+    )
+    click.echo(
+        f"embedded {result['objects']} objects in {result['clusters']} cluster(s) -> "
+        f"{result['embedding']}; catalogs updated: " + ", ".join(str(p) for p in result["catalogs"])
+    )
+
+
 @main.command("score")
 @click.argument("data", type=click.Path(file_okay=False))
 @click.option(

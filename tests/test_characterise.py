@@ -1,0 +1,112 @@
+"""The CAE on residual images, `train cae` with resume, and `embed` (UMAP + HDBSCAN) joined into
+the catalog."""
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow as tf
+from astropy.table import Table
+
+from tfanomaly.errors import ConfigError, InputError
+from tfanomaly.models.cae import build_cae, cae_encoder
+from tfanomaly.models.config import get_preset
+from tfanomaly.models.inverter import InversionConfig
+from tfanomaly.pipelines.catalog import read_results
+from tfanomaly.pipelines.characterise import CaeTrainConfig, embed, select_objects, train_cae
+from tfanomaly.pipelines.ingest import IngestConfig, ingest
+from tfanomaly.pipelines.score import ScoreConfig, score
+from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
+from tfanomaly.pipelines.train import (
+    EncoderTrainConfig,
+    GanTrainConfig,
+    train_encoder,
+    train_gan,
+)
+
+
+def quiet(*_):
+    pass
+
+
+def test_paper_cae_architecture():
+    """hsc96: 4 convs 64..512 -> Dense 64 -> mirrored decoder, counted by hand."""
+    cae = build_cae(get_preset("hsc96"))
+    convs = sum(5 * 5 * i * o + o for i, o in [(3, 64), (64, 128), (128, 256), (256, 512)])
+    dense = 18432 * 64 + 64 + 64 * 18432 + 18432
+    deconvs = sum(5 * 5 * i * o + o for i, o in [(512, 256), (256, 128), (128, 64), (64, 3)])
+    assert cae.count_params() == convs + dense + deconvs == 10_990_403
+    x = tf.random.uniform((2, 96, 96, 3))
+    assert cae(x).shape == (2, 96, 96, 3) and cae_encoder(cae)(x).shape == (2, 64)
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """A scored tiny16 catalog with image cubes."""
+    folder = tmp_path_factory.mktemp("characterise")
+    simulate_survey(folder / "s.h5", SurveyConfig(n_objects=80, size=16, seed=3,
+                                                  anomaly_fraction=0.2), progress=False)  # fmt: skip
+    ingest(folder / "s.h5", folder / "ds", IngestConfig(shard_size=40), progress=False)
+    train_gan(folder / "ds", folder / "run", GanTrainConfig(preset="tiny16", steps=2, batch_size=8,
+              checkpoint_every=2), progress=False, echo=quiet)  # fmt: skip
+    train_encoder(folder / "run", EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2),
+                  progress=False, echo=quiet)  # fmt: skip
+    score(folder / "run", folder / "ds", folder / "scores",
+          ScoreConfig(batch_size=32, store_images=True, inversion=InversionConfig(steps=2)),
+          progress=False, echo=quiet)  # fmt: skip
+    score(folder / "run", folder / "ds", folder / "no_cubes", ScoreConfig(batch_size=32),
+          progress=False, echo=quiet)  # fmt: skip
+    return folder
+
+
+def test_selections(scored, tmp_path):
+    columns, _ = read_results(scored / "scores")
+    assert len(select_objects(columns, "all", "disc_scores_sigma")) == 80
+    rows = select_objects(columns, "sigma:0.5", "disc_scores_sigma")
+    assert (columns["disc_scores_sigma"][rows] > 0.5).all()
+    assert len(rows) == (columns["disc_scores_sigma"] > 0.5).sum()
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(str(i) for i in columns["object_ids"][:5]))
+    assert sorted(select_objects(columns, f"ids:{ids}", "x")) == [0, 1, 2, 3, 4]
+    ids.write_text("12345\n")
+    with pytest.raises(InputError, match="1 of the ids are not in the scored catalog"):
+        select_objects(columns, f"ids:{ids}", "x")
+    with pytest.raises(ConfigError, match="keeps 0 object"):
+        select_objects(columns, "sigma:99", "disc_scores_sigma")
+
+
+def test_train_cae_resumes_and_needs_cubes(scored, tmp_path):
+    config = CaeTrainConfig(selection="all", steps=3, batch_size=8, checkpoint_every=2)
+    with pytest.raises(InputError, match="no 'residuals' image cube; score with --store-images"):
+        train_cae(scored / "no_cubes", tmp_path / "cae0", config, progress=False, echo=quiet)
+    first = train_cae(scored / "scores", tmp_path / "cae", config, progress=False, echo=quiet)
+    assert first["steps"] == 3 and first["objects"] == 80
+    messages = []
+    again = train_cae(scored / "scores", tmp_path / "cae",
+                      CaeTrainConfig(selection="all", steps=5, batch_size=8, checkpoint_every=2),
+                      progress=False, echo=messages.append)  # fmt: skip
+    assert again["steps"] == 5 and any("cae from step 3" in m for m in messages)
+    with pytest.raises(ConfigError, match="cae was trained with other options"):
+        train_cae(scored / "scores", tmp_path / "cae",
+                  CaeTrainConfig(selection="sigma:1", steps=6, batch_size=8), progress=False)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_embed_is_reproducible_and_joins_the_catalog(scored, tmp_path):
+    config = CaeTrainConfig(selection="sigma:-0.5", steps=2, batch_size=8, checkpoint_every=2)
+    trained = train_cae(scored / "scores", tmp_path / "cae", config, progress=False, echo=quiet)
+    first = embed(tmp_path / "cae")
+    with h5py.File(first["embedding"]) as f:
+        assert f["latents"].shape == (trained["objects"], 64)
+        umap_first = np.stack([f["umap_x"][:], f["umap_y"][:]], axis=1)
+        embedded_ids = set(f["object_ids"][:].tolist())
+        assert f["cluster"][:].min() >= -1
+    embed(tmp_path / "cae")
+    with h5py.File(first["embedding"]) as f:
+        np.testing.assert_array_equal(np.stack([f["umap_x"][:], f["umap_y"][:]], axis=1),
+                                      umap_first)  # fmt: skip
+    table = Table.read(scored / "scores" / "catalog.fits")
+    assert {"umap_x", "umap_y", "cluster"} <= set(table.colnames)
+    inside = np.array([int(i) in embedded_ids for i in table["object_id"]])
+    umap_x = np.ma.filled(table["umap_x"], np.nan)  # astropy masks FITS NaNs on reading
+    assert np.isfinite(umap_x[inside]).all() and np.isnan(umap_x[~inside]).all()
+    assert (table["cluster"][~inside] == -1).all()
