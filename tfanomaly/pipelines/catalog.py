@@ -146,7 +146,7 @@ def select(table, key: str, sigma: float):
     return table[table[key] > sigma]
 
 
-def _json_attr(value):
+def json_attr(value):
     """Attributes that hold structures are stored as JSON text in HDF5."""
     if isinstance(value, str | bytes):
         return json.loads(value) if value else None
@@ -165,10 +165,10 @@ def finalize(out_dir, columns, parts, attrs, reference=None, catalog_format=".fi
             "scores": stats,
             "reference": str(reference) if reference else "this catalog",
             "run": attrs.get("run"),
-            "inversion": _json_attr(attrs.get("inversion")),
+            "inversion": json_attr(attrs.get("inversion")),
         },
     )
-    kind_names = _json_attr(attrs.get("kind_names"))
+    kind_names = json_attr(attrs.get("kind_names"))
     table = catalog_table({**columns, **sigma_scores(columns, stats)}, kind_names)
     written = {"results": out_dir / "results.h5", "stats": out_dir / STATS_FILE}
     written["catalog"] = write_catalog(table, out_dir / f"catalog{catalog_format}")

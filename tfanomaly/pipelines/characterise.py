@@ -20,13 +20,13 @@ from tfanomaly.models.cae import build_cae, cae_encoder
 from tfanomaly.models.config import ModelConfig, get_preset, preset_for_size
 from tfanomaly.pipelines.catalog import (
     CATALOG_FORMATS,
-    _json_attr,
     catalog_table,
+    json_attr,
     read_results,
     write_catalog,
 )
 from tfanomaly.pipelines.preview import tile
-from tfanomaly.pipelines.train import Stage, _record_stage, _save_keras, load_run, run_stage
+from tfanomaly.pipelines.train import Stage, load_run, record_stage, run_stage, save_keras
 
 CUBES = ("residuals", "reals")
 
@@ -122,7 +122,7 @@ def train_cae(scores_dir, out_dir, config: CaeTrainConfig, *, progress: bool = T
     images = _read_cube(scores_dir, config.images, rows)
     model_config = _model_config(attrs, images.shape[1:])
     extra = {"model": model_config.to_dict(), "scores": str(scores_dir.resolve())}
-    _record_stage(out_dir, "cae", config, extra)
+    record_stage(out_dir, "cae", config, extra)
     keras.utils.set_random_seed(config.seed)
     cae = build_cae(model_config)
     cae.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
@@ -148,7 +148,7 @@ def train_cae(scores_dir, out_dir, config: CaeTrainConfig, *, progress: bool = T
     )
     echo(f"CAE on {len(rows)} {config.images} ({config.selection}) of {scores_dir}")
     start = run_stage(stage, make_dataset, out_dir, config, progress, echo)
-    _save_keras(cae, out_dir / "cae.keras")
+    save_keras(cae, out_dir / "cae.keras")
     return {"cae": out_dir / "cae.keras", "objects": len(rows), "resumed_from": start,
             "steps": int(cae.optimizer.iterations.numpy())}  # fmt: skip
 
@@ -197,7 +197,7 @@ def embed(cae_dir, scores_dir=None, *, selection: str | None = None, n_neighbors
         embedding[:, 1],
         clusters,
     )
-    table = catalog_table({**columns, **full}, _json_attr(attrs.get("kind_names")))
+    table = catalog_table({**columns, **full}, json_attr(attrs.get("kind_names")))
     written = [write_catalog(table, path) for suffix in CATALOG_FORMATS
                for path in [scores_dir / f"catalog{suffix}"] if path.exists()]  # fmt: skip
     return {"embedding": cae_dir / "embedding.h5", "objects": len(rows), "catalogs": written,

@@ -12,7 +12,7 @@ import numpy as np
 
 from tfanomaly.errors import InputError
 from tfanomaly.fileio import atomic_path, write_json_atomic
-from tfanomaly.pipelines.catalog import SCORE_KEYS, _json_attr, read_results
+from tfanomaly.pipelines.catalog import SCORE_KEYS, json_attr, read_results
 from tfanomaly.pipelines.dataset import load_dataset
 
 BASELINE = "isolation_forest"
@@ -86,7 +86,7 @@ def evaluate(results_dir, *, data_dir=None, baseline: bool = True, seed: int = 0
             f"{results_dir}: no labels in the results; evaluation needs a labelled (simulated) "
             "survey"
         )
-    kind_names = _json_attr(attrs.get("kind_names")) or []
+    kind_names = json_attr(attrs.get("kind_names")) or []
     scores = {key: columns[key] for key in SCORE_KEYS}
     if baseline:
         data_dir = data_dir or attrs.get("data")

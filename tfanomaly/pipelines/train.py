@@ -125,7 +125,7 @@ def distribution_strategy(devices: list[str] | None = None):
     return tf.distribute.get_strategy()
 
 
-def _record_stage(run_dir: Path, stage: str, config, extra: dict | None = None) -> None:
+def record_stage(run_dir: Path, stage: str, config, extra: dict | None = None) -> None:
     """Add a stage's options to run.json; on resume refuse options that would not continue it."""
     run_file = run_dir / RUN_FILE
     saved = json.loads(run_file.read_text()) if run_file.exists() else {}
@@ -300,7 +300,7 @@ def _training_data(data_dir, config, images_per_step: int, start_step: int):
     )
 
 
-def _save_keras(model: keras.Model, path: Path) -> None:
+def save_keras(model: keras.Model, path: Path) -> None:
     with atomic_path(path) as tmp:
         model.save(tmp)
 
@@ -342,7 +342,7 @@ def train_gan(
             f"{strategy.num_replicas_in_sync} replicas"
         )
     extra = {"model": model_config.to_dict(), "data": _data_record(info)}
-    _record_stage(run_dir, "gan", config, extra)
+    record_stage(run_dir, "gan", config, extra)
 
     previous_policy = _set_precision(config.precision)
     try:
@@ -381,7 +381,7 @@ def train_gan(
             echo,
         )
         for name, model in (("generator", gan.generator), ("critic", gan.critic)):
-            _save_keras(model, run_dir / f"{name}.keras")
+            save_keras(model, run_dir / f"{name}.keras")
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     steps = int(gan.generator_steps.numpy())
@@ -424,7 +424,7 @@ def train_encoder(
     info = DatasetInfo.from_folder(data_dir)
     model_config = ModelConfig.from_dict(run["model"])
     _check_size(info, model_config, data_dir, model_config.name)
-    _record_stage(run_dir, "encoder", config)
+    record_stage(run_dir, "encoder", config)
     strategy = strategy or distribution_strategy()
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
@@ -460,7 +460,7 @@ def train_encoder(
         progress,
         echo,
     )
-    _save_keras(trainer.encoder, run_dir / "encoder.keras")
+    save_keras(trainer.encoder, run_dir / "encoder.keras")
     steps = int(trainer.optimizer.iterations.numpy())
     return {
         "run": str(run_dir),
