@@ -57,8 +57,9 @@ def _bands(value: str | None) -> tuple[str, ...] | None:
 def main():
     """Find anomalous galaxies in imaging surveys with a WGAN-GP (Storey-Fisher et al. 2021).
 
-    Typical flow: simulate (or bring your own cutouts) -> ingest -> inspect. `tfanomaly demo`
-    runs it all on a small simulated survey.
+    Typical flow: simulate (or bring your own cutouts) -> ingest -> train gan -> train encoder ->
+    score -> evaluate (simulated surveys) -> train cae -> embed -> export -> serve.
+    `tfanomaly demo` runs the core of it on a small simulated survey.
     """
 
 
@@ -221,7 +222,7 @@ def inspect(data, gallery, check, as_json):
 
 @main.group()
 def train():
-    """Train the models: `train gan` (the WGAN-GP); later stages add the encoder and the CAE."""
+    """Train the models: gan (the WGAN-GP), encoder (the inversion's start), cae (residuals)."""
 
 
 @train.command("gan")
