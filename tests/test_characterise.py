@@ -2,6 +2,7 @@
 the catalog."""
 
 import h5py
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -110,3 +111,26 @@ def test_embed_is_reproducible_and_joins_the_catalog(scored, tmp_path):
     umap_x = np.ma.filled(table["umap_x"], np.nan)  # astropy masks FITS NaNs on reading
     assert np.isfinite(umap_x[inside]).all() and np.isnan(umap_x[~inside]).all()
     assert (table["cluster"][~inside] == -1).all()
+
+
+def test_export_with_the_cae_adds_the_embed_signature(scored, tmp_path):
+    from tfanomaly.pipelines.export import export
+
+    config = CaeTrainConfig(selection="all", steps=2, batch_size=8, checkpoint_every=2)
+    train_cae(scored / "scores", tmp_path / "cae", config, progress=False, echo=quiet)
+    written = export(scored / "run", tmp_path / "models", scores_dir=scored / "scores",
+                     cae_dir=tmp_path / "cae")  # fmt: skip
+    assert "embed" in written["manifest"]["signatures"]
+    model = tf.saved_model.load(str(written["path"]))
+    with h5py.File(scored / "s.h5") as f:
+        images = f["images"][:4]
+    out = model.signatures["embed"](tf.constant(images))
+    assert out["latent"].shape == (4, 64)
+    # The same latents as the CAE's encoder on the stored residuals of these objects.
+    columns, _ = read_results(scored / "scores", with_images=True)
+    with h5py.File(scored / "s.h5") as f:
+        ids = f["object_ids"][:4]
+    rows = [int(np.flatnonzero(columns["object_ids"] == i)[0]) for i in ids]
+    encoder = cae_encoder(keras.models.load_model(tmp_path / "cae" / "cae.keras"))
+    expected = encoder(columns["residuals"][rows]).numpy()
+    np.testing.assert_allclose(out["latent"].numpy(), expected, rtol=1e-3, atol=1e-4)

@@ -751,20 +751,29 @@ def evaluate_command(results, data, no_baseline, seed):
     default=None,
     help="Inversion steps of serving_default (default: those of the reference catalog).",
 )
+@click.option(
+    "--cae",
+    "cae_dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="A `train cae` folder: adds the embed signature (CAE latents).",
+)
 @_friendly_errors
 @_uses_tensorflow
-def export_command(run_dir, model_base, scores, name, steps):
+def export_command(run_dir, model_base, scores, name, steps, cae_dir):
     """Export the run RUN_DIR as a SavedModel that TensorFlow Serving loads.
 
     Signatures (all take raw flux cutouts, float32 (N, H, W, C); the Lupton stretch runs in the
     graph): serving_default (anomaly/gen/disc scores, their sigma values, reconstruction),
     score_fast (the same, encoder only), reconstruct (stretched image, reconstruction, residual,
-    z) and generate (z -> images). Each export is a new version; the run's manifest is stored as
-    the asset assets/tfanomaly.json.
+    z), generate (z -> images) and, with --cae, embed (CAE latents). Each export is a new version;
+    the run's manifest is stored as the asset assets/tfanomaly.json.
     """
     from tfanomaly.pipelines.export import export
 
-    written = export(run_dir, model_base, scores_dir=scores, name=name, steps=steps)
+    written = export(
+        run_dir, model_base, scores_dir=scores, name=name, steps=steps, cae_dir=cae_dir
+    )
     click.echo(f"exported version {written['version']} -> {written['path']}")
 
 

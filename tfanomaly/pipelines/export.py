@@ -11,9 +11,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from tfanomaly.errors import ConfigError
+from tfanomaly.models.cae import cae_encoder
 from tfanomaly.models.inverter import InversionConfig, LatentInverter, load_inverter
 from tfanomaly.pipelines.catalog import SCORE_KEYS, STATS_FILE, read_statistics
 from tfanomaly.pipelines.stretch import LuptonStretch
@@ -34,8 +36,10 @@ class AnomalyScorer(tf.Module):
     image size or band count fails with INVALID_ARGUMENT and a message that says what was expected.
     """
 
-    def __init__(self, inverter: LatentInverter, stats: dict, image_shape, stretch=None):
+    def __init__(self, inverter: LatentInverter, stats: dict, image_shape, stretch=None,
+                 cae_encoder=None, cae_images: str = "residuals"):  # fmt: skip
         super().__init__(name="tfanomaly_scorer")
+        self.cae_encoder, self.cae_images = cae_encoder, cae_images
         self.inverter = inverter
         self.fast = LatentInverter(
             inverter.generator,
@@ -86,6 +90,15 @@ class AnomalyScorer(tf.Module):
         return {"stretched": stretched, "reconstruction": out["reconstruction"],
                 "residual": out["residual"], "z": out["z"]}  # fmt: skip
 
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)])
+    def embed(self, images):
+        """The CAE latent of each image's residual (or of the image, for a CAE trained on reals),
+        the input of UMAP and clustering, with the anomaly score."""
+        stretched = self._prepare(images)
+        out = self.inverter(stretched)
+        source = out["residual"] if self.cae_images == "residuals" else stretched
+        return {"latent": self.cae_encoder(source), "anomaly_score": out["anomaly_score"]}
+
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
     def generate(self, z):
         """Generated (stretched) images G(z) for latent vectors z (N, latent_dim)."""
@@ -116,6 +129,8 @@ def save_scorer(scorer: AnomalyScorer, path) -> None:
         "reconstruct": scorer.reconstruct.get_concrete_function(),
         "generate": scorer.generate.get_concrete_function(),
     }
+    if scorer.cae_encoder is not None:
+        signatures["embed"] = scorer.embed.get_concrete_function()
     # Track the tf.Variables the graphs capture as such (as keras.export.ExportArchive does):
     # Keras 3 variables reached only through the models are restored by TF2's loader but not by
     # the graph-mode (TF1) session loader that TF Serving's C++ runtime uses.
@@ -131,14 +146,15 @@ def next_version(model_dir: Path) -> int:
 
 
 def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
-           steps: int | None = None) -> dict:  # fmt: skip
+           steps: int | None = None, cae_dir=None) -> dict:  # fmt: skip
     """Write the run as ``model_base/name/<next version>/`` (a SavedModel) and return its path.
 
     The sigma statistics come from ``scores_dir/score_stats.json`` (a scored catalog; default:
     ``run_dir/scores`` if it exists), and so do the inversion settings, so that served scores
     mean what the catalog's mean (``steps`` overrides the number of inversion steps). The run's
     manifest (preset, training steps, data set, score statistics, inversion settings) is stored
-    as the asset ``assets/tfanomaly.json``.
+    as the asset ``assets/tfanomaly.json``. With ``cae_dir`` (a ``train cae`` folder) the model
+    also gets the ``embed`` signature.
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir)
@@ -156,7 +172,14 @@ def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
     inverter = load_inverter(run_dir, inversion)
     model = run["model"]
     shape = (model["image_size"], model["image_size"], model["channels"])
-    scorer = AnomalyScorer(inverter, stats, shape)
+    cae, cae_images = None, "residuals"
+    if cae_dir is not None:
+        cae_path = Path(cae_dir) / "cae.keras"
+        if not cae_path.exists():
+            raise ConfigError(f"{cae_dir}: no cae.keras; run `tfanomaly train cae` first")
+        cae = cae_encoder(keras.models.load_model(cae_path, compile=False))
+        cae_images = load_run(cae_dir)["cae"]["architecture"]["images"]
+    scorer = AnomalyScorer(inverter, stats, shape, cae_encoder=cae, cae_images=cae_images)
     manifest = {
         "name": name,
         "run": str(run_dir.resolve()),
@@ -169,7 +192,8 @@ def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
         "stretch": scorer.stretch.get_config(),
         "input": {"shape": ["N", *shape], "dtype": "float32", "units": "raw flux, bands "
                   + ",".join(run.get("data", {}).get("bands", []))},
-        "signatures": list(SIGNATURES),
+        "signatures": list(SIGNATURES) + (["embed"] if cae is not None else []),
+        "cae": str(Path(cae_dir).resolve()) if cae_dir is not None else None,
     }  # fmt: skip
     model_dir = Path(model_base) / name
     model_dir.mkdir(parents=True, exist_ok=True)
