@@ -10,13 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from tfanomaly.models.config import preset_for_size
 from tfanomaly.models.inverter import InversionConfig
+from tfanomaly.pipelines.catalog import read_results
+from tfanomaly.pipelines.characterise import CaeTrainConfig, embed, train_cae
 from tfanomaly.pipelines.dataset import load_dataset
 from tfanomaly.pipelines.evaluate import evaluate, format_table
 from tfanomaly.pipelines.export import export
 from tfanomaly.pipelines.ingest import MANIFEST, IngestConfig, ingest
 from tfanomaly.pipelines.inspect import describe, save_gallery
+from tfanomaly.pipelines.report import build_report
 from tfanomaly.pipelines.score import ScoreConfig, score
 from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
 from tfanomaly.pipelines.train import EncoderTrainConfig, GanTrainConfig, train_encoder, train_gan
@@ -34,12 +39,15 @@ class DemoConfig:
     gan_steps: int = 1000  # ~4 minutes for cpu32 on 2 cores
     encoder_steps: int = 600  # ~30 s
     inversion_steps: int = 10  # the paper's default
+    cae_sample: int = 500  # the high-anomaly sample the CAE characterises
+    cae_steps: int = 300
 
 
 def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable = print) -> dict:
     """Simulate -> ingest -> read back through tf.data -> gallery -> train the WGAN-GP -> train
     the encoder -> score -> evaluate against the isolation-forest baseline -> export a SavedModel
-    for TF Serving. Returns the output paths.
+    for TF Serving -> train the CAE on the residuals of the most anomalous objects -> UMAP +
+    clusters -> the HTML report. Returns the output paths.
 
     Stages whose output already exists complete (survey file, data set manifest, results) are not
     redone, and training and scoring resume, so an interrupted demo continues where it stopped.
@@ -54,7 +62,7 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     scores = out_dir / "scores"
 
     if survey.exists():
-        echo(f"[1/8] simulate: reusing {survey}")
+        echo(f"[1/11] simulate: reusing {survey}")
     else:
         summary = simulate_survey(
             survey,
@@ -67,18 +75,18 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
             progress=progress,
         )
         echo(
-            f"[1/8] simulate: {summary['n_objects']} cutouts ({summary['n_anomalies']} anomalies), "
+            f"[1/11] simulate: {summary['n_objects']} cutouts ({summary['n_anomalies']} anomalies), "
             f"{summary['stamps_per_second']:.0f} stamps/s -> {survey}"
         )
 
     if (data / MANIFEST).exists():
-        echo(f"[2/8] ingest: reusing {data}")
+        echo(f"[2/11] ingest: reusing {data}")
     else:
         manifest = ingest(
             survey, data, IngestConfig(shard_size=config.shard_size), progress=progress
         )
         echo(
-            f"[2/8] ingest: {manifest['count']} cutouts in {len(manifest['shards'])} shards -> {data}"
+            f"[2/11] ingest: {manifest['count']} cutouts in {len(manifest['shards'])} shards -> {data}"
         )
 
     started = time.perf_counter()
@@ -87,13 +95,13 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     rows = save_gallery(data, gallery)
     info = describe(data)
     echo(
-        f"[3/8] tf.data: read and stretched {n_read} cutouts in {seconds:.2f} s "
+        f"[3/11] tf.data: read and stretched {n_read} cutouts in {seconds:.2f} s "
         f"({n_read / seconds:.0f} images/s); labels: "
         + ", ".join(f"{k} {n}" for k, n in info["labels"].items())
     )
     echo(f"      gallery (one row per kind: {', '.join(rows)}) -> {gallery}")
 
-    echo(f"[4/8] train gan: preset {preset}, {config.gan_steps} generator steps -> {run}")
+    echo(f"[4/11] train gan: preset {preset}, {config.gan_steps} generator steps -> {run}")
     trained = train_gan(
         data,
         run,
@@ -105,7 +113,7 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     echo(f"      networks {trained['generator']}, {trained['critic']}; "
          f"TensorBoard: tensorboard --logdir {run / 'logs'}")  # fmt: skip
 
-    echo(f"[5/8] train encoder: {config.encoder_steps} steps -> {run / 'encoder.keras'}")
+    echo(f"[5/11] train encoder: {config.encoder_steps} steps -> {run / 'encoder.keras'}")
     encoded = train_encoder(
         run, EncoderTrainConfig(steps=config.encoder_steps, seed=config.seed), progress=progress,
         echo=echo,
@@ -115,9 +123,9 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     )
 
     if (scores / "results.h5").exists():
-        echo(f"[6/8] score: reusing {scores}")
+        echo(f"[6/11] score: reusing {scores}")
     else:
-        echo(f"[6/8] score: encoder + {config.inversion_steps} inversion steps -> {scores}")
+        echo(f"[6/11] score: encoder + {config.inversion_steps} inversion steps -> {scores}")
         written = score(
             run,
             data,
@@ -133,19 +141,39 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
              f"-> {written['selection']}")  # fmt: skip
 
     report = evaluate(scores)
-    echo(f"[7/8] evaluate -> {scores / 'evaluation.json'}")
+    echo(f"[7/11] evaluate -> {scores / 'evaluation.json'}")
     echo(format_table(report))
 
     models = out_dir / "models"
     if (models / "tfanomaly").exists():
-        echo(f"[8/8] export: reusing {models / 'tfanomaly'}")
+        echo(f"[8/11] export: reusing {models / 'tfanomaly'}")
     else:
         exported = export(run, models, scores_dir=scores)
-        echo(f"[8/8] export: SavedModel for TF Serving -> {exported['path']}")
+        echo(f"[8/11] export: SavedModel for TF Serving -> {exported['path']}")
     echo(
         f"      serve it: tfanomaly serve {models}; then score through it: "
         f"tfanomaly score {data} --server localhost:8500 --out {out_dir / 'served_scores'}"
     )
+    cae = out_dir / "cae"
+    echo(f"[9/11] train cae: CAE on the residuals of the {config.cae_sample} most anomalous "
+         f"objects -> {cae}")  # fmt: skip
+    # The paper's sample (disc sigma > 3) is ~1% of a survey: a few dozen objects here, too few
+    # for UMAP and clusters; the demo takes the most anomalous cae_sample objects instead.
+    ids_file = out_dir / "cae_sample_ids.txt"
+    if not ids_file.exists():
+        columns, _ = read_results(scores)
+        top = np.argsort(-columns["disc_scores_sigma"])[: config.cae_sample]
+        ids_file.write_text("\n".join(str(int(i)) for i in columns["object_ids"][top]) + "\n")
+    train_cae(scores, cae, CaeTrainConfig(selection=f"ids:{ids_file}", steps=config.cae_steps,
+              seed=config.seed), progress=progress, echo=echo)  # fmt: skip
+    embedded = embed(cae, scores, seed=config.seed)
+    echo(
+        f"[10/11] embed: UMAP + HDBSCAN of {embedded['objects']} objects, "
+        f"{embedded['clusters']} cluster(s) -> {embedded['embedding']}; catalog updated"
+    )
+    shown = build_report(scores, out_dir / "report.html", cae_dir=cae)
+    echo(f"[11/11] report: {shown['path']} ({shown['bytes'] / 1e6:.1f} MB; open it in a browser)")
+
     echo(f"done: outputs are in {out_dir}/")
     return {"survey": survey, "data": data, "gallery": gallery, "run": run, "scores": scores,
-            "evaluation": report}  # fmt: skip
+            "evaluation": report, "report": out_dir / "report.html"}  # fmt: skip

@@ -40,6 +40,11 @@ class AnomalyScorer(tf.Module):
                  cae_encoder=None, cae_images: str = "residuals"):  # fmt: skip
         super().__init__(name="tfanomaly_scorer")
         self.cae_encoder, self.cae_images = cae_encoder, cae_images
+        # Only a model with a CAE has the embed function (saving traces every tf.function).
+        if cae_encoder is not None:
+            self.embed = tf.function(
+                self._embed, input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)]
+            )
         self.inverter = inverter
         self.fast = LatentInverter(
             inverter.generator,
@@ -90,8 +95,7 @@ class AnomalyScorer(tf.Module):
         return {"stretched": stretched, "reconstruction": out["reconstruction"],
                 "residual": out["residual"], "z": out["z"]}  # fmt: skip
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)])
-    def embed(self, images):
+    def _embed(self, images):
         """The CAE latent of each image's residual (or of the image, for a CAE trained on reals),
         the input of UMAP and clustering, with the anomaly score."""
         stretched = self._prepare(images)

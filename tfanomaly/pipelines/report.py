@@ -1,0 +1,209 @@
+"""The visual report an astronomer opens first: one self-contained HTML file (Bokeh, inline JS, no
+server, no network) with the UMAP map, galleries of triptychs, score histograms and the evaluation.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from tfanomaly.errors import InputError
+from tfanomaly.fileio import atomic_path
+from tfanomaly.pipelines.catalog import SCORE_KEYS, json_attr, read_results
+
+SCORE_LABELS = {
+    "disc_scores_sigma": "discriminator",
+    "gen_scores_sigma": "generator",
+    "anomaly_scores_sigma": "combined",
+}
+
+
+def _thumbnails(cubes: dict[str, np.ndarray], rows: np.ndarray, size: int) -> list[str]:
+    """data: URIs of JPEG triptychs (real | reconstruction | residual), ``size`` px per panel."""
+    import tensorflow as tf
+
+    order = np.argsort(rows)
+    sorted_rows = rows[order]
+    panels = [
+        np.asarray(cubes[key][sorted_rows]) for key in ("reals", "reconstructed", "residuals")
+    ]
+    triptych = np.concatenate(
+        [tf.image.resize(p, (size, size), method="area").numpy() for p in panels], axis=2
+    )
+    if triptych.shape[-1] == 1:
+        triptych = np.repeat(triptych, 3, axis=-1)
+    pixels = np.clip(triptych[..., :3] * 255 + 0.5, 0, 255).astype(np.uint8)
+    uris = [""] * len(rows)
+    for k, image in zip(order, pixels, strict=True):
+        jpeg = tf.io.encode_jpeg(image, quality=85).numpy()
+        uris[k] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+    return uris
+
+
+# Bokeh renders a Div inside a shadow root, out of reach of page-level CSS: style inline.
+GALLERY_STYLE = "display:flex;flex-wrap:wrap;gap:6px"
+THUMB_STYLE = "margin:0;font:11px sans-serif"
+
+
+def _gallery(title: str, uris: list[str], captions: list[str], width: int) -> str:
+    cells = "".join(
+        f'<figure style="{THUMB_STYLE}"><img src="{u}" alt="{html.escape(c)}" width="{width}" '
+        f'style="image-rendering:pixelated"><figcaption>{html.escape(c)}</figcaption></figure>'
+        for u, c in zip(uris, captions, strict=True)
+    )
+    return f"<h3>{html.escape(title)}</h3><div style='{GALLERY_STYLE}'>{cells}</div>"
+
+
+def _evaluation_html(results_dir: Path) -> str:
+    path = results_dir / "evaluation.json"
+    if not path.exists():
+        return ""
+    report = json.loads(path.read_text())
+    cell = "padding:2px 8px;font:12px sans-serif"
+    head = "<tr><th>group</th><th>score</th><th>n</th><th>AUROC</th><th>AP</th><th>P@k</th></tr>"
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td style='{cell}'>{v}</td>"
+            for v in (
+                g,
+                k,
+                m["n_anomalies"],
+                f"{m['auroc']:.3f}",
+                f"{m['average_precision']:.3f}",
+                f"{m['precision_at_k']:.3f}",
+            )
+        )
+        + "</tr>"
+        for g, scores in report["table"].items()
+        for k, m in scores.items()
+    )
+    return f"<h2>Evaluation against the labels</h2><table>{head}{rows}</table>"
+
+
+def _insert_before_last(page: str, tag: str, text: str) -> str:
+    at = page.rindex(tag)
+    return page[:at] + text + page[at:]
+
+
+def build_report(results_dir, out_path=None, *, cae_dir=None, top_n: int = 24,
+                 thumb_size: int = 32, sigma_cut: float = 3.0) -> dict:  # fmt: skip
+    """Write the HTML report for a scored catalog (with image cubes) and, when ``cae_dir`` holds
+    an ``embedding.h5``, its UMAP map and clusters. Returns the path and what it shows."""
+    from bokeh.embed import file_html
+    from bokeh.layouts import column, row
+    from bokeh.models import ColorBar, ColumnDataSource, Div, HoverTool, LinearColorMapper, Span
+    from bokeh.palettes import Viridis256
+    from bokeh.plotting import figure
+    from bokeh.resources import INLINE
+
+    results_dir = Path(results_dir)
+    out_path = Path(out_path or results_dir / "report.html")
+    columns, attrs = read_results(results_dir)
+    with h5py.File(results_dir / "results.h5", "r") as f:
+        missing = [k for k in ("reals", "reconstructed", "residuals") if k not in f]
+        if missing:
+            raise InputError(f"{results_dir}: no image cubes; score with --store-images")
+        cubes = {k: f[k][:] for k in ("reals", "reconstructed", "residuals")}
+    kind_names = json_attr(attrs.get("kind_names")) or []
+    labels = columns.get("labels", np.full(len(columns["idxs"]), -1))
+
+    def caption(r: int) -> str:
+        kind = f" {kind_names[labels[r]]}" if 0 <= labels[r] < len(kind_names) else ""
+        return (f"{int(columns['object_ids'][r])} disc {columns['disc_scores_sigma'][r]:.1f}σ"
+                f"{kind}")  # fmt: skip
+
+    parts = [Div(text=f"<h1>tfanomaly report</h1><p>{len(columns['idxs'])} scored cutouts from "
+                      f"{html.escape(str(attrs.get('data', '')))}; thumbnails: real | "
+                      f"reconstruction | residual, {thumb_size} px per panel.</p>")]  # fmt: skip
+    shown = {"objects": len(columns["idxs"]), "map_points": 0, "gallery_images": 0}
+    width = 3 * thumb_size * 2  # thumbnails shown at twice their pixel size
+
+    embedding_path = Path(cae_dir) / "embedding.h5" if cae_dir else None
+    if embedding_path is not None and embedding_path.exists():
+        with h5py.File(embedding_path, "r") as f:
+            ids, ux, uy, clusters = (f[k][:] for k in ("object_ids", "umap_x", "umap_y", "cluster"))
+        where = {int(i): k for k, i in enumerate(columns["object_ids"])}
+        rows = np.array([where[int(i)] for i in ids])
+        source = ColumnDataSource(dict(
+            x=ux, y=uy, sigma=columns["disc_scores_sigma"][rows],
+            object_id=[str(int(i)) for i in ids], cluster=clusters,
+            ra=columns["ra"][rows], dec=columns["dec"][rows],
+            combined=columns["anomaly_scores_sigma"][rows],
+            thumb=_thumbnails(cubes, rows, thumb_size),
+        ))  # fmt: skip
+        mapper = LinearColorMapper(palette=Viridis256, low=float(np.min(source.data["sigma"])),
+                                   high=float(np.max(source.data["sigma"])))  # fmt: skip
+        plot = figure(title="UMAP of CAE latents (colour: discriminator σ)", width=760,
+                      height=600, tools="pan,wheel_zoom,box_zoom,reset,save")  # fmt: skip
+        for c in sorted(set(clusters.tolist()) - {-1}):
+            points = np.stack([ux[clusters == c], uy[clusters == c]], axis=1)
+            if len(points) >= 3:
+                from scipy.spatial import ConvexHull
+
+                hull = points[ConvexHull(points).vertices]
+                plot.patch(hull[:, 0], hull[:, 1], fill_alpha=0.08, line_alpha=0.8,
+                           line_color="gray", fill_color="gray")  # fmt: skip
+        glyph = plot.scatter("x", "y", source=source, size=7, name="map_points",
+                             color={"field": "sigma", "transform": mapper})  # fmt: skip
+        plot.add_layout(ColorBar(color_mapper=mapper, title="disc σ"), "right")
+        plot.add_tools(HoverTool(renderers=[glyph], tooltips="""
+            <div><img src="@thumb" width="{w}"><br>
+            id @object_id, cluster @cluster<br>ra @ra{{0.0000}}, dec @dec{{0.0000}}<br>
+            disc @sigma{{0.00}}σ, combined @combined{{0.00}}σ</div>""".replace(
+            "{w}", str(3 * thumb_size * 2)).replace("{{", "{").replace("}}", "}")))  # fmt: skip
+        parts.append(plot)
+        shown["map_points"] = len(ids)
+        cluster_html = []
+        for c in sorted(set(clusters.tolist()) - {-1})[:20]:
+            members = rows[clusters == c]
+            members = members[np.argsort(-columns["disc_scores_sigma"][members])][:8]
+            cluster_html.append(_gallery(f"cluster {c} ({(clusters == c).sum()} objects)",
+                                         _thumbnails(cubes, members, thumb_size),
+                                         [caption(r) for r in members], width))  # fmt: skip
+            shown["gallery_images"] += len(members)
+        if cluster_html:
+            parts.append(Div(text="<h2>Clusters</h2>" + "".join(cluster_html), width=1100))
+
+    galleries = []
+    for key, label in SCORE_LABELS.items():
+        top = np.argsort(-columns[key])[:top_n]
+        galleries.append(_gallery(f"top {len(top)} by {label} score", _thumbnails(cubes, top,
+                                  thumb_size), [caption(r) for r in top], width))  # fmt: skip
+        shown["gallery_images"] += len(top)
+    parts.append(Div(text="<h2>Most anomalous</h2>" + "".join(galleries), width=1100))
+
+    histograms = []
+    for key in SCORE_KEYS:
+        values = columns[f"{key}_sigma"]
+        counts, edges = np.histogram(values, bins=60)
+        hist = figure(title=f"{SCORE_LABELS[f'{key}_sigma']} score (σ)", width=360, height=260,
+                      tools="")  # fmt: skip
+        hist.quad(top=counts, bottom=0, left=edges[:-1], right=edges[1:], alpha=0.7)
+        hist.add_layout(Span(location=sigma_cut, dimension="height", line_color="red",
+                             line_dash="dashed"))  # fmt: skip
+        histograms.append(hist)
+    parts.append(row(*histograms))
+    evaluation = _evaluation_html(results_dir)
+    if evaluation:
+        parts.append(Div(text=evaluation, width=900))
+    # A marker the browser test reads once Bokeh has rendered the page.
+    probe = ("<script>const tfaProbe=setInterval(()=>{const d=window.Bokeh&&Bokeh.documents[0];"
+             "if(!d)return;clearInterval(tfaProbe);const m=d.get_model_by_name('map_points');"
+             "document.body.dataset.mapPoints=m?m.data_source.data.x.length:0;"
+             "document.body.dataset.galleryImages=[...d.all_models].filter(x=>typeof x.text=="
+             "'string').reduce((n,x)=>n+(x.text.match(/<img /g)||[]).length,0);"
+             "document.body.dataset.rendered='1';},100);</script>")  # fmt: skip
+    page = file_html(column(*parts), resources=INLINE, title="tfanomaly report")
+    # The inline BokehJS bundle itself contains "</body>" in strings: insert before the last
+    # occurrence, the document's own tag.
+    page = _insert_before_last(page, "</body>", probe)
+    with atomic_path(out_path) as tmp:
+        tmp.write_text(page)
+    shown.update(path=out_path, bytes=out_path.stat().st_size)
+    return shown
