@@ -52,3 +52,31 @@ def write_h5(path, images, object_ids=None, with_sky=True, labels=None, **attrs)
 @pytest.fixture
 def survey_h5(tmp_path):
     return write_h5(tmp_path / "survey.h5", make_cutouts(), labels=np.arange(20) % 3)
+
+
+def quiet(*_):
+    """An echo that prints nothing."""
+
+
+def build_tiny_run(folder, n_objects: int, seed: int, anomaly_fraction: float = 0.02,
+                   shard_size: int = 40):  # fmt: skip
+    """A labelled 16-px simulated survey (folder/s.h5), ingested (folder/ds), and a tiny16 GAN and
+    encoder trained for two steps on it (folder/run): enough for scoring, export and serving."""
+    from tfanomaly.pipelines.ingest import IngestConfig, ingest
+    from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
+    from tfanomaly.pipelines.train import (
+        EncoderTrainConfig,
+        GanTrainConfig,
+        train_encoder,
+        train_gan,
+    )
+
+    survey = SurveyConfig(n_objects=n_objects, size=16, seed=seed,
+                          anomaly_fraction=anomaly_fraction)  # fmt: skip
+    simulate_survey(folder / "s.h5", survey, progress=False)
+    ingest(folder / "s.h5", folder / "ds", IngestConfig(shard_size=shard_size), progress=False)
+    train_gan(folder / "ds", folder / "run", GanTrainConfig(preset="tiny16", steps=2, batch_size=8,
+              checkpoint_every=2), progress=False, echo=quiet)  # fmt: skip
+    train_encoder(folder / "run", EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2),
+                  progress=False, echo=quiet)  # fmt: skip
+    return folder

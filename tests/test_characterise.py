@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from astropy.table import Table
+from conftest import build_tiny_run, quiet
 
 from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.models.cae import build_cae, cae_encoder
@@ -14,19 +15,7 @@ from tfanomaly.models.config import get_preset
 from tfanomaly.models.inverter import InversionConfig
 from tfanomaly.pipelines.catalog import read_results
 from tfanomaly.pipelines.characterise import CaeTrainConfig, embed, select_objects, train_cae
-from tfanomaly.pipelines.ingest import IngestConfig, ingest
 from tfanomaly.pipelines.score import ScoreConfig, score
-from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
-from tfanomaly.pipelines.train import (
-    EncoderTrainConfig,
-    GanTrainConfig,
-    train_encoder,
-    train_gan,
-)
-
-
-def quiet(*_):
-    pass
 
 
 def test_paper_cae_architecture():
@@ -43,14 +32,8 @@ def test_paper_cae_architecture():
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
     """A scored tiny16 catalog with image cubes."""
-    folder = tmp_path_factory.mktemp("characterise")
-    simulate_survey(folder / "s.h5", SurveyConfig(n_objects=80, size=16, seed=3,
-                                                  anomaly_fraction=0.2), progress=False)  # fmt: skip
-    ingest(folder / "s.h5", folder / "ds", IngestConfig(shard_size=40), progress=False)
-    train_gan(folder / "ds", folder / "run", GanTrainConfig(preset="tiny16", steps=2, batch_size=8,
-              checkpoint_every=2), progress=False, echo=quiet)  # fmt: skip
-    train_encoder(folder / "run", EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2),
-                  progress=False, echo=quiet)  # fmt: skip
+    folder = build_tiny_run(tmp_path_factory.mktemp("characterise"), 80, seed=3,
+                            anomaly_fraction=0.2)  # fmt: skip
     score(folder / "run", folder / "ds", folder / "scores",
           ScoreConfig(batch_size=32, store_images=True, inversion=InversionConfig(steps=2)),
           progress=False, echo=quiet)  # fmt: skip

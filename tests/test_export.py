@@ -11,39 +11,22 @@ import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import build_tiny_run, quiet
 
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.inverter import InversionConfig
 from tfanomaly.pipelines.catalog import read_results
 from tfanomaly.pipelines.export import export
-from tfanomaly.pipelines.ingest import IngestConfig, ingest
 from tfanomaly.pipelines.score import ScoreConfig, score
-from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
-from tfanomaly.pipelines.train import (
-    EncoderTrainConfig,
-    GanTrainConfig,
-    train_encoder,
-    train_gan,
-)
 
 # The CLI installed beside this interpreter (the venv's bin/, not whatever PATH finds first).
 SAVED_MODEL_CLI = str(Path(sys.executable).parent / "saved_model_cli")
 
 
-def quiet(*_):
-    pass
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A tiny16 run, its scored catalog (the sigma reference) and one export of it."""
-    folder = tmp_path_factory.mktemp("export")
-    simulate_survey(folder / "s.h5", SurveyConfig(n_objects=60, size=16, seed=9), progress=False)
-    ingest(folder / "s.h5", folder / "ds", IngestConfig(shard_size=30), progress=False)
-    train_gan(folder / "ds", folder / "run", GanTrainConfig(preset="tiny16", steps=2, batch_size=8,
-              checkpoint_every=2), progress=False, echo=quiet)  # fmt: skip
-    train_encoder(folder / "run", EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2),
-                  progress=False, echo=quiet)  # fmt: skip
+    folder = build_tiny_run(tmp_path_factory.mktemp("export"), 60, seed=9, shard_size=30)
     score(folder / "run", folder / "ds", folder / "scores",
           ScoreConfig(batch_size=32, inversion=InversionConfig(steps=4)), progress=False,
           echo=quiet)  # fmt: skip

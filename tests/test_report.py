@@ -8,7 +8,8 @@ import subprocess
 
 import h5py
 import pytest
-from test_characterise import quiet, scored  # noqa: F401  (module-scoped scored catalog)
+from conftest import quiet
+from test_characterise import scored  # noqa: F401  (module-scoped scored catalog)
 
 from tfanomaly.pipelines.characterise import CaeTrainConfig, embed, train_cae
 from tfanomaly.pipelines.evaluate import evaluate

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from astropy.table import Table
+from conftest import build_tiny_run, quiet
 
 from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.models.config import get_preset
@@ -19,21 +20,9 @@ from tfanomaly.models.inverter import InversionConfig, LatentInverter
 from tfanomaly.pipelines import score as score_module
 from tfanomaly.pipelines.catalog import SCORE_KEYS, read_results
 from tfanomaly.pipelines.evaluate import evaluate, metrics, precision_at_k
-from tfanomaly.pipelines.ingest import IngestConfig, ingest
 from tfanomaly.pipelines.score import ScoreConfig, score
-from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
-from tfanomaly.pipelines.train import (
-    EncoderTrainConfig,
-    GanTrainConfig,
-    train_encoder,
-    train_gan,
-)
 
 TINY = get_preset("tiny16")
-
-
-def quiet(*_):
-    pass
 
 
 def tiny_inverter(steps=10, seed=0):
@@ -96,15 +85,7 @@ def test_deterministic_and_independent_of_batch_neighbours():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A labelled 16-px survey and a (barely) trained tiny16 run on it."""
-    folder = tmp_path_factory.mktemp("scoring")
-    simulate_survey(folder / "s.h5", SurveyConfig(n_objects=150, size=16, seed=4,
-                                                  anomaly_fraction=0.1), progress=False)  # fmt: skip
-    ingest(folder / "s.h5", folder / "ds", IngestConfig(shard_size=40), progress=False)
-    train_gan(folder / "ds", folder / "run", GanTrainConfig(preset="tiny16", steps=2, batch_size=8,
-              checkpoint_every=2), progress=False, echo=quiet)  # fmt: skip
-    train_encoder(folder / "run", EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2),
-                  progress=False, echo=quiet)  # fmt: skip
-    return folder
+    return build_tiny_run(tmp_path_factory.mktemp("scoring"), 150, seed=4, anomaly_fraction=0.1)
 
 
 def small(**kwargs):
