@@ -26,7 +26,14 @@ from tfanomaly.pipelines.catalog import (
     write_catalog,
 )
 from tfanomaly.pipelines.preview import tile
-from tfanomaly.pipelines.train import Stage, load_run, record_stage, run_stage, save_keras
+from tfanomaly.pipelines.train import (
+    Stage,
+    check_steps,
+    load_run,
+    record_stage,
+    run_stage,
+    save_keras,
+)
 
 CUBES = ("residuals", "reals")
 
@@ -59,8 +66,7 @@ class CaeTrainConfig:
     def validate(self) -> None:
         if self.images not in CUBES:
             raise ConfigError(f"--images must be one of {', '.join(CUBES)}")
-        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
-            raise ConfigError("steps, batch size and checkpoint interval must be at least 1")
+        check_steps(self)
 
 
 def select_objects(columns: dict, selection: str, key: str) -> np.ndarray:

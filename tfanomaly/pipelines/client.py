@@ -11,7 +11,11 @@ import numpy as np
 
 from tfanomaly.errors import TfanomalyError
 
-MAX_MESSAGE_BYTES = 512 * 1024 * 1024
+MAX_MESSAGE_BYTES = 512 * 1024 * 1024  # image batches are large; gRPC's default is 4 MB
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
 
 
 class ServerError(TfanomalyError):
@@ -32,11 +36,7 @@ class GrpcClient:
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
         self.model, self.signature, self.version, self.timeout = model, signature, version, timeout
-        self.channel = grpc.insecure_channel(
-            target,
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
-        )  # fmt: skip
+        self.channel = grpc.insecure_channel(target, options=GRPC_OPTIONS)
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

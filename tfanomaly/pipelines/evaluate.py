@@ -4,7 +4,6 @@ and anomaly kind, beside a classical baseline (isolation forest on PCA features,
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -133,7 +132,3 @@ def format_table(report: dict) -> str:
                 f"{m['precision_at_1pct']:6.3f}"
             )
     return "\n".join(lines)
-
-
-def load_evaluation(results_dir) -> dict:
-    return json.loads((Path(results_dir) / "evaluation.json").read_text())

@@ -216,8 +216,3 @@ def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(asset_dir, ignore_errors=True)
     return {"path": model_dir / str(version), "version": version, "manifest": manifest}
-
-
-def load_exported(path):
-    """Load an exported SavedModel for in-process use (TF2 API)."""
-    return tf.saved_model.load(str(path))

@@ -23,8 +23,9 @@ SCORE_LABELS = {
 }
 
 
-def _thumbnails(cubes: dict[str, np.ndarray], rows: np.ndarray, size: int) -> list[str]:
-    """data: URIs of JPEG triptychs (real | reconstruction | residual), ``size`` px per panel."""
+def _thumbnails(cubes, rows: np.ndarray, size: int) -> list[str]:
+    """data: URIs of JPEG triptychs (real | reconstruction | residual), ``size`` px per panel;
+    ``cubes`` maps the three cube names to arrays or h5py datasets (read row by row)."""
     import tensorflow as tf
 
     order = np.argsort(rows)
@@ -95,6 +96,18 @@ def build_report(results_dir, out_path=None, *, cae_dir=None, top_n: int = 24,
                  thumb_size: int = 32, sigma_cut: float = 3.0) -> dict:  # fmt: skip
     """Write the HTML report for a scored catalog (with image cubes) and, when ``cae_dir`` holds
     an ``embedding.h5``, its UMAP map and clusters. Returns the path and what it shows."""
+    results_dir = Path(results_dir)
+    out_path = Path(out_path or results_dir / "report.html")
+    columns, attrs = read_results(results_dir)
+    with h5py.File(results_dir / "results.h5", "r") as cubes:
+        if any(k not in cubes for k in ("reals", "reconstructed", "residuals")):
+            raise InputError(f"{results_dir}: no image cubes; score with --store-images")
+        return _build(results_dir, out_path, columns, attrs, cubes, cae_dir, top_n, thumb_size,
+                      sigma_cut)  # fmt: skip
+
+
+def _build(results_dir, out_path, columns, attrs, cubes, cae_dir, top_n, thumb_size, sigma_cut):
+    """The report's body; ``cubes`` is the open results file, read only for the rows shown."""
     from bokeh.embed import file_html
     from bokeh.layouts import column, row
     from bokeh.models import ColorBar, ColumnDataSource, Div, HoverTool, LinearColorMapper, Span
@@ -102,14 +115,14 @@ def build_report(results_dir, out_path=None, *, cae_dir=None, top_n: int = 24,
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
 
-    results_dir = Path(results_dir)
-    out_path = Path(out_path or results_dir / "report.html")
-    columns, attrs = read_results(results_dir)
-    with h5py.File(results_dir / "results.h5", "r") as f:
-        missing = [k for k in ("reals", "reconstructed", "residuals") if k not in f]
-        if missing:
-            raise InputError(f"{results_dir}: no image cubes; score with --store-images")
-        cubes = {k: f[k][:] for k in ("reals", "reconstructed", "residuals")}
+    encoded: dict[int, str] = {}  # row -> thumbnail, each encoded once (map, clusters, galleries)
+
+    def thumbnails(rows) -> list[str]:
+        new = np.array(sorted({int(r) for r in rows} - set(encoded)), dtype=np.int64)
+        if len(new):
+            encoded.update(zip(new.tolist(), _thumbnails(cubes, new, thumb_size), strict=True))
+        return [encoded[int(r)] for r in rows]
+
     kind_names = json_attr(attrs.get("kind_names")) or []
     labels = columns.get("labels", np.full(len(columns["idxs"]), -1))
 
@@ -135,7 +148,7 @@ def build_report(results_dir, out_path=None, *, cae_dir=None, top_n: int = 24,
             object_id=[str(int(i)) for i in ids], cluster=clusters,
             ra=columns["ra"][rows], dec=columns["dec"][rows],
             combined=columns["anomaly_scores_sigma"][rows],
-            thumb=_thumbnails(cubes, rows, thumb_size),
+            thumb=thumbnails(rows),
         ))  # fmt: skip
         mapper = LinearColorMapper(palette=Viridis256, low=float(np.min(source.data["sigma"])),
                                    high=float(np.max(source.data["sigma"])))  # fmt: skip
@@ -164,7 +177,7 @@ def build_report(results_dir, out_path=None, *, cae_dir=None, top_n: int = 24,
             members = rows[clusters == c]
             members = members[np.argsort(-columns["disc_scores_sigma"][members])][:8]
             cluster_html.append(_gallery(f"cluster {c} ({(clusters == c).sum()} objects)",
-                                         _thumbnails(cubes, members, thumb_size),
+                                         thumbnails(members),
                                          [caption(r) for r in members], width))  # fmt: skip
             shown["gallery_images"] += len(members)
         if cluster_html:
@@ -173,8 +186,7 @@ def build_report(results_dir, out_path=None, *, cae_dir=None, top_n: int = 24,
     galleries = []
     for key, label in SCORE_LABELS.items():
         top = np.argsort(-columns[key])[:top_n]
-        galleries.append(_gallery(f"top {len(top)} by {label} score", _thumbnails(cubes, top,
-                                  thumb_size), [caption(r) for r in top], width))  # fmt: skip
+        galleries.append(_gallery(f"top {len(top)} by {label} score", thumbnails(top), [caption(r) for r in top], width))  # fmt: skip
         shown["gallery_images"] += len(top)
     parts.append(Div(text="<h2>Most anomalous</h2>" + "".join(galleries), width=1100))
 

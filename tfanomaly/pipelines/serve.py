@@ -29,12 +29,8 @@ from tensorflow_serving.apis import (
 )
 
 from tfanomaly.errors import ConfigError
+from tfanomaly.pipelines.client import GRPC_OPTIONS
 
-MAX_MESSAGE_BYTES = 512 * 1024 * 1024  # image batches are large; TF Serving's default is 4 MB
-GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-]
 # TF Serving's mapping of error codes to HTTP statuses (http_rest_api_handler).
 HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: HTTPStatus.BAD_REQUEST,

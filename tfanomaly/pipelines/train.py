@@ -37,7 +37,8 @@ class TrainingDivergedError(TfanomalyError):
 FREE_OPTIONS = ("steps", "checkpoint_every", "keep_checkpoints", "log_every")
 
 
-def _check_steps(config) -> None:
+def check_steps(config) -> None:
+    """Every stage config's counts (steps, batch size, checkpointing, logging) are at least 1."""
     for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name.replace('_', '-')} must be at least 1")
@@ -79,7 +80,7 @@ class GanTrainConfig:
     precision: str = "float32"
 
     def validate(self) -> None:
-        _check_steps(self)
+        check_steps(self)
         if self.n_critic < 1:
             raise ConfigError("n-critic must be at least 1")
         if self.precision not in PRECISIONS:
@@ -108,7 +109,7 @@ class EncoderTrainConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        _check_steps(self)
+        check_steps(self)
         if not 0.0 <= self.lam <= 1.0:
             raise ConfigError(f"lambda must be in [0, 1], got {self.lam}")
 
