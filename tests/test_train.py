@@ -133,7 +133,8 @@ def test_training_under_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_pat
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from tfanomaly.pipelines.train import GanTrainConfig, train_gan, distribution_strategy
         strategy = distribution_strategy(["/cpu:0", "/cpu:1"])
-        config = GanTrainConfig(preset="tiny16", steps=4, batch_size=8, checkpoint_every=2)
+        config = GanTrainConfig(preset="tiny16", steps=4, batch_size=8, checkpoint_every=2,
+                                ema_decay=0.9)
         summary = train_gan({str(tiny_data)!r}, {str(tmp_path / "run")!r}, config,
                             strategy=strategy, progress=False)
         print("replicas", strategy.num_replicas_in_sync, "steps", summary["steps"])
@@ -143,6 +144,50 @@ def test_training_under_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_pat
                             timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "replicas 2 steps 4" in result.stdout
+
+
+def test_generator_moving_average_is_checkpointed_resumed_and_saved(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    echo = lambda *_: None  # noqa: E731
+    train_gan(tiny_data, run, config(steps=4, ema_decay=0.5), progress=False, echo=echo)
+    reader = tf.train.load_checkpoint(str(run / "checkpoints" / "gan"))
+    assert any(k.startswith("ema/") for k in reader.get_variable_to_shape_map())
+    averaged = keras.models.load_model(run / "generator.keras").get_weights()
+    last = keras.models.load_model(run / "generator_raw.keras").get_weights()
+    assert len(averaged) == len(last)
+    assert any(not np.allclose(a, b) for a, b in zip(averaged, last, strict=True))
+    # The checkpoint holds the average that generator.keras carries; a resumed run restores it
+    # (restore asserts every saved object matched) and keeps averaging.
+    ema = sorted((k for k in reader.get_variable_to_shape_map() if k.startswith("ema/")),
+                 key=lambda k: int(k.split("/")[1][1:]))  # fmt: skip
+    for key, value in zip(ema, averaged, strict=True):
+        np.testing.assert_array_equal(reader.get_tensor(key), value)
+    train_gan(tiny_data, run, config(steps=6, ema_decay=0.5), progress=False, echo=echo)
+    resumed = keras.models.load_model(run / "generator.keras").get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(averaged, resumed, strict=True))
+    with pytest.raises(ConfigError, match="ema-decay must be in"):
+        train_gan(tiny_data, tmp_path / "bad", config(ema_decay=1.0), progress=False)
+
+
+def test_moving_average_follows_its_formula():
+    from tfanomaly.models.config import get_preset
+    from tfanomaly.models.wgan_gp import WGANGP, paper_optimizer
+
+    gan = WGANGP.from_preset(get_preset("tiny16"), seed=0, ema_decay=0.9)
+    gan.compile(d_optimizer=paper_optimizer(), g_optimizer=paper_optimizer())
+    start = [w.numpy() for w in gan.generator.weights]
+    images = tf.random.uniform((5 * 4, 16, 16, 3), seed=1)
+    expected = start
+    for step in range(1, 4):
+        gan.train_step(images)
+        decay = min(0.9, (1 + step) / (10 + step))
+        current = [w.numpy() for w in gan.generator.weights]
+        expected = [decay * e + (1 - decay) * c for e, c in zip(expected, current, strict=True)]
+    for average, value in zip(gan.ema_weights, expected, strict=True):
+        np.testing.assert_allclose(average.numpy(), value, rtol=1e-5, atol=1e-6)
+    copy = gan.averaged_generator()
+    np.testing.assert_allclose(copy.get_weights()[0], expected[0], rtol=1e-5, atol=1e-6)
+    assert copy is not gan.generator
 
 
 def test_mixed_bfloat16_trains_with_float32_outputs(tiny_data, tmp_path):

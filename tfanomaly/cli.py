@@ -259,6 +259,12 @@ def train():
     show_default=True,
     help="Mixed precision: bf16 pays off only for wide models (see README).",
 )
+@click.option(
+    "--ema-decay",
+    default=0.0,
+    show_default=True,
+    help="Moving average of the generator's weights (e.g. 0.999; 0 = off); see README.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
 @_uses_tensorflow
@@ -274,6 +280,7 @@ def train_gan(
     checkpoint_every,
     seed,
     precision,
+    ema_decay,
     quiet,
 ):
     """Train a WGAN-GP on the ingested data set DATA: n_critic critic steps (each on its own real
@@ -298,6 +305,7 @@ def train_gan(
         checkpoint_every=checkpoint_every,
         seed=seed,
         precision=precision,
+        ema_decay=ema_decay,
     )
     summary = run_train_gan(data, run_dir, config, progress=not quiet, echo=click.echo)
     click.echo(

@@ -28,6 +28,10 @@ class WGANGP(keras.Model):
         n_critic: critic updates per generator update (paper: 5).
         gp_weight: weight of the gradient penalty (paper: 10).
         seed: seed of the SeedGenerator that draws z and the interpolation weights.
+        ema_decay: 0 (off) or the decay of an exponential moving average of the generator's
+            weights, updated after every generator step (warm-up: the decay used at step t is
+            min(ema_decay, (1 + t) / (10 + t))). ``ema_weights`` holds the average;
+            ``averaged_generator()`` returns a generator carrying it.
 
     Example:
         >>> gan = WGANGP.from_preset(get_preset("cpu32"), seed=0)
@@ -43,6 +47,7 @@ class WGANGP(keras.Model):
         n_critic: int = 5,
         gp_weight: float = 10.0,
         seed: int | None = None,
+        ema_decay: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -54,11 +59,23 @@ class WGANGP(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.wasserstein_tracker = keras.metrics.Mean(name="wasserstein")
         self.gp_tracker = keras.metrics.Mean(name="gp")
+        # Plain variables, not a second Keras model: the same update runs on every replica (the
+        # weights it averages are already synchronised), so only the first replica's value counts.
+        self.ema_weights = [
+            tf.Variable(
+                tf.identity(w),
+                trainable=False,
+                name=f"ema_{i}",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+            for i, w in enumerate(generator.weights if ema_decay > 0 else [])
+        ]
         # Config.
         self.latent_dim = latent_dim
         self.n_critic = n_critic
         self.gp_weight = gp_weight
         self.seed = seed
+        self.ema_decay = ema_decay
         # G and D are built functional models: nothing is left for Keras to infer from data.
         self.built = True
 
@@ -147,12 +164,30 @@ class WGANGP(keras.Model):
         self.g_optimizer.apply_gradients(
             zip(grads, self.generator.trainable_variables, strict=True)
         )
+        if self.ema_weights:
+            self.update_ema()
 
         self.d_loss_tracker.update_state(tf.add_n(d_losses) / self.n_critic)
         self.g_loss_tracker.update_state(g_loss)
         self.wasserstein_tracker.update_state(tf.add_n(distances) / self.n_critic)
         self.gp_tracker.update_state(tf.add_n(penalties) / self.n_critic)
         return {m.name: m.result() for m in self.metrics}
+
+    def update_ema(self) -> None:
+        """One step of the moving average of the generator's weights (after a generator step)."""
+        t = tf.cast(self.g_optimizer.iterations, tf.float32)
+        decay = tf.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+        for average, weight in zip(self.ema_weights, self.generator.weights, strict=True):
+            average.assign(decay * average + (1.0 - decay) * tf.cast(weight, average.dtype))
+
+    def averaged_generator(self) -> keras.Model:
+        """A copy of the generator with the moving-average weights (the generator itself when the
+        average is off)."""
+        if not self.ema_weights:
+            return self.generator
+        copy = keras.models.clone_model(self.generator)
+        copy.set_weights([w.numpy() for w in self.ema_weights])
+        return copy
 
     def get_config(self):
         config = super().get_config()
@@ -164,6 +199,7 @@ class WGANGP(keras.Model):
                 "n_critic": self.n_critic,
                 "gp_weight": self.gp_weight,
                 "seed": self.seed,
+                "ema_decay": self.ema_decay,
             }
         )
         return config

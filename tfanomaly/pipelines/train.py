@@ -65,6 +65,8 @@ class GanTrainConfig:
         log_every: generator steps between TensorBoard scalar writes.
         seed: seeds z, the penalty's interpolation and the data shuffle.
         precision: ``float32`` or a Keras mixed-precision policy.
+        ema_decay: 0 (off) or the decay of a moving average of the generator's weights; when on,
+            ``generator.keras`` carries the average and ``generator_raw.keras`` the last weights.
     """
 
     preset: str = "cpu32"
@@ -78,9 +80,12 @@ class GanTrainConfig:
     log_every: int = 10
     seed: int = 0
     precision: str = "float32"
+    ema_decay: float = 0.0
 
     def validate(self) -> None:
         check_steps(self)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         if self.n_critic < 1:
             raise ConfigError("n-critic must be at least 1")
         if self.precision not in PRECISIONS:
@@ -290,6 +295,11 @@ def run_stage(stage: Stage, make_dataset, run_dir: Path, config, progress: bool,
     return start
 
 
+def _trackable(variables: list) -> tf.train.Checkpoint:
+    """A list of variables (also distributed ones) as one checkpointable object."""
+    return tf.train.Checkpoint(**{f"w{i}": v for i, v in enumerate(variables)})
+
+
 def _training_data(data_dir, config, images_per_step: int, start_step: int):
     return image_dataset(
         data_dir,
@@ -350,7 +360,11 @@ def train_gan(
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
             gan = WGANGP.from_preset(
-                model_config, n_critic=config.n_critic, gp_weight=config.gp_weight, seed=config.seed
+                model_config,
+                n_critic=config.n_critic,
+                gp_weight=config.gp_weight,
+                seed=config.seed,
+                ema_decay=config.ema_decay,
             )
             optimizers = [paper_optimizer(config.learning_rate) for _ in range(2)]
             if config.precision == "mixed_float16":
@@ -367,10 +381,13 @@ def train_gan(
                 d_optimizer=gan.d_optimizer,
                 g_optimizer=gan.g_optimizer,
                 seed_generator=gan.seed_generator.state,
+                **({"ema": _trackable(gan.ema_weights)} if gan.ema_weights else {}),
             ),
             step=gan.generator_steps,
             images_per_step=images_per_step,
-            preview=lambda: tile(gan.generator(fixed_z, training=False).numpy(), columns=8),
+            preview=lambda: tile(
+                gan.averaged_generator()(fixed_z, training=False).numpy(), columns=8
+            ),
         )
         _save_real_grid(data_dir, run_dir / "samples" / "real.png")
         start = run_stage(
@@ -381,7 +398,10 @@ def train_gan(
             progress,
             echo,
         )
-        for name, model in (("generator", gan.generator), ("critic", gan.critic)):
+        networks = {"generator": gan.averaged_generator(), "critic": gan.critic}
+        if gan.ema_weights:
+            networks["generator_raw"] = gan.generator
+        for name, model in networks.items():
             save_keras(model, run_dir / f"{name}.keras")
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
