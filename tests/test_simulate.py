@@ -228,3 +228,250 @@ def test_bad_arguments_raise_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="size"):
         simulate_survey(tmp_path / "x.h5", dataclass_replace(SMALL, size=4), progress=False)
     assert not (tmp_path / "x.h5").exists()
+
+
+# --- Substructure of the discs, blends and the PSF's ellipticity -----------------------------
+
+SUBSTRUCTURE_OFF = {
+    "knot_fraction": 0.0,
+    "spiral_fraction": 0.0,
+    "dust_fraction": 0.0,
+    "blend_fraction": 0.0,
+    "psf_e_max": 0.0,
+}
+
+
+def noise_free(config, n, label=0):
+    """Noise-free cutouts (n, H, W, 3) as float64: the main stream is the same as with noise."""
+    return np.stack(
+        [sim._render_object(config, i, label, noise=False)[0] for i in range(n)]
+    ).astype(np.float64)
+
+
+def with_only(name, value, **changes):
+    """A tiny 32-px config with every kind of substructure off except ``name``."""
+    off = SUBSTRUCTURE_OFF | {name: value}
+    return SurveyConfig(n_objects=64, size=32, anomaly_fraction=0.0, seed=13, **off | changes)
+
+
+def test_smooth_config_reproduces_the_simulator_before_substructure():
+    # Recorded with the simulator of commit b2a3f76 (smooth galaxies, round PSFs): the substructure
+    # draws from its own stream, so switching it off gives back the same galaxies, anomalies and
+    # noise, bit for bit.
+    config = SurveyConfig(n_objects=16, size=32, anomaly_fraction=0.5, seed=3).smooth()
+    stamps = simulate_stamps(config, 0, 6)
+    assert stamps["labels"].tolist() == [6, 1, 0, 0, 2, 7]
+    expected_sums = [
+        [4309.7571974643, 7796.6155200026, 8581.6199497246],
+        [275.5512338899, 523.9380274235, 701.0673886857],
+        [124.1772422403, 335.9203017245, 543.7266729128],
+        [107.2945616602, 291.0067487881, 426.0410273655],
+        [129.4600230495, 332.7410251179, 453.316913954],
+        [146.3170369938, 331.2274882767, 417.2355217029],
+    ]
+    expected_centre_i = [5.2172617912, 3.9273972511, 19.1041355133, 4.3979549408, 8.9769916534, 12.8018455505]  # fmt: skip
+    images = stamps["images"].astype(np.float64)
+    np.testing.assert_allclose(images.sum(axis=(1, 2)), expected_sums, rtol=1e-5)
+    np.testing.assert_allclose(images[:, 16, 16, 2], expected_centre_i, rtol=1e-5)
+
+
+def test_zero_fractions_draw_a_plain_bulge_and_disc(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a substructure code path ran with its fraction at 0")
+
+    for name in ("_spiral_arms", "_knots", "_dust_lane", "_blend"):
+        monkeypatch.setattr(sim, name, forbidden)
+    monkeypatch.setattr(sim._Scene, "add_map", forbidden)
+    monkeypatch.setattr(sim._Scene, "add_gaussians", forbidden)
+    config = SurveyConfig(size=32, compact_fraction=0.0, neighbour_fraction=0.0, **SUBSTRUCTURE_OFF)
+    grid = sim._grid(32, 3.0)
+    for seed in range(10):
+        scenes = []
+        for sub in (None, np.random.default_rng(seed)):  # the stream exists, the fractions are 0
+            scene = sim._Scene(grid, np.array([4.5, 4.2, 3.6]), 3.0)
+            ctx = sim._Ctx(config, scene, sim.sky_sigma(config), 15.5, 15.5, 1000.0, sub=sub)
+            galaxy = sim._galaxy(np.random.default_rng(seed), ctx, 15.5, 15.5, 1000.0)
+            scenes.append(scene)
+        assert galaxy["arms"] is None and galaxy["lane"] is None and "knots" not in galaxy
+        np.testing.assert_array_equal(scenes[0].render(), scenes[1].render())
+
+
+def scene_flux(scene):
+    """Total pre-PSF flux per band of a scene: its transform at k = 0 plus its pixel maps."""
+    maps = 0.0 if scene.maps is None else scene.maps.sum(axis=(1, 2))
+    return scene.kspace[:, 0, 0].real + maps
+
+
+@pytest.mark.parametrize("name", ["knot_fraction", "spiral_fraction", "dust_fraction"])
+def test_substructure_moves_disc_light(name):
+    grid = sim._grid(32, 3.0)
+    changed = 0
+    for seed in range(30):
+        scenes = []
+        for value in (0.0, 1.0):
+            config = SurveyConfig(size=32, **SUBSTRUCTURE_OFF | {name: value})
+            scene = sim._Scene(grid, np.array([4.5, 4.2, 3.6]), 3.0)
+            ctx = sim._Ctx(config, scene, sim.sky_sigma(config), 15.5, 15.5, 1000.0)
+            ctx.sub = np.random.default_rng(seed)
+            sim._galaxy(np.random.default_rng(seed), ctx, 15.5, 15.5, 1000.0)
+            scenes.append(scene)
+        smooth, structured = scenes
+        if structured.maps is None and np.array_equal(structured.kspace, smooth.kspace):
+            continue
+        changed += 1
+        if name == "dust_fraction":  # absorbs light, most in g, and keeps the drawn i flux
+            ratio = scene_flux(structured) / scene_flux(smooth)
+            assert ratio[0] < ratio[1] < ratio[2] and abs(ratio[2] - 1.0) < 1e-9
+        else:  # moves light from the smooth disc into knots or arms, adds none
+            np.testing.assert_allclose(scene_flux(structured), scene_flux(smooth), rtol=1e-9)
+    assert changed >= (3 if name == "dust_fraction" else 10)
+
+
+@pytest.mark.parametrize("name", ["knot_fraction", "spiral_fraction"])
+def test_knots_and_arms_change_the_cutouts_not_their_flux(name):
+    smooth = noise_free(with_only(name, 0.0, compact_fraction=0.0), 24)
+    structured = noise_free(with_only(name, 1.0, compact_fraction=0.0), 24)
+    changed = np.abs(structured - smooth).max(axis=(1, 2, 3)) > 1e-3 * smooth.max(axis=(1, 2, 3))
+    # Extended discs (bulge-to-total < 0.6) get it; bulge-dominated galaxies stay smooth.
+    assert 8 <= changed.sum() <= 20
+    ratio = structured[changed].sum(axis=(1, 2)) / smooth[changed].sum(axis=(1, 2))
+    # Only the light that moves across the stamp's edge changes the sum (a few % at most).
+    assert np.all(np.abs(np.median(ratio, axis=0) - 1) < 0.01) and np.all(np.abs(ratio - 1) < 0.06)
+    # Visibly moved: at least a few percent of the galaxy's peak somewhere.
+    moved = np.abs(structured - smooth)[changed].max(axis=(1, 2, 3))
+    assert np.median(moved / smooth[changed].max(axis=(1, 2, 3))) > 0.02
+
+
+def test_knots_are_blue_many_and_far_below_a_star_forming_clump():
+    config = SurveyConfig(size=32, knot_fraction=1.0)
+    grid = sim._grid(32, 3.0)
+    counts, shares = [], []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        scene = sim._Scene(grid, np.array([4.5, 4.2, 3.6]), 3.0)
+        ctx = sim._Ctx(config, scene, sim.sky_sigma(config), 15.5, 15.5, 1000.0, sub=rng)
+        g_r, r_i = rng.uniform(0.3, 0.8), rng.uniform(0.1, 0.4)
+        disc = sim._Disc(
+            15.5, 15.5, ctx.px(1.0), 0.3, 0.5, sim._band_fluxes(700.0, g_r, r_i), g_r, r_i
+        )
+        galaxy_flux = disc.total + sim._band_fluxes(300.0, 1.2, 0.5)
+        knots = sim._knots(rng, ctx, disc, galaxy_flux, None)
+        counts.append(knots.shape[1])
+        shares.append(knots[2].sum() / disc.total[2])
+        assert np.all(knots <= 0.06 * galaxy_flux[:, None] + 1e-9)  # each <= 6% of the galaxy
+        assert np.all(knots[0] / knots[1] > disc.total[0] / disc.total[1])  # bluer in g-r
+        np.testing.assert_allclose(disc.flux + knots.sum(axis=1), disc.total)  # taken from disc
+    assert min(counts) >= 5 and max(counts) <= 40 and max(counts) >= 25
+    assert 0.02 < min(shares) and max(shares) <= 0.30 and np.median(shares) > 0.08
+
+
+def test_a_dusty_disc_keeps_its_i_flux_and_loses_g():
+    # The survey selects on observed i: the lane reddens the disc but keeps its drawn i flux.
+    grid = sim._grid(32, 3.0)
+    for hlr, e, lane in (
+        (3.0, 0.55, sim._Lane(1.5, 0.5, 0.3)),
+        (8.0, 0.7, sim._Lane(0.5, 2.0, -1.0)),
+    ):
+        fluxes = []
+        for tau in (0.0, lane.tau_r):
+            scene = sim._Scene(grid, np.array([4.5, 4.2, 3.6]), 3.0)
+            disc = sim._Disc(15.5, 15.5, hlr, e, 0.7, np.array([50.0, 80.0, 100.0]), 0.5, 0.25)
+            sim._add_disc(scene, disc, None, dataclass_replace(lane, tau_r=tau))
+            fluxes.append(scene_flux(scene))
+        ratio = fluxes[1] / fluxes[0]
+        assert abs(ratio[2] - 1.0) < 1e-9 and ratio[0] < ratio[1] < 1.0
+        # tau_g : tau_r : tau_i = 1.3 : 1 : 0.75, so g loses more than r relative to i.
+        assert 1 - ratio[0] > 1.2 * (1 - ratio[1]) > 0.005
+        # The light is taken out along the major axis (angle 0.7), on the lane's offset line.
+        row, col = np.unravel_index(np.argmin(scene.maps[1]), scene.maps[1].shape)
+        dx, dy = col - grid.pad - 15.5, row - grid.pad - 15.5
+        assert abs(-np.sin(0.7) * dx + np.cos(0.7) * dy - lane.offset) < 1.0
+
+
+def test_dust_lanes_redden_inclined_discs():
+    clean = noise_free(with_only("dust_fraction", 0.0, compact_fraction=0.0), 40)
+    dusty = noise_free(with_only("dust_fraction", 1.0, compact_fraction=0.0), 40)
+    changed = np.abs(dusty - clean).max(axis=(1, 2, 3)) > 1e-3 * clean.max(axis=(1, 2, 3))
+    assert 4 <= changed.sum() <= 20  # only inclined (e > 0.5) disc galaxies
+    ratio = dusty[changed].sum(axis=(1, 2)) / clean[changed].sum(axis=(1, 2))  # (n, bands)
+    assert np.all(ratio[:, 0] < ratio[:, 1]) and np.all(ratio[:, 1] < ratio[:, 2])
+    assert np.all(ratio[:, 2] - ratio[:, 0] > 0.02)  # g dimmed more than i
+    assert np.all(np.abs(ratio[:, 2] - 1.0) < 0.05)  # the drawn i magnitude is kept
+
+
+def test_blends_add_a_fainter_galaxy_at_the_expected_distance():
+    size = 32
+    alone = noise_free(with_only("blend_fraction", 0.0, neighbour_fraction=0.0), 20)
+    blended = noise_free(with_only("blend_fraction", 1.0, neighbour_fraction=0.0), 20)
+    companion = (blended - alone)[..., 2]  # the main stream is untouched: only the blend differs
+    centre = (size - 1) / 2
+    for target, other in zip(alone[..., 2], companion, strict=True):
+        row, col = np.unravel_index(np.argmax(other), other.shape)
+        distance = np.hypot(row - centre, col - centre)
+        # 0.33-0.48 of the side from the target (itself within 0.7 px of the centre), or at the
+        # stamp's edge when its centre is just off it.
+        assert 0.33 * size - 2 <= distance <= 0.48 * size + 2
+        assert other.sum() < 10 ** (-0.4 * 1.25) * target.sum() * 1.01  # >= 1.25 mag fainter
+        assert other.max() < target.max()
+
+
+def test_psf_ellipticity_elongates_stars_along_its_angle():
+    grid = sim._grid(32, 3.0)
+
+    def star_shape(psf_e, angle):
+        scene = sim._Scene(grid, np.array([4.5, 4.2, 3.6]), 3.0, psf_e, angle)
+        scene.add_profile("point", np.ones(3), 15.5, 15.5)
+        image = scene.render()[2]
+        y, x = np.mgrid[:32, :32] - 15.5
+        q11, q22, q12 = ((image * m).sum() / image.sum() for m in (x * x, y * y, x * y))
+        return np.hypot(q11 - q22, 2 * q12) / (q11 + q22), 0.5 * np.arctan2(2 * q12, q11 - q22)
+
+    e_round, _ = star_shape(0.0, 0.0)
+    assert e_round < 1e-3
+    e, angle = star_shape(0.06, 0.4)
+    assert 0.05 < e < 0.15  # distortion ~2g, a bit less within the stamp
+    assert abs(angle - 0.4) < 0.02
+    # Through the survey: the same objects with round and with elongated PSFs differ.
+    round_psf = noise_free(with_only("psf_e_max", 0.0), 4)
+    elongated = noise_free(with_only("psf_e_max", 0.06), 4)
+    assert not np.allclose(round_psf, elongated)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"knot_fraction": 1.5}, "knot_fraction must be in"),
+        ({"spiral_fraction": -0.1}, "spiral_fraction must be in"),
+        ({"dust_fraction": 2.0}, "dust_fraction must be in"),
+        ({"blend_fraction": -1.0}, "blend_fraction must be in"),
+        ({"psf_e_max": 0.5}, "psf_e_max must be in"),
+        ({"psf_e_max": -0.01}, "psf_e_max must be in"),
+    ],
+)
+def test_validate_rejects_bad_substructure_settings(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        dataclass_replace(SurveyConfig(), **changes).validate()
+
+
+def test_config_json_from_before_substructure_loads_as_the_smooth_simulator():
+    values = json.loads(SMALL.to_json())
+    assert SMALL.knot_fraction > 0 and SurveyConfig.from_json(json.dumps(values)) == SMALL
+    for name in SUBSTRUCTURE_OFF:
+        del values[name]
+    assert SurveyConfig.from_json(json.dumps(values)) == SMALL.smooth()
+
+
+def test_cli_smooth_switch(tmp_path):
+    from click.testing import CliRunner
+
+    from tfanomaly.cli import main
+
+    for flag, expected in (("--smooth", SUBSTRUCTURE_OFF), ("--substructure", None)):
+        out = tmp_path / f"s{flag}.h5"
+        args = ["simulate", str(out), "-n", "4", "--size", "16", "--quiet", flag]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        with h5py.File(out, "r") as f:
+            config = SurveyConfig.from_json(f.attrs["config"])
+        defaults = {name: getattr(SurveyConfig(), name) for name in SUBSTRUCTURE_OFF}
+        assert {name: getattr(config, name) for name in SUBSTRUCTURE_OFF} == (expected or defaults)

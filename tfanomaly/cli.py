@@ -83,16 +83,26 @@ def main():
 )
 @click.option("--seed", default=0, show_default=True, help="Random seed: same seed, same bits.")
 @click.option(
+    "--substructure/--smooth",
+    default=True,
+    show_default=True,
+    help="Galaxies with star-forming knots, spiral arms and dust lanes, blends and slightly "
+    "elliptical PSFs; --smooth: plain bulge + disk galaxies and round PSFs (the same galaxies, "
+    "anomalies and noise otherwise).",
+)
+@click.option(
     "-j", "--workers", default=1, show_default=True, help="Worker processes (output is identical)."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
-def simulate(out, n_objects, size, anomaly_fraction, kinds, seed, workers, quiet):
+def simulate(out, n_objects, size, anomaly_fraction, kinds, seed, substructure, workers, quiet):
     """Simulate an HSC-like gri survey with labelled anomalies into the HDF5 file OUT.
 
     Normal galaxies are bulge + disk GalSim profiles at 20 < i < 20.5 with HSC seeing, pixel scale
-    (0.168"/px) and Wide-depth sky noise, in flux units (zero point 27). The file uses the paper's
-    layout (images, idxs, object_ids, ra, dec) plus `labels` (0 = normal, k = kind_names[k]).
+    (0.168"/px) and Wide-depth sky noise, in flux units (zero point 27); extended disks have
+    star-forming knots, spiral arms or dust lanes, and some cutouts a fainter blended galaxy. The
+    file uses the paper's layout (images, idxs, object_ids, ra, dec) plus `labels` (0 = normal,
+    k = kind_names[k]).
 
     Anomaly kinds: merger, tidal_feature, star_forming_clump, lensed_arc, satellite_trail,
     diffraction_spikes, cosmic_rays, bad_column.
@@ -107,6 +117,8 @@ def simulate(out, n_objects, size, anomaly_fraction, kinds, seed, workers, quiet
         kinds=chosen,
         seed=seed,
     )
+    if not substructure:
+        config = config.smooth()
     summary = simulate_survey(out, config, workers=workers, progress=not quiet)
     click.echo(
         f"wrote {summary['n_objects']} cutouts ({summary['n_anomalies']} anomalies) to {out} "

@@ -1,6 +1,7 @@
 """Simulated HSC Wide-like g, r, i cutouts of 20 < i < 20.5 galaxies with labelled injected anomalies.
 
 The embedded default data set of the demo, tests and benchmarks, written in the paper's HDF5 layout.
+Its galaxies have knots, spiral arms, dust lanes and blends, so that "normal" is not just "smooth".
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ _HDF5_CHUNK_BYTES = 1 << 17  # one to a few cutouts per HDF5 chunk, cheap random
 _LAMBDA_NM = np.array([477.0, 623.0, 775.0])  # HSC g, r, i effective wavelengths
 _EXP_HLR_OVER_R0 = 1.6783469900166605  # half-light radius of an exponential in scale lengths
 _TABLE_X = np.concatenate([[0.0], np.geomspace(1e-3, 500.0, 2500)])
+_SUBSTRUCTURE_FRACTIONS = ("knot_fraction", "spiral_fraction", "dust_fraction", "blend_fraction")
+_SMOOTH = dict.fromkeys(_SUBSTRUCTURE_FRACTIONS + ("psf_e_max",), 0.0)  # the smooth simulator
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,14 @@ class SurveyConfig:
         compact_fraction: fraction of nearly unresolved galaxies.
         neighbour_fraction: fraction of cutouts with one or two faint neighbours.
         field: RA min, RA max, Dec min, Dec max in degrees (inside the HSC Wide GAMA09H field).
+        knot_fraction: fraction of extended disc galaxies with 5-40 blue star-forming knots
+            (together 5-30% of the disc light, none above 6% of the galaxy's).
+        spiral_fraction: fraction of extended disc galaxies with 2-3 logarithmic spiral arms
+            (20-50% of the disc light).
+        dust_fraction: fraction of inclined extended discs (e > 0.5) with a dust lane.
+        blend_fraction: fraction of cutouts with a 1.25-3 mag fainter galaxy 0.33-0.48 of the
+            cutout side from the target.
+        psf_e_max: largest per-object PSF ellipticity (shear |g|, as ``e`` of the galaxies).
 
     Example:
         >>> SurveyConfig(n_objects=64, size=32, anomaly_fraction=0.25).validate()
@@ -87,6 +98,11 @@ class SurveyConfig:
     compact_fraction: float = 0.3
     neighbour_fraction: float = 0.3
     field: tuple[float, float, float, float] = (130.0, 140.0, -1.0, 4.0)
+    knot_fraction: float = 0.6
+    spiral_fraction: float = 0.35
+    dust_fraction: float = 0.4
+    blend_fraction: float = 0.15
+    psf_e_max: float = 0.06
 
     def validate(self) -> None:
         """Raise ConfigError with a clear message for any value that makes no sense."""
@@ -126,9 +142,11 @@ class SurveyConfig:
             fail(f"psf_jitter must be in [0, 1), got {self.psf_jitter!r}")
         if not self.psf_beta > 1.5:
             fail(f"psf_beta must be > 1.5 (finite PSF noise area), got {self.psf_beta!r}")
-        for name in ("compact_fraction", "neighbour_fraction"):
+        for name in ("compact_fraction", "neighbour_fraction") + _SUBSTRUCTURE_FRACTIONS:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 fail(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if not 0.0 <= self.psf_e_max <= 0.3:
+            fail(f"psf_e_max must be in [0, 0.3] (a shear |g|), got {self.psf_e_max!r}")
         ra_min, ra_max, dec_min, dec_max = self.field
         if not (ra_min < ra_max and -90.0 <= dec_min < dec_max <= 90.0):
             fail(f"field must be (ra_min, ra_max, dec_min, dec_max), got {self.field!r}")
@@ -139,9 +157,23 @@ class SurveyConfig:
 
     @classmethod
     def from_json(cls, text: str) -> SurveyConfig:
-        """Rebuild a config from ``to_json`` output (lists become tuples again)."""
+        """Rebuild a config from ``to_json`` output (lists become tuples again).
+
+        A config written before the galaxies had substructure loads as ``smooth()``: the
+        simulator that wrote it.
+        """
         values = json.loads(text)
+        if not any(name in values for name in _SMOOTH):
+            values = _SMOOTH | values
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    def smooth(self) -> SurveyConfig:
+        """The same survey with smooth bulge + disc galaxies, no blends and round PSFs.
+
+        Objects keep their galaxies, anomalies and noise exactly: this is the simulator before
+        substructure, bit for bit, the variant that flatters pixel-space baselines.
+        """
+        return dataclasses.replace(self, **_SMOOTH)
 
 
 def sky_sigma(config: SurveyConfig) -> np.ndarray:
@@ -254,14 +286,59 @@ def _grid(size: int, beta: float) -> _Grid:
     )
 
 
-class _Scene:
-    """The sky of one cutout: analytic profiles, pre-PSF pixel maps and post-PSF additions."""
+def _shear_matrix(e: float, angle: float) -> np.ndarray:
+    """The symmetric, area-preserving shear S of galsim.Shear(g=e, beta=angle): a profile f
+    sheared by it is f(S^-1 x) in real space, F(S k) in Fourier space, stretched along
+    ``angle`` to the axis ratio (1 - e) / (1 + e)."""
+    g1, g2 = e * math.cos(2 * angle), e * math.sin(2 * angle)
+    return np.array([[1 + g1, g2], [g2, 1 - g1]]) / math.sqrt(1.0 - e * e)
 
-    def __init__(self, grid: _Grid, psf_fwhm_px: np.ndarray, beta: float):
+
+def _sheared_k2(g: _Grid, e: float, angle: float) -> np.ndarray:
+    """|S k|^2 on the grid: the squared wavenumber at which a sheared profile's transform is read."""
+    if e <= 0.0:
+        return g.k2
+    g1, g2 = e * math.cos(2 * angle), e * math.sin(2 * angle)
+    s = 1.0 / math.sqrt(1.0 - e * e)
+    kxs = s * ((1 + g1) * g.kx + g2 * g.ky)
+    kys = s * (g2 * g.kx + (1 - g1) * g.ky)
+    return kxs * kxs + kys * kys
+
+
+@functools.cache
+def _blas_threads():
+    from threadpoolctl import ThreadpoolController  # a dependency of scikit-learn
+
+    return ThreadpoolController()
+
+
+def _one_blas_thread():
+    """A context with single-threaded BLAS: the products here are small, and BLAS threads
+    fighting for busy cores (or the other pool workers) make them ~50x slower."""
+    return _blas_threads().limit(limits=1, user_api="blas")
+
+
+class _Scene:
+    """The sky of one cutout: analytic profiles, pre-PSF pixel maps and post-PSF additions.
+
+    The PSF is a Moffat of the given FWHM per band, all three sheared by ``psf_e`` along
+    ``psf_angle`` (the optics and guiding that elongate it act on every band alike).
+    """
+
+    def __init__(
+        self,
+        grid: _Grid,
+        psf_fwhm_px: np.ndarray,
+        beta: float,
+        psf_e: float = 0.0,
+        psf_angle: float = 0.0,
+    ):
         self.grid = grid
         self.fwhm_px = psf_fwhm_px
         self.beta = beta
         self.alpha = psf_fwhm_px / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
+        self.psf_e = psf_e
+        self.psf_angle = psf_angle
         m = grid.kx.shape[1]
         self.kspace = np.zeros((len(BANDS), grid.n, m), complex)
         self.maps: np.ndarray | None = None
@@ -272,15 +349,7 @@ class _Scene:
     ) -> None:
         """Add an 'exp', 'dev', 'gauss' (hlr = sigma) or 'point' profile at stamp pixel (x, y)."""
         g = self.grid
-        if e > 0.0:
-            # A shear maps k -> S k with S symmetric (area-preserving, as galsim.Shear).
-            g1, g2 = e * math.cos(2 * angle), e * math.sin(2 * angle)
-            s = 1.0 / math.sqrt(1.0 - e * e)
-            kxs = s * ((1 + g1) * g.kx + g2 * g.ky)
-            kys = s * (g2 * g.kx + (1 - g1) * g.ky)
-            k2 = kxs * kxs + kys * kys
-        else:
-            k2 = g.k2
+        k2 = _sheared_k2(g, e, angle)
         if profile == "exp":
             t = 1.0 + k2 * (hlr / _EXP_HLR_OVER_R0) ** 2
             ft = 1.0 / (t * np.sqrt(t))
@@ -293,6 +362,19 @@ class _Scene:
         phase = np.exp(-1j * g.ky * (y + g.pad)) * np.exp(-1j * g.kx * (x + g.pad))
         self.kspace += np.asarray(flux, float)[:, None, None] * (ft * phase)
 
+    def add_gaussians(self, flux: np.ndarray, x: np.ndarray, y: np.ndarray, sigma: np.ndarray):
+        """Add round Gaussians: fluxes (bands, n), centres and widths (n,) in stamp pixels.
+
+        A round Gaussian's transform factorises in kx and ky, so all of them together are one
+        (N, n) @ (n, M) product per band instead of n full-grid transforms (~10x faster for 40).
+        """
+        g = self.grid
+        var = 0.5 * np.asarray(sigma, float) ** 2
+        along_y = np.exp(-var * g.ky**2 - 1j * g.ky * (np.asarray(y) + g.pad))  # (N, n)
+        along_x = np.exp(-var * g.kx.T**2 - 1j * g.kx.T * (np.asarray(x) + g.pad))  # (M, n)
+        with _one_blas_thread():
+            self.kspace += (np.asarray(flux, float)[:, None, :] * along_y[None]) @ along_x.T
+
     def add_map(self, maps: np.ndarray) -> None:
         """Add pre-PSF surface brightness (bands, N, N) sampled on the padded grid."""
         self.maps = maps if self.maps is None else self.maps + maps
@@ -303,8 +385,9 @@ class _Scene:
         kspace = self.kspace * g.pixel
         if self.maps is not None:
             kspace += np.fft.rfft2(self.maps)
+        k = g.k if self.psf_e <= 0.0 else np.sqrt(_sheared_k2(g, self.psf_e, self.psf_angle))
         for b in range(len(BANDS)):
-            kspace[b] *= np.interp(g.k * self.alpha[b], _TABLE_X, g.moffat, right=0.0)
+            kspace[b] *= np.interp(k * self.alpha[b], _TABLE_X, g.moffat, right=0.0)
         image = np.fft.irfft2(kspace, s=(g.n, g.n))
         return image[:, g.pad : g.pad + g.size, g.pad : g.pad + g.size] + self.post
 
@@ -324,6 +407,10 @@ class _Ctx:
     x0: float
     y0: float
     flux_i: float
+    # The object's substructure stream (knots, arms, dust, blend, PSF shape); None when the
+    # config is smooth. Kept apart from the drawers' stream so that the galaxies, anomalies
+    # and noise are the same with and without substructure.
+    sub: np.random.Generator | None = None
 
     @property
     def size(self) -> int:
@@ -334,7 +421,15 @@ class _Ctx:
 
 
 def _galaxy(rng, ctx: _Ctx, x, y, flux_i, compact=False, disky=False, max_hlr=None) -> dict:
-    """A bulge (de Vaucouleurs) + disc (exponential) galaxy; returns its sizes in pixels."""
+    """A bulge (de Vaucouleurs) + disc (exponential) galaxy; returns its sizes in pixels.
+
+    Its shape and colours come from ``rng``. With substructure on (``ctx.sub``), an extended
+    disc galaxy (not compact, bulge-to-total < 0.6) then gets, from the substructure stream and
+    each with its config fraction: spiral arms (``_spiral_arms``), star-forming knots
+    (``_knots``) and, when inclined (e > 0.5), a dust lane (``_dust_lane``). Arms and knots
+    move disc light, they add none. Anomaly hosts are drawn here too, so that smoothness
+    never tells a normal galaxy from a host.
+    """
     bulge_to_total = rng.beta(0.9, 1.3) * (0.3 if disky else 1.0)
     if compact:
         hlr_disc = ctx.px(math.exp(rng.uniform(math.log(0.1), math.log(0.3))))
@@ -349,16 +444,241 @@ def _galaxy(rng, ctx: _Ctx, x, y, flux_i, compact=False, disky=False, max_hlr=No
     e_bulge = rng.uniform(0.0, 0.3)
     angle = rng.uniform(0.0, math.pi)
     bulge = _band_fluxes(bulge_to_total * flux_i, rng.uniform(1.0, 1.5), rng.uniform(0.4, 0.6))
-    disc = _band_fluxes((1 - bulge_to_total) * flux_i, rng.uniform(0.3, 0.8), rng.uniform(0.1, 0.4))
+    g_r, r_i = rng.uniform(0.3, 0.8), rng.uniform(0.1, 0.4)
+    disc_flux = _band_fluxes((1 - bulge_to_total) * flux_i, g_r, r_i)
+    disc = _Disc(x, y, hlr_disc, e_disc, angle, disc_flux, g_r, r_i)
     ctx.scene.add_profile("dev", bulge, x, y, hlr_bulge, e_bulge, angle)
-    ctx.scene.add_profile("exp", disc, x, y, hlr_disc, e_disc, angle)
-    hlr = bulge_to_total * hlr_bulge + (1 - bulge_to_total) * hlr_disc
-    return {"hlr": hlr, "hlr_disc": hlr_disc, "angle": angle, "e": e_disc}
+    galaxy = {
+        "hlr": bulge_to_total * hlr_bulge + (1 - bulge_to_total) * hlr_disc,
+        "hlr_disc": hlr_disc,
+        "angle": angle,
+        "e": e_disc,
+    }
+    arms = lane = None
+    if ctx.sub is not None:
+        config = ctx.config
+        draws = ctx.sub.random(3)
+        extended = not compact and bulge_to_total < 0.6
+        if extended and draws[0] < config.spiral_fraction:
+            arms = _spiral_arms(ctx.sub, disc)
+        if extended and draws[1] < config.knot_fraction:
+            galaxy["knots"] = _knots(ctx.sub, ctx, disc, bulge + disc.total, arms)
+        if extended and e_disc > 0.5 and draws[2] < config.dust_fraction:
+            lane = _dust_lane(ctx.sub, disc)
+        galaxy |= {"arms": arms, "lane": lane}
+    _add_disc(ctx.scene, disc, arms, lane)
+    return galaxy
 
 
 def _normal(rng, ctx: _Ctx) -> None:
+    """One bulge + disc galaxy (``_galaxy``), nearly unresolved for ``compact_fraction`` of them."""
     compact = rng.random() < ctx.config.compact_fraction
     _galaxy(rng, ctx, ctx.x0, ctx.y0, ctx.flux_i, compact=compact)
+
+
+# --------------------------------------------------------------------------------------------
+# The discs' substructure. Real discs are not smooth: a pixel-space baseline that learns smooth
+# profiles as "normal" finds every star-forming spiral odd. All of it is drawn in the disc's
+# own face-on frame and projected like the disc: a face-on point p lands at the stamp offset
+# S p, S the disc's shear.
+
+
+@dataclass
+class _Disc:
+    """An exponential disc at stamp pixel (x, y); ``flux`` is the light left in its smooth part."""
+
+    x: float
+    y: float
+    hlr: float  # pixels
+    e: float
+    angle: float
+    flux: np.ndarray  # (bands,)
+    g_r: float
+    r_i: float
+    total: np.ndarray = dataclasses.field(init=False)  # the whole disc's light
+
+    def __post_init__(self) -> None:
+        self.total = self.flux.copy()
+
+    @property
+    def r0(self) -> float:
+        return self.hlr / _EXP_HLR_OVER_R0
+
+    def frame(self, grid: _Grid, oversample: int = 1):
+        """Offsets (dx, dy) of the padded grid's pixels from the centre, and the same points in
+        the face-on frame (u, v); oversample > 1 adds two axes of sub-pixel points."""
+        if oversample == 1:
+            dx, dy = grid.x - self.x, grid.y - self.y
+        else:
+            offsets = (np.arange(oversample) + 0.5) / oversample - 0.5
+            dx = grid.x[..., None, None] + offsets[None, :] - self.x  # (1, N, 1, s)
+            dy = grid.y[..., None, None] + offsets[:, None] - self.y  # (N, 1, s, 1)
+        inverse = _shear_matrix(self.e, self.angle + math.pi / 2)  # S^-1: the opposite shear
+        u = inverse[0, 0] * dx + inverse[0, 1] * dy
+        v = inverse[1, 0] * dx + inverse[1, 1] * dy
+        return dx, dy, u, v
+
+    def exponential(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return np.exp(-np.sqrt(u * u + v * v) / self.r0)
+
+
+@dataclass
+class _Arms:
+    """m logarithmic spiral arms: ridges at theta = phase + winding ln(r / r0) + 2 pi j / m."""
+
+    m: int
+    winding: float  # +-1 / tan(pitch angle)
+    phase: float
+    sharpness: float
+    r_in: float  # pixels; the arms fade in over ~r_in, out of the bulge
+    flux: np.ndarray
+
+    def pattern(self, disc: _Disc, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Unnormalised face-on surface brightness of the arms at (u, v)."""
+        r2 = u * u + v * v
+        log_r = 0.5 * np.log(np.maximum(r2, 1e-6) / disc.r0**2)
+        psi = np.arctan2(v, u) - self.phase - self.winding * log_r
+        envelope = np.exp(-np.sqrt(r2) / disc.r0) * -np.expm1(-r2 / self.r_in**2)
+        return envelope * (0.5 + 0.5 * np.cos(self.m * psi)) ** self.sharpness
+
+
+def _spiral_arms(rng, disc: _Disc) -> _Arms:
+    """Two (a quarter of the time three) logarithmic spiral arms, pitch angle 10-30 deg, winding
+    either way, that take 20-50% of the disc's i light and are slightly bluer than it (g-r
+    0.05-0.2, r-i 0-0.1 mag). The pattern ((1 + cos m psi) / 2)^w (w 2-5, psi the angle from
+    an arm) lies on the disc's exponential, faded in over 0.5-1 scale lengths out of the bulge.
+    """
+    arms = _Arms(
+        m=2 if rng.random() < 0.75 else 3,
+        winding=rng.choice([-1.0, 1.0]) / math.tan(math.radians(rng.uniform(10.0, 30.0))),
+        phase=rng.uniform(0.0, 2 * math.pi),
+        sharpness=rng.uniform(2.0, 5.0),
+        r_in=disc.r0 * rng.uniform(0.5, 1.0),
+        flux=_band_fluxes(
+            rng.uniform(0.2, 0.5) * disc.total[2],
+            disc.g_r - rng.uniform(0.05, 0.2),
+            disc.r_i - rng.uniform(0.0, 0.1),
+        ),
+    )
+    disc.flux = disc.flux - arms.flux
+    return arms
+
+
+def _knots(rng, ctx: _Ctx, disc: _Disc, galaxy_flux: np.ndarray, arms: _Arms | None) -> np.ndarray:
+    """5-40 star-forming knots (HII regions, like GalSim's RandomKnots): nearly unresolved
+    Gaussians (sigma 0.05-0.15") at radii drawn from the disc's light (r = r0 Gamma(2, 1)),
+    60% of them on the arms when there are arms. Together they take 5-30% of the disc's i light
+    (log-normal shares); each is bluer than the disc (g-r 0.1-0.45, r-i 0-0.25) and at most 6% of
+    the galaxy's flux in every band, well below a ``star_forming_clump`` (15-35%). Returns the
+    fluxes (bands, n) of those on the padded grid (the others' light stays in the disc)."""
+    n = int(rng.integers(5, 41))
+    share = rng.uniform(0.05, 0.30)
+    weights = rng.lognormal(0.0, 0.8, n)
+    g_r = rng.uniform(0.1, min(0.45, disc.g_r - 0.1), n)
+    r_i = rng.uniform(0.0, min(0.25, disc.r_i - 0.05), n)
+    sigma = ctx.px(rng.uniform(0.05, 0.15, n))
+    r = disc.r0 * rng.gamma(2.0, 1.0, n)
+    theta = rng.uniform(0.0, 2 * math.pi, n)
+    on_arm = rng.random(n) < 0.6
+    arm = rng.integers(0, 6, n)  # 6: a whole number of turns for 2 or 3 arms
+    scatter = rng.normal(0.0, 0.15, n)
+    if arms is not None:
+        ridge = arms.phase + arms.winding * np.log(r / disc.r0) + 2 * math.pi * arm / arms.m
+        theta = np.where(on_arm, ridge + scatter, theta)
+    shear = _shear_matrix(disc.e, disc.angle)
+    u, v = r * np.cos(theta), r * np.sin(theta)
+    x = disc.x + shear[0, 0] * u + shear[0, 1] * v
+    y = disc.y + shear[1, 0] * u + shear[1, 1] * v
+    flux = _band_fluxes(share * disc.total[2] * weights / weights.sum(), g_r, r_i)  # (bands, n)
+    flux *= np.minimum(1.0, np.min(0.06 * galaxy_flux[:, None] / flux, axis=0))
+    # Knots near the edge of the padded grid would wrap around onto the far side of the stamp.
+    g = ctx.scene.grid
+    low, high = -g.pad / 2, g.size - 1 + g.pad / 2
+    keep = (x > low) & (x < high) & (y > low) & (y < high)
+    if not keep.any():
+        return flux[:, keep]
+    flux = flux[:, keep]
+    # Knots much bluer than a red disc could outshine its g light: keep 30% of it smooth.
+    flux *= min(1.0, float(np.min(0.7 * disc.flux / flux.sum(axis=1))))
+    disc.flux = disc.flux - flux.sum(axis=1)
+    ctx.scene.add_gaussians(flux, x[keep], y[keep], sigma[keep])
+    return flux
+
+
+# Optical depth of dust in g, r, i relative to r (Milky-Way-like, A_lambda roughly ~ 1 / lambda).
+_DUST_TAU_OVER_R = np.array([1.3, 1.0, 0.75])
+
+
+@dataclass(frozen=True)
+class _Lane:
+    """A dust lane along the disc's major axis: optical depth in r, Gaussian width and offset
+    across the lane (pixels)."""
+
+    tau_r: float
+    width: float
+    offset: float
+
+
+def _dust_lane(rng, disc: _Disc) -> _Lane:
+    """A dust lane for an inclined disc: central optical depth tau_r 0.5-1.5 (g : r : i =
+    1.3 : 1 : 0.75), a Gaussian 0.1-0.25 disc half-light radii wide across (at least half a
+    pixel), 0.03-0.12 half-light radii off the centre to either side, fading along the major
+    axis over two disc scale lengths."""
+    return _Lane(
+        tau_r=rng.uniform(0.5, 1.5),
+        width=max(0.5, rng.uniform(0.1, 0.25) * disc.hlr),
+        offset=rng.choice([-1.0, 1.0]) * rng.uniform(0.03, 0.12) * disc.hlr,
+    )
+
+
+def _add_disc(scene: _Scene, disc: _Disc, arms: _Arms | None, lane: _Lane | None) -> None:
+    """Add the smooth disc (the analytic exponential), its arms (a pre-PSF map) and its dust lane.
+
+    The dusty disc is the disc times the transmission exp(-tau_band), drawn as the disc minus
+    the light the lane absorbs: a pre-PSF map over the pixels near the lane only, 3x3 points per
+    pixel (the lane can be narrower than a pixel). It keeps its drawn i flux (the survey selects
+    on observed i magnitudes), so the lane reddens it: g loses most.
+    """
+    if arms is None and lane is None:
+        scene.add_profile("exp", disc.flux, disc.x, disc.y, disc.hlr, disc.e, disc.angle)
+        return
+    g = scene.grid
+    maps = np.zeros((len(BANDS), g.n, g.n))
+    arms_total = 1.0
+    if arms is not None:
+        pattern = arms.pattern(disc, *disc.frame(g)[2:])
+        arms_total = pattern.sum()
+        maps += arms.flux[:, None, None] * (pattern / arms_total)[None]
+    scale = 1.0
+    if lane is not None:
+        ca, sa = math.cos(disc.angle), math.sin(disc.angle)
+        across = -sa * (g.x - disc.x) + ca * (g.y - disc.y)
+        rows, cols = np.nonzero(np.abs(across - lane.offset) < 5.0 * lane.width + 1.0)
+        offsets = (np.arange(3) + 0.5) / 3 - 0.5
+        dx = (cols - g.pad)[:, None, None] + offsets[None, None, :] - disc.x  # (pixels, 1, 3)
+        dy = (rows - g.pad)[:, None, None] + offsets[None, :, None] - disc.y  # (pixels, 3, 1)
+        inverse = _shear_matrix(disc.e, disc.angle + math.pi / 2)
+        u = inverse[0, 0] * dx + inverse[0, 1] * dy
+        v = inverse[1, 0] * dx + inverse[1, 1] * dy
+        # Surface brightness per pixel area: the analytic disc's, and the arms' as in ``maps``.
+        light = disc.flux[:, None, None, None] * disc.exponential(u, v)[None]
+        light /= 2 * math.pi * disc.r0**2
+        if arms is not None:
+            light += arms.flux[:, None, None, None] * (arms.pattern(disc, u, v) / arms_total)[None]
+        r0_major = disc.r0 * math.sqrt((1 + disc.e) / (1 - disc.e))
+        tau_r = (
+            lane.tau_r
+            * np.exp(-0.5 * ((-sa * dx + ca * dy - lane.offset) / lane.width) ** 2)
+            * np.exp(-np.abs(ca * dx + sa * dy) / (2.0 * r0_major))
+        )
+        absorbed = (light * -np.expm1(-_DUST_TAU_OVER_R[:, None, None, None] * tau_r)).mean(
+            (-2, -1)
+        )
+        maps[:, rows, cols] -= absorbed
+        total_i = disc.flux[2] + (0.0 if arms is None else arms.flux[2])
+        scale = total_i / (total_i - absorbed[2].sum())
+    scene.add_profile("exp", scale * disc.flux, disc.x, disc.y, disc.hlr, disc.e, disc.angle)
+    scene.add_map(scale * maps)
 
 
 def _merger(rng, ctx: _Ctx) -> None:
@@ -597,6 +917,18 @@ def _neighbours(rng, ctx: _Ctx) -> None:
             ctx.scene.add_profile("exp", flux, x, y, hlr, rng.uniform(0, 0.6), rng.uniform(0, 3.2))
 
 
+def _blend(rng, ctx: _Ctx, separation: float, phi: float, fainter: float) -> None:
+    """A second, unrelated galaxy (``_galaxy``, substructure and all) ``fainter`` (1.25-3) i mag
+    below the target and ``separation`` (0.33-0.48) of the cutout side away from it: it overlaps
+    the target only in the wings. A ``merger`` companion is brighter (at most 1.2 mag fainter)
+    and closer (within 0.32 of the side)."""
+    x = ctx.x0 + separation * ctx.size * math.cos(phi)
+    y = ctx.y0 + separation * ctx.size * math.sin(phi)
+    compact = rng.random() < ctx.config.compact_fraction
+    flux_i = ctx.flux_i * 10.0 ** (-0.4 * fainter)
+    _galaxy(rng, ctx, x, y, flux_i, compact=compact, max_hlr=ctx.px(1.5))
+
+
 def _object_id(ra: float, dec: float, index: int, field: tuple[float, ...]) -> np.uint64:
     # HSC-like: tract << 42 | patch << 35 | serial (tracts ~1.7 deg, 9x9 patches). The serial is
     # the survey index, so ids are unique; tract >= 9000 puts every id above 2**55.
@@ -607,8 +939,17 @@ def _object_id(ra: float, dec: float, index: int, field: tuple[float, ...]) -> n
     return np.uint64((tract << 42) | (patch << 35) | index)
 
 
-def _render_object(config: SurveyConfig, index: int, label: int) -> tuple[np.ndarray, float, float]:
-    """One cutout (size, size, bands) float32 with its RA, Dec, from (seed, index) alone."""
+def _render_object(
+    config: SurveyConfig, index: int, label: int, noise: bool = True
+) -> tuple[np.ndarray, float, float]:
+    """One cutout (size, size, bands) float32 with its RA, Dec, from (seed, index) alone.
+
+    Three random streams per object: the main one (position, seeing, galaxies, anomaly,
+    neighbours, noise), the substructure one (PSF ellipticity, blend, knots, arms, dust; not
+    even created for a smooth config) and the instrument artefacts' one. So the same object can
+    be rebuilt exactly without its artefact, or without its substructure (``config.smooth()``).
+    ``noise=False`` leaves out the sky noise, the main stream's last draw (for tests).
+    """
     rng = np.random.default_rng([config.seed, index])
     ra = rng.uniform(config.field[0], config.field[1])
     dec = rng.uniform(config.field[2], config.field[3])
@@ -618,7 +959,16 @@ def _render_object(config: SurveyConfig, index: int, label: int) -> tuple[np.nda
         / config.pixel_scale
         * np.exp(config.psf_jitter * rng.standard_normal(len(BANDS)))
     )
-    scene = _Scene(grid, fwhm_px, float(config.psf_beta))
+    sub = blend = None
+    psf_e = psf_angle = 0.0
+    if any(getattr(config, name) > 0 for name in _SMOOTH):
+        sub = np.random.default_rng(np.random.SeedSequence([config.seed, index], spawn_key=(2,)))
+        # The same draws whatever the fractions, so each can be switched alone.
+        psf_e, psf_angle = config.psf_e_max * sub.random(), sub.uniform(0.0, math.pi)
+        blended, separation, blend_phi, blend_dmag = sub.random(4)
+        if blended < config.blend_fraction:
+            blend = (0.33 + 0.15 * separation, 2 * math.pi * blend_phi, 1.25 + 1.75 * blend_dmag)
+    scene = _Scene(grid, fwhm_px, float(config.psf_beta), psf_e, psf_angle)
     radius, phi = 0.7 * math.sqrt(rng.random()), rng.uniform(0.0, 2 * math.pi)
     half = (config.size - 1) / 2
     mag_i = rng.uniform(*config.mag_range)
@@ -630,12 +980,17 @@ def _render_object(config: SurveyConfig, index: int, label: int) -> tuple[np.nda
         x0=half + radius * math.cos(phi),
         y0=half + radius * math.sin(phi),
         flux_i=10.0 ** (-0.4 * (mag_i - config.zeropoint)),
+        sub=sub,
     )
     kind = KIND_NAMES[label]
     _SKY_DRAWERS.get(kind, _normal)(rng, ctx)
+    if blend is not None:
+        _blend(sub, ctx, *blend)
     if rng.random() < config.neighbour_fraction:
         _neighbours(rng, ctx)
-    image = scene.render() + sigma[:, None, None] * rng.standard_normal(scene.post.shape)
+    image = scene.render()
+    if noise:
+        image += sigma[:, None, None] * rng.standard_normal(scene.post.shape)
     if kind in _ARTEFACT_DRAWERS:
         artefact_rng = np.random.default_rng(
             np.random.SeedSequence([config.seed, index], spawn_key=(1,))
