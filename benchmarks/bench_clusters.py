@@ -2,9 +2,9 @@
 cluster purity against the simulated labels, for CAE latents of residual images (the paper), CAE
 latents of the real images, and raw residual pixels.
 
-Uses a trained run and its data set (e.g. from bench_score_quality.py); the sample is every
+Uses a trained run and its data set (e.g. from bench_detection.py); the sample is every
 labelled anomaly plus four times as many random normal objects.
-Usage: python benchmarks/bench_clusters.py --run bench_quality/run --data bench_quality/tfrecords
+Usage: python benchmarks/bench_clusters.py --run bench_det32/run_seed1 --data bench_det32/tfrecords
 """
 
 from __future__ import annotations

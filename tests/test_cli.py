@@ -19,7 +19,7 @@ def run(*args):
 def test_help_lists_commands_and_every_command_explains_itself():
     result = run("--help")
     assert result.exit_code == 0
-    for command in ("simulate", "ingest", "inspect", "demo"):
+    for command in ("simulate", "ingest", "inspect", "calibrate", "score", "evaluate", "demo"):
         assert command in result.output
         sub = run(command, "--help")
         assert sub.exit_code == 0 and "Usage:" in sub.output and len(sub.output) > 300
@@ -82,6 +82,11 @@ def test_demo_end_to_end_as_a_subprocess(tmp_path):
     assert (out / "gallery.png").stat().st_size > 1000
     assert (out / "run" / "generator.keras").exists()
     assert (out / "run" / "samples" / "gan-step-000010.png").exists()
+    assert (out / "run" / "calibration.npz").exists()  # train encoder calibrated the default score
+    evaluation = json.loads((out / "scores" / "evaluation.json").read_text())
+    assert {"scores", "anomaly_scores", "isolation_forest_smoothed"} <= set(
+        evaluation["table"]["all"]
+    )
     # A second run reuses what is finished instead of redoing it.
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert "simulate: reusing" in again.stdout and "ingest: reusing" in again.stdout

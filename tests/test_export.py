@@ -15,7 +15,7 @@ from conftest import build_tiny_run, quiet
 
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.inverter import InversionConfig
-from tfanomaly.pipelines.catalog import read_results
+from tfanomaly.pipelines.catalog import SCORE_KEYS, SCORE_OUTPUTS, read_results
 from tfanomaly.pipelines.export import export
 from tfanomaly.pipelines.score import ScoreConfig, score
 
@@ -51,7 +51,8 @@ def test_layout_versions_and_manifest(exported, tmp_path):
     manifest = json.loads((path / "assets" / "tfanomaly.json").read_text())
     assert manifest["model"]["name"] == "tiny16" and manifest["inversion"]["steps"] == 4
     assert manifest["training"]["gan"]["steps"] == 2
-    assert set(manifest["score_statistics"]) == {"anomaly_scores", "gen_scores", "disc_scores"}
+    assert set(manifest["score_statistics"]) == set(SCORE_KEYS)
+    assert manifest["default_score"]["calibration"]["count"] > 0
     again = export(exported["folder"] / "run", exported["folder"] / "models",
                    scores_dir=exported["folder"] / "scores", steps=0)  # fmt: skip
     assert again["version"] == 2 and again["manifest"]["inversion"]["steps"] == 0
@@ -89,9 +90,8 @@ def test_graph_mode_session_loader_in_a_fresh_process_equals_in_process_scoring(
     out = json.loads(result.stdout.strip().splitlines()[-1])
     expected = catalog_scores(exported["folder"], exported["ids"])
     served = out["serving_default"]
-    for name, key in (("anomaly_score", "anomaly_scores"), ("gen_score", "gen_scores"),
-                      ("disc_score", "disc_scores")):  # fmt: skip
-        np.testing.assert_allclose(served[name], expected[key], rtol=1e-4)
+    for name, key in SCORE_OUTPUTS.items():  # the default score, its terms and the paper's
+        np.testing.assert_allclose(served[name], expected[key], rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(served[f"{name}_sigma"], expected[f"{key}_sigma"], atol=1e-3)
     assert not np.allclose(out["score_fast"]["anomaly_score"], served["anomaly_score"])
     assert "this model scores 16x16 cutouts with 3 band(s)" in out["error"]

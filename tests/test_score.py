@@ -19,7 +19,7 @@ from tfanomaly.models.generator import build_generator
 from tfanomaly.models.inverter import InversionConfig, LatentInverter
 from tfanomaly.pipelines import score as score_module
 from tfanomaly.pipelines.catalog import SCORE_KEYS, read_results
-from tfanomaly.pipelines.evaluate import evaluate, metrics, precision_at_k
+from tfanomaly.pipelines.evaluate import BASELINES, evaluate, metrics, precision_at_k
 from tfanomaly.pipelines.score import ScoreConfig, score
 
 TINY = get_preset("tiny16")
@@ -102,7 +102,8 @@ def test_results_catalog_and_sigma(tiny_run, tmp_path):
     for key in SCORE_KEYS:
         sigma = columns[f"{key}_sigma"]
         assert abs(sigma.mean()) < 1e-9 and abs(sigma.std() - 1) < 1e-9
-        assert (columns[key] > 0).all()
+        # The default score is a sum of standardised logs; every other score is a positive sum.
+        assert key == "scores" or (columns[key] > 0).all()
     assert columns["reals"].shape == (150, 16, 16, 3)
     np.testing.assert_allclose(
         columns["residuals"], np.abs(columns["reals"] - columns["reconstructed"]), atol=1e-6
@@ -115,16 +116,17 @@ def test_results_catalog_and_sigma(tiny_run, tmp_path):
     assert stats["scores"]["anomaly_scores"]["count"] == 150
     assert stats["inversion"]["steps"] == 3
     table = Table.read(tmp_path / "out" / "catalog.fits")
-    assert table.colnames[:7] == [
-        "idx", "object_id", "ra", "dec", "discriminator_score_normalized",
+    assert table.colnames[:10] == [
+        "idx", "object_id", "ra", "dec", "score_normalized", "residual_score_normalized",
+        "feature_score_normalized", "discriminator_score_normalized",
         "generator_score_normalized", "combined_score_normalized",
     ]  # fmt: skip
     assert table["object_id"].dtype == np.uint64
     assert set(table["object_id"]) == set(columns["object_ids"].tolist())  # exact above 2**53
-    assert (np.diff(table["combined_score_normalized"]) <= 0).all()
+    assert (np.diff(table["score_normalized"]) <= 0).all()
     assert "kind" in table.colnames
     selection = Table.read(written["selection"])
-    assert len(selection) == (table["discriminator_score_normalized"] > 1.0).sum() > 0
+    assert len(selection) == (table["score_normalized"] > 1.0).sum() > 0
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -222,6 +224,11 @@ def test_bad_score_options(tiny_run, tmp_path):
                 (tiny_run / "run" / f"{name}.keras").read_bytes()
             )
         score(tmp_path / "run", tiny_run / "ds", tmp_path / "x", small(), echo=quiet)
+    (tmp_path / "run" / "encoder.keras").write_bytes(
+        (tiny_run / "run" / "encoder.keras").read_bytes()
+    )
+    with pytest.raises(ConfigError, match=r"no calibration.npz .*run `tfanomaly calibrate"):
+        score(tmp_path / "run", tiny_run / "ds", tmp_path / "x", small(), echo=quiet)
 
 
 def test_metrics_against_hand_computed_values():
@@ -240,6 +247,6 @@ def test_evaluate_table_with_baseline(tiny_run, tmp_path):
     assert report["count"] == 150 and report["n_anomalies"] == 15
     assert {"all", "merger", "bad_column"} <= set(report["table"])
     row = report["table"]["all"]
-    assert set(row) == {*SCORE_KEYS, "isolation_forest"}
+    assert set(row) == {*SCORE_KEYS, *BASELINES}
     assert all(0 <= row[k]["auroc"] <= 1 for k in row)
     assert (tmp_path / "out" / "evaluation.csv").read_text().startswith("group,score,")

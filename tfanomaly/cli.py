@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from tfanomaly.models.config import ScoreSettings
+
 
 def _friendly_errors(command):
     """Turn project errors into one clear line and an exit code instead of a traceback."""
@@ -360,7 +362,8 @@ def train_encoder(
     the inversion loss (1 - lam) * sum|x - G(E(x))| + lam * sum|f(x) - f(G(E(x)))| (f-AnoGAN izi_f).
 
     Checkpoints and resume as for `train gan`; writes RUN_DIR/encoder.keras and reconstruction
-    grids RUN_DIR/samples/encoder-step-*.png (each real row above its reconstruction).
+    grids RUN_DIR/samples/encoder-step-*.png (each real row above its reconstruction), then
+    calibrates the default score on the same data (RUN_DIR/calibration.npz; see `calibrate`).
     """
     from tfanomaly.pipelines.train import EncoderTrainConfig
     from tfanomaly.pipelines.train import train_encoder as run_train_encoder
@@ -376,8 +379,63 @@ def train_encoder(
     summary = run_train_encoder(run_dir, config, data_dir=data, progress=not quiet, echo=click.echo)
     click.echo(
         f"trained the encoder for {summary['steps']} steps -> {summary['encoder']}; "
-        f"reconstructions {summary['reconstructions']}"
+        f"reconstructions {summary['reconstructions']}; calibration {summary['calibration']}"
     )
+
+
+@main.command("calibrate")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Ingested data set to calibrate on (default: the run's training data).",
+)
+@click.option("--fit-size", default=5000, show_default=True, help="Cutouts to calibrate on.")
+@click.option(
+    "--smooth-sigma",
+    default=ScoreSettings.smooth_sigma,
+    show_default=True,
+    help="Width (px) of the Gaussian matched filter on the residual.",
+)
+@click.option(
+    "--top-fraction",
+    default=ScoreSettings.top_fraction,
+    show_default=True,
+    help="The residual score is the mean chi^2 of this top fraction of pixels.",
+)
+@click.option(
+    "--components",
+    default=ScoreSettings.n_components,
+    show_default=True,
+    help="Principal components of the critic features' Gaussian.",
+)
+@click.option(
+    "--feature-weight",
+    default=ScoreSettings.feature_weight,
+    show_default=True,
+    help="Weight of the feature term in the default score (residual: 1 - it).",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the cutouts drawn.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly_errors
+@_uses_tensorflow
+def calibrate_command(run_dir, data, fit_size, smooth_sigma, top_fraction, components,
+                      feature_weight, seed, quiet):  # fmt: skip
+    """Fit the default score's statistics for the run RUN_DIR (`train encoder` does it already).
+
+    On --fit-size cutouts: the scatter of the PSF-smoothed residual at each brightness of the
+    reconstruction, per band (sky noise where the stamp is dark, model misfit where it is bright),
+    and a Gaussian (probabilistic PCA) of the critic's features. The default score is then
+    (1 - w) z(log residual chi^2 of the top pixels) + w z(log feature Mahalanobis distance). Rerun
+    it to calibrate on other data or with other settings; score again afterwards.
+    """
+    from tfanomaly.pipelines.calibrate import calibrate
+
+    settings = ScoreSettings(smooth_sigma=smooth_sigma, top_fraction=top_fraction,
+                             n_components=components, feature_weight=feature_weight)  # fmt: skip
+    calibrate(run_dir, data, settings=settings, fit_size=fit_size, seed=seed,
+              progress=not quiet, echo=click.echo)  # fmt: skip
 
 
 def _finish_note(written: dict) -> str:
@@ -407,9 +465,9 @@ _catalog_options = [
     ),
     click.option(
         "--select-key",
-        default="discriminator_score_normalized",
+        default="score_normalized",
         show_default=True,
-        help="Catalog column the selection cuts on.",
+        help="Catalog column the selection cuts on (the paper: discriminator_score_normalized).",
     ),
     click.option(
         "--reference",
@@ -446,9 +504,9 @@ def _with_catalog_options(command):
 )
 @click.option(
     "--select-key",
-    default="disc_scores_sigma",
+    default="scores_sigma",
     show_default=True,
-    help="Results column the sigma cut uses.",
+    help="Results column the sigma cut uses (the paper: disc_scores_sigma).",
 )
 @click.option(
     "--images",
@@ -575,9 +633,9 @@ def embed_command(cae_dir, scores, selection, n_neighbors, min_dist, min_cluster
 )
 @click.option(
     "--steps",
-    default=10,
+    default=0,
     show_default=True,
-    help="Adam steps of the latent inversion after the encoder (0 = encoder only).",
+    help="Adam steps of the latent inversion after the encoder (0 = encoder only; the paper: 10).",
 )
 @click.option("--learning-rate", default=0.1, show_default=True, help="Inversion Adam lr.")
 @click.option("--beta1", default=0.4, show_default=True, help="Inversion Adam beta1.")
@@ -627,9 +685,12 @@ def score_command(
     (--server for gRPC, --rest for REST).
 
     Each image is inverted into the generator's latent space (start E(x), then --steps Adam steps
-    on z, in one compiled graph); scores: gen (sum |x - G(z)|), disc (sum |f(x) - f(G(z))|, critic
-    features) and anomaly ((1-lam) gen + lam disc), each also in sigma units against the catalog.
-    A served model applies its own inversion settings. Interrupted runs resume when rerun.
+    on z, in one compiled graph). The default score (catalog column score_normalized, the sort
+    order) adds a noise-aware residual term (PSF-smoothed residual over its calibrated scatter,
+    top 3% of pixels) and a critic-feature density term (see `calibrate`). The paper's scores come
+    too: gen (sum |x - G(z)|), disc (sum |f(x) - f(G(z))|) and anomaly ((1-lam) gen + lam disc).
+    Every score also in sigma units against the catalog. A served model applies its own inversion
+    settings. Interrupted runs resume when rerun.
     """
     from tfanomaly.errors import ConfigError
     from tfanomaly.models.inverter import InversionConfig
@@ -776,7 +837,7 @@ def evaluate_command(results, data, no_baseline, seed):
 @_uses_tensorflow
 def report_command(results, cae_dir, out_path, top_n, thumb_size, sigma_cut):
     """Write a self-contained HTML report (opens from disk, no server, no network) of the scored
-    catalog RESULTS (scored with --store-images): the UMAP map coloured by discriminator sigma
+    catalog RESULTS (scored with --store-images): the UMAP map coloured by the default score's sigma
     with cluster outlines and hover thumbnails (real | reconstruction | residual, id, ra/dec,
     scores), galleries of the top objects by each score and per cluster, score histograms with
     the sigma cut, and the evaluation table when RESULTS/evaluation.json exists."""

@@ -1,4 +1,5 @@
-"""Named model presets: one typed place for every architecture default (TF Model Garden style).
+"""Named model presets: one typed place for every architecture default (TF Model Garden style),
+and the settings of the default anomaly score.
 
 ``hsc96`` is the paper's architecture; ``cpu32`` and ``cpu48`` are narrower presets for CPUs.
 """
@@ -125,3 +126,37 @@ def preset_for_size(image_size: int) -> str:
         sizes = ", ".join(f"{c.image_size} ({n})" for n, c in PRESETS.items())
         raise ConfigError(f"no model preset for {image_size}-px cutouts; presets exist for {sizes}")
     return matching[0]
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """How the default score is computed (chosen by measurement, see README "Detection quality").
+
+    Args:
+        smooth_sigma: width in pixels of the Gaussian matched filter applied to the residual.
+        n_bins: brightness levels of the reconstruction at which the residual scatter is measured.
+        top_fraction: the residual score is the mean chi^2 of this fraction of the pixels (and
+            bands) with the highest values.
+        n_components: principal components of the critic features' Gaussian (the rest share one
+            variance).
+        feature_weight: weight of the feature term in the default score (1 - it: residual term).
+    """
+
+    smooth_sigma: float = 1.0
+    n_bins: int = 24
+    top_fraction: float = 0.03
+    n_components: int = 32
+    feature_weight: float = 0.7
+
+    def validate(self) -> None:
+        if not 0.0 < self.smooth_sigma <= 8.0:
+            raise ConfigError(f"smooth sigma must be in (0, 8] pixels, got {self.smooth_sigma}")
+        if self.n_bins < 1 or self.n_components < 1:
+            raise ConfigError("bins and components must be at least 1")
+        if not 0.0 < self.top_fraction <= 1.0:
+            raise ConfigError(f"top fraction must be in (0, 1], got {self.top_fraction}")
+        if not 0.0 <= self.feature_weight <= 1.0:
+            raise ConfigError(f"feature weight must be in [0, 1], got {self.feature_weight}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -10,18 +10,23 @@ from dataclasses import asdict, dataclass
 import keras
 import tensorflow as tf
 
+from tfanomaly.models.noise_score import Calibration, NoiseAwareScore
+
+CALIBRATION_FILE = "calibration.npz"
+
 
 @dataclass(frozen=True)
 class InversionConfig:
-    """The inversion's settings (paper defaults).
+    """The inversion's settings (the paper's, except the number of steps).
 
     Args:
-        steps: Adam steps after the encoder's start; 0 = encoder only (same code path).
+        steps: Adam steps after the encoder's start; 0 = encoder only (same code path). The
+            paper used 10; 0 is the default because it scored better here, 13x faster (README).
         learning_rate, beta_1, beta_2, epsilon: in-graph Adam on z.
         lam: weight of the critic-feature term in L = (1 - lam) * pixel + lam * feature.
     """
 
-    steps: int = 10
+    steps: int = 0
     learning_rate: float = 0.1
     beta_1: float = 0.4
     beta_2: float = 0.9
@@ -55,17 +60,21 @@ class LatentInverter(tf.Module):
         critic: D, image -> (score, features).
         encoder: E, image -> z (the starting point).
         config: steps, Adam settings and lambda.
+        calibration: the default score's calibration; without it only the paper's scores come out.
 
     Example:
         >>> inverter = LatentInverter(generator, critic, encoder, InversionConfig(steps=10))
         >>> out = inverter(stretched_images)
-        >>> out["anomaly_score"], out["gen_score"], out["disc_score"], out["reconstruction"]
+        >>> out["score"], out["anomaly_score"], out["gen_score"], out["disc_score"]
     """
 
-    def __init__(self, generator, critic, encoder, config: InversionConfig | None = None):
+    def __init__(self, generator, critic, encoder, config: InversionConfig | None = None,
+                 calibration: Calibration | None = None):  # fmt: skip
         super().__init__(name="latent_inverter")
         self.generator, self.critic, self.encoder = generator, critic, encoder
         self.config = config or InversionConfig()
+        self.calibration = calibration
+        self.noise_score = NoiseAwareScore(calibration) if calibration is not None else None
 
     def objective(self, images, image_features, z):
         """(loss per image, pixel term, feature term, reconstruction) at z."""
@@ -77,8 +86,9 @@ class LatentInverter(tf.Module):
     @tf.function
     def __call__(self, images):
         """Invert a batch of stretched images (B, H, W, C) in [0, 1]; returns a dict of tensors:
-        ``z``, ``reconstruction``, ``residual`` (|x - G(z)|), ``gen_score`` (pixel term),
-        ``disc_score`` (feature term), ``anomaly_score`` (the weighted sum)."""
+        ``z``, ``reconstruction``, ``residual`` (|x - G(z)|), the paper's ``gen_score`` (pixel
+        term), ``disc_score`` (feature term), ``anomaly_score`` (their weighted sum), and with a
+        calibration the default ``score`` and its ``residual_score`` and ``feature_score``."""
         c = self.config
         images = tf.convert_to_tensor(images, tf.float32)
         image_features = self.critic(images, training=False)[1]
@@ -104,7 +114,7 @@ class LatentInverter(tf.Module):
             maximum_iterations=c.steps,
         )
         loss, pixel, feature, reconstructions = self.objective(images, image_features, z)
-        return {
+        out = {
             "z": z,
             "reconstruction": reconstructions,
             "residual": tf.abs(images - reconstructions),
@@ -112,10 +122,15 @@ class LatentInverter(tf.Module):
             "disc_score": feature,
             "anomaly_score": loss,
         }
+        if self.noise_score is not None:
+            out.update(self.noise_score(images, reconstructions, image_features))
+        return out
 
 
-def load_inverter(run_dir, config: InversionConfig | None = None) -> LatentInverter:
-    """A LatentInverter from a run folder's generator.keras, critic.keras and encoder.keras."""
+def load_inverter(run_dir, config: InversionConfig | None = None,
+                  calibrated: bool = True) -> LatentInverter:  # fmt: skip
+    """A LatentInverter from a run folder's generator.keras, critic.keras and encoder.keras, and
+    (``calibrated``) its calibration.npz, which the default score needs."""
     from pathlib import Path
 
     from tfanomaly.errors import ConfigError
@@ -128,4 +143,15 @@ def load_inverter(run_dir, config: InversionConfig | None = None) -> LatentInver
             step = "train gan" if name != "encoder" else "train encoder"
             raise ConfigError(f"{run_dir}: no {name}.keras; run `tfanomaly {step}` first")
         models[name] = keras.models.load_model(path, compile=False)
-    return LatentInverter(models["generator"], models["critic"], models["encoder"], config)
+    calibration = None
+    if calibrated:
+        path = run_dir / CALIBRATION_FILE
+        if not path.exists():
+            raise ConfigError(
+                f"{run_dir}: no {CALIBRATION_FILE} (the default score's noise and feature "
+                f"statistics); run `tfanomaly calibrate {run_dir}`"
+            )
+        calibration = Calibration.load(path)
+    return LatentInverter(
+        models["generator"], models["critic"], models["encoder"], config, calibration
+    )

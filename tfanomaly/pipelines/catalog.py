@@ -13,11 +13,23 @@ import numpy as np
 from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.fileio import atomic_path, write_json_atomic
 
-# Raw score keys of the results file, each with a "<key>_sigma" companion.
-SCORE_KEYS = ("anomaly_scores", "gen_scores", "disc_scores")
+# The scorer's (and the SavedModel's) output for each raw score key of the results file; every
+# key has a "<key>_sigma" companion. First the default score and its two terms, then the paper's.
+SCORE_OUTPUTS = {
+    "score": "scores",
+    "residual_score": "residual_scores",
+    "feature_score": "feature_scores",
+    "anomaly_score": "anomaly_scores",
+    "gen_score": "gen_scores",
+    "disc_score": "disc_scores",
+}
+SCORE_KEYS = tuple(SCORE_OUTPUTS.values())
 IMAGE_KEYS = ("reals", "reconstructed", "residuals")
 COLUMN_KEYS = ("idxs", "object_ids", "ra", "dec", "labels")
 CATALOG_COLUMNS = {
+    "score_normalized": "scores_sigma",
+    "residual_score_normalized": "residual_scores_sigma",
+    "feature_score_normalized": "feature_scores_sigma",
     "discriminator_score_normalized": "disc_scores_sigma",
     "generator_score_normalized": "gen_scores_sigma",
     "combined_score_normalized": "anomaly_scores_sigma",
@@ -99,12 +111,15 @@ def read_results(path, with_images: bool = False) -> tuple[dict[str, np.ndarray]
         raise InputError(f"{path}: not a readable results file: {exc}") from exc
     missing = [k for k in (*SCORE_KEYS, "object_ids", "idxs") if k not in columns]
     if missing:
-        raise InputError(f"{path}: not a tfanomaly results file (missing {', '.join(missing)})")
+        raise InputError(
+            f"{path}: not a results file of this tfanomaly version (missing "
+            f"{', '.join(missing)}); score the data again with `tfanomaly score`"
+        )
     return columns, attrs
 
 
 def catalog_table(columns: dict[str, np.ndarray], kind_names=None):
-    """An astropy Table with the catalog columns, sorted by combined sigma score, highest first."""
+    """An astropy Table with the catalog columns, sorted by the default score, highest first."""
     from astropy.table import Table
 
     table = Table()
@@ -122,7 +137,7 @@ def catalog_table(columns: dict[str, np.ndarray], kind_names=None):
     for name in ("umap_x", "umap_y", "cluster"):
         if name in columns:
             table[name] = columns[name]
-    table.sort("combined_score_normalized", reverse=True)
+    table.sort("score_normalized", reverse=True)
     return table
 
 
@@ -140,7 +155,7 @@ def write_catalog(table, path) -> Path:
 
 
 def select(table, key: str, sigma: float):
-    """Rows whose ``key`` (a catalog column, e.g. discriminator_score_normalized) exceeds sigma."""
+    """Rows whose ``key`` (a catalog column, e.g. score_normalized) exceeds sigma."""
     if key not in table.colnames:
         raise ConfigError(f"no catalog column '{key}'; choose one of {', '.join(CATALOG_COLUMNS)}")
     return table[table[key] > sigma]
@@ -154,7 +169,7 @@ def json_attr(value):
 
 
 def finalize(out_dir, columns, parts, attrs, reference=None, catalog_format=".fits",
-             select_sigma=None, select_key="discriminator_score_normalized") -> dict:  # fmt: skip
+             select_sigma=None, select_key="score_normalized") -> dict:  # fmt: skip
     """Sigma-normalise, write results.h5, score_stats.json and the catalog(s); return paths."""
     out_dir = Path(out_dir)
     stats = read_statistics(reference) if reference else score_statistics(columns)

@@ -46,14 +46,15 @@ class CaeTrainConfig:
         selection: which scored objects to train on: ``sigma:S`` (``select_key`` above S sigma; the
             paper's high-anomaly sample is ``sigma:3``), ``all``, or ``ids:FILE`` (one object id
             per line).
-        select_key: results column the sigma cut uses (paper: the discriminator score).
+        select_key: results column the sigma cut uses (default score; the paper used
+            ``disc_scores_sigma``).
         images: ``residuals`` (|stretched real - reconstruction|, the paper) or ``reals``.
         steps, batch_size, learning_rate: Adam (paper: lr 1e-3), MSE loss.
         checkpoint_every, keep_checkpoints, log_every, seed: as for the GAN.
     """
 
     selection: str = "sigma:3"
-    select_key: str = "disc_scores_sigma"
+    select_key: str = "scores_sigma"
     images: str = "residuals"
     steps: int = 1000
     batch_size: int = 32

@@ -38,7 +38,7 @@ class DemoConfig:
     shard_size: int = 1024
     gan_steps: int = 1000  # ~4 minutes for cpu32 on 2 cores
     encoder_steps: int = 600  # ~30 s
-    inversion_steps: int = 10  # the paper's default
+    inversion_steps: int = 0  # encoder only: better and 13x faster here (the paper: 10)
     cae_sample: int = 500  # the high-anomaly sample the CAE characterises
     cae_steps: int = 300
 
@@ -162,7 +162,7 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     ids_file = out_dir / "cae_sample_ids.txt"
     if not ids_file.exists():
         columns, _ = read_results(scores)
-        top = np.argsort(-columns["disc_scores_sigma"])[: config.cae_sample]
+        top = np.argsort(-columns["scores_sigma"])[: config.cae_sample]
         ids_file.write_text("\n".join(str(int(i)) for i in columns["object_ids"][top]) + "\n")
     train_cae(scores, cae, CaeTrainConfig(selection=f"ids:{ids_file}", steps=config.cae_steps,
               seed=config.seed), progress=progress, echo=echo)  # fmt: skip

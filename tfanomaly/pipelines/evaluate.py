@@ -1,5 +1,5 @@
 """How well scores find labelled anomalies: AUROC, average precision and precision@k for every score
-and anomaly kind, beside a classical baseline (isolation forest on PCA features, as in Astronomaly).
+and anomaly kind, beside classical baselines (isolation forests on PCA features, as in Astronomaly).
 """
 
 from __future__ import annotations
@@ -14,13 +14,24 @@ from tfanomaly.fileio import atomic_path, write_json_atomic
 from tfanomaly.pipelines.catalog import SCORE_KEYS, json_attr, read_results
 from tfanomaly.pipelines.dataset import load_dataset
 
-BASELINE = "isolation_forest"
-SCORE_NAMES = {
-    "anomaly_scores": "anomaly (combined)",
-    "gen_scores": "generator (pixel)",
-    "disc_scores": "discriminator (feature)",
-    BASELINE: "isolation forest (PCA-50)",
+# Classical baselines, computed in the same run from the same stretched pixels.
+BASELINES = {
+    "isolation_forest": "isolation forest (PCA-50)",
+    "isolation_forest_smoothed": "isol. forest (smoothed PCA)",
+    "pca_error_smoothed": "PCA-50 error (smoothed)",
+    "knn_smoothed": "5-NN distance (smoothed PCA)",
 }
+SCORE_NAMES = {
+    "scores": "default (resid + feature)",
+    "residual_scores": "noise-aware residual",
+    "feature_scores": "critic-feature density",
+    "anomaly_scores": "paper: anomaly (combined)",
+    "gen_scores": "paper: generator (pixel)",
+    "disc_scores": "paper: discriminator",
+    **BASELINES,
+}
+BASELINE_SMOOTH_SIGMA = 2.0  # px; the best of 0-2 px for forest and k-NN on the tuning survey
+KNN_NEIGHBOURS = 5
 
 
 def precision_at_k(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
@@ -48,31 +59,66 @@ def metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     }
 
 
-def isolation_forest_scores(data_dir, object_ids: np.ndarray, seed: int = 0,
-                            n_components: int = 50, fit_size: int = 20000) -> np.ndarray:  # fmt: skip
-    """The Astronomaly-style baseline: PCA of the stretched pixels, then an isolation forest;
-    returned in the order of ``object_ids`` (higher = more anomalous). PCA and forest are fitted
-    on at most ``fit_size`` cutouts; scoring streams through the data set in batches."""
+def baseline_scores(data_dir, object_ids: np.ndarray, seed: int = 0, n_components: int = 50,
+                    fit_size: int = 20000,
+                    smooth_sigma: float = BASELINE_SMOOTH_SIGMA) -> dict[str, np.ndarray]:  # fmt: skip
+    """The classical baselines, in the order of ``object_ids`` (higher = more anomalous):
+    an isolation forest on the PCA of the stretched pixels (Astronomaly's recipe), the same on
+    pixels smoothed with a Gaussian of ``smooth_sigma`` px (which suppresses the sky noise the
+    stretch amplifies), the PCA reconstruction error of the smoothed pixels, and the mean distance
+    to the 5 nearest fitted cutouts in the whitened PCA space of the smoothed pixels. PCA, forests
+    and neighbours are fitted on at most ``fit_size`` cutouts; scoring streams through the data."""
     from sklearn.decomposition import PCA
     from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import NearestNeighbors
 
-    fit_images, ids = [], []
+    from tfanomaly.models.noise_score import smooth
+
+    def pixels(batch):
+        images = batch["image"]
+        flat = len(batch["idx"]), -1
+        return images.numpy().reshape(flat), smooth(images, smooth_sigma).numpy().reshape(flat)
+
+    fit_raw, fit_smooth, ids = [], [], []
+    for batch in load_dataset(data_dir, batch_size=512, shuffle=True, seed=seed):
+        if sum(len(b) for b in fit_raw) >= fit_size:
+            break
+        raw, smoothed = pixels(batch)
+        fit_raw.append(raw)
+        fit_smooth.append(smoothed)
+    models = {}
+    for name, fit in (("raw", fit_raw), ("smooth", fit_smooth)):
+        fit = np.concatenate(fit)[:fit_size]
+        pca = PCA(n_components=min(n_components, *fit.shape), random_state=seed).fit(fit)
+        forest = IsolationForest(n_estimators=200, random_state=seed).fit(pca.transform(fit))
+        models[name] = pca, forest
+    pca = models["smooth"][0]
+    scale = np.sqrt(pca.explained_variance_)
+    neighbours = NearestNeighbors(n_neighbors=KNN_NEIGHBOURS + 1).fit(
+        pca.transform(np.concatenate(fit_smooth)[:fit_size]) / scale
+    )
+    columns: dict[str, list] = {name: [] for name in BASELINES}
     for batch in load_dataset(data_dir, batch_size=512):
         ids.append(batch["object_id"].numpy())
-        if sum(len(b) for b in fit_images) < fit_size:
-            fit_images.append(batch["image"].numpy().reshape(len(ids[-1]), -1))
-    fit = np.concatenate(fit_images)[:fit_size]
-    pca = PCA(n_components=min(n_components, *fit.shape), random_state=seed).fit(fit)
-    forest = IsolationForest(n_estimators=200, random_state=seed).fit(pca.transform(fit))
-    scores = []
-    for batch in load_dataset(data_dir, batch_size=512):
-        pixels = batch["image"].numpy().reshape(len(batch["idx"]), -1)
-        scores.append(-forest.score_samples(pca.transform(pixels)))
-    by_id = dict(zip(np.concatenate(ids).tolist(), np.concatenate(scores).tolist(), strict=True))
+        raw, smoothed = pixels(batch)
+        for key, (pca, forest), values in (("isolation_forest", models["raw"], raw),
+                                           ("isolation_forest_smoothed", models["smooth"],
+                                            smoothed)):  # fmt: skip
+            columns[key].append(-forest.score_samples(pca.transform(values)))
+        projected = pca.transform(smoothed)
+        reconstructed = pca.inverse_transform(projected)
+        columns["pca_error_smoothed"].append(np.square(smoothed - reconstructed).sum(axis=1))
+        distances = neighbours.kneighbors(projected / scale)[0]
+        # A fitted cutout finds itself at distance 0: drop that neighbour, else the farthest.
+        own = distances[:, 0] == 0.0
+        distances = np.where(own[:, None], distances[:, 1:], distances[:, :-1])
+        columns["knn_smoothed"].append(distances.mean(axis=1))
+    where = {int(i): k for k, i in enumerate(np.concatenate(ids).tolist())}
     try:
-        return np.array([by_id[int(i)] for i in object_ids])
+        order = np.array([where[int(i)] for i in object_ids])
     except KeyError as exc:
         raise InputError(f"object {exc.args[0]} of the results is not in {data_dir}") from exc
+    return {name: np.concatenate(values)[order] for name, values in columns.items()}
 
 
 def evaluate(results_dir, *, data_dir=None, baseline: bool = True, seed: int = 0) -> dict:
@@ -89,7 +135,7 @@ def evaluate(results_dir, *, data_dir=None, baseline: bool = True, seed: int = 0
     scores = {key: columns[key] for key in SCORE_KEYS}
     if baseline:
         data_dir = data_dir or attrs.get("data")
-        scores[BASELINE] = isolation_forest_scores(data_dir, columns["object_ids"], seed=seed)
+        scores.update(baseline_scores(data_dir, columns["object_ids"], seed=seed))
     anomalous = labels > 0
     groups = {"all": np.ones(len(labels), bool)}
     for kind in sorted(set(labels[anomalous].tolist())):
@@ -122,12 +168,12 @@ def format_table(report: dict) -> str:
     """The evaluation as aligned text: one block per group, one row per score."""
     lines = [
         f"{report['count']} objects, {report['n_anomalies']} labelled anomalies",
-        f"{'group':22s} {'score':27s} {'n':>5s} {'AUROC':>6s} {'AP':>6s} {'P@k':>6s} {'P@1%':>6s}",
+        f"{'group':22s} {'score':28s} {'n':>5s} {'AUROC':>6s} {'AP':>6s} {'P@k':>6s} {'P@1%':>6s}",
     ]
     for group, rows in report["table"].items():
         for key, m in rows.items():
             lines.append(
-                f"{group:22s} {SCORE_NAMES.get(key, key):27s} {m['n_anomalies']:5d} "
+                f"{group:22s} {SCORE_NAMES.get(key, key):28s} {m['n_anomalies']:5d} "
                 f"{m['auroc']:6.3f} {m['average_precision']:6.3f} {m['precision_at_k']:6.3f} "
                 f"{m['precision_at_1pct']:6.3f}"
             )

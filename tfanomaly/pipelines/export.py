@@ -17,15 +17,12 @@ import tensorflow as tf
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.cae import cae_encoder
 from tfanomaly.models.inverter import InversionConfig, LatentInverter, load_inverter
-from tfanomaly.pipelines.catalog import SCORE_KEYS, STATS_FILE, read_statistics
+from tfanomaly.pipelines.catalog import SCORE_KEYS, SCORE_OUTPUTS, STATS_FILE, read_statistics
 from tfanomaly.pipelines.stretch import LuptonStretch
 from tfanomaly.pipelines.train import load_run
 
 MODEL_NAME = "tfanomaly"
 SIGNATURES = ("serving_default", "score_fast", "reconstruct", "generate")
-# Output names of the scoring signatures, and the score each sigma value belongs to.
-SCORE_OUTPUTS = {"anomaly_score": "anomaly_scores", "gen_score": "gen_scores",
-                 "disc_score": "disc_scores"}  # fmt: skip
 
 
 class AnomalyScorer(tf.Module):
@@ -51,6 +48,7 @@ class AnomalyScorer(tf.Module):
             inverter.critic,
             inverter.encoder,
             dataclasses.replace(inverter.config, steps=0),
+            inverter.calibration,
         )
         self.stretch = stretch or LuptonStretch()
         self.image_shape = tuple(int(v) for v in image_shape)
@@ -79,12 +77,13 @@ class AnomalyScorer(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)])
     def score(self, images):
-        """The paper's scores: encoder start + in-graph Adam inversion."""
+        """The default score (and its terms) and the paper's scores, after the inversion the
+        reference catalog was scored with (encoder start + in-graph Adam steps)."""
         return self._scores(self.inverter(self._prepare(images)))
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)])
     def score_fast(self, images):
-        """Encoder-only scores (no inversion steps)."""
+        """The same scores from the encoder's z alone (no inversion steps)."""
         return self._scores(self.fast(self._prepare(images)))
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)])
@@ -97,11 +96,11 @@ class AnomalyScorer(tf.Module):
 
     def _embed(self, images):
         """The CAE latent of each image's residual (or of the image, for a CAE trained on reals),
-        the input of UMAP and clustering, with the anomaly score."""
+        the input of UMAP and clustering, with the default score."""
         stretched = self._prepare(images)
         out = self.inverter(stretched)
         source = out["residual"] if self.cae_images == "residuals" else stretched
-        return {"latent": self.cae_encoder(source), "anomaly_score": out["anomaly_score"]}
+        return {"latent": self.cae_encoder(source), "score": out["score"]}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
     def generate(self, z):
@@ -193,6 +192,8 @@ def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
         "score_statistics": stats,
         "statistics_from": str(stats_path.resolve()),
         "inversion": inversion.to_dict(),
+        "default_score": {"settings": inverter.calibration.settings.to_dict(),
+                          "calibration": inverter.calibration.info},
         "stretch": scorer.stretch.get_config(),
         "input": {"shape": ["N", *shape], "dtype": "float32", "units": "raw flux, bands "
                   + ",".join(run.get("data", {}).get("bands", []))},

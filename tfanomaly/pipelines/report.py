@@ -17,9 +17,12 @@ from tfanomaly.fileio import atomic_path
 from tfanomaly.pipelines.catalog import SCORE_KEYS, json_attr, read_results
 
 SCORE_LABELS = {
-    "disc_scores_sigma": "discriminator",
-    "gen_scores_sigma": "generator",
-    "anomaly_scores_sigma": "combined",
+    "scores_sigma": "default",
+    "residual_scores_sigma": "residual (noise-aware)",
+    "feature_scores_sigma": "feature density",
+    "disc_scores_sigma": "discriminator (paper)",
+    "gen_scores_sigma": "generator (paper)",
+    "anomaly_scores_sigma": "combined (paper)",
 }
 
 
@@ -128,7 +131,7 @@ def _build(results_dir, out_path, columns, attrs, cubes, cae_dir, top_n, thumb_s
 
     def caption(r: int) -> str:
         kind = f" {kind_names[labels[r]]}" if 0 <= labels[r] < len(kind_names) else ""
-        return (f"{int(columns['object_ids'][r])} disc {columns['disc_scores_sigma'][r]:.1f}σ"
+        return (f"{int(columns['object_ids'][r])} {columns['scores_sigma'][r]:.1f}σ"
                 f"{kind}")  # fmt: skip
 
     parts = [Div(text=f"<h1>tfanomaly report</h1><p>{len(columns['idxs'])} scored cutouts from "
@@ -144,15 +147,15 @@ def _build(results_dir, out_path, columns, attrs, cubes, cae_dir, top_n, thumb_s
         where = {int(i): k for k, i in enumerate(columns["object_ids"])}
         rows = np.array([where[int(i)] for i in ids])
         source = ColumnDataSource(dict(
-            x=ux, y=uy, sigma=columns["disc_scores_sigma"][rows],
+            x=ux, y=uy, sigma=columns["scores_sigma"][rows],
             object_id=[str(int(i)) for i in ids], cluster=clusters,
             ra=columns["ra"][rows], dec=columns["dec"][rows],
-            combined=columns["anomaly_scores_sigma"][rows],
+            disc=columns["disc_scores_sigma"][rows],
             thumb=thumbnails(rows),
         ))  # fmt: skip
         mapper = LinearColorMapper(palette=Viridis256, low=float(np.min(source.data["sigma"])),
                                    high=float(np.max(source.data["sigma"])))  # fmt: skip
-        plot = figure(title="UMAP of CAE latents (colour: discriminator σ)", width=760,
+        plot = figure(title="UMAP of CAE latents (colour: default score σ)", width=760,
                       height=600, tools="pan,wheel_zoom,box_zoom,reset,save")  # fmt: skip
         for c in sorted(set(clusters.tolist()) - {-1}):
             points = np.stack([ux[clusters == c], uy[clusters == c]], axis=1)
@@ -164,18 +167,18 @@ def _build(results_dir, out_path, columns, attrs, cubes, cae_dir, top_n, thumb_s
                            line_color="gray", fill_color="gray")  # fmt: skip
         glyph = plot.scatter("x", "y", source=source, size=7, name="map_points",
                              color={"field": "sigma", "transform": mapper})  # fmt: skip
-        plot.add_layout(ColorBar(color_mapper=mapper, title="disc σ"), "right")
+        plot.add_layout(ColorBar(color_mapper=mapper, title="score σ"), "right")
         plot.add_tools(HoverTool(renderers=[glyph], tooltips="""
             <div><img src="@thumb" width="{w}"><br>
             id @object_id, cluster @cluster<br>ra @ra{{0.0000}}, dec @dec{{0.0000}}<br>
-            disc @sigma{{0.00}}σ, combined @combined{{0.00}}σ</div>""".replace(
+            score @sigma{{0.00}}σ, paper's disc @disc{{0.00}}σ</div>""".replace(
             "{w}", str(3 * thumb_size * 2)).replace("{{", "{").replace("}}", "}")))  # fmt: skip
         parts.append(plot)
         shown["map_points"] = len(ids)
         cluster_html = []
         for c in sorted(set(clusters.tolist()) - {-1})[:20]:
             members = rows[clusters == c]
-            members = members[np.argsort(-columns["disc_scores_sigma"][members])][:8]
+            members = members[np.argsort(-columns["scores_sigma"][members])][:8]
             cluster_html.append(_gallery(f"cluster {c} ({(clusters == c).sum()} objects)",
                                          thumbnails(members),
                                          [caption(r) for r in members], width))  # fmt: skip

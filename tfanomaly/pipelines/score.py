@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 import tfanomaly
 from tfanomaly.errors import ConfigError
 from tfanomaly.fileio import atomic_path, write_json_atomic
-from tfanomaly.models.inverter import InversionConfig, load_inverter
-from tfanomaly.pipelines.catalog import CATALOG_FORMATS, SCORE_KEYS, finalize
+from tfanomaly.models.inverter import CALIBRATION_FILE, InversionConfig, load_inverter
+from tfanomaly.pipelines.catalog import CATALOG_FORMATS, SCORE_KEYS, SCORE_OUTPUTS, finalize
 from tfanomaly.pipelines.dataset import PAPER_STRETCH, DatasetInfo, load_dataset
 from tfanomaly.pipelines.stretch import LuptonStretch
 from tfanomaly.pipelines.train import load_run
@@ -73,8 +73,8 @@ def _job_fingerprint(source, data_info: DatasetInfo, config: ScoreConfig) -> str
     """What the parts depend on: the networks' files (or the server), the data set, the options."""
     entries = [asdict(config)]
     if isinstance(source, Path):
-        for name in ("generator", "critic", "encoder"):
-            stat = (source / f"{name}.keras").stat()
+        for name in ("generator.keras", "critic.keras", "encoder.keras", CALIBRATION_FILE):
+            stat = (source / name).stat()
             entries.append([name, stat.st_size, stat.st_mtime_ns])
     else:
         entries.append(describe_client(source))
@@ -117,7 +117,7 @@ def _remote_scorer(client, store_images: bool):
     def call(batch):
         raw = batch["image"].numpy()
         out = client.predict({"images": raw})
-        result = {k: out[k] for k in ("anomaly_score", "gen_score", "disc_score")}
+        result = {k: out[k] for k in SCORE_OUTPUTS}
         if store_images:
             stretched = stretch(raw).numpy()
             result.update(stretched=stretched, reconstruction=out["reconstruction"],
@@ -137,14 +137,15 @@ def score(
     reference=None,
     catalog_format: str = ".fits",
     select_sigma: float | None = None,
-    select_key: str = "discriminator_score_normalized",
+    select_key: str = "score_normalized",
     progress: bool = True,
     echo: Callable = print,
 ) -> dict:
     """Score the data set ``data_dir`` with the run ``run_dir``; write into ``out_dir``.
 
-    Writes ``results.h5`` (anomaly/gen/disc scores and their sigma values, idxs, object_ids, ra,
-    dec, labels, optional image cubes), ``score_stats.json`` and ``catalog.<fits|csv|parquet>``
+    Writes ``results.h5`` (the default score, its residual and feature terms, the paper's
+    anomaly/gen/disc scores, all with sigma values; idxs, object_ids, ra, dec, labels, optional
+    image cubes), ``score_stats.json`` and ``catalog.<fits|csv|parquet>``
     (plus the sigma selection). Parts are written as they finish; rerunning after an interrupt
     continues from the last finished part and gives the same result as an uninterrupted run.
 
@@ -225,16 +226,14 @@ def _score_part(scorer, batches, config: ScoreConfig, bar) -> dict | None:
         except StopIteration:
             break
         out = scorer(batch)
-        values = {
-            "anomaly_scores": out["anomaly_score"],
-            "gen_scores": out["gen_score"],
-            "disc_scores": out["disc_score"],
+        values = {key: out[name] for name, key in SCORE_OUTPUTS.items()}
+        values.update({
             "idxs": batch["idx"],
             "object_ids": batch["object_id"],
             "ra": batch["ra"],
             "dec": batch["dec"],
             "labels": batch["label"],
-        }
+        })  # fmt: skip
         if config.store_images:
             values.update(
                 reals=out["stretched"],

@@ -430,7 +430,8 @@ def train_encoder(
     """Train (or resume) the encoder of a run through its frozen generator and critic (izi_f).
 
     Uses the run's data set unless ``data_dir`` is given. Checkpoints in
-    ``run_dir/checkpoints/encoder``; the result is ``run_dir/encoder.keras``.
+    ``run_dir/checkpoints/encoder``; the result is ``run_dir/encoder.keras``, and the default
+    score's calibration on the same data, ``run_dir/calibration.npz`` (see ``calibrate``).
     """
     from tfanomaly.models.config import ModelConfig
     from tfanomaly.models.encoder import EncoderTrainer, build_encoder
@@ -483,12 +484,17 @@ def train_encoder(
     )
     save_keras(trainer.encoder, run_dir / "encoder.keras")
     steps = int(trainer.optimizer.iterations.numpy())
+    # The default score needs the run's noise and feature statistics: fit them now (seconds).
+    from tfanomaly.pipelines.calibrate import calibrate
+
+    calibrated = calibrate(run_dir, data_dir, seed=config.seed, progress=progress, echo=echo)
     return {
         "run": str(run_dir),
         "steps": steps,
         "resumed_from": start,
         "encoder": str(run_dir / "encoder.keras"),
         "reconstructions": str(run_dir / "samples" / f"encoder-step-{steps:06d}.png"),
+        "calibration": str(calibrated["path"]),
     }
 
 
