@@ -165,16 +165,26 @@ def _csv(table: dict) -> str:
 
 
 def format_table(report: dict) -> str:
-    """The evaluation as aligned text: one block per group, one row per score."""
+    """The evaluation as aligned text: every metric over all anomalies, then the AUROC of every
+    score for each kind (that kind against the normal objects); the full table is in the JSON."""
+    table = report["table"]
+    kinds = [group for group in table if group != "all"]
     lines = [
         f"{report['count']} objects, {report['n_anomalies']} labelled anomalies",
-        f"{'group':22s} {'score':28s} {'n':>5s} {'AUROC':>6s} {'AP':>6s} {'P@k':>6s} {'P@1%':>6s}",
+        f"{'all anomalies':30s} {'AUROC':>6s} {'AP':>6s} {'P@k':>6s} {'P@1%':>6s}",
     ]
-    for group, rows in report["table"].items():
-        for key, m in rows.items():
-            lines.append(
-                f"{group:22s} {SCORE_NAMES.get(key, key):28s} {m['n_anomalies']:5d} "
-                f"{m['auroc']:6.3f} {m['average_precision']:6.3f} {m['precision_at_k']:6.3f} "
-                f"{m['precision_at_1pct']:6.3f}"
-            )
+    for key, m in table["all"].items():
+        lines.append(
+            f"{SCORE_NAMES.get(key, key):30s} {m['auroc']:6.3f} {m['average_precision']:6.3f} "
+            f"{m['precision_at_k']:6.3f} {m['precision_at_1pct']:6.3f}"
+        )
+    if kinds:
+        lines.append(f"{'AUROC per kind (n)':30s} " + " ".join(
+            f"{kind[:9]:>9s}" for kind in kinds))  # fmt: skip
+        lines.append(f"{'':30s} " + " ".join(
+            f"{'(' + str(table[kind][next(iter(table[kind]))]['n_anomalies']) + ')':>9s}"
+            for kind in kinds))  # fmt: skip
+        for key in table["all"]:
+            lines.append(f"{SCORE_NAMES.get(key, key):30s} " + " ".join(
+                f"{table[kind][key]['auroc']:9.3f}" for kind in kinds))  # fmt: skip
     return "\n".join(lines)
