@@ -102,7 +102,20 @@ def score_and_evaluate(run: Path, data: Path, steps: int, timings: dict, baselin
     return json.loads((folder / "evaluation.json").read_text())
 
 
-def summarise(reports: dict) -> list[str]:
+def ensemble_rows(folders: dict[int, Path]) -> dict[str, dict]:
+    """Metrics of the default score averaged (in sigma) over the runs of several training seeds:
+    what an ensemble of those runs would give, at that many times the training cost."""
+    from tfanomaly.pipelines.catalog import read_results
+    from tfanomaly.pipelines.evaluate import metrics
+
+    columns = [read_results(folder)[0] for folder in folders.values()]
+    order = [np.argsort(c["object_ids"]) for c in columns]
+    labels = columns[0]["labels"][order[0]] > 0
+    mean = np.mean([c["scores_sigma"][o] for c, o in zip(columns, order, strict=True)], axis=0)
+    return {"all": metrics(labels, mean)}
+
+
+def summarise(reports: dict, folders: dict) -> list[str]:
     """Mean and spread over seeds of AUROC/AP/P@k overall, and mean AUROC per kind."""
     lines = []
     for setting, by_seed in reports.items():
@@ -119,6 +132,10 @@ def summarise(reports: dict) -> list[str]:
             per_seed = " ".join(f"{by_seed[s]['table']['all'][key]['auroc']:.3f}" for s in seeds)
             lines.append(f"  {SCORE_NAMES.get(key, key):30s} {cells[0]:>13s} {cells[1]:>13s} "
                          f"{cells[2]:>13s}  {per_seed}")  # fmt: skip
+        if len(seeds) > 1:
+            m = ensemble_rows(folders[setting])["all"]
+            lines.append(f"  {'ensemble of the seeds (mean σ)':30s} {m['auroc']:13.3f} "
+                         f"{m['average_precision']:13.3f} {m['precision_at_k']:13.3f}")  # fmt: skip
         lines.append(f"  mean AUROC per kind: {'score':28s} " + " ".join(
             f"{g[:7]:>7s}" for g in groups[1:]))  # fmt: skip
         for key in keys:
@@ -148,20 +165,21 @@ def main() -> None:
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
     data = prepare_survey(out, args)
     reports: dict[str, dict] = {}
+    folders: dict[str, dict] = {}
     for seed in (int(s) for s in args.train_seeds.split(",")):
         runs = train_variants(out, data, seed, args, timings)
         timings_file.write_text(json.dumps(timings, indent=1))
         for variant, run in runs.items():
             for steps in (int(s) for s in args.inversion_steps.split(",")):
                 report = score_and_evaluate(run, data, steps, timings, baseline=True)
-                reports.setdefault(f"{variant} generator, {steps} inversion steps", {})[seed] = (
-                    report
-                )
+                setting = f"{variant} generator, {steps} inversion steps"
+                folders.setdefault(setting, {})[seed] = run / f"scores_{steps}"
+                reports.setdefault(setting, {})[seed] = report
                 timings_file.write_text(json.dumps(timings, indent=1))
     lines = [f"survey: {args.n_objects} {args.size}-px cutouts, seed {args.survey_seed}, "
              f"{args.anomaly_fraction:.0%} anomalies; {PRESETS[args.size]} {args.gan_steps} GAN "
              f"steps (EMA {args.ema_decay}), encoder {args.encoder_steps}"]  # fmt: skip
-    lines += summarise(reports)
+    lines += summarise(reports, folders)
     lines.append("\ntimings (process CPU seconds, wall seconds):")
     lines += [f"  {k:45s} {v['cpu_s']:8.0f} {v['wall_s']:8.0f}"
               + (f"  {v['images_per_s']:,.0f} img/s" if "images_per_s" in v else "")
