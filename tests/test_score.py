@@ -241,6 +241,25 @@ def test_metrics_against_hand_computed_values():
     assert m["n_anomalies"] == 3 and m["precision_at_1pct"] == 1.0
 
 
+def test_knn_distance_leaves_out_the_point_itself_by_id():
+    from sklearn.neighbors import NearestNeighbors
+
+    from tfanomaly.pipelines.evaluate import knn_distance
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(50, 4))
+    ids = np.arange(100, 150)
+    neighbours = NearestNeighbors(n_neighbors=4).fit(reference)
+    # Reference points seen again with rounding noise, and new points.
+    points = np.concatenate([reference[:5] + 1e-9, rng.normal(size=(3, 4))])
+    point_ids = np.concatenate([ids[:5], [7, 8, 9]])
+    got = knn_distance(neighbours, ids, points, point_ids)
+    for j, (p, i) in enumerate(zip(points, point_ids, strict=True)):
+        d = np.linalg.norm(reference - p, axis=1)
+        d = np.sort(d[ids != i])[:3]
+        assert got[j] == pytest.approx(d.mean(), rel=1e-9)
+
+
 def test_evaluate_table_with_baseline(tiny_run, tmp_path):
     score(tiny_run / "run", tiny_run / "ds", tmp_path / "out", small(), progress=False, echo=quiet)
     report = evaluate(tmp_path / "out")

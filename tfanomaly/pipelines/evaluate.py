@@ -59,6 +59,21 @@ def metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     }
 
 
+def knn_distance(neighbours, reference_ids: np.ndarray, points: np.ndarray,
+                 ids: np.ndarray) -> np.ndarray:  # fmt: skip
+    """Mean distance of each point to its k nearest reference points other than itself.
+
+    ``neighbours`` is a NearestNeighbors fitted on the reference set with k + 1 neighbours. A
+    point that is in the reference set finds itself, at a distance that is 0 only up to rounding
+    (its projection was computed in another batch): it is left out by its id, and for any other
+    point the farthest of the k + 1 neighbours is.
+    """
+    distances, found = neighbours.kneighbors(points)
+    own = reference_ids[found] == np.asarray(ids)[:, None]
+    own[:, -1] |= ~own.any(axis=1)
+    return distances[~own].reshape(len(distances), -1).mean(axis=1)
+
+
 def baseline_scores(data_dir, object_ids: np.ndarray, seed: int = 0, n_components: int = 50,
                     fit_size: int = 20000,
                     smooth_sigma: float = BASELINE_SMOOTH_SIGMA) -> dict[str, np.ndarray]:  # fmt: skip
@@ -79,13 +94,15 @@ def baseline_scores(data_dir, object_ids: np.ndarray, seed: int = 0, n_component
         flat = len(batch["idx"]), -1
         return images.numpy().reshape(flat), smooth(images, smooth_sigma).numpy().reshape(flat)
 
-    fit_raw, fit_smooth, ids = [], [], []
+    fit_raw, fit_smooth, fit_ids, ids = [], [], [], []
     for batch in load_dataset(data_dir, batch_size=512, shuffle=True, seed=seed):
         if sum(len(b) for b in fit_raw) >= fit_size:
             break
         raw, smoothed = pixels(batch)
         fit_raw.append(raw)
         fit_smooth.append(smoothed)
+        fit_ids.append(batch["object_id"].numpy())
+    fit_ids = np.concatenate(fit_ids)[:fit_size]
     models = {}
     for name, fit in (("raw", fit_raw), ("smooth", fit_smooth)):
         fit = np.concatenate(fit)[:fit_size]
@@ -108,11 +125,9 @@ def baseline_scores(data_dir, object_ids: np.ndarray, seed: int = 0, n_component
         projected = pca.transform(smoothed)
         reconstructed = pca.inverse_transform(projected)
         columns["pca_error_smoothed"].append(np.square(smoothed - reconstructed).sum(axis=1))
-        distances = neighbours.kneighbors(projected / scale)[0]
-        # A fitted cutout finds itself at distance 0: drop that neighbour, else the farthest.
-        own = distances[:, 0] == 0.0
-        distances = np.where(own[:, None], distances[:, 1:], distances[:, :-1])
-        columns["knn_smoothed"].append(distances.mean(axis=1))
+        columns["knn_smoothed"].append(
+            knn_distance(neighbours, fit_ids, projected / scale, batch["object_id"].numpy())
+        )
     where = {int(i): k for k, i in enumerate(np.concatenate(ids).tolist())}
     try:
         order = np.array([where[int(i)] for i in object_ids])
