@@ -33,7 +33,7 @@ bench: $(BIN)/tfanomaly
 	cd benchmarks && $(abspath $(BIN))/python bench_detection.py --out bench_det32 --size 32 \
 		--survey-seed 200 --train-seeds 1,2,3 --inversion-steps 0,10
 	cd benchmarks && $(abspath $(BIN))/python bench_detection.py --out bench_det48 --size 48 \
-		--survey-seed 300 --train-seeds 1 --gan-steps 1000
+		--survey-seed 300 --train-seeds 1,2 --gan-steps 1000
 	cd benchmarks && $(abspath $(BIN))/python bench_clusters.py --run bench_det32/run_seed1 \
 		--data bench_det32/tfrecords
 

@@ -7,10 +7,12 @@ averaged and the raw generator, score (encoder only, and optionally k inversion 
 Prints AUROC / AP / P@k per score overall, AUROC per kind, the mean and spread over seeds, and the
 CPU time of each stage. Everything lands in --out (rerunning reuses finished stages).
 
-Usage:
+Usage (README's surveys: tuning = seed 100, 32 px, training seeds 1,2; fresh = seed 200 at 32 px
+with training seeds 1,2,3 and seed 300 at 48 px with --gan-steps 1000 and seeds 1,2):
   python benchmarks/bench_detection.py --out bench_det32 --size 32 --survey-seed 200 \\
       --train-seeds 1,2,3 [--inversion-steps 0,10] [--n-objects 6000]
-About 9 minutes per training seed at 32 px and 35 at 48 px on 2 cores.
+About 12 minutes per training seed at 32 px and 35 at 48 px on 2 cores (both generators, two
+encoders, scoring with 0 and 10 steps).
 """
 
 from __future__ import annotations
