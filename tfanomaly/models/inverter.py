@@ -86,7 +86,8 @@ class LatentInverter(tf.Module):
     @tf.function
     def __call__(self, images):
         """Invert a batch of stretched images (B, H, W, C) in [0, 1]; returns a dict of tensors:
-        ``z``, ``reconstruction``, ``residual`` (|x - G(z)|), the paper's ``gen_score`` (pixel
+        ``z``, ``features`` (the critic's f(x)), ``reconstruction``, ``residual`` (|x - G(z)|), the
+        paper's ``gen_score`` (pixel
         term), ``disc_score`` (feature term), ``anomaly_score`` (their weighted sum), and with a
         calibration the default ``score`` and its ``residual_score`` and ``feature_score``."""
         c = self.config
@@ -116,6 +117,7 @@ class LatentInverter(tf.Module):
         loss, pixel, feature, reconstructions = self.objective(images, image_features, z)
         out = {
             "z": z,
+            "features": image_features,
             "reconstruction": reconstructions,
             "residual": tf.abs(images - reconstructions),
             "gen_score": pixel,

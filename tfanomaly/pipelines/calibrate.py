@@ -12,10 +12,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tfanomaly.errors import ConfigError
-from tfanomaly.models.inverter import CALIBRATION_FILE, InversionConfig, load_inverter
+from tfanomaly.models.inverter import (
+    CALIBRATION_FILE,
+    InversionConfig,
+    LatentInverter,
+    load_inverter,
+)
 from tfanomaly.models.noise_score import (
     Calibration,
-    NoiseAwareScore,
     ScoreSettings,
     fit_features,
     fit_levels,
@@ -23,7 +27,7 @@ from tfanomaly.models.noise_score import (
     robust_log_scale,
 )
 from tfanomaly.pipelines.dataset import DatasetInfo, load_dataset
-from tfanomaly.pipelines.train import load_run
+from tfanomaly.pipelines.train import check_run_takes, load_run
 
 
 def calibrate(
@@ -58,11 +62,7 @@ def calibrate(
         raise ConfigError(f"{run_dir}: no trained encoder; run `tfanomaly train encoder` first")
     data_dir = Path(data_dir or run["data"]["path"])
     info = DatasetInfo.from_folder(data_dir)
-    expected = (run["model"]["image_size"],) * 2 + (run["model"]["channels"],)
-    if tuple(info.shape) != expected:
-        raise ConfigError(
-            f"{data_dir} holds {info.shape} cutouts but the run's models take {expected}"
-        )
+    check_run_takes(run, info)
     inverter = load_inverter(run_dir, inversion, calibrated=False)
     count = min(fit_size, info.count)
     rng = np.random.default_rng(seed)
@@ -85,7 +85,7 @@ def calibrate(
             rows = np.arange(n)[:, None]
             residual_samples.append(residual.numpy().reshape(n, flat, bands)[rows, picks])
             level_samples.append(level.numpy().reshape(n, flat, bands)[rows, picks])
-            features.append(inverter.critic(images, training=False)[1].numpy())
+            features.append(out["features"].numpy())
             seen += n
             bar.update(n)
         residuals = np.concatenate(residual_samples).reshape(-1, bands).T
@@ -104,18 +104,16 @@ def calibrate(
             log_scales=np.ones(2, np.float32),
             info={},
         )
-        scorer = NoiseAwareScore(calibration)
+        # The same networks with the fitted numbers: both terms come out of one graph call.
+        scorer = LatentInverter(inverter.generator, inverter.critic, inverter.encoder, inversion,
+                                calibration)  # fmt: skip
         terms: dict[str, list] = {"residual_score": [], "feature_score": []}
         seen = 0
         for batch in batches():
             images = batch["image"][: count - seen]
-            out = inverter(images)
-            terms["residual_score"].append(
-                scorer.residual_score(images, out["reconstruction"]).numpy()
-            )
-            terms["feature_score"].append(
-                scorer.feature_score(inverter.critic(images, training=False)[1]).numpy()
-            )
+            out = scorer(images)
+            for key, values in terms.items():
+                values.append(out[key].numpy())
             seen += len(images)
             bar.update(len(images))
     centres_scales = [robust_log_scale(np.concatenate(terms[k])) for k in terms]

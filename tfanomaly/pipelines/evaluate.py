@@ -103,31 +103,33 @@ def baseline_scores(data_dir, object_ids: np.ndarray, seed: int = 0, n_component
         fit_smooth.append(smoothed)
         fit_ids.append(batch["object_id"].numpy())
     fit_ids = np.concatenate(fit_ids)[:fit_size]
-    models = {}
+    models, fit_projected = {}, {}
     for name, fit in (("raw", fit_raw), ("smooth", fit_smooth)):
         fit = np.concatenate(fit)[:fit_size]
         pca = PCA(n_components=min(n_components, *fit.shape), random_state=seed).fit(fit)
-        forest = IsolationForest(n_estimators=200, random_state=seed).fit(pca.transform(fit))
+        fit_projected[name] = pca.transform(fit)
+        forest = IsolationForest(n_estimators=200, random_state=seed).fit(fit_projected[name])
         models[name] = pca, forest
-    pca = models["smooth"][0]
-    scale = np.sqrt(pca.explained_variance_)
+    smooth_pca = models["smooth"][0]
+    scale = np.sqrt(smooth_pca.explained_variance_)
     neighbours = NearestNeighbors(n_neighbors=KNN_NEIGHBOURS + 1).fit(
-        pca.transform(np.concatenate(fit_smooth)[:fit_size]) / scale
+        fit_projected["smooth"] / scale
     )
     columns: dict[str, list] = {name: [] for name in BASELINES}
     for batch in load_dataset(data_dir, batch_size=512):
         ids.append(batch["object_id"].numpy())
         raw, smoothed = pixels(batch)
-        for key, (pca, forest), values in (("isolation_forest", models["raw"], raw),
-                                           ("isolation_forest_smoothed", models["smooth"],
-                                            smoothed)):  # fmt: skip
-            columns[key].append(-forest.score_samples(pca.transform(values)))
-        projected = pca.transform(smoothed)
-        reconstructed = pca.inverse_transform(projected)
+        projected = {
+            "raw": models["raw"][0].transform(raw),
+            "smooth": smooth_pca.transform(smoothed),
+        }
+        for key, name in (("isolation_forest", "raw"), ("isolation_forest_smoothed", "smooth")):
+            columns[key].append(-models[name][1].score_samples(projected[name]))
+        reconstructed = smooth_pca.inverse_transform(projected["smooth"])
         columns["pca_error_smoothed"].append(np.square(smoothed - reconstructed).sum(axis=1))
-        columns["knn_smoothed"].append(
-            knn_distance(neighbours, fit_ids, projected / scale, batch["object_id"].numpy())
-        )
+        columns["knn_smoothed"].append(knn_distance(
+            neighbours, fit_ids, projected["smooth"] / scale, batch["object_id"].numpy()
+        ))  # fmt: skip
     where = {int(i): k for k, i in enumerate(np.concatenate(ids).tolist())}
     try:
         order = np.array([where[int(i)] for i in object_ids])

@@ -22,7 +22,7 @@ from tfanomaly.models.inverter import CALIBRATION_FILE, InversionConfig, load_in
 from tfanomaly.pipelines.catalog import CATALOG_FORMATS, SCORE_KEYS, SCORE_OUTPUTS, finalize
 from tfanomaly.pipelines.dataset import PAPER_STRETCH, DatasetInfo, load_dataset
 from tfanomaly.pipelines.stretch import LuptonStretch
-from tfanomaly.pipelines.train import load_run
+from tfanomaly.pipelines.train import check_run_takes, load_run
 
 PARTS = ".parts"
 
@@ -161,12 +161,7 @@ def score(
     info = DatasetInfo.from_folder(data_dir)
     if client is None:
         run_dir = Path(run_dir)
-        run = load_run(run_dir)
-        expected = (run["model"]["image_size"],) * 2 + (run["model"]["channels"],)
-        if tuple(info.shape) != expected:
-            raise ConfigError(
-                f"{data_dir} holds {info.shape} cutouts but the run's models take {expected}"
-            )
+        check_run_takes(load_run(run_dir), info)
         scorer = _local_scorer(load_inverter(run_dir, config.inversion))
         source = run_dir
     else:

@@ -165,6 +165,15 @@ def load_run(run_dir) -> dict:
     return json.loads(path.read_text())
 
 
+def check_run_takes(run: dict, info: DatasetInfo) -> None:
+    """Refuse a data set whose cutouts the run's models cannot take (size or band count)."""
+    expected = (run["model"]["image_size"],) * 2 + (run["model"]["channels"],)
+    if tuple(info.shape) != expected:
+        raise ConfigError(
+            f"{info.path} holds {info.shape} cutouts but the run's models take {expected}"
+        )
+
+
 def _set_precision(precision: str):
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(precision)
