@@ -45,7 +45,8 @@ class DemoConfig:
 
 def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable = print) -> dict:
     """Simulate -> ingest -> read back through tf.data -> gallery -> train the WGAN-GP -> train
-    the encoder -> score -> evaluate against the isolation-forest baseline -> export a SavedModel
+    the encoder (and calibrate the default score) -> score -> evaluate against the classical
+    baselines -> export a SavedModel
     for TF Serving -> train the CAE on the residuals of the most anomalous objects -> UMAP +
     clusters -> the HTML report. Returns the output paths.
 
