@@ -46,9 +46,8 @@ class DemoConfig:
 def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable = print) -> dict:
     """Simulate -> ingest -> read back through tf.data -> gallery -> train the WGAN-GP -> train
     the encoder (and calibrate the default score) -> score -> evaluate against the classical
-    baselines -> export a SavedModel
-    for TF Serving -> train the CAE on the residuals of the most anomalous objects -> UMAP +
-    clusters -> the HTML report. Returns the output paths.
+    baselines -> export a SavedModel for TF Serving -> train the CAE on the residuals of the most
+    anomalous objects -> UMAP + clusters -> the HTML report. Returns the output paths.
 
     Stages whose output already exists complete (survey file, data set manifest, results) are not
     redone, and training and scoring resume, so an interrupted demo continues where it stopped.
