@@ -20,9 +20,9 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfanomaly.models.inverter import InversionConfig  # noqa: E402
-from tfanomaly.pipelines.catalog import read_results  # noqa: E402
 from tfanomaly.pipelines.characterise import CaeTrainConfig, embed, train_cae  # noqa: E402
 from tfanomaly.pipelines.score import ScoreConfig, score  # noqa: E402
+from tfanomaly.results.catalog import read_results  # noqa: E402
 
 
 def purity(labels: np.ndarray, clusters: np.ndarray) -> float:

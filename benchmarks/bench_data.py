@@ -17,9 +17,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfanomaly.pipelines.dataset import PAPER_STRETCH, load_dataset  # noqa: E402
+from tfanomaly.data.dataset import PAPER_STRETCH, load_dataset  # noqa: E402
+from tfanomaly.data.stretch import LuptonStretch  # noqa: E402
 from tfanomaly.pipelines.ingest import IngestConfig, ingest  # noqa: E402
-from tfanomaly.pipelines.stretch import LuptonStretch  # noqa: E402
 
 
 def write_survey(path: Path, n: int, size: int) -> None:

@@ -28,9 +28,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+from tfanomaly.data.manifest import MANIFEST  # noqa: E402
 from tfanomaly.models.inverter import InversionConfig  # noqa: E402
 from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate  # noqa: E402
-from tfanomaly.pipelines.ingest import MANIFEST, IngestConfig, ingest  # noqa: E402
+from tfanomaly.pipelines.ingest import IngestConfig, ingest  # noqa: E402
 from tfanomaly.pipelines.score import ScoreConfig, score  # noqa: E402
 from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey  # noqa: E402
 from tfanomaly.pipelines.train import (  # noqa: E402
@@ -107,8 +108,8 @@ def score_and_evaluate(run: Path, data: Path, steps: int, timings: dict, baselin
 def ensemble_rows(folders: dict[int, Path]) -> dict[str, dict]:
     """Metrics of the default score averaged (in sigma) over the runs of several training seeds:
     what an ensemble of those runs would give, at that many times the training cost."""
-    from tfanomaly.pipelines.catalog import read_results
     from tfanomaly.pipelines.evaluate import metrics
+    from tfanomaly.results.catalog import read_results
 
     columns = [read_results(folder)[0] for folder in folders.values()]
     order = [np.argsort(c["object_ids"]) for c in columns]

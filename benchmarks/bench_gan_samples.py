@@ -16,12 +16,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tfanomaly.data.dataset import load_dataset  # noqa: E402
+from tfanomaly.data.manifest import MANIFEST  # noqa: E402
 from tfanomaly.models.config import get_preset  # noqa: E402
-from tfanomaly.pipelines.dataset import load_dataset  # noqa: E402
-from tfanomaly.pipelines.ingest import MANIFEST, IngestConfig, ingest  # noqa: E402
-from tfanomaly.pipelines.preview import save_png, tile  # noqa: E402
+from tfanomaly.pipelines.ingest import IngestConfig, ingest  # noqa: E402
 from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey  # noqa: E402
 from tfanomaly.pipelines.train import GanTrainConfig, train_gan  # noqa: E402
+from tfanomaly.results.preview import save_png, tile  # noqa: E402
 
 
 def statistics(images: np.ndarray) -> dict[str, np.ndarray]:

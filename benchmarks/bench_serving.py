@@ -26,9 +26,9 @@ from tfanomaly.models.critic import build_critic  # noqa: E402
 from tfanomaly.models.encoder import build_encoder  # noqa: E402
 from tfanomaly.models.generator import build_generator  # noqa: E402
 from tfanomaly.models.inverter import InversionConfig, LatentInverter  # noqa: E402
-from tfanomaly.pipelines.client import GrpcClient, RestClient  # noqa: E402
 from tfanomaly.pipelines.export import AnomalyScorer, save_scorer  # noqa: E402
-from tfanomaly.pipelines.serve import LocalServer  # noqa: E402
+from tfanomaly.serving.client import GrpcClient, RestClient  # noqa: E402
+from tfanomaly.serving.local import LocalServer  # noqa: E402
 
 
 def build_export(base: Path, steps: int) -> Path:

@@ -13,9 +13,9 @@ from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.models.cae import build_cae, cae_encoder
 from tfanomaly.models.config import get_preset
 from tfanomaly.models.inverter import InversionConfig
-from tfanomaly.pipelines.catalog import read_results
 from tfanomaly.pipelines.characterise import CaeTrainConfig, embed, select_objects, train_cae
 from tfanomaly.pipelines.score import ScoreConfig, score
+from tfanomaly.results.catalog import read_results
 
 
 def test_paper_cae_architecture():

@@ -15,9 +15,9 @@ from conftest import build_tiny_run, quiet
 
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.inverter import InversionConfig
-from tfanomaly.pipelines.catalog import SCORE_KEYS, SCORE_OUTPUTS, read_results
 from tfanomaly.pipelines.export import export
 from tfanomaly.pipelines.score import ScoreConfig, score
+from tfanomaly.results.catalog import SCORE_KEYS, SCORE_OUTPUTS, read_results
 
 # The CLI installed beside this interpreter (the venv's bin/, not whatever PATH finds first).
 SAVED_MODEL_CLI = str(Path(sys.executable).parent / "saved_model_cli")

@@ -6,11 +6,12 @@ import pytest
 from astropy.io import fits
 from conftest import BIG_ID, make_cutouts, write_h5
 
+from tfanomaly.data import readers as cutouts_module
+from tfanomaly.data.dataset import PAPER_STRETCH, load_dataset
+from tfanomaly.data.manifest import MANIFEST, STATE, read_manifest, verify
 from tfanomaly.errors import ConfigError, DatasetError, InputError, UnreadableFileError
 from tfanomaly.fileio import sha256_file
-from tfanomaly.pipelines import cutouts as cutouts_module
-from tfanomaly.pipelines.dataset import PAPER_STRETCH, load_dataset
-from tfanomaly.pipelines.ingest import MANIFEST, STATE, IngestConfig, ingest, read_manifest, verify
+from tfanomaly.pipelines.ingest import IngestConfig, ingest
 
 
 def read_all(data_dir, stretch=None):

@@ -13,7 +13,7 @@ from test_characterise import scored  # noqa: F401  (module-scoped scored catalo
 
 from tfanomaly.pipelines.characterise import CaeTrainConfig, embed, train_cae
 from tfanomaly.pipelines.evaluate import evaluate
-from tfanomaly.pipelines.report import build_report
+from tfanomaly.results.report import build_report
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -18,9 +18,9 @@ from tfanomaly.models.encoder import build_encoder
 from tfanomaly.models.generator import build_generator
 from tfanomaly.models.inverter import InversionConfig, LatentInverter
 from tfanomaly.pipelines import score as score_module
-from tfanomaly.pipelines.catalog import SCORE_KEYS, read_results
 from tfanomaly.pipelines.evaluate import BASELINES, evaluate, metrics, precision_at_k
 from tfanomaly.pipelines.score import ScoreConfig, score
+from tfanomaly.results.catalog import SCORE_KEYS, read_results
 
 TINY = get_preset("tiny16")
 
@@ -177,7 +177,7 @@ def test_interrupted_scoring_resumes_to_the_same_result(tiny_run, tmp_path, monk
 
 
 def test_shards_merge_to_the_whole(tiny_run, tmp_path):
-    from tfanomaly.pipelines.catalog import merge_results
+    from tfanomaly.results.catalog import merge_results
 
     whole = score(tiny_run / "run", tiny_run / "ds", tmp_path / "whole", small(), progress=False,
                   echo=quiet)  # fmt: skip

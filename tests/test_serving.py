@@ -18,10 +18,10 @@ from tensorflow_serving.apis import (
 )
 from test_export import exported  # noqa: F401  (the module-scoped export fixture)
 
-from tfanomaly.pipelines.catalog import read_results
-from tfanomaly.pipelines.client import GrpcClient, RestClient, ServerError
 from tfanomaly.pipelines.score import ScoreConfig, score
-from tfanomaly.pipelines.serve import LocalServer
+from tfanomaly.results.catalog import read_results
+from tfanomaly.serving.client import GrpcClient, RestClient, ServerError
+from tfanomaly.serving.local import LocalServer
 
 
 @pytest.fixture(scope="module")

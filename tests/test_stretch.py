@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from astropy.visualization import make_lupton_rgb
 
-from tfanomaly.pipelines.stretch import LuptonStretch, lupton_stretch
+from tfanomaly.data.stretch import LuptonStretch, lupton_stretch
 
 
 def astropy_reference(gri: np.ndarray, **kwargs) -> np.ndarray:

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from tfanomaly.data.dataset import load_dataset
+from tfanomaly.data.manifest import DatasetInfo
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.inverter import (
     CALIBRATION_FILE,
@@ -26,7 +28,6 @@ from tfanomaly.models.noise_score import (
     residual_maps,
     robust_log_scale,
 )
-from tfanomaly.pipelines.dataset import DatasetInfo, load_dataset
 from tfanomaly.pipelines.train import check_run_takes, load_run
 
 

@@ -18,14 +18,6 @@ from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.fileio import atomic_path
 from tfanomaly.models.cae import build_cae, cae_encoder
 from tfanomaly.models.config import ModelConfig, get_preset, preset_for_size
-from tfanomaly.pipelines.catalog import (
-    CATALOG_FORMATS,
-    catalog_table,
-    json_attr,
-    read_results,
-    write_catalog,
-)
-from tfanomaly.pipelines.preview import tile
 from tfanomaly.pipelines.train import (
     Stage,
     check_steps,
@@ -34,6 +26,14 @@ from tfanomaly.pipelines.train import (
     run_stage,
     save_keras,
 )
+from tfanomaly.results.catalog import (
+    CATALOG_FORMATS,
+    catalog_table,
+    json_attr,
+    read_results,
+    write_catalog,
+)
+from tfanomaly.results.preview import tile
 
 CUBES = ("residuals", "reals")
 

@@ -12,19 +12,20 @@ from pathlib import Path
 
 import numpy as np
 
+from tfanomaly.data.dataset import load_dataset
+from tfanomaly.data.manifest import MANIFEST
 from tfanomaly.models.config import preset_for_size
 from tfanomaly.models.inverter import InversionConfig
-from tfanomaly.pipelines.catalog import read_results
 from tfanomaly.pipelines.characterise import CaeTrainConfig, embed, train_cae
-from tfanomaly.pipelines.dataset import load_dataset
 from tfanomaly.pipelines.evaluate import evaluate, format_table
 from tfanomaly.pipelines.export import export
-from tfanomaly.pipelines.ingest import MANIFEST, IngestConfig, ingest
+from tfanomaly.pipelines.ingest import IngestConfig, ingest
 from tfanomaly.pipelines.inspect import describe, save_gallery
-from tfanomaly.pipelines.report import build_report
 from tfanomaly.pipelines.score import ScoreConfig, score
 from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
 from tfanomaly.pipelines.train import EncoderTrainConfig, GanTrainConfig, train_encoder, train_gan
+from tfanomaly.results.catalog import read_results
+from tfanomaly.results.report import build_report
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tfanomaly.data.dataset import load_dataset
 from tfanomaly.errors import InputError
 from tfanomaly.fileio import atomic_path, write_json_atomic
-from tfanomaly.pipelines.catalog import SCORE_KEYS, json_attr, read_results
-from tfanomaly.pipelines.dataset import load_dataset
+from tfanomaly.results.catalog import SCORE_KEYS, json_attr, read_results
 
 # Classical baselines, computed in the same run from the same stretched pixels.
 BASELINES = {

@@ -14,12 +14,12 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.cae import cae_encoder
 from tfanomaly.models.inverter import InversionConfig, LatentInverter, load_inverter
-from tfanomaly.pipelines.catalog import SCORE_KEYS, SCORE_OUTPUTS, STATS_FILE, read_statistics
-from tfanomaly.pipelines.stretch import LuptonStretch
 from tfanomaly.pipelines.train import load_run
+from tfanomaly.results.catalog import SCORE_KEYS, SCORE_OUTPUTS, STATS_FILE, read_statistics
 
 MODEL_NAME = "tfanomaly"
 SIGNATURES = ("serving_default", "score_fast", "reconstruct", "generate")

@@ -16,15 +16,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import tfanomaly
+from tfanomaly.data.manifest import FORMAT, FORMAT_VERSION, MANIFEST, STATE
+from tfanomaly.data.readers import CutoutBatch, check_unique_ids, open_source
+from tfanomaly.data.schema import FEATURES, serialize_cutout
 from tfanomaly.errors import ConfigError, DatasetError, InputError
 from tfanomaly.fileio import atomic_path, sha256_file, write_json_atomic
-from tfanomaly.pipelines.cutouts import CutoutBatch, check_unique_ids, open_source
-from tfanomaly.pipelines.schema import FEATURES, serialize_cutout
 
-MANIFEST = "manifest.json"
-STATE = ".ingest-state.json"
-FORMAT = "tfanomaly-tfrecord"
-FORMAT_VERSION = 1
 NAN_POLICIES = ("fill", "drop", "error")
 
 
@@ -257,37 +254,3 @@ def _manifest(source, config: IngestConfig, shards: list[dict], seconds: float) 
         },
         "tfanomaly_version": tfanomaly.__version__,
     }
-
-
-def read_manifest(data_dir) -> dict:
-    """Load and check the manifest of an ingested data set; raise DatasetError if incomplete."""
-    data_dir = Path(data_dir)
-    path = data_dir / MANIFEST
-    if not path.exists():
-        hint = (
-            " (an ingest was interrupted here: rerun it to finish)"
-            if (data_dir / STATE).exists()
-            else ""
-        )
-        raise DatasetError(f"{data_dir}: not a complete tfanomaly data set, no {MANIFEST}{hint}")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: unreadable manifest: {exc}") from exc
-    if manifest.get("format") != FORMAT:
-        raise DatasetError(f"{path}: not a tfanomaly TFRecord manifest")
-    missing = [s["file"] for s in manifest["shards"] if not (data_dir / s["file"]).exists()]
-    if missing:
-        raise DatasetError(
-            f"{data_dir}: shard(s) listed in the manifest are missing: {missing[:3]}"
-        )
-    return manifest
-
-
-def verify(data_dir) -> list[str]:
-    """Re-hash every shard; return the names of shards whose checksum differs from the manifest."""
-    data_dir = Path(data_dir)
-    manifest = read_manifest(data_dir)
-    return [
-        s["file"] for s in manifest["shards"] if sha256_file(data_dir / s["file"]) != s["sha256"]
-    ]

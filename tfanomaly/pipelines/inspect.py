@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tfanomaly.pipelines.dataset import DatasetInfo, load_dataset
-from tfanomaly.pipelines.ingest import read_manifest, verify
-from tfanomaly.pipelines.preview import save_png, tile
+from tfanomaly.data.dataset import load_dataset
+from tfanomaly.data.manifest import DatasetInfo, read_manifest, verify
+from tfanomaly.results.preview import save_png, tile
 
 
 def kind_name(info: DatasetInfo, label: int) -> str:

@@ -16,13 +16,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import tfanomaly
+from tfanomaly.data.dataset import PAPER_STRETCH, load_dataset
+from tfanomaly.data.manifest import MANIFEST, DatasetInfo
+from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.errors import ConfigError
 from tfanomaly.fileio import atomic_path, write_json_atomic
 from tfanomaly.models.inverter import CALIBRATION_FILE, InversionConfig, load_inverter
-from tfanomaly.pipelines.catalog import CATALOG_FORMATS, SCORE_KEYS, SCORE_OUTPUTS, finalize
-from tfanomaly.pipelines.dataset import PAPER_STRETCH, DatasetInfo, load_dataset
-from tfanomaly.pipelines.stretch import LuptonStretch
 from tfanomaly.pipelines.train import check_run_takes, load_run
+from tfanomaly.results.catalog import CATALOG_FORMATS, SCORE_KEYS, SCORE_OUTPUTS, finalize
 
 PARTS = ".parts"
 
@@ -78,7 +79,7 @@ def _job_fingerprint(source, data_info: DatasetInfo, config: ScoreConfig) -> str
             entries.append([name, stat.st_size, stat.st_mtime_ns])
     else:
         entries.append(describe_client(source))
-    entries.append((data_info.path / "manifest.json").read_text())
+    entries.append((data_info.path / MANIFEST).read_text())
     return hashlib.sha256(json.dumps(entries, default=str).encode()).hexdigest()
 
 
@@ -149,7 +150,7 @@ def score(
     (plus the sigma selection). Parts are written as they finish; rerunning after an interrupt
     continues from the last finished part and gives the same result as an uninterrupted run.
 
-    With ``client`` (a :class:`~tfanomaly.pipelines.client.GrpcClient` or ``RestClient``) the
+    With ``client`` (a :class:`~tfanomaly.serving.client.GrpcClient` or ``RestClient``) the
     scores come from a TF Serving endpoint instead of ``run_dir`` (which may then be None); the
     outputs are the same files.
     """

@@ -18,12 +18,13 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from tfanomaly.data.dataset import image_dataset, load_dataset
+from tfanomaly.data.manifest import DatasetInfo
 from tfanomaly.errors import ConfigError, TfanomalyError
 from tfanomaly.fileio import atomic_path, write_json_atomic
 from tfanomaly.models.config import get_preset
 from tfanomaly.models.wgan_gp import WGANGP, paper_optimizer
-from tfanomaly.pipelines.dataset import DatasetInfo, image_dataset, load_dataset
-from tfanomaly.pipelines.preview import save_png, tile
+from tfanomaly.results.preview import save_png, tile
 
 RUN_FILE = "run.json"
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")

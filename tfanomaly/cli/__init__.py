@@ -694,8 +694,8 @@ def score_command(
     """
     from tfanomaly.errors import ConfigError
     from tfanomaly.models.inverter import InversionConfig
-    from tfanomaly.pipelines.client import GrpcClient, RestClient
     from tfanomaly.pipelines.score import ScoreConfig, parse_shard, score
+    from tfanomaly.serving.client import GrpcClient, RestClient
 
     if sum(x is not None for x in (run_dir, server, rest)) != 1:
         raise ConfigError("give exactly one of --run RUN_DIR, --server HOST:PORT or --rest URL")
@@ -749,7 +749,7 @@ def serve_command(model_base, host, grpc_port, rest_port):
 
     For laptops and tests; production runs the official tensorflow/serving image (see serving/).
     """
-    from tfanomaly.pipelines.serve import LocalServer
+    from tfanomaly.serving.local import LocalServer
 
     server = LocalServer(model_base, host=host, grpc_port=grpc_port, rest_port=rest_port).start()
     models = ", ".join(f"{n} v{max(v)}" for n, v in server.registry.servables.items())
@@ -771,7 +771,7 @@ def serve_command(model_base, host, grpc_port, rest_port):
 def merge_scores(parts, out, catalog_format, select_sigma, select_key, reference):
     """Join the result folders PARTS of `score --shard i/n` jobs into one catalog, with sigma
     values over the union (image cubes stay in the part folders)."""
-    from tfanomaly.pipelines.catalog import merge_results
+    from tfanomaly.results.catalog import merge_results
 
     written = merge_results(
         parts,
@@ -841,7 +841,7 @@ def report_command(results, cae_dir, out_path, top_n, thumb_size, sigma_cut):
     with cluster outlines and hover thumbnails (real | reconstruction | residual, id, ra/dec,
     scores), galleries of the top objects by each score and per cluster, score histograms with
     the sigma cut, and the evaluation table when RESULTS/evaluation.json exists."""
-    from tfanomaly.pipelines.report import build_report
+    from tfanomaly.results.report import build_report
 
     shown = build_report(
         results, out_path, cae_dir=cae_dir, top_n=top_n, thumb_size=thumb_size, sigma_cut=sigma_cut

@@ -29,7 +29,7 @@ from tensorflow_serving.apis import (
 )
 
 from tfanomaly.errors import ConfigError
-from tfanomaly.pipelines.client import GRPC_OPTIONS
+from tfanomaly.serving.client import GRPC_OPTIONS
 
 # TF Serving's mapping of error codes to HTTP statuses (http_rest_api_handler).
 HTTP_STATUS = {

@@ -4,43 +4,12 @@ Lupton stretch in TF ops, shuffling and prefetching.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
+from tfanomaly.data.manifest import DatasetInfo
+from tfanomaly.data.schema import parse_cutouts
+from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.errors import ConfigError
-from tfanomaly.pipelines.ingest import read_manifest
-from tfanomaly.pipelines.schema import parse_cutouts
-from tfanomaly.pipelines.stretch import LuptonStretch
 
 PAPER_STRETCH = LuptonStretch()  # Q=15, stretch=0.5, minimum=0
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What the manifest says about an ingested data set."""
-
-    path: Path
-    count: int
-    shape: tuple[int, int, int]
-    bands: tuple[str, ...]
-    has_labels: bool
-    kind_names: tuple[str, ...] | None
-    files: tuple[str, ...]
-
-    @classmethod
-    def from_folder(cls, data_dir) -> DatasetInfo:
-        data_dir = Path(data_dir)
-        manifest = read_manifest(data_dir)
-        kinds = manifest.get("kind_names")
-        return cls(
-            path=data_dir,
-            count=int(manifest["count"]),
-            shape=tuple(manifest["shape"]),
-            bands=tuple(manifest["bands"]),
-            has_labels=bool(manifest["has_labels"]),
-            kind_names=tuple(kinds) if kinds else None,
-            files=tuple(str(data_dir / s["file"]) for s in manifest["shards"]),
-        )
 
 
 def load_dataset(

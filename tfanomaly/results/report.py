@@ -14,7 +14,7 @@ import numpy as np
 
 from tfanomaly.errors import InputError
 from tfanomaly.fileio import atomic_path
-from tfanomaly.pipelines.catalog import SCORE_KEYS, json_attr, read_results
+from tfanomaly.results.catalog import SCORE_KEYS, json_attr, read_results
 
 SCORE_LABELS = {
     "scores_sigma": "default",
