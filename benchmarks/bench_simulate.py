@@ -10,7 +10,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from tfanomaly.pipelines.simulate import SurveyConfig, simulate_stamps, simulate_survey
+from _common import machine  # noqa: E402
+
+from tfanomaly.pipelines.simulate import simulate_survey
+from tfanomaly.simulate.config import SurveyConfig
+from tfanomaly.simulate.stamps import simulate_stamps
 
 # Objects per size, chosen so each measurement takes a few seconds on one core.
 N_OBJECTS = {32: 3000, 48: 2000, 96: 600}
@@ -27,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the objects")
     args = parser.parse_args()
+    print(machine())
     cpus = os.cpu_count() or 1
     # Warm the per-process tables (GalSim transforms) so the first size is not penalised.
     simulate_stamps(SurveyConfig(n_objects=1, size=32), 0, 1)
