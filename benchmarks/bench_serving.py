@@ -20,15 +20,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _common import machine  # noqa: E402
 
-from tfanomaly.models.config import get_preset  # noqa: E402
+from tfanomaly.models.config import InversionConfig, get_preset  # noqa: E402
 from tfanomaly.models.critic import build_critic  # noqa: E402
 from tfanomaly.models.encoder import build_encoder  # noqa: E402
 from tfanomaly.models.generator import build_generator  # noqa: E402
-from tfanomaly.models.inverter import InversionConfig, LatentInverter  # noqa: E402
-from tfanomaly.pipelines.export import AnomalyScorer, save_scorer  # noqa: E402
+from tfanomaly.models.inverter import LatentInverter  # noqa: E402
 from tfanomaly.serving.client import GrpcClient, RestClient  # noqa: E402
 from tfanomaly.serving.local import LocalServer  # noqa: E402
+from tfanomaly.serving.saved_model import AnomalyScorer, save_scorer  # noqa: E402
 
 
 def build_export(base: Path, steps: int) -> Path:
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--signature", default="serving_default")
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
+    print(machine())
     with tempfile.TemporaryDirectory() as tmp:
         path = build_export(Path(tmp), args.steps)
         server = LocalServer(Path(tmp), grpc_port=0, rest_port=0).start()
