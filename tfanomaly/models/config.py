@@ -1,5 +1,5 @@
 """Named model presets: one typed place for every architecture default (TF Model Garden style),
-and the settings of the default anomaly score.
+the settings of the latent inversion and of the default anomaly score.
 
 ``hsc96`` is the paper's architecture; ``cpu32`` and ``cpu48`` are narrower presets for CPUs.
 """
@@ -116,6 +116,19 @@ def get_preset(name: str, channels: int | None = None) -> ModelConfig:
     return config
 
 
+def resolve_preset(preset: str | ModelConfig, channels: int | None = None) -> ModelConfig:
+    """A preset given by name (as ``get_preset``) or as a ModelConfig, optionally for another band
+    count, validated: what every model's ``from_preset`` takes."""
+    if isinstance(preset, str):
+        return get_preset(preset, channels)
+    if not isinstance(preset, ModelConfig):
+        raise TypeError(f"a preset is a name or a ModelConfig, got {type(preset).__name__}")
+    if channels is not None and channels != preset.channels:
+        preset = dataclasses.replace(preset, channels=channels)
+    preset.validate()
+    return preset
+
+
 def preset_for_size(image_size: int) -> str:
     """The preset made for cutouts of this size (the smallest, fastest one when several fit)."""
     matching = sorted(
@@ -157,6 +170,28 @@ class ScoreSettings:
             raise ConfigError(f"top fraction must be in (0, 1], got {self.top_fraction}")
         if not 0.0 <= self.feature_weight <= 1.0:
             raise ConfigError(f"feature weight must be in [0, 1], got {self.feature_weight}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class InversionConfig:
+    """The inversion's settings (the paper's, except the number of steps).
+
+    Args:
+        steps: Adam steps after the encoder's start; 0 = encoder only (same code path). The
+            paper used 10; 0 is the default because it scored better here, 13x faster (README).
+        learning_rate, beta_1, beta_2, epsilon: in-graph Adam on z.
+        lam: weight of the critic-feature term in L = (1 - lam) * pixel + lam * feature.
+    """
+
+    steps: int = 0
+    learning_rate: float = 0.1
+    beta_1: float = 0.4
+    beta_2: float = 0.9
+    epsilon: float = 1e-7
+    lam: float = 0.3
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

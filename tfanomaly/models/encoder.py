@@ -10,20 +10,41 @@ import tensorflow as tf
 from tfanomaly.models.config import ModelConfig
 from tfanomaly.models.critic import conv_stack
 from tfanomaly.models.inverter import inversion_terms
+from tfanomaly.models.preset_model import PresetModel
 
 
-def build_encoder(config: ModelConfig, name: str = "encoder") -> keras.Model:
-    """E for ``config``: the critic's convolution stack, then Dense -> latent_dim (linear).
+@keras.saving.register_keras_serializable(package="tfanomaly")
+class Encoder(PresetModel):
+    """E for a ModelConfig: the critic's convolution stack, then Dense -> latent_dim (linear).
+
+    Args:
+        model_config: the architecture (``image_size``, ``critic_filters``, ``latent_dim``...).
+        dtype: dtype policy of the convolutions (None: the global one); z is float32 always.
+        name: the model's name.
 
     Example:
-        >>> build_encoder(get_preset("cpu32"))(images).shape
+        >>> Encoder.from_preset("cpu32")(images).shape
         (B, 64)
     """
-    config.validate()
-    image = keras.Input((config.image_size, config.image_size, config.channels), name="image")
-    features = conv_stack(image, config, prefix="enc_")
-    z = keras.layers.Dense(config.latent_dim, dtype="float32", name="z")(features)
-    return keras.Model(image, z, name=name)
+
+    def __init__(self, model_config: ModelConfig, *, dtype=None, name: str = "encoder", **kwargs):
+        model_config.validate()
+        c = model_config
+
+        # === Layers, called as they are made (the functional graph) ===
+        image = keras.Input((c.image_size, c.image_size, c.channels), name="image")
+        features = conv_stack(image, c, prefix="enc_", dtype=dtype)
+        z = keras.layers.Dense(c.latent_dim, dtype="float32", name="z")(features)
+
+        # === Functional model and config ===
+        super().__init__(
+            inputs=image, outputs=z, model_config=model_config, dtype=dtype, name=name, **kwargs
+        )
+
+
+def build_encoder(config: ModelConfig, name: str = "encoder") -> Encoder:
+    """``Encoder(config, name=name)``, kept for existing callers."""
+    return Encoder(config, name=name)
 
 
 @keras.saving.register_keras_serializable(package="tfanomaly")

@@ -7,30 +7,52 @@ from __future__ import annotations
 import keras
 
 from tfanomaly.models.config import ModelConfig
+from tfanomaly.models.preset_model import PresetModel
 
 
-def build_generator(config: ModelConfig, name: str = "generator") -> keras.Model:
-    """Build G for ``config``: Dense -> base x base x filters[0] -> transposed convs -> sigmoid.
+@keras.saving.register_keras_serializable(package="tfanomaly")
+class Generator(PresetModel):
+    """G for a ModelConfig: Dense -> base x base x filters[0] -> transposed convs -> sigmoid.
+
+    Args:
+        model_config: the architecture (``latent_dim``, ``generator_filters``, ``channels``...).
+        dtype: dtype policy of the layers (None: the global one); the image is float32 always.
+        name: the model's name.
 
     Example:
-        >>> g = build_generator(get_preset("cpu32"))
+        >>> g = Generator.from_preset("cpu32")
         >>> g(keras.random.normal((2, 64))).shape
         (2, 32, 32, 3)
     """
-    config.validate()
-    z = keras.Input((config.latent_dim,), name="z")
-    base, first = config.base_size, config.generator_filters[0]
-    x = keras.layers.Dense(base * base * first, name="project")(z)
-    x = keras.layers.Reshape((base, base, first), name="reshape")(x)
-    x = keras.layers.ReLU(name="project_relu")(x)
-    for k, filters in enumerate(config.generator_filters[1:]):
+
+    def __init__(self, model_config: ModelConfig, *, dtype=None, name: str = "generator",
+                 **kwargs):  # fmt: skip
+        model_config.validate()
+        c = model_config
+        base, first = c.base_size, c.generator_filters[0]
+
+        # === Layers, called as they are made (the functional graph) ===
+        z = keras.Input((c.latent_dim,), name="z")
+        x = keras.layers.Dense(base * base * first, dtype=dtype, name="project")(z)
+        x = keras.layers.Reshape((base, base, first), dtype=dtype, name="reshape")(x)
+        x = keras.layers.ReLU(dtype=dtype, name="project_relu")(x)
+        for k, filters in enumerate(c.generator_filters[1:]):
+            x = keras.layers.Conv2DTranspose(
+                filters, c.kernel_size, strides=2, padding="same", dtype=dtype, name=f"up{k}"
+            )(x)
+            x = keras.layers.ReLU(dtype=dtype, name=f"up{k}_relu")(x)
         x = keras.layers.Conv2DTranspose(
-            filters, config.kernel_size, strides=2, padding="same", name=f"up{k}"
+            c.channels, c.kernel_size, strides=2, padding="same", dtype=dtype, name="to_image"
         )(x)
-        x = keras.layers.ReLU(name=f"up{k}_relu")(x)
-    x = keras.layers.Conv2DTranspose(
-        config.channels, config.kernel_size, strides=2, padding="same", name="to_image"
-    )(x)
-    # float32 output even under a mixed-precision policy: images feed losses and the stretch.
-    image = keras.layers.Activation("sigmoid", dtype="float32", name="image")(x)
-    return keras.Model(z, image, name=name)
+        # float32 output even under a mixed-precision policy: images feed losses and the stretch.
+        image = keras.layers.Activation("sigmoid", dtype="float32", name="image")(x)
+
+        # === Functional model and config ===
+        super().__init__(
+            inputs=z, outputs=image, model_config=model_config, dtype=dtype, name=name, **kwargs
+        )
+
+
+def build_generator(config: ModelConfig, name: str = "generator") -> Generator:
+    """``Generator(config, name=name)``, kept for existing callers."""
+    return Generator(config, name=name)

@@ -5,36 +5,10 @@ The objective (Schlegl et al. 2017; Storey-Fisher et al. 2021) and its two terms
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
-import keras
 import tensorflow as tf
 
+from tfanomaly.models.config import InversionConfig
 from tfanomaly.models.noise_score import Calibration, NoiseAwareScore
-
-CALIBRATION_FILE = "calibration.npz"
-
-
-@dataclass(frozen=True)
-class InversionConfig:
-    """The inversion's settings (the paper's, except the number of steps).
-
-    Args:
-        steps: Adam steps after the encoder's start; 0 = encoder only (same code path). The
-            paper used 10; 0 is the default because it scored better here, 13x faster (README).
-        learning_rate, beta_1, beta_2, epsilon: in-graph Adam on z.
-        lam: weight of the critic-feature term in L = (1 - lam) * pixel + lam * feature.
-    """
-
-    steps: int = 0
-    learning_rate: float = 0.1
-    beta_1: float = 0.4
-    beta_2: float = 0.9
-    epsilon: float = 1e-7
-    lam: float = 0.3
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def inversion_terms(images, reconstructions, critic, image_features=None):
@@ -127,33 +101,3 @@ class LatentInverter(tf.Module):
         if self.noise_score is not None:
             out.update(self.noise_score(images, reconstructions, image_features))
         return out
-
-
-def load_inverter(run_dir, config: InversionConfig | None = None,
-                  calibrated: bool = True) -> LatentInverter:  # fmt: skip
-    """A LatentInverter from a run folder's generator.keras, critic.keras and encoder.keras, and
-    (``calibrated``) its calibration.npz, which the default score needs."""
-    from pathlib import Path
-
-    from tfanomaly.errors import ConfigError
-
-    run_dir = Path(run_dir)
-    models = {}
-    for name in ("generator", "critic", "encoder"):
-        path = run_dir / f"{name}.keras"
-        if not path.exists():
-            step = "train gan" if name != "encoder" else "train encoder"
-            raise ConfigError(f"{run_dir}: no {name}.keras; run `tfanomaly {step}` first")
-        models[name] = keras.models.load_model(path, compile=False)
-    calibration = None
-    if calibrated:
-        path = run_dir / CALIBRATION_FILE
-        if not path.exists():
-            raise ConfigError(
-                f"{run_dir}: no {CALIBRATION_FILE} (the default score's noise and feature "
-                f"statistics); run `tfanomaly calibrate {run_dir}`"
-            )
-        calibration = Calibration.load(path)
-    return LatentInverter(
-        models["generator"], models["critic"], models["encoder"], config, calibration
-    )

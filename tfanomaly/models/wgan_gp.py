@@ -7,9 +7,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfanomaly.models.config import ModelConfig
-from tfanomaly.models.critic import build_critic
-from tfanomaly.models.generator import build_generator
+from tfanomaly.models.config import ModelConfig, resolve_preset
+from tfanomaly.models.critic import Critic
+from tfanomaly.models.generator import Generator
 
 GP_EPSILON = 1e-12  # inside the gradient norm's square root: finite gradients at a zero norm
 
@@ -34,7 +34,7 @@ class WGANGP(keras.Model):
             ``averaged_generator()`` returns a generator carrying it.
 
     Example:
-        >>> gan = WGANGP.from_preset(get_preset("cpu32"), seed=0)
+        >>> gan = WGANGP.from_preset("cpu32", seed=0)
         >>> gan.compile(d_optimizer=adam(), g_optimizer=adam())
         >>> gan.fit(image_dataset(..., batch_size=5 * 32, repeat=True), steps_per_epoch=100)
     """
@@ -80,8 +80,13 @@ class WGANGP(keras.Model):
         self.built = True
 
     @classmethod
-    def from_preset(cls, config: ModelConfig, **kwargs) -> WGANGP:
-        return cls(build_generator(config), build_critic(config), config.latent_dim, **kwargs)
+    def from_preset(cls, preset: str | ModelConfig, channels: int | None = None,
+                    **kwargs) -> WGANGP:  # fmt: skip
+        """A new WGAN-GP with an untrained ``Generator`` and ``Critic`` for a preset: a name of
+        ``PRESETS`` or a ModelConfig (as the networks' ``from_preset``), for ``channels`` bands if
+        given; ``kwargs`` (``n_critic``, ``seed``...) go to the constructor."""
+        config = resolve_preset(preset, channels)
+        return cls(Generator(config), Critic(config), config.latent_dim, **kwargs)
 
     @property
     def metrics(self):
@@ -97,6 +102,8 @@ class WGANGP(keras.Model):
         g_optimizer.build(self.generator.trainable_variables)
 
     def get_compile_config(self):
+        if not self.compiled:  # saved before compile(): nothing to restore (Keras' own default)
+            return {}
         return {
             "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
             "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
@@ -185,7 +192,11 @@ class WGANGP(keras.Model):
         average is off)."""
         if not self.ema_weights:
             return self.generator
-        copy = keras.models.clone_model(self.generator)
+        # Rebuilt from its serialised config, not keras.models.clone_model, which turns any
+        # functional subclass into a plain functional model: the copy stays a Generator.
+        copy = keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(self.generator)
+        )
         copy.set_weights([w.numpy() for w in self.ema_weights])
         return copy
 
