@@ -14,12 +14,8 @@ from tqdm.auto import tqdm
 from tfanomaly.data.dataset import load_dataset
 from tfanomaly.data.manifest import DatasetInfo
 from tfanomaly.errors import ConfigError
-from tfanomaly.models.inverter import (
-    CALIBRATION_FILE,
-    InversionConfig,
-    LatentInverter,
-    load_inverter,
-)
+from tfanomaly.models.config import InversionConfig
+from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.models.noise_score import (
     Calibration,
     ScoreSettings,
@@ -28,7 +24,8 @@ from tfanomaly.models.noise_score import (
     residual_maps,
     robust_log_scale,
 )
-from tfanomaly.pipelines.train import check_run_takes, load_run
+from tfanomaly.pipelines.config import CalibrateConfig
+from tfanomaly.pipelines.run import CALIBRATION_FILE, check_run_takes, load_inverter, load_run
 
 
 def calibrate(
@@ -37,10 +34,10 @@ def calibrate(
     *,
     settings: ScoreSettings | None = None,
     inversion: InversionConfig | None = None,
-    fit_size: int = 5000,
-    pixels_per_image: int = 256,
-    batch_size: int = 256,
-    seed: int = 0,
+    fit_size: int = CalibrateConfig.fit_size,
+    pixels_per_image: int = CalibrateConfig.pixels_per_image,
+    batch_size: int = CalibrateConfig.batch_size,
+    seed: int = CalibrateConfig.seed,
     progress: bool = True,
     echo: Callable = print,
 ) -> dict:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -18,13 +17,15 @@ from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.fileio import atomic_path
 from tfanomaly.models.cae import build_cae, cae_encoder
 from tfanomaly.models.config import ModelConfig, get_preset, preset_for_size
-from tfanomaly.pipelines.train import (
-    Stage,
-    check_steps,
+from tfanomaly.pipelines.config import CaeTrainConfig, EmbedConfig
+from tfanomaly.pipelines.loop import Stage, run_stage, save_keras
+from tfanomaly.pipelines.run import (
+    is_run,
+    load_network,
     load_run,
+    network_path,
     record_stage,
-    run_stage,
-    save_keras,
+    stage_record,
 )
 from tfanomaly.results.catalog import (
     CATALOG_FORMATS,
@@ -34,40 +35,6 @@ from tfanomaly.results.catalog import (
     write_catalog,
 )
 from tfanomaly.results.preview import tile
-
-CUBES = ("residuals", "reals")
-
-
-@dataclass(frozen=True)
-class CaeTrainConfig:
-    """Options of ``tfanomaly train cae``.
-
-    Args:
-        selection: which scored objects to train on: ``sigma:S`` (``select_key`` above S sigma; the
-            paper's high-anomaly sample is ``sigma:3``), ``all``, or ``ids:FILE`` (one object id
-            per line).
-        select_key: results column the sigma cut uses (default score; the paper used
-            ``disc_scores_sigma``).
-        images: ``residuals`` (|stretched real - reconstruction|, the paper) or ``reals``.
-        steps, batch_size, learning_rate: Adam (paper: lr 1e-3), MSE loss.
-        checkpoint_every, keep_checkpoints, log_every, seed: as for the GAN.
-    """
-
-    selection: str = "sigma:3"
-    select_key: str = "scores_sigma"
-    images: str = "residuals"
-    steps: int = 1000
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.images not in CUBES:
-            raise ConfigError(f"--images must be one of {', '.join(CUBES)}")
-        check_steps(self)
 
 
 def select_objects(columns: dict, selection: str, key: str) -> np.ndarray:
@@ -114,7 +81,7 @@ def _read_cube(scores_dir: Path, cube: str, rows: np.ndarray) -> np.ndarray:
 
 def _model_config(attrs: dict, image_shape) -> ModelConfig:
     run = attrs.get("run")
-    if run and Path(str(run), "run.json").exists():
+    if is_run(run):
         return ModelConfig.from_dict(load_run(run)["model"])
     return get_preset(preset_for_size(image_shape[0]), channels=image_shape[2])
 
@@ -155,13 +122,21 @@ def train_cae(scores_dir, out_dir, config: CaeTrainConfig, *, progress: bool = T
     )
     echo(f"CAE on {len(rows)} {config.images} ({config.selection}) of {scores_dir}")
     start = run_stage(stage, make_dataset, out_dir, config, progress, echo)
-    save_keras(cae, out_dir / "cae.keras")
-    return {"cae": out_dir / "cae.keras", "objects": len(rows), "resumed_from": start,
+    save_keras(cae, network_path(out_dir, "cae"))
+    return {"cae": network_path(out_dir, "cae"), "objects": len(rows), "resumed_from": start,
             "steps": int(cae.optimizer.iterations.numpy())}  # fmt: skip
 
 
-def embed(cae_dir, scores_dir=None, *, selection: str | None = None, n_neighbors: int = 5,
-          min_dist: float = 0.1, min_cluster_size: int = 5, seed: int = 0) -> dict:  # fmt: skip
+def embed(
+    cae_dir,
+    scores_dir=None,
+    *,
+    selection: str | None = None,
+    n_neighbors: int = EmbedConfig.n_neighbors,
+    min_dist: float = EmbedConfig.min_dist,
+    min_cluster_size: int = EmbedConfig.min_cluster_size,
+    seed: int = EmbedConfig.seed,
+) -> dict:
     """CAE latents -> UMAP 2-D -> HDBSCAN clusters for the objects the CAE was trained on (or
     ``selection``); writes ``cae_dir/embedding.h5`` and adds umap_x, umap_y, cluster (NaN / -1
     for objects not embedded) to the scored catalogs."""
@@ -170,15 +145,15 @@ def embed(cae_dir, scores_dir=None, *, selection: str | None = None, n_neighbors
 
     cae_dir = Path(cae_dir)
     run = load_run(cae_dir)
-    if "cae" not in run or not (cae_dir / "cae.keras").exists():
+    if "cae" not in run or not network_path(cae_dir, "cae").exists():
         raise ConfigError(f"{cae_dir}: no trained CAE here; run `tfanomaly train cae` first")
     scores_dir = Path(scores_dir or run["scores"])
-    architecture = run["cae"]["architecture"]
+    architecture = stage_record(run, "cae")
     columns, attrs = read_results(scores_dir)
     rows = np.sort(select_objects(columns, selection or architecture["selection"],
                                   architecture["select_key"]))  # fmt: skip
     images = _read_cube(scores_dir, architecture["images"], rows)
-    encoder = cae_encoder(keras.models.load_model(cae_dir / "cae.keras", compile=False))
+    encoder = cae_encoder(load_network(cae_dir, "cae"))
     latents = encoder.predict(images, batch_size=256, verbose=0)
     reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(rows) - 1), min_dist=min_dist,
                         n_components=2, random_state=seed, n_jobs=1)  # fmt: skip

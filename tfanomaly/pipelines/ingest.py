@@ -6,10 +6,9 @@ manifest exists, and an interrupted ingest resumes from its last finished shard.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,36 +18,10 @@ import tfanomaly
 from tfanomaly.data.manifest import FORMAT, FORMAT_VERSION, MANIFEST, STATE
 from tfanomaly.data.readers import CutoutBatch, check_unique_ids, open_source
 from tfanomaly.data.schema import FEATURES, serialize_cutout
-from tfanomaly.errors import ConfigError, DatasetError, InputError
+from tfanomaly.errors import DatasetError, InputError
 from tfanomaly.fileio import atomic_path, sha256_file, write_json_atomic
-
-NAN_POLICIES = ("fill", "drop", "error")
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    """How cutouts become shards.
-
-    Args:
-        shard_size: cutouts per TFRecord shard (the unit of resume and of parallel reads).
-        nan_policy: what to do with NaN/inf pixels (HSC masks): ``fill`` replaces them with
-            ``fill_value``, ``drop`` leaves the cutout out, ``error`` stops naming the object.
-        fill_value: the flux put into non-finite pixels under ``fill`` (0 = background level).
-    """
-
-    shard_size: int = 2048
-    nan_policy: str = "fill"
-    fill_value: float = 0.0
-
-    def validate(self) -> None:
-        if self.shard_size < 1:
-            raise ConfigError(f"shard size must be at least 1, got {self.shard_size}")
-        if self.nan_policy not in NAN_POLICIES:
-            raise ConfigError(
-                f"unknown NaN policy '{self.nan_policy}'; choose one of {', '.join(NAN_POLICIES)}"
-            )
-        if not math.isfinite(self.fill_value):
-            raise ConfigError("the NaN fill value must be a finite number")
+from tfanomaly.pipelines.config import IngestConfig
+from tfanomaly.pipelines.loop import Ledger
 
 
 def shard_name(index: int, total: int) -> str:
@@ -107,8 +80,9 @@ def _write_shard(path: Path, batch: CutoutBatch) -> None:
                 )
 
 
-def _prepare_output(out_dir: Path, overwrite: bool, job: dict) -> list[dict]:
-    """Check the output folder; return the shards already finished by an identical earlier run."""
+def _prepare_output(out_dir: Path, overwrite: bool, job: dict) -> Ledger:
+    """Check the output folder; return its ledger, holding the shards already finished by an
+    identical earlier run."""
     manifest_path = out_dir / MANIFEST
     if manifest_path.exists():
         if not overwrite:
@@ -130,14 +104,16 @@ def _prepare_output(out_dir: Path, overwrite: bool, job: dict) -> list[dict]:
                 f"(holds {', '.join(sorted(foreign)[:3])}); choose another output folder"
             )
     out_dir.mkdir(parents=True, exist_ok=True)
-    state_path = out_dir / STATE
-    if state_path.exists() and not overwrite:
-        state = json.loads(state_path.read_text())
-        if state.get("job") == job:
-            return [s for s in state["shards"] if (out_dir / s["file"]).exists()]
-    for stale in out_dir.glob("cutouts-*.tfrecord"):
-        stale.unlink()
-    return []
+    if overwrite:
+        (out_dir / STATE).unlink(missing_ok=True)
+
+    def clear():
+        for stale in out_dir.glob("cutouts-*.tfrecord"):
+            stale.unlink()
+
+    ledger = Ledger(out_dir / STATE, job)
+    ledger.resume("restart", clear=clear)
+    return ledger
 
 
 def ingest(
@@ -171,9 +147,9 @@ def ingest(
         "shape": list(source.shape),
         "bands": list(source.bands),
     }
-    done = _prepare_output(out_dir, overwrite, job)
+    ledger = _prepare_output(out_dir, overwrite, job)
+    done = list(ledger.units)
     done_files = {s["file"] for s in done}
-    shards = list(done)
     bar = tqdm(
         total=source.count,
         unit="cutout",
@@ -188,7 +164,7 @@ def ingest(
         start, stop = index * config.shard_size, min((index + 1) * config.shard_size, source.count)
         batch, counts = apply_nan_policy(source.read(start, stop), config)
         _write_shard(out_dir / name, batch)
-        shards.append(
+        ledger.add(
             {
                 "file": name,
                 "count": len(batch),
@@ -201,13 +177,12 @@ def ingest(
                 **counts,
             }
         )
-        write_json_atomic(out_dir / STATE, {"job": job, "shards": shards})
         bar.update(stop - start)
     bar.close()
-    shards.sort(key=lambda s: s["file"])
+    shards = sorted(ledger.units, key=lambda s: s["file"])
     manifest = _manifest(source, config, shards, time.perf_counter() - started)
     write_json_atomic(out_dir / MANIFEST, manifest)
-    (out_dir / STATE).unlink(missing_ok=True)
+    ledger.close()
     return manifest
 
 

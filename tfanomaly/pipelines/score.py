@@ -9,7 +9,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,79 +20,42 @@ from tfanomaly.data.dataset import PAPER_STRETCH, load_dataset
 from tfanomaly.data.manifest import MANIFEST, DatasetInfo
 from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.errors import ConfigError
-from tfanomaly.fileio import atomic_path, write_json_atomic
-from tfanomaly.models.inverter import CALIBRATION_FILE, InversionConfig, load_inverter
-from tfanomaly.pipelines.train import check_run_takes, load_run
+from tfanomaly.fileio import atomic_path
+from tfanomaly.pipelines.config import CatalogConfig, ScoreConfig
+from tfanomaly.pipelines.loop import Ledger
+from tfanomaly.pipelines.run import (
+    CALIBRATION_FILE,
+    check_run_takes,
+    load_inverter,
+    load_run,
+    network_path,
+)
 from tfanomaly.results.catalog import CATALOG_FORMATS, SCORE_KEYS, SCORE_OUTPUTS, finalize
 
 PARTS = ".parts"
-
-
-@dataclass(frozen=True)
-class ScoreConfig:
-    """Options of ``tfanomaly score``.
-
-    Args:
-        inversion: steps (0 = encoder only), Adam settings and lambda of the latent inversion.
-        batch_size: cutouts per inversion batch.
-        part_batches: batches per part file: the unit of resume.
-        store_images: also store the cubes reals, reconstructed, residuals (stretched).
-        shard: (i, n) to score only part i of n of the data set (cluster jobs; merge afterwards).
-    """
-
-    inversion: InversionConfig = field(default_factory=InversionConfig)
-    batch_size: int = 128
-    part_batches: int = 8
-    store_images: bool = False
-    shard: tuple[int, int] | None = None
-
-    def validate(self) -> None:
-        if self.batch_size < 1 or self.part_batches < 1:
-            raise ConfigError("batch size and part size must be at least 1")
-        if self.inversion.steps < 0:
-            raise ConfigError(f"inversion steps must be 0 or more, got {self.inversion.steps}")
-        if not 0.0 <= self.inversion.lam <= 1.0:
-            raise ConfigError(f"lambda must be in [0, 1], got {self.inversion.lam}")
-        if self.shard is not None:
-            i, n = self.shard
-            if not (n >= 1 and 0 <= i < n):
-                raise ConfigError(f"--shard {i}/{n}: expected i/n with 0 <= i < n")
-
-
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """'i/n' -> (i, n)."""
-    if not text:
-        return None
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError as exc:
-        raise ConfigError(f"--shard '{text}': expected i/n, e.g. 0/4") from exc
-    return i, n
 
 
 def _job_fingerprint(source, data_info: DatasetInfo, config: ScoreConfig) -> str:
     """What the parts depend on: the networks' files (or the server), the data set, the options."""
     entries = [asdict(config)]
     if isinstance(source, Path):
-        for name in ("generator.keras", "critic.keras", "encoder.keras", CALIBRATION_FILE):
-            stat = (source / name).stat()
-            entries.append([name, stat.st_size, stat.st_mtime_ns])
+        files = [network_path(source, n) for n in ("generator", "critic", "encoder")]
+        for path in [*files, source / CALIBRATION_FILE]:
+            stat = path.stat()
+            entries.append([path.name, stat.st_size, stat.st_mtime_ns])
     else:
         entries.append(describe_client(source))
     entries.append((data_info.path / MANIFEST).read_text())
     return hashlib.sha256(json.dumps(entries, default=str).encode()).hexdigest()
 
 
-def _prepare_parts(out_dir: Path, fingerprint: str) -> list[Path]:
-    """Finished parts of an identical earlier run (resume), or a fresh parts folder."""
+def _prepare_parts(out_dir: Path, fingerprint: str) -> Ledger:
+    """The ledger of the parts folder: the finished parts of an identical earlier run (resume),
+    or none in a fresh folder."""
     parts_dir = out_dir / PARTS
-    job_file = parts_dir / "job.json"
-    if job_file.exists() and json.loads(job_file.read_text()).get("fingerprint") == fingerprint:
-        return sorted(parts_dir.glob("part-*.npz"))
-    shutil.rmtree(parts_dir, ignore_errors=True)
-    parts_dir.mkdir(parents=True)
-    write_json_atomic(job_file, {"fingerprint": fingerprint})
-    return []
+    ledger = Ledger(parts_dir / "job.json", {"fingerprint": fingerprint})
+    ledger.resume("restart", clear=lambda: shutil.rmtree(parts_dir, ignore_errors=True))
+    return ledger
 
 
 def describe_client(client) -> dict:
@@ -136,9 +99,9 @@ def score(
     *,
     client=None,
     reference=None,
-    catalog_format: str = ".fits",
-    select_sigma: float | None = None,
-    select_key: str = "score_normalized",
+    catalog_format: str = f".{CatalogConfig.catalog_format}",
+    select_sigma: float | None = CatalogConfig.select_sigma,
+    select_key: str = CatalogConfig.select_key,
     progress: bool = True,
     echo: Callable = print,
 ) -> dict:
@@ -169,7 +132,8 @@ def score(
         scorer = _remote_scorer(client, config.store_images)
         source = client
     out_dir.mkdir(parents=True, exist_ok=True)
-    done = _prepare_parts(out_dir, _job_fingerprint(source, info, config))
+    ledger = _prepare_parts(out_dir, _job_fingerprint(source, info, config))
+    done = [out_dir / PARTS / unit["file"] for unit in ledger.units]
     if done:
         echo(f"resuming: {len(done)} part(s) already scored in {out_dir / PARTS}")
     # The served model stretches in its graph: it gets raw flux.
@@ -189,6 +153,7 @@ def score(
             part = out_dir / PARTS / f"part-{len(parts):06d}.npz"
             with atomic_path(part) as tmp, open(tmp, "wb") as handle:
                 np.savez(handle, **chunk)
+            ledger.add({"file": part.name, "count": len(chunk["object_ids"])})
             parts.append(part)
             scored += len(chunk["object_ids"])
     seconds = time.perf_counter() - started
