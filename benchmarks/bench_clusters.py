@@ -18,10 +18,12 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).parent.parent / ".ca
 
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import machine  # noqa: E402
 
-from tfanomaly.models.inverter import InversionConfig  # noqa: E402
-from tfanomaly.pipelines.characterise import CaeTrainConfig, embed, train_cae  # noqa: E402
-from tfanomaly.pipelines.score import ScoreConfig, score  # noqa: E402
+from tfanomaly.models.config import InversionConfig  # noqa: E402
+from tfanomaly.pipelines.characterise import embed, train_cae  # noqa: E402
+from tfanomaly.pipelines.config import CaeTrainConfig, ScoreConfig  # noqa: E402
+from tfanomaly.pipelines.score import score  # noqa: E402
 from tfanomaly.results.catalog import read_results  # noqa: E402
 
 
@@ -54,6 +56,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    print(machine())
     out = Path(args.out)
     scores = out / "scores"
     if not (scores / "results.h5").exists():

@@ -27,19 +27,22 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from _common import machine  # noqa: E402
 
 from tfanomaly.data.manifest import MANIFEST  # noqa: E402
-from tfanomaly.models.inverter import InversionConfig  # noqa: E402
-from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate  # noqa: E402
-from tfanomaly.pipelines.ingest import IngestConfig, ingest  # noqa: E402
-from tfanomaly.pipelines.score import ScoreConfig, score  # noqa: E402
-from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey  # noqa: E402
-from tfanomaly.pipelines.train import (  # noqa: E402
+from tfanomaly.models.config import InversionConfig  # noqa: E402
+from tfanomaly.pipelines.config import (  # noqa: E402
     EncoderTrainConfig,
     GanTrainConfig,
-    train_encoder,
-    train_gan,
+    IngestConfig,
+    ScoreConfig,
 )
+from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate  # noqa: E402
+from tfanomaly.pipelines.ingest import ingest  # noqa: E402
+from tfanomaly.pipelines.score import score  # noqa: E402
+from tfanomaly.pipelines.simulate import simulate_survey  # noqa: E402
+from tfanomaly.pipelines.train import train_encoder, train_gan  # noqa: E402
+from tfanomaly.simulate.config import SurveyConfig  # noqa: E402
 
 PRESETS = {32: "cpu32", 48: "cpu48", 96: "hsc96"}
 
@@ -162,6 +165,7 @@ def main() -> None:
     parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--inversion-steps", default="0")
     args = parser.parse_args()
+    print(machine())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timings_file = out / "timings.json"

@@ -15,14 +15,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import machine  # noqa: E402
 
 from tfanomaly.data.dataset import load_dataset  # noqa: E402
 from tfanomaly.data.manifest import MANIFEST  # noqa: E402
 from tfanomaly.models.config import get_preset  # noqa: E402
-from tfanomaly.pipelines.ingest import IngestConfig, ingest  # noqa: E402
-from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey  # noqa: E402
-from tfanomaly.pipelines.train import GanTrainConfig, train_gan  # noqa: E402
+from tfanomaly.pipelines.config import GanTrainConfig, IngestConfig  # noqa: E402
+from tfanomaly.pipelines.ingest import ingest  # noqa: E402
+from tfanomaly.pipelines.simulate import simulate_survey  # noqa: E402
+from tfanomaly.pipelines.train import train_gan  # noqa: E402
 from tfanomaly.results.preview import save_png, tile  # noqa: E402
+from tfanomaly.simulate.config import SurveyConfig  # noqa: E402
 
 
 def statistics(images: np.ndarray) -> dict[str, np.ndarray]:
@@ -59,6 +62,7 @@ def main() -> None:
     parser.add_argument("--n-objects", type=int, default=6000)
     parser.add_argument("--out", default="bench_gan")
     args = parser.parse_args()
+    print(machine())
     out = Path(args.out)
     size = get_preset(args.preset).image_size
     survey, data = out / "survey.h5", out / "tfrecords"

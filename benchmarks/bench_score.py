@@ -18,13 +18,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _common import conv_peak_gflops, graph_flops, timed  # noqa: E402
+from _common import conv_peak_gflops, graph_flops, machine, timed  # noqa: E402
 
-from tfanomaly.models.config import get_preset  # noqa: E402
+from tfanomaly.models.config import InversionConfig, get_preset  # noqa: E402
 from tfanomaly.models.critic import build_critic  # noqa: E402
 from tfanomaly.models.encoder import build_encoder  # noqa: E402
 from tfanomaly.models.generator import build_generator  # noqa: E402
-from tfanomaly.models.inverter import InversionConfig, LatentInverter  # noqa: E402
+from tfanomaly.models.inverter import LatentInverter  # noqa: E402
 from tfanomaly.models.noise_score import Calibration, ScoreSettings  # noqa: E402
 
 
@@ -99,11 +99,13 @@ def peak_rss_scoring(n_objects: int, batch: int) -> tuple[float, float]:
 import os, resource, tempfile
 from pathlib import Path
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
-from tfanomaly.pipelines.ingest import IngestConfig, ingest
-from tfanomaly.pipelines.train import GanTrainConfig, EncoderTrainConfig, train_gan, train_encoder
-from tfanomaly.pipelines.score import ScoreConfig, score
-from tfanomaly.models.inverter import InversionConfig
+from tfanomaly.pipelines.simulate import simulate_survey
+from tfanomaly.simulate.config import SurveyConfig
+from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig, IngestConfig, ScoreConfig
+from tfanomaly.pipelines.ingest import ingest
+from tfanomaly.pipelines.train import train_gan, train_encoder
+from tfanomaly.pipelines.score import score
+from tfanomaly.models.config import InversionConfig
 tmp = Path(tempfile.mkdtemp())
 simulate_survey(tmp / "s.h5", SurveyConfig(n_objects={n_objects}, size=32), progress=False)
 ingest(tmp / "s.h5", tmp / "ds", IngestConfig(shard_size=512), progress=False)
@@ -159,6 +161,7 @@ def main() -> None:
     parser.add_argument("--presets", default="cpu32,cpu48,hsc96")
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
+    print(machine())
     peak = conv_peak_gflops(args.seconds / 2)
     print(
         f"TF {tf.__version__}, {os.cpu_count()} CPU cores; fp32 5x5 conv peak {peak:,.0f} GFLOP/s"

@@ -7,41 +7,32 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tfanomaly.data.dataset import load_dataset
 from tfanomaly.data.manifest import MANIFEST
-from tfanomaly.models.config import preset_for_size
-from tfanomaly.models.inverter import InversionConfig
-from tfanomaly.pipelines.characterise import CaeTrainConfig, embed, train_cae
+from tfanomaly.models.config import InversionConfig, preset_for_size
+from tfanomaly.pipelines.characterise import embed, train_cae
+from tfanomaly.pipelines.config import (
+    CaeTrainConfig,
+    DemoConfig,
+    EncoderTrainConfig,
+    GanTrainConfig,
+    IngestConfig,
+    ScoreConfig,
+)
 from tfanomaly.pipelines.evaluate import evaluate, format_table
 from tfanomaly.pipelines.export import export
-from tfanomaly.pipelines.ingest import IngestConfig, ingest
+from tfanomaly.pipelines.ingest import ingest
 from tfanomaly.pipelines.inspect import describe, save_gallery
-from tfanomaly.pipelines.score import ScoreConfig, score
-from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
-from tfanomaly.pipelines.train import EncoderTrainConfig, GanTrainConfig, train_encoder, train_gan
+from tfanomaly.pipelines.score import score
+from tfanomaly.pipelines.simulate import simulate_survey
+from tfanomaly.pipelines.train import train_encoder, train_gan
 from tfanomaly.results.catalog import read_results
 from tfanomaly.results.report import build_report
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """The demo's survey: small enough for a 2-core CPU."""
-
-    n_objects: int = 3000
-    size: int = 32
-    seed: int = 0
-    anomaly_fraction: float = 0.02
-    shard_size: int = 1024
-    gan_steps: int = 1000  # ~4 minutes for cpu32 on 2 cores
-    encoder_steps: int = 600  # ~30 s
-    inversion_steps: int = 0  # encoder only: better and 13x faster here (the paper: 10)
-    cae_sample: int = 500  # the high-anomaly sample the CAE characterises
-    cae_steps: int = 300
+from tfanomaly.simulate.config import SurveyConfig
 
 
 def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable = print) -> dict:

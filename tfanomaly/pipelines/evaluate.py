@@ -12,6 +12,7 @@ import numpy as np
 from tfanomaly.data.dataset import load_dataset
 from tfanomaly.errors import InputError
 from tfanomaly.fileio import atomic_path, write_json_atomic
+from tfanomaly.pipelines.config import EvaluateConfig
 from tfanomaly.results.catalog import SCORE_KEYS, json_attr, read_results
 
 # Classical baselines, computed in the same run from the same stretched pixels.
@@ -138,7 +139,13 @@ def baseline_scores(data_dir, object_ids: np.ndarray, seed: int = 0, n_component
     return {name: np.concatenate(values)[order] for name, values in columns.items()}
 
 
-def evaluate(results_dir, *, data_dir=None, baseline: bool = True, seed: int = 0) -> dict:
+def evaluate(
+    results_dir,
+    *,
+    data_dir=None,
+    baseline: bool = EvaluateConfig.baseline,
+    seed: int = EvaluateConfig.seed,
+) -> dict:
     """Evaluate a scored, labelled catalog; write evaluation.json/.csv beside the results."""
     results_dir = Path(results_dir)
     columns, attrs = read_results(results_dir)

@@ -1,0 +1,357 @@
+"""Commands that score a data set and read the scores: ``score``, ``merge-scores``, ``evaluate``,
+``embed`` and ``report``."""
+
+from __future__ import annotations
+
+import click
+
+from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
+from tfanomaly.models.config import InversionConfig
+from tfanomaly.pipelines.config import (
+    CATALOG_FORMAT_NAMES,
+    CatalogConfig,
+    ClientConfig,
+    EmbedConfig,
+    EvaluateConfig,
+    ReportConfig,
+    ScoreConfig,
+)
+
+
+def _finish_note(written: dict) -> str:
+    lines = [
+        f"results {written['results']}",
+        f"statistics {written['stats']}",
+        f"catalog {written['catalog']}",
+    ]
+    if "selection" in written:
+        lines.append(f"selection {written['selection']} ({written['n_selected']} objects)")
+    return "\n".join(lines)
+
+
+_catalog_options = [
+    click.option(
+        "--catalog-format",
+        type=click.Choice(CATALOG_FORMAT_NAMES),
+        default=CatalogConfig.catalog_format,
+        show_default=True,
+        help="Format of catalog.<format>.",
+    ),
+    click.option(
+        "--select-sigma",
+        type=float,
+        default=CatalogConfig.select_sigma,
+        help="Also write catalog_sigma<S> with the objects above S sigma (paper: 3).",
+    ),
+    click.option(
+        "--select-key",
+        default=CatalogConfig.select_key,
+        show_default=True,
+        help="Catalog column the selection cuts on (the paper: discriminator_score_normalized).",
+    ),
+    click.option(
+        "--reference",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="score_stats.json of an earlier catalog: sigma values against it (new "
+        "images) instead of against this catalog.",
+    ),
+]
+
+
+def _with_catalog_options(command):
+    for option in reversed(_catalog_options):
+        command = option(command)
+    return command
+
+
+@click.command("score")
+@click.argument("data", type=click.Path(file_okay=False))
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Trained run folder (generator, critic, encoder): score in this process.",
+)
+@click.option(
+    "--server",
+    default=None,
+    help="HOST:PORT of TF Serving (or `tfanomaly serve`) gRPC: score remotely.",
+)
+@click.option(
+    "--rest",
+    default=None,
+    help="URL of TF Serving's REST API, e.g. http://localhost:8501: score remotely.",
+)
+@click.option("--model", default=ClientConfig.model, show_default=True, help="Served model name.")
+@click.option(
+    "--signature",
+    default=ClientConfig.signature,
+    show_default=True,
+    help="Served signature (score_fast: encoder only).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for results.h5, score_stats.json and the catalogs.",
+)
+@click.option(
+    "--steps",
+    default=InversionConfig.steps,
+    show_default=True,
+    help="Adam steps of the latent inversion after the encoder (0 = encoder only; the paper: 10).",
+)
+@click.option(
+    "--learning-rate",
+    default=InversionConfig.learning_rate,
+    show_default=True,
+    help="Inversion Adam lr.",
+)
+@click.option(
+    "--beta1", default=InversionConfig.beta_1, show_default=True, help="Inversion Adam beta1."
+)
+@click.option(
+    "--beta2", default=InversionConfig.beta_2, show_default=True, help="Inversion Adam beta2."
+)
+@click.option(
+    "--lam",
+    default=InversionConfig.lam,
+    show_default=True,
+    help="Weight of the feature term: score = (1-lam) pixel + lam feature.",
+)
+@click.option(
+    "--batch-size",
+    default=ScoreConfig.batch_size,
+    show_default=True,
+    help="Cutouts per batch/request.",
+)
+@click.option(
+    "--store-images",
+    is_flag=True,
+    help="Also store reals, reconstructed and residuals cubes (large for big surveys).",
+)
+@click.option(
+    "--shard", default=None, help="i/n: score only part i of n (merge with merge-scores)."
+)
+@_with_catalog_options
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly_errors
+@_uses_tensorflow
+def score_command(
+    data,
+    run_dir,
+    server,
+    rest,
+    model,
+    signature,
+    out,
+    steps,
+    learning_rate,
+    beta1,
+    beta2,
+    lam,
+    batch_size,
+    store_images,
+    shard,
+    catalog_format,
+    select_sigma,
+    select_key,
+    reference,
+    quiet,
+):
+    """Score every cutout of the data set DATA, with a trained run (--run) or a served model
+    (--server for gRPC, --rest for REST).
+
+    Each image is inverted into the generator's latent space (start E(x), then --steps Adam steps
+    on z, in one compiled graph). The default score (catalog column score_normalized, the sort
+    order) adds a noise-aware residual term (PSF-smoothed residual over its calibrated scatter,
+    top 3% of pixels) and a critic-feature density term (see `calibrate`). The paper's scores come
+    too: gen (sum |x - G(z)|), disc (sum |f(x) - f(G(z))|) and anomaly ((1-lam) gen + lam disc).
+    Every score also in sigma units against the catalog. A served model applies its own inversion
+    settings. Interrupted runs resume when rerun.
+    """
+    from tfanomaly.errors import ConfigError
+    from tfanomaly.pipelines.config import parse_shard
+    from tfanomaly.pipelines.score import score
+    from tfanomaly.serving.client import GrpcClient, RestClient
+
+    if sum(x is not None for x in (run_dir, server, rest)) != 1:
+        raise ConfigError("give exactly one of --run RUN_DIR, --server HOST:PORT or --rest URL")
+    client = None
+    if server:
+        client = GrpcClient(server, model=model, signature=signature)
+    elif rest:
+        client = RestClient(rest, model=model, signature=signature)
+    config = ScoreConfig(
+        inversion=InversionConfig(
+            steps=steps, learning_rate=learning_rate, beta_1=beta1, beta_2=beta2, lam=lam
+        ),
+        batch_size=batch_size,
+        store_images=store_images,
+        shard=parse_shard(shard),
+    )
+    written = score(
+        run_dir,
+        data,
+        out,
+        config,
+        client=client,
+        reference=reference,
+        catalog_format=f".{catalog_format}",
+        select_sigma=select_sigma,
+        select_key=select_key,
+        progress=not quiet,
+        echo=click.echo,
+    )
+    click.echo(f"scored {written['count']} cutouts ({written['images_per_second']:.0f}/s)")
+    click.echo(_finish_note(written))
+
+
+@click.command("merge-scores")
+@click.argument("parts", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Merged folder.")
+@_with_catalog_options
+@_friendly_errors
+def merge_scores(parts, out, catalog_format, select_sigma, select_key, reference):
+    """Join the result folders PARTS of `score --shard i/n` jobs into one catalog, with sigma
+    values over the union (image cubes stay in the part folders)."""
+    from tfanomaly.results.catalog import merge_results
+
+    written = merge_results(
+        parts,
+        out,
+        reference=reference,
+        catalog_format=f".{catalog_format}",
+        select_sigma=select_sigma,
+        select_key=select_key,
+    )
+    click.echo(_finish_note(written))
+
+
+@click.command("evaluate")
+@click.argument("results", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Data set for the baseline (default: the one that was scored).",
+)
+@click.option("--no-baseline", is_flag=True, help="Skip the isolation-forest baseline.")
+@click.option(
+    "--seed", default=EvaluateConfig.seed, show_default=True, help="Seed of the baseline."
+)
+@_friendly_errors
+@_uses_tensorflow
+def evaluate_command(results, data, no_baseline, seed):
+    """Measure how the scores in the folder RESULTS find the labelled anomalies of a simulated
+    survey: AUROC, average precision, precision@k (k = number of anomalies) and precision@1%, for
+    each score, overall and per anomaly kind, against an isolation forest on PCA-50 features of
+    the stretched images (the Astronomaly baseline), computed in the same run. Writes
+    RESULTS/evaluation.json and evaluation.csv.
+    """
+    from tfanomaly.pipelines.evaluate import evaluate, format_table
+
+    report = evaluate(results, data_dir=data, baseline=not no_baseline, seed=seed)
+    click.echo(format_table(report))
+
+
+@click.command("embed")
+@click.argument("cae_dir", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--scores",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="Scored catalog to embed (default: the one the CAE was trained on).",
+)
+@click.option(
+    "--select",
+    "selection",
+    default=None,
+    help="Objects to embed (default: those the CAE was trained on).",
+)
+@click.option(
+    "--n-neighbors", default=EmbedConfig.n_neighbors, show_default=True, help="UMAP n_neighbors."
+)
+@click.option("--min-dist", default=EmbedConfig.min_dist, show_default=True, help="UMAP min_dist.")
+@click.option(
+    "--min-cluster-size",
+    default=EmbedConfig.min_cluster_size,
+    show_default=True,
+    help="HDBSCAN cluster size.",
+)
+@click.option(
+    "--seed", default=EmbedConfig.seed, show_default=True, help="UMAP seed (reproducible)."
+)
+@_friendly_errors
+@_uses_tensorflow
+def embed_command(cae_dir, scores, selection, n_neighbors, min_dist, min_cluster_size, seed):
+    """CAE latents -> UMAP 2-D (seeded) -> HDBSCAN clusters. Writes CAE_DIR/embedding.h5
+    (latents, idxs, object_ids, umap_x, umap_y, cluster) and adds umap_x, umap_y and cluster to
+    the scored catalogs (NaN / -1 for objects not embedded)."""
+    from tfanomaly.pipelines.characterise import embed
+
+    result = embed(
+        cae_dir,
+        scores,
+        selection=selection,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        min_cluster_size=min_cluster_size,
+        seed=seed,
+    )
+    click.echo(
+        f"embedded {result['objects']} objects in {result['clusters']} cluster(s) -> "
+        f"{result['embedding']}; catalogs updated: " + ", ".join(str(p) for p in result["catalogs"])
+    )
+
+
+@click.command("report")
+@click.argument("results", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--cae",
+    "cae_dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="A CAE folder with embedding.h5 (from `embed`): adds the UMAP map and clusters.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="HTML file to write (default RESULTS/report.html).",
+)
+@click.option(
+    "--top", "top_n", default=ReportConfig.top_n, show_default=True, help="Objects per gallery."
+)
+@click.option(
+    "--thumb-size",
+    default=ReportConfig.thumb_size,
+    show_default=True,
+    help="Pixels per thumbnail panel (cutouts are downsized to this).",
+)
+@click.option(
+    "--sigma-cut",
+    default=ReportConfig.sigma_cut,
+    show_default=True,
+    help="Cut marked on histograms.",
+)
+@_friendly_errors
+@_uses_tensorflow
+def report_command(results, cae_dir, out_path, top_n, thumb_size, sigma_cut):
+    """Write a self-contained HTML report (opens from disk, no server, no network) of the scored
+    catalog RESULTS (scored with --store-images): the UMAP map coloured by the default score's sigma
+    with cluster outlines and hover thumbnails (real | reconstruction | residual, id, ra/dec,
+    scores), galleries of the top objects by each score and per cluster, score histograms with
+    the sigma cut, and the evaluation table when RESULTS/evaluation.json exists."""
+    from tfanomaly.results.report import build_report
+
+    shown = build_report(
+        results, out_path, cae_dir=cae_dir, top_n=top_n, thumb_size=thumb_size, sigma_cut=sigma_cut
+    )
+    click.echo(
+        f"report {shown['path']} ({shown['bytes'] / 1e6:.1f} MB): {shown['map_points']} "
+        f"map points, {shown['gallery_images']} gallery images"
+    )

@@ -1,0 +1,389 @@
+"""Commands that train and calibrate a run: the ``train`` group (``gan``, ``encoder``, ``cae``) and
+``calibrate``."""
+
+from __future__ import annotations
+
+import click
+
+from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
+from tfanomaly.models.config import ScoreSettings
+from tfanomaly.pipelines.config import (
+    CUBES,
+    PRECISIONS,
+    CaeTrainConfig,
+    CalibrateConfig,
+    EncoderTrainConfig,
+    GanTrainConfig,
+)
+
+
+@click.group()
+def train():
+    """Train the models: gan (the WGAN-GP), encoder (the inversion's start), cae (residuals)."""
+
+
+@train.command("gan")
+@click.argument("data", type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    "run_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run folder (checkpoints, logs, samples); rerun the command to resume.",
+)
+@click.option(
+    "--preset",
+    default=GanTrainConfig.preset,
+    show_default=True,
+    help="Model preset: hsc96 (the paper, 96 px), cpu32, cpu48 (CPU), tiny16 (tests).",
+)
+@click.option(
+    "--steps",
+    default=GanTrainConfig.steps,
+    show_default=True,
+    help="Generator iterations in all.",
+)
+@click.option(
+    "--batch-size",
+    default=GanTrainConfig.batch_size,
+    show_default=True,
+    help="Images per critic step.",
+)
+@click.option(
+    "--n-critic",
+    default=GanTrainConfig.n_critic,
+    show_default=True,
+    help="Critic updates per G update.",
+)
+@click.option(
+    "--gp-weight",
+    default=GanTrainConfig.gp_weight,
+    show_default=True,
+    help="Gradient-penalty weight.",
+)
+@click.option(
+    "--learning-rate",
+    default=GanTrainConfig.learning_rate,
+    show_default=True,
+    help="Adam lr of both nets.",
+)
+@click.option(
+    "--checkpoint-every",
+    default=GanTrainConfig.checkpoint_every,
+    show_default=True,
+    help="Generator steps between checkpoints and sample grids.",
+)
+@click.option(
+    "--seed",
+    default=GanTrainConfig.seed,
+    show_default=True,
+    help="Seed of z, penalty and shuffle.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=GanTrainConfig.precision,
+    show_default=True,
+    help="Mixed precision: bf16 pays off only for wide models (see README).",
+)
+@click.option(
+    "--ema-decay",
+    default=GanTrainConfig.ema_decay,
+    show_default=True,
+    help="Moving average of the generator's weights (e.g. 0.999; 0 = off); see README.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly_errors
+@_uses_tensorflow
+def train_gan(
+    data,
+    run_dir,
+    preset,
+    steps,
+    batch_size,
+    n_critic,
+    gp_weight,
+    learning_rate,
+    checkpoint_every,
+    seed,
+    precision,
+    ema_decay,
+    quiet,
+):
+    """Train a WGAN-GP on the ingested data set DATA: n_critic critic steps (each on its own real
+    batch) per generator step, gradient penalty, Adam 1e-4 (0.5, 0.9) for both networks.
+
+    Checkpoints (with optimizer state) every --checkpoint-every steps; after a crash or kill the
+    same command resumes from the last one. TensorBoard logs in OUT/logs, sample grids in
+    OUT/samples, the final networks in OUT/generator.keras and OUT/critic.keras. Runs under
+    MirroredStrategy when several GPUs are visible and MultiWorkerMirroredStrategy when TF_CONFIG
+    is set.
+    """
+    from tfanomaly.pipelines.train import train_gan as run_train_gan
+
+    config = GanTrainConfig(
+        preset=preset,
+        steps=steps,
+        batch_size=batch_size,
+        n_critic=n_critic,
+        gp_weight=gp_weight,
+        learning_rate=learning_rate,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+        precision=precision,
+        ema_decay=ema_decay,
+    )
+    summary = run_train_gan(data, run_dir, config, progress=not quiet, echo=click.echo)
+    click.echo(
+        f"trained {summary['steps']} generator steps -> {summary['generator']}, "
+        f"{summary['critic']}; samples {summary['samples']} (real: {summary['real']})"
+    )
+
+
+@train.command("encoder")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Data set to train on (default: the one the GAN was trained on).",
+)
+@click.option(
+    "--steps",
+    default=EncoderTrainConfig.steps,
+    show_default=True,
+    help="Encoder updates in all.",
+)
+@click.option(
+    "--batch-size",
+    default=EncoderTrainConfig.batch_size,
+    show_default=True,
+    help="Images per update.",
+)
+@click.option(
+    "--learning-rate",
+    default=EncoderTrainConfig.learning_rate,
+    show_default=True,
+    help="Adam learning rate.",
+)
+@click.option(
+    "--lam",
+    default=EncoderTrainConfig.lam,
+    show_default=True,
+    help="Weight of the critic-feature term (as in scoring).",
+)
+@click.option(
+    "--checkpoint-every",
+    default=EncoderTrainConfig.checkpoint_every,
+    show_default=True,
+    help="Steps between checkpoints and reconstruction grids.",
+)
+@click.option(
+    "--seed",
+    default=EncoderTrainConfig.seed,
+    show_default=True,
+    help="Seed of the data shuffle.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly_errors
+@_uses_tensorflow
+def train_encoder(
+    run_dir, data, steps, batch_size, learning_rate, lam, checkpoint_every, seed, quiet
+):
+    """Train the encoder E: x -> z of the run RUN_DIR through its frozen generator and critic, on
+    the inversion loss (1 - lam) * sum|x - G(E(x))| + lam * sum|f(x) - f(G(E(x)))| (f-AnoGAN izi_f).
+
+    Checkpoints and resume as for `train gan`; writes RUN_DIR/encoder.keras and reconstruction
+    grids RUN_DIR/samples/encoder-step-*.png (each real row above its reconstruction), then
+    calibrates the default score on the same data (RUN_DIR/calibration.npz; see `calibrate`).
+    """
+    from tfanomaly.pipelines.train import train_encoder as run_train_encoder
+
+    config = EncoderTrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        lam=lam,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+    summary = run_train_encoder(run_dir, config, data_dir=data, progress=not quiet, echo=click.echo)
+    click.echo(
+        f"trained the encoder for {summary['steps']} steps -> {summary['encoder']}; "
+        f"reconstructions {summary['reconstructions']}; calibration {summary['calibration']}"
+    )
+
+
+@click.command("calibrate")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Ingested data set to calibrate on (default: the run's training data).",
+)
+@click.option(
+    "--fit-size",
+    default=CalibrateConfig.fit_size,
+    show_default=True,
+    help="Cutouts to calibrate on.",
+)
+@click.option(
+    "--smooth-sigma",
+    default=ScoreSettings.smooth_sigma,
+    show_default=True,
+    help="Width (px) of the Gaussian matched filter on the residual.",
+)
+@click.option(
+    "--top-fraction",
+    default=ScoreSettings.top_fraction,
+    show_default=True,
+    help="The residual score is the mean chi^2 of this top fraction of pixels.",
+)
+@click.option(
+    "--components",
+    default=ScoreSettings.n_components,
+    show_default=True,
+    help="Principal components of the critic features' Gaussian.",
+)
+@click.option(
+    "--feature-weight",
+    default=ScoreSettings.feature_weight,
+    show_default=True,
+    help="Weight of the feature term in the default score (residual: 1 - it).",
+)
+@click.option(
+    "--seed",
+    default=CalibrateConfig.seed,
+    show_default=True,
+    help="Seed of the cutouts drawn.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly_errors
+@_uses_tensorflow
+def calibrate_command(
+    run_dir, data, fit_size, smooth_sigma, top_fraction, components, feature_weight, seed, quiet
+):
+    """Fit the default score's statistics for the run RUN_DIR (`train encoder` does it already).
+
+    On --fit-size cutouts: the scatter of the PSF-smoothed residual at each brightness of the
+    reconstruction, per band (sky noise where the stamp is dark, model misfit where it is bright),
+    and a Gaussian (probabilistic PCA) of the critic's features. The default score is then
+    (1 - w) z(log residual chi^2 of the top pixels) + w z(log feature Mahalanobis distance). Rerun
+    it to calibrate on other data or with other settings; score again afterwards.
+    """
+    from tfanomaly.pipelines.calibrate import calibrate
+
+    settings = ScoreSettings(
+        smooth_sigma=smooth_sigma,
+        top_fraction=top_fraction,
+        n_components=components,
+        feature_weight=feature_weight,
+    )
+    calibrate(
+        run_dir,
+        data,
+        settings=settings,
+        fit_size=fit_size,
+        seed=seed,
+        progress=not quiet,
+        echo=click.echo,
+    )
+
+
+@train.command("cae")
+@click.argument("scores", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--out",
+    "cae_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="CAE run folder (checkpoints, cae.keras); rerun to resume.",
+)
+@click.option(
+    "--select",
+    "selection",
+    default=CaeTrainConfig.selection,
+    show_default=True,
+    help="Objects to train on: sigma:S (above S sigma, the paper's high-anomaly "
+    "sample), all, or ids:FILE (one object id per line).",
+)
+@click.option(
+    "--select-key",
+    default=CaeTrainConfig.select_key,
+    show_default=True,
+    help="Results column the sigma cut uses (the paper: disc_scores_sigma).",
+)
+@click.option(
+    "--images",
+    type=click.Choice(CUBES),
+    default=CaeTrainConfig.images,
+    show_default=True,
+    help="Residual images (the paper) or the real images.",
+)
+@click.option(
+    "--steps",
+    default=CaeTrainConfig.steps,
+    show_default=True,
+    help="Training steps.",
+)
+@click.option(
+    "--batch-size",
+    default=CaeTrainConfig.batch_size,
+    show_default=True,
+    help="Images per step.",
+)
+@click.option(
+    "--learning-rate",
+    default=CaeTrainConfig.learning_rate,
+    show_default=True,
+    help="Adam learning rate.",
+)
+@click.option(
+    "--checkpoint-every",
+    default=CaeTrainConfig.checkpoint_every,
+    show_default=True,
+    help="Steps per checkpoint.",
+)
+@click.option(
+    "--seed",
+    default=CaeTrainConfig.seed,
+    show_default=True,
+    help="Seed of the shuffle.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly_errors
+@_uses_tensorflow
+def train_cae_command(
+    scores,
+    cae_dir,
+    selection,
+    select_key,
+    images,
+    steps,
+    batch_size,
+    learning_rate,
+    checkpoint_every,
+    seed,
+    quiet,
+):
+    """Train the convolutional autoencoder on image cubes of the scored catalog SCORES (score
+    with --store-images): 5x5 stride-2 convolutions -> Dense 64 latent -> mirrored decoder, MSE,
+    Adam 1e-3. Checkpoints and resume as for `train gan`."""
+    from tfanomaly.pipelines.characterise import train_cae
+
+    config = CaeTrainConfig(
+        selection=selection,
+        select_key=select_key,
+        images=images,
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+    summary = train_cae(scores, cae_dir, config, progress=not quiet, echo=click.echo)
+    click.echo(
+        f"trained the CAE on {summary['objects']} objects for {summary['steps']} steps "
+        f"-> {summary['cae']}"
+    )

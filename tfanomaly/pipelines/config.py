@@ -1,0 +1,338 @@
+"""The options of every stage, typed, with their defaults: the one place the CLI and the Python API
+take them from. Imports no TensorFlow, so that the CLI can read them before any command runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from tfanomaly.errors import ConfigError
+from tfanomaly.models.config import InversionConfig
+
+NAN_POLICIES = ("fill", "drop", "error")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+CUBES = ("residuals", "reals")
+# The catalog formats a user names (``results.catalog.CATALOG_FORMATS`` maps their suffixes).
+CATALOG_FORMAT_NAMES = ("fits", "csv", "parquet")
+
+
+def check_steps(config) -> None:
+    """Every stage config's counts (steps, batch size, checkpointing, logging) are at least 1."""
+    for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name.replace('_', '-')} must be at least 1")
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    """How ``tfanomaly simulate`` runs (what it simulates is a ``SurveyConfig``).
+
+    Args:
+        workers: worker processes; the output is the same for any number.
+    """
+
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How cutouts become shards.
+
+    Args:
+        shard_size: cutouts per TFRecord shard (the unit of resume and of parallel reads).
+        nan_policy: what to do with NaN/inf pixels (HSC masks): ``fill`` replaces them with
+            ``fill_value``, ``drop`` leaves the cutout out, ``error`` stops naming the object.
+        fill_value: the flux put into non-finite pixels under ``fill`` (0 = background level).
+    """
+
+    shard_size: int = 2048
+    nan_policy: str = "fill"
+    fill_value: float = 0.0
+
+    def validate(self) -> None:
+        if self.shard_size < 1:
+            raise ConfigError(f"shard size must be at least 1, got {self.shard_size}")
+        if self.nan_policy not in NAN_POLICIES:
+            raise ConfigError(
+                f"unknown NaN policy '{self.nan_policy}'; choose one of {', '.join(NAN_POLICIES)}"
+            )
+        if not math.isfinite(self.fill_value):
+            raise ConfigError("the NaN fill value must be a finite number")
+
+
+@dataclass(frozen=True)
+class GanTrainConfig:
+    """Options of ``tfanomaly train gan`` (paper values where the paper gives them).
+
+    Args:
+        preset: model preset (``hsc96``, ``cpu32``, ``cpu48``); its image size must match the data.
+        steps: generator iterations in all (the paper: 10,000).
+        batch_size: images per critic step (the paper: 32).
+        n_critic: critic updates per generator update, each on its own real batch.
+        gp_weight: gradient-penalty weight.
+        learning_rate: Adam learning rate of both networks (beta1 0.5, beta2 0.9).
+        checkpoint_every: generator steps between checkpoints (and sample grids).
+        keep_checkpoints: checkpoints kept on disk.
+        log_every: generator steps between TensorBoard scalar writes.
+        seed: seeds z, the penalty's interpolation and the data shuffle.
+        precision: ``float32`` or a Keras mixed-precision policy (one of ``PRECISIONS``).
+        ema_decay: 0 (off) or the decay of a moving average of the generator's weights; when on,
+            ``generator.keras`` carries the average and ``generator_raw.keras`` the last weights.
+    """
+
+    preset: str = "cpu32"
+    steps: int = 2000
+    batch_size: int = 32
+    n_critic: int = 5
+    gp_weight: float = 10.0
+    learning_rate: float = 1e-4
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    seed: int = 0
+    precision: str = "float32"
+    ema_decay: float = 0.0
+
+    def validate(self) -> None:
+        check_steps(self)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
+        if self.n_critic < 1:
+            raise ConfigError("n-critic must be at least 1")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}")
+
+
+@dataclass(frozen=True)
+class EncoderTrainConfig:
+    """Options of ``tfanomaly train encoder``.
+
+    Args:
+        steps: encoder updates in all.
+        batch_size: images per update.
+        learning_rate: Adam learning rate (beta1 0.5, beta2 0.9 as for the GAN).
+        lam: weight of the critic-feature term in the loss (as in the inversion, paper 0.3).
+        checkpoint_every, keep_checkpoints, log_every, seed: as for the GAN.
+    """
+
+    steps: int = 1000
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    lam: float = 0.3
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    seed: int = 0
+
+    def validate(self) -> None:
+        check_steps(self)
+        if not 0.0 <= self.lam <= 1.0:
+            raise ConfigError(f"lambda must be in [0, 1], got {self.lam}")
+
+
+@dataclass(frozen=True)
+class CalibrateConfig:
+    """Options of ``tfanomaly calibrate`` besides the score's ``ScoreSettings``.
+
+    Args:
+        fit_size: cutouts drawn at random to calibrate on.
+        pixels_per_image: pixels sampled from each smoothed residual map.
+        batch_size: cutouts per inversion batch.
+        seed: seed of the cutouts and pixels drawn.
+    """
+
+    fit_size: int = 5000
+    pixels_per_image: int = 256
+    batch_size: int = 256
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Options of ``tfanomaly score``.
+
+    Args:
+        inversion: steps (0 = encoder only), Adam settings and lambda of the latent inversion.
+        batch_size: cutouts per inversion batch.
+        part_batches: batches per part file: the unit of resume.
+        store_images: also store the cubes reals, reconstructed, residuals (stretched).
+        shard: (i, n) to score only part i of n of the data set (cluster jobs; merge afterwards).
+    """
+
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+    batch_size: int = 128
+    part_batches: int = 8
+    store_images: bool = False
+    shard: tuple[int, int] | None = None
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.part_batches < 1:
+            raise ConfigError("batch size and part size must be at least 1")
+        if self.inversion.steps < 0:
+            raise ConfigError(f"inversion steps must be 0 or more, got {self.inversion.steps}")
+        if not 0.0 <= self.inversion.lam <= 1.0:
+            raise ConfigError(f"lambda must be in [0, 1], got {self.inversion.lam}")
+        if self.shard is not None:
+            i, n = self.shard
+            if not (n >= 1 and 0 <= i < n):
+                raise ConfigError(f"--shard {i}/{n}: expected i/n with 0 <= i < n")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'i/n' -> (i, n), the ``shard`` of a ScoreConfig."""
+    if not text:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError as exc:
+        raise ConfigError(f"--shard '{text}': expected i/n, e.g. 0/4") from exc
+    return i, n
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """How a scored catalog is written (``score`` and ``merge-scores``).
+
+    Args:
+        catalog_format: one of ``CATALOG_FORMAT_NAMES``: the file ``catalog.<format>``.
+        select_sigma: also write ``catalog_sigma<S>`` with the objects above S sigma (None: no).
+        select_key: catalog column the selection cuts on (the paper: the discriminator's).
+    """
+
+    catalog_format: str = "fits"
+    select_sigma: float | None = None
+    select_key: str = "score_normalized"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Options of ``tfanomaly export``.
+
+    Args:
+        name: the model's name for TF Serving (its folder under the model base).
+        steps: inversion steps of ``serving_default`` (None: those of the reference catalog).
+    """
+
+    name: str = "tfanomaly"
+    steps: int | None = None
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Which served model ``tfanomaly score --server/--rest`` calls.
+
+    Args:
+        model: the served model's name (what ``export`` names it).
+        signature: the signature to call (``score_fast``: encoder only).
+    """
+
+    model: str = ExportConfig.name
+    signature: str = "serving_default"
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Options of ``tfanomaly evaluate``.
+
+    Args:
+        baseline: also compute the classical baselines (isolation forests on PCA features).
+        seed: seed of the baselines.
+    """
+
+    baseline: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CaeTrainConfig:
+    """Options of ``tfanomaly train cae``.
+
+    Args:
+        selection: which scored objects to train on: ``sigma:S`` (``select_key`` above S sigma; the
+            paper's high-anomaly sample is ``sigma:3``), ``all``, or ``ids:FILE`` (one object id
+            per line).
+        select_key: results column the sigma cut uses (default score; the paper used
+            ``disc_scores_sigma``).
+        images: ``residuals`` (|stretched real - reconstruction|, the paper) or ``reals``.
+        steps, batch_size, learning_rate: Adam (paper: lr 1e-3), MSE loss.
+        checkpoint_every, keep_checkpoints, log_every, seed: as for the GAN.
+    """
+
+    selection: str = "sigma:3"
+    select_key: str = "scores_sigma"
+    images: str = "residuals"
+    steps: int = 1000
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.images not in CUBES:
+            raise ConfigError(f"--images must be one of {', '.join(CUBES)}")
+        check_steps(self)
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Options of ``tfanomaly embed`` (the paper's UMAP settings).
+
+    Args:
+        n_neighbors: UMAP n_neighbors.
+        min_dist: UMAP min_dist.
+        min_cluster_size: HDBSCAN's smallest cluster.
+        seed: UMAP's random state (the embedding is reproducible).
+    """
+
+    n_neighbors: int = 5
+    min_dist: float = 0.1
+    min_cluster_size: int = 5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Options of ``tfanomaly report`` (``results.report.build_report``).
+
+    Args:
+        top_n: objects per gallery.
+        thumb_size: pixels per thumbnail panel.
+        sigma_cut: the cut marked on the score histograms.
+    """
+
+    top_n: int = 24
+    thumb_size: int = 32
+    sigma_cut: float = 3.0
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Options of ``tfanomaly serve`` (``serving.local.LocalServer``).
+
+    Args:
+        host: address to bind (0.0.0.0 exposes the server to the network).
+        grpc_port, rest_port: ports of the two APIs (0: any free port).
+    """
+
+    host: str = "127.0.0.1"
+    grpc_port: int = 8500
+    rest_port: int = 8501
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The demo's survey: small enough for a 2-core CPU."""
+
+    n_objects: int = 3000
+    size: int = 32
+    seed: int = 0
+    anomaly_fraction: float = 0.02
+    shard_size: int = 1024
+    gan_steps: int = 1000  # ~4 minutes for cpu32 on 2 cores
+    encoder_steps: int = 600  # ~30 s
+    inversion_steps: int = 0  # encoder only: better and 13x faster here (the paper: 10)
+    cae_sample: int = 500  # the high-anomaly sample the CAE characterises
+    cae_steps: int = 300
