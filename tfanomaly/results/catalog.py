@@ -12,28 +12,15 @@ import numpy as np
 
 from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.fileio import atomic_path, write_json_atomic
+from tfanomaly.models.scores import SCORES
 
-# The scorer's (and the SavedModel's) output for each raw score key of the results file; every
-# key has a "<key>_sigma" companion. First the default score and its two terms, then the paper's.
-SCORE_OUTPUTS = {
-    "score": "scores",
-    "residual_score": "residual_scores",
-    "feature_score": "feature_scores",
-    "anomaly_score": "anomaly_scores",
-    "gen_score": "gen_scores",
-    "disc_score": "disc_scores",
-}
-SCORE_KEYS = tuple(SCORE_OUTPUTS.values())
+# Derived from the one table of score names (tfanomaly.models.scores.SCORES): the inverter's
+# output -> the results key; the results keys; the catalog column -> the results sigma key.
+SCORE_OUTPUTS = {score.output: score.results for score in SCORES}
+SCORE_KEYS = tuple(score.results for score in SCORES)
+CATALOG_COLUMNS = {score.catalog: score.sigma for score in SCORES}
 IMAGE_KEYS = ("reals", "reconstructed", "residuals")
 COLUMN_KEYS = ("idxs", "object_ids", "ra", "dec", "labels")
-CATALOG_COLUMNS = {
-    "score_normalized": "scores_sigma",
-    "residual_score_normalized": "residual_scores_sigma",
-    "feature_score_normalized": "feature_scores_sigma",
-    "discriminator_score_normalized": "disc_scores_sigma",
-    "generator_score_normalized": "gen_scores_sigma",
-    "combined_score_normalized": "anomaly_scores_sigma",
-}
 CATALOG_FORMATS = {".fits": "fits", ".csv": "ascii.csv", ".parquet": "parquet"}
 STATS_FILE = "score_stats.json"
 

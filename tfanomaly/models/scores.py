@@ -1,0 +1,49 @@
+"""The scores of the method and their one vocabulary: each score's name as the inverter and the
+SavedModel output it, as the results HDF5 stores it (the paper's keys), and as the catalog shows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Score:
+    """One score along its way from the inverter to the catalog.
+
+    Args:
+        output: the inverter's (and the exported SavedModel's) output name, per image.
+        results: the results HDF5 key of the raw values (``<results>_sigma``: the sigma values);
+            the paper's file names three of them (``anomaly_scores``, ``gen_scores``,
+            ``disc_scores``).
+        catalog: the catalog column of the sigma values (the paper's ``*_score_normalized``).
+        meaning: what it measures, in a few words.
+    """
+
+    output: str
+    results: str
+    catalog: str
+    meaning: str
+
+    @property
+    def sigma(self) -> str:
+        """The results HDF5 key of the sigma values."""
+        return f"{self.results}_sigma"
+
+
+# In catalog order: the default score and its two terms, then the paper's three.
+SCORES: tuple[Score, ...] = (
+    Score("score", "scores", "score_normalized",
+          "default: noise-aware residual and critic-feature density, combined"),
+    Score("residual_score", "residual_scores", "residual_score_normalized",
+          "default's residual term: top chi^2 of the smoothed residual"),
+    Score("feature_score", "feature_scores", "feature_score_normalized",
+          "default's feature term: Mahalanobis distance of the critic features"),
+    Score("disc_score", "disc_scores", "discriminator_score_normalized",
+          "paper: sum |f(x) - f(G(z))| over critic features"),
+    Score("gen_score", "gen_scores", "generator_score_normalized",
+          "paper: sum |x - G(z)| over pixels"),
+    Score("anomaly_score", "anomaly_scores", "combined_score_normalized",
+          "paper: (1 - lambda) gen + lambda disc"),
+)  # fmt: skip
+BY_OUTPUT = {score.output: score for score in SCORES}
