@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -287,7 +288,7 @@ def open_numpy(path: Path, bands=None, object_ids_path: Path | None = None) -> A
             arrays["object_ids"] = np.load(object_ids_path, allow_pickle=False)
     except ValueError as exc:
         raise InputError(f"{path}: not numeric array data: {_first_line(exc)}") from exc
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise UnreadableFileError(f"{path}: unreadable or truncated: {_first_line(exc)}") from exc
     extra = [object_ids_path] if object_ids_path is not None else []
     return ArraySource(path, arrays, bands=bands, extra_files=extra)
@@ -384,7 +385,7 @@ class FitsFolderSource(CutoutSource):
 
         object_id = int(self._ids[index])
         entry = self._entries[object_id]
-        planes, header = [], None
+        planes, header, fallback = [], None, None
         try:
             # astropy only warns about a truncated file and then returns fewer HDUs or short data.
             warnings.simplefilter("error", AstropyUserWarning)
@@ -400,6 +401,8 @@ class FitsFolderSource(CutoutSource):
                                 f"{[h.name for h in hdus]}"
                             )
                         planes.append(_image_data(hdu, entry, object_id))
+                        # An empty primary often leaves the WCS to the band images.
+                        fallback = fallback if fallback is not None else hdu.header
             else:
                 for band in self.bands:
                     with fits.open(entry[band], memmap=False) as hdus:
@@ -421,7 +424,10 @@ class FitsFolderSource(CutoutSource):
                 f"{self.path}: object {object_id}: bands differ in shape {sorted(shapes)}"
             )
         image = np.stack(planes, axis=-1).astype(np.float32)
-        return image, _sky_position(header, image.shape)
+        ra, dec = _sky_position(header, image.shape)
+        if not np.isfinite(ra) and fallback is not None:
+            ra, dec = _sky_position(fallback, image.shape)
+        return image, (ra, dec)
 
     def read(self, start: int, stop: int) -> CutoutBatch:
         images, ra, dec = [], [], []

@@ -65,12 +65,17 @@ def parse_cutouts(serialized, shape: tuple[int, int, int]) -> dict:
 
     parsed = tf.io.parse_example(serialized, feature_spec())
     images = tf.io.decode_raw(parsed["image"], tf.float32, little_endian=True)
-    images = tf.reshape(images, [-1, *shape])
+    batch = parsed["idx"].shape  # static when the batch size is (drop_remainder=True)
+    images = tf.ensure_shape(tf.reshape(images, [-1, *shape]), batch.concatenate(shape))
+
+    def scalar(key):
+        return tf.ensure_shape(tf.reshape(tf.io.decode_raw(parsed[key], tf.float64), [-1]), batch)
+
     return {
         "image": images,
         "object_id": tf.bitcast(parsed["object_id"], tf.uint64),
         "idx": parsed["idx"],
-        "ra": tf.reshape(tf.io.decode_raw(parsed["ra"], tf.float64), [-1]),
-        "dec": tf.reshape(tf.io.decode_raw(parsed["dec"], tf.float64), [-1]),
+        "ra": scalar("ra"),
+        "dec": scalar("dec"),
         "label": parsed["label"],
     }
