@@ -16,6 +16,50 @@ import pytest  # noqa: E402
 
 BIG_ID = 2**60 + 12345  # far above 2**53: float64 would round it
 
+# Tolerances that follow from float32 arithmetic (README "What holds exactly, what to rounding").
+# A network's output is, layer after layer, a sum of K products that oneDNN rounds in an order it
+# chooses by CPU (AVX2, AVX-512 or AMX kernels) and by batch shape, so the same image can come out
+# a few hundred float32 roundings (2**-24 relative each) apart on another machine or in another
+# batch; a score that sums thousands of such values carries that drift. 2.5e-5 relative was
+# measured between batches on an AVX2 EPYC. NET_RTOL leaves a margin of 4 over it, and is still a
+# thousand times smaller than what a real coupling of the images of a batch would change.
+NET_RTOL = 1e-4
+POSITIVE_SCORES = ("residual_scores", "feature_scores", "anomaly_scores", "gen_scores",
+                   "disc_scores")  # fmt: skip
+
+
+def score_atol(key: str, columns: dict, calibration=None, rtol: float = NET_RTOL) -> float:
+    """The absolute error a results column can carry when its raw scores drift by ``rtol``
+    (``columns``: the whole scored catalog, whose mean and std define the sigma values).
+
+    Positive sums drift by rtol * |value|; the default score ``scores`` is
+    (1 - w) z(log residual) + w z(log feature) with z = (log - centre) / scale, so a relative
+    drift rtol of the terms moves it by rtol * ((1 - w) / scale_res + w / scale_feat); a sigma
+    value (x - mean) / std moves by the drift of x divided by std.
+    """
+    raw = key.removesuffix("_sigma")
+    if raw == "scores":
+        w = calibration.settings.feature_weight
+        scale_res, scale_feat = (float(v) for v in calibration.log_scales)
+        drift = rtol * ((1 - w) / scale_res + w / scale_feat)
+    else:
+        drift = rtol * float(np.abs(columns[raw]).max())
+    return drift / float(np.std(columns[raw])) if key.endswith("_sigma") else drift
+
+
+def assert_scores_close(actual: dict, expected: dict, keys, calibration=None, catalog=None,
+                        err_msg=""):  # fmt: skip
+    """Results columns equal up to the float32 drift of the networks (:func:`score_atol`);
+    ``catalog``: the whole catalog the sigma values refer to, when ``expected`` is a subset."""
+    for key in keys:
+        if key in POSITIVE_SCORES:
+            np.testing.assert_allclose(actual[key], expected[key], rtol=NET_RTOL,
+                                       err_msg=f"{err_msg} {key}")  # fmt: skip
+        else:
+            atol = score_atol(key, expected if catalog is None else catalog, calibration)
+            np.testing.assert_allclose(actual[key], expected[key], rtol=0, atol=atol,
+                                       err_msg=f"{err_msg} {key}")  # fmt: skip
+
 
 def make_cutouts(n=20, size=16, bands=3, seed=0):
     """Raw-flux-like cutouts: sky noise plus a Gaussian blob, float32 (n, size, size, bands)."""
@@ -62,14 +106,11 @@ def build_tiny_run(folder, n_objects: int, seed: int, anomaly_fraction: float = 
                    shard_size: int = 40):  # fmt: skip
     """A labelled 16-px simulated survey (folder/s.h5), ingested (folder/ds), and a tiny16 GAN and
     encoder trained for two steps on it (folder/run): enough for scoring, export and serving."""
-    from tfanomaly.pipelines.ingest import IngestConfig, ingest
-    from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
-    from tfanomaly.pipelines.train import (
-        EncoderTrainConfig,
-        GanTrainConfig,
-        train_encoder,
-        train_gan,
-    )
+    from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig, IngestConfig
+    from tfanomaly.pipelines.ingest import ingest
+    from tfanomaly.pipelines.simulate import simulate_survey
+    from tfanomaly.pipelines.train import train_encoder, train_gan
+    from tfanomaly.simulate.config import SurveyConfig
 
     survey = SurveyConfig(n_objects=n_objects, size=16, seed=seed,
                           anomaly_fraction=anomaly_fraction)  # fmt: skip

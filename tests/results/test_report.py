@@ -9,9 +9,10 @@ import subprocess
 import h5py
 import pytest
 from conftest import quiet
-from test_characterise import scored  # noqa: F401  (module-scoped scored catalog)
+from pipelines.test_characterise import scored  # noqa: F401  (module-scoped scored catalog)
 
-from tfanomaly.pipelines.characterise import CaeTrainConfig, embed, train_cae
+from tfanomaly.pipelines.characterise import embed, train_cae
+from tfanomaly.pipelines.config import CaeTrainConfig
 from tfanomaly.pipelines.evaluate import evaluate
 from tfanomaly.results.report import build_report
 

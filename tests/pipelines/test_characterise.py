@@ -1,5 +1,5 @@
-"""The CAE on residual images, `train cae` with resume, and `embed` (UMAP + HDBSCAN) joined into
-the catalog."""
+"""`train cae` on residual images with resume, and `embed` (UMAP + HDBSCAN) joined into the
+catalog (the CAE itself: tests/models/test_cae.py)."""
 
 import h5py
 import keras
@@ -10,23 +10,12 @@ from astropy.table import Table
 from conftest import build_tiny_run, quiet
 
 from tfanomaly.errors import ConfigError, InputError
-from tfanomaly.models.cae import build_cae, cae_encoder
-from tfanomaly.models.config import get_preset
-from tfanomaly.models.inverter import InversionConfig
-from tfanomaly.pipelines.characterise import CaeTrainConfig, embed, select_objects, train_cae
-from tfanomaly.pipelines.score import ScoreConfig, score
+from tfanomaly.models.cae import cae_encoder
+from tfanomaly.models.config import InversionConfig
+from tfanomaly.pipelines.characterise import embed, select_objects, train_cae
+from tfanomaly.pipelines.config import CaeTrainConfig, ScoreConfig
+from tfanomaly.pipelines.score import score
 from tfanomaly.results.catalog import read_results
-
-
-def test_paper_cae_architecture():
-    """hsc96: 4 convs 64..512 -> Dense 64 -> mirrored decoder, counted by hand."""
-    cae = build_cae(get_preset("hsc96"))
-    convs = sum(5 * 5 * i * o + o for i, o in [(3, 64), (64, 128), (128, 256), (256, 512)])
-    dense = 18432 * 64 + 64 + 64 * 18432 + 18432
-    deconvs = sum(5 * 5 * i * o + o for i, o in [(512, 256), (256, 128), (128, 64), (64, 3)])
-    assert cae.count_params() == convs + dense + deconvs == 10_990_403
-    x = tf.random.uniform((2, 96, 96, 3))
-    assert cae(x).shape == (2, 96, 96, 3) and cae_encoder(cae)(x).shape == (2, 64)
 
 
 @pytest.fixture(scope="module")

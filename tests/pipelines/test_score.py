@@ -9,17 +9,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from astropy.table import Table
-from conftest import build_tiny_run, quiet
+from conftest import NET_RTOL, assert_scores_close, build_tiny_run, quiet
 
 from tfanomaly.errors import ConfigError, InputError
-from tfanomaly.models.config import get_preset
+from tfanomaly.models.config import InversionConfig, get_preset
 from tfanomaly.models.critic import build_critic
 from tfanomaly.models.encoder import build_encoder
 from tfanomaly.models.generator import build_generator
-from tfanomaly.models.inverter import InversionConfig, LatentInverter
+from tfanomaly.models.inverter import LatentInverter
+from tfanomaly.models.noise_score import Calibration
 from tfanomaly.pipelines import score as score_module
+from tfanomaly.pipelines.config import ScoreConfig
 from tfanomaly.pipelines.evaluate import BASELINES, evaluate, metrics, precision_at_k
-from tfanomaly.pipelines.score import ScoreConfig, score
+from tfanomaly.pipelines.run import CALIBRATION_FILE
+from tfanomaly.pipelines.score import score
 from tfanomaly.results.catalog import SCORE_KEYS, read_results
 
 TINY = get_preset("tiny16")
@@ -78,8 +81,11 @@ def test_deterministic_and_independent_of_batch_neighbours():
     other_neighbours = tf.concat([x[:1], images(7, seed=5)], axis=0)
     for batch in (x[:1], other_neighbours, x[:3]):  # alone, new neighbours, another batch size
         out = inverter(batch)
-        np.testing.assert_allclose(out["anomaly_score"][0], first["anomaly_score"][0], rtol=1e-5)
-        np.testing.assert_allclose(out["z"][0], first["z"][0], atol=1e-5)
+        # Equal to float32 rounding only: oneDNN picks kernels by batch shape (NET_RTOL).
+        for key in ("anomaly_score", "gen_score", "disc_score"):
+            np.testing.assert_allclose(out[key][0], first[key][0], rtol=NET_RTOL, err_msg=key)
+        # z is O(1) and moves with the loss's gradient through 10 Adam steps of lr 0.1.
+        np.testing.assert_allclose(out["z"][0], first["z"][0], atol=NET_RTOL)
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +197,13 @@ def test_shards_merge_to_the_whole(tiny_run, tmp_path):
     merged, _ = read_results(tmp_path / "merged")
     expected, _ = read_results(whole["results"])
     order = np.argsort(expected["idxs"])
-    for key in (*SCORE_KEYS, "anomaly_scores_sigma", "object_ids"):
-        np.testing.assert_allclose(merged[key], expected[key][order], rtol=1e-6)
+    np.testing.assert_array_equal(merged["object_ids"], expected["object_ids"][order])
+    np.testing.assert_array_equal(merged["idxs"], expected["idxs"][order])
+    # A shard's cutouts meet other batch neighbours than in the whole run: equal to rounding.
+    expected = {key: values[order] for key, values in expected.items()}
+    sigmas = [f"{key}_sigma" for key in SCORE_KEYS]
+    calibration = Calibration.load(tiny_run / "run" / CALIBRATION_FILE)
+    assert_scores_close(merged, expected, (*SCORE_KEYS, *sigmas), calibration)
     with pytest.raises(InputError, match="appears in more than one"):
         merge_results([parts[0], parts[0]], tmp_path / "dup")
 

@@ -11,7 +11,8 @@ from tfanomaly.data.dataset import PAPER_STRETCH, load_dataset
 from tfanomaly.data.manifest import MANIFEST, STATE, read_manifest, verify
 from tfanomaly.errors import ConfigError, DatasetError, InputError, UnreadableFileError
 from tfanomaly.fileio import sha256_file
-from tfanomaly.pipelines.ingest import IngestConfig, ingest
+from tfanomaly.pipelines.config import IngestConfig
+from tfanomaly.pipelines.ingest import ingest
 
 
 def read_all(data_dir, stretch=None):

@@ -16,9 +16,12 @@ import tensorflow as tf
 
 from tfanomaly.errors import ConfigError
 from tfanomaly.pipelines import train as train_module
-from tfanomaly.pipelines.ingest import IngestConfig, ingest
-from tfanomaly.pipelines.simulate import SurveyConfig, simulate_survey
-from tfanomaly.pipelines.train import GanTrainConfig, TrainingDivergedError, train_gan
+from tfanomaly.pipelines.config import GanTrainConfig, IngestConfig
+from tfanomaly.pipelines.ingest import ingest
+from tfanomaly.pipelines.loop import TrainingDivergedError
+from tfanomaly.pipelines.simulate import simulate_survey
+from tfanomaly.pipelines.train import train_gan
+from tfanomaly.simulate.config import SurveyConfig
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +111,14 @@ def test_sigkill_mid_run_then_the_same_command_resumes(tiny_data, tmp_path):
            "--preset", "tiny16", "--batch-size", "8", "--checkpoint-every", "3", "--quiet"]  # fmt: skip
     process = subprocess.Popen([*cmd, "--steps", "100000"], stdout=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not list((run / "checkpoints" / "gan").glob("ckpt-6.index")):
+
+    def newest_step() -> int:
+        # The manager's state file names a checkpoint only once it is complete (its .index file
+        # appears a moment before): wait on that, or a kill in between finds an older one.
+        latest = tf.train.latest_checkpoint(run / "checkpoints" / "gan")
+        return int(latest.rsplit("-", 1)[1]) if latest else 0
+
+    while time.time() < deadline and newest_step() < 6:
         time.sleep(0.2)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
@@ -131,7 +141,9 @@ def test_training_under_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_pat
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from tfanomaly.pipelines.train import GanTrainConfig, train_gan, distribution_strategy
+        from tfanomaly.pipelines.config import GanTrainConfig
+        from tfanomaly.pipelines.loop import distribution_strategy
+        from tfanomaly.pipelines.train import train_gan
         strategy = distribution_strategy(["/cpu:0", "/cpu:1"])
         config = GanTrainConfig(preset="tiny16", steps=4, batch_size=8, checkpoint_every=2,
                                 ema_decay=0.9)
@@ -201,7 +213,8 @@ def test_mixed_bfloat16_trains_with_float32_outputs(tiny_data, tmp_path):
 
 
 def test_encoder_trains_through_the_frozen_gan_and_resumes(tiny_data, tmp_path):
-    from tfanomaly.pipelines.train import EncoderTrainConfig, train_encoder
+    from tfanomaly.pipelines.config import EncoderTrainConfig
+    from tfanomaly.pipelines.train import train_encoder
 
     run = tmp_path / "run"
     with pytest.raises(ConfigError, match="no generator.keras; run `tfanomaly train gan` first"):
