@@ -33,3 +33,19 @@ def graph_flops(concrete_function) -> float:
     options["output"] = "none"
     graph = concrete_function.graph
     return float(model_analyzer.profile(graph, options=options).total_float_ops)
+
+
+def machine() -> str:
+    """One line naming the machine a figure comes from: CPU model, cores, the vector extensions
+    oneDNN uses, whether oneDNN is on, and the TF / Keras versions."""
+    import keras
+
+    from tfanomaly._tf import cpu_description, onednn_enabled
+
+    cpu = cpu_description()
+    isa = f", oneDNN capped at {cpu['onednn_max_isa']}" if cpu["onednn_max_isa"] else ""
+    return (
+        f"machine: {cpu['model']}, {cpu['cores']} cores, {' '.join(cpu['extensions']) or 'no AVX2'}"
+        f"; oneDNN {'on' if onednn_enabled() else 'off'}{isa}; TF {tf.__version__}, "
+        f"Keras {keras.__version__}"
+    )

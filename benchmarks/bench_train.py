@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _common import conv_peak_gflops, graph_flops, timed  # noqa: E402
+from _common import conv_peak_gflops, graph_flops, machine, timed  # noqa: E402
 
 from tfanomaly.models.config import get_preset  # noqa: E402
 from tfanomaly.models.wgan_gp import WGANGP, paper_optimizer  # noqa: E402
@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=15.0)
     args = parser.parse_args()
+    print(machine())
     print(f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores")
     peaks = peak_gflops(args.seconds / 3)
     for name, value in peaks.items():
