@@ -20,6 +20,7 @@ def test_bf16_warning_only_without_bf16_hardware(monkeypatch):
     monkeypatch.setattr(_tf, "cpu_description", lambda: {**base, "bf16_hardware": True})
     assert _tf.bf16_warning("mixed_bfloat16") is None
     # oneDNN capped below AVX-512 (ONEDNN_MAX_CPU_ISA) cannot use the bf16 instructions.
-    capped = {**base, "bf16_hardware": True, "onednn_max_isa": "AVX2"}
-    monkeypatch.setattr(_tf, "cpu_description", lambda: capped)
-    assert _tf.bf16_warning("mixed_bfloat16") is not None
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert _tf.bf16_capped() and _tf.bf16_warning("mixed_bfloat16") is not None
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    assert not _tf.bf16_capped() and _tf.bf16_warning("mixed_bfloat16") is None

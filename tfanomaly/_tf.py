@@ -70,6 +70,15 @@ def onednn_enabled() -> bool:
     return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
 
 
+def bf16_capped() -> bool:
+    """Whether ONEDNN_MAX_CPU_ISA caps oneDNN below its bf16 kernels. A CPU with bf16 instructions
+    then fails to create bf16 primitives (the process aborts), where a CPU without them emulates
+    bf16 in float32."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    return isa in ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                   "AVX512_CORE_VNNI")  # fmt: skip
+
+
 def bf16_warning(policy: str) -> str | None:
     """Why ``mixed_bfloat16`` would be slow here (no GPU, no bf16 instructions), or None."""
     if policy != "mixed_bfloat16":
@@ -77,8 +86,7 @@ def bf16_warning(policy: str) -> str | None:
     import tensorflow as tf
 
     cpu = cpu_description()
-    capped = (cpu["onednn_max_isa"] or "").upper() in ("AVX2", "AVX", "SSE41", "AVX2_VNNI")
-    if tf.config.list_logical_devices("GPU") or (cpu["bf16_hardware"] and not capped):
+    if tf.config.list_logical_devices("GPU") or (cpu["bf16_hardware"] and not bf16_capped()):
         return None
     return (
         f"mixed_bfloat16 on {cpu['model']}, a CPU without bf16 instructions (AVX-512 BF16 or "

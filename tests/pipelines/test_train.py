@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfanomaly._tf import bf16_capped
 from tfanomaly.errors import ConfigError
 from tfanomaly.pipelines import train as train_module
 from tfanomaly.pipelines.config import GanTrainConfig, IngestConfig
@@ -202,6 +203,7 @@ def test_moving_average_follows_its_formula():
     assert copy is not gan.generator
 
 
+@pytest.mark.skipif(bf16_capped(), reason="oneDNN capped below its bf16 kernels aborts on them")
 def test_mixed_bfloat16_trains_with_float32_outputs(tiny_data, tmp_path):
     run = tmp_path / "run"
     train_gan(tiny_data, run, config(steps=2, precision="mixed_bfloat16"), progress=False,

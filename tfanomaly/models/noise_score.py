@@ -171,6 +171,13 @@ class NoiseAwareScore(tf.Module):
         dims = tf.cast(tf.shape(centred)[1], tf.float32)
         return (inside + tf.maximum(outside, 0.0) / self.residual_variance) / dims
 
+    def feature_axes(self, features):
+        """The critic features on the calibration's principal axes, whitened (B, components):
+        a compact feature space where every direction counts by its spread (similarity search,
+        learning from labels)."""
+        centred = tf.cast(features, tf.float32) - self.feature_mean
+        return tf.matmul(centred, self.components, transpose_b=True) / tf.sqrt(self.eigenvalues)
+
     def combine(self, residual_score, feature_score):
         """(1 - w) z(log residual) + w z(log feature), robust z against the calibration set."""
         logs = tf.math.log(tf.maximum(tf.stack([residual_score, feature_score], axis=1), 1e-30))
@@ -185,6 +192,7 @@ class NoiseAwareScore(tf.Module):
             "score": self.combine(residual, feature),
             "residual_score": residual,
             "feature_score": feature,
+            "feature_axes": self.feature_axes(image_features),
         }
 
 

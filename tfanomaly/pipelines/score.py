@@ -30,7 +30,15 @@ from tfanomaly.pipelines.run import (
     load_run,
     network_path,
 )
-from tfanomaly.results.catalog import CATALOG_FORMATS, SCORE_KEYS, SCORE_OUTPUTS, finalize
+from tfanomaly.results.catalog import (
+    CATALOG_FORMATS,
+    COLUMN_KEYS,
+    SCORE_KEYS,
+    SCORE_OUTPUTS,
+    VECTOR_KEYS,
+    VECTOR_OUTPUTS,
+    finalize,
+)
 
 PARTS = ".parts"
 
@@ -195,6 +203,8 @@ def _score_part(scorer, batches, config: ScoreConfig, bar) -> dict | None:
             "dec": batch["dec"],
             "labels": batch["label"],
         })  # fmt: skip
+        # The feature vectors of the local scorer (a served model returns only scores).
+        values.update({key: out[name] for name, key in VECTOR_OUTPUTS.items() if name in out})
         if config.store_images:
             values.update(
                 reals=out["stretched"],
@@ -213,8 +223,9 @@ def _gather_columns(parts: list[Path]) -> dict[str, np.ndarray]:
     columns: dict[str, list] = {}
     for part in parts:
         with np.load(part) as data:
-            for key in (*SCORE_KEYS, "idxs", "object_ids", "ra", "dec", "labels"):
-                columns.setdefault(key, []).append(data[key])
+            for key in (*SCORE_KEYS, *COLUMN_KEYS, *VECTOR_KEYS):
+                if key in data.files:
+                    columns.setdefault(key, []).append(data[key])
     if not columns:
         raise ConfigError("nothing to score: the data set (or this shard of it) is empty")
     return {k: np.concatenate(v) for k, v in columns.items()}

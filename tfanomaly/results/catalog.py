@@ -21,6 +21,10 @@ SCORE_KEYS = tuple(score.results for score in SCORES)
 CATALOG_COLUMNS = {score.catalog: score.sigma for score in SCORES}
 IMAGE_KEYS = ("reals", "reconstructed", "residuals")
 COLUMN_KEYS = ("idxs", "object_ids", "ra", "dec", "labels")
+# Per-object vectors of the models' feature spaces (for similarity search and learning from
+# labels): the encoder's z, and the critic features on the calibration's whitened principal axes.
+VECTOR_OUTPUTS = {"z": "latents", "feature_axes": "feature_axes"}  # inverter output -> key
+VECTOR_KEYS = tuple(VECTOR_OUTPUTS.values())
 CATALOG_FORMATS = {".fits": "fits", ".csv": "ascii.csv", ".parquet": "parquet"}
 STATS_FILE = "score_stats.json"
 
@@ -82,8 +86,10 @@ def write_results(
             f.attrs[key] = value if not isinstance(value, dict | list) else json.dumps(value)
 
 
-def read_results(path, with_images: bool = False) -> tuple[dict[str, np.ndarray], dict]:
-    """Columns (and optionally the image cubes) and attributes of a results file."""
+def read_results(path, with_images: bool = False,
+                 with_vectors: bool = False) -> tuple[dict[str, np.ndarray], dict]:  # fmt: skip
+    """Columns (and optionally the image cubes and the feature vectors) and attributes of a
+    results file."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.h5"
@@ -91,7 +97,8 @@ def read_results(path, with_images: bool = False) -> tuple[dict[str, np.ndarray]
         raise InputError(f"{path}: no such results file; run `tfanomaly score` first")
     try:
         with h5py.File(path, "r") as f:
-            keys = [k for k in f.keys() if with_images or k not in IMAGE_KEYS]
+            keys = [k for k in f.keys() if (with_images or k not in IMAGE_KEYS)
+                    and (with_vectors or k not in VECTOR_KEYS)]  # fmt: skip
             columns = {k: f[k][:] for k in keys}
             attrs = {k: f.attrs[k] for k in f.attrs}
     except OSError as exc:
@@ -188,8 +195,8 @@ def merge_results(result_dirs, out_dir, **finalize_options) -> dict:
     merged: dict[str, list] = {}
     attrs = {}
     for folder in result_dirs:
-        columns, attrs = read_results(folder)
-        for key in (*SCORE_KEYS, *COLUMN_KEYS):
+        columns, attrs = read_results(folder, with_vectors=True)
+        for key in (*SCORE_KEYS, *COLUMN_KEYS, *VECTOR_KEYS):
             if key in columns:
                 merged.setdefault(key, []).append(columns[key])
     columns = {k: np.concatenate(v) for k, v in merged.items()}
