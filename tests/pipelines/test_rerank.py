@@ -1,0 +1,279 @@
+"""Re-ranking with labels (tfanomaly.pipelines.rerank): the Ranker the explorer calls, similarity
+against brute force, features from image cubes, and ``rerank`` / ``tfanomaly rerank`` writing the
+new columns into every catalog format with exact uint64 ids. Small synthetic results, no networks."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import h5py
+import numpy as np
+import pytest
+from astropy.table import Table
+from click.testing import CliRunner
+from conftest import BIG_ID
+
+from tfanomaly.cli import main
+from tfanomaly.errors import InputError
+from tfanomaly.models.relevance import (
+    ARTIFACT,
+    INTERESTING,
+    NORMAL,
+    RelevanceConfig,
+    label_targets,
+    relevance_scores,
+)
+from tfanomaly.pipelines.config import RerankConfig
+from tfanomaly.pipelines.rerank import (
+    RERANK_RECORD,
+    Ranker,
+    features_from_cubes,
+    read_catalog,
+    read_labels,
+    rerank,
+)
+from tfanomaly.results.catalog import SCORE_KEYS, finalize, read_results
+
+HUGE_IDS = [2**64 - 1, 2**63 + 1, 2**53 + 1]  # need all 64 bits; float64 would round them
+
+
+def survey_columns(n=120, seed=0):
+    """A scored catalog with vectors: a background, an interesting cluster (rows 100-109, modest
+    scores) and an artifact cluster (rows 110-119, the highest scores); ids above 2**53."""
+    rng = np.random.default_rng(seed)
+    columns = {key: rng.gamma(2.0, 1.0, n).astype(np.float32) for key in SCORE_KEYS}
+    scores = rng.normal(0.0, 1.0, n)
+    scores[100:110] = rng.uniform(1.0, 1.5, 10)
+    scores[110:120] = rng.uniform(3.0, 4.0, 10)
+    columns["scores"] = scores.astype(np.float32)
+    axes = rng.normal(size=(n, 6))
+    axes[100:110] = 0.2 * rng.normal(size=(10, 6)) + [6, 0, 0, 0, 0, 0]
+    axes[110:120] = 0.2 * rng.normal(size=(10, 6)) + [0, 6, 0, 0, 0, 0]
+    ids = np.uint64(BIG_ID) + np.arange(n, dtype=np.uint64)
+    ids[[0, 105, 115]] = np.array(HUGE_IDS, dtype=np.uint64)
+    columns.update(
+        idxs=np.arange(n, dtype=np.int64),
+        object_ids=ids,
+        ra=rng.uniform(130, 140, n),
+        dec=rng.uniform(-1, 4, n),
+        labels=np.zeros(n, dtype=np.int64),
+        feature_axes=axes.astype(np.float32),
+        latents=rng.normal(size=(n, 4)).astype(np.float32),
+    )
+    return columns
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    columns = survey_columns()
+    folder = tmp_path / "scores"
+    attrs = {"kind_names": json.dumps(["normal", "odd"])}
+    finalize(folder, columns, [], attrs, catalog_format=".fits", select_sigma=1.0)
+    return folder
+
+
+def ranker_of(folder, **kwargs) -> tuple[Ranker, dict]:
+    columns, _ = read_results(folder, with_vectors=True)
+    return Ranker.from_results(folder, **kwargs), columns
+
+
+# ---- Ranker ------------------------------------------------------------------------------------
+
+
+def test_cold_start_is_the_anomaly_order(results_dir):
+    ranker, columns = ranker_of(results_dir)
+    expected = np.argsort(-columns["scores_sigma"], kind="stable")
+    np.testing.assert_array_equal(ranker.order({}), expected)
+    assert ranker.version == 1
+    np.testing.assert_array_equal(np.argsort(-ranker.scores({}), kind="stable"), expected)
+    assert ranker.version == 2  # every re-rank counts
+
+
+def test_scores_are_relevance_scores_and_labelled_objects_come_last(results_dir):
+    ranker, columns = ranker_of(results_dir)
+    ids = columns["object_ids"]
+    labels = {int(ids[100]): INTERESTING, int(ids[105]): INTERESTING, int(ids[112]): ARTIFACT,
+              int(ids[3]): NORMAL}  # fmt: skip
+    expected = relevance_scores(columns["scores_sigma"], columns["feature_axes"],
+                                np.array([100, 105, 112, 3]),
+                                label_targets(list(labels.values())))  # fmt: skip
+    np.testing.assert_allclose(ranker.scores(labels), expected, atol=1e-6)
+    order = ranker.order(labels)
+    assert sorted(order) == list(range(len(ids)))
+    assert set(order[-4:]) == {100, 105, 112, 3}
+    # the other members of the interesting cluster now come before every artifact
+    position = np.argsort(order)
+    cluster = [r for r in range(100, 110) if r not in (100, 105)]
+    assert position[cluster].max() < position[[r for r in range(110, 120) if r != 112]].min()
+
+
+def test_labels_are_checked(results_dir):
+    ranker, columns = ranker_of(results_dir)
+    with pytest.raises(InputError, match="123"):
+        ranker.order({123: INTERESTING})
+    with pytest.raises(InputError, match="boring"):
+        ranker.order({int(columns["object_ids"][0]): "boring"})
+
+
+def test_similar_against_brute_force(results_dir):
+    ranker, columns = ranker_of(results_dir, feature_key="latents")
+    x = columns["latents"].astype(np.float64)
+    x = (x - x.mean(0)) / x.std(0)
+    ids = columns["object_ids"]
+    for row in (0, 17, 105):
+        d = np.sqrt(((x - x[row]) ** 2).sum(1))
+        d[row] = np.inf
+        expected = [int(i) for i in ids[np.argsort(d, kind="stable")[:7]]]
+        got = ranker.similar(int(ids[row]), k=7)
+        assert got == expected and int(ids[row]) not in got
+        assert all(isinstance(i, int) for i in got)
+    assert len(ranker.similar(int(ids[0]), k=1000)) == len(ids) - 1
+    assert ranker.similar(int(ids[0]), k=0) == []
+    with pytest.raises(InputError, match="not in this catalog"):
+        ranker.similar(7)
+
+
+def test_ranker_checks_its_inputs():
+    ids = np.arange(3, dtype=np.uint64)
+    with pytest.raises(InputError):
+        Ranker(ids, np.zeros(3), np.zeros((2, 4)))
+    with pytest.raises(InputError, match="unique"):
+        Ranker(np.zeros(3, dtype=np.uint64), np.zeros(3), np.zeros((3, 4)))
+
+
+def test_from_results_names_a_missing_feature_space(tmp_path):
+    columns = {k: v for k, v in survey_columns().items() if k != "latents"}
+    finalize(tmp_path / "r", columns, [], {})
+    assert Ranker.from_results(tmp_path / "r").features.shape == (120, 6)
+    with pytest.raises(InputError, match="latents.*feature_axes"):
+        Ranker.from_results(tmp_path / "r", feature_key="latents")
+
+
+# ---- features from cubes -----------------------------------------------------------------------
+
+
+def test_features_from_cubes_are_pca_of_area_averages(tmp_path):
+    rng = np.random.default_rng(1)
+    cube = rng.random((50, 16, 16, 3)).astype(np.float32)
+    cube[:25] += np.linspace(0, 1, 16)[None, :, None, None]  # some structure to find
+    path = tmp_path / "paper.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("residuals", data=cube, chunks=(8, 16, 16, 3))
+    features = features_from_cubes(path, size=4, components=5, chunk=7)
+    assert features.shape == (50, 5) and features.dtype == np.float32
+    small = cube.astype(np.float64).reshape(50, 4, 4, 4, 4, 3).mean(axis=(2, 4)).reshape(50, -1)
+    centred = small - small.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    expected = centred @ vt[:5].T
+    signs = np.sign((features * expected).sum(0))
+    np.testing.assert_allclose(features * signs, expected, atol=1e-5)
+    np.testing.assert_array_equal(features, features_from_cubes(path, size=4, components=5))
+    with pytest.raises(InputError, match="reals"):
+        features_from_cubes(path, cube="reals")
+    with pytest.raises(InputError, match="5x5"):
+        features_from_cubes(path, size=5)
+
+
+# ---- rerank and the command line ---------------------------------------------------------------
+
+
+def interesting_labels(columns) -> dict[int, str]:
+    ids = columns["object_ids"]
+    return {int(ids[100]): INTERESTING, int(ids[105]): INTERESTING, int(ids[115]): ARTIFACT}
+
+
+@pytest.mark.parametrize("fmt", [".fits", ".csv", ".parquet"])
+def test_rerank_writes_the_columns_into_every_catalog(tmp_path, fmt):
+    columns = survey_columns()
+    folder = tmp_path / "scores"
+    finalize(folder, columns, [], {}, catalog_format=fmt, select_sigma=1.0)
+    before = {p.name: read_catalog(p) for p in folder.glob(f"catalog*{fmt}")}
+    assert len(before) == 2
+    labels = interesting_labels(columns)
+    written = rerank(folder, labels, echo=lambda *_: None)
+    assert written["version"] == 1 and written["n_labels"] == 3
+    assert sorted(p.name for p in written["catalogs"]) == sorted(before)
+    ranker = Ranker.from_results(folder)
+    score = ranker.scores(labels)
+    for name, old in before.items():
+        new = read_catalog(folder / name)
+        assert new.colnames == [*old.colnames, "rerank_score", "rerank_rank"]
+        for column in old.colnames:
+            np.testing.assert_array_equal(new[column], old[column])
+        assert new["object_id"].dtype == np.uint64
+        assert set(HUGE_IDS) & {int(i) for i in new["object_id"]}  # exact, not float-rounded
+        rows = ranker.rows_of(np.asarray(new["object_id"], dtype=np.uint64))
+        np.testing.assert_allclose(new["rerank_score"], score[rows], atol=1e-6)
+        assert new["rerank_rank"].dtype.kind == "i"
+    full = read_catalog(folder / f"catalog{fmt}")
+    assert sorted(full["rerank_rank"]) == list(range(1, 121))
+    best_first = full[np.argsort(full["rerank_rank"])]
+    assert list(best_first["rerank_score"]) == sorted(best_first["rerank_score"], reverse=True)
+    assert rerank(folder, labels, echo=lambda *_: None)["version"] == 2  # counted in rerank.json
+    assert json.loads((folder / RERANK_RECORD).read_text())["labels"] == {
+        INTERESTING: 2, ARTIFACT: 1, NORMAL: 0,
+    }  # fmt: skip
+    assert read_catalog(folder / f"catalog{fmt}").colnames == new.colnames  # replaced, not added
+
+
+def test_read_labels_from_csv(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text(f"object_id,label\n{2**64 - 1},interesting\n17,artifact\n")
+    assert read_labels(path) == {2**64 - 1: INTERESTING, 17: ARTIFACT}
+    path.write_text("object_id,label\n17,boring\n")
+    with pytest.raises(InputError, match="row 2.*boring"):
+        read_labels(path)
+    path.write_text("id,kind\n17,artifact\n")
+    with pytest.raises(InputError, match="object_id"):
+        read_labels(path)
+    path.write_text("object_id,note\n17,odd\n")
+    with pytest.raises(InputError, match="object_id,label"):
+        read_labels(path)
+    with pytest.raises(InputError, match="no such label file"):
+        read_labels(tmp_path / "missing.sqlite")
+
+
+def test_read_labels_from_the_label_store(tmp_path):
+    from tfanomaly.results.labels import LabelStore
+
+    path = tmp_path / "labels.sqlite"
+    with LabelStore(path) as store:
+        store.set(2**64 - 1, label=INTERESTING)
+        store.set(17, label=ARTIFACT)
+        store.set(17, label=NORMAL)  # the latest label counts
+        store.set(5, tags=["odd"])  # tags without a label: not a label
+    assert read_labels(path) == {2**64 - 1: INTERESTING, 17: NORMAL}
+
+
+def test_rerank_command(results_dir, tmp_path):
+    columns, _ = read_results(results_dir, with_vectors=True)
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["object_id", "label"])
+        writer.writerows(interesting_labels(columns).items())
+    result = CliRunner().invoke(main, ["rerank", str(results_dir), "--labels", str(labels),
+                                       "--features", "latents"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "3 labels" in result.output and "latents" in result.output
+    assert "rerank_rank" in Table.read(results_dir / "catalog.fits").colnames
+    assert json.loads((results_dir / RERANK_RECORD).read_text())["features"] == "latents"
+    missing = CliRunner().invoke(main, ["rerank", str(results_dir)])
+    assert missing.exit_code == 1
+    assert missing.output.startswith("error:") and RerankConfig.labels in missing.output
+    assert "Traceback" not in missing.output
+    from tfanomaly.results.labels import LabelStore
+
+    with LabelStore(results_dir / RerankConfig.labels) as store:  # the default label file
+        store.set(int(columns["object_ids"][3]), label=INTERESTING)
+    result = CliRunner().invoke(main, ["rerank", str(results_dir)])
+    assert result.exit_code == 0 and "1 labels" in result.output and "feature_axes" in result.output
+    assert json.loads((results_dir / RERANK_RECORD).read_text())["version"] == 2
+
+
+def test_rerank_config():
+    assert RerankConfig().features == "feature_axes"
+    with pytest.raises(Exception, match="unknown feature space"):
+        RerankConfig(features="pixels").validate()
+    assert RelevanceConfig() == RelevanceConfig()

@@ -1,0 +1,276 @@
+"""Re-ranking a scored catalog with an astronomer's labels: the ``Ranker`` the explorer calls after
+each batch of labels, similarity search, and ``rerank``, which writes the new order into the catalogs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tfanomaly.errors import ConfigError, InputError
+from tfanomaly.fileio import write_json_atomic
+from tfanomaly.models.relevance import (
+    LABELS,
+    RelevanceConfig,
+    anomaly_prior,
+    check_labelled,
+    label_targets,
+    ranking_space,
+    relevance,
+)
+from tfanomaly.pipelines.config import RerankConfig
+from tfanomaly.results.catalog import CATALOG_FORMATS, VECTOR_KEYS, read_results, write_catalog
+
+DEFAULT_FEATURES = RerankConfig.features
+ANOMALY_KEY = "scores_sigma"
+RERANK_RECORD = "rerank.json"
+
+
+class Ranker:
+    """The ranking of one catalog, re-computed from the labels given so far.
+
+    Args:
+        object_ids: (N,) uint64 ids.
+        anomaly: (N,) the unsupervised score in sigma units (higher = more anomalous).
+        features: (N, D) the feature space similarity and relevance are measured in.
+        config: the relevance knobs.
+    """
+
+    def __init__(self, object_ids, anomaly, features, config: RelevanceConfig | None = None):
+        self.object_ids = np.asarray(object_ids, dtype=np.uint64)
+        self.anomaly = np.asarray(anomaly, dtype=np.float64)
+        self.features = np.ascontiguousarray(features, dtype=np.float32)
+        n = len(self.object_ids)
+        if self.anomaly.shape != (n,) or self.features.ndim != 2 or len(self.features) != n:
+            raise InputError(
+                f"ranker: {n} ids, anomaly {self.anomaly.shape}, features {self.features.shape}"
+            )
+        self.config = config or RelevanceConfig()
+        self.config.validate()
+        self._rows = {int(i): r for r, i in enumerate(self.object_ids)}
+        if len(self._rows) != n:
+            raise InputError("ranker: object ids are not unique")
+        # What every re-rank and similarity query needs, computed once: the ranking space
+        # (standardised features and the anomaly coordinate) and the anomaly on its scale.
+        self._space = ranking_space(self.anomaly, self.features, self.config)
+        self._unit = np.ascontiguousarray(self._space[:, :-1])  # similarity: the features alone
+        self._norms = (self._unit * self._unit).sum(axis=1)
+        self._prior = anomaly_prior(self.anomaly, self.config.anomaly_scale)
+        self.version = 0
+
+    @classmethod
+    def from_results(cls, results_dir, feature_key: str | None = None, config=None) -> Ranker:
+        """A ranker over a tfanomaly results folder (its ``results.h5``)."""
+        columns, _ = read_results(results_dir, with_vectors=True)
+        key = feature_key or DEFAULT_FEATURES
+        if key not in columns:
+            have = [k for k in VECTOR_KEYS if k in columns]
+            raise InputError(
+                f"{results_dir}: no '{key}' vectors in results.h5 (has: {', '.join(have) or 'none'});"
+                " score again with this tfanomaly version"
+            )
+        return cls(columns["object_ids"], columns[ANOMALY_KEY], columns[key], config)
+
+    def rows_of(self, object_ids, where="labels") -> np.ndarray:
+        """Row indices of these object ids; an id not in the catalog is an InputError."""
+        rows = [self._rows.get(int(i), -1) for i in object_ids]
+        if -1 in rows:
+            missing = int(list(object_ids)[rows.index(-1)])
+            raise InputError(f"{where}: object {missing} is not in this catalog")
+        return np.array(rows, dtype=np.int64)
+
+    def _labelled(self, labels: dict[int, str]) -> tuple[np.ndarray, np.ndarray]:
+        return self.rows_of(list(labels)), label_targets(list(labels.values()))
+
+    def scores(self, labels: dict[int, str]) -> np.ndarray:
+        """(N,) the score to rank by under these labels (object id -> label name)."""
+        rows, targets = self._labelled(labels)
+        rows, targets = check_labelled(rows, targets, len(self._prior))
+        self.version += 1
+        if len(rows) == 0:
+            return self._prior.copy()
+        return self._prior + self.config.weight * relevance(self._space, rows, targets, self.config)
+
+    def order(self, labels: dict[int, str]) -> np.ndarray:
+        """Row indices, best first; the labelled objects last."""
+        score = self.scores(labels)
+        rows, _ = self._labelled(labels)
+        score[rows] = -np.inf
+        return np.argsort(-score, kind="stable")
+
+    def similar(self, object_id: int, k: int = 12) -> list[int]:
+        """Ids of the k objects nearest to ``object_id`` in the feature space (not itself)."""
+        if int(object_id) not in self._rows:
+            raise InputError(f"object {int(object_id)} is not in this catalog")
+        row = self._rows[int(object_id)]
+        d2 = self._norms - 2.0 * (self._unit @ self._unit[row]) + self._norms[row]
+        d2[row] = np.inf
+        k = min(k, len(d2) - 1)
+        near = np.argpartition(d2, k - 1)[:k] if k > 0 else np.array([], dtype=np.int64)
+        near = near[np.argsort(d2[near], kind="stable")]
+        return [int(self.object_ids[r]) for r in near]
+
+
+def features_from_cubes(h5_path, cube: str = "residuals", size: int = 8, components: int = 16,
+                        *, chunk: int = 1024) -> np.ndarray:  # fmt: skip
+    """Features for results files without vectors (the paper's results HDF5 has only scores and
+    image cubes): each image of ``cube`` area-averaged to size x size, then projected on the
+    ``components`` leading principal axes. Two passes of ``chunk`` images each (the mean and
+    covariance in float64, then the projection), so the cube is never in memory whole.
+
+    Returns:
+        (N, components) float32, the projections in the file's row order.
+    """
+    import h5py
+
+    path = Path(h5_path)
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable HDF5 file: {exc}") from exc
+    with handle as f:
+        if cube not in f:
+            raise InputError(f"{path}: no '{cube}' cube (has: {', '.join(sorted(f.keys()))})")
+        data = f[cube]
+        if data.ndim not in (3, 4):
+            raise InputError(f"{path}: '{cube}' has shape {data.shape}, not (N, H, W[, C])")
+        n, height, width = data.shape[:3]
+        if size < 1 or height % size or width % size:
+            raise InputError(
+                f"{path}: {height}x{width} images do not area-average to {size}x{size}"
+            )
+        if not 1 <= components <= size * size * (data.shape[3] if data.ndim == 4 else 1):
+            raise ConfigError(f"components must be between 1 and the {size}x{size} pixel count")
+
+        def small(start: int) -> np.ndarray:
+            block = np.asarray(data[start : start + chunk], dtype=np.float64)
+            block = block.reshape(len(block), size, height // size, size, width // size, -1)
+            return block.mean(axis=(2, 4)).reshape(len(block), -1)
+
+        total, outer = 0.0, 0.0
+        for start in range(0, n, chunk):
+            block = small(start)
+            total = total + block.sum(axis=0)
+            outer = outer + block.T @ block
+        mean = total / max(n, 1)
+        covariance = outer / max(n, 1) - np.outer(mean, mean)
+        _, vectors = np.linalg.eigh(covariance)
+        axes = vectors[:, ::-1][:, :components]
+        # A fixed sign per axis (largest loading positive), so the features do not flip between
+        # files or library versions.
+        axes *= np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(components)])
+        out = np.empty((n, components), dtype=np.float32)
+        for start in range(0, n, chunk):
+            out[start : start + chunk] = (small(start) - mean) @ axes
+    return out
+
+
+def read_catalog(path):
+    """A catalog as an astropy Table with exact uint64 object ids, whatever its format (CSV ids
+    above 2**63 would otherwise come back as text; Parquet is read with pyarrow, which astropy's
+    reader needs pandas for)."""
+    from astropy.io import ascii
+    from astropy.table import Table
+
+    path = Path(path)
+    fmt = CATALOG_FORMATS.get(path.suffix.lower())
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+            from pyarrow import types
+
+            arrow = pq.read_table(path)
+            table = Table()
+            for name in arrow.column_names:
+                column = arrow.column(name)
+                if types.is_string(column.type) or types.is_large_string(column.type):
+                    table[name] = np.array(column.to_pylist(), dtype=str)
+                else:
+                    table[name] = column.to_numpy()
+        elif fmt == "ascii.csv":
+            table = Table.read(path, format=fmt,
+                               converters={"object_id": [ascii.convert_numpy(np.uint64)]})  # fmt: skip
+        else:
+            table = Table.read(path, format=fmt)
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"{path}: not a readable catalog: {exc}") from exc
+    if "object_id" not in table.colnames:
+        raise InputError(f"{path}: no object_id column")
+    return table
+
+
+def rerank(results_dir, labels: dict[int, str], *, feature_key=None, config=None,
+           echo=print) -> dict:  # fmt: skip
+    """Re-rank a results folder under ``labels`` (object id -> label name): every catalog in it
+    (``catalog*.fits/.csv/.parquet``) is written again, rows in their old order with every old
+    column, plus ``rerank_score`` (higher first) and ``rerank_rank`` (1 = first, over the whole
+    results file; labelled objects keep their place by score). ``RESULTS/rerank.json`` records
+    the ranking's version (one more than the last one written there), the labels' count and the
+    settings.
+
+    Returns:
+        dict with ``catalogs`` (paths written), ``record`` (the rerank.json path), ``version``,
+        ``n_labels`` and ``features``.
+    """
+    results_dir = Path(results_dir)
+    feature_key = feature_key or DEFAULT_FEATURES
+    ranker = Ranker.from_results(results_dir, feature_key, config)
+    score = ranker.scores(labels)
+    rank = np.empty(len(score), dtype=np.int64)
+    rank[np.argsort(-score, kind="stable")] = np.arange(1, len(score) + 1)
+    written = []
+    for path in sorted(results_dir.glob("catalog*")):
+        if path.suffix.lower() not in CATALOG_FORMATS or path.name.startswith("."):
+            continue
+        table = read_catalog(path)
+        rows = ranker.rows_of(np.asarray(table["object_id"], dtype=np.uint64), where=path)
+        table["rerank_score"] = score[rows]
+        table["rerank_rank"] = rank[rows]
+        write_catalog(table, path)
+        written.append(path)
+    record_path = results_dir / RERANK_RECORD
+    previous = 0
+    if record_path.exists():
+        try:
+            previous = int(json.loads(record_path.read_text()).get("version", 0))
+        except (OSError, ValueError, AttributeError):
+            previous = 0  # a damaged record only restarts the count
+    counts = {name: sum(1 for v in labels.values() if v == name) for name in LABELS}
+    record = {
+        "version": previous + 1,
+        "n_labels": len(labels),
+        "labels": counts,
+        "features": feature_key,
+        "relevance": dataclasses.asdict(ranker.config),
+        "catalogs": [p.name for p in written],
+    }
+    write_json_atomic(record_path, record)
+    echo(f"re-ranked {len(score)} objects with {len(labels)} labels "
+         f"({', '.join(f'{c} {n}' for n, c in counts.items())}) in {feature_key}, version "
+         f"{record['version']}: {', '.join(map(str, written)) or 'no catalogs'}")  # fmt: skip
+    return {"catalogs": written, "record": record_path, "version": record["version"],
+            "n_labels": len(labels), "features": feature_key}  # fmt: skip
+
+
+def read_labels(path) -> dict[int, str]:
+    """The current labels, object id -> label name: from the explorer's SQLite label store
+    (``tfanomaly.results.labels.LabelStore``), or from a label table (.csv or .fits with columns
+    object_id,label, as ``tfanomaly.results.labels`` exports them). Objects with tags or notes
+    but no label are left out."""
+    from tfanomaly.results.labels import TABLE_FORMATS, LabelStore, read_label_table
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such label file")
+    if path.suffix.lower() in TABLE_FORMATS:
+        records = read_label_table(path)
+        if records and "label" not in records[0]:
+            raise InputError(f"{path}: a label table needs the columns object_id,label")
+        labels = {record["object_id"]: record["label"] for record in records}
+    else:
+        with LabelStore(path) as store:
+            labels = {i: record["label"] for i, record in store.current().items()}
+    return {i: label for i, label in labels.items() if label is not None}
