@@ -75,6 +75,7 @@ def test_demo_end_to_end_as_a_subprocess(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "done: outputs are in" in result.stdout
+    assert f"tfanomaly explore {out / 'scores'}" in result.stdout
     assert (out / "survey.h5").exists() and (out / "tfrecords" / "manifest.json").exists()
     manifest = json.loads((out / "tfrecords" / "manifest.json").read_text())
     assert manifest["count"] == 300 and manifest["shape"] == [32, 32, 3]

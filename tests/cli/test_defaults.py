@@ -15,6 +15,7 @@ from tfanomaly.models.config import InversionConfig, ScoreSettings
 from tfanomaly.pipelines.config import (
     CATALOG_FORMAT_NAMES,
     CUBES,
+    FEATURE_SPACES,
     NAN_POLICIES,
     PRECISIONS,
     CaeTrainConfig,
@@ -25,10 +26,12 @@ from tfanomaly.pipelines.config import (
     EmbedConfig,
     EncoderTrainConfig,
     EvaluateConfig,
+    ExploreConfig,
     ExportConfig,
     GanTrainConfig,
     IngestConfig,
     ReportConfig,
+    RerankConfig,
     ScoreConfig,
     ServeConfig,
     SimulateConfig,
@@ -84,6 +87,10 @@ SOURCES = {
     "serve": same_names(ServeConfig, "host grpc_port rest_port"),
     "export": same_names(ExportConfig, "name steps"),
     "demo": same_names(DemoConfig, "n_objects size seed gan_steps encoder_steps cae_steps"),
+    "explore": same_names(
+        ExploreConfig, "host port rerank_every page_size panel_size similar features"
+    ),
+    "rerank": same_names(RerankConfig, "features"),
 }
 # Defaults of the command line alone: how a user spells "every kind", the smooth simulator's
 # switch, and the demo's folder.
@@ -98,6 +105,8 @@ CHOICES = {
     ("train cae", "images"): CUBES,
     ("score", "catalog_format"): CATALOG_FORMAT_NAMES,
     ("merge-scores", "catalog_format"): CATALOG_FORMAT_NAMES,
+    ("explore", "features"): FEATURE_SPACES,
+    ("rerank", "features"): FEATURE_SPACES,
 }
 
 

@@ -10,11 +10,13 @@ import click
 
 from tfanomaly.cli.data import ingest, inspect, simulate
 from tfanomaly.cli.demo import demo
+from tfanomaly.cli.discovery import explore_command, labels_group
 from tfanomaly.cli.scoring import (
     embed_command,
     evaluate_command,
     merge_scores,
     report_command,
+    rerank_command,
     score_command,
 )
 from tfanomaly.cli.serving import export_command, serve_command
@@ -43,6 +45,9 @@ for _command in (
     evaluate_command,
     embed_command,
     report_command,
+    rerank_command,
+    explore_command,
+    labels_group,
     serve_command,
     export_command,
     demo,

@@ -1,5 +1,5 @@
 """Commands that score a data set and read the scores: ``score``, ``merge-scores``, ``evaluate``,
-``embed`` and ``report``."""
+``embed``, ``report`` and ``rerank``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
 from tfanomaly.models.config import InversionConfig
 from tfanomaly.pipelines.config import (
     CATALOG_FORMAT_NAMES,
+    FEATURE_SPACES,
     CatalogConfig,
     ClientConfig,
     EmbedConfig,
     EvaluateConfig,
     ReportConfig,
+    RerankConfig,
     ScoreConfig,
 )
 
@@ -355,3 +357,38 @@ def report_command(results, cae_dir, out_path, top_n, thumb_size, sigma_cut):
         f"report {shown['path']} ({shown['bytes'] / 1e6:.1f} MB): {shown['map_points']} "
         f"map points, {shown['gallery_images']} gallery images"
     )
+
+
+@click.command("rerank")
+@click.argument("results", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--labels",
+    "labels_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help=f"Label file: the explorer's SQLite store, or a .csv / .fits table with columns "
+    f"object_id,label [default: RESULTS/{RerankConfig.labels}].",
+)
+@click.option(
+    "--features",
+    type=click.Choice(FEATURE_SPACES),
+    default=RerankConfig.features,
+    show_default=True,
+    help="Feature space the labels' relevance spreads in (feature_axes: the critic features on "
+    "the calibration's whitened axes; latents: the encoder's z).",
+)
+@_friendly_errors
+def rerank_command(results, labels_path, features):
+    """Re-rank the catalogs of the folder RESULTS with an astronomer's labels (interesting,
+    artifact, normal): the anomaly score combined with a relevance learned from the labels in a
+    feature space of the model. Adds the columns rerank_score and rerank_rank (1 = first) to
+    every catalog in RESULTS; with no labels the order is the anomaly score's.
+    """
+    from pathlib import Path
+
+    from tfanomaly.pipelines.rerank import read_labels, rerank
+
+    config = RerankConfig(features=features)
+    config.validate()
+    labels = read_labels(labels_path or Path(results) / config.labels)
+    rerank(results, labels, feature_key=config.features, echo=click.echo)

@@ -336,3 +336,66 @@ class DemoConfig:
     inversion_steps: int = 0  # encoder only: better and 13x faster here (the paper: 10)
     cae_sample: int = 500  # the high-anomaly sample the CAE characterises
     cae_steps: int = 300
+
+
+# The per-object vectors a ranking can learn in (``results.catalog.VECTOR_KEYS``).
+FEATURE_SPACES = ("feature_axes", "latents")
+
+
+@dataclass(frozen=True)
+class RerankConfig:
+    """Options of ``tfanomaly rerank`` (``pipelines.rerank.rerank``).
+
+    Args:
+        features: the feature space relevance and similarity are measured in (one of
+            ``FEATURE_SPACES``).
+        labels: the label file's name in the results folder (the explorer's SQLite label store;
+            ``--labels`` may name another file, or a CSV with columns object_id,label).
+    """
+
+    features: str = "feature_axes"
+    labels: str = "labels.sqlite"
+
+    def validate(self) -> None:
+        if self.features not in FEATURE_SPACES:
+            raise ConfigError(
+                f"unknown feature space '{self.features}'; choose one of {', '.join(FEATURE_SPACES)}"
+            )
+
+
+@dataclass(frozen=True)
+class ExploreConfig:
+    """Options of ``tfanomaly explore`` (the labelling web app, ``tfanomaly.explore``).
+
+    Args:
+        host: address to bind (0.0.0.0 exposes the explorer, and the labels, to the network).
+        port: port to listen on (0: any free port; the command prints the URL).
+        rerank_every: new labels between two re-rankings of the queue.
+        page_size: objects per page of the queue.
+        panel_size: the smallest side, in screen pixels, of each triptych panel (images are
+            enlarged by a whole factor, nearest neighbour, to at least this).
+        similar: objects "more like this" shows.
+        features: the feature space re-ranking and similarity use (one of ``FEATURE_SPACES``;
+            files without feature vectors use PCA features of their residual images).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    rerank_every: int = 10
+    page_size: int = 20
+    panel_size: int = 128
+    similar: int = 12
+    features: str = RerankConfig.features
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be in 0-65535, got {self.port}")
+        for name, low, high in (("rerank_every", 1, 10**6), ("page_size", 1, 200),
+                                ("panel_size", 16, 1024), ("similar", 1, 200)):  # fmt: skip
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError(f"{name.replace('_', '-')} must be in {low}-{high}, got {value}")
+        if self.features not in FEATURE_SPACES:
+            raise ConfigError(
+                f"unknown feature space '{self.features}'; choose one of {', '.join(FEATURE_SPACES)}"
+            )

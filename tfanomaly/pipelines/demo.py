@@ -167,5 +167,6 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     echo(f"[11/11] report: {shown['path']} ({shown['bytes'] / 1e6:.1f} MB; open it in a browser)")
 
     echo(f"done: outputs are in {out_dir}/")
+    echo(f"label the anomalies in a browser, the ranking learns: tfanomaly explore {scores}")
     return {"survey": survey, "data": data, "gallery": gallery, "run": run, "scores": scores,
             "evaluation": report, "report": out_dir / "report.html"}  # fmt: skip

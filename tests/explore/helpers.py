@@ -1,0 +1,76 @@
+"""Talking to an explorer over HTTP in tests: requests, waiting for its state, starting the
+command line as a server process and reading the URL it prints."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from urllib.parse import urlsplit
+
+
+def call(url: str, path: str, body=None, *, method=None, content_type="application/json",
+         raw: bytes | None = None, headers: dict | None = None, timeout: float = 30):  # fmt: skip
+    """(status, headers, decoded JSON or bytes) of one request; ``path`` is sent as it is, so
+    that traversal attempts reach the server unnormalised."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    sent = {"Content-Type": content_type} if data is not None else {}
+    sent.update(headers or {})
+    connection.request(method or ("POST" if data is not None else "GET"), path, data, sent)
+    response = connection.getresponse()
+    payload = response.read()
+    connection.close()
+    if response.getheader("Content-Type", "").startswith("application/json"):
+        payload = json.loads(payload)
+    return response.status, dict(response.getheaders()), payload
+
+
+def get(url: str, path: str):
+    status, _, payload = call(url, path)
+    assert status == 200, (path, status, payload)
+    return payload
+
+
+def post(url: str, path: str, body: dict):
+    status, _, payload = call(url, path, body)
+    assert status == 200, (path, status, payload)
+    return payload
+
+
+def wait_for(url: str, condition, timeout: float = 60, what: str = "the explorer's state"):
+    """Poll /api/state until ``condition(state)`` holds; return that state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = get(url, "/api/state")
+        if condition(state):
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {state}")
+        time.sleep(0.05)
+
+
+def start_explore(*args, timeout: float = 60) -> tuple[subprocess.Popen, str]:
+    """``tfanomaly explore ARGS --port 0`` as a process; returns it with the URL it printed (the
+    lines before the URL are in ``process.printed``)."""
+    command = [sys.executable, "-m", "tfanomaly.cli", "explore", *map(str, args), "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    deadline = time.monotonic() + timeout
+    lines = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        found = re.search(r"open (http://\S+) in a browser", line)
+        if found:
+            process.printed = lines
+            return process, found[1]
+    process.kill()
+    raise AssertionError("tfanomaly explore did not print its URL:\n" + "".join(lines))

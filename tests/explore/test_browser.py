@@ -1,0 +1,223 @@
+"""The explorer as an astronomer uses it, in headless Chromium driven by Selenium: label by click
+and by key, undo, tags and a note, a re-ranking that reorders the queue, a reload that keeps every
+label, the simulated kind behind a toggle, "more like this", and a screenshot.
+
+The results are a scored tiny16 run; ``TFANOMALY_EXPLORE_RESULTS=FOLDER`` runs the same session on
+another results folder (labels go to a temporary file), and ``TFANOMALY_SCREENSHOT_DIR=docs``
+keeps the screenshot as ``explorer.png`` (how README's picture is made).
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import build_tiny_run, quiet
+
+from explore.helpers import get, start_explore, wait_for
+from tfanomaly.models.config import InversionConfig
+from tfanomaly.pipelines.config import ScoreConfig
+
+
+def chrome(profile: Path):
+    """Headless Debian Chromium under Debian's chromedriver (skipped outside CI when missing)."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        webdriver = None
+    if browser is None or driver is None or webdriver is None:
+        missing = (
+            "selenium" if webdriver is None else "chromium" if browser is None else "chromedriver"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing} is missing: .ci/run installs chromium and chromium-driver, "
+                        "the dev extra selenium")  # fmt: skip
+        pytest.skip(f"{missing} not installed (apt-get install chromium chromium-driver; "
+                    "pip install selenium)")  # fmt: skip
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-background-networking", "--disable-sync",
+                 "--window-size=1440,1000", "--hide-scrollbars", f"--user-data-dir={profile}"):  # fmt: skip
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=Service(driver))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    other = os.environ.get("TFANOMALY_EXPLORE_RESULTS")
+    if other:
+        return Path(other)
+    from tfanomaly.pipelines.score import score
+
+    folder = build_tiny_run(tmp_path_factory.mktemp("explore_browser"), 60, seed=7,
+                            anomaly_fraction=0.25)  # fmt: skip
+    score(folder / "run", folder / "ds", folder / "scores",
+          ScoreConfig(batch_size=32, store_images=True, inversion=InversionConfig(steps=0)),
+          progress=False, echo=quiet)  # fmt: skip
+    return folder / "scores"
+
+
+class Page:
+    """The explorer page in the browser: cards, keys, and waiting for what the page shows."""
+
+    def __init__(self, driver):
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.by import By
+
+        self.driver, self.by, self.actions = driver, By, ActionChains
+
+    def js(self, script: str):
+        return self.driver.execute_script(script)
+
+    def wait(self, script: str, what: str, timeout: float = 60):
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        return WebDriverWait(self.driver, timeout, 0.05).until(
+            lambda _: self.js(f"return {script};"), message=f"waiting for {what}"
+        )
+
+    def ids(self, where: str = "#queue") -> list[str]:
+        return self.js(f"return [...document.querySelectorAll('{where} .card')]"
+                       ".map(c => c.dataset.id);")  # fmt: skip
+
+    def label_of(self, oid: str) -> str:
+        return self.js(f"return document.querySelector('.card[data-id=\"{oid}\"]').dataset.label;")
+
+    def wait_label(self, oid: str, label: str) -> None:
+        self.wait(f"document.querySelector('#queue .card[data-id=\"{oid}\"], #gallery-items "
+                  f".card[data-id=\"{oid}\"]')?.dataset.label === '{label}'",
+                  f"{oid} labelled '{label}'")  # fmt: skip
+
+    def keys(self, *keys: str) -> None:
+        chain = self.actions(self.driver)
+        for key in keys:
+            chain = chain.send_keys(key)
+        chain.perform()
+
+    def focused(self) -> str:
+        return self.js("return document.querySelector('#queue .card.focused').dataset.id;")
+
+    def loaded(self, loads: int = 1) -> None:
+        self.wait(f"Number(document.body.dataset.loads || 0) >= {loads} && "
+                  "document.querySelectorAll('#queue .card').length > 0", "the queue")  # fmt: skip
+        self.wait("[...document.querySelectorAll('#queue img')].every(i => i.complete && "
+                  "i.naturalWidth > 0)", "the triptychs")  # fmt: skip
+
+    def loads(self) -> int:
+        return int(self.js("return Number(document.body.dataset.loads || 0);"))
+
+
+@pytest.mark.slow
+def test_label_rerank_reload_and_more_like_this_in_chromium(results, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+
+    process, url = start_explore(results, "--labels", tmp_path / "labels.sqlite",
+                                 "--rerank-every", "2")  # fmt: skip
+    driver = chrome(tmp_path / "profile")
+    try:
+        wait_for(url, lambda s: s["ranker"] == "ready")
+        page = Page(driver)
+        driver.get(url)
+        page.loaded()
+        assert driver.find_element(page.by.ID, "version").text == "ranking v0"
+        before = page.ids()
+        assert len(before) == min(20, get(url, "/api/info")["objects"])
+        assert not page.js("return document.querySelector('.kind')?.offsetParent != null;")
+
+        # One click labels; u takes it back; then keys label and move on to the next card.
+        card = driver.find_element(page.by.CSS_SELECTOR, f'.card[data-id="{before[0]}"]')
+        card.find_element(page.by.CSS_SELECTOR, ".lab.interesting").click()
+        page.wait_label(before[0], "interesting")
+        page.keys("u")
+        page.wait_label(before[0], "")
+        assert page.focused() == before[0]
+        loads = page.loads()
+        page.keys("1")  # interesting, and the focus moves to the next card
+        page.wait_label(before[0], "interesting")
+        assert page.focused() == before[1]
+        page.keys("2")  # artifact: the second new label, a round: the queue is re-ranked
+        page.wait("document.body.dataset.version === '1'", "ranking v1")
+        page.loaded(loads + 1)
+        after = page.ids()
+        assert driver.find_element(page.by.ID, "version").text == "ranking v1"
+        assert after != before and before[0] not in after and before[1] not in after
+
+        # A label, a tag and a note on the new top object (one label: no round yet).
+        top = after[0]
+        page.keys("2")
+        page.wait_label(top, "artifact")
+        page.keys("k", "t", "recheck", Keys.ENTER)
+        page.wait(f"document.querySelector('.card[data-id=\"{top}\"] .tag')?.textContent"
+                  ".startsWith('recheck')", "the tag")  # fmt: skip
+        page.keys(Keys.ESCAPE, "e", "check the single-visit frames", Keys.ESCAPE)
+        note = "check the single-visit frames"
+        wait_for(url, lambda _: get(url, "/api/labels")["labels"][top]["note"] == note,
+                 what="the note saved")  # fmt: skip
+        state = get(url, "/api/state")
+        assert state["labelled"] == 3 and state["pending"] == 1 and state["version"] == 1
+        page.js("window.scrollTo(0, 0); document.getElementById('toast').hidden = true;")
+        page.actions(driver).move_to_element(driver.find_element(page.by.ID, "keys")).perform()
+        screenshot = tmp_path / "explorer.png"
+        driver.save_screenshot(str(screenshot))
+        assert screenshot.stat().st_size > 100_000  # triptychs and cards, not a blank page
+        keep = os.environ.get("TFANOMALY_SCREENSHOT_DIR")
+        if keep:
+            shutil.copy(screenshot, Path(keep) / "explorer.png")
+
+        # Reload: every label is there, in the same order; the kind is one key away.
+        driver.refresh()
+        page.loaded()
+        assert page.ids() == after
+        assert page.label_of(top) == "artifact"
+        assert page.js(f"return document.querySelector('.card[data-id=\"{top}\"] .note').value;"
+                       ) == note  # fmt: skip
+        assert page.js(f"return document.querySelector('.card[data-id=\"{top}\"] .badge')"
+                       ".textContent;") == "artifact"  # fmt: skip
+        last = page.loads()
+        page.keys("]")
+        page.loaded(last + 1)
+        assert page.js("return document.body.dataset.page;") == "1"
+        pages = get(url, "/api/queue")["pages"]
+        driver.get(f"{url}#page={pages}")  # the labelled objects went last
+        driver.refresh()
+        page.loaded()
+        assert page.js("return document.body.dataset.page;") == str(pages - 1)
+        assert page.label_of(before[0]) == "interesting" and page.label_of(before[1]) == "artifact"
+        if get(url, "/api/info")["has_kinds"]:
+            page.keys("s")
+            assert page.js("return document.querySelector('.kind').offsetParent != null;")
+            page.keys("s")
+
+        # More like this: the nearest objects, one labelled from the gallery, a second round.
+        last = page.loads()
+        page.keys("[")
+        page.loaded(last + 1)
+        focused = page.focused()
+        page.keys("m")
+        page.wait("!document.getElementById('gallery').hidden", "the gallery")
+        similar = page.ids("#gallery-items")
+        assert len(similar) == min(12, get(url, "/api/info")["objects"] - 1)
+        assert focused not in similar and len(set(similar)) == len(similar)
+        assert similar == [o["id"] for o in get(url, f"/api/similar/{focused}")["objects"]]
+        driver.find_element(page.by.CSS_SELECTOR,
+                            f'#gallery-items .card[data-id="{similar[0]}"] .lab.normal').click()  # fmt: skip
+        page.wait_label(similar[0], "normal")
+        page.wait("document.body.dataset.version === '2'", "ranking v2")
+        page.keys(Keys.ESCAPE)
+        page.wait("document.getElementById('gallery').hidden", "the gallery closed")
+        labels = get(url, "/api/labels")["labels"]
+        assert {oid: r["label"] for oid, r in labels.items()} == {
+            before[0]: "interesting", before[1]: "artifact", top: "artifact",
+            similar[0]: "normal"}  # fmt: skip
+        assert labels[top]["tags"] == ["recheck"] and labels[before[0]]["version"] == 0
+        assert labels[top]["version"] == 1
+        page.wait("document.body.dataset.page === '0'", "the queue on its first page")
+        assert not set(labels) & set(page.ids())  # ranked: the labelled objects go last
+    finally:
+        driver.quit()
+        process.terminate()
+        process.wait(30)

@@ -1,0 +1,449 @@
+// tfanomaly explore: the page. Plain JavaScript, no libraries, nothing fetched but this server's API.
+// Object ids are 64-bit: they travel and are kept as strings, never as JavaScript numbers.
+"use strict";
+
+const KEYS_FOR_LABELS = { "1": 0, "2": 1, "3": 2 };
+const state = {
+  info: null,
+  page: 0,
+  pages: 1,
+  total: 0,
+  objects: [],
+  focus: 0,
+  version: null,
+  unlabelled: localStorage.getItem("tfanomaly.unlabelled") === "1",
+  showKind: localStorage.getItem("tfanomaly.showKind") === "1",
+  gallery: [],
+  loads: 0,
+};
+
+const $ = (id) => document.getElementById(id);
+
+async function api(path, body) {
+  const init = body === undefined ? {} : {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  };
+  const response = await fetch(path, init);
+  let payload = null;
+  try {
+    payload = await response.json();
+  } catch (error) {
+    payload = null;
+  }
+  if (!response.ok) {
+    throw new Error((payload && payload.error) || `${response.status} ${response.statusText}`);
+  }
+  return payload;
+}
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children) {
+    if (child !== null && child !== undefined) node.append(child);
+  }
+  return node;
+}
+
+// Text with `code` spans (the server's hints name commands that way), built without innerHTML.
+function withCode(text) {
+  const span = el("span");
+  text.split("`").forEach((part, k) => span.append(k % 2 ? el("code", { text: part }) : part));
+  return span;
+}
+
+let toastTimer = null;
+function toast(message, isError = false) {
+  const box = $("toast");
+  box.textContent = message;
+  box.className = "toast" + (isError ? " error" : "");
+  box.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { box.hidden = true; }, isError ? 6000 : 3000);
+}
+
+function shortTime(iso) {
+  if (!iso) return "";
+  const when = new Date(iso);
+  return isNaN(when) ? iso : when.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+}
+
+function formatCoord(value, sign) {
+  if (value === null || value === undefined) return "";
+  const text = value.toFixed(5);
+  return sign && value >= 0 ? "+" + text : text;
+}
+
+// -- one object's card ------------------------------------------------------------------------
+
+function card(obj, index, where) {
+  const info = state.info;
+  const classes = ["card"];
+  if (obj.label) classes.push("is-" + obj.label);
+  const node = el("article", {
+    class: classes.join(" "), "data-id": obj.id, "data-label": obj.label || "",
+    "data-index": index, "data-where": where,
+  });
+  node.append(el("div", { class: "card-head" },
+    el("span", { class: "rank", text: `#${obj.rank}` }),
+    el("span", { class: "oid", text: obj.id, title: "object id" }),
+    obj.label ? el("span", { class: "badge " + obj.label, text: obj.label }) : null,
+    el("button", {
+      class: "more", title: "more like this (m): the nearest objects in feature space",
+      onclick: (event) => { event.stopPropagation(); moreLikeThis(obj.id); },
+    }, el("kbd", { text: "m" }), " more like this")));
+  const place = [];
+  if (obj.ra !== null) place.push(`RA ${formatCoord(obj.ra)}`, `Dec ${formatCoord(obj.dec, true)}`);
+  if (obj.idx !== null) place.push(`idx ${obj.idx}`);
+  node.append(el("div", { class: "coords", text: place.join("   ") }));
+
+  const figure = el("figure", { class: "triptych" });
+  if (info.has_images) {
+    const [height, width] = info.image_size;
+    figure.append(el("img", {
+      src: `/api/images/${obj.id}.png`, width, height,
+      alt: `real, reconstruction and residual of ${obj.id}`,
+    }));
+  } else {
+    figure.append(el("div", { class: "missing" }, withCode(info.images_hint)));
+  }
+  figure.append(el("figcaption", {},
+    el("span", { text: "real" }), el("span", { text: "reconstruction" }),
+    el("span", { text: "residual" })));
+  node.append(figure);
+
+  const scores = el("div", { class: "scores" });
+  for (const { key, name } of info.scores) {
+    const value = obj.scores[key];
+    if (value === null || value === undefined) continue;
+    const main = key === info.sort_key;
+    scores.append(el("span", {
+      class: "score" + (main ? " main" : "") + (!main && value >= 3 ? " high" : ""),
+      title: key, text: `${name} ${value.toFixed(2)}σ`,
+    }));
+  }
+  node.append(scores);
+  if (obj.kind) node.append(el("div", { class: "kind", text: `simulated kind: ${obj.kind}` }));
+
+  const actions = el("div", { class: "actions" });
+  info.labels.forEach((label, k) => {
+    actions.append(el("button", {
+      class: `lab ${label}` + (obj.label === label ? " active" : ""), "data-label": label,
+      title: `${label} (${k + 1})`, onclick: (event) => {
+        event.stopPropagation();
+        setLabel(obj.id, label);
+      },
+    }, el("kbd", { text: String(k + 1) }), " " + label));
+  });
+  node.append(actions);
+
+  const tags = el("div", { class: "tags" });
+  for (const tag of obj.tags) {
+    tags.append(el("span", { class: "tag" }, tag, el("button", {
+      title: `remove tag ${tag}`,
+      onclick: (event) => {
+        event.stopPropagation();
+        saveFields(obj.id, { tags: obj.tags.filter((t) => t !== tag) });
+      },
+    }, "×")));
+  }
+  tags.append(el("input", {
+    type: "text", class: "tag-input", placeholder: "add tag (t), Enter",
+    onkeydown: (event) => {
+      if (event.key !== "Enter") return;
+      const tag = event.target.value.trim();
+      if (tag) saveFields(obj.id, { tags: [...obj.tags, tag] }, true);
+    },
+  }));
+  node.append(tags);
+
+  node.append(el("textarea", {
+    class: "note", rows: 1, placeholder: "note (e), saved when you leave the box",
+    onchange: (event) => saveFields(obj.id, { note: event.target.value }),
+    onkeydown: (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) event.target.blur();
+    },
+  }));
+  node.querySelector("textarea").value = obj.note || "";
+  const meta = obj.time
+    ? `${obj.label || "no label"} · ${shortTime(obj.time)} · given at ranking v${obj.version}`
+    : "";
+  node.append(el("div", { class: "meta", text: meta }));
+  if (where === "queue") node.addEventListener("click", () => setFocus(index, false));
+  return node;
+}
+
+// -- the queue --------------------------------------------------------------------------------
+
+function renderQueue() {
+  const queue = $("queue");
+  queue.replaceChildren();
+  if (!state.objects.length) {
+    queue.append(el("div", { class: "empty", text: state.unlabelled
+      ? "Every object is labelled." : "No objects." }));
+  }
+  state.objects.forEach((obj, k) => queue.append(card(obj, k, "queue")));
+  $("page-info").textContent = `page ${state.page + 1} / ${state.pages}`;
+  $("prev-page").disabled = state.page === 0;
+  $("next-page").disabled = state.page >= state.pages - 1;
+  setFocus(Math.min(state.focus, Math.max(0, state.objects.length - 1)), false);
+  document.body.dataset.page = String(state.page);
+  document.body.dataset.loads = String(++state.loads);
+}
+
+async function loadPage(page, focus = 0) {
+  const query = `page=${page}&size=${state.info.page_size}&unlabelled=${state.unlabelled ? 1 : 0}`;
+  try {
+    const result = await api(`/api/queue?${query}`);
+    state.page = result.page;
+    state.pages = result.pages;
+    state.total = result.total;
+    state.objects = result.objects;
+    state.focus = focus === "last" ? result.objects.length - 1 : focus;
+    history.replaceState(null, "", `#page=${state.page + 1}`);
+    renderQueue();
+    noteState(result, false);
+  } catch (error) {
+    toast(error.message, true);
+  }
+}
+
+function setFocus(index, scroll = true) {
+  const cards = $("queue").querySelectorAll(".card");
+  cards.forEach((node) => node.classList.remove("focused"));
+  if (!cards.length) return;
+  state.focus = Math.max(0, Math.min(index, cards.length - 1));
+  const node = cards[state.focus];
+  node.classList.add("focused");
+  if (scroll) node.scrollIntoView({ block: "nearest", behavior: "smooth" });
+}
+
+function move(step) {
+  const next = state.focus + step;
+  if (next >= state.objects.length) {
+    if (state.page < state.pages - 1) loadPage(state.page + 1, 0);
+  } else if (next < 0) {
+    if (state.page > 0) loadPage(state.page - 1, "last");
+  } else {
+    setFocus(next);
+  }
+}
+
+function focusedObject() {
+  return state.objects[state.focus];
+}
+
+// Replace an object's cards (queue and gallery) after the server recorded a change.
+function updateObject(obj) {
+  for (const list of [state.objects, state.gallery]) {
+    const k = list.findIndex((o) => o.id === obj.id);
+    if (k >= 0) list[k] = { ...list[k], ...obj };
+  }
+  document.querySelectorAll(`.card[data-id="${obj.id}"]`).forEach((node) => {
+    const where = node.dataset.where;
+    const index = Number(node.dataset.index);
+    const list = where === "queue" ? state.objects : state.gallery;
+    const fresh = card(list[index], index, where);
+    if (node.classList.contains("focused")) fresh.classList.add("focused");
+    node.replaceWith(fresh);
+  });
+}
+
+// -- labels -----------------------------------------------------------------------------------
+
+async function setLabel(id, label) {
+  try {
+    const result = await api("/api/labels", { object_id: id, label });
+    updateObject(result.object);
+    noteState(result);
+    return true;
+  } catch (error) {
+    toast(error.message, true);
+    return false;
+  }
+}
+
+async function saveFields(id, fields, refocusTags = false) {
+  try {
+    const result = await api("/api/labels", { object_id: id, ...fields });
+    updateObject(result.object);
+    noteState(result);
+    if (refocusTags) {
+      const input = document.querySelector(`.card[data-id="${id}"] .tag-input`);
+      if (input) input.focus();
+    }
+  } catch (error) {
+    toast(error.message, true);
+  }
+}
+
+async function undo() {
+  try {
+    const result = await api("/api/undo", {});
+    if (!result.undone) {
+      toast("nothing to undo");
+      return;
+    }
+    const taken = result.undone.undone;
+    if (result.undone.rank !== undefined) updateObject(result.undone);
+    toast(`undid ${taken.label ? "'" + taken.label + "'" : "a change"} on ${result.undone.id}`);
+    noteState(result);
+  } catch (error) {
+    toast(error.message, true);
+  }
+}
+
+async function moreLikeThis(id) {
+  try {
+    const result = await api(`/api/similar/${id}`);
+    state.gallery = result.objects;
+    const shown = state.objects.find((o) => o.id === id);
+    $("gallery-title").textContent =
+      `More like ${shown ? "#" + shown.rank + " " : ""}${id}: the ${result.objects.length} nearest in feature space`;
+    const items = $("gallery-items");
+    items.replaceChildren(...result.objects.map((obj, k) => card(obj, k, "gallery")));
+    $("gallery").hidden = false;
+    document.body.dataset.gallery = id;
+  } catch (error) {
+    toast(error.message, true);
+  }
+}
+
+function closeGallery() {
+  $("gallery").hidden = true;
+  delete document.body.dataset.gallery;
+}
+
+// -- ranking state ----------------------------------------------------------------------------
+
+function noteState(s, reloadOnNewVersion = true) {
+  const info = state.info;
+  const pill = $("version");
+  if (state.version !== null && s.version !== state.version && reloadOnNewVersion) {
+    state.version = s.version;
+    toast(`re-ranked with ${s.labelled} labels: ranking v${s.version}`);
+    loadPage(0, 0);
+  }
+  state.version = s.version;
+  pill.textContent = `ranking v${s.version}`;
+  pill.classList.toggle("busy", s.reranking);
+  document.body.dataset.version = String(s.version);
+  let progress = `${s.labelled} labelled`;
+  if (s.ranker === "ready") {
+    progress += s.reranking ? " · re-ranking…" : ` · re-rank in ${Math.max(0, info.rerank_every - s.pending)}`;
+  } else if (s.ranker === "building") {
+    progress += " · building the feature index…";
+  } else {
+    progress += " · re-ranking off";
+  }
+  const node = $("progress");
+  node.textContent = progress;
+  node.title = s.ranker_message || "";
+}
+
+async function poll() {
+  try {
+    noteState(await api("/api/state"));
+  } catch (error) {
+    $("progress").textContent = "server not reachable";
+  }
+}
+
+// -- keys -------------------------------------------------------------------------------------
+
+document.addEventListener("keydown", async (event) => {
+  const target = event.target;
+  if (target.matches("input, textarea")) {
+    if (event.key === "Escape") target.blur();
+    return;
+  }
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (!$("gallery").hidden) {
+    if (event.key === "Escape") closeGallery();
+    return;
+  }
+  const obj = focusedObject();
+  const node = $("queue").querySelectorAll(".card")[state.focus];
+  if (event.key in KEYS_FOR_LABELS) {
+    if (!obj) return;
+    event.preventDefault();
+    const index = state.focus;
+    if (await setLabel(obj.id, state.info.labels[KEYS_FOR_LABELS[event.key]])) {
+      if (index === state.focus && index < state.objects.length - 1) setFocus(index + 1);
+    }
+    return;
+  }
+  switch (event.key) {
+    case "j": case "n": case "ArrowDown": move(1); break;
+    case "k": case "ArrowUp": move(-1); break;
+    case "u": undo(); break;
+    case "m": if (obj) moreLikeThis(obj.id); break;
+    case "t": if (node) { event.preventDefault(); node.querySelector(".tag-input").focus(); } break;
+    case "e": if (node) { event.preventDefault(); node.querySelector("textarea").focus(); } break;
+    case "]": if (state.page < state.pages - 1) loadPage(state.page + 1); break;
+    case "[": if (state.page > 0) loadPage(state.page - 1); break;
+    case "s": $("show-kind").click(); break;
+    default: return;
+  }
+});
+
+// -- start ------------------------------------------------------------------------------------
+
+async function start() {
+  try {
+    state.info = await api("/api/info");
+  } catch (error) {
+    $("source").textContent = `cannot load the results: ${error.message}`;
+    return;
+  }
+  const info = state.info;
+  $("source").textContent = `${info.results} · ${info.objects} objects · sorted by ${info.sort_key}` +
+    ` · labels in ${info.label_file}`;
+  const notes = [...info.warnings];
+  if (info.images_hint) notes.unshift(info.images_hint);
+  if (notes.length) {
+    const banner = $("banner");
+    notes.forEach((note, k) => {
+      if (k) banner.append(el("br"));
+      banner.append(withCode(note));
+    });
+    banner.hidden = false;
+  }
+  const kind = $("show-kind");
+  kind.checked = state.showKind;
+  kind.disabled = !info.has_kinds;
+  kind.parentElement.title = info.has_kinds ? "show the simulated kind (s)" : "no simulated kinds in these results";
+  document.body.classList.toggle("show-kind", state.showKind && info.has_kinds);
+  kind.addEventListener("change", () => {
+    state.showKind = kind.checked;
+    localStorage.setItem("tfanomaly.showKind", kind.checked ? "1" : "0");
+    document.body.classList.toggle("show-kind", kind.checked);
+  });
+  const unlabelled = $("unlabelled");
+  unlabelled.checked = state.unlabelled;
+  unlabelled.addEventListener("change", () => {
+    state.unlabelled = unlabelled.checked;
+    localStorage.setItem("tfanomaly.unlabelled", unlabelled.checked ? "1" : "0");
+    loadPage(0);
+  });
+  $("prev-page").addEventListener("click", () => loadPage(state.page - 1));
+  $("next-page").addEventListener("click", () => loadPage(state.page + 1));
+  $("gallery-close").addEventListener("click", closeGallery);
+  $("gallery").addEventListener("click", (event) => {
+    if (event.target === $("gallery")) closeGallery();
+  });
+  noteState(info, false);
+  const fromHash = /page=(\d+)/.exec(location.hash);
+  await loadPage(fromHash ? Math.max(0, Number(fromHash[1]) - 1) : 0);
+  setInterval(poll, 1500);
+}
+
+start();
