@@ -103,6 +103,8 @@ def prepare(out: Path, args) -> Path:
         config = ScoreConfig(batch_size=256, store_images=True)
         score(run, data, results, config, progress=False, echo=quiet)
         timings["score"] = time.perf_counter() - started
+    for stage, seconds in timings.items():
+        print(f"{stage}: {seconds:,.0f} s")
     return results
 
 
