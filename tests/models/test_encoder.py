@@ -1,5 +1,6 @@
 """The encoder and its trainer: E's shapes, and training that moves E only."""
 
+import keras
 import numpy as np
 
 from tfanomaly.models.config import get_preset
@@ -18,6 +19,7 @@ def test_encoder_maps_images_to_z():
 
 
 def test_encoder_trainer_updates_only_the_encoder():
+    keras.utils.set_random_seed(0)  # the networks' initial weights
     gan = WGANGP.from_preset(TINY, seed=0)
     gan.compile(d_optimizer=paper_optimizer(), g_optimizer=paper_optimizer())
     trainer = EncoderTrainer(build_encoder(TINY), gan.generator, gan.critic, lam=0.3)
@@ -25,9 +27,11 @@ def test_encoder_trainer_updates_only_the_encoder():
     frozen = [w.numpy().copy() for w in gan.generator.weights + gan.critic.weights]
     encoder_before = [w.numpy().copy() for w in trainer.encoder.weights]
     images = np.random.default_rng(1).random((16, 16, 16, 3)).astype("f4")
-    history = trainer.fit(images, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    # A random tiny generator fits noise images only a little: the loss falls by ~0.1-0.3% over 8
+    # epochs (seeds 0-5), not monotonically from one epoch to the next (2 epochs were flaky).
+    history = trainer.fit(images, batch_size=8, epochs=8, verbose=0, shuffle=False)
     losses = history.history["loss"]
-    assert set(history.history) == {"loss", "pixel", "feature"} and losses[1] < losses[0]
+    assert set(history.history) == {"loss", "pixel", "feature"} and losses[-1] < losses[0]
     for before, after in zip(frozen, gan.generator.weights + gan.critic.weights, strict=True):
         np.testing.assert_array_equal(before, after.numpy())
     assert any(
