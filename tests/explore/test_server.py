@@ -12,11 +12,12 @@ from results.test_browse import write_paper_file, write_results_file
 
 from explore.helpers import call, get, post, wait_for
 from tfanomaly.explore.app import ExploreServer
-from tfanomaly.explore.images import encode_png, scale_for, triptych
+from tfanomaly.explore.images import scale_for, triptych
 from tfanomaly.explore.session import Explorer
 from tfanomaly.pipelines.config import ExploreConfig
 from tfanomaly.results.browse import ResultsView
 from tfanomaly.results.labels import LabelStore
+from tfanomaly.results.preview import encode_png
 
 
 def serve(results, labels, **options):

@@ -1,14 +1,14 @@
 """Triptychs for the explorer: real | reconstruction | residual, enlarged by a whole factor with
-nearest-neighbour pixels and encoded as PNG with zlib alone (no TensorFlow, no imaging library).
+nearest-neighbour pixels (encoded with :func:`tfanomaly.results.preview.encode_png`).
 """
 
 from __future__ import annotations
 
 import math
-import struct
-import zlib
 
 import numpy as np
+
+from tfanomaly.results.preview import rgb, to_uint8
 
 # The page's card colour, so that the gaps between panels read as part of the card.
 GAP_COLOUR = (27, 33, 48)
@@ -21,16 +21,10 @@ def scale_for(size: int, panel_size: int) -> int:
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
-    """A stretched (H, W, C) image in [0, 1] as 8-bit RGB: one band grey, two bands with an empty
-    blue, more than three the first three (as ``results.preview.tile`` shows them)."""
+    """A stretched (H, W) or (H, W, C) image in [0, 1] as 8-bit RGB in the colours of the grids
+    (:func:`tfanomaly.results.preview.rgb`); NaN shows as 0."""
     image = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
-    elif image.shape[-1] == 2:
-        image = np.concatenate([image, np.zeros_like(image[..., :1])], axis=-1)
-    return np.clip(image[..., :3] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return to_uint8(rgb(image if image.ndim == 3 else image[..., None]))
 
 
 def triptych(panels, panel_size: int = 128, gap: int = GAP) -> np.ndarray:
@@ -52,20 +46,3 @@ def triptych_shape(image_shape, panel_size: int = 128, gap: int = GAP) -> tuple[
     height, width = image_shape[:2]
     scale = scale_for(max(height, width), panel_size)
     return height * scale, 3 * width * scale + 2 * gap
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def encode_png(pixels: np.ndarray, level: int = 6) -> bytes:
-    """An 8-bit RGB image (H, W, 3) as PNG bytes."""
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    height, width, channels = pixels.shape
-    if channels != 3:
-        raise ValueError(f"expected (H, W, 3) RGB pixels, got {pixels.shape}")
-    rows = np.zeros((height, 1 + width * 3), np.uint8)  # filter byte 0 (none) before each row
-    rows[:, 1:] = pixels.reshape(height, width * 3)
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
-            + _chunk(b"IDAT", zlib.compress(rows.tobytes(), level)) + _chunk(b"IEND", b""))  # fmt: skip

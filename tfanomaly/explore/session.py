@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from tfanomaly.errors import InputError, TfanomalyError
-from tfanomaly.explore.images import encode_png, triptych, triptych_shape
+from tfanomaly.explore.images import triptych, triptych_shape
 from tfanomaly.pipelines.config import FEATURE_SPACES, ExploreConfig
 from tfanomaly.results.browse import ResultsView
 from tfanomaly.results.labels import LABELS, LabelStore
+from tfanomaly.results.preview import encode_png
 
 PNG_CACHE_BYTES = 64 * 2**20  # rendered triptychs kept: pages of 96-px objects
 PREFETCH_DELAY = 1.0  # seconds after a page is served before its next page is rendered
