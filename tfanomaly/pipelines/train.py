@@ -29,6 +29,7 @@ from tfanomaly.pipelines.loop import (
     trackable,
 )
 from tfanomaly.pipelines.run import (
+    check_run_takes,
     data_record,
     load_network,
     load_run,
@@ -173,7 +174,7 @@ def train_encoder(
     data_dir = Path(data_dir or run["data"]["path"])
     info = DatasetInfo.from_folder(data_dir)
     model_config = ModelConfig.from_dict(run["model"])
-    _check_size(info, model_config, data_dir, model_config.name)
+    check_run_takes(run, info)  # size and band count, as score and calibrate check them
     record_stage(run_dir, "encoder", config)
     strategy = strategy or distribution_strategy()
     keras.utils.set_random_seed(config.seed)
