@@ -25,6 +25,13 @@ from tfanomaly.results.preview import save_png
 
 # Options of every stage that may change between a run and its resumption.
 FREE_OPTIONS = ("steps", "checkpoint_every", "keep_checkpoints", "log_every")
+# Run folders of tfanomaly 0.1 recorded a stage's job under this name.
+LEGACY_JOB = "architecture"
+
+
+def entry_job(entry: dict) -> dict | None:
+    """The job of a ledger entry (also of one written by tfanomaly 0.1)."""
+    return entry.get("job", entry.get(LEGACY_JOB))
 
 
 class Ledger:
@@ -62,8 +69,8 @@ class Ledger:
 
     def _entry(self, data: dict) -> dict | None:
         entry = data.get(self.section) if self.section else (data or None)
-        if entry is not None and "job" not in entry and "architecture" in entry:
-            entry = {**entry, "job": entry["architecture"]}  # run folders of tfanomaly 0.1
+        if entry is not None and "job" not in entry:
+            entry = {**entry, "job": entry_job(entry)}
         return entry
 
     def saved_job(self) -> dict | None:
@@ -111,7 +118,7 @@ class Ledger:
 
     def _write(self, data: dict, extra: dict | None = None, entry_fields: dict | None = None):
         old = self._entry(data) or {}
-        entry = {k: v for k, v in old.items() if k not in ("job", "units", "architecture")}
+        entry = {k: v for k, v in old.items() if k not in ("job", "units", LEGACY_JOB)}
         entry.update(entry_fields or {})
         entry = {"job": self.job, **entry}
         if self.units or not self.section:  # a run's stages keep their units as TF checkpoints

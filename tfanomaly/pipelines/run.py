@@ -15,7 +15,7 @@ from tfanomaly.models import cae, critic, encoder, generator  # noqa: F401  (reg
 from tfanomaly.models.config import InversionConfig
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.models.noise_score import Calibration
-from tfanomaly.pipelines.loop import Ledger, stage_options
+from tfanomaly.pipelines.loop import Ledger, entry_job, stage_options
 
 RUN_FILE = "run.json"
 CALIBRATION_FILE = "calibration.npz"
@@ -66,8 +66,7 @@ def record_stage(run_dir, stage: str, config, extra: dict | None = None) -> None
 
 def stage_record(run: dict, stage: str) -> dict:
     """The options a run's ``stage`` was trained with (as :func:`record_stage` wrote them)."""
-    entry = run[stage]
-    return entry.get("job", entry.get("architecture"))  # "architecture": tfanomaly 0.1
+    return entry_job(run[stage])
 
 
 def data_record(info: DatasetInfo) -> dict:
