@@ -8,6 +8,9 @@ import sys
 import click
 
 from tfanomaly.cli._common import _bands, _friendly_errors, _uses_tensorflow
+from tfanomaly.data.planes import DEFAULT_MASK_BITS
+from tfanomaly.data.resize import RESIZE_METHODS
+from tfanomaly.data.stretch import STRETCH_MODES
 from tfanomaly.pipelines.config import NAN_POLICIES, IngestConfig, SimulateConfig
 from tfanomaly.simulate.config import SurveyConfig
 
@@ -60,9 +63,17 @@ from tfanomaly.simulate.config import SurveyConfig
     show_default=True,
     help="Worker processes (output is identical).",
 )
+@click.option(
+    "--planes",
+    is_flag=True,
+    help="Also write `variances` (sky + the sources' Poisson noise, which the images then carry) "
+    "and `masks` (HSC bits: SAT star cores, CR cosmic rays, BAD columns, DETECTED).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
-def simulate(out, n_objects, size, anomaly_fraction, kinds, seed, substructure, workers, quiet):
+def simulate(
+    out, n_objects, size, anomaly_fraction, kinds, seed, substructure, workers, planes, quiet
+):
     """Simulate an HSC-like gri survey with labelled anomalies into the HDF5 file OUT.
 
     Normal galaxies are bulge + disk GalSim profiles at 20 < i < 20.5 with HSC seeing, pixel scale
@@ -84,6 +95,7 @@ def simulate(out, n_objects, size, anomaly_fraction, kinds, seed, substructure, 
         anomaly_fraction=anomaly_fraction,
         kinds=chosen,
         seed=seed,
+        planes=planes,
     )
     if not substructure:
         config = config.smooth()
@@ -129,23 +141,62 @@ def simulate(out, n_objects, size, anomaly_fraction, kinds, seed, substructure, 
     default=None,
     help="For a .npy SOURCE: a .npy of uint64 object ids (default 0..N-1).",
 )
+@click.option(
+    "--size",
+    type=int,
+    default=None,
+    help="Resize every cutout to SIZE x SIZE pixels (default: keep the input's size).",
+)
+@click.option(
+    "--resize",
+    type=click.Choice(RESIZE_METHODS),
+    default=IngestConfig.resize,
+    show_default=True,
+    help="With --size: crop the centre, or area-weighted resampling (flux per pixel averaged, "
+    "variance propagated, mask bits OR-ed).",
+)
+@click.option(
+    "--stretch",
+    type=click.Choice(STRETCH_MODES),
+    default=IngestConfig.stretch,
+    show_default=True,
+    help="paper: Lupton Q=15, stretch=0.5 (HSC coadd units); auto: the softening scaled to the "
+    "sky noise measured per band, for any flux unit.",
+)
+@click.option(
+    "--mask-bits",
+    default=None,
+    help="Comma-separated mask bit names whose pixels are left out (default: "
+    f"{','.join(DEFAULT_MASK_BITS)}, those the input defines).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a complete data set already in OUT.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
 @_uses_tensorflow
-def ingest(
-    source, out, shard_size, nan_policy, fill_value, bands, object_ids_path, overwrite, quiet
-):
+def ingest(source, out, shard_size, nan_policy, fill_value, bands, object_ids_path, size, resize,
+           stretch, mask_bits, overwrite, quiet):  # fmt: skip
     """Convert cutouts in SOURCE into TFRecord shards + manifest.json in the folder OUT.
 
     SOURCE is an HDF5 file in the paper's layout (`images` (N,H,W,C) float32 flux, `object_ids`,
     optional `idxs`, `ra`, `dec`, `labels`), a .npy (N,H,W,C) or .npz with the same keys, or a
     folder of FITS cutouts named <object_id>.fits (one extension per band, EXTNAME or FILTER = the
     band) or <object_id>_<band>.fits (one file per band). An interrupted ingest resumes when rerun.
+
+    Variance and mask planes travel along where the input has them: `variances` and `masks`
+    arrays beside `images`, or the VARIANCE and MASK HDUs beside IMAGE (bit names from the MP_*
+    cards). Zero, negative or non-finite variances are masked and counted in the manifest.
     """
     from tfanomaly.pipelines.ingest import ingest as run_ingest
 
-    config = IngestConfig(shard_size=shard_size, nan_policy=nan_policy, fill_value=fill_value)
+    config = IngestConfig(
+        shard_size=shard_size,
+        nan_policy=nan_policy,
+        fill_value=fill_value,
+        size=size,
+        resize=resize,
+        stretch=stretch,
+        mask_bits=_bands(mask_bits),
+    )
     manifest = run_ingest(
         source,
         out,
@@ -164,6 +215,21 @@ def ingest(
         click.echo(
             f"NaN/inf: {nan['objects_with_nonfinite']} cutout(s) affected, "
             f"{nan['pixels_filled']} pixel(s) filled, {nan['objects_dropped']} dropped"
+        )
+    planes = manifest["planes"]
+    if planes:
+        mask = planes["mask"]
+        bad = planes.get("variance", {}).get("nonpositive_pixels", 0)
+        click.echo(
+            f"planes: {', '.join(planes)}; masked {','.join(mask['masked'])}: "
+            f"{mask['masked_pixels']} pixel(s)"
+            + (f", {bad} with zero/negative variance" if bad else "")
+        )
+    if manifest["stretch"]["mode"] == "auto":
+        record = manifest["stretch"]
+        click.echo(
+            f"stretch auto: Q {record['Q']:g}, stretch {record['stretch']:.4g} from sky sigma "
+            + ", ".join(f"{b} {v:.4g}" for b, v in record["sky_sigma"].items())
         )
 
 
@@ -200,6 +266,16 @@ def inspect(data, gallery, check, as_json):
         f"NaN policy {nan['policy']}: {nan['objects_with_nonfinite']} cutout(s) had NaN/inf, "
         f"{nan['objects_dropped']} dropped"
     )
+    stretch = summary["stretch"]
+    click.echo(
+        f"stretch {stretch['mode']}: Lupton Q {stretch['Q']:g}, stretch {stretch['stretch']:.4g}"
+    )
+    if summary["planes"]:
+        mask = summary["planes"]["mask"]
+        click.echo(
+            f"planes: {', '.join(summary['planes'])}; masked bits {','.join(mask['masked'])} "
+            f"({mask['masked_pixels']} pixel(s))"
+        )
     if check:
         bad = summary["corrupt_shards"]
         click.echo("checksums: all shards intact" if not bad else f"checksums: CORRUPT {bad}")

@@ -5,9 +5,10 @@ and checking it, and :class:`DatasetInfo`, what the rest of the package needs to
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.errors import DatasetError
 from tfanomaly.fileio import sha256_file
 
@@ -28,12 +29,24 @@ class DatasetInfo:
     has_labels: bool
     kind_names: tuple[str, ...] | None
     files: tuple[str, ...]
+    # The per-pixel planes the records carry (of ``schema.PLANES``; empty for plain data sets).
+    planes: tuple[str, ...] = ()
+    # The mask bits ingest chose to leave out, as one int32 value (0: none).
+    masked_bits: int = 0
+    # The manifest's stretch record (None: the paper's Q=15, stretch=0.5).
+    stretch_config: dict | None = field(default=None, hash=False, compare=False)
+
+    @property
+    def stretch(self) -> LuptonStretch:
+        """The Lupton stretch this data set is seen through (training, scoring, export)."""
+        return LuptonStretch.from_config(self.stretch_config)
 
     @classmethod
     def from_folder(cls, data_dir) -> DatasetInfo:
         data_dir = Path(data_dir)
         manifest = read_manifest(data_dir)
         kinds = manifest.get("kind_names")
+        planes = manifest.get("planes") or {}
         return cls(
             path=data_dir,
             count=int(manifest["count"]),
@@ -42,6 +55,9 @@ class DatasetInfo:
             has_labels=bool(manifest["has_labels"]),
             kind_names=tuple(kinds) if kinds else None,
             files=tuple(str(data_dir / s["file"]) for s in manifest["shards"]),
+            planes=tuple(name for name in ("variance", "mask") if name in planes),
+            masked_bits=int((planes.get("mask") or {}).get("masked_value", 0)),
+            stretch_config=manifest.get("stretch"),
         )
 
 

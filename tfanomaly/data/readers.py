@@ -1,6 +1,7 @@
 """Readers for survey cutouts: HDF5 in the paper's layout, .npy/.npz arrays, and folders of FITS files.
 
-Each reader is a :class:`CutoutSource` that validates its input and hands out batches of cutouts.
+Each reader is a :class:`CutoutSource` that validates its input and hands out batches of cutouts,
+with their variance and mask planes where the input has them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfanomaly.data.planes import HSC_MASK_BITS, as_mask, as_variance, mask_bits_from_header
 from tfanomaly.errors import InputError, UnreadableFileError
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -35,9 +37,30 @@ class CutoutBatch:
     dec: np.ndarray  # float64, NaN when unknown
     labels: np.ndarray  # int64, -1 when unknown
     origins: list[str] = field(default_factory=list)  # where each cutout came from, for messages
+    variances: np.ndarray | None = None  # (n, H, W, C) float32 flux variance, when the input has it
+    masks: np.ndarray | None = None  # (n, H, W, C) int32 mask bits, when the input has them
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def subset(self, keep: np.ndarray) -> CutoutBatch:
+        """The cutouts where ``keep`` (bool, one per cutout) is True."""
+
+        def take(plane):
+            return None if plane is None else plane[keep]
+
+        return CutoutBatch(
+            self.start,
+            self.images[keep],
+            self.object_ids[keep],
+            self.idxs[keep],
+            self.ra[keep],
+            self.dec[keep],
+            self.labels[keep],
+            origins=[o for o, k in zip(self.origins, keep, strict=True) if k],
+            variances=take(self.variances),
+            masks=take(self.masks),
+        )
 
 
 def default_bands(n_bands: int) -> tuple[str, ...]:
@@ -109,6 +132,10 @@ class CutoutSource:
     shape: tuple[int, int, int]
     bands: tuple[str, ...]
     kind_names: list[str] | None = None
+    has_variance: bool = False
+    has_mask: bool = False
+    # {name: bit} of the mask planes (the file's own names, else the HSC pipeline's numbers).
+    mask_bits: dict[str, int] = HSC_MASK_BITS
 
     def object_ids(self) -> np.ndarray:
         raise NotImplementedError
@@ -148,9 +175,12 @@ class ArraySource(CutoutSource):
     """Cutouts held in named arrays in the paper's layout (``images``, ``object_ids``, ``idxs``, ...).
 
     The arrays can be h5py datasets or (memory-mapped) NumPy arrays: they are only sliced.
+    Optional planes: ``variances`` (float, shape as ``images``) and ``masks`` (integer bits, shape
+    as ``images``), with ``mask_bits`` naming the bits (default: the HSC pipeline's numbers).
     """
 
-    def __init__(self, path: Path, arrays: dict, bands=None, kind_names=None, extra_files=()):
+    def __init__(self, path: Path, arrays: dict, bands=None, kind_names=None, extra_files=(),
+                 mask_bits: dict[str, int] | None = None):  # fmt: skip
         self.path = Path(path)
         self._arrays = arrays
         self._extra_files = [Path(p) for p in extra_files]
@@ -186,6 +216,23 @@ class ArraySource(CutoutSource):
         for key in ("idxs", "ra", "dec", "labels"):
             if key in arrays and arrays[key].dtype.kind not in "fiu":
                 raise InputError(f"{path}: '{key}' has non-numeric dtype {arrays[key].dtype}")
+        for key in ("variances", "masks"):
+            if key in arrays and tuple(arrays[key].shape) != tuple(images.shape):
+                raise InputError(
+                    f"{path}: '{key}' has shape {tuple(arrays[key].shape)} but 'images' has "
+                    f"{tuple(images.shape)}; the planes must match the images pixel for pixel"
+                )
+        if "variances" in arrays and arrays["variances"].dtype.kind not in "fiu":
+            raise InputError(
+                f"{path}: 'variances' has non-numeric dtype {arrays['variances'].dtype}"
+            )
+        if "masks" in arrays and arrays["masks"].dtype.kind not in "iub":
+            raise InputError(
+                f"{path}: 'masks' has dtype {arrays['masks'].dtype}, expected integer bit planes"
+            )
+        self.has_variance = "variances" in arrays
+        self.has_mask = "masks" in arrays
+        self.mask_bits = dict(mask_bits) if mask_bits else dict(HSC_MASK_BITS)
         self._ids = (
             _as_object_ids(arrays["object_ids"][:], str(path))
             if "object_ids" in arrays
@@ -214,6 +261,12 @@ class ArraySource(CutoutSource):
                 "dec": self._column("dec", start, stop, np.float64, np.nan),
                 "labels": self._column("labels", start, stop, np.int64, NO_LABEL),
             }
+            where = f"{self.path}: objects {start}..{stop - 1}"
+            if self.has_variance:
+                raw = self._arrays["variances"][start:stop]
+                columns["variances"] = as_variance(raw, images.shape, where)
+            if self.has_mask:
+                columns["masks"] = as_mask(self._arrays["masks"][start:stop], images.shape, where)
         except (OSError, ValueError) as exc:
             raise UnreadableFileError(
                 f"{self.path}: cannot read cutouts {start}..{stop - 1} "
@@ -250,9 +303,24 @@ def open_hdf5(path: Path, bands=None) -> ArraySource:
         )
     kind_names = handle.attrs.get("kind_names")
     kind_names = json.loads(kind_names) if isinstance(kind_names, str) else None
-    source = ArraySource(path, arrays, bands=bands, kind_names=kind_names)
+    source = ArraySource(path, arrays, bands=bands, kind_names=kind_names,
+                         mask_bits=_hdf5_mask_bits(handle.attrs, path))  # fmt: skip
     source._handle = handle  # keep the file open as long as the source lives
     return source
+
+
+def _hdf5_mask_bits(attrs, path: Path) -> dict[str, int] | None:
+    """Mask bit names of an HDF5 file: the attribute ``mask_bits`` (JSON {name: bit}), or
+    ``MP_<NAME>`` attributes as in a FITS header; None when it names none."""
+    text = attrs.get("mask_bits")
+    if text is not None:
+        try:
+            return {str(k).upper(): int(v) for k, v in json.loads(text).items()}
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise InputError(
+                f"{path}: attribute 'mask_bits' is not a JSON object of name: bit"
+            ) from exc
+    return mask_bits_from_header(attrs) or None
 
 
 def _check_npy_complete(path: Path) -> None:
@@ -312,7 +380,10 @@ class FitsFolderSource(CutoutSource):
     - one multi-extension file per object, ``<object_id>.fits``: one image HDU per band, found by
       EXTNAME or FILTER equal to (or ending in ``-``) the band name, e.g. ``G`` or ``HSC-G``;
     - one file per band, ``<object_id>_<band>.fits`` (e.g. ``36411448540270969_g.fits``): the
-      image is the HDU named ``IMAGE`` (the HSC cutout service's layout) or else the first 2-D HDU.
+      image is the HDU named ``IMAGE`` (the HSC cutout service's layout) or else the first 2-D HDU;
+      the ``VARIANCE`` and ``MASK`` HDUs beside it, when there, are the variance and mask planes
+      (mask bit names from the ``MP_<NAME> = bit`` cards of the MASK header, else the HSC
+      pipeline's numbers). The first object decides which planes the folder has.
 
     ra/dec come from the header keywords RA/DEC when present, else from the WCS at the centre.
     """
@@ -359,6 +430,9 @@ class FitsFolderSource(CutoutSource):
         self.count = len(self._ids)
         first = self._read_object(0)
         self.shape = first[0].shape
+        self.has_variance = first[2] is not None
+        self.has_mask = first[3] is not None
+        self.mask_bits = first[4] or dict(HSC_MASK_BITS)
 
     @staticmethod
     def _parse_id(text: str, name: str) -> int:
@@ -386,6 +460,8 @@ class FitsFolderSource(CutoutSource):
         object_id = int(self._ids[index])
         entry = self._entries[object_id]
         planes, header, fallback = [], None, None
+        variances, masks, bits = [], [], {}
+        current = entry
         try:
             # astropy only warns about a truncated file and then returns fewer HDUs or short data.
             warnings.simplefilter("error", AstropyUserWarning)
@@ -405,16 +481,24 @@ class FitsFolderSource(CutoutSource):
                         fallback = fallback if fallback is not None else hdu.header
             else:
                 for band in self.bands:
+                    current = entry[band]
                     with fits.open(entry[band], memmap=False) as hdus:
                         hdu = _find_image_hdu(hdus)
                         if hdu is None:
                             raise InputError(f"{entry[band]}: object {object_id}: no 2-D image HDU")
                         planes.append(_image_data(hdu, entry[band], object_id))
                         header = header or hdu.header
+                        where = f"{entry[band]}: object {object_id}"
+                        if "VARIANCE" in hdus and hdus["VARIANCE"].data is not None:
+                            data = hdus["VARIANCE"].data
+                            variances.append(as_variance(data, planes[-1].shape, where))
+                        if "MASK" in hdus and hdus["MASK"].data is not None:
+                            masks.append(as_mask(hdus["MASK"].data, planes[-1].shape, where))
+                            bits = bits or mask_bits_from_header(hdus["MASK"].header)
         except InputError:
             raise
         except (OSError, ValueError, TypeError, IndexError, AstropyUserWarning) as exc:
-            where = entry if self.layout == "per_object" else entry[self.bands[len(planes)]]
+            where = entry if self.layout == "per_object" else current
             raise UnreadableFileError(
                 f"{where}: object {object_id}: unreadable or truncated FITS: {_first_line(exc)}"
             ) from exc
@@ -427,20 +511,41 @@ class FitsFolderSource(CutoutSource):
         ra, dec = _sky_position(header, image.shape)
         if not np.isfinite(ra) and fallback is not None:
             ra, dec = _sky_position(fallback, image.shape)
-        return image, (ra, dec)
+        for name, found in (("VARIANCE", variances), ("MASK", masks)):
+            if found and len(found) != len(planes):
+                raise InputError(
+                    f"{self.path}: object {object_id}: only {len(found)} of {len(planes)} band "
+                    f"file(s) have a {name} HDU"
+                )
+        variance = np.stack(variances, axis=-1) if variances else None
+        mask = np.stack(masks, axis=-1) if masks else None
+        return image, (ra, dec), variance, mask, bits
 
     def read(self, start: int, stop: int) -> CutoutBatch:
-        images, ra, dec = [], [], []
+        images, ra, dec, variances, masks = [], [], [], [], []
         for index in range(start, stop):
-            image, (obj_ra, obj_dec) = self._read_object(index)
+            image, (obj_ra, obj_dec), variance, mask, bits = self._read_object(index)
+            where = f"{self.path}: object {int(self._ids[index])}"
             if image.shape != self.shape:
                 raise InputError(
-                    f"{self.path}: object {int(self._ids[index])}: cutout shape {image.shape} "
-                    f"differs from the first object's {self.shape}"
+                    f"{where}: cutout shape {image.shape} differs from the first object's "
+                    f"{self.shape}"
                 )
+            for name, plane, expected in (("VARIANCE", variance, self.has_variance),
+                                          ("MASK", mask, self.has_mask)):  # fmt: skip
+                if (plane is not None) != expected:
+                    has = "has" if plane is not None else "has no"
+                    raise InputError(
+                        f"{where}: {has} {name} HDU, unlike the first object; give every "
+                        "object the same planes"
+                    )
+            if mask is not None and (bits or self.mask_bits) != self.mask_bits:
+                raise InputError(f"{where}: its MP_* mask bit names differ from the first object's")
             images.append(image)
             ra.append(obj_ra)
             dec.append(obj_dec)
+            variances.append(variance)
+            masks.append(mask)
         ids = self._ids[start:stop]
         return CutoutBatch(
             start,
@@ -451,6 +556,8 @@ class FitsFolderSource(CutoutSource):
             np.array(dec, dtype=np.float64),
             np.full(stop - start, NO_LABEL, dtype=np.int64),
             origins=[f"{self.path} object {int(i)}" for i in ids],
+            variances=np.stack(variances) if self.has_variance else None,
+            masks=np.stack(masks) if self.has_mask else None,
         )
 
 

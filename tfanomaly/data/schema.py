@@ -13,14 +13,26 @@ import numpy as np
 #   idx        int64  the survey's running index
 #   ra, dec    bytes  8-byte little-endian float64 (float_list would round to float32: ~0.05")
 #   label      int64  anomaly kind for simulated surveys, -1 when unknown
+# and, only in data sets whose input had them (the manifest's "planes"):
+#   variance   bytes  raw float32 flux variance, as the image
+#   mask       bytes  int32 mask bits (little-endian), as the image
 NO_LABEL = -1
 FEATURES = ("image", "object_id", "idx", "ra", "dec", "label")
+PLANES = ("variance", "mask")
 
 
 def serialize_cutout(
-    image: np.ndarray, object_id: int, idx: int, ra: float, dec: float, label: int
+    image: np.ndarray,
+    object_id: int,
+    idx: int,
+    ra: float,
+    dec: float,
+    label: int,
+    variance: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
 ) -> bytes:
-    """Return one serialized tf.train.Example for a cutout (image float32 (H, W, C))."""
+    """Return one serialized tf.train.Example for a cutout (image float32 (H, W, C)), with its
+    variance (float32) and mask (int32) planes of the same shape when given."""
     from tensorflow.core.example import example_pb2, feature_pb2
 
     def b(value: bytes):
@@ -38,15 +50,20 @@ def serialize_cutout(
         "dec": b(np.float64(dec).astype("<f8").tobytes()),
         "label": i(int(label)),
     }
+    if variance is not None:
+        features["variance"] = b(np.ascontiguousarray(variance, dtype="<f4").tobytes())
+    if mask is not None:
+        features["mask"] = b(np.ascontiguousarray(mask, dtype="<i4").tobytes())
     example = example_pb2.Example(features=feature_pb2.Features(feature=features))
     return example.SerializeToString()
 
 
-def feature_spec() -> dict:
-    """The tf.io parsing spec matching :func:`serialize_cutout`."""
+def feature_spec(planes: tuple[str, ...] = ()) -> dict:
+    """The tf.io parsing spec matching :func:`serialize_cutout` (``planes``: of ``PLANES``)."""
     import tensorflow as tf
 
     return {
+        **{plane: tf.io.FixedLenFeature([], tf.string) for plane in planes},
         "image": tf.io.FixedLenFeature([], tf.string),
         "object_id": tf.io.FixedLenFeature([], tf.int64),
         "idx": tf.io.FixedLenFeature([], tf.int64),
@@ -56,17 +73,23 @@ def feature_spec() -> dict:
     }
 
 
-def parse_cutouts(serialized, shape: tuple[int, int, int]) -> dict:
+def parse_cutouts(serialized, shape: tuple[int, int, int], planes: tuple[str, ...] = ()) -> dict:
     """Parse a batch (1-D string tensor) of serialized cutouts into a dict of tensors.
 
-    Returns images float32 (B, H, W, C) raw flux, object_id uint64, idx int64, ra/dec float64, label int64.
+    Returns images float32 (B, H, W, C) raw flux, object_id uint64, idx int64, ra/dec float64, label
+    int64, and for each of ``planes``: variance float32 (B, H, W, C) raw flux variance, mask int32
+    (B, H, W, C) bits.
     """
     import tensorflow as tf
 
-    parsed = tf.io.parse_example(serialized, feature_spec())
-    images = tf.io.decode_raw(parsed["image"], tf.float32, little_endian=True)
+    parsed = tf.io.parse_example(serialized, feature_spec(planes))
     batch = parsed["idx"].shape  # static when the batch size is (drop_remainder=True)
-    images = tf.ensure_shape(tf.reshape(images, [-1, *shape]), batch.concatenate(shape))
+
+    def pixels(key, dtype):
+        values = tf.io.decode_raw(parsed[key], dtype, little_endian=True)
+        return tf.ensure_shape(tf.reshape(values, [-1, *shape]), batch.concatenate(shape))
+
+    images = pixels("image", tf.float32)
 
     def scalar(key):
         return tf.ensure_shape(tf.reshape(tf.io.decode_raw(parsed[key], tf.float64), [-1]), batch)
@@ -78,4 +101,8 @@ def parse_cutouts(serialized, shape: tuple[int, int, int]) -> dict:
         "ra": scalar("ra"),
         "dec": scalar("dec"),
         "label": parsed["label"],
+        **{
+            plane: pixels(plane, tf.float32 if plane == "variance" else tf.int32)
+            for plane in planes
+        },
     }

@@ -12,7 +12,13 @@ from tfanomaly.models.cae import cae_encoder
 from tfanomaly.models.config import InversionConfig
 from tfanomaly.pipelines.run import load_inverter, load_network, load_run, stage_record
 from tfanomaly.results.catalog import STATS_FILE, read_statistics
-from tfanomaly.serving.saved_model import MODEL_NAME, SIGNATURES, AnomalyScorer, save_version
+from tfanomaly.serving.saved_model import (
+    MODEL_NAME,
+    SIGNATURES,
+    AnomalyScorer,
+    run_stretch,
+    save_version,
+)
 
 
 def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
@@ -46,7 +52,8 @@ def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
     if cae_dir is not None:
         cae = cae_encoder(load_network(cae_dir, "cae"))
         cae_images = stage_record(load_run(cae_dir), "cae")["images"]
-    scorer = AnomalyScorer(inverter, stats, shape, cae_encoder=cae, cae_images=cae_images)
+    scorer = AnomalyScorer(inverter, stats, shape, stretch=run_stretch(run), cae_encoder=cae,
+                           cae_images=cae_images)  # fmt: skip
     manifest = {
         "name": name,
         "run": str(run_dir.resolve()),

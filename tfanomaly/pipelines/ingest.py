@@ -1,7 +1,8 @@
 """Ingest survey cutouts into a folder of sharded TFRecord files plus ``manifest.json``.
 
 Shards are written one at a time and renamed into place; a data set is complete only once its
-manifest exists, and an interrupted ingest resumes from its last finished shard.
+manifest exists, and an interrupted ingest resumes from its last finished shard. Variance and mask
+planes travel with the flux; cutouts can be brought to one size; the stretch can be fitted.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from tqdm.auto import tqdm
 
 import tfanomaly
 from tfanomaly.data.manifest import FORMAT, FORMAT_VERSION, MANIFEST, STATE
-from tfanomaly.data.readers import CutoutBatch, check_unique_ids, open_source
+from tfanomaly.data.planes import INVALID, bitmask, flag_invalid, invalid_bit, selected_bits
+from tfanomaly.data.readers import CutoutBatch, CutoutSource, check_unique_ids, open_source
+from tfanomaly.data.resize import resize, resized_shape
 from tfanomaly.data.schema import FEATURES, serialize_cutout
+from tfanomaly.data.stretch import REFERENCE_INTENSITY_SIGMA, LuptonStretch, auto_stretch, sky_sigma
 from tfanomaly.errors import DatasetError, InputError
 from tfanomaly.fileio import atomic_path, sha256_file, write_json_atomic
 from tfanomaly.pipelines.config import IngestConfig
@@ -49,20 +53,104 @@ def apply_nan_policy(batch: CutoutBatch, config: IngestConfig) -> tuple[CutoutBa
     keep = np.ones(len(batch), dtype=bool)
     keep[bad_objects] = False
     counts["dropped_ids"] = [int(i) for i in batch.object_ids[bad_objects]]
-    kept = CutoutBatch(
-        batch.start,
-        batch.images[keep],
-        batch.object_ids[keep],
-        batch.idxs[keep],
-        batch.ra[keep],
-        batch.dec[keep],
-        batch.labels[keep],
-        origins=[o for o, k in zip(batch.origins, keep, strict=True) if k],
+    return batch.subset(keep), counts
+
+
+class PlanePolicy:
+    """What ingest does with an input's variance and mask planes: which planes the data set gets
+    (a variance plane always comes with a mask plane, which carries the invalid pixels), the bit
+    table, the bits left out, and the per-batch work (flag invalid pixels, count them)."""
+
+    def __init__(self, source: CutoutSource, config: IngestConfig):
+        self.variance = source.has_variance
+        self.mask = source.has_mask or source.has_variance
+        explicit = config.mask_bits is not None
+        if explicit and not source.has_mask:
+            raise InputError(f"{source.path}: --mask-bits given but the input has no mask planes")
+        # Without a mask in the input, the plane only carries the invalid pixels.
+        self.bits = dict(source.mask_bits) if source.has_mask else {}
+        self.invalid = invalid_bit(self.bits)
+        chosen = selected_bits(config.chosen_mask_bits, self.bits, str(source.path), explicit)
+        self.masked = {**chosen, INVALID: self.invalid} if self.mask else {}
+        self.masked_value = bitmask(self.masked)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for n, on in (("variance", self.variance), ("mask", self.mask)) if on)
+
+    def flag(self, batch: CutoutBatch) -> tuple[CutoutBatch, dict]:
+        """Set the invalid bit on non-finite flux and non-positive variances (zeroed)."""
+        if not self.mask:
+            return batch, {"variance_nonpositive": 0}
+        batch.masks, bad = flag_invalid(batch.images, batch.variances, batch.masks, self.invalid)
+        return batch, {"variance_nonpositive": bad}
+
+    def masked_pixels(self, batch: CutoutBatch) -> int:
+        if not self.mask:
+            return 0
+        return int(np.count_nonzero(batch.masks & np.int32(self.masked_value)))
+
+    def record(self, shards: list[dict]) -> dict:
+        """The manifest's ``planes``: which exist, the bit table and what was left out."""
+        planes = {}
+        if self.variance:
+            planes["variance"] = {
+                "dtype": "float32",
+                "units": "raw flux squared, as the input's variance",
+                "nonpositive_pixels": sum(s.get("variance_nonpositive", 0) for s in shards),
+                "policy": "zero, negative or non-finite variances are set to 0 and their pixels "
+                f"masked with {INVALID}",
+            }
+        if self.mask:
+            planes["mask"] = {
+                "dtype": "int32",
+                "bits": {**self.bits, INVALID: self.invalid},
+                "masked": list(self.masked),
+                "masked_value": self.masked_value,
+                "masked_pixels": sum(s.get("masked_pixels", 0) for s in shards),
+                "invalid_meaning": "non-finite flux or a variance that is not a positive number",
+            }
+        return planes
+
+
+def _prepare_batch(source, start: int, stop: int, config: IngestConfig, planes: PlanePolicy):
+    """Read cutouts start..stop-1 and make them what the shard holds: invalid pixels flagged,
+    the NaN policy applied, resized."""
+    batch, plane_counts = planes.flag(source.read(start, stop))
+    batch, counts = apply_nan_policy(batch, config)
+    batch.images, batch.variances, batch.masks = resize(
+        batch.images, batch.variances, batch.masks, config.size, config.resize
     )
-    return kept, counts
+    return batch, {**counts, **plane_counts, "masked_pixels": planes.masked_pixels(batch)}
 
 
-def _write_shard(path: Path, batch: CutoutBatch) -> None:
+def choose_stretch(source, config: IngestConfig, planes: PlanePolicy) -> dict:
+    """The manifest's ``stretch`` record: the paper's, or under ``auto`` the softening fitted to
+    the sky noise of the first ``stretch_sample`` cutouts (as they are stored: resized, masked
+    and invalid pixels left out)."""
+    if config.stretch == "paper":
+        return {"mode": "paper", **LuptonStretch().get_config()}
+    batch, _ = _prepare_batch(source, 0, min(source.count, config.stretch_sample), config, planes)
+    masked = None if batch.masks is None else (batch.masks & np.int32(planes.masked_value)) != 0
+    sigma = sky_sigma(batch.images, masked)
+    if not len(batch) or not np.all(np.isfinite(sigma) & (sigma > 0)):
+        raise InputError(
+            f"{source.path}: --stretch auto cannot measure the sky noise of every band on the first "
+            f"{config.stretch_sample} cutouts (got {np.round(sigma, 6).tolist()}); "
+            "use --stretch paper"
+        )
+    stretch = auto_stretch(sigma)
+    return {
+        "mode": "auto",
+        **stretch.get_config(),
+        "sky_sigma": {band: float(v) for band, v in zip(source.bands, sigma, strict=True)},
+        "intensity_sigma": float(np.sqrt(np.sum(sigma**2)) / len(sigma)),
+        "reference_intensity_sigma": REFERENCE_INTENSITY_SIGMA,
+        "sample_cutouts": len(batch),
+    }
+
+
+def _write_shard(path: Path, batch: CutoutBatch, planes: PlanePolicy) -> None:
     import tensorflow as tf
 
     with atomic_path(path) as tmp:
@@ -76,6 +164,8 @@ def _write_shard(path: Path, batch: CutoutBatch) -> None:
                         batch.ra[k],
                         batch.dec[k],
                         batch.labels[k],
+                        variance=batch.variances[k] if planes.variance else None,
+                        mask=batch.masks[k] if planes.mask else None,
                     )
                 )
 
@@ -128,6 +218,9 @@ def ingest(
 ) -> dict:
     """Ingest cutouts from ``source_path`` (HDF5, .npy/.npz, FITS folder) into ``out_dir``.
 
+    Variance and mask planes of the input travel along (see ``PlanePolicy``), ``config.size``
+    resizes, ``config.stretch`` chooses the stretch the data set is seen through.
+
     Returns the manifest (also written to ``out_dir/manifest.json``). Rerunning after an interrupt
     resumes from the last finished shard when the input and options are unchanged.
 
@@ -140,11 +233,14 @@ def ingest(
     source = open_source(source_path, bands=bands, object_ids_path=object_ids_path)
     check_unique_ids(source.object_ids(), str(source.path))
     out_dir = Path(out_dir)
+    shape = resized_shape(source.shape, config.size, config.resize)
+    planes = PlanePolicy(source, config)
+    stretch = choose_stretch(source, config, planes)
     n_shards = math.ceil(source.count / config.shard_size)
     job = {
         "source": source.fingerprint(),
         "config": asdict(config),
-        "shape": list(source.shape),
+        "shape": list(shape),
         "bands": list(source.bands),
     }
     ledger = _prepare_output(out_dir, overwrite, job)
@@ -162,8 +258,8 @@ def ingest(
         if name in done_files:
             continue
         start, stop = index * config.shard_size, min((index + 1) * config.shard_size, source.count)
-        batch, counts = apply_nan_policy(source.read(start, stop), config)
-        _write_shard(out_dir / name, batch)
+        batch, counts = _prepare_batch(source, start, stop, config, planes)
+        _write_shard(out_dir / name, batch, planes)
         ledger.add(
             {
                 "file": name,
@@ -181,6 +277,17 @@ def ingest(
     bar.close()
     shards = sorted(ledger.units, key=lambda s: s["file"])
     manifest = _manifest(source, config, shards, time.perf_counter() - started)
+    manifest.update(
+        shape=list(shape),
+        features=list(FEATURES) + list(planes.names),
+        planes=planes.record(shards),
+        stretch=stretch,
+        resize=(
+            {"size": config.size, "method": config.resize, "input_shape": list(source.shape)}
+            if config.size is not None
+            else None
+        ),
+    )
     write_json_atomic(out_dir / MANIFEST, manifest)
     ledger.close()
     return manifest

@@ -56,7 +56,8 @@ def save_gallery(data_dir, path, per_row: int = 8, scale: int = 2) -> list[str]:
 
 
 def describe(data_dir, check: bool = False) -> dict:
-    """A summary of the data set: counts, shape, bands, labels, NaN handling, optional checksums."""
+    """A summary of the data set: counts, shape, bands, labels, NaN handling, its variance and mask
+    planes, its stretch, optional checksums."""
     data_dir = Path(data_dir)
     manifest = read_manifest(data_dir)
     info = DatasetInfo.from_folder(data_dir)
@@ -72,6 +73,13 @@ def describe(data_dir, check: bool = False) -> dict:
         "labels": {
             kind_name(info, int(k)): n for k, n in (manifest.get("label_counts") or {}).items()
         },
+        "planes": manifest.get("planes") or {},
+        "stretch": {
+            "mode": "paper",
+            **info.stretch.get_config(),
+            **(manifest.get("stretch") or {}),
+        },
+        "resize": manifest.get("resize"),
     }
     if check:
         summary["corrupt_shards"] = verify(data_dir)

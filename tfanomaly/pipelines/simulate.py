@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
+from tfanomaly.data.planes import HSC_MASK_BITS
 from tfanomaly.errors import ConfigError
 from tfanomaly.fileio import atomic_path
 from tfanomaly.pipelines.config import SimulateConfig
@@ -44,7 +45,9 @@ def simulate_survey(
     """Simulate the survey and write its HDF5 file at ``path`` atomically; return a summary.
 
     Args:
-        path: output ``.h5`` file (paper layout plus ``labels``).
+        path: output ``.h5`` file (paper layout plus ``labels``; with ``config.planes`` also
+            ``variances`` and ``masks`` as ``images``, the bit names in the ``mask_bits``
+            attribute).
         config: what to simulate.
         workers: processes (1: in this process; 0: one per CPU). The output does not depend on it.
         progress: show a tqdm progress bar.
@@ -73,9 +76,12 @@ def simulate_survey(
     started = time.perf_counter()
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            images = f.create_dataset(
-                "images", (n, size, size, n_bands), np.float32, chunks=(per_chunk, size, size, 3)
-            )
+            shape, chunks = (n, size, size, n_bands), (per_chunk, size, size, 3)
+            images = {"images": f.create_dataset("images", shape, np.float32, chunks=chunks)}
+            if config.planes:
+                for key, dtype in (("variances", np.float32), ("masks", np.int32)):
+                    images[key] = f.create_dataset(key, shape, dtype, chunks=chunks)
+                f.attrs["mask_bits"] = json.dumps(HSC_MASK_BITS)
             columns = {
                 key: f.create_dataset(key, (n,), dtype)
                 for key, dtype in (
@@ -120,7 +126,8 @@ def simulate_survey(
 
 def _write_chunks(chunks, ranges, images, columns, bar) -> None:
     for (_, start, stop), chunk in zip(ranges, chunks, strict=True):
-        images[start:stop] = chunk["images"]
+        for key, dataset in images.items():
+            dataset[start:stop] = chunk[key]
         for key, dataset in columns.items():
             dataset[start:stop] = chunk[key]
         bar.update(stop - start)

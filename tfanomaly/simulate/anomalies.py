@@ -163,6 +163,9 @@ def _diffraction_spikes(rng, ctx: Ctx) -> None:
             )
         star = flux[b] * (0.94 * core + 0.05 * halo + 0.002 * stretch * spikes)
         ctx.scene.post[b] += np.minimum(star, saturation)
+        if ctx.saturated is None:
+            ctx.saturated = np.zeros((len(BANDS), ctx.size, ctx.size), bool)
+        ctx.saturated[b] |= star >= saturation
 
 
 def _satellite_trail(rng, ctx: Ctx) -> np.ndarray:

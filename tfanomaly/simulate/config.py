@@ -64,6 +64,13 @@ class SurveyConfig:
         blend_fraction: fraction of cutouts with a 1.25-3 mag fainter galaxy 0.33-0.48 of the
             cutout side from the target.
         psf_e_max: largest per-object PSF ellipticity (shear |g|, as ``e`` of the galaxies).
+        planes: also simulate what a survey pipeline delivers beside the flux: a variance plane
+            (sky + the sources' Poisson noise, which the images then carry too, from a stream of
+            their own) and an HSC-like mask plane (SAT on saturated star cores, CR on cosmic
+            rays, BAD on bad columns, DETECTED above 3 sky sigma). Off: the survey of before,
+            bit for bit.
+        sky_brightness: dark-sky surface brightness per band (g, r, i) in mag/arcsec^2; with the
+            sky noise it sets the gain (electrons per flux unit) of the Poisson noise.
 
     Example:
         >>> SurveyConfig(n_objects=64, size=32, anomaly_fraction=0.25).validate()
@@ -89,6 +96,8 @@ class SurveyConfig:
     dust_fraction: float = 0.4
     blend_fraction: float = 0.15
     psf_e_max: float = 0.06
+    planes: bool = False
+    sky_brightness: tuple[float, float, float] = (22.0, 21.2, 20.3)
 
     def validate(self) -> None:
         """Raise ConfigError with a clear message for any value that makes no sense."""
@@ -133,6 +142,8 @@ class SurveyConfig:
                 fail(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if not 0.0 <= self.psf_e_max <= 0.3:
             fail(f"psf_e_max must be in [0, 0.3] (a shear |g|), got {self.psf_e_max!r}")
+        if len(self.sky_brightness) != len(BANDS):
+            fail(f"sky_brightness needs {len(BANDS)} values (g, r, i), got {self.sky_brightness!r}")
         ra_min, ra_max, dec_min, dec_max = self.field
         if not (ra_min < ra_max and -90.0 <= dec_min < dec_max <= 90.0):
             fail(f"field must be (ra_min, ra_max, dec_min, dec_max), got {self.field!r}")
@@ -176,6 +187,16 @@ def sky_sigma(config: SurveyConfig) -> np.ndarray:
     nea = math.pi * alpha**2 * (2.0 * beta - 1.0) / (beta - 1.0) ** 2
     flux_5 = 10.0 ** (-0.4 * (np.asarray(config.depth_5sigma, float) - config.zeropoint))
     return flux_5 / 5.0 / np.sqrt(nea)
+
+
+def gain(config: SurveyConfig) -> np.ndarray:
+    """Electrons per flux unit (g, r, i) of the coadd: the sky level per pixel over the sky
+    variance, so that the sky alone gives exactly ``sky_sigma``; a source of flux F per pixel adds
+    a variance F / gain (Poisson)."""
+    sky_per_pixel = 10.0 ** (
+        -0.4 * (np.asarray(config.sky_brightness, float) - config.zeropoint)
+    ) * (config.pixel_scale**2)
+    return sky_per_pixel / sky_sigma(config) ** 2
 
 
 def survey_labels(config: SurveyConfig) -> np.ndarray:

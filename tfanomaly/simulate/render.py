@@ -209,6 +209,8 @@ class Ctx:
     # config is smooth. Kept apart from the drawers' stream so that the galaxies, anomalies
     # and noise are the same with and without substructure.
     sub: np.random.Generator | None = None
+    # Pixels (bands, size, size) a drawer clipped at the detector's saturation (the SAT mask bit).
+    saturated: np.ndarray | None = None
 
     @property
     def size(self) -> int:

@@ -9,9 +9,18 @@ import math
 
 import numpy as np
 
+from tfanomaly.data.planes import HSC_MASK_BITS
 from tfanomaly.errors import ConfigError
 from tfanomaly.simulate.anomalies import ARTEFACT_DRAWERS, SKY_DRAWERS
-from tfanomaly.simulate.config import BANDS, KIND_NAMES, SMOOTH, SurveyConfig, labels, sky_sigma
+from tfanomaly.simulate.config import (
+    BANDS,
+    KIND_NAMES,
+    SMOOTH,
+    SurveyConfig,
+    gain,
+    labels,
+    sky_sigma,
+)
 from tfanomaly.simulate.galaxies import blend, neighbours, normal
 from tfanomaly.simulate.render import Ctx, Scene, grid
 
@@ -26,16 +35,36 @@ def _object_id(ra: float, dec: float, index: int, field: tuple[float, ...]) -> n
     return np.uint64((tract << 42) | (patch << 35) | index)
 
 
+# The artefacts a pipeline flags, and the bit it flags them with.
+_FLAGGED = {"cosmic_rays": "CR", "bad_column": "BAD"}
+DETECTION_SIGMA = 3.0  # the DETECTED bit: the noise-free sky above this many sky sigma
+
+
 def _render_object(
     config: SurveyConfig, index: int, label: int, noise: bool = True
 ) -> tuple[np.ndarray, float, float]:
-    """One cutout (size, size, bands) float32 with its RA, Dec, from (seed, index) alone.
+    """One cutout (size, size, bands) float32 with its RA, Dec (see :func:`_render`)."""
+    image, ra, dec, _ = _render(config, index, label, noise)
+    return image, ra, dec
+
+
+def _bit(name: str) -> np.int32:
+    return np.int32(1 << HSC_MASK_BITS[name])
+
+
+def _render(
+    config: SurveyConfig, index: int, label: int, noise: bool = True
+) -> tuple[np.ndarray, float, float, dict]:
+    """One cutout (size, size, bands) float32 with its RA, Dec, from (seed, index) alone, and its
+    planes (``variance`` float32 and ``mask`` int32, as the image) when ``config.planes``.
 
     Three random streams per object: the main one (position, seeing, galaxies, anomaly,
     neighbours, noise), the substructure one (PSF ellipticity, blend, knots, arms, dust; not
     even created for a smooth config) and the instrument artefacts' one. So the same object can
     be rebuilt exactly without its artefact, or without its substructure (``config.smooth()``).
-    ``noise=False`` leaves out the sky noise, the main stream's last draw (for tests).
+    ``noise=False`` leaves out the sky noise, the main stream's last draw (for tests). The
+    sources' Poisson noise of ``config.planes`` comes from a fourth stream, so the sky noise and
+    everything else stay as without planes.
     """
     rng = np.random.default_rng([config.seed, index])
     ra = rng.uniform(config.field[0], config.field[1])
@@ -80,21 +109,45 @@ def _render_object(
     if rng.random() < config.neighbour_fraction:
         neighbours(rng, ctx)
     image = scene.render()
+    model = image.copy() if config.planes else None
     if noise:
         image += sigma[:, None, None] * rng.standard_normal(scene.post.shape)
+    artefact = None
     if kind in ARTEFACT_DRAWERS:
         artefact_rng = np.random.default_rng(
             np.random.SeedSequence([config.seed, index], spawn_key=(1,))
         )
-        image += ARTEFACT_DRAWERS[kind](artefact_rng, ctx)
-    return np.ascontiguousarray(image.transpose(1, 2, 0), dtype=np.float32), ra, dec
+        artefact = ARTEFACT_DRAWERS[kind](artefact_rng, ctx)
+        image += artefact
+    planes = {}
+    if config.planes:
+        # Poisson noise of the sources (Gaussian, variance F / gain), sky noise already drawn.
+        source_variance = np.maximum(model, 0.0) / gain(config)[:, None, None]
+        if noise:
+            poisson = np.random.default_rng(
+                np.random.SeedSequence([config.seed, index], spawn_key=(3,))
+            )
+            image += np.sqrt(source_variance) * poisson.standard_normal(image.shape)
+        variance = sigma[:, None, None] ** 2 + source_variance
+        mask = np.where(model > DETECTION_SIGMA * sigma[:, None, None], _bit("DETECTED"), 0)
+        mask = mask.astype(np.int32)
+        if ctx.saturated is not None:
+            mask[ctx.saturated] |= _bit("SAT")
+        if kind in _FLAGGED:
+            mask[artefact != 0] |= _bit(_FLAGGED[kind])
+        planes = {
+            "variance": np.ascontiguousarray(variance.transpose(1, 2, 0), dtype=np.float32),
+            "mask": np.ascontiguousarray(mask.transpose(1, 2, 0)),
+        }
+    return np.ascontiguousarray(image.transpose(1, 2, 0), dtype=np.float32), ra, dec, planes
 
 
 def simulate_stamps(config: SurveyConfig, start: int, stop: int) -> dict[str, np.ndarray]:
     """Objects ``start`` .. ``stop - 1`` of the survey, exactly as ``simulate_survey`` writes them.
 
     Returns ``images`` (n, H, W, 3) float32, ``object_ids`` uint64, ``idxs`` int64, ``ra`` and
-    ``dec`` float64, ``labels`` uint8.
+    ``dec`` float64, ``labels`` uint8; with ``config.planes`` also ``variances`` (n, H, W, 3)
+    float32 and ``masks`` (n, H, W, 3) int32 (bits of ``HSC_MASK_BITS``).
 
     Example:
         >>> stamps = simulate_stamps(SurveyConfig(n_objects=100, size=32), 0, 10)
@@ -117,9 +170,14 @@ def simulate_stamps(config: SurveyConfig, start: int, stop: int) -> dict[str, np
         "dec": np.empty(n, np.float64),
         "labels": chunk_labels.copy(),
     }
+    if config.planes:
+        out["variances"] = np.empty_like(out["images"])
+        out["masks"] = np.empty(out["images"].shape, np.int32)
     for j, index in enumerate(range(start, stop)):
-        image, ra, dec = _render_object(config, index, int(chunk_labels[j]))
+        image, ra, dec, planes = _render(config, index, int(chunk_labels[j]))
         out["images"][j] = image
+        if planes:
+            out["variances"][j], out["masks"][j] = planes["variance"], planes["mask"]
         out["ra"][j], out["dec"][j] = ra, dec
         out["object_ids"][j] = _object_id(ra, dec, index, config.field)
     return out
