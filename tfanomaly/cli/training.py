@@ -35,7 +35,10 @@ def train():
     "--preset",
     default=GanTrainConfig.preset,
     show_default=True,
-    help="Model preset: hsc96 (the paper, 96 px), cpu32, cpu48 (CPU), tiny16 (tests).",
+    help="Architecture: auto (the preset made for the data's cutout size, else the cpu family), "
+    "a family derived for any size and band count (cpu; hsc or paper: the paper's widths; tiny: "
+    "tests), a fixed preset (hsc96: the paper, 96 px; cpu32, cpu48; tiny16) or a family with a "
+    "size (cpu64).",
 )
 @click.option(
     "--steps",

@@ -9,6 +9,7 @@ import keras
 
 from tfanomaly.models.config import ModelConfig
 from tfanomaly.models.critic import conv_stack
+from tfanomaly.models.generator import crop_to_size
 from tfanomaly.models.preset_model import PresetModel
 
 CAE_LATENT_DIM = 64  # the paper's
@@ -18,7 +19,8 @@ CAE_LATENT_DIM = 64  # the paper's
 class CAE(PresetModel):
     """Autoencoder for a ModelConfig's image size: the critic's 5x5 stride-2 convolutions -> Dense
     latent (the layer named ``latent``) -> a mirrored decoder of transposed convolutions -> sigmoid
-    (residuals of stretched images lie in [0, 1]). Trained with MSE.
+    (residuals of stretched images lie in [0, 1]). Trained with MSE. For sizes that are not
+    ``side * 2**layers`` the decoder draws the next such size and crops it (``cae_crop``).
 
     Args:
         model_config: the architecture (``image_size``, ``channels``, ``critic_filters``...).
@@ -35,7 +37,7 @@ class CAE(PresetModel):
                  name: str = "cae", **kwargs):  # fmt: skip
         model_config.validate()
         c = model_config
-        side = c.image_size // 2 ** len(c.critic_filters)
+        side = c.feature_side
         deepest = c.critic_filters[-1]
 
         # === Layers, called as they are made (the functional graph) ===
@@ -53,6 +55,8 @@ class CAE(PresetModel):
         x = keras.layers.Conv2DTranspose(
             c.channels, c.kernel_size, strides=2, padding="same", dtype=dtype, name="cae_to_image"
         )(x)
+        x = crop_to_size(x, side * 2 ** len(c.critic_filters), c.image_size, dtype=dtype,
+                         name="cae_crop")  # fmt: skip
         output = keras.layers.Activation("sigmoid", dtype="float32", name="reconstruction")(x)
 
         # === Functional model ===

@@ -1,12 +1,16 @@
-"""Named model presets: one typed place for every architecture default (TF Model Garden style),
-the settings of the latent inversion and of the default anomaly score.
+"""Model presets and families: one typed place for every architecture default (TF Model Garden
+style), the settings of the latent inversion and of the default anomaly score.
 
-``hsc96`` is the paper's architecture; ``cpu32`` and ``cpu48`` are narrower presets for CPUs.
+``hsc96`` is the paper's architecture; ``cpu32`` and ``cpu48`` are narrower presets for CPUs. The
+families ``hsc`` (alias ``paper``), ``cpu`` and ``tiny`` derive an architecture for any cutout size
+and band count; at 96, 32, 48 and 16 px they give those fixed presets.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass
 
 from tfanomaly.errors import ConfigError
@@ -18,13 +22,16 @@ class ModelConfig:
 
     The generator maps z (``latent_dim``) through a Dense layer to a ``base x base x
     generator_filters[0]`` map, then one 5x5 stride-2 transposed convolution per remaining entry of
-    ``generator_filters`` and a last one to ``channels`` with a sigmoid, so
-    ``image_size = base * 2**len(generator_filters)``. The critic and the encoder use one 5x5
-    stride-2 convolution per entry of ``critic_filters`` (LeakyReLU 0.2, no normalisation); the
-    critic's last map is its feature vector f(x).
+    ``generator_filters`` and a last one to ``channels`` with a sigmoid, so it draws
+    ``base * 2**len(generator_filters)`` pixels with ``base = ceil(image_size /
+    2**len(generator_filters))``; where that is more than ``image_size`` (sizes that are not
+    ``base * 2**k``, such as 100), a centred crop cuts the image to ``image_size``. The critic and
+    the encoder use one 5x5 stride-2 convolution per entry of ``critic_filters`` (LeakyReLU 0.2, no
+    normalisation; 'same' padding, so a side s becomes ceil(s / 2)); the critic's last map is its
+    feature vector f(x).
 
     Args:
-        name: preset name.
+        name: preset name (a fixed preset's, or ``<family><size>`` for a derived one).
         image_size: cutout side in pixels.
         channels: bands per cutout.
         latent_dim: size of z.
@@ -43,25 +50,36 @@ class ModelConfig:
 
     @property
     def base_size(self) -> int:
-        return self.image_size // 2 ** len(self.generator_filters)
+        """Side of the generator's first map (the Dense layer's, reshaped)."""
+        return -(-self.image_size // 2 ** len(self.generator_filters))
+
+    @property
+    def drawn_size(self) -> int:
+        """Side of the image the generator draws before its crop to ``image_size``."""
+        return self.base_size * 2 ** len(self.generator_filters)
+
+    @property
+    def feature_side(self) -> int:
+        """Side of the critic's last map: ``image_size`` halved (rounded up) per layer."""
+        return -(-self.image_size // 2 ** len(self.critic_filters))
 
     @property
     def feature_size(self) -> int:
         """Number of values in the critic's feature vector f(x)."""
-        side = self.image_size // 2 ** len(self.critic_filters)
-        return side * side * self.critic_filters[-1]
+        return self.feature_side**2 * self.critic_filters[-1]
 
     def validate(self) -> None:
-        if self.base_size * 2 ** len(self.generator_filters) != self.image_size:
-            raise ConfigError(
-                f"preset {self.name}: image size {self.image_size} is not a multiple of "
-                f"2**{len(self.generator_filters)} (one factor 2 per generator layer)"
-            )
-        if self.image_size % 2 ** len(self.critic_filters):
-            raise ConfigError(
-                f"preset {self.name}: image size {self.image_size} is not divisible by "
-                f"2**{len(self.critic_filters)} (one factor 2 per critic layer)"
-            )
+        for what, filters in (("generator", self.generator_filters),
+                              ("critic", self.critic_filters)):  # fmt: skip
+            if not filters or min(filters) < 1:
+                raise ConfigError(f"preset {self.name}: {what} filters must be positive")
+            # Each stride-2 layer halves the side: the image must hold one pixel per factor 2.
+            if self.image_size < 2 ** len(filters):
+                raise ConfigError(
+                    f"preset {self.name}: image size {self.image_size} is too small for "
+                    f"{len(filters)} {what} layers (one factor 2 per layer needs at least "
+                    f"{2 ** len(filters)} px)"
+                )
         if self.channels < 1 or self.latent_dim < 1:
             raise ConfigError(f"preset {self.name}: channels and latent_dim must be positive")
 
@@ -103,17 +121,121 @@ PRESETS: dict[str, ModelConfig] = {
         critic_filters=(8, 16),
     ),
 }
+# Presets only the tests use: never chosen for a data set by size.
+TEST_PRESETS = ("tiny16",)
+
+# Derived architectures stop halving once the critic's last map is at most this many pixels
+# across (the paper's 96 px end at 6, cpu32 at 4, cpu48 at 6).
+MAX_FEATURE_SIDE = 7
+MIN_IMAGE_SIZE = 8
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """A rule that derives a ModelConfig for any image size and band count.
+
+    The number of stride-2 layers is the smallest that brings the critic's last map to at most
+    ``MAX_FEATURE_SIDE`` pixels (each layer: ceil(side / 2)); the critic's widths start at
+    ``first_width`` and double per layer up to ``doublings`` times; the generator mirrors them.
+    The first width is the image side rounded to a multiple of 8, kept within ``first_width``.
+
+    Args:
+        name: family name; a derived config is named ``<name><size>``.
+        latent_dim: size of z.
+        first_width: (smallest, largest) channels of the first critic convolution.
+        doublings: times the width doubles from the first layer to the widest.
+        kernel_size: convolution kernel side.
+
+    Example:
+        >>> FAMILIES["cpu"].config(64, channels=1).critic_filters
+        (48, 96, 192, 192)
+    """
+
+    name: str
+    latent_dim: int
+    first_width: tuple[int, int]
+    doublings: int
+    kernel_size: int = 5
+
+    def layers(self, image_size: int) -> int:
+        """Stride-2 layers for cutouts of this size."""
+        if image_size < MIN_IMAGE_SIZE:
+            raise ConfigError(
+                f"{image_size}-px cutouts are too small for a model; the smallest is "
+                f"{MIN_IMAGE_SIZE} px"
+            )
+        n = 1
+        while math.ceil(image_size / 2**n) > MAX_FEATURE_SIDE:
+            n += 1
+        return n
+
+    def config(self, image_size: int, channels: int = 3) -> ModelConfig:
+        """The family's architecture for ``image_size``-px cutouts of ``channels`` bands."""
+        smallest, largest = self.first_width
+        first = min(max(8 * ((image_size + 4) // 8), smallest), largest)
+        widths = tuple(first * 2 ** min(k, self.doublings) for k in range(self.layers(image_size)))
+        config = ModelConfig(
+            name=f"{self.name}{image_size}",
+            image_size=image_size,
+            channels=channels,
+            latent_dim=self.latent_dim,
+            generator_filters=widths[::-1],
+            critic_filters=widths,
+            kernel_size=self.kernel_size,
+        )
+        config.validate()
+        return config
+
+
+FAMILIES: dict[str, ModelFamily] = {
+    # The paper's widths: 64 doubling to 512; at 96 px exactly hsc96.
+    "hsc": ModelFamily("hsc", latent_dim=128, first_width=(64, 64), doublings=3),
+    # CPU widths: first layer 32 to 48 channels by size, at most four times that; at 32 and 48 px
+    # exactly cpu32 and cpu48. A first width of 64 at 64 px and more would cost 1.75x the time.
+    "cpu": ModelFamily("cpu", latent_dim=64, first_width=(32, 48), doublings=2),
+    # Tests and smoke runs: 8 and 16 channels at any size; at 16 px exactly tiny16.
+    "tiny": ModelFamily("tiny", latent_dim=8, first_width=(8, 8), doublings=1),
+}
+FAMILY_ALIASES = {"paper": "hsc"}
+
+
+def _family(name: str) -> ModelFamily | None:
+    return FAMILIES.get(FAMILY_ALIASES.get(name, name))
+
+
+def derive_config(family: str, image_size: int, channels: int = 3) -> ModelConfig:
+    """The architecture of a family (``hsc``/``paper``, ``cpu``, ``tiny``) for a cutout size."""
+    found = _family(family)
+    if found is None:
+        raise ConfigError(
+            f"unknown model family '{family}'; choose one of "
+            f"{', '.join([*FAMILIES, *FAMILY_ALIASES])}"
+        )
+    return found.config(image_size, channels)
 
 
 def get_preset(name: str, channels: int | None = None) -> ModelConfig:
-    """Return the named preset, optionally for another band count."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
-    config = PRESETS[name]
-    if channels is not None and channels != config.channels:
-        config = dataclasses.replace(config, channels=channels)
-    config.validate()
-    return config
+    """Return the named preset, optionally for another band count: a fixed preset (``hsc96``,
+    ``cpu32``, ...) or a family with a size (``cpu64``, ``paper100``: see :func:`derive_config`)."""
+    if name in PRESETS:
+        config = PRESETS[name]
+        if channels is not None and channels != config.channels:
+            config = dataclasses.replace(config, channels=channels)
+        config.validate()
+        return config
+    sized = re.fullmatch(r"([a-z]+)(\d+)", name)
+    if sized and _family(sized[1]) is not None:
+        return derive_config(sized[1], int(sized[2]), 3 if channels is None else channels)
+    if _family(name) is not None or name == AUTO:
+        raise ConfigError(
+            f"preset '{name}' needs an image size: name one such as '{name}64', or train on a "
+            "data set, which gives it"
+        )
+    raise ConfigError(
+        f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}, or a family with a size "
+        f"({', '.join(FAMILIES)}: e.g. cpu64)"
+    )
 
 
 def resolve_preset(preset: str | ModelConfig, channels: int | None = None) -> ModelConfig:
@@ -130,15 +252,48 @@ def resolve_preset(preset: str | ModelConfig, channels: int | None = None) -> Mo
 
 
 def preset_for_size(image_size: int) -> str:
-    """The preset made for cutouts of this size (the smallest, fastest one when several fit)."""
+    """The preset for cutouts of this size: the fixed one made for it (32: cpu32, 48: cpu48, 96:
+    hsc96; the smallest when several fit), else the ``cpu`` family's (``cpu<size>``)."""
     matching = sorted(
-        (name for name, c in PRESETS.items() if c.image_size == image_size),
+        (n for n, c in PRESETS.items() if c.image_size == image_size and n not in TEST_PRESETS),
         key=lambda name: PRESETS[name].latent_dim,
     )
-    if not matching:
-        sizes = ", ".join(f"{c.image_size} ({n})" for n, c in PRESETS.items())
-        raise ConfigError(f"no model preset for {image_size}-px cutouts; presets exist for {sizes}")
-    return matching[0]
+    if matching:
+        return matching[0]
+    return derive_config("cpu", image_size).name
+
+
+def check_preset_name(preset: str) -> None:
+    """Raise a ConfigError unless ``preset`` is something ``--preset`` takes (before any data is
+    read): ``auto``, a family, a fixed preset or a family with a size."""
+    if preset != AUTO and _family(preset) is None:
+        get_preset(preset)
+
+
+def preset_for_data(preset: str, shape, source="the data set") -> ModelConfig:
+    """The architecture ``--preset`` names for cutouts of ``shape`` (height, width, bands).
+
+    ``auto`` is :func:`preset_for_size`; a family (``cpu``, ``hsc``/``paper``, ``tiny``) is its
+    architecture for this size; a fixed or sized name must be made for this size.
+    """
+    height, width, channels = (int(n) for n in shape)
+    if height != width:
+        raise ConfigError(f"{source} holds {height}x{width} cutouts; the models take square ones")
+    if preset == AUTO:
+        preset = preset_for_size(height)
+    if _family(preset) is not None:
+        return derive_config(preset, height, channels)
+    config = get_preset(preset, channels=channels)
+    if config.image_size != height:
+        raise ConfigError(
+            f"preset {preset} is for {config.image_size}x{config.image_size} cutouts but "
+            f"{source} holds {height}x{width}; choose a matching preset, a family "
+            f"({', '.join(FAMILIES)}) or '{AUTO}', or simulate/ingest at that size"
+        )
+    return config
+
+
+SCORE_TERMS = ("residual", "feature", "linear", "morphology")
 
 
 @dataclass(frozen=True)
@@ -152,7 +307,17 @@ class ScoreSettings:
             bands) with the highest values.
         n_components: principal components of the critic features' Gaussian (the rest share one
             variance).
-        feature_weight: weight of the feature term in the default score (1 - it: residual term).
+        feature_weight: weight of the feature term when the score has only the two GAN terms
+            (calibrations made before the linear and morphology terms).
+        terms: the terms the default score combines (README "Detection quality on real
+            images" says why these): ``residual`` (the GAN's noise-aware residual, always
+            computed and stored), ``feature`` (critic-feature density), ``linear`` (the same
+            noise-aware residual against a PCA model of the data set instead of G(E(x))),
+            ``morphology`` (k-NN distance in standard morphology parameters of the flux).
+        combine: ``mean`` or ``max`` of the terms' robust z of log.
+        linear_components: principal components of the linear model.
+        morphology_neighbours: k of the morphology term's k-NN distance.
+        reference_size: calibration cutouts kept as the morphology term's reference set.
     """
 
     smooth_sigma: float = 1.0
@@ -160,6 +325,14 @@ class ScoreSettings:
     top_fraction: float = 0.03
     n_components: int = 32
     feature_weight: float = 0.7
+    terms: tuple[str, ...] = ("feature", "linear", "morphology")
+    combine: str = "mean"
+    linear_components: int = 50
+    morphology_neighbours: int = 5
+    reference_size: int = 2000
+
+    def __post_init__(self):
+        object.__setattr__(self, "terms", tuple(self.terms))  # JSON gives a list
 
     def validate(self) -> None:
         if not 0.0 < self.smooth_sigma <= 8.0:
@@ -170,6 +343,19 @@ class ScoreSettings:
             raise ConfigError(f"top fraction must be in (0, 1], got {self.top_fraction}")
         if not 0.0 <= self.feature_weight <= 1.0:
             raise ConfigError(f"feature weight must be in [0, 1], got {self.feature_weight}")
+        if not self.terms or set(self.terms) - set(SCORE_TERMS) or len(set(self.terms)) < len(
+            self.terms
+        ):
+            raise ConfigError(
+                f"score terms '{','.join(self.terms)}': choose one or more of "
+                f"{', '.join(SCORE_TERMS)}, each once"
+            )
+        if self.combine not in ("mean", "max"):
+            raise ConfigError(f"combine must be mean or max, got {self.combine!r}")
+        if self.linear_components < 1:
+            raise ConfigError("the linear model needs at least 1 component")
+        if self.morphology_neighbours < 1 or self.reference_size <= self.morphology_neighbours:
+            raise ConfigError("the morphology term needs k >= 1 and more reference cutouts than k")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -14,6 +14,9 @@ from tfanomaly.models.preset_model import PresetModel
 class Generator(PresetModel):
     """G for a ModelConfig: Dense -> base x base x filters[0] -> transposed convs -> sigmoid.
 
+    Where ``base * 2**layers`` exceeds the image size (sizes such as 100), a centred Cropping2D
+    (the layer ``crop``) cuts the drawn image to size; the fixed presets have none.
+
     Args:
         model_config: the architecture (``latent_dim``, ``generator_filters``, ``channels``...).
         dtype: dtype policy of the layers (None: the global one); the image is float32 always.
@@ -44,6 +47,7 @@ class Generator(PresetModel):
         x = keras.layers.Conv2DTranspose(
             c.channels, c.kernel_size, strides=2, padding="same", dtype=dtype, name="to_image"
         )(x)
+        x = crop_to_size(x, c.drawn_size, c.image_size, dtype=dtype, name="crop")
         # float32 output even under a mixed-precision policy: images feed losses and the stretch.
         image = keras.layers.Activation("sigmoid", dtype="float32", name="image")(x)
 
@@ -51,6 +55,15 @@ class Generator(PresetModel):
         super().__init__(
             inputs=z, outputs=image, model_config=model_config, dtype=dtype, name=name, **kwargs
         )
+
+
+def crop_to_size(x, drawn: int, size: int, *, dtype=None, name: str):
+    """``x`` (drawn x drawn) cropped to size x size about its centre; ``x`` itself when equal."""
+    if drawn == size:
+        return x
+    top = (drawn - size) // 2
+    crop = (top, drawn - size - top)
+    return keras.layers.Cropping2D((crop, crop), dtype=dtype, name=name)(x)
 
 
 def build_generator(config: ModelConfig, name: str = "generator") -> Generator:

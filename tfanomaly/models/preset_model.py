@@ -45,8 +45,9 @@ class PresetModel(keras.Model):
 
     @classmethod
     def from_preset(cls, preset: str | ModelConfig, channels: int | None = None, **kwargs):
-        """A new (untrained) model for a preset: a name of ``PRESETS`` or a ModelConfig, for
-        ``channels`` bands if given; ``kwargs`` go to the constructor."""
+        """A new (untrained) model for a preset: a name (of ``PRESETS``, or a family with a size
+        such as ``cpu64``) or a ModelConfig, for ``channels`` bands if given; ``kwargs`` go to
+        the constructor."""
         return cls(resolve_preset(preset, channels), **kwargs)
 
     def get_config(self):

@@ -83,8 +83,9 @@ class WGANGP(keras.Model):
     def from_preset(cls, preset: str | ModelConfig, channels: int | None = None,
                     **kwargs) -> WGANGP:  # fmt: skip
         """A new WGAN-GP with an untrained ``Generator`` and ``Critic`` for a preset: a name of
-        ``PRESETS`` or a ModelConfig (as the networks' ``from_preset``), for ``channels`` bands if
-        given; ``kwargs`` (``n_critic``, ``seed``...) go to the constructor."""
+        ``PRESETS``, a family with a size (``cpu64``) or a ModelConfig (as the networks'
+        ``from_preset``), for ``channels`` bands if given; ``kwargs`` (``n_critic``, ``seed``...)
+        go to the constructor."""
         config = resolve_preset(preset, channels)
         return cls(Generator(config), Critic(config), config.latent_dim, **kwargs)
 

@@ -16,7 +16,7 @@ import tensorflow as tf
 from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.fileio import atomic_path
 from tfanomaly.models.cae import build_cae, cae_encoder
-from tfanomaly.models.config import ModelConfig, get_preset, preset_for_size
+from tfanomaly.models.config import AUTO, ModelConfig, preset_for_data
 from tfanomaly.pipelines.config import CaeTrainConfig, EmbedConfig
 from tfanomaly.pipelines.loop import Stage, run_stage, save_keras
 from tfanomaly.pipelines.run import (
@@ -83,7 +83,7 @@ def _model_config(attrs: dict, image_shape) -> ModelConfig:
     run = attrs.get("run")
     if is_run(run):
         return ModelConfig.from_dict(load_run(run)["model"])
-    return get_preset(preset_for_size(image_shape[0]), channels=image_shape[2])
+    return preset_for_data(AUTO, image_shape, source="the scored image cubes")
 
 
 def train_cae(scores_dir, out_dir, config: CaeTrainConfig, *, progress: bool = True,

@@ -7,8 +7,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from tfanomaly.data.planes import DEFAULT_MASK_BITS
+from tfanomaly.data.resize import RESIZE_METHODS
+from tfanomaly.data.stretch import STRETCH_MODES
 from tfanomaly.errors import ConfigError
-from tfanomaly.models.config import InversionConfig
+from tfanomaly.models.config import AUTO, InversionConfig, check_preset_name
 
 NAN_POLICIES = ("fill", "drop", "error")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -44,15 +47,47 @@ class IngestConfig:
         nan_policy: what to do with NaN/inf pixels (HSC masks): ``fill`` replaces them with
             ``fill_value``, ``drop`` leaves the cutout out, ``error`` stops naming the object.
         fill_value: the flux put into non-finite pixels under ``fill`` (0 = background level).
+        size: resize every cutout to size x size pixels (None: keep the input's size).
+        resize: how, with ``size``: ``crop`` (the centre) or ``area`` (area-weighted resampling).
+        stretch: ``paper`` (Lupton Q=15, stretch=0.5, the paper's HSC units) or ``auto`` (the
+            softening scaled to the sky noise measured on the first ``stretch_sample`` cutouts).
+        stretch_sample: cutouts the ``auto`` stretch measures the sky noise on.
+        mask_bits: names of the mask bits whose pixels are left out (None: ``DEFAULT_MASK_BITS``,
+            those of them the input defines); only used when the input has mask planes.
     """
 
     shard_size: int = 2048
     nan_policy: str = "fill"
     fill_value: float = 0.0
+    size: int | None = None
+    resize: str = "crop"
+    stretch: str = "paper"
+    stretch_sample: int = 256
+    mask_bits: tuple[str, ...] | None = None
+
+    @property
+    def chosen_mask_bits(self) -> tuple[str, ...]:
+        if self.mask_bits is None:
+            return DEFAULT_MASK_BITS
+        if isinstance(self.mask_bits, str):  # "SAT,CR" as the command line spells it
+            return tuple(name for name in self.mask_bits.split(",") if name.strip())
+        return tuple(self.mask_bits)
 
     def validate(self) -> None:
         if self.shard_size < 1:
             raise ConfigError(f"shard size must be at least 1, got {self.shard_size}")
+        if self.size is not None and self.size < 2:
+            raise ConfigError(f"--size must be at least 2 pixels, got {self.size}")
+        if self.resize not in RESIZE_METHODS:
+            raise ConfigError(
+                f"unknown resize '{self.resize}'; choose one of {', '.join(RESIZE_METHODS)}"
+            )
+        if self.stretch not in STRETCH_MODES:
+            raise ConfigError(
+                f"unknown stretch '{self.stretch}'; choose one of {', '.join(STRETCH_MODES)}"
+            )
+        if self.stretch_sample < 1:
+            raise ConfigError(f"stretch sample must be at least 1, got {self.stretch_sample}")
         if self.nan_policy not in NAN_POLICIES:
             raise ConfigError(
                 f"unknown NaN policy '{self.nan_policy}'; choose one of {', '.join(NAN_POLICIES)}"
@@ -66,7 +101,10 @@ class GanTrainConfig:
     """Options of ``tfanomaly train gan`` (paper values where the paper gives them).
 
     Args:
-        preset: model preset (``hsc96``, ``cpu32``, ``cpu48``); its image size must match the data.
+        preset: the architecture: ``auto`` (the fixed preset made for the data's cutout size, else
+            the ``cpu`` family's), a family derived for the data's size and band count (``cpu``,
+            ``hsc`` or its alias ``paper``, ``tiny``), a fixed preset (``hsc96``, ``cpu32``,
+            ``cpu48``, ``tiny16``) or a family with a size (``cpu64``), whose size must match.
         steps: generator iterations in all (the paper: 10,000).
         batch_size: images per critic step (the paper: 32).
         n_critic: critic updates per generator update, each on its own real batch.
@@ -81,7 +119,7 @@ class GanTrainConfig:
             ``generator.keras`` carries the average and ``generator_raw.keras`` the last weights.
     """
 
-    preset: str = "cpu32"
+    preset: str = AUTO
     steps: int = 2000
     batch_size: int = 32
     n_critic: int = 5
@@ -96,6 +134,7 @@ class GanTrainConfig:
 
     def validate(self) -> None:
         check_steps(self)
+        check_preset_name(self.preset)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         if self.n_critic < 1:

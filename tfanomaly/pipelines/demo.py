@@ -44,7 +44,7 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     Stages whose output already exists complete (survey file, data set manifest, results) are not
     redone, and training and scoring resume, so an interrupted demo continues where it stopped.
     """
-    preset = preset_for_size(config.size)  # fail before any work for a size without a preset
+    preset = preset_for_size(config.size)  # before any work: fails for a size no model takes
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     survey = out_dir / "survey.h5"
