@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -152,6 +155,73 @@ def distribution_strategy(devices: list[str] | None = None):
     return tf.distribute.get_strategy()
 
 
+def is_chief(strategy) -> bool:
+    """Whether this process writes the run folder: every strategy's one process, and under
+    MultiWorkerMirroredStrategy only the chief (TF_CONFIG's ``chief``, else worker 0)."""
+    return strategy.extended.should_checkpoint
+
+
+def _multi_worker(strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        strategy.extended._in_multi_worker_mode()
+    )
+
+
+@contextlib.contextmanager
+def worker_folder(run_dir, strategy, copy: tuple[str, ...] = ()) -> Iterator[Path]:
+    """The folder this worker writes a stage's output to: the run folder on the chief; on every
+    other worker of a cluster a temporary folder, removed afterwards (also after an error).
+
+    The other workers still save checkpoints and networks (a save may read synchronised
+    variables, a collective every worker must join), but into a folder nobody reads, so that
+    one writer owns the run folder (the Keras/TF multi-worker pattern). ``copy`` names run-folder
+    files the temporary folder starts with (run.json, so that its checks see the run's record).
+    """
+    run_dir = Path(run_dir)
+    if is_chief(strategy):
+        yield run_dir
+        return
+    # Named by task and run folder, so that a restart clears what a killed worker left behind.
+    task = strategy.cluster_resolver
+    digest = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:12]
+    folder = Path(tempfile.gettempdir()) / f"tfanomaly-{task.task_type}{task.task_id}-{digest}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        for name in copy:
+            if (run_dir / name).exists():
+                shutil.copy2(run_dir / name, folder / name)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class WorkerLostError(TfanomalyError):
+    """Another worker of a multi-worker cluster stopped answering (killed, preempted, crashed)."""
+
+
+def _vector_logs(model: keras.Model) -> None:
+    """Give a step's logs a leading axis of one: Keras 3's fit averages them over the workers with
+    strategy.reduce(MEAN, axis=0), which fails on scalars (tensorflow/tensorflow#72388)."""
+    step = model.train_step
+
+    def train_step(data):
+        return {name: tf.reshape(value, [1]) for name, value in step(data).items()}
+
+    model.train_step = train_step
+
+
+def _check_workers_agree(strategy, start: int, checkpoint_dir: Path) -> None:
+    """Every worker must resume from the same step: one that found no checkpoint would wait
+    forever on collectives the others have long passed (a run folder not shared by all)."""
+    starts = strategy.gather(tf.constant([start], tf.int64), axis=0).numpy().tolist()
+    if len(set(starts)) > 1:
+        raise ConfigError(
+            f"the workers found different checkpoints in {checkpoint_dir} (steps {starts}): "
+            "every worker must see the same run folder, on a file system they all share"
+        )
+
+
 @contextlib.contextmanager
 def precision(policy: str) -> Iterator[None]:
     """Run a block under a Keras mixed-precision policy, restoring the previous one after it."""
@@ -186,12 +256,19 @@ class Stage:
 
 class _Monitor(keras.callbacks.Callback):
     """Per step: NaN guard, progress bar, TensorBoard scalars; a checkpoint and a preview grid at
-    every epoch end (one epoch = ``checkpoint_every`` steps); stop at the step target."""
+    every epoch end (one epoch = ``checkpoint_every`` steps); stop at the step target.
 
-    def __init__(self, stage: Stage, manager, steps: int, log_every: int, run_dir, bar, writer):
+    ``previews``: off on the non-chief workers of a cluster, whose writer is a no-op too (the
+    logs are the same on every worker: Keras averages them over the workers)."""
+
+    def __init__(self, stage: Stage, manager, steps: int, log_every: int, run_dir, bar, writer,
+                 start: int, previews: bool = True):  # fmt: skip
         super().__init__()
         self.stage, self.manager, self.steps, self.log_every = stage, manager, steps, log_every
-        self.run_dir, self.bar, self.writer = run_dir, bar, writer
+        self.run_dir, self.bar, self.writer, self.previews = run_dir, bar, writer, previews
+        # Every worker decides alike whether to save (a save is collective): by the step, not by
+        # what its own checkpoint folder holds.
+        self.saved_step = start
         self.diverged_at: int | None = None
         self.logs: dict = {}
 
@@ -200,7 +277,7 @@ class _Monitor(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.step()
-        logs = {k: float(v) for k, v in (logs or {}).items()}
+        logs = {k: float(np.reshape(v, ())) for k, v in (logs or {}).items()}
         if not all(math.isfinite(v) for v in logs.values()):
             self.diverged_at = step
             self.model.stop_training = True
@@ -221,36 +298,61 @@ class _Monitor(keras.callbacks.Callback):
 
     def save(self) -> None:
         step = self.step()
-        if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
+        if step == self.saved_step:
             return
         self.manager.save(checkpoint_number=step)
+        self.saved_step = step
+        if not self.previews:
+            return
         grid = self.stage.preview()
         save_png(self.run_dir / "samples" / f"{self.stage.name}-step-{step:06d}.png", grid, scale=2)
         with self.writer.as_default(step=step):
             tf.summary.image(f"{self.stage.name}/preview", grid[None], max_outputs=1)
 
 
-def run_stage(stage: Stage, make_dataset, run_dir: Path, config, progress: bool, echo) -> int:
+def run_stage(stage: Stage, make_dataset, run_dir: Path, config, progress: bool, echo,
+              out_dir: Path | None = None) -> int:  # fmt: skip
     """Restore the stage's newest checkpoint and train it to ``config.steps``; return the step it
     started from. ``make_dataset(start_step)`` gives the training data (its shuffle seed moves with
     the step, so a resumed run does not replay the batches it has seen). Checkpoints every
-    ``config.checkpoint_every`` steps, on Ctrl-C, and at the end."""
+    ``config.checkpoint_every`` steps, on Ctrl-C, and at the end.
+
+    Checkpoints are read from ``run_dir``; checkpoints, logs, previews and the training summary
+    are written to ``out_dir`` (default ``run_dir``; on a cluster's other workers the temporary
+    folder of :func:`worker_folder`, and no previews or TensorBoard logs).
+    """
+    out_dir = Path(out_dir or run_dir)
+    strategy = stage.model.distribute_strategy
+    multi_worker, chief = _multi_worker(strategy), is_chief(strategy)
+    checkpoints = run_dir / "checkpoints" / stage.name
     manager = tf.train.CheckpointManager(
-        stage.checkpoint, run_dir / "checkpoints" / stage.name, config.keep_checkpoints
+        stage.checkpoint, out_dir / "checkpoints" / stage.name, config.keep_checkpoints
     )
-    if manager.latest_checkpoint:
-        stage.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+
+    def newest() -> str | None:  # the run folder's, also on the workers that do not write it
+        return tf.train.latest_checkpoint(str(checkpoints))
+
+    latest = newest()
+    if latest:
+        stage.checkpoint.restore(latest).assert_existing_objects_matched()
     start = int(stage.step.numpy())
+    if multi_worker:
+        _check_workers_agree(strategy, start, checkpoints)
+        _vector_logs(stage.model)
     if start:
-        echo(f"resuming {run_dir} {stage.name} from step {start} ({manager.latest_checkpoint})")
+        echo(f"resuming {run_dir} {stage.name} from step {start} ({latest})")
     if start >= config.steps:
         echo(f"{run_dir}: {stage.name} already trained for {start} steps (asked: {config.steps})")
         return start
-    writer = tf.summary.create_file_writer(str(run_dir / "logs"))
+    if chief:
+        writer = tf.summary.create_file_writer(str(out_dir / "logs"))
+    else:
+        writer = tf.summary.create_noop_writer()
     started = time.perf_counter()
     with tqdm(total=config.steps, initial=start, unit="step", desc=f"train {stage.name}",
               disable=not progress) as bar:  # fmt: skip
-        monitor = _Monitor(stage, manager, config.steps, config.log_every, run_dir, bar, writer)
+        monitor = _Monitor(stage, manager, config.steps, config.log_every, out_dir, bar, writer,
+                           start, previews=chief)  # fmt: skip
         try:
             # One fit call for the whole run (a call per checkpoint costs a pipeline restart);
             # epochs only mark checkpoints, the monitor stops at exactly config.steps.
@@ -266,17 +368,26 @@ def run_stage(stage: Stage, make_dataset, run_dir: Path, config, progress: bool,
             if monitor.diverged_at is None and monitor.step() > start:
                 monitor.save()
             raise
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                tf.errors.CancelledError) as exc:  # fmt: skip
+            if not multi_worker:
+                raise
+            raise WorkerLostError(
+                f"{stage.name}: another worker stopped answering at step {monitor.step()} "
+                f"({type(exc).__name__}); start every worker again with the same command to "
+                f"resume from the last checkpoint ({newest() or 'none'})"
+            ) from exc
     if monitor.diverged_at is not None:
         raise TrainingDivergedError(
             f"{stage.name}: a loss became NaN/inf at step {monitor.diverged_at}; training stopped "
-            f"and the last good checkpoint is kept ({manager.latest_checkpoint or 'none yet'}). "
+            f"and the last good checkpoint is kept ({newest() or 'none yet'}). "
             "Try a lower --learning-rate or float32 precision"
         )
     monitor.save()
     seconds = time.perf_counter() - started
     writer.flush()
     write_json_atomic(
-        run_dir / f"training_{stage.name}.json",
+        out_dir / f"training_{stage.name}.json",
         {
             "steps": monitor.step(),
             "losses_since_last_checkpoint": monitor.logs,

@@ -4,6 +4,7 @@ each a resumable Stage of :mod:`tfanomaly.pipelines.loop` writing into the run f
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from tfanomaly._tf import bf16_warning
 from tfanomaly.data.dataset import image_dataset, load_dataset
 from tfanomaly.data.manifest import DatasetInfo
 from tfanomaly.errors import ConfigError
-from tfanomaly.models.config import ModelConfig, get_preset
+from tfanomaly.models.config import ModelConfig, preset_for_data
 from tfanomaly.models.encoder import EncoderTrainer, build_encoder
 from tfanomaly.models.wgan_gp import WGANGP, paper_optimizer
 from tfanomaly.pipelines.calibrate import calibrate
@@ -23,12 +24,16 @@ from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig
 from tfanomaly.pipelines.loop import (
     Stage,
     distribution_strategy,
+    is_chief,
     precision,
     run_stage,
     save_keras,
     trackable,
+    worker_folder,
 )
 from tfanomaly.pipelines.run import (
+    CALIBRATION_FILE,
+    RUN_FILE,
     check_run_takes,
     data_record,
     load_network,
@@ -51,15 +56,6 @@ def _training_data(data_dir, config, images_per_step: int, start_step: int):
     )
 
 
-def _check_size(info: DatasetInfo, model_config, data_dir, preset: str) -> None:
-    if tuple(info.shape[:2]) != (model_config.image_size,) * 2:
-        raise ConfigError(
-            f"preset {preset} is for {model_config.image_size}x{model_config.image_size} "
-            f"cutouts but {data_dir} holds {info.shape[0]}x{info.shape[1]}; choose a matching "
-            "preset or simulate/ingest at that size"
-        )
-
-
 def train_gan(
     data_dir,
     run_dir,
@@ -75,12 +71,17 @@ def train_gan(
     ``run_dir/checkpoints/gan`` every ``checkpoint_every`` generator steps; rerunning the same call
     after a crash or kill resumes from the newest one. At the end the generator and critic are
     saved in Keras format (``generator.keras``, ``critic.keras``).
+
+    Under MultiWorkerMirroredStrategy every worker runs this call on the same (shared) run folder:
+    all restore its checkpoints, only the chief writes it (see ``loop.worker_folder``).
     """
     config.validate()
     run_dir = Path(run_dir)
     info = DatasetInfo.from_folder(data_dir)
-    model_config = get_preset(config.preset, channels=info.shape[2])
-    _check_size(info, model_config, data_dir, config.preset)
+    model_config = preset_for_data(config.preset, info.shape, source=data_dir)
+    # The job names the architecture (auto and a family resolved: cpu32, tiny64), so that a run
+    # resumes under any --preset that names the same network, and old runs' "cpu32" still match.
+    config = dataclasses.replace(config, preset=model_config.name)
     strategy = strategy or distribution_strategy()
     if config.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(
@@ -88,10 +89,26 @@ def train_gan(
             f"{strategy.num_replicas_in_sync} replicas"
         )
     extra = {"model": model_config.to_dict(), "data": data_record(info)}
-    record_stage(run_dir, "gan", config, extra)
-    if warning := bf16_warning(config.precision):
-        echo(f"warning: {warning}")
+    with worker_folder(run_dir, strategy, copy=(RUN_FILE,)) as out_dir:
+        record_stage(out_dir, "gan", config, extra)
+        if warning := bf16_warning(config.precision):
+            echo(f"warning: {warning}")
+        start, steps = _train_gan(data_dir, run_dir, out_dir, config, model_config, strategy,
+                                  progress, echo)  # fmt: skip
+    return {
+        "run": str(run_dir),
+        "steps": steps,
+        "resumed_from": start,
+        "generator": str(network_path(run_dir, "generator")),
+        "critic": str(network_path(run_dir, "critic")),
+        "samples": str(run_dir / "samples" / f"gan-step-{steps:06d}.png"),
+        "real": str(run_dir / "samples" / "real.png"),
+        "preset": config.preset,
+    }
 
+
+def _train_gan(data_dir, run_dir: Path, out_dir: Path, config: GanTrainConfig, model_config,
+               strategy, progress: bool, echo) -> tuple[int, int]:  # fmt: skip
     with precision(config.precision):
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
@@ -125,7 +142,7 @@ def train_gan(
                 gan.averaged_generator()(fixed_z, training=False).numpy(), columns=8
             ),
         )
-        _save_real_grid(data_dir, run_dir / "samples" / "real.png")
+        _save_real_grid(data_dir, out_dir / "samples" / "real.png")
         start = run_stage(
             stage,
             lambda step: _training_data(data_dir, config, images_per_step, step),
@@ -133,23 +150,14 @@ def train_gan(
             config,
             progress,
             echo,
+            out_dir=out_dir,
         )
         networks = {"generator": gan.averaged_generator(), "critic": gan.critic}
         if gan.ema_weights:
             networks["generator_raw"] = gan.generator
         for name, model in networks.items():
-            save_keras(model, network_path(run_dir, name))
-    steps = int(gan.generator_steps.numpy())
-    return {
-        "run": str(run_dir),
-        "steps": steps,
-        "resumed_from": start,
-        "generator": str(network_path(run_dir, "generator")),
-        "critic": str(network_path(run_dir, "critic")),
-        "samples": str(run_dir / "samples" / f"gan-step-{steps:06d}.png"),
-        "real": str(run_dir / "samples" / "real.png"),
-        "preset": config.preset,
-    }
+            save_keras(model, network_path(out_dir, name))
+    return start, int(gan.generator_steps.numpy())
 
 
 def train_encoder(
@@ -165,18 +173,25 @@ def train_encoder(
 
     Uses the run's data set unless ``data_dir`` is given. Checkpoints in
     ``run_dir/checkpoints/encoder``; the result is ``run_dir/encoder.keras``, and the default
-    score's calibration on the same data, ``run_dir/calibration.npz`` (see ``calibrate``).
+    score's calibration on the same data, ``run_dir/calibration.npz`` (see ``calibrate``). On a
+    cluster, as ``train_gan``: only the chief writes the run folder (and calibrates).
     """
     config.validate()
     run_dir = Path(run_dir)
+    strategy = strategy or distribution_strategy()
+    with worker_folder(run_dir, strategy, copy=(RUN_FILE,)) as out_dir:
+        return _train_encoder(run_dir, out_dir, config, data_dir, strategy, progress, echo)
+
+
+def _train_encoder(run_dir: Path, out_dir: Path, config: EncoderTrainConfig, data_dir, strategy,
+                   progress: bool, echo) -> dict:  # fmt: skip
     run = load_run(run_dir)
     require_networks(run_dir, "generator", "critic")
     data_dir = Path(data_dir or run["data"]["path"])
     info = DatasetInfo.from_folder(data_dir)
     model_config = ModelConfig.from_dict(run["model"])
     check_run_takes(run, info)  # size and band count, as score and calibrate check them
-    record_stage(run_dir, "encoder", config)
-    strategy = strategy or distribution_strategy()
+    record_stage(out_dir, "encoder", config)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         generator = load_network(run_dir, "generator")
@@ -210,18 +225,21 @@ def train_encoder(
         config,
         progress,
         echo,
+        out_dir=out_dir,
     )
-    save_keras(trainer.encoder, network_path(run_dir, "encoder"))
+    save_keras(trainer.encoder, network_path(out_dir, "encoder"))
     steps = int(trainer.optimizer.iterations.numpy())
-    # The default score needs the run's noise and feature statistics: fit them now (seconds).
-    calibrated = calibrate(run_dir, data_dir, seed=config.seed, progress=progress, echo=echo)
+    # The default score needs the run's noise and feature statistics: fit them now (seconds; no
+    # collective in it, so the other workers of a cluster leave it to the chief).
+    if is_chief(strategy):
+        calibrate(run_dir, data_dir, seed=config.seed, progress=progress, echo=echo)
     return {
         "run": str(run_dir),
         "steps": steps,
         "resumed_from": start,
         "encoder": str(network_path(run_dir, "encoder")),
         "reconstructions": str(run_dir / "samples" / f"encoder-step-{steps:06d}.png"),
-        "calibration": str(calibrated["path"]),
+        "calibration": str(run_dir / CALIBRATION_FILE),
     }
 
 
