@@ -25,32 +25,50 @@ from tfanomaly.models.critic import build_critic  # noqa: E402
 from tfanomaly.models.encoder import build_encoder  # noqa: E402
 from tfanomaly.models.generator import build_generator  # noqa: E402
 from tfanomaly.models.inverter import LatentInverter  # noqa: E402
+from tfanomaly.models.morphology import feature_names  # noqa: E402
 from tfanomaly.models.noise_score import Calibration, ScoreSettings  # noqa: E402
 
 
-def synthetic_calibration(preset: str) -> Calibration:
-    """A calibration of the right shapes (the default score costs the same whatever its numbers)."""
-    config, settings = get_preset(preset), ScoreSettings()
+def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) -> Calibration:
+    """A calibration of the right shapes (the default score costs the same whatever its numbers);
+    the linear and morphology parts only where ``settings.terms`` has them."""
+    config, settings = get_preset(preset), settings or ScoreSettings()
     dims, rng = config.feature_size, np.random.default_rng(0)
     axes = np.linalg.qr(rng.normal(size=(dims, settings.n_components)))[0].T
+    edges = np.tile(np.linspace(0, 1, settings.n_bins - 1, dtype="f4"), (config.channels, 1))
+    variances = np.ones((config.channels, settings.n_bins), "f4")
+    pixels = config.image_size**2 * config.channels
+    n_morph = len(feature_names(config.channels))
+    parts = {}
+    if "linear" in settings.terms:
+        basis = np.linalg.qr(rng.normal(size=(pixels, settings.linear_components)))[0]
+        parts.update(linear_mean=np.zeros(pixels, "f4"), linear_components=basis.T.astype("f4"),
+                     linear_edges=edges, linear_variances=variances)  # fmt: skip
+    if "morphology" in settings.terms:
+        reference = rng.normal(size=(settings.reference_size, n_morph)).astype("f4")
+        parts.update(morphology_centre=np.zeros(n_morph, "f4"),
+                     morphology_scale=np.ones(n_morph, "f4"), morphology_reference=reference)  # fmt: skip
     return Calibration(
         settings=settings,
-        edges=np.tile(np.linspace(0, 1, settings.n_bins - 1, dtype="f4"), (config.channels, 1)),
-        variances=np.ones((config.channels, settings.n_bins), "f4"),
+        edges=edges,
+        variances=variances,
         feature_mean=np.zeros(dims, "f4"),
         components=axes.astype("f4"),
         eigenvalues=np.ones(settings.n_components, "f4"),
         residual_variance=1.0,
-        log_centres=np.zeros(2, "f4"),
-        log_scales=np.ones(2, "f4"),
+        log_centres=np.zeros(len(settings.terms), "f4"),
+        log_scales=np.ones(len(settings.terms), "f4"),
         info={},
+        **parts,
     )
 
 
-def inverter_for(preset: str, steps: int, default_score: bool = False) -> LatentInverter:
+def inverter_for(preset: str, steps: int, default_score: bool = False,
+                 terms: tuple[str, ...] | None = None) -> LatentInverter:  # fmt: skip
     config = get_preset(preset)
     keras.utils.set_random_seed(0)
-    calibration = synthetic_calibration(preset) if default_score else None
+    settings = ScoreSettings(terms=terms) if terms else ScoreSettings()
+    calibration = synthetic_calibration(preset, settings) if default_score else None
     return LatentInverter(build_generator(config), build_critic(config), build_encoder(config),
                           InversionConfig(steps=steps), calibration)  # fmt: skip
 
@@ -144,10 +162,13 @@ def bench_preset(preset: str, seconds: float, peak: float) -> None:
     # The default score on top of encoder-only scoring: smoothing, binned chi^2, top-k, one matmul.
     paper_only = inverter_for(preset, 0)
     plain = timed(lambda: paper_only(images)["anomaly_score"].numpy(), seconds)
-    noise_aware = inverter_for(preset, 0, default_score=True)
-    with_score = timed(lambda: noise_aware(images)["score"].numpy(), seconds)
-    print(f"{preset} encoder only + default score: {batch / with_score:8,.0f} images/s "
-          f"({with_score / plain:.2f}x the time of encoder-only paper scores)")  # fmt: skip
+    for terms in (("residual", "feature"), ("residual", "feature", "linear"),
+                  ("residual", "feature", "morphology"), ScoreSettings().terms):  # fmt: skip
+        noise_aware = inverter_for(preset, 0, default_score=True, terms=terms)
+        with_score = timed(lambda inv=noise_aware: inv(images, images)["score"].numpy(), seconds)
+        label = "default score" if terms == ScoreSettings().terms else "+".join(terms)
+        print(f"{preset} encoder only + {label}: {batch / with_score:8,.0f} images/s "
+              f"({with_score / plain:.2f}x the time of encoder-only paper scores)")  # fmt: skip
     if preset == "cpu32":
         inverter = inverter_for(preset, 10)
         graph = timed(lambda: inverter(images)["z"].numpy(), seconds)

@@ -34,16 +34,14 @@ def score_atol(key: str, columns: dict, calibration=None, rtol: float = NET_RTOL
     """The absolute error a results column can carry when its raw scores drift by ``rtol``
     (``columns``: the whole scored catalog, whose mean and std define the sigma values).
 
-    Positive sums drift by rtol * |value|; the default score ``scores`` is
-    (1 - w) z(log residual) + w z(log feature) with z = (log - centre) / scale, so a relative
-    drift rtol of the terms moves it by rtol * ((1 - w) / scale_res + w / scale_feat); a sigma
-    value (x - mean) / std moves by the drift of x divided by std.
+    Positive sums drift by rtol * |value|; the default score ``scores`` combines the terms'
+    z = (log - centre) / scale, so a relative drift rtol of the terms moves it by what
+    ``Calibration.score_drift`` says (rtol / scale, weighted); a sigma value (x - mean) / std
+    moves by the drift of x divided by std.
     """
     raw = key.removesuffix("_sigma")
     if raw == "scores":
-        w = calibration.settings.feature_weight
-        scale_res, scale_feat = (float(v) for v in calibration.log_scales)
-        drift = rtol * ((1 - w) / scale_res + w / scale_feat)
+        drift = calibration.score_drift(rtol)
     else:
         drift = rtol * float(np.abs(columns[raw]).max())
     return drift / float(np.std(columns[raw])) if key.endswith("_sigma") else drift

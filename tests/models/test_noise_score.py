@@ -25,9 +25,13 @@ from tfanomaly.models.noise_score import (
 )
 
 
+TWO = ("residual", "feature")  # the GAN's two terms, as calibrations before the others had
+ALL = ("residual", "feature", "linear", "morphology")
+
+
 def calibration(settings=None, bands=3, dims=12, k=3, seed=0):
     """A hand-made calibration with distinct numbers everywhere."""
-    settings = settings or ScoreSettings(n_bins=4, n_components=k)
+    settings = settings or ScoreSettings(n_bins=4, n_components=k, terms=TWO)
     rng = np.random.default_rng(seed)
     axes, _ = np.linalg.qr(rng.normal(size=(dims, k)))
     return Calibration(
@@ -84,11 +88,125 @@ def test_feature_score_is_the_mahalanobis_distance_of_the_ppca_gaussian():
 
 
 def test_combined_score_is_the_weighted_sum_of_standardised_logs():
-    c = calibration(ScoreSettings(n_bins=4, n_components=3, feature_weight=0.25))
-    out = NoiseAwareScore(c).combine(tf.constant([2.0, 0.5]), tf.constant([1.0, 4.0])).numpy()
+    c = calibration(ScoreSettings(n_bins=4, n_components=3, feature_weight=0.25, terms=TWO))
+    out = NoiseAwareScore(c).combine([tf.constant([2.0, 0.5]), tf.constant([1.0, 4.0])]).numpy()
     z_res = (np.log([2.0, 0.5]) - 0.3) / 1.5
     z_feat = (np.log([1.0, 4.0]) + 0.2) / 0.8
     np.testing.assert_allclose(out, 0.75 * z_res + 0.25 * z_feat, rtol=1e-5, atol=1e-6)
+
+
+def four_term_calibration(combine="mean", size=16, bands=3, n_reference=40, seed=6):
+    """The hand-made calibration with a linear model and a morphology reference set."""
+    from tfanomaly.models.morphology import feature_names
+
+    rng = np.random.default_rng(seed)
+    c = calibration(ScoreSettings(n_bins=4, n_components=3, combine=combine,
+                                  morphology_neighbours=3, terms=ALL))  # fmt: skip
+    dims = size * size * bands
+    axes, _ = np.linalg.qr(rng.normal(size=(dims, 5)))
+    c.linear_mean = rng.uniform(0, 0.2, dims).astype("f4")
+    c.linear_components = axes.T.astype("f4")
+    c.linear_edges = np.sort(rng.uniform(0.0, 0.5, (bands, 3)), axis=1).astype("f4")
+    c.linear_variances = rng.uniform(0.5, 2.0, (bands, 4)).astype("f4")
+    n_features = len(feature_names(bands))
+    c.morphology_centre = rng.normal(size=n_features).astype("f4")
+    c.morphology_scale = rng.uniform(0.5, 2.0, n_features).astype("f4")
+    c.morphology_reference = rng.normal(size=(n_reference, n_features)).astype("f4")
+    c.log_centres = np.array([0.3, -0.2, -5.0, 1.0], "f4")
+    c.log_scales = np.array([1.5, 0.8, 1.2, 0.4], "f4")
+    return c
+
+
+def test_linear_term_is_the_noise_aware_residual_of_the_pca_model():
+    c = four_term_calibration()
+    scorer = NoiseAwareScore(c)
+    images = np.random.default_rng(7).uniform(0, 1, (4, 16, 16, 3)).astype("f4")
+    centred = images.reshape(4, -1).astype("f8") - c.linear_mean
+    v = c.linear_components.astype("f8")
+    model = (centred @ v.T @ v + c.linear_mean).reshape(images.shape)
+    np.testing.assert_allclose(scorer.linear_reconstruction(images), model, atol=2e-6)
+    residual, level = (t.numpy() for t in residual_maps(images, model.astype("f4"), 1.0))
+    chi2 = np.empty_like(residual)
+    for b in range(3):
+        chi2[..., b] = residual[..., b] ** 2 / c.linear_variances[b][
+            np.digitize(level[..., b], c.linear_edges[b])]  # fmt: skip
+    k = round(c.settings.top_fraction * 16 * 16 * 3)
+    expected = np.sort(chi2.reshape(4, -1), axis=1)[:, -k:].mean(axis=1)
+    np.testing.assert_allclose(scorer.linear_score(images), expected, rtol=2e-4)
+
+
+def test_linear_fit_recovers_a_low_rank_survey():
+    from tfanomaly.models.noise_score import fit_linear
+
+    rng = np.random.default_rng(13)
+    basis = rng.normal(size=(3, 8 * 8 * 2))
+    images = (rng.normal(size=(300, 3)) @ basis).reshape(300, 8, 8, 2) + 0.01 * rng.normal(
+        size=(300, 8, 8, 2))  # fmt: skip
+    mean, components, edges, variances = fit_linear(
+        ScoreSettings(linear_components=3, n_bins=4), images.astype("f4"), 32, rng
+    )
+    assert components.shape == (3, 128) and edges.shape == (2, 3) and variances.shape == (2, 4)
+    # The three axes span the basis; what is left is the smoothed white noise.
+    _, singular, _ = np.linalg.svd(basis @ (np.eye(128) - components.T @ components))
+    assert singular.max() < 0.05 * np.linalg.norm(basis, axis=1).min()
+    assert variances.max() < 1e-3
+
+
+def test_morphology_term_is_the_knn_distance_leaving_out_the_image_itself():
+    from sklearn.neighbors import NearestNeighbors
+
+    c = four_term_calibration()
+    scorer = NoiseAwareScore(c)
+    images = np.random.default_rng(8).uniform(0, 1, (5, 16, 16, 3)).astype("f4")
+    points = scorer.morphology_features(images).numpy()
+    reference = c.morphology_reference.copy()
+    reference[0] = points[0]  # image 0 is part of the reference set, as calibration images are
+    c.morphology_reference = reference
+    scorer = NoiseAwareScore(c)
+    distances, _ = NearestNeighbors(n_neighbors=4).fit(reference).kneighbors(points)
+    expected = distances[:, :3].mean(axis=1)
+    expected[0] = distances[0, 1:].mean()
+    np.testing.assert_allclose(scorer.morphology_score(images), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("combine", ["mean", "max"])
+def test_four_terms_combine_by_mean_or_max_of_standardised_logs(combine):
+    c = four_term_calibration(combine)
+    images = np.random.default_rng(9).uniform(0, 1, (6, 16, 16, 3)).astype("f4")
+    recon = np.clip(images + 0.05, 0, 1).astype("f4")
+    features = np.random.default_rng(10).normal(size=(6, 12)).astype("f4")
+    out = {k: v.numpy() for k, v in NoiseAwareScore(c)(images, recon, features, images).items()}
+    terms = np.stack([out[f"{t}_score"] for t in c.terms], axis=1)
+    z = (np.log(terms) - c.log_centres) / c.log_scales
+    expected = z.max(axis=1) if combine == "max" else z.mean(axis=1)
+    assert c.terms == ("residual", "feature", "linear", "morphology")
+    np.testing.assert_allclose(out["score"], expected, rtol=1e-4, atol=1e-4)
+    assert c.score_drift(1e-4) == pytest.approx(
+        1e-4 / c.log_scales.min() if combine == "max" else np.mean(1e-4 / c.log_scales), rel=1e-5
+    )
+
+
+def test_a_two_term_calibration_file_still_scores(tmp_path):
+    """A calibration.npz written before the linear and morphology terms: those come out as
+    zeros and the default score is the two-term one it was."""
+    c = calibration()
+    c.save(tmp_path / "c.npz")
+    with np.load(tmp_path / "c.npz") as data:
+        old = {k: data[k] for k in data.files if k not in Calibration.OPTIONAL}
+    settings = json.loads(str(old["settings"]))
+    for key in ("terms", "combine", "linear_components",
+                "morphology_neighbours", "reference_size"):  # fmt: skip
+        settings.pop(key)
+    old["settings"] = json.dumps(settings)
+    np.savez(tmp_path / "old.npz", **old)
+    back = Calibration.load(tmp_path / "old.npz")
+    assert back.terms == ("residual", "feature") and back.settings.terms == back.terms
+    images = np.random.default_rng(11).uniform(0, 1, (3, 16, 16, 3)).astype("f4")
+    features = np.random.default_rng(12).normal(size=(3, 12)).astype("f4")
+    out = NoiseAwareScore(back)(images, images * 0.9, features)
+    assert not out["linear_score"].numpy().any() and not out["morphology_score"].numpy().any()
+    expected = NoiseAwareScore(c).combine([out["residual_score"], out["feature_score"]])
+    np.testing.assert_allclose(out["score"], expected, rtol=1e-6)
 
 
 def test_fits_recover_known_noise_and_feature_structure():
@@ -128,7 +246,7 @@ def test_score_finds_a_point_source_the_reconstruction_lacks():
     anomalous = np.arange(n) % 10 == 0
     knot = 0.3 * np.exp(-((x - 6) ** 2 + (y - 16) ** 2) / 2.0)
     images[anomalous] += knot[..., None]
-    settings = ScoreSettings(n_bins=6, n_components=4)
+    settings = ScoreSettings(n_bins=6, n_components=4, terms=TWO)
     residual, level = (t.numpy() for t in residual_maps(images.astype("f4"), truth.astype("f4"), 1))
     edges, variances = fit_levels(settings, residual.reshape(-1, 3).T, level.reshape(-1, 3).T)
     c = calibration(settings, dims=12, k=4)
@@ -147,6 +265,14 @@ def test_calibration_file_round_trip_and_errors(tmp_path):
     assert back.settings == c.settings and back.info == c.info
     for name in Calibration.ARRAYS:
         np.testing.assert_array_equal(getattr(back, name), getattr(c, name))
+    four = four_term_calibration()
+    four.save(tmp_path / "four.npz")
+    back = Calibration.load(tmp_path / "four.npz")
+    assert back.terms == four.terms and back.settings == four.settings
+    for name in Calibration.ARRAYS + Calibration.OPTIONAL:
+        np.testing.assert_array_equal(getattr(back, name), getattr(four, name))
+    with pytest.raises(ConfigError, match="score terms"):
+        ScoreSettings(terms=("residual", "colour")).validate()
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
     with pytest.raises(InputError, match="bad.npz: not a readable tfanomaly calibration"):
         Calibration.load(tmp_path / "bad.npz")
@@ -167,6 +293,9 @@ def test_calibrate_stage_of_a_run(tiny_run, tmp_path):
     first = Calibration.load(run / "calibration.npz")
     assert first.info["count"] == 150 and first.settings == ScoreSettings()
     assert first.components.shape == (ScoreSettings().n_components, first.feature_mean.shape[0])
+    assert first.terms == ScoreSettings().terms and first.linear_mean.shape == (16 * 16 * 3,)
+    assert first.morphology_reference.shape[0] == 150  # fewer cutouts than reference_size
+    assert len(first.log_scales) == len(first.terms) == 3 and (first.log_scales > 0).all()
     assert (np.diff(first.edges, axis=1) >= 0).all() and (first.variances > 0).all()
     settings = ScoreSettings(smooth_sigma=1.5, top_fraction=0.05, n_components=8)
     messages = []

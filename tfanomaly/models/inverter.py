@@ -38,7 +38,7 @@ class LatentInverter(tf.Module):
 
     Example:
         >>> inverter = LatentInverter(generator, critic, encoder, InversionConfig(steps=10))
-        >>> out = inverter(stretched_images)
+        >>> out = inverter(stretched_images, raw_flux_images)
         >>> out["score"], out["anomaly_score"], out["gen_score"], out["disc_score"]
     """
 
@@ -58,8 +58,10 @@ class LatentInverter(tf.Module):
         return (1.0 - lam) * pixel + lam * feature, pixel, feature, reconstructions
 
     @tf.function
-    def __call__(self, images):
-        """Invert a batch of stretched images (B, H, W, C) in [0, 1]; returns a dict of tensors:
+    def __call__(self, images, flux=None):
+        """Invert a batch of stretched images (B, H, W, C) in [0, 1] (``flux``: the same cutouts
+        before the stretch, which the default score's morphology term reads); returns a dict of
+        tensors:
         ``z``, ``features`` (the critic's f(x)), ``reconstruction``, ``residual`` (|x - G(z)|), the
         paper's ``gen_score`` (pixel
         term), ``disc_score`` (feature term), ``anomaly_score`` (their weighted sum), and with a
@@ -99,5 +101,5 @@ class LatentInverter(tf.Module):
             "anomaly_score": loss,
         }
         if self.noise_score is not None:
-            out.update(self.noise_score(images, reconstructions, image_features))
+            out.update(self.noise_score(images, reconstructions, image_features, flux))
         return out

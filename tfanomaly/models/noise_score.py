@@ -16,8 +16,7 @@ robust standardisation of their logarithms.
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,8 @@ import tensorflow as tf
 from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.fileio import atomic_path
 from tfanomaly.models.config import ScoreSettings
+from tfanomaly.models.filters import gaussian_kernel, smooth  # noqa: F401 (re-exported)
+from tfanomaly.models.morphology import morphology
 
 # Median of chi^2 with one degree of freedom: a robust variance is median(r^2) / this.
 _CHI2_MEDIAN = 0.4549364231195724
@@ -57,9 +58,48 @@ class Calibration:
     log_centres: np.ndarray
     log_scales: np.ndarray
     info: dict
+    linear_mean: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    linear_components: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    linear_edges: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    linear_variances: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    morphology_centre: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    morphology_scale: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    morphology_reference: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     ARRAYS = ("edges", "variances", "feature_mean", "components", "eigenvalues",
               "log_centres", "log_scales")  # fmt: skip
+    # Calibrations written before the linear and morphology terms have none of these.
+    OPTIONAL = ("linear_mean", "linear_components", "linear_edges", "linear_variances",
+                "morphology_centre", "morphology_scale", "morphology_reference")  # fmt: skip
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The terms the default score combines, in the order of log_centres/log_scales."""
+        return self.settings.terms
+
+    def check(self, path) -> None:
+        """Every combined term has its numbers (a file edited or cut short does not)."""
+        parts = {"linear": self.linear_components, "morphology": self.morphology_reference}
+        missing = [t for t, values in parts.items() if t in self.terms and not values.size]
+        if missing or len(self.log_scales) != len(self.terms):
+            raise InputError(f"{path}: calibration inconsistent with its terms "
+                             f"{', '.join(self.terms)}; run `tfanomaly calibrate` again")  # fmt: skip
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Weight of each term's z in the default score (see ScoreSettings.combine)."""
+        if self.terms == ("residual", "feature"):
+            w = self.settings.feature_weight
+            return np.array([1.0 - w, w], np.float32)
+        return np.full(len(self.terms), 1.0 / len(self.terms), np.float32)
+
+    def score_drift(self, rtol: float) -> float:
+        """How far the default score can move when every term drifts by ``rtol`` (relative):
+        z = (log - centre) / scale moves by rtol / scale, combined with the weights."""
+        per_term = rtol / np.asarray(self.log_scales, np.float64)
+        if self.settings.combine == "max" and len(self.terms) > 2:
+            return float(per_term.max())
+        return float(np.sum(self.weights * per_term))
 
     def save(self, path) -> None:
         """Write an .npz atomically (numbers as arrays, settings and info as JSON)."""
@@ -67,7 +107,7 @@ class Calibration:
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.savez(
                 handle,
-                **{name: getattr(self, name) for name in self.ARRAYS},
+                **{name: getattr(self, name) for name in self.ARRAYS + self.OPTIONAL},
                 residual_variance=np.float64(self.residual_variance),
                 settings=json.dumps(self.settings.to_dict()),
                 info=json.dumps(self.info),
@@ -79,37 +119,20 @@ class Calibration:
         try:
             with np.load(path) as data:
                 values = {name: data[name] for name in cls.ARRAYS}
-                return cls(
-                    settings=ScoreSettings(**json.loads(str(data["settings"]))),
+                values.update({name: data[name] for name in cls.OPTIONAL if name in data})
+                settings = json.loads(str(data["settings"]))
+                # Before the linear and morphology terms, a calibration had the two GAN terms.
+                settings.setdefault("terms", ["residual", "feature"])
+                calibration = cls(
+                    settings=ScoreSettings(**settings),
                     residual_variance=float(data["residual_variance"]),
                     info=json.loads(str(data["info"])),
                     **values,
                 )
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise InputError(f"{path}: not a readable tfanomaly calibration: {exc}") from exc
-
-
-def gaussian_kernel(sigma: float) -> np.ndarray:
-    """Normalised 1-D Gaussian taps out to 3 sigma."""
-    half = max(1, math.ceil(3.0 * sigma))
-    x = np.arange(-half, half + 1, dtype=np.float64)
-    taps = np.exp(-0.5 * (x / sigma) ** 2)
-    return (taps / taps.sum()).astype(np.float32)
-
-
-def smooth(images, sigma: float):
-    """Separable Gaussian smoothing of (B, H, W, C) per channel, edges mirrored (stock TF ops)."""
-    taps = gaussian_kernel(sigma)
-    half = len(taps) // 2
-    images = tf.convert_to_tensor(images, tf.float32)
-    channels = images.shape[-1]
-    if channels is None:
-        raise ValueError("smooth needs a static channel count")
-    images = tf.pad(images, [[0, 0], [half, half], [half, half], [0, 0]], mode="SYMMETRIC")
-    row = tf.constant(np.tile(taps[None, :, None, None], (1, 1, channels, 1)))
-    column = tf.constant(np.tile(taps[:, None, None, None], (1, 1, channels, 1)))
-    out = tf.nn.depthwise_conv2d(images, row, [1, 1, 1, 1], "VALID")
-    return tf.nn.depthwise_conv2d(out, column, [1, 1, 1, 1], "VALID")
+        calibration.check(path)
+        return calibration
 
 
 def residual_maps(images, reconstructions, sigma: float):
@@ -122,7 +145,7 @@ class NoiseAwareScore(tf.Module):
 
     Example:
         >>> scorer = NoiseAwareScore(Calibration.load("run/calibration.npz"))
-        >>> out = scorer(stretched, reconstructions, critic(stretched)[1])
+        >>> out = scorer(stretched, reconstructions, critic(stretched)[1], raw_flux)
         >>> out["score"], out["residual_score"], out["feature_score"]
     """
 
@@ -138,21 +161,37 @@ class NoiseAwareScore(tf.Module):
         self.residual_variance = tf.constant(c.residual_variance, tf.float32)
         self.log_centres = tf.constant(c.log_centres, tf.float32)
         self.log_scales = tf.constant(c.log_scales, tf.float32)
+        self.terms = c.terms
+        self.weights = tf.constant(c.weights, tf.float32)
+        if "linear" in self.terms:
+            self.linear_mean = tf.constant(c.linear_mean, tf.float32)
+            self.linear_components = tf.constant(c.linear_components, tf.float32)
+            self.linear_edges = tf.constant(c.linear_edges, tf.float32)
+            self.linear_variances = tf.constant(c.linear_variances, tf.float32)
+        if "morphology" in self.terms:
+            self.morphology_centre = tf.constant(c.morphology_centre, tf.float32)
+            self.morphology_scale = tf.constant(c.morphology_scale, tf.float32)
+            self.morphology_reference = tf.constant(c.morphology_reference, tf.float32)
 
-    def chi2_map(self, images, reconstructions):
-        """(B, H, W, C) squared smoothed residual over its scatter at that brightness."""
+    def chi2_map(self, images, reconstructions, edges=None, variances=None):
+        """(B, H, W, C) squared smoothed residual over its scatter at that brightness (the
+        scatter of the GAN's reconstructions unless ``edges``/``variances`` say otherwise)."""
+        edges = self.edges if edges is None else edges
+        variances = self.variances if variances is None else variances
         residual, level = residual_maps(images, reconstructions, self.settings.smooth_sigma)
         # Bands first, pixels flattened: searchsorted runs per band over its own edges.
         shape = tf.shape(level)
         bands = tf.reshape(tf.transpose(level, [3, 0, 1, 2]), [shape[3], -1])
-        bins = tf.searchsorted(self.edges, bands, side="right")
-        variance = tf.gather(self.variances, bins, batch_dims=1)
+        bins = tf.searchsorted(edges, bands, side="right")
+        variance = tf.gather(variances, bins, batch_dims=1)
         variance = tf.transpose(tf.reshape(variance, tf.gather(shape, [3, 0, 1, 2])), [1, 2, 3, 0])
-        return tf.square(residual) / variance
+        # The reshape from tf.shape loses the static shape where the batch size is unknown (an
+        # exported signature); the top-k summary needs it back.
+        return tf.ensure_shape(tf.square(residual) / variance, residual.shape)
 
-    def residual_score(self, images, reconstructions):
+    def residual_score(self, images, reconstructions, edges=None, variances=None):
         """Mean of the highest ``top_fraction`` of each image's chi^2 map."""
-        chi2 = self.chi2_map(images, reconstructions)
+        chi2 = self.chi2_map(images, reconstructions, edges, variances)
         flat = tf.reshape(chi2, [tf.shape(chi2)[0], -1])
         size = int(np.prod(chi2.shape[1:])) if chi2.shape[1:].is_fully_defined() else None
         if size is None:
@@ -178,22 +217,68 @@ class NoiseAwareScore(tf.Module):
         centred = tf.cast(features, tf.float32) - self.feature_mean
         return tf.matmul(centred, self.components, transpose_b=True) / tf.sqrt(self.eigenvalues)
 
-    def combine(self, residual_score, feature_score):
-        """(1 - w) z(log residual) + w z(log feature), robust z against the calibration set."""
-        logs = tf.math.log(tf.maximum(tf.stack([residual_score, feature_score], axis=1), 1e-30))
-        z = (logs - self.log_centres) / self.log_scales
-        w = self.settings.feature_weight
-        return (1.0 - w) * z[:, 0] + w * z[:, 1]
+    def linear_reconstruction(self, images):
+        """The images projected on the data set's principal components (a linear model)."""
+        flat = tf.reshape(images, [tf.shape(images)[0], -1])
+        coefficients = tf.matmul(flat - self.linear_mean, self.linear_components, transpose_b=True)
+        model = tf.matmul(coefficients, self.linear_components) + self.linear_mean
+        return tf.reshape(model, tf.shape(images))
 
-    def __call__(self, images, reconstructions, image_features):
-        residual = self.residual_score(images, reconstructions)
-        feature = self.feature_score(image_features)
-        return {
-            "score": self.combine(residual, feature),
-            "residual_score": residual,
-            "feature_score": feature,
-            "feature_axes": self.feature_axes(image_features),
+    def linear_score(self, images):
+        """The noise-aware residual (smoothed, over its scatter at each brightness, top
+        fraction) against the linear model instead of the GAN: what a PCA model of the survey
+        cannot reproduce, measured as the default score measures the GAN's misfit."""
+        return self.residual_score(images, self.linear_reconstruction(images),
+                                   self.linear_edges, self.linear_variances)  # fmt: skip
+
+    def morphology_features(self, flux):
+        """Standardised morphology parameters (B, F) of the raw flux cutouts (on the stretched
+        images they lost 0.03-0.17 AUROC: the asinh flattens the profiles)."""
+        standard = (morphology(flux) - self.morphology_centre) / self.morphology_scale
+        return tf.clip_by_value(standard, -50.0, 50.0)
+
+    def morphology_score(self, flux):
+        """Mean distance to the k nearest calibration cutouts in standardised morphology
+        parameters; a reference that coincides with the image (itself) is left out."""
+        k = self.settings.morphology_neighbours
+        points = self.morphology_features(flux)
+        reference = self.morphology_reference
+        # Differences, not |p|^2 - 2 p.r + |r|^2: that loses the small distances to rounding, and
+        # the distance to itself must come out as 0 to be recognised.
+        squared = tf.reduce_sum(tf.square(points[:, None, :] - reference[None, :, :]), axis=2)
+        nearest = tf.sqrt(-tf.math.top_k(-squared, k=k + 1).values)
+        itself = nearest[:, 0] < 1e-3
+        return tf.where(itself, tf.reduce_mean(nearest[:, 1:], axis=1),
+                        tf.reduce_mean(nearest[:, :k], axis=1))  # fmt: skip
+
+    def combine(self, terms):
+        """The mean (or max) of the terms' robust z of log against the calibration set (the two
+        GAN terms of older calibrations: (1 - w) residual + w feature)."""
+        logs = tf.math.log(tf.maximum(tf.stack(terms, axis=1), 1e-30))
+        z = (logs - self.log_centres) / self.log_scales
+        if self.settings.combine == "max" and len(terms) > 2:
+            return tf.reduce_max(z, axis=1)
+        return tf.reduce_sum(z * self.weights, axis=1)
+
+    def __call__(self, images, reconstructions, image_features, flux=None):
+        """The terms and the default score of stretched ``images``, their reconstructions and
+        critic features; ``flux``: the raw cutouts, which the morphology term needs."""
+        if "morphology" in self.terms and flux is None:
+            raise ValueError("the morphology term needs the raw flux cutouts (flux=...)")
+        out = {
+            "residual_score": self.residual_score(images, reconstructions),
+            "feature_score": self.feature_score(image_features),
         }
+        # A term the calibration has not got (made before it, or left out) comes out as zeros, so
+        # that every run writes the same columns.
+        zeros = tf.zeros_like(out["residual_score"])
+        out["linear_score"] = self.linear_score(images) if "linear" in self.terms else zeros
+        out["morphology_score"] = (
+            self.morphology_score(flux) if "morphology" in self.terms else zeros
+        )
+        out["score"] = self.combine([out[f"{term}_score"] for term in self.terms])
+        out["feature_axes"] = self.feature_axes(image_features)
+        return out
 
 
 def fit_levels(settings: ScoreSettings, residuals: np.ndarray, levels: np.ndarray):
@@ -238,3 +323,45 @@ def robust_log_scale(values: np.ndarray) -> tuple[float, float]:
     centre = float(np.median(logs))
     scale = float(1.4826 * np.median(np.abs(logs - centre)))
     return centre, scale if scale > 0 else 1.0
+
+
+def fit_linear(settings: ScoreSettings, images: np.ndarray, pixels_per_image: int,
+               rng: np.random.Generator):  # fmt: skip
+    """The linear model of (N, H, W, C) stretched cutouts: their mean and principal axes, and
+    the brightness-binned scatter of its smoothed residual (as ``fit_levels`` for the GAN)."""
+    from sklearn.decomposition import PCA
+
+    n = len(images)
+    flat = images.reshape(n, -1)
+    k = min(settings.linear_components, n - 1, flat.shape[1])
+    pca = PCA(n_components=k, svd_solver="randomized", random_state=0).fit(flat)
+    mean, components = pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
+    residual_samples, level_samples = [], []
+    bands = images.shape[-1]
+    for start in range(0, n, 512):
+        chunk = images[start : start + 512]
+        model = ((chunk.reshape(len(chunk), -1) - mean) @ components.T) @ components + mean
+        residual, level = (t.numpy().reshape(len(chunk), -1, bands) for t in residual_maps(
+            chunk, model.reshape(chunk.shape).astype(np.float32), settings.smooth_sigma))  # fmt: skip
+        picks = rng.integers(0, residual.shape[1], (len(chunk), pixels_per_image))
+        rows = np.arange(len(chunk))[:, None]
+        residual_samples.append(residual[rows, picks])
+        level_samples.append(level[rows, picks])
+    edges, variances = fit_levels(
+        settings,
+        np.concatenate(residual_samples).reshape(-1, bands).T,
+        np.concatenate(level_samples).reshape(-1, bands).T,
+    )
+    return mean, components, edges, variances
+
+
+def fit_morphology(settings: ScoreSettings, features: np.ndarray, rng: np.random.Generator):
+    """Median and MAD-sigma of each morphology parameter, and the standardised reference set
+    (``reference_size`` cutouts drawn at random) of the k-NN term."""
+    features = np.asarray(features, np.float64)
+    centre = np.median(features, axis=0)
+    scale = 1.4826 * np.median(np.abs(features - centre), axis=0)
+    scale = np.where(scale > 0, scale, 1.0) + 1e-6
+    keep = rng.permutation(len(features))[: settings.reference_size]
+    reference = np.clip((features[keep] - centre) / scale, -50.0, 50.0)
+    return centre.astype(np.float32), scale.astype(np.float32), reference.astype(np.float32)

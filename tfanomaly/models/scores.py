@@ -31,14 +31,18 @@ class Score:
         return f"{self.results}_sigma"
 
 
-# In catalog order: the default score and its two terms, then the paper's three.
+# In catalog order: the default score and its terms, then the paper's three.
 SCORES: tuple[Score, ...] = (
     Score("score", "scores", "score_normalized",
-          "default: noise-aware residual and critic-feature density, combined"),
+          "default: GAN residual, critic features, linear model, morphology, combined"),
     Score("residual_score", "residual_scores", "residual_score_normalized",
           "default's residual term: top chi^2 of the smoothed residual"),
     Score("feature_score", "feature_scores", "feature_score_normalized",
           "default's feature term: Mahalanobis distance of the critic features"),
+    Score("linear_score", "linear_scores", "linear_score_normalized",
+          "default's linear term: residual against a PCA model of the smoothed pixels"),
+    Score("morphology_score", "morphology_scores", "morphology_score_normalized",
+          "default's physical term: k-NN distance in morphology parameters"),
     Score("disc_score", "disc_scores", "discriminator_score_normalized",
           "paper: sum |f(x) - f(G(z))| over critic features"),
     Score("gen_score", "gen_scores", "generator_score_normalized",

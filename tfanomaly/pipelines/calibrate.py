@@ -16,16 +16,20 @@ from tfanomaly.data.manifest import DatasetInfo
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.config import InversionConfig
 from tfanomaly.models.inverter import LatentInverter
+from tfanomaly.models.morphology import morphology
 from tfanomaly.models.noise_score import (
     Calibration,
     ScoreSettings,
     fit_features,
     fit_levels,
+    fit_linear,
+    fit_morphology,
     residual_maps,
     robust_log_scale,
 )
 from tfanomaly.pipelines.config import CalibrateConfig
 from tfanomaly.pipelines.run import CALIBRATION_FILE, check_run_takes, load_inverter, load_run
+from tfanomaly.serving.saved_model import run_stretch
 
 
 def calibrate(
@@ -45,8 +49,9 @@ def calibrate(
     run's training data) drawn at random with ``seed``; write ``run_dir/calibration.npz``.
 
     Two passes over the same cutouts: the first samples ``pixels_per_image`` pixels of every
-    smoothed residual map (for the brightness-binned scatter) and keeps the critic features (for
-    the Gaussian); the second scores them to standardise the two terms. Anomalies in the set are
+    smoothed residual map (for the brightness-binned scatter), keeps the critic features (for
+    the Gaussian), the pixels (for the linear model) and the morphology parameters (for
+    the k-NN reference set); the second scores them to standardise every term. Anomalies in the set are
     few, and every statistic is robust (medians) or dominated by the bulk (principal axes).
     """
     settings = settings or ScoreSettings()
@@ -66,15 +71,24 @@ def calibrate(
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
 
-    def batches():
-        dataset = load_dataset(data_dir, batch_size, shuffle=True, seed=seed)
-        return iter(dataset.take(-(-count // batch_size)))
+    stretch = run_stretch(run)
 
-    residual_samples, level_samples, features = [], [], []
+    def batches():
+        """(stretched, raw flux) batches of the same cutouts, in the same order every time."""
+        dataset = load_dataset(data_dir, batch_size, shuffle=True, seed=seed, stretch=None)
+        for batch in dataset.take(-(-count // batch_size)):
+            yield stretch(batch["image"]), batch["image"]
+
+    terms = settings.terms
+    # The scatter of the GAN's residual is always fitted: its term is stored even when the default
+    # score does not combine it.
+    # The linear model's pixels of at most ~400 MB of cutouts (all of them below 96 px).
+    linear_count = min(count, max(500, int(1e8 // np.prod(info.shape))))
+    residual_samples, level_samples, features, pixels, morphologies = [], [], [], [], []
     with tqdm(total=2 * count, unit="cutout", desc="calibrate", disable=not progress) as bar:
         seen = 0
-        for batch in batches():
-            images = batch["image"][: count - seen]
+        for images, flux in batches():
+            images, flux = images[: count - seen], flux[: count - seen]
             out = inverter(images)
             residual, level = residual_maps(images, out["reconstruction"], settings.smooth_sigma)
             n, height, width, bands = residual.shape
@@ -84,6 +98,10 @@ def calibrate(
             residual_samples.append(residual.numpy().reshape(n, flat, bands)[rows, picks])
             level_samples.append(level.numpy().reshape(n, flat, bands)[rows, picks])
             features.append(out["features"].numpy())
+            if "linear" in terms and seen < linear_count:
+                pixels.append(images[: linear_count - seen].numpy())
+            if "morphology" in terms:
+                morphologies.append(morphology(flux).numpy())
             seen += n
             bar.update(n)
         residuals = np.concatenate(residual_samples).reshape(-1, bands).T
@@ -98,23 +116,32 @@ def calibrate(
             components=components,
             eigenvalues=eigenvalues,
             residual_variance=rest,
-            log_centres=np.zeros(2, np.float32),
-            log_scales=np.ones(2, np.float32),
+            log_centres=np.zeros(len(terms), np.float32),
+            log_scales=np.ones(len(terms), np.float32),
             info={},
         )
+        if "linear" in terms:
+            (calibration.linear_mean, calibration.linear_components, calibration.linear_edges,
+             calibration.linear_variances) = fit_linear(
+                settings, np.concatenate(pixels), pixels_per_image, rng)  # fmt: skip
+            del pixels
+        if "morphology" in terms:
+            morph = fit_morphology(settings, np.concatenate(morphologies), rng)
+            (calibration.morphology_centre, calibration.morphology_scale,
+             calibration.morphology_reference) = morph  # fmt: skip
         # The same networks with the fitted numbers: both terms come out of one graph call.
         scorer = LatentInverter(inverter.generator, inverter.critic, inverter.encoder, inversion,
                                 calibration)  # fmt: skip
-        terms: dict[str, list] = {"residual_score": [], "feature_score": []}
+        values: dict[str, list] = {f"{term}_score": [] for term in terms}
         seen = 0
-        for batch in batches():
-            images = batch["image"][: count - seen]
-            out = scorer(images)
-            for key, values in terms.items():
-                values.append(out[key].numpy())
+        for images, flux in batches():
+            images, flux = images[: count - seen], flux[: count - seen]
+            out = scorer(images, flux)
+            for key, column in values.items():
+                column.append(out[key].numpy())
             seen += len(images)
             bar.update(len(images))
-    centres_scales = [robust_log_scale(np.concatenate(terms[k])) for k in terms]
+    centres_scales = [robust_log_scale(np.concatenate(values[k])) for k in values]
     calibration.log_centres = np.array([c for c, _ in centres_scales], np.float32)
     calibration.log_scales = np.array([s for _, s in centres_scales], np.float32)
     calibration.info = {
@@ -125,6 +152,8 @@ def calibrate(
         "inversion": inversion.to_dict(),
         "feature_size": int(mean.shape[0]),
         "components": int(components.shape[0]),
+        "terms": list(terms),
+        "linear_fit_count": int(min(linear_count, seen)) if "linear" in terms else 0,
     }
     path = run_dir / CALIBRATION_FILE
     calibration.save(path)

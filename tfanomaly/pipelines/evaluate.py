@@ -21,6 +21,7 @@ BASELINES = {
     "isolation_forest_smoothed": "isol. forest (smoothed PCA)",
     "pca_error_smoothed": "PCA-50 error (smoothed)",
     "knn_smoothed": "5-NN distance (smoothed PCA)",
+    "morphology_forest": "isol. forest (morphology)",
 }
 SCORE_NAMES = {
     "scores": "default (resid + feature)",
@@ -131,12 +132,35 @@ def baseline_scores(data_dir, object_ids: np.ndarray, seed: int = 0, n_component
         columns["knn_smoothed"].append(knn_distance(
             neighbours, fit_ids, projected["smooth"] / scale, batch["object_id"].numpy()
         ))  # fmt: skip
+    columns["morphology_forest"] = [morphology_forest(data_dir, fit_ids, seed)]
     where = {int(i): k for k, i in enumerate(np.concatenate(ids).tolist())}
     try:
         order = np.array([where[int(i)] for i in object_ids])
     except KeyError as exc:
         raise InputError(f"object {exc.args[0]} of the results is not in {data_dir}") from exc
     return {name: np.concatenate(values)[order] for name, values in columns.items()}
+
+
+def morphology_forest(data_dir, fit_ids: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The physical-parameter peer: an isolation forest on the standard morphology parameters
+    (size, concentration, asymmetry, smoothness, Gini, ellipticity, centroid offset, peak
+    fraction, stamp noise, colours) of the raw flux, standardised by median and MAD, fitted on
+    the cutouts ``fit_ids``; in the data set's record order."""
+    from sklearn.ensemble import IsolationForest
+
+    from tfanomaly.models.morphology import morphology
+
+    features, ids = [], []
+    for batch in load_dataset(data_dir, batch_size=512, stretch=None):
+        features.append(morphology(batch["image"]).numpy())
+        ids.append(batch["object_id"].numpy())
+    features, ids = np.concatenate(features), np.concatenate(ids)
+    fit = np.isin(ids, fit_ids)
+    centre = np.median(features[fit], axis=0)
+    scale = 1.4826 * np.median(np.abs(features[fit] - centre), axis=0) + 1e-6
+    standard = np.clip((features - centre) / scale, -50.0, 50.0)
+    forest = IsolationForest(n_estimators=200, random_state=seed).fit(standard[fit])
+    return -forest.score_samples(standard)
 
 
 def evaluate(

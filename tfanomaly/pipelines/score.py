@@ -8,7 +8,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import tfanomaly
-from tfanomaly.data.dataset import PAPER_STRETCH, load_dataset
+from tfanomaly.data.dataset import load_dataset
 from tfanomaly.data.manifest import MANIFEST, DatasetInfo
 from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.errors import ConfigError
@@ -39,8 +39,13 @@ from tfanomaly.results.catalog import (
     VECTOR_OUTPUTS,
     finalize,
 )
+from tfanomaly.serving.saved_model import run_stretch
 
 PARTS = ".parts"
+# The results columns that come from the data set: results key -> key of a parsed batch
+# (tfanomaly.data.schema.parse_cutouts).
+BATCH_COLUMNS = {"idxs": "idx", "object_ids": "object_id", "ra": "ra", "dec": "dec",
+                 "labels": "label"}  # fmt: skip
 
 
 def _job_fingerprint(source, data_info: DatasetInfo, config: ScoreConfig) -> str:
@@ -73,11 +78,13 @@ def describe_client(client) -> dict:
             "signature": client.signature, "version": client.version}  # fmt: skip
 
 
-def _local_scorer(inverter):
-    """Scores from the in-process inverter, on the stretched batch."""
+def _local_scorer(inverter, stretch: LuptonStretch):
+    """Scores from the in-process inverter: the batch's raw flux stretched as the run was
+    trained (the morphology term reads the flux itself)."""
 
     def call(batch):
-        return {**inverter(batch["image"]), "stretched": batch["image"]}
+        stretched = stretch(batch["image"])
+        return {**inverter(stretched, batch["image"]), "stretched": stretched}
 
     return call
 
@@ -127,14 +134,14 @@ def score(
     """
     config = config or ScoreConfig()
     config.validate()
-    if catalog_format not in CATALOG_FORMATS:
-        raise ConfigError(f"catalog format must be one of {', '.join(CATALOG_FORMATS)}")
+    check_catalog_format(catalog_format)
     out_dir = Path(out_dir)
     info = DatasetInfo.from_folder(data_dir)
     if client is None:
         run_dir = Path(run_dir)
-        check_run_takes(load_run(run_dir), info)
-        scorer = _local_scorer(load_inverter(run_dir, config.inversion))
+        run = load_run(run_dir)
+        check_run_takes(run, info)
+        scorer = _local_scorer(load_inverter(run_dir, config.inversion), run_stretch(run))
         source = run_dir
     else:
         scorer = _remote_scorer(client, config.store_images)
@@ -144,9 +151,8 @@ def score(
     done = [out_dir / PARTS / unit["file"] for unit in ledger.units]
     if done:
         echo(f"resuming: {len(done)} part(s) already scored in {out_dir / PARTS}")
-    # The served model stretches in its graph: it gets raw flux.
-    stretch = PAPER_STRETCH if client is None else None
-    dataset = load_dataset(data_dir, config.batch_size, shard=config.shard, stretch=stretch)
+    # Raw flux: the served model stretches in its graph, the local scorer in _local_scorer.
+    dataset = load_dataset(data_dir, config.batch_size, shard=config.shard, stretch=None)
     batches = iter(dataset.skip(len(done) * config.part_batches))
     total = info.count if config.shard is None else len(range(config.shard[0], info.count,
                                                               config.shard[1]))  # fmt: skip
@@ -166,17 +172,19 @@ def score(
             scored += len(chunk["object_ids"])
     seconds = time.perf_counter() - started
     columns = _gather_columns(parts)
-    attrs = {
-        "run": str(run_dir.resolve()) if client is None else json.dumps(describe_client(client)),
-        "data": str(Path(data_dir).resolve()),
-        "inversion": config.inversion.to_dict() if client is None else {},
-        "kind_names": json.dumps(list(info.kind_names)) if info.kind_names else "",
-        "tfanomaly_version": tfanomaly.__version__,
-    }
-    if config.shard is not None:
-        attrs["shard"] = f"{config.shard[0]}/{config.shard[1]}"
-    written = finalize(out_dir, columns, parts, attrs, reference, catalog_format, select_sigma,
-                       select_key)  # fmt: skip
+    written = write_scores(
+        out_dir,
+        columns,
+        info,
+        str(run_dir.resolve()) if client is None else json.dumps(describe_client(client)),
+        config.inversion.to_dict() if client is None else {},
+        parts=parts,
+        shard=config.shard,
+        reference=reference,
+        catalog_format=catalog_format,
+        select_sigma=select_sigma,
+        select_key=select_key,
+    )
     shutil.rmtree(out_dir / PARTS, ignore_errors=True)
     written.update(
         count=len(columns["object_ids"]),
@@ -184,6 +192,43 @@ def score(
         images_per_second=scored / seconds if scored else 0.0,
     )
     return written
+
+
+def check_catalog_format(catalog_format: str) -> None:
+    """Refuse an unknown catalog suffix before anything is scored."""
+    if catalog_format not in CATALOG_FORMATS:
+        raise ConfigError(f"catalog format must be one of {', '.join(CATALOG_FORMATS)}")
+
+
+def write_scores(
+    out_dir,
+    columns: dict[str, np.ndarray],
+    info: DatasetInfo,
+    source: str,
+    inversion: dict,
+    *,
+    parts: Sequence[Path] = (),
+    shard: tuple[int, int] | None = None,
+    reference=None,
+    catalog_format: str = f".{CatalogConfig.catalog_format}",
+    select_sigma: float | None = CatalogConfig.select_sigma,
+    select_key: str = CatalogConfig.select_key,
+) -> dict:
+    """The last step of every scorer (in process, remote, on Beam): the sigma statistics,
+    ``results.h5``, ``score_stats.json`` and the catalogs from the raw score ``columns`` of the
+    data set ``info``; ``source`` names what scored (a run folder, or a JSON description) and
+    ``inversion`` its inversion settings; ``parts`` hold the image cubes, if any."""
+    attrs = {
+        "run": source,
+        "data": str(Path(info.path).resolve()),
+        "inversion": inversion,
+        "kind_names": json.dumps(list(info.kind_names)) if info.kind_names else "",
+        "tfanomaly_version": tfanomaly.__version__,
+    }
+    if shard is not None:
+        attrs["shard"] = f"{shard[0]}/{shard[1]}"
+    return finalize(out_dir, columns, list(parts), attrs, reference, catalog_format,
+                    select_sigma, select_key)  # fmt: skip
 
 
 def _score_part(scorer, batches, config: ScoreConfig, bar) -> dict | None:
@@ -196,13 +241,7 @@ def _score_part(scorer, batches, config: ScoreConfig, bar) -> dict | None:
             break
         out = scorer(batch)
         values = {key: out[name] for name, key in SCORE_OUTPUTS.items()}
-        values.update({
-            "idxs": batch["idx"],
-            "object_ids": batch["object_id"],
-            "ra": batch["ra"],
-            "dec": batch["dec"],
-            "labels": batch["label"],
-        })  # fmt: skip
+        values.update({key: batch[name] for key, name in BATCH_COLUMNS.items()})
         # The feature vectors of the local scorer (a served model returns only scores).
         values.update({key: out[name] for name, key in VECTOR_OUTPUTS.items() if name in out})
         if config.store_images:

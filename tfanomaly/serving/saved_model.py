@@ -12,6 +12,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from tfanomaly.data.manifest import MANIFEST, DatasetInfo
 from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.results.catalog import SCORE_KEYS, SCORE_OUTPUTS
@@ -45,14 +46,17 @@ class AnomalyScorer(tf.Module):
             dataclasses.replace(inverter.config, steps=0),
             inverter.calibration,
         )
-        self.stretch = stretch or LuptonStretch()
+        # A LuptonStretch, or a manifest's stretch record (None: the paper's), see run_stretch.
+        self.stretch = (
+            stretch if isinstance(stretch, LuptonStretch) else LuptonStretch.from_config(stretch)
+        )
         self.image_shape = tuple(int(v) for v in image_shape)
         self.latent_dim = int(inverter.generator.input_shape[-1])
         self.means = {k: tf.constant(stats[k]["mean"], tf.float32) for k in SCORE_KEYS}
         self.stds = {k: tf.constant(stats[k]["std"] or 1.0, tf.float32) for k in SCORE_KEYS}
 
     def _prepare(self, images):
-        """Check the shape, clean non-finite pixels, stretch."""
+        """Check the shape, clean non-finite pixels, stretch: (stretched, flux)."""
         height, width, bands = self.image_shape
         images = _checked(
             images,
@@ -61,7 +65,7 @@ class AnomalyScorer(tf.Module):
             f"a 4-D batch (N, {height}, {width}, {bands})",
         )
         images = tf.where(tf.math.is_finite(images), images, tf.zeros_like(images))
-        return self.stretch(images)
+        return self.stretch(images), images
 
     def _scores(self, out):
         result = {"reconstruction": out["reconstruction"]}
@@ -74,26 +78,26 @@ class AnomalyScorer(tf.Module):
     def score(self, images):
         """The default score (and its terms) and the paper's scores, after the inversion the
         reference catalog was scored with (encoder start + in-graph Adam steps)."""
-        return self._scores(self.inverter(self._prepare(images)))
+        return self._scores(self.inverter(*self._prepare(images)))
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)])
     def score_fast(self, images):
         """The same scores from the encoder's z alone (no inversion steps)."""
-        return self._scores(self.fast(self._prepare(images)))
+        return self._scores(self.fast(*self._prepare(images)))
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)])
     def reconstruct(self, images):
         """The stretched image, its reconstruction G(z), the residual and z."""
-        stretched = self._prepare(images)
-        out = self.inverter(stretched)
+        stretched, flux = self._prepare(images)
+        out = self.inverter(stretched, flux)
         return {"stretched": stretched, "reconstruction": out["reconstruction"],
                 "residual": out["residual"], "z": out["z"]}  # fmt: skip
 
     def _embed(self, images):
         """The CAE latent of each image's residual (or of the image, for a CAE trained on reals),
         the input of UMAP and clustering, with the default score."""
-        stretched = self._prepare(images)
-        out = self.inverter(stretched)
+        stretched, flux = self._prepare(images)
+        out = self.inverter(stretched, flux)
         source = out["residual"] if self.cae_images == "residuals" else stretched
         return {"latent": self.cae_encoder(source), "score": out["score"]}
 
@@ -102,6 +106,19 @@ class AnomalyScorer(tf.Module):
         """Generated (stretched) images G(z) for latent vectors z (N, latent_dim)."""
         z = _checked(z, [self.latent_dim], f"z must have shape (N, {self.latent_dim})")
         return {"images": self.inverter.generator(z)}
+
+
+def run_stretch(run: dict) -> LuptonStretch:
+    """The stretch of the data set a run was trained on, for the graph to apply to raw flux: the
+    one run.json's data record names, else the one that data set's manifest records (``ingest
+    --stretch``), else the paper's."""
+    data = run.get("data") or {}
+    if data.get("stretch"):
+        return LuptonStretch.from_config(data["stretch"])
+    path = data.get("path")
+    if path and (Path(path) / MANIFEST).exists():
+        return DatasetInfo.from_folder(path).stretch
+    return LuptonStretch()
 
 
 def _checked(tensor, inner_shape: list[int], message: str):

@@ -1,0 +1,73 @@
+"""The morphology parameters against their analytic values on Gaussian light profiles, and their
+stability under float32 rounding and batching."""
+
+import numpy as np
+import pytest
+
+from tfanomaly.models.morphology import feature_names, morphology, stamp_noise
+
+
+def gaussian(size=32, sigma=2.0, q=1.0, flux=100.0, centre=(0.0, 0.0), colours=(1.0,)):
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2.0
+    x, y = x - centre[0], y - centre[1]
+    profile = np.exp(-0.5 * (x**2 + (y / q) ** 2) / sigma**2)
+    profile *= flux / profile.sum()
+    return np.stack([profile * c for c in colours], axis=-1).astype("f4")
+
+
+def params(images):
+    values = morphology(np.asarray(images, "f4")).numpy()
+    bands = np.asarray(images).shape[-1]
+    return [dict(zip(feature_names(bands), row, strict=True)) for row in values]
+
+
+@pytest.mark.parametrize("sigma", [1.5, 2.0, 3.0])
+def test_round_gaussian_sizes_and_concentration(sigma):
+    """r50 of a 2-D Gaussian is sigma sqrt(2 ln 2); r20 and r80 give C = 5 log10(r80/r20) =
+    2.145; a symmetric profile has no asymmetry, ellipticity or centroid offset."""
+    noise = np.random.default_rng(0).normal(0, 1e-3, (1, 32, 32, 1)).astype("f4")
+    (p,) = params(gaussian(sigma=sigma)[None] + noise)
+    assert p["r50"] == pytest.approx(sigma * np.sqrt(2 * np.log(2)), rel=0.03)
+    assert p["concentration"] == pytest.approx(5 * np.log10(np.sqrt(np.log(5) / np.log(1.25))),
+                                               abs=0.08)  # fmt: skip
+    assert p["asymmetry"] < 0.01 and p["ellipticity"] < 0.01 and p["centroid_offset"] < 0.01
+    assert np.exp(p["log_flux"]) == pytest.approx(100.0, rel=0.01)
+
+
+def test_ellipticity_offset_asymmetry_and_colours():
+    (p,) = params(gaussian(sigma=3.0, q=0.5, colours=(4.0, 2.0, 1.0))[None])
+    assert p["ellipticity"] == pytest.approx((1 - 0.25) / (1 + 0.25), abs=0.03)
+    # -2.5 log10 of the flux ratio of neighbouring bands.
+    assert p["colour_0_1"] == pytest.approx(-2.5 * np.log10(2.0), abs=1e-3)
+    assert p["colour_1_2"] == pytest.approx(-2.5 * np.log10(2.0), abs=1e-3)
+    (shifted,) = params(gaussian(centre=(3.0, -4.0))[None])
+    assert shifted["centroid_offset"] == pytest.approx(5.0, abs=0.05)
+    assert shifted["asymmetry"] > 0.5  # asymmetric about the cutout's centre
+    pair = gaussian(centre=(5.0, 0.0)) + gaussian(centre=(-5.0, 0.0))
+    (double,) = params(pair[None])
+    assert double["asymmetry"] < 0.01 and double["r50"] > 4.5  # a symmetric double nucleus
+
+
+def test_stamp_noise_measures_the_sky_under_a_galaxy():
+    rng = np.random.default_rng(1)
+    images = gaussian(sigma=2.0, flux=500.0, colours=(1.0, 1.0))[None] + rng.normal(
+        0, [0.05, 0.2], (4, 32, 32, 2)
+    ).astype("f4")
+    # Within 30% under a bright galaxy (peak 20x the noise): its gradients widen the differences.
+    np.testing.assert_allclose(stamp_noise(images).numpy(), [[0.05, 0.2]] * 4, rtol=0.3)
+    sky = rng.normal(0, [0.05, 0.2], (4, 32, 32, 2)).astype("f4")
+    np.testing.assert_allclose(
+        stamp_noise(sky).numpy(), [[0.05, 0.2]] * 4, rtol=0.12
+    )  # a MAD of ~1,000 values
+
+
+def test_parameters_do_not_depend_on_the_batch_and_move_smoothly():
+    rng = np.random.default_rng(2)
+    images = (gaussian(sigma=2.5, colours=(1.0, 0.8, 0.6))[None]
+              + rng.normal(0, 0.02, (16, 32, 32, 3))).astype("f4")  # fmt: skip
+    whole = morphology(images).numpy()
+    np.testing.assert_allclose(morphology(images[5:9]).numpy(), whole[5:9], rtol=1e-5, atol=1e-6)
+    # A float32-sized change of the pixels changes the parameters by as little (no thresholds).
+    nudged = morphology(images * np.float32(1 + 1e-6)).numpy()
+    changed = np.abs(nudged - whole)[:, 1:]  # log_flux moves by log(1 + 1e-6) itself
+    assert changed.max() < 1e-3
