@@ -11,7 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from tfanomaly.cli import main
-from tfanomaly.models.config import InversionConfig, ScoreSettings
+from tfanomaly.data.resize import RESIZE_METHODS
+from tfanomaly.data.stretch import STRETCH_MODES
+from tfanomaly.models.config import SCORE_COMBINES, InversionConfig, ScoreSettings
 from tfanomaly.pipelines.config import (
     CATALOG_FORMAT_NAMES,
     CUBES,
@@ -54,7 +56,7 @@ SOURCES = {
         **same_names(SurveyConfig, "n_objects size anomaly_fraction seed"),
         "workers": (SimulateConfig, "workers"),
     },
-    "ingest": same_names(IngestConfig, "shard_size nan_policy fill_value"),
+    "ingest": same_names(IngestConfig, "shard_size nan_policy fill_value resize stretch"),
     "train gan": same_names(
         GanTrainConfig,
         "preset steps batch_size n_critic gp_weight learning_rate checkpoint_every seed "
@@ -69,7 +71,7 @@ SOURCES = {
     ),
     "calibrate": {
         **same_names(CalibrateConfig, "fit_size seed"),
-        **same_names(ScoreSettings, "smooth_sigma top_fraction feature_weight"),
+        **same_names(ScoreSettings, "smooth_sigma top_fraction feature_weight combine"),
         "components": (ScoreSettings, "n_components"),
     },
     "score": {
@@ -98,9 +100,13 @@ CLI_ONLY = {
     ("simulate", "kinds"): "all",
     ("simulate", "substructure"): True,
     ("demo", "out"): "demo_run",
+    ("calibrate", "terms"): ",".join(ScoreSettings().terms),  # a comma list of the tuple
 }
 CHOICES = {
     ("ingest", "nan_policy"): NAN_POLICIES,
+    ("calibrate", "combine"): SCORE_COMBINES,
+    ("ingest", "resize"): RESIZE_METHODS,
+    ("ingest", "stretch"): STRETCH_MODES,
     ("train gan", "precision"): PRECISIONS,
     ("train cae", "images"): CUBES,
     ("score", "catalog_format"): CATALOG_FORMAT_NAMES,

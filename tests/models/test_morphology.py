@@ -50,15 +50,16 @@ def test_ellipticity_offset_asymmetry_and_colours():
 
 def test_stamp_noise_measures_the_sky_under_a_galaxy():
     rng = np.random.default_rng(1)
-    images = gaussian(sigma=2.0, flux=500.0, colours=(1.0, 1.0))[None] + rng.normal(
+    images = gaussian(sigma=2.0, flux=25.0, colours=(1.0, 1.0))[None] + rng.normal(
         0, [0.05, 0.2], (4, 32, 32, 2)
     ).astype("f4")
-    # Within 30% under a bright galaxy (peak 20x the noise): its gradients widen the differences.
-    np.testing.assert_allclose(stamp_noise(images).numpy(), [[0.05, 0.2]] * 4, rtol=0.3)
+    # Within 25% under a galaxy peaking at 20 sigma (its gradients widen the differences), from
+    # the ~250 differences the estimate reads.
+    np.testing.assert_allclose(stamp_noise(images).numpy(), [[0.05, 0.2]] * 4, rtol=0.25)
     sky = rng.normal(0, [0.05, 0.2], (4, 32, 32, 2)).astype("f4")
     np.testing.assert_allclose(
-        stamp_noise(sky).numpy(), [[0.05, 0.2]] * 4, rtol=0.12
-    )  # a MAD of ~1,000 values
+        stamp_noise(sky).numpy(), [[0.05, 0.2]] * 4, rtol=0.2
+    )  # a MAD of ~250 values
 
 
 def test_parameters_do_not_depend_on_the_batch_and_move_smoothly():

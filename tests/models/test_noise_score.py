@@ -24,7 +24,6 @@ from tfanomaly.models.noise_score import (
     smooth,
 )
 
-
 TWO = ("residual", "feature")  # the GAN's two terms, as calibrations before the others had
 ALL = ("residual", "feature", "linear", "morphology")
 
@@ -310,3 +309,34 @@ def test_calibrate_stage_of_a_run(tiny_run, tmp_path):
         (tmp_path / "run").mkdir()
         (tmp_path / "run" / "run.json").write_text('{"gan": {}, "model": {}, "data": {}}')
         calibrate(tmp_path / "run", progress=False)
+
+
+def test_variance_path_is_the_true_chi2_and_ignores_masked_pixels():
+    """With planes and no model misfit, chi2_map is pixel_noise.smoothed_chi2's true chi^2; a
+    masked pixel's value changes nothing; the fallback without planes is the scatter path."""
+    from tfanomaly.models.pixel_noise import smoothed_chi2
+
+    c = calibration()
+    c.info = {"planes": ["variance", "mask"]}
+    c.plane_variances = np.zeros_like(c.variances)
+    c.plane_log_centres, c.plane_log_scales = c.log_centres + 1.0, c.log_scales
+    scorer = NoiseAwareScore(c)
+    rng = np.random.default_rng(21)
+    images = rng.uniform(0, 1, (3, 16, 16, 3)).astype("f4")
+    recon = rng.uniform(0, 0.6, (3, 16, 16, 3)).astype("f4")
+    variance = rng.uniform(0.01, 0.05, images.shape).astype("f4")
+    mask = np.zeros(images.shape, bool)
+    mask[0, 5, 6, 1] = mask[2, 10, 3, :] = True
+    truth = smoothed_chi2(images - recon, variance, mask, 1.0)["chi2"].numpy()
+    np.testing.assert_allclose(scorer.chi2_map(images, recon, variance, mask), truth, rtol=1e-5)
+    spoilt = images.copy()
+    spoilt[mask] = 1e6
+    np.testing.assert_allclose(scorer.residual_score(spoilt, recon, variance, mask),
+                               scorer.residual_score(images, recon, variance, mask), rtol=1e-6)  # fmt: skip
+    features = rng.normal(size=(3, 12)).astype("f4")
+    with_planes = scorer(images, recon, features, None, variance, mask)
+    fallback = scorer(images, recon, features)
+    np.testing.assert_allclose(fallback["residual_score"], scorer.residual_score(images, recon))
+    assert scorer.uses_planes(variance, mask) and not scorer.uses_planes(variance)
+    expected = scorer.combine([with_planes["residual_score"], with_planes["feature_score"]], True)
+    np.testing.assert_allclose(with_planes["score"], expected, rtol=1e-6)

@@ -11,6 +11,7 @@ import click
 from tfanomaly.cli.data import ingest, inspect, simulate
 from tfanomaly.cli.demo import demo
 from tfanomaly.cli.discovery import explore_command, labels_group
+from tfanomaly.cli.scale import beam_score_command
 from tfanomaly.cli.scoring import (
     embed_command,
     evaluate_command,
@@ -42,6 +43,7 @@ for _command in (
     calibrate_command,
     score_command,
     merge_scores,
+    beam_score_command,
     evaluate_command,
     embed_command,
     report_command,

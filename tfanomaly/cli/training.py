@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
-from tfanomaly.models.config import ScoreSettings
+from tfanomaly.models.config import SCORE_COMBINES, ScoreSettings
 from tfanomaly.pipelines.config import (
     CUBES,
     PRECISIONS,
@@ -250,10 +250,25 @@ def train_encoder(
     help="Principal components of the critic features' Gaussian.",
 )
 @click.option(
+    "--terms",
+    default=",".join(ScoreSettings.terms),
+    show_default=True,
+    help="Terms the default score combines, comma-separated, from residual (the GAN's "
+    "noise-aware residual), feature (critic-feature density), linear (the same residual against "
+    "a PCA model of the data), morphology (k-NN density of morphology parameters).",
+)
+@click.option(
+    "--combine",
+    type=click.Choice(SCORE_COMBINES),
+    default=ScoreSettings.combine,
+    show_default=True,
+    help="How the terms' robust z-scores combine: their mean or their maximum.",
+)
+@click.option(
     "--feature-weight",
     default=ScoreSettings.feature_weight,
     show_default=True,
-    help="Weight of the feature term in the default score (residual: 1 - it).",
+    help="With --terms residual,feature only: the feature term's weight (residual: 1 - it).",
 )
 @click.option(
     "--seed",
@@ -265,15 +280,18 @@ def train_encoder(
 @_friendly_errors
 @_uses_tensorflow
 def calibrate_command(
-    run_dir, data, fit_size, smooth_sigma, top_fraction, components, feature_weight, seed, quiet
-):
+    run_dir, data, fit_size, smooth_sigma, top_fraction, components, terms, combine,
+    feature_weight, seed, quiet
+):  # fmt: skip
     """Fit the default score's statistics for the run RUN_DIR (`train encoder` does it already).
 
     On --fit-size cutouts: the scatter of the PSF-smoothed residual at each brightness of the
-    reconstruction, per band (sky noise where the stamp is dark, model misfit where it is bright),
-    and a Gaussian (probabilistic PCA) of the critic's features. The default score is then
-    (1 - w) z(log residual chi^2 of the top pixels) + w z(log feature Mahalanobis distance). Rerun
-    it to calibrate on other data or with other settings; score again afterwards.
+    reconstruction, per band (sky noise where the stamp is dark, model misfit where it is
+    bright), a Gaussian (probabilistic PCA) of the critic's features, a PCA model of the cutouts
+    with the scatter of its residual, and a reference set of morphology parameters. The default
+    score is the mean of the robust z of log of its --terms (critic features, the residual against
+    the PCA model, morphology density). Rerun it to calibrate on other data or with other
+    settings; score again afterwards.
     """
     from tfanomaly.pipelines.calibrate import calibrate
 
@@ -282,6 +300,8 @@ def calibrate_command(
         top_fraction=top_fraction,
         n_components=components,
         feature_weight=feature_weight,
+        terms=tuple(t.strip() for t in terms.split(",") if t.strip()),
+        combine=combine,
     )
     calibrate(
         run_dir,

@@ -294,6 +294,7 @@ def preset_for_data(preset: str, shape, source="the data set") -> ModelConfig:
 
 
 SCORE_TERMS = ("residual", "feature", "linear", "morphology")
+SCORE_COMBINES = ("mean", "max")
 
 
 @dataclass(frozen=True)
@@ -343,14 +344,16 @@ class ScoreSettings:
             raise ConfigError(f"top fraction must be in (0, 1], got {self.top_fraction}")
         if not 0.0 <= self.feature_weight <= 1.0:
             raise ConfigError(f"feature weight must be in [0, 1], got {self.feature_weight}")
-        if not self.terms or set(self.terms) - set(SCORE_TERMS) or len(set(self.terms)) < len(
-            self.terms
+        if (
+            not self.terms
+            or set(self.terms) - set(SCORE_TERMS)
+            or len(set(self.terms)) < len(self.terms)
         ):
             raise ConfigError(
                 f"score terms '{','.join(self.terms)}': choose one or more of "
                 f"{', '.join(SCORE_TERMS)}, each once"
             )
-        if self.combine not in ("mean", "max"):
+        if self.combine not in SCORE_COMBINES:
             raise ConfigError(f"combine must be mean or max, got {self.combine!r}")
         if self.linear_components < 1:
             raise ConfigError("the linear model needs at least 1 component")

@@ -39,6 +39,7 @@ class LatentInverter(tf.Module):
     Example:
         >>> inverter = LatentInverter(generator, critic, encoder, InversionConfig(steps=10))
         >>> out = inverter(stretched_images, raw_flux_images)
+        >>> out = inverter(batch["image"], flux, batch["variance"], batch["mask"])  # planes
         >>> out["score"], out["anomaly_score"], out["gen_score"], out["disc_score"]
     """
 
@@ -57,10 +58,14 @@ class LatentInverter(tf.Module):
         pixel, feature = inversion_terms(images, reconstructions, self.critic, image_features)
         return (1.0 - lam) * pixel + lam * feature, pixel, feature, reconstructions
 
-    @tf.function
-    def __call__(self, images, flux=None):
+    # No AutoGraph: the control flow is tf.while_loop and Python on static values, and AutoGraph's
+    # conversion cache mixed up NoiseAwareScore's methods in a long process (a TypeError).
+    @tf.function(autograph=False)
+    def __call__(self, images, flux=None, variance=None, mask=None):
         """Invert a batch of stretched images (B, H, W, C) in [0, 1] (``flux``: the same cutouts
-        before the stretch, which the default score's morphology term reads); returns a dict of
+        before the stretch, which the default score's morphology term reads; ``variance`` and
+        ``mask``: the data's planes in the stretched units and channel order, which the default
+        score's residual terms use where the calibration was made with them); returns a dict of
         tensors:
         ``z``, ``features`` (the critic's f(x)), ``reconstruction``, ``residual`` (|x - G(z)|), the
         paper's ``gen_score`` (pixel
@@ -101,5 +106,6 @@ class LatentInverter(tf.Module):
             "anomaly_score": loss,
         }
         if self.noise_score is not None:
-            out.update(self.noise_score(images, reconstructions, image_features, flux))
+            out.update(self.noise_score(images, reconstructions, image_features, flux,
+                                        variance, mask))  # fmt: skip
         return out

@@ -32,11 +32,13 @@ def feature_names(bands: int) -> tuple[str, ...]:
 
 def stamp_noise(images):
     """(B, C) per-pixel noise of each band from horizontal neighbour differences (MAD / sqrt 2):
-    a smooth galaxy barely changes between neighbours, the noise does."""
+    a smooth galaxy barely changes between neighbours, the noise does. The differences of every
+    other row and column (a quarter of them) are enough, and sorting them is most of the cost."""
     _, height, width, bands = images.shape  # static: the median needs the count
-    diff = images[:, :, 1:, :] - images[:, :, :-1, :]
-    flat = tf.reshape(tf.transpose(diff, [0, 3, 1, 2]), [-1, bands, height * (width - 1)])
-    return _MAD * _median(tf.abs(flat - _median(flat)[..., None])) / np.sqrt(2.0)
+    diff = images[:, ::2, 1::2, :] - images[:, ::2, 0:-1:2, :]
+    count = diff.shape[1] * diff.shape[2]
+    flat = tf.reshape(tf.transpose(diff, [0, 3, 1, 2]), [-1, bands, count])
+    return _MAD * _median(tf.abs(flat)) / np.sqrt(2.0)
 
 
 def _median(values):

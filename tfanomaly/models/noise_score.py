@@ -11,6 +11,12 @@ highest ``top_fraction`` of the chi^2 map (robust to the bulk, sensitive to loca
 feature score is the Mahalanobis distance of f(x) (the critic's last feature map) under a
 probabilistic-PCA Gaussian fitted to the calibration set. The default score adds the two after a
 robust standardisation of their logarithms.
+
+Where the data set carries variance and mask planes (and the calibration was made with them), the
+residual terms are a true chi^2 instead: the residual smoothed with the kernel renormalised to the
+unmasked pixels, over the pixel variance propagated through that smoothing plus the model's own
+misfit at that brightness (calibrated as the scatter left beyond the pixel noise); masked pixels
+count nothing. Without the planes the calibrated scatter of before is used (the fallback).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from tfanomaly.fileio import atomic_path
 from tfanomaly.models.config import ScoreSettings
 from tfanomaly.models.filters import gaussian_kernel, smooth  # noqa: F401 (re-exported)
 from tfanomaly.models.morphology import morphology
+from tfanomaly.models.pixel_noise import smoothed_chi2
 
 # Median of chi^2 with one degree of freedom: a robust variance is median(r^2) / this.
 _CHI2_MEDIAN = 0.4549364231195724
@@ -45,7 +52,14 @@ class Calibration:
         eigenvalues: (K,) variance along each axis.
         residual_variance: variance per dimension outside the K axes.
         log_centres, log_scales: median and MAD-sigma of log(residual score), log(feature score).
-        info: provenance (data set, inversion settings, counts), stored with the numbers.
+        info: provenance (data set, inversion settings, counts), stored with the numbers;
+            ``info["planes"]``: the data planes (``variance``, ``mask``) the plane numbers below
+            were fitted with (none: the calibration has only the calibrated-scatter path).
+        plane_variances, linear_plane_variances: (bands, n_bins) the variance of the smoothed
+            residual in each brightness bin beyond the propagated pixel variance (the model's
+            misfit; with a mask plane only: the whole scatter of the masked smoothing), for the
+            GAN and the linear model, on the same ``edges``/``linear_edges``.
+        plane_log_centres, plane_log_scales: the terms' log centres and scales on that path.
     """
 
     settings: ScoreSettings
@@ -65,12 +79,23 @@ class Calibration:
     morphology_centre: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     morphology_scale: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     morphology_reference: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    plane_variances: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    linear_plane_variances: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    plane_log_centres: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    plane_log_scales: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     ARRAYS = ("edges", "variances", "feature_mean", "components", "eigenvalues",
               "log_centres", "log_scales")  # fmt: skip
     # Calibrations written before the linear and morphology terms have none of these.
     OPTIONAL = ("linear_mean", "linear_components", "linear_edges", "linear_variances",
-                "morphology_centre", "morphology_scale", "morphology_reference")  # fmt: skip
+                "morphology_centre", "morphology_scale", "morphology_reference",
+                "plane_variances", "linear_plane_variances", "plane_log_centres",
+                "plane_log_scales")  # fmt: skip
+
+    @property
+    def planes(self) -> tuple[str, ...]:
+        """The data planes the calibration's plane path uses (empty: it has none)."""
+        return tuple(self.info.get("planes") or ())
 
     @property
     def terms(self) -> tuple[str, ...]:
@@ -81,6 +106,11 @@ class Calibration:
         """Every combined term has its numbers (a file edited or cut short does not)."""
         parts = {"linear": self.linear_components, "morphology": self.morphology_reference}
         missing = [t for t, values in parts.items() if t in self.terms and not values.size]
+        if self.planes and (not self.plane_variances.size or (
+                "linear" in self.terms and not self.linear_plane_variances.size)):  # fmt: skip
+            missing.append("planes")
+        if self.planes and len(self.plane_log_scales) != len(self.terms):
+            missing.append("planes")
         if missing or len(self.log_scales) != len(self.terms):
             raise InputError(f"{path}: calibration inconsistent with its terms "
                              f"{', '.join(self.terms)}; run `tfanomaly calibrate` again")  # fmt: skip
@@ -96,7 +126,10 @@ class Calibration:
     def score_drift(self, rtol: float) -> float:
         """How far the default score can move when every term drifts by ``rtol`` (relative):
         z = (log - centre) / scale moves by rtol / scale, combined with the weights."""
+        # The narrower of the two paths' scales (the plane path's, if any) moves it the most.
         per_term = rtol / np.asarray(self.log_scales, np.float64)
+        if self.planes:
+            per_term = np.maximum(per_term, rtol / np.asarray(self.plane_log_scales, np.float64))
         if self.settings.combine == "max" and len(self.terms) > 2:
             return float(per_term.max())
         return float(np.sum(self.weights * per_term))
@@ -140,6 +173,24 @@ def residual_maps(images, reconstructions, sigma: float):
     return smooth(images - reconstructions, sigma), smooth(reconstructions, sigma)
 
 
+def plane_maps(images, reconstructions, sigma: float, variance=None, mask=None):
+    """The maps the residual terms read: (smoothed residual, smoothed reconstruction, propagated
+    pixel variance of the smoothed residual, kept). Without planes: :func:`residual_maps` (edges
+    mirrored), no pixel variance (0) and every pixel kept (1). With ``variance`` and/or ``mask``
+    (stretched units, True = left out): ``pixel_noise.smoothed_chi2``'s residual smoothed with the
+    kernel renormalised to the kept pixels and its propagated variance (0 without ``variance``),
+    and kept 0 at masked pixels."""
+    residual, level = residual_maps(images, reconstructions, sigma)
+    if variance is None and mask is None:
+        return residual, level, tf.zeros_like(residual), tf.ones_like(residual)
+    residuals = tf.convert_to_tensor(images, tf.float32) - reconstructions
+    if variance is None:
+        variance = tf.zeros_like(residuals)
+    out = smoothed_chi2(residuals, variance, mask, sigma)
+    kept = tf.ones_like(residuals) if mask is None else 1.0 - tf.cast(mask, tf.float32)
+    return out["smoothed"], level, out["smoothed_variance"], kept
+
+
 class NoiseAwareScore(tf.Module):
     """The default score in TF ops, from a :class:`Calibration` (constants in the graph).
 
@@ -163,35 +214,67 @@ class NoiseAwareScore(tf.Module):
         self.log_scales = tf.constant(c.log_scales, tf.float32)
         self.terms = c.terms
         self.weights = tf.constant(c.weights, tf.float32)
+        self.planes = c.planes
+        if self.planes:
+            self.plane_variances = tf.constant(c.plane_variances, tf.float32)
+            self.plane_log_centres = tf.constant(c.plane_log_centres, tf.float32)
+            self.plane_log_scales = tf.constant(c.plane_log_scales, tf.float32)
         if "linear" in self.terms:
             self.linear_mean = tf.constant(c.linear_mean, tf.float32)
             self.linear_components = tf.constant(c.linear_components, tf.float32)
             self.linear_edges = tf.constant(c.linear_edges, tf.float32)
             self.linear_variances = tf.constant(c.linear_variances, tf.float32)
+            if self.planes:
+                self.linear_plane_variances = tf.constant(c.linear_plane_variances, tf.float32)
         if "morphology" in self.terms:
             self.morphology_centre = tf.constant(c.morphology_centre, tf.float32)
             self.morphology_scale = tf.constant(c.morphology_scale, tf.float32)
             self.morphology_reference = tf.constant(c.morphology_reference, tf.float32)
 
-    def chi2_map(self, images, reconstructions, edges=None, variances=None):
-        """(B, H, W, C) squared smoothed residual over its scatter at that brightness (the
-        scatter of the GAN's reconstructions unless ``edges``/``variances`` say otherwise)."""
-        edges = self.edges if edges is None else edges
-        variances = self.variances if variances is None else variances
-        residual, level = residual_maps(images, reconstructions, self.settings.smooth_sigma)
+    def uses_planes(self, variance=None, mask=None) -> bool:
+        """Whether the plane path applies: the calibration was made with planes and every one of
+        them is given (else the calibrated scatter, the documented fallback)."""
+        given = {"variance": variance is not None, "mask": mask is not None}
+        return bool(self.planes) and all(given[name] for name in self.planes)
+
+    def chi2_map(self, images, reconstructions, variance=None, mask=None, linear=False):
+        """(B, H, W, C) squared smoothed residual over its variance, 0 at masked pixels.
+
+        The one chi^2 of the residual terms: s^2 / (v + m(level)), with s, v the smoothed residual
+        and its propagated pixel variance (:func:`plane_maps`) and m the calibrated variance at
+        the smoothed reconstruction's brightness (per band). Without planes v = 0 and m is the
+        whole calibrated scatter (``variances``); with them (``variance``, ``mask`` in the
+        stretched units and channel order of ``images``) m is the misfit beyond the pixel noise
+        (``plane_variances``), so in the sky, where the model fits, it is the true chi^2.
+        ``linear``: the linear model's numbers instead of the GAN's.
+        """
+        planes = variance is not None or mask is not None
+        if planes and not self.planes:
+            raise ValueError("this calibration was made without variance or mask planes")
+        edges = self.linear_edges if linear else self.edges
+        if planes:
+            binned = self.linear_plane_variances if linear else self.plane_variances
+        else:
+            binned = self.linear_variances if linear else self.variances
+        residual, level, noise, kept = plane_maps(images, reconstructions,
+                                                  self.settings.smooth_sigma, variance, mask)  # fmt: skip
         # Bands first, pixels flattened: searchsorted runs per band over its own edges.
         shape = tf.shape(level)
         bands = tf.reshape(tf.transpose(level, [3, 0, 1, 2]), [shape[3], -1])
         bins = tf.searchsorted(edges, bands, side="right")
-        variance = tf.gather(variances, bins, batch_dims=1)
-        variance = tf.transpose(tf.reshape(variance, tf.gather(shape, [3, 0, 1, 2])), [1, 2, 3, 0])
+        model = tf.gather(binned, bins, batch_dims=1)
+        model = tf.transpose(tf.reshape(model, tf.gather(shape, [3, 0, 1, 2])), [1, 2, 3, 0])
         # The reshape from tf.shape loses the static shape where the batch size is unknown (an
         # exported signature); the top-k summary needs it back.
-        return tf.ensure_shape(tf.square(residual) / variance, residual.shape)
+        model = tf.ensure_shape(model, residual.shape)
+        if not planes:
+            return tf.square(residual) / model
+        # 0 where nothing around a pixel is kept (no residual, no variance), and at masked ones.
+        return tf.math.divide_no_nan(tf.square(residual), noise + model) * kept
 
-    def residual_score(self, images, reconstructions, edges=None, variances=None):
+    def residual_score(self, images, reconstructions, variance=None, mask=None, linear=False):
         """Mean of the highest ``top_fraction`` of each image's chi^2 map."""
-        chi2 = self.chi2_map(images, reconstructions, edges, variances)
+        chi2 = self.chi2_map(images, reconstructions, variance, mask, linear)
         flat = tf.reshape(chi2, [tf.shape(chi2)[0], -1])
         size = int(np.prod(chi2.shape[1:])) if chi2.shape[1:].is_fully_defined() else None
         if size is None:
@@ -224,12 +307,12 @@ class NoiseAwareScore(tf.Module):
         model = tf.matmul(coefficients, self.linear_components) + self.linear_mean
         return tf.reshape(model, tf.shape(images))
 
-    def linear_score(self, images):
+    def linear_score(self, images, variance=None, mask=None):
         """The noise-aware residual (smoothed, over its scatter at each brightness, top
         fraction) against the linear model instead of the GAN: what a PCA model of the survey
         cannot reproduce, measured as the default score measures the GAN's misfit."""
-        return self.residual_score(images, self.linear_reconstruction(images),
-                                   self.linear_edges, self.linear_variances)  # fmt: skip
+        return self.residual_score(images, self.linear_reconstruction(images), variance, mask,
+                                   linear=True)  # fmt: skip
 
     def morphology_features(self, flux):
         """Standardised morphology parameters (B, F) of the raw flux cutouts (on the stretched
@@ -243,60 +326,107 @@ class NoiseAwareScore(tf.Module):
         k = self.settings.morphology_neighbours
         points = self.morphology_features(flux)
         reference = self.morphology_reference
-        # Differences, not |p|^2 - 2 p.r + |r|^2: that loses the small distances to rounding, and
-        # the distance to itself must come out as 0 to be recognised.
-        squared = tf.reduce_sum(tf.square(points[:, None, :] - reference[None, :, :]), axis=2)
-        nearest = tf.sqrt(-tf.math.top_k(-squared, k=k + 1).values)
+        # Candidates by |p|^2 - 2 p.r + |r|^2 (one matmul), then their distances again from the
+        # differences: the expansion loses small distances to rounding, and the distance to itself
+        # must come out as exactly 0 to be recognised.
+        approximate = (tf.reduce_sum(tf.square(points), axis=1, keepdims=True)
+                       - 2.0 * tf.matmul(points, reference, transpose_b=True)
+                       + tf.reduce_sum(tf.square(reference), axis=1)[None, :])  # fmt: skip
+        candidates = tf.math.top_k(-approximate, k=k + 2).indices
+        exact = tf.reduce_sum(tf.square(points[:, None, :] - tf.gather(reference, candidates)), 2)
+        nearest = tf.sqrt(-tf.math.top_k(-exact, k=k + 1).values)
         itself = nearest[:, 0] < 1e-3
         return tf.where(itself, tf.reduce_mean(nearest[:, 1:], axis=1),
                         tf.reduce_mean(nearest[:, :k], axis=1))  # fmt: skip
 
-    def combine(self, terms):
+    def combine(self, terms, planes: bool = False):
         """The mean (or max) of the terms' robust z of log against the calibration set (the two
-        GAN terms of older calibrations: (1 - w) residual + w feature)."""
+        GAN terms of older calibrations: (1 - w) residual + w feature); ``planes``: the terms of
+        the plane path, standardised by its own centres and scales."""
         logs = tf.math.log(tf.maximum(tf.stack(terms, axis=1), 1e-30))
-        z = (logs - self.log_centres) / self.log_scales
+        if planes:
+            z = (logs - self.plane_log_centres) / self.plane_log_scales
+        else:
+            z = (logs - self.log_centres) / self.log_scales
         if self.settings.combine == "max" and len(terms) > 2:
             return tf.reduce_max(z, axis=1)
         return tf.reduce_sum(z * self.weights, axis=1)
 
-    def __call__(self, images, reconstructions, image_features, flux=None):
+    def __call__(self, images, reconstructions, image_features, flux=None, variance=None,
+                 mask=None):  # fmt: skip
         """The terms and the default score of stretched ``images``, their reconstructions and
-        critic features; ``flux``: the raw cutouts, which the morphology term needs."""
+        critic features; ``flux``: the raw cutouts, which the morphology term needs;
+        ``variance``, ``mask``: the data's planes in the stretched units and channel order
+        (``data.dataset.stretch_batch``), used where the calibration was made with them (see
+        :meth:`uses_planes`; otherwise ignored and the calibrated scatter is used)."""
         if "morphology" in self.terms and flux is None:
             raise ValueError("the morphology term needs the raw flux cutouts (flux=...)")
+        planes = self.uses_planes(variance, mask)
+        if planes:
+            variance = variance if "variance" in self.planes else None
+            mask = mask if "mask" in self.planes else None
+        else:
+            variance = mask = None
         out = {
-            "residual_score": self.residual_score(images, reconstructions),
+            "residual_score": self.residual_score(images, reconstructions, variance, mask),
             "feature_score": self.feature_score(image_features),
         }
         # A term the calibration has not got (made before it, or left out) comes out as zeros, so
         # that every run writes the same columns.
         zeros = tf.zeros_like(out["residual_score"])
-        out["linear_score"] = self.linear_score(images) if "linear" in self.terms else zeros
+        out["linear_score"] = (
+            self.linear_score(images, variance, mask) if "linear" in self.terms else zeros
+        )
         out["morphology_score"] = (
             self.morphology_score(flux) if "morphology" in self.terms else zeros
         )
-        out["score"] = self.combine([out[f"{term}_score"] for term in self.terms])
+        out["score"] = self.combine([out[f"{term}_score"] for term in self.terms], planes)
         out["feature_axes"] = self.feature_axes(image_features)
         return out
 
 
-def fit_levels(settings: ScoreSettings, residuals: np.ndarray, levels: np.ndarray):
+def fit_levels(settings: ScoreSettings, residuals: np.ndarray, levels: np.ndarray,
+               noise: np.ndarray | None = None, edges: np.ndarray | None = None):  # fmt: skip
     """Brightness bin edges and the residual variance in each bin, per band, from (bands, M)
-    samples of the smoothed residual and the smoothed reconstruction. The variance is a median
-    (so the few anomalies in the set do not inflate it), floored for empty bins."""
+    samples of the smoothed residual and the smoothed reconstruction (NaN samples: masked pixels,
+    left out). The variance is a median (so the few anomalies in the set do not inflate it),
+    floored for empty bins. With ``noise`` (the samples' propagated pixel variance) it is what
+    is left beyond the bin's median pixel variance (the model's misfit, at least 0); ``edges``:
+    bin on these instead of the levels' quantiles."""
     n_bands = residuals.shape[0]
     quantiles = np.linspace(0.0, 1.0, settings.n_bins + 1)[1:-1]
-    edges = np.stack([np.quantile(levels[b], quantiles) for b in range(n_bands)])
+    if edges is None:
+        edges = np.stack([np.nanquantile(levels[b], quantiles) for b in range(n_bands)])
     variances = np.empty((n_bands, settings.n_bins))
     for b in range(n_bands):
-        bins = np.searchsorted(edges[b], levels[b], side="right")
-        overall = np.median(residuals[b] ** 2) / _CHI2_MEDIAN
+        valid = np.isfinite(residuals[b])
+        residual, level = residuals[b][valid], levels[b][valid]
+        bins = np.searchsorted(edges[b], level, side="right")
+        overall = np.median(residual**2) / _CHI2_MEDIAN
+        pixel = np.median(noise[b][valid]) if noise is not None else 0.0
         for i in range(settings.n_bins):
-            values = residuals[b][bins == i]
-            variances[b, i] = np.median(values**2) / _CHI2_MEDIAN if len(values) else overall
-        variances[b] = np.maximum(variances[b], max(overall, 1e-12) * 1e-3)
-    return edges.astype(np.float32), variances.astype(np.float32)
+            values = residual[bins == i]
+            total = np.median(values**2) / _CHI2_MEDIAN if len(values) else overall
+            if noise is not None:
+                pixel = np.median(noise[b][valid][bins == i]) if len(values) else pixel
+                total = max(total - pixel, 0.0)
+            variances[b, i] = total
+        if noise is None:
+            variances[b] = np.maximum(variances[b], max(overall, 1e-12) * 1e-3)
+    return np.asarray(edges, np.float32), variances.astype(np.float32)
+
+
+def sample_maps(settings: ScoreSettings, images, reconstructions, picks: np.ndarray,
+                variance=None, mask=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """(n, picks, bands) samples of the smoothed residual (NaN at masked pixels), the smoothed
+    reconstruction and the propagated pixel variance (:func:`plane_maps`) at the flattened pixel
+    indices ``picks`` (n, picks) of each image: what ``fit_levels`` fits."""
+    maps = plane_maps(images, reconstructions, settings.smooth_sigma, variance, mask)
+    residual, level, noise, kept = (np.asarray(m).reshape(len(picks), -1, m.shape[-1])
+                                    for m in maps)  # fmt: skip
+    rows = np.arange(len(picks))[:, None]
+    residual = np.where(kept[rows, picks] > 0, residual[rows, picks], np.nan)
+    return residual, level[rows, picks], noise[rows, picks]
 
 
 def fit_features(settings: ScoreSettings, features: np.ndarray):
@@ -326,33 +456,51 @@ def robust_log_scale(values: np.ndarray) -> tuple[float, float]:
 
 
 def fit_linear(settings: ScoreSettings, images: np.ndarray, pixels_per_image: int,
-               rng: np.random.Generator):  # fmt: skip
-    """The linear model of (N, H, W, C) stretched cutouts: their mean and principal axes, and
-    the brightness-binned scatter of its smoothed residual (as ``fit_levels`` for the GAN)."""
+               rng: np.random.Generator, keep: np.ndarray | None = None):  # fmt: skip
+    """The linear model of (N, H, W, C) stretched cutouts: their mean and principal axes (fitted
+    on the cutouts ``keep`` says, default all), and the brightness-binned scatter of its smoothed
+    residual (as ``fit_levels`` for the GAN)."""
     from sklearn.decomposition import PCA
 
     n = len(images)
     flat = images.reshape(n, -1)
-    k = min(settings.linear_components, n - 1, flat.shape[1])
-    pca = PCA(n_components=k, svd_solver="randomized", random_state=0).fit(flat)
+    fit = flat if keep is None else flat[keep]
+    k = min(settings.linear_components, len(fit) - 1, flat.shape[1])
+    pca = PCA(n_components=k, svd_solver="randomized", random_state=0).fit(fit)
     mean, components = pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
-    residual_samples, level_samples = [], []
-    bands = images.shape[-1]
-    for start in range(0, n, 512):
-        chunk = images[start : start + 512]
-        model = ((chunk.reshape(len(chunk), -1) - mean) @ components.T) @ components + mean
-        residual, level = (t.numpy().reshape(len(chunk), -1, bands) for t in residual_maps(
-            chunk, model.reshape(chunk.shape).astype(np.float32), settings.smooth_sigma))  # fmt: skip
-        picks = rng.integers(0, residual.shape[1], (len(chunk), pixels_per_image))
-        rows = np.arange(len(chunk))[:, None]
-        residual_samples.append(residual[rows, picks])
-        level_samples.append(level[rows, picks])
-    edges, variances = fit_levels(
-        settings,
-        np.concatenate(residual_samples).reshape(-1, bands).T,
-        np.concatenate(level_samples).reshape(-1, bands).T,
-    )
+    edges, variances = fit_linear_levels(settings, mean, components, images, pixels_per_image,
+                                         rng)  # fmt: skip
     return mean, components, edges, variances
+
+
+def linear_model(mean: np.ndarray, components: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) cutouts projected on the linear model (numpy, float32)."""
+    flat = images.reshape(len(images), -1)
+    return (((flat - mean) @ components.T) @ components + mean).reshape(images.shape).astype(
+        np.float32)  # fmt: skip
+
+
+def fit_linear_levels(settings: ScoreSettings, mean, components, images, pixels_per_image, rng,
+                      variances=None, masks=None, edges=None):  # fmt: skip
+    """The brightness-binned scatter of the linear model's smoothed residual on ``images``
+    (``fit_levels`` of :func:`sample_maps`, in chunks); with the planes ``variances``/``masks``
+    the plane path's numbers on the given ``edges``."""
+    samples = []
+    for start in range(0, len(images), 512):
+        chunk = slice(start, start + 512)
+        count = len(images[chunk])
+        picks = rng.integers(0, np.prod(images.shape[1:3]), (count, pixels_per_image))
+        samples.append(sample_maps(
+            settings, images[chunk], linear_model(mean, components, images[chunk]), picks,
+            None if variances is None else variances[chunk],
+            None if masks is None else masks[chunk]))  # fmt: skip
+    bands = images.shape[-1]
+    residual, level, noise = (
+        np.concatenate(s).reshape(-1, bands).T for s in zip(*samples, strict=True)
+    )
+    planes = variances is not None or masks is not None
+    return fit_levels(settings, residual, level, noise if variances is not None else None,
+                      edges if planes else None)  # fmt: skip
 
 
 def fit_morphology(settings: ScoreSettings, features: np.ndarray, rng: np.random.Generator):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfanomaly.models.noise_score import gaussian_kernel
+from tfanomaly.models.filters import gaussian_kernel
 
 
 def _separable(images, taps: np.ndarray):
@@ -27,7 +27,7 @@ def _separable(images, taps: np.ndarray):
 def smoothed_chi2(residuals, variances, masks, sigma: float) -> dict:
     """The chi^2 map of the Gaussian-smoothed residual, from the per-pixel variance and mask.
 
-    With K the normalised Gaussian of width ``sigma`` (the taps of ``noise_score.gaussian_kernel``,
+    With K the normalised Gaussian of width ``sigma`` (the taps of ``filters.gaussian_kernel``,
     out to 3 sigma) and w = 1 at kept pixels, 0 at masked ones and outside the image:
 
         smoothed = (K * (w r)) / (K * w)          (the kernel renormalised to the kept pixels)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from tfanomaly.data.dataset import load_dataset
+from tfanomaly.data.dataset import load_dataset, stretch_batch
 from tfanomaly.data.manifest import DatasetInfo
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.config import InversionConfig
@@ -23,9 +23,10 @@ from tfanomaly.models.noise_score import (
     fit_features,
     fit_levels,
     fit_linear,
+    fit_linear_levels,
     fit_morphology,
-    residual_maps,
     robust_log_scale,
+    sample_maps,
 )
 from tfanomaly.pipelines.config import CalibrateConfig
 from tfanomaly.pipelines.run import CALIBRATION_FILE, check_run_takes, load_inverter, load_run
@@ -42,6 +43,7 @@ def calibrate(
     pixels_per_image: int = CalibrateConfig.pixels_per_image,
     batch_size: int = CalibrateConfig.batch_size,
     seed: int = CalibrateConfig.seed,
+    planes: bool = True,
     progress: bool = True,
     echo: Callable = print,
 ) -> dict:
@@ -53,6 +55,13 @@ def calibrate(
     the Gaussian), the pixels (for the linear model) and the morphology parameters (for
     the k-NN reference set); the second scores them to standardise every term. Anomalies in the set are
     few, and every statistic is robust (medians) or dominated by the bulk (principal axes).
+
+    Where the data set has variance and/or mask planes (and ``planes``), the plane path is
+    fitted beside the calibrated-scatter one (which stays the fallback for data without planes
+    and for the served model): the misfit beyond the propagated pixel variance per brightness bin,
+    masked pixels left out of every residual sample, cutouts with masked pixels left out of the
+    linear model's principal axes, and the terms' log centres and scales on that path;
+    ``info["planes"]`` records which planes.
     """
     settings = settings or ScoreSettings()
     settings.validate()
@@ -72,41 +81,53 @@ def calibrate(
     started = time.perf_counter()
 
     stretch = run_stretch(run)
+    used = tuple(info.planes) if planes else ()
 
     def batches():
-        """(stretched, raw flux) batches of the same cutouts, in the same order every time."""
+        """(stretched batch, raw flux) of the same cutouts, in the same order every time."""
         dataset = load_dataset(data_dir, batch_size, shuffle=True, seed=seed, stretch=None)
         for batch in dataset.take(-(-count // batch_size)):
-            yield stretch(batch["image"]), batch["image"]
+            batch = {key: batch[key] for key in ("image", *used)}
+            yield stretch_batch(batch, stretch), batch["image"]
+
+    def head(batch, n):
+        return {key: value[:n] for key, value in batch.items()}
 
     terms = settings.terms
     # The scatter of the GAN's residual is always fitted: its term is stored even when the default
     # score does not combine it.
     # The linear model's pixels of at most ~400 MB of cutouts (all of them below 96 px).
     linear_count = min(count, max(500, int(1e8 // np.prod(info.shape))))
-    residual_samples, level_samples, features, pixels, morphologies = [], [], [], [], []
+    samples, plane_samples, features, pixels, morphologies = [], [], [], [], []
     with tqdm(total=2 * count, unit="cutout", desc="calibrate", disable=not progress) as bar:
         seen = 0
-        for images, flux in batches():
-            images, flux = images[: count - seen], flux[: count - seen]
+        for batch, flux in batches():
+            batch, flux = head(batch, count - seen), flux[: count - seen]
+            images = batch["image"]
             out = inverter(images)
-            residual, level = residual_maps(images, out["reconstruction"], settings.smooth_sigma)
-            n, height, width, bands = residual.shape
-            flat = height * width
-            picks = rng.integers(0, flat, size=(n, min(pixels_per_image, flat)))
-            rows = np.arange(n)[:, None]
-            residual_samples.append(residual.numpy().reshape(n, flat, bands)[rows, picks])
-            level_samples.append(level.numpy().reshape(n, flat, bands)[rows, picks])
+            n, height, width, bands = images.shape
+            picks = rng.integers(0, height * width, size=(n, min(pixels_per_image, height * width)))
+            samples.append(sample_maps(settings, images, out["reconstruction"], picks))
+            if used:
+                plane_samples.append(sample_maps(settings, images, out["reconstruction"], picks,
+                                                 batch.get("variance"), batch.get("mask")))  # fmt: skip
             features.append(out["features"].numpy())
             if "linear" in terms and seen < linear_count:
-                pixels.append(images[: linear_count - seen].numpy())
+                pixels.append({key: np.asarray(value[: linear_count - seen])
+                               for key, value in batch.items()})  # fmt: skip
             if "morphology" in terms:
                 morphologies.append(morphology(flux).numpy())
             seen += n
             bar.update(n)
-        residuals = np.concatenate(residual_samples).reshape(-1, bands).T
-        levels = np.concatenate(level_samples).reshape(-1, bands).T
-        edges, variances = fit_levels(settings, residuals, levels)
+
+        def fit(parts, edges=None):
+            """The binned variances of samples; with ``edges``: of the plane path."""
+            residuals, levels, noise = (np.concatenate(p).reshape(-1, bands).T
+                                        for p in zip(*parts, strict=True))  # fmt: skip
+            noise = noise if edges is not None and "variance" in used else None
+            return fit_levels(settings, residuals, levels, noise, edges)
+
+        edges, variances = fit(samples)
         mean, components, eigenvalues, rest = fit_features(settings, np.concatenate(features))
         calibration = Calibration(
             settings=settings,
@@ -118,29 +139,56 @@ def calibrate(
             residual_variance=rest,
             log_centres=np.zeros(len(terms), np.float32),
             log_scales=np.ones(len(terms), np.float32),
-            info={},
+            info={"planes": list(used)},
         )
+        if used:
+            calibration.plane_variances = fit(plane_samples, edges=edges)[1]
+            calibration.plane_log_centres = np.zeros(len(terms), np.float32)
+            calibration.plane_log_scales = np.ones(len(terms), np.float32)
         if "linear" in terms:
+            pixels = {key: np.concatenate([p[key] for p in pixels]) for key in pixels[0]}
+            # Masked pixels are left out of the linear model's axes by leaving out the cutouts
+            # that have any (few: saturated stars, cosmic rays, bad columns), unless most have.
+            keep = None
+            if "mask" in pixels:
+                keep = ~pixels["mask"].reshape(len(pixels["mask"]), -1).any(axis=1)
+                keep = keep if keep.sum() >= max(2, len(keep) // 2) else None
             (calibration.linear_mean, calibration.linear_components, calibration.linear_edges,
              calibration.linear_variances) = fit_linear(
-                settings, np.concatenate(pixels), pixels_per_image, rng)  # fmt: skip
+                settings, pixels["image"], pixels_per_image, rng, keep)  # fmt: skip
+            if used:
+                calibration.linear_plane_variances = fit_linear_levels(
+                    settings, calibration.linear_mean, calibration.linear_components,
+                    pixels["image"], pixels_per_image, rng, pixels.get("variance"),
+                    pixels.get("mask"), calibration.linear_edges)[1]  # fmt: skip
             del pixels
         if "morphology" in terms:
             morph = fit_morphology(settings, np.concatenate(morphologies), rng)
             (calibration.morphology_centre, calibration.morphology_scale,
              calibration.morphology_reference) = morph  # fmt: skip
-        # The same networks with the fitted numbers: both terms come out of one graph call.
+        # The same networks with the fitted numbers: both terms come out of one graph call (the
+        # plane path's with the planes, the fallback's again from the same reconstructions).
         scorer = LatentInverter(inverter.generator, inverter.critic, inverter.encoder, inversion,
                                 calibration)  # fmt: skip
         values: dict[str, list] = {f"{term}_score": [] for term in terms}
+        plane_values: dict[str, list] = {f"{term}_score": [] for term in terms}
         seen = 0
-        for images, flux in batches():
-            images, flux = images[: count - seen], flux[: count - seen]
-            out = scorer(images, flux)
+        for batch, flux in batches():
+            batch, flux = head(batch, count - seen), flux[: count - seen]
+            images = batch["image"]
+            out = scorer(images, flux, batch.get("variance"), batch.get("mask"))
+            if used:
+                for key, column in plane_values.items():
+                    column.append(out[key].numpy())
+                out = scorer.noise_score(images, out["reconstruction"], out["features"], flux)
             for key, column in values.items():
                 column.append(out[key].numpy())
             seen += len(images)
             bar.update(len(images))
+    if used:
+        centres_scales = [robust_log_scale(np.concatenate(plane_values[k])) for k in plane_values]
+        calibration.plane_log_centres = np.array([c for c, _ in centres_scales], np.float32)
+        calibration.plane_log_scales = np.array([s for _, s in centres_scales], np.float32)
     centres_scales = [robust_log_scale(np.concatenate(values[k])) for k in values]
     calibration.log_centres = np.array([c for c, _ in centres_scales], np.float32)
     calibration.log_scales = np.array([s for _, s in centres_scales], np.float32)
@@ -154,9 +202,11 @@ def calibrate(
         "components": int(components.shape[0]),
         "terms": list(terms),
         "linear_fit_count": int(min(linear_count, seen)) if "linear" in terms else 0,
+        "planes": list(used),
     }
     path = run_dir / CALIBRATION_FILE
     calibration.save(path)
     seconds = time.perf_counter() - started
-    echo(f"calibrated the default score on {seen} cutouts of {data_dir} -> {path}")
+    with_planes = f" (with its {' and '.join(used)} plane{'s' * (len(used) > 1)})" if used else ""
+    echo(f"calibrated the default score on {seen} cutouts of {data_dir}{with_planes} -> {path}")
     return {"path": path, "count": seen, "seconds": seconds, "settings": settings.to_dict()}

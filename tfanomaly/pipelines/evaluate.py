@@ -24,9 +24,11 @@ BASELINES = {
     "morphology_forest": "isol. forest (morphology)",
 }
 SCORE_NAMES = {
-    "scores": "default (resid + feature)",
-    "residual_scores": "noise-aware residual",
+    "scores": "default (feat+linear+morph)",
+    "residual_scores": "GAN noise-aware residual",
     "feature_scores": "critic-feature density",
+    "linear_scores": "linear-model residual",
+    "morphology_scores": "morphology k-NN density",
     "anomaly_scores": "paper: anomaly (combined)",
     "gen_scores": "paper: generator (pixel)",
     "disc_scores": "paper: discriminator",

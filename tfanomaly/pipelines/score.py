@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import tfanomaly
-from tfanomaly.data.dataset import load_dataset
+from tfanomaly.data.dataset import load_dataset, stretch_batch
 from tfanomaly.data.manifest import MANIFEST, DatasetInfo
 from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.errors import ConfigError
@@ -48,9 +48,10 @@ BATCH_COLUMNS = {"idxs": "idx", "object_ids": "object_id", "ra": "ra", "dec": "d
                  "labels": "label"}  # fmt: skip
 
 
-def _job_fingerprint(source, data_info: DatasetInfo, config: ScoreConfig) -> str:
+def _job_fingerprint(source, data_info: DatasetInfo, config: ScoreConfig,
+                     planes: bool = True) -> str:  # fmt: skip
     """What the parts depend on: the networks' files (or the server), the data set, the options."""
-    entries = [asdict(config)]
+    entries = [asdict(config), planes]
     if isinstance(source, Path):
         files = [network_path(source, n) for n in ("generator", "critic", "encoder")]
         for path in [*files, source / CALIBRATION_FILE]:
@@ -78,15 +79,25 @@ def describe_client(client) -> dict:
             "signature": client.signature, "version": client.version}  # fmt: skip
 
 
-def _local_scorer(inverter, stretch: LuptonStretch):
+def _local_scorer(inverter, stretch: LuptonStretch, planes: tuple[str, ...] = ()):
     """Scores from the in-process inverter: the batch's raw flux stretched as the run was
-    trained (the morphology term reads the flux itself)."""
+    trained (the morphology term reads the flux itself), with the data's ``planes`` (variance,
+    mask) through the same stretch for the residual terms."""
 
     def call(batch):
-        stretched = stretch(batch["image"])
-        return {**inverter(stretched, batch["image"]), "stretched": stretched}
+        stretched = stretch_batch({key: batch[key] for key in ("image", *planes)}, stretch)
+        out = inverter(stretched["image"], batch["image"], stretched.get("variance"),
+                       stretched.get("mask"))  # fmt: skip
+        return {**out, "stretched": stretched["image"]}
 
     return call
+
+
+def scoring_planes(calibration, info: DatasetInfo, planes: bool = True) -> tuple[str, ...]:
+    """The data planes the default score uses: those the calibration was made with, where the
+    data set has every one of them (and ``planes``); none otherwise (the calibrated scatter)."""
+    wanted = calibration.planes if calibration is not None and planes else ()
+    return wanted if all(name in info.planes for name in wanted) else ()
 
 
 def _remote_scorer(client, store_images: bool):
@@ -117,10 +128,16 @@ def score(
     catalog_format: str = f".{CatalogConfig.catalog_format}",
     select_sigma: float | None = CatalogConfig.select_sigma,
     select_key: str = CatalogConfig.select_key,
+    planes: bool = True,
     progress: bool = True,
     echo: Callable = print,
 ) -> dict:
     """Score the data set ``data_dir`` with the run ``run_dir``; write into ``out_dir``.
+
+    The residual terms use the data set's variance and mask planes where the run was calibrated
+    with them and the data set has them (``planes=False``: never); otherwise the calibrated
+    scatter (the fallback, also what a served model computes). ``n_masked`` (masked pixels per
+    object, over all bands; 0 without a mask plane) goes into the results and the catalog.
 
     Writes ``results.h5`` (the default score, its residual and feature terms, the paper's
     anomaly/gen/disc scores, all with sigma values; idxs, object_ids, ra, dec, labels, optional
@@ -141,13 +158,19 @@ def score(
         run_dir = Path(run_dir)
         run = load_run(run_dir)
         check_run_takes(run, info)
-        scorer = _local_scorer(load_inverter(run_dir, config.inversion), run_stretch(run))
+        inverter = load_inverter(run_dir, config.inversion)
+        used = scoring_planes(inverter.calibration, info, planes)
+        if planes and inverter.calibration.planes and not used:
+            echo(f"note: {run_dir} was calibrated with the {' and '.join(inverter.calibration.planes)}"
+                 f" plane(s), which {data_dir} lacks: the residual terms use the calibrated "
+                 "scatter")  # fmt: skip
+        scorer = _local_scorer(inverter, run_stretch(run), used)
         source = run_dir
     else:
         scorer = _remote_scorer(client, config.store_images)
         source = client
     out_dir.mkdir(parents=True, exist_ok=True)
-    ledger = _prepare_parts(out_dir, _job_fingerprint(source, info, config))
+    ledger = _prepare_parts(out_dir, _job_fingerprint(source, info, config, planes))
     done = [out_dir / PARTS / unit["file"] for unit in ledger.units]
     if done:
         echo(f"resuming: {len(done)} part(s) already scored in {out_dir / PARTS}")
@@ -242,6 +265,11 @@ def _score_part(scorer, batches, config: ScoreConfig, bar) -> dict | None:
         out = scorer(batch)
         values = {key: out[name] for name, key in SCORE_OUTPUTS.items()}
         values.update({key: batch[name] for key, name in BATCH_COLUMNS.items()})
+        values["n_masked"] = (
+            np.asarray(batch["mask"]).reshape(len(values["idxs"]), -1).sum(axis=1, dtype=np.int32)
+            if "mask" in batch
+            else np.zeros(len(values["idxs"]), np.int32)
+        )
         # The feature vectors of the local scorer (a served model returns only scores).
         values.update({key: out[name] for name, key in VECTOR_OUTPUTS.items() if name in out})
         if config.store_images:

@@ -20,7 +20,8 @@ SCORE_OUTPUTS = {score.output: score.results for score in SCORES}
 SCORE_KEYS = tuple(score.results for score in SCORES)
 CATALOG_COLUMNS = {score.catalog: score.sigma for score in SCORES}
 IMAGE_KEYS = ("reals", "reconstructed", "residuals")
-COLUMN_KEYS = ("idxs", "object_ids", "ra", "dec", "labels")
+# n_masked: the object's masked pixels over all bands (0 for data sets without a mask plane).
+COLUMN_KEYS = ("idxs", "object_ids", "ra", "dec", "labels", "n_masked")
 # Per-object vectors of the models' feature spaces (for similarity search and learning from
 # labels): the encoder's z, and the critic features on the calibration's whitened principal axes.
 VECTOR_OUTPUTS = {"z": "latents", "feature_axes": "feature_axes"}  # inverter output -> key
@@ -123,6 +124,7 @@ def catalog_table(columns: dict[str, np.ndarray], kind_names=None):
     table["dec"] = columns.get("dec", np.full(len(table), np.nan))
     for name, key in CATALOG_COLUMNS.items():
         table[name] = columns[key]
+    table["n_masked"] = columns.get("n_masked", np.zeros(len(table), np.int32)).astype(np.int32)
     if "labels" in columns and (columns["labels"] >= 0).any():
         table["label"] = columns["labels"].astype(np.int64)
         if kind_names:
@@ -166,6 +168,8 @@ def finalize(out_dir, columns, parts, attrs, reference=None, catalog_format=".fi
              select_sigma=None, select_key="score_normalized") -> dict:  # fmt: skip
     """Sigma-normalise, write results.h5, score_stats.json and the catalog(s); return paths."""
     out_dir = Path(out_dir)
+    # Scorers that do not read the mask plane (and results written before it) count none.
+    columns = {"n_masked": np.zeros(len(columns["object_ids"]), np.int32), **columns}
     stats = read_statistics(reference) if reference else score_statistics(columns)
     write_results(out_dir / "results.h5", columns, parts, attrs, stats)
     write_json_atomic(
