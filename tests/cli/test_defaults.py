@@ -14,6 +14,7 @@ from tfanomaly.cli import main
 from tfanomaly.data.resize import RESIZE_METHODS
 from tfanomaly.data.stretch import STRETCH_MODES
 from tfanomaly.models.config import SCORE_COMBINES, InversionConfig, ScoreSettings
+from tfanomaly.pipelines.beam_score import BeamScoreConfig
 from tfanomaly.pipelines.config import (
     CATALOG_FORMAT_NAMES,
     CUBES,
@@ -74,6 +75,10 @@ SOURCES = {
         **same_names(ScoreSettings, "smooth_sigma top_fraction feature_weight combine"),
         "components": (ScoreSettings, "n_components"),
     },
+    "beam-score": {
+        **same_names(BeamScoreConfig, "signature min_batch_size max_batch_size"),
+        **same_names(CatalogConfig, "catalog_format select_key"),
+    },
     "score": {
         **same_names(ClientConfig, "model signature"),
         **same_names(InversionConfig, "steps learning_rate lam"),
@@ -111,6 +116,7 @@ CHOICES = {
     ("train cae", "images"): CUBES,
     ("score", "catalog_format"): CATALOG_FORMAT_NAMES,
     ("merge-scores", "catalog_format"): CATALOG_FORMAT_NAMES,
+    ("beam-score", "catalog_format"): CATALOG_FORMAT_NAMES,
     ("explore", "features"): FEATURE_SPACES,
     ("rerank", "features"): FEATURE_SPACES,
 }

@@ -45,6 +45,7 @@ def make_columns(n=12, seed=0, idx_start=0, idx_step=1) -> dict[str, np.ndarray]
     ids = np.uint64(BIG_ID) + np.uint64(1000 * seed) + np.arange(n, dtype=np.uint64)
     ids[:3] = np.array(HUGE_IDS, dtype=np.uint64) - np.uint64(seed)
     columns.update(
+        n_masked=rng.integers(0, 5, n).astype(np.int32),
         idxs=idx_start + idx_step * np.arange(n, dtype=np.int64),
         object_ids=ids,
         ra=rng.uniform(130, 140, n),
@@ -211,7 +212,16 @@ def test_catalog_table_columns_and_order():
     columns = sigma_columns(make_columns(12))
     columns["labels"][5] = 7  # a label past the kind names
     table = catalog_table(columns, KINDS)
-    assert table.colnames == ["idx", "object_id", "ra", "dec", *CATALOG_COLUMNS, "label", "kind"]
+    assert table.colnames == [
+        "idx",
+        "object_id",
+        "ra",
+        "dec",
+        *CATALOG_COLUMNS,
+        "n_masked",
+        "label",
+        "kind",
+    ]
     assert table["idx"].dtype == np.int64 and table["object_id"].dtype == np.uint64
     assert table["label"].dtype == np.int64
     assert (np.diff(table["score_normalized"]) <= 0).all()  # highest first
@@ -236,7 +246,7 @@ def test_catalog_table_optional_columns():
     columns["umap_x"], columns["umap_y"] = np.arange(6.0), -np.arange(6.0)
     columns["cluster"] = np.array([0, 0, 1, 1, -1, 2])
     table = catalog_table(columns)
-    assert table.colnames == ["idx", "object_id", "ra", "dec", *CATALOG_COLUMNS, "umap_x",
+    assert table.colnames == ["idx", "object_id", "ra", "dec", *CATALOG_COLUMNS, "n_masked", "umap_x",
                               "umap_y", "cluster"]  # fmt: skip
     assert np.isnan(table["ra"]).all() and np.isnan(table["dec"]).all()
     for row in table:

@@ -20,6 +20,8 @@ SCORE_LABELS = {
     "scores_sigma": "default",
     "residual_scores_sigma": "residual (noise-aware)",
     "feature_scores_sigma": "feature density",
+    "linear_scores_sigma": "linear-model residual",
+    "morphology_scores_sigma": "morphology density",
     "disc_scores_sigma": "discriminator (paper)",
     "gen_scores_sigma": "generator (paper)",
     "anomaly_scores_sigma": "combined (paper)",
