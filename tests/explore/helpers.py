@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -58,7 +59,18 @@ def wait_for(url: str, condition, timeout: float = 60, what: str = "the explorer
 def start_explore(*args, timeout: float = 60) -> tuple[subprocess.Popen, str]:
     """``tfanomaly explore ARGS --port 0`` as a process; returns it with the URL it printed (the
     lines before the URL are in ``process.printed``)."""
-    command = [sys.executable, "-m", "tfanomaly.cli", "explore", *map(str, args), "--port", "0"]
+    # -X faulthandler: stop_explore can ask a stuck process where each thread is (SIGABRT).
+    command = [
+        sys.executable,
+        "-X",
+        "faulthandler",
+        "-m",
+        "tfanomaly.cli",
+        "explore",
+        *map(str, args),
+        "--port",
+        "0",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
     deadline = time.monotonic() + timeout
@@ -74,3 +86,19 @@ def start_explore(*args, timeout: float = 60) -> tuple[subprocess.Popen, str]:
             return process, found[1]
     process.kill()
     raise AssertionError("tfanomaly explore did not print its URL:\n" + "".join(lines))
+
+
+def interrupt_explore(process: subprocess.Popen, timeout: float = 180) -> str:
+    """Ctrl-C (SIGINT) to an explorer started by :func:`start_explore`; its output once it has
+    stopped. A process still running after ``timeout`` is made to print every thread's stack
+    (faulthandler, SIGABRT), and the test fails with it."""
+    process.send_signal(signal.SIGINT)
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        out, _ = process.communicate(timeout=30)
+        raise AssertionError(
+            f"the explorer did not stop {timeout:g} s after SIGINT:\n{out}"
+        ) from None
+    return out
