@@ -225,7 +225,7 @@ def test_auto_stretch_does_not_depend_on_the_flux_unit(tmp_path, scale):
     np.testing.assert_allclose(b["variance"], a["variance"], rtol=1e-4, atol=1e-10)
     assert dataset_stretch(tmp_path / "scaled") == LuptonStretch.from_config(scaled["stretch"])
     # The exported model's graph stretches raw flux as the run's data set was stretched.
-    from tfanomaly.serving.saved_model import run_stretch
+    from tfanomaly.pipelines.run import run_stretch
 
     assert run_stretch({"data": {"path": str(tmp_path / "scaled")}}) == dataset_stretch(
         tmp_path / "scaled"

@@ -29,8 +29,13 @@ from tfanomaly.models.noise_score import (
     sample_maps,
 )
 from tfanomaly.pipelines.config import CalibrateConfig
-from tfanomaly.pipelines.run import CALIBRATION_FILE, check_run_takes, load_inverter, load_run
-from tfanomaly.serving.saved_model import run_stretch
+from tfanomaly.pipelines.run import (
+    CALIBRATION_FILE,
+    check_run_takes,
+    load_inverter,
+    load_run,
+    run_stretch,
+)
 
 
 def calibrate(

@@ -10,13 +10,12 @@ from pathlib import Path
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.cae import cae_encoder
 from tfanomaly.models.config import InversionConfig
-from tfanomaly.pipelines.run import load_inverter, load_network, load_run, stage_record
+from tfanomaly.pipelines.run import load_inverter, load_network, load_run, run_stretch, stage_record
 from tfanomaly.results.catalog import STATS_FILE, read_statistics
 from tfanomaly.serving.saved_model import (
     MODEL_NAME,
     SIGNATURES,
     AnomalyScorer,
-    run_stretch,
     save_version,
 )
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import keras
 
-from tfanomaly.data.manifest import DatasetInfo
+from tfanomaly.data.manifest import MANIFEST, DatasetInfo
+from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.errors import ConfigError
 from tfanomaly.models import cae, critic, encoder, generator  # noqa: F401  (registers the classes)
 from tfanomaly.models.config import InversionConfig
@@ -77,6 +78,19 @@ def data_record(info: DatasetInfo) -> dict:
         "shape": list(info.shape),
         "bands": list(info.bands),
     }
+
+
+def run_stretch(run: dict) -> LuptonStretch:
+    """The stretch of the data set a run was trained on, for the graph to apply to raw flux: the
+    one run.json's data record names, else the one that data set's manifest records (``ingest
+    --stretch``), else the paper's."""
+    data = run.get("data") or {}
+    if data.get("stretch"):
+        return LuptonStretch.from_config(data["stretch"])
+    path = data.get("path")
+    if path and (Path(path) / MANIFEST).exists():
+        return DatasetInfo.from_folder(path).stretch
+    return LuptonStretch()
 
 
 def load_run(run_dir) -> dict:

@@ -29,6 +29,7 @@ from tfanomaly.pipelines.run import (
     load_inverter,
     load_run,
     network_path,
+    run_stretch,
 )
 from tfanomaly.results.catalog import (
     CATALOG_FORMATS,
@@ -39,7 +40,6 @@ from tfanomaly.results.catalog import (
     VECTOR_OUTPUTS,
     finalize,
 )
-from tfanomaly.serving.saved_model import run_stretch
 
 PARTS = ".parts"
 # The results columns that come from the data set: results key -> key of a parsed batch

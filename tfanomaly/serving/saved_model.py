@@ -12,7 +12,6 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tfanomaly.data.manifest import MANIFEST, DatasetInfo
 from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.results.catalog import SCORE_KEYS, SCORE_OUTPUTS
@@ -46,7 +45,8 @@ class AnomalyScorer(tf.Module):
             dataclasses.replace(inverter.config, steps=0),
             inverter.calibration,
         )
-        # A LuptonStretch, or a manifest's stretch record (None: the paper's), see run_stretch.
+        # A LuptonStretch, or a manifest's stretch record (None: the paper's); see
+        # pipelines.run.run_stretch.
         self.stretch = (
             stretch if isinstance(stretch, LuptonStretch) else LuptonStretch.from_config(stretch)
         )
@@ -106,19 +106,6 @@ class AnomalyScorer(tf.Module):
         """Generated (stretched) images G(z) for latent vectors z (N, latent_dim)."""
         z = _checked(z, [self.latent_dim], f"z must have shape (N, {self.latent_dim})")
         return {"images": self.inverter.generator(z)}
-
-
-def run_stretch(run: dict) -> LuptonStretch:
-    """The stretch of the data set a run was trained on, for the graph to apply to raw flux: the
-    one run.json's data record names, else the one that data set's manifest records (``ingest
-    --stretch``), else the paper's."""
-    data = run.get("data") or {}
-    if data.get("stretch"):
-        return LuptonStretch.from_config(data["stretch"])
-    path = data.get("path")
-    if path and (Path(path) / MANIFEST).exists():
-        return DatasetInfo.from_folder(path).stretch
-    return LuptonStretch()
 
 
 def _checked(tensor, inner_shape: list[int], message: str):
