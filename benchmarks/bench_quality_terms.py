@@ -5,6 +5,11 @@ Terms, per object, from the run's own networks and the data set's pixels:
   gan_residual   the default score's noise-aware residual (brightness-binned scatter)
   gan_stamp      the same residual with the scatter rescaled by the stamp's own sky noise
   gan_feature    density of the critic's last features
+  gan_layers_*   density (5-NN, Mahalanobis under PCA) of every critic layer's spatial mean and
+                 maximum per channel: features of several critic layers
+  sharp          fine structure sharper than the PSF (cosmic rays, hot or dead columns), as
+                 L.A.Cosmic sees it: |x - median3(x)| over the stamp noise plus the fine structure
+                 median3 - median7(median3), top 0.5% of pixels, from the flux
   pca_error      PCA-50 reconstruction error of the pixels smoothed by 2 px (a linear model)
   morph_knn      5-NN distance in standardised morphology parameters (tfanomaly.models.morphology)
   morph_forest   isolation forest on the same parameters (the astronomer's classical peer)
@@ -50,6 +55,75 @@ def density_terms(features: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     return {"knn": distances[:, 1:].mean(axis=1), "forest": -forest.score_samples(standard)}
 
 
+def layer_features(critic, data: Path, ids: np.ndarray) -> np.ndarray:
+    """Every critic layer's spatial mean and maximum per channel, in the order of ``ids``."""
+    import keras
+
+    names = [layer.name for layer in critic.layers if layer.name.endswith("_lrelu")]
+    model = keras.Model(critic.inputs, [critic.get_layer(n).output for n in names])
+    rows, seen = [], []
+    for batch in load_dataset(data, batch_size=256):
+        maps = model(batch["image"], training=False)
+        rows.append(np.concatenate([np.concatenate([m.numpy().mean(axis=(1, 2)),
+                                                    m.numpy().max(axis=(1, 2))], axis=1)
+                                    for m in maps], axis=1))  # fmt: skip
+        seen.append(batch["object_id"].numpy())
+    order = {int(i): k for k, i in enumerate(np.concatenate(seen).tolist())}
+    return np.concatenate(rows)[[order[int(i)] for i in ids]]
+
+
+def mahalanobis_pca(features: np.ndarray, variance: float = 0.95) -> np.ndarray:
+    """Squared Mahalanobis distance under a PCA Gaussian keeping ``variance`` of the spread, plus
+    the residual off those axes at the mean left-over variance (probabilistic PCA)."""
+    from sklearn.decomposition import PCA
+
+    centre = np.median(features, axis=0)
+    scale = 1.4826 * np.median(np.abs(features - centre), axis=0) + 1e-6
+    standard = np.clip((features - centre) / scale, -50, 50)
+    pca = PCA(n_components=variance, svd_solver="full").fit(standard)
+    projected = pca.transform(standard)
+    rest = np.sum((standard - pca.mean_) ** 2, axis=1) - np.sum(projected**2, axis=1)
+    noise = max(pca.noise_variance_, 1e-6)
+    return np.sum(projected**2 / pca.explained_variance_, axis=1) + rest / noise
+
+
+def sharp_structure(flux: np.ndarray, noise: np.ndarray, top: float = 0.005) -> np.ndarray:
+    """Per cutout (B, H, W, C flux, B, C stamp noise): the mean of the top ``top`` of
+    (|x - m3| / (noise + |m3 - m7(m3)|))^2 over pixels and bands, m3 and m7 median filters of 3
+    and 7 pixels. A cosmic ray or a one-pixel column leaves m3 at the sky, a resolved core does not."""
+    from scipy.ndimage import median_filter
+
+    m3 = median_filter(flux, size=(1, 3, 3, 1), mode="reflect")
+    m7 = median_filter(m3, size=(1, 7, 7, 1), mode="reflect")
+    sigma = np.maximum(noise, 1e-12)[:, None, None, :]
+    ratio = np.abs(flux - m3) / (sigma + np.abs(m3 - m7))
+    flat = np.sort(ratio.reshape(len(flux), -1) ** 2, axis=1)
+    k = max(1, round(top * flat.shape[1]))
+    return flat[:, -k:].mean(axis=1)
+
+
+def add_layer_terms(folder: Path, terms: dict) -> dict:
+    """The gan_layers_* and sharp terms of a set whose terms.npz was written before they existed."""
+    from tfanomaly.models.morphology import stamp_noise
+    from tfanomaly.pipelines.run import load_inverter
+
+    if "sharp" in terms:
+        return terms
+    ids = read_results(folder / "scores")[0]["object_ids"]
+    features = layer_features(load_inverter(folder / "run").critic, folder / "tfrecords", ids)
+    terms["gan_layers_knn"] = density_terms(features)["knn"]
+    terms["gan_layers_maha"] = mahalanobis_pca(features)
+    sharp, seen = [], []
+    for batch in load_dataset(folder / "tfrecords", batch_size=256, stretch=None):
+        flux = batch["image"]
+        sharp.append(sharp_structure(flux.numpy(), stamp_noise(flux).numpy()))
+        seen.append(batch["object_id"].numpy())
+    order = {int(i): k for k, i in enumerate(np.concatenate(seen).tolist())}
+    terms["sharp"] = np.concatenate(sharp)[[order[int(i)] for i in ids]]
+    np.savez(folder / "terms.npz", **terms)
+    return terms
+
+
 def terms_for(folder: Path) -> dict[str, np.ndarray]:
     import tensorflow as tf
 
@@ -59,7 +133,7 @@ def terms_for(folder: Path) -> dict[str, np.ndarray]:
     cache = folder / "terms.npz"
     if cache.exists():
         with np.load(cache) as f:
-            return dict(f)
+            return add_layer_terms(folder, dict(f))
     data, results = folder / "tfrecords", folder / "scores"
     columns, _ = read_results(results)
     ids = columns["object_ids"]
@@ -70,7 +144,7 @@ def terms_for(folder: Path) -> dict[str, np.ndarray]:
     for batch in load_dataset(data, batch_size=256):
         raw = next(raw_batches)["image"]
         images = batch["image"]
-        out = inverter(images)
+        out = inverter(images, flux=raw)
         chi2 = scorer.chi2_map(images, out["reconstruction"])
         noise = stamp_noise(images)  # stretched units, per band
         stamp.append((chi2, noise))
@@ -115,7 +189,7 @@ def terms_for(folder: Path) -> dict[str, np.ndarray]:
             terms[f"morph_{name}_{kind}"] = column
     terms["baseline_morphology_forest"] = terms["morph_flux_forest"]
     np.savez(cache, **terms)
-    return terms
+    return add_layer_terms(folder, terms)
 
 
 def linear_residual(images: np.ndarray, settings, n_components: int = 50) -> np.ndarray:
@@ -146,8 +220,10 @@ def linear_residual(images: np.ndarray, settings, n_components: int = 50) -> np.
 
 
 def combinations(terms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    parts = ("gan_residual", "gan_stamp", "gan_feature", "gan_feature_knn", "pca_error",
-             "lin_resid", "morph_flux_knn", "morph_stretched_knn")  # fmt: skip
+    parts = ("gan_residual", "gan_stamp", "gan_feature", "gan_feature_knn", "gan_layers_knn",
+             "gan_layers_maha", "pca_error", "lin_resid", "morph_flux_knn",
+             "morph_stretched_knn", "sharp")  # fmt: skip
+    features = ("gan_feature", "gan_feature_knn", "gan_layers_knn", "gan_layers_maha")
     z = {k: robust_z(terms[k]) for k in parts}
     ranks = {k: (np.argsort(np.argsort(terms[k])) + 0.5) / len(terms[k]) for k in parts}
     out = {}
@@ -157,7 +233,7 @@ def combinations(terms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                 continue
             if "morph_flux_knn" in combo and "morph_stretched_knn" in combo:
                 continue
-            if "gan_feature" in combo and "gan_feature_knn" in combo:
+            if sum(c in features for c in combo) > 1:
                 continue
             name = "+".join(c.replace("morph_", "m_").replace("gan_", "g_") for c in combo)
             out[f"mean z {name}"] = np.mean([z[c] for c in combo], axis=0)
