@@ -7,6 +7,7 @@ images, simulated surveys with survey noise, the white-noise fresh surveys). Eve
 lands in --out/<set>/; rerunning reuses what is finished.
 
   python benchmarks/bench_quality.py --out benchmarks/bench_quality [--sets a,b] [--cache .cache/real]
+      [--augment flip,translation]  (the GAN trained with DiffAugment; use another --out)
 About 8 minutes per 32-px set and 25 per 48-px set on 2 cores.
 """
 
@@ -26,6 +27,7 @@ import quality_sets  # noqa: E402
 from _common import machine  # noqa: E402
 
 from tfanomaly.data.manifest import MANIFEST  # noqa: E402
+from tfanomaly.models.config import parse_augment  # noqa: E402
 from tfanomaly.models.noise_score import Calibration, ScoreSettings  # noqa: E402
 from tfanomaly.pipelines.calibrate import calibrate  # noqa: E402
 from tfanomaly.pipelines.config import (  # noqa: E402
@@ -72,7 +74,8 @@ def run_set(name: str, source: Path, out: Path, args, timings: dict) -> dict:
         timed("ingest", ingest, source, data, IngestConfig(shard_size=1024, stretch=stretch),
               progress=False)  # fmt: skip
     if not (run / "generator.keras").exists():
-        config = GanTrainConfig(preset=PRESETS[size], steps=args.gan_steps, seed=1)
+        config = GanTrainConfig(preset=PRESETS[size], steps=args.gan_steps, seed=1,
+                                augment=parse_augment(args.augment))  # fmt: skip
         timed("train gan", train_gan, data, run, config, progress=False, echo=quiet)
     if not (run / "calibration.npz").exists():
         config = EncoderTrainConfig(steps=args.encoder_steps, seed=1)
@@ -113,6 +116,7 @@ def main() -> None:
     )
     parser.add_argument("--gan-steps", type=int, default=1000)
     parser.add_argument("--encoder-steps", type=int, default=600)
+    parser.add_argument("--augment", default="none", help="train gan --augment (DiffAugment)")
     args = parser.parse_args()
     print(machine())
     out = Path(args.out)

@@ -60,6 +60,20 @@ def test_run_folders_of_version_0_1_still_resume(tmp_path):
         Ledger(tmp_path / "run.json", {**gan, "n_critic": 2}, section="gan").resume("refuse")
 
 
+def test_options_added_later_resume_older_runs_and_augmented_runs_resume_too(tmp_path):
+    path = tmp_path / "run.json"
+    gan = stage_options(GanTrainConfig())
+    assert "augment" not in gan  # at its default: as a run recorded before the option existed
+    Ledger(path, gan, section="gan").resume("refuse")
+    augmented = stage_options(GanTrainConfig(augment=("flip",)))
+    assert augmented["augment"] == ["flip"]  # as JSON reads it back: a resume compares equal
+    with pytest.raises(ConfigError):
+        Ledger(path, augmented, section="gan").resume("refuse")
+    Ledger(tmp_path / "aug.json", augmented, section="gan").resume("refuse")
+    Ledger(tmp_path / "aug.json", stage_options(GanTrainConfig(augment=["flip"])),
+           section="gan").resume("refuse")  # fmt: skip
+
+
 def test_a_damaged_record_is_a_clear_error(tmp_path):
     (tmp_path / "state.json").write_text("{not json")
     with pytest.raises(ConfigError, match="damaged job record"):

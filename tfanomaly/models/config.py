@@ -293,6 +293,23 @@ def preset_for_data(preset: str, shape, source="the data set") -> ModelConfig:
     return config
 
 
+# DiffAugment transforms of the critic's input (tfanomaly.models.augment applies them).
+AUGMENTATIONS = ("flip", "translation")
+
+
+def parse_augment(text) -> tuple[str, ...]:
+    """``"flip,translation"`` (or a sequence, or ``""``/``"none"``) -> a checked tuple."""
+    names = text.split(",") if isinstance(text, str) else list(text or ())
+    names = tuple(n.strip() for n in names if n.strip() and n.strip() != "none")
+    unknown = sorted(set(names) - set(AUGMENTATIONS))
+    if unknown or len(set(names)) < len(names):
+        raise ConfigError(
+            f"augment '{','.join(names)}': choose from {', '.join(AUGMENTATIONS)} (each once) or "
+            "none"
+        )
+    return names
+
+
 SCORE_TERMS = ("residual", "feature", "linear", "morphology")
 SCORE_COMBINES = ("mean", "max")
 

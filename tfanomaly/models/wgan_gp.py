@@ -7,7 +7,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfanomaly.models.config import ModelConfig, resolve_preset
+from tfanomaly.models.augment import diff_augment
+from tfanomaly.models.config import ModelConfig, parse_augment, resolve_preset
 from tfanomaly.models.critic import Critic
 from tfanomaly.models.generator import Generator
 
@@ -32,6 +33,9 @@ class WGANGP(keras.Model):
             weights, updated after every generator step (warm-up: the decay used at step t is
             min(ema_decay, (1 + t) / (10 + t))). ``ema_weights`` holds the average;
             ``averaged_generator()`` returns a generator carrying it.
+        augment: transforms applied to every image the critic sees during training, real and
+            generated alike (DiffAugment; ``models.augment``): ``()`` (off, the paper), ``flip``,
+            ``translation``.
 
     Example:
         >>> gan = WGANGP.from_preset("cpu32", seed=0)
@@ -48,6 +52,7 @@ class WGANGP(keras.Model):
         gp_weight: float = 10.0,
         seed: int | None = None,
         ema_decay: float = 0.0,
+        augment=(),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -76,6 +81,7 @@ class WGANGP(keras.Model):
         self.gp_weight = gp_weight
         self.seed = seed
         self.ema_decay = ema_decay
+        self.augment = parse_augment(augment)
         # G and D are built functional models: nothing is left for Keras to infer from data.
         self.built = True
 
@@ -127,6 +133,12 @@ class WGANGP(keras.Model):
     def sample_z(self, batch_size):
         return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
 
+    def critic_score(self, images):
+        """D's training-time score of ``images``, through the augmentation when it is on."""
+        if self.augment:
+            images = diff_augment(images, self.augment, self.seed_generator)
+        return self.critic(images, training=True)[0]
+
     def gradient_penalty(self, real, fake):
         """Mean of (||grad_x D(x)|| - 1)^2 at random points between real and fake images."""
         batch_size = tf.shape(real)[0]
@@ -134,7 +146,7 @@ class WGANGP(keras.Model):
         mixed = fake + alpha * (real - fake)
         with tf.GradientTape() as tape:
             tape.watch(mixed)
-            score, _ = self.critic(mixed, training=True)
+            score = self.critic_score(mixed)
         grads = tape.gradient(score, mixed)
         norm = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2, 3]) + GP_EPSILON)
         return tf.reduce_mean(tf.square(norm - 1.0))
@@ -148,8 +160,8 @@ class WGANGP(keras.Model):
             batch_size = tf.shape(real)[0]
             fake = self.generator(self.sample_z(batch_size), training=True)
             with tf.GradientTape() as tape:
-                real_score, _ = self.critic(real, training=True)
-                fake_score, _ = self.critic(fake, training=True)
+                real_score = self.critic_score(real)
+                fake_score = self.critic_score(fake)
                 distance = tf.reduce_mean(real_score) - tf.reduce_mean(fake_score)
                 penalty = self.gradient_penalty(real, fake)
                 d_loss = -distance + self.gp_weight * penalty
@@ -165,7 +177,7 @@ class WGANGP(keras.Model):
         batch_size = tf.shape(real_batches[0])[0]
         with tf.GradientTape() as tape:
             fake = self.generator(self.sample_z(batch_size), training=True)
-            fake_score, _ = self.critic(fake, training=True)
+            fake_score = self.critic_score(fake)
             g_loss = -tf.reduce_mean(fake_score)
             scaled = self.g_optimizer.scale_loss(g_loss / replicas)
         grads = tape.gradient(scaled, self.generator.trainable_variables)
@@ -212,6 +224,7 @@ class WGANGP(keras.Model):
                 "gp_weight": self.gp_weight,
                 "seed": self.seed,
                 "ema_decay": self.ema_decay,
+                "augment": list(self.augment),
             }
         )
         return config

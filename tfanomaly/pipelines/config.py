@@ -11,7 +11,7 @@ from tfanomaly.data.planes import DEFAULT_MASK_BITS
 from tfanomaly.data.resize import RESIZE_METHODS
 from tfanomaly.data.stretch import STRETCH_MODES
 from tfanomaly.errors import ConfigError
-from tfanomaly.models.config import AUTO, InversionConfig, check_preset_name
+from tfanomaly.models.config import AUTO, InversionConfig, check_preset_name, parse_augment
 
 NAN_POLICIES = ("fill", "drop", "error")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -117,6 +117,8 @@ class GanTrainConfig:
         precision: ``float32`` or a Keras mixed-precision policy (one of ``PRECISIONS``).
         ema_decay: 0 (off) or the decay of a moving average of the generator's weights; when on,
             ``generator.keras`` carries the average and ``generator_raw.keras`` the last weights.
+        augment: DiffAugment transforms of the critic's input (``flip``, ``translation``; empty:
+            off, the paper's training), see ``tfanomaly.models.augment``.
     """
 
     preset: str = AUTO
@@ -131,10 +133,15 @@ class GanTrainConfig:
     seed: int = 0
     precision: str = "float32"
     ema_decay: float = 0.0
+    augment: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "augment", tuple(self.augment))  # JSON gives a list
 
     def validate(self) -> None:
         check_steps(self)
         check_preset_name(self.preset)
+        parse_augment(self.augment)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         if self.n_critic < 1:

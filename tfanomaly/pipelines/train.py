@@ -118,6 +118,7 @@ def _train_gan(data_dir, run_dir: Path, out_dir: Path, config: GanTrainConfig, m
                 gp_weight=config.gp_weight,
                 seed=config.seed,
                 ema_decay=config.ema_decay,
+                augment=config.augment,
             )
             optimizers = [paper_optimizer(config.learning_rate) for _ in range(2)]
             if config.precision == "mixed_float16":
