@@ -15,6 +15,7 @@ from tfanomaly.data.resize import RESIZE_METHODS
 from tfanomaly.data.stretch import STRETCH_MODES
 from tfanomaly.models.config import SCORE_COMBINES, InversionConfig, ScoreSettings
 from tfanomaly.pipelines.beam_score import BeamScoreConfig
+from tfanomaly.pipelines.calibrate import calibrate
 from tfanomaly.pipelines.config import (
     CATALOG_FORMAT_NAMES,
     CUBES,
@@ -39,6 +40,7 @@ from tfanomaly.pipelines.config import (
     ServeConfig,
     SimulateConfig,
 )
+from tfanomaly.pipelines.score import score
 from tfanomaly.simulate.config import SurveyConfig
 
 UNSET = getattr(click.core, "UNSET", None)  # click >= 8.3 marks "no default" with a sentinel
@@ -106,6 +108,10 @@ CLI_ONLY = {
     ("simulate", "substructure"): True,
     ("demo", "out"): "demo_run",
     ("calibrate", "terms"): ",".join(ScoreSettings().terms),  # a comma list of the tuple
+    ("train gan", "augment"): ",".join(GanTrainConfig().augment) or "none",
+    # The Python functions' own keyword defaults (the planes are used where the data has them).
+    ("calibrate", "planes"): inspect.signature(calibrate).parameters["planes"].default,
+    ("score", "planes"): inspect.signature(score).parameters["planes"].default,
 }
 CHOICES = {
     ("ingest", "nan_policy"): NAN_POLICIES,

@@ -3,8 +3,10 @@ score; the catalog counts masked pixels, the residual term is the true chi^2, ma
 nothing."""
 
 import numpy as np
+from click.testing import CliRunner
 from conftest import quiet
 
+from tfanomaly.cli import main
 from tfanomaly.data.dataset import load_dataset
 from tfanomaly.models.noise_score import Calibration, residual_maps
 from tfanomaly.models.pixel_noise import smoothed_chi2
@@ -71,3 +73,16 @@ def test_planes_from_the_survey_to_the_catalog(tmp_path):
           echo=quiet)  # fmt: skip
     plain, _ = read_results(tmp_path / "plain")
     np.testing.assert_array_equal(plain["n_masked"], columns["n_masked"])
+
+    # The same from the command line: `score --no-planes` equals planes=False, and
+    # `calibrate --no-planes` writes a calibration without the plane statistics.
+    runner = CliRunner()
+    result = runner.invoke(main, ["score", str(tmp_path / "ds"), "--run", str(tmp_path / "run"),
+                                  "--out", str(tmp_path / "cli"), "--no-planes", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cli, _ = read_results(tmp_path / "cli")
+    np.testing.assert_array_equal(cli["scores"], plain["scores"])
+    assert not np.array_equal(plain["scores"], columns["scores"])
+    result = runner.invoke(main, ["calibrate", str(tmp_path / "run"), "--no-planes", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert Calibration.load(tmp_path / "run" / "calibration.npz").planes == ()

@@ -137,6 +137,13 @@ def _with_catalog_options(command):
 @click.option(
     "--shard", default=None, help="i/n: score only part i of n (merge with merge-scores)."
 )
+@click.option(
+    "--planes/--no-planes",
+    default=True,
+    show_default=True,
+    help="Use the data set's variance and mask planes where it and the calibration have them; "
+    "--no-planes scores with the calibrated scatter (as a served model does).",
+)
 @_with_catalog_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
@@ -157,6 +164,7 @@ def score_command(
     batch_size,
     store_images,
     shard,
+    planes,
     catalog_format,
     select_sigma,
     select_key,
@@ -168,8 +176,10 @@ def score_command(
 
     Each image is inverted into the generator's latent space (start E(x), then --steps Adam steps
     on z, in one compiled graph). The default score (catalog column score_normalized, the sort
-    order) adds a noise-aware residual term (PSF-smoothed residual over its calibrated scatter,
-    top 3% of pixels) and a critic-feature density term (see `calibrate`). The paper's scores come
+    order) is the mean robust z of the calibration's terms: by default the critic-feature
+    density, the noise-aware residual against the data set's PCA model (with the variance and
+    mask planes where the data has them) and the k-NN density of morphology parameters (see
+    `calibrate`); the GAN's noise-aware residual is stored beside them. The paper's scores come
     too: gen (sum |x - G(z)|), disc (sum |f(x) - f(G(z))|) and anomaly ((1-lam) gen + lam disc).
     Every score also in sigma units against the catalog. A served model applies its own inversion
     settings. Interrupted runs resume when rerun.
@@ -204,6 +214,7 @@ def score_command(
         catalog_format=f".{catalog_format}",
         select_sigma=select_sigma,
         select_key=select_key,
+        planes=planes,
         progress=not quiet,
         echo=click.echo,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
-from tfanomaly.models.config import SCORE_COMBINES, ScoreSettings
+from tfanomaly.models.config import SCORE_COMBINES, ScoreSettings, parse_augment
 from tfanomaly.pipelines.config import (
     CUBES,
     PRECISIONS,
@@ -95,6 +95,13 @@ def train():
     show_default=True,
     help="Moving average of the generator's weights (e.g. 0.999; 0 = off); see README.",
 )
+@click.option(
+    "--augment",
+    default=",".join(GanTrainConfig.augment) or "none",
+    show_default=True,
+    help="DiffAugment of every image the critic sees in training: flip, translation, both "
+    "(flip,translation) or none (the paper); see README.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
 @_uses_tensorflow
@@ -111,6 +118,7 @@ def train_gan(
     seed,
     precision,
     ema_decay,
+    augment,
     quiet,
 ):
     """Train a WGAN-GP on the ingested data set DATA: n_critic critic steps (each on its own real
@@ -135,6 +143,7 @@ def train_gan(
         seed=seed,
         precision=precision,
         ema_decay=ema_decay,
+        augment=parse_augment(augment),
     )
     summary = run_train_gan(data, run_dir, config, progress=not quiet, echo=click.echo)
     click.echo(
@@ -276,12 +285,19 @@ def train_encoder(
     show_default=True,
     help="Seed of the cutouts drawn.",
 )
+@click.option(
+    "--planes/--no-planes",
+    default=True,
+    show_default=True,
+    help="Use the data set's variance and mask planes where it has them (README \"Variance and "
+    'mask planes in the score"); --no-planes calibrates on the brightness-binned scatter only.',
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
 @_uses_tensorflow
 def calibrate_command(
     run_dir, data, fit_size, smooth_sigma, top_fraction, components, terms, combine,
-    feature_weight, seed, quiet
+    feature_weight, seed, planes, quiet
 ):  # fmt: skip
     """Fit the default score's statistics for the run RUN_DIR (`train encoder` does it already).
 
@@ -309,6 +325,7 @@ def calibrate_command(
         settings=settings,
         fit_size=fit_size,
         seed=seed,
+        planes=planes,
         progress=not quiet,
         echo=click.echo,
     )
