@@ -7,7 +7,7 @@ images, simulated surveys with survey noise, the white-noise fresh surveys). Eve
 lands in --out/<set>/; rerunning reuses what is finished.
 
   python benchmarks/bench_quality.py --out benchmarks/bench_quality [--sets a,b] [--cache .cache/real]
-      [--augment flip,translation]  (the GAN trained with DiffAugment; use another --out)
+      [--augment flip,translation] [--contrastive 1]  (GAN training options; use another --out)
 About 8 minutes per 32-px set and 25 per 48-px set on 2 cores.
 """
 
@@ -75,7 +75,8 @@ def run_set(name: str, source: Path, out: Path, args, timings: dict) -> dict:
               progress=False)  # fmt: skip
     if not (run / "generator.keras").exists():
         config = GanTrainConfig(preset=PRESETS[size], steps=args.gan_steps, seed=1,
-                                augment=parse_augment(args.augment))  # fmt: skip
+                                augment=parse_augment(args.augment),
+                                contrastive=args.contrastive)  # fmt: skip
         timed("train gan", train_gan, data, run, config, progress=False, echo=quiet)
     if not (run / "calibration.npz").exists():
         config = EncoderTrainConfig(steps=args.encoder_steps, seed=1)
@@ -117,6 +118,7 @@ def main() -> None:
     parser.add_argument("--gan-steps", type=int, default=1000)
     parser.add_argument("--encoder-steps", type=int, default=600)
     parser.add_argument("--augment", default="none", help="train gan --augment (DiffAugment)")
+    parser.add_argument("--contrastive", type=float, default=0.0, help="train gan --contrastive")
     args = parser.parse_args()
     print(machine())
     out = Path(args.out)

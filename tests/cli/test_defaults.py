@@ -63,7 +63,7 @@ SOURCES = {
     "train gan": same_names(
         GanTrainConfig,
         "preset steps batch_size n_critic gp_weight learning_rate checkpoint_every seed "
-        "precision ema_decay",
+        "precision ema_decay contrastive",
     ),
     "train encoder": same_names(
         EncoderTrainConfig, "steps batch_size learning_rate lam checkpoint_every seed"

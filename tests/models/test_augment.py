@@ -82,6 +82,8 @@ def test_policies_are_checked():
             parse_augment(bad)
     with pytest.raises(ConfigError, match="augment 'cutout'"):
         GanTrainConfig(augment=("cutout",)).validate()
+    with pytest.raises(ConfigError, match="contrastive weight must be 0 .off. or positive"):
+        GanTrainConfig(contrastive=-1.0).validate()
 
 
 def test_the_command_line_names_a_bad_policy_in_one_line(tmp_path):

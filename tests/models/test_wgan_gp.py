@@ -97,3 +97,22 @@ def test_averaged_generator_is_a_generator_with_the_average():
         np.testing.assert_array_equal(copy.numpy(), average.numpy())
     plain = tiny_gan()  # no average: the generator itself
     assert plain.averaged_generator() is plain.generator
+
+
+def test_the_contrastive_term_trains_the_critic_and_its_head_and_is_saved(tmp_path):
+    gan = tiny_gan(n_critic=2, contrastive=1.0)
+    head = [w.numpy().copy() for w in gan.projection.trainable_weights]
+    real = tf.random.stateless_uniform((8, 16, 16, 3), seed=(1, 1))
+    # InfoNCE over 8 images starts near log(8) (the views cannot yet tell the images apart).
+    assert 0.5 * np.log(8) < float(gan.contrastive_loss(real)) < 2.0 * np.log(8)
+    images = np.random.default_rng(0).random((2 * 8, 16, 16, 3)).astype("f4")
+    history = gan.fit(tf.data.Dataset.from_tensors(images).repeat(2), epochs=1, verbose=0,
+                      shuffle=False)  # fmt: skip
+    assert all(np.isfinite(v[0]) for v in history.history.values())
+    assert int(gan.d_optimizer.iterations) == 4
+    moved = [w.numpy() for w in gan.projection.trainable_weights]
+    assert all(not np.array_equal(a, b) for a, b in zip(head, moved, strict=True))
+    gan.save(tmp_path / "gan.keras")
+    loaded = keras.models.load_model(tmp_path / "gan.keras")
+    assert loaded.contrastive == 1.0 and loaded.projection is not None
+    assert tiny_gan().projection is None  # off by default: the paper's critic loss

@@ -102,6 +102,13 @@ def train():
     help="DiffAugment of every image the critic sees in training: flip, translation, both "
     "(flip,translation) or none (the paper); see README.",
 )
+@click.option(
+    "--contrastive",
+    default=GanTrainConfig.contrastive,
+    show_default=True,
+    help="Weight of a contrastive term in the critic's loss (InfoNCE between two flips/shifts of "
+    "each real image; 0 = off, the paper); see README.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
 @_uses_tensorflow
@@ -119,6 +126,7 @@ def train_gan(
     precision,
     ema_decay,
     augment,
+    contrastive,
     quiet,
 ):
     """Train a WGAN-GP on the ingested data set DATA: n_critic critic steps (each on its own real
@@ -144,6 +152,7 @@ def train_gan(
         precision=precision,
         ema_decay=ema_decay,
         augment=parse_augment(augment),
+        contrastive=contrastive,
     )
     summary = run_train_gan(data, run_dir, config, progress=not quiet, echo=click.echo)
     click.echo(

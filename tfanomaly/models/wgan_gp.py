@@ -36,6 +36,12 @@ class WGANGP(keras.Model):
         augment: transforms applied to every image the critic sees during training, real and
             generated alike (DiffAugment; ``models.augment``): ``()`` (off, the paper), ``flip``,
             ``translation``.
+        contrastive: 0 (off, the paper) or the weight of a contrastive term in the critic's loss
+            (SimCLR's InfoNCE, as in ContraD, Jeong & Shin 2021): the critic's features of two
+            random flips and shifts of each real image, through a small projection head, must
+            pick each other out of the batch. Meant to make f(x) describe what an image is rather
+            than only how real it looks.
+        temperature: the InfoNCE temperature.
 
     Example:
         >>> gan = WGANGP.from_preset("cpu32", seed=0)
@@ -53,6 +59,8 @@ class WGANGP(keras.Model):
         seed: int | None = None,
         ema_decay: float = 0.0,
         augment=(),
+        contrastive: float = 0.0,
+        temperature: float = 0.2,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -82,6 +90,14 @@ class WGANGP(keras.Model):
         self.seed = seed
         self.ema_decay = ema_decay
         self.augment = parse_augment(augment)
+        self.contrastive = contrastive
+        self.temperature = temperature
+        self.projection = None
+        if contrastive > 0:
+            width = critic.outputs[1].shape[-1]
+            self.projection = keras.Sequential(
+                [keras.Input((width,)), keras.layers.Dense(128, activation="relu"),
+                 keras.layers.Dense(64)], name="projection")  # fmt: skip
         # G and D are built functional models: nothing is left for Keras to infer from data.
         self.built = True
 
@@ -105,7 +121,7 @@ class WGANGP(keras.Model):
         self.g_optimizer = g_optimizer
         # Create the slot variables now (inside any strategy scope), not lazily inside the
         # distributed train function, where MirroredStrategy cannot initialise them.
-        d_optimizer.build(self.critic.trainable_variables)
+        d_optimizer.build(self.critic_variables)
         g_optimizer.build(self.generator.trainable_variables)
 
     def get_compile_config(self):
@@ -132,6 +148,24 @@ class WGANGP(keras.Model):
 
     def sample_z(self, batch_size):
         return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+
+    @property
+    def critic_variables(self) -> list:
+        """What the critic's optimizer trains: the critic, and the projection head when the
+        contrastive term is on."""
+        head = self.projection.trainable_variables if self.projection is not None else []
+        return self.critic.trainable_variables + head
+
+    def contrastive_loss(self, real):
+        """Symmetric InfoNCE between two random views (flip, shift) of each real image."""
+        views = [diff_augment(real, ("flip", "translation"), self.seed_generator) for _ in "ab"]
+        heads = [tf.math.l2_normalize(self.projection(self.critic(v, training=True)[1]), axis=1)
+                 for v in views]  # fmt: skip
+        logits = tf.matmul(heads[0], heads[1], transpose_b=True) / self.temperature
+        labels = tf.range(tf.shape(real)[0])
+        loss = keras.losses.sparse_categorical_crossentropy
+        return 0.5 * tf.reduce_mean(loss(labels, logits, from_logits=True) +
+                                    loss(labels, tf.transpose(logits), from_logits=True))  # fmt: skip
 
     def critic_score(self, images):
         """D's training-time score of ``images``, through the augmentation when it is on."""
@@ -165,11 +199,12 @@ class WGANGP(keras.Model):
                 distance = tf.reduce_mean(real_score) - tf.reduce_mean(fake_score)
                 penalty = self.gradient_penalty(real, fake)
                 d_loss = -distance + self.gp_weight * penalty
+                if self.projection is not None:
+                    d_loss += self.contrastive * self.contrastive_loss(real)
                 scaled = self.d_optimizer.scale_loss(d_loss / replicas)
-            grads = tape.gradient(scaled, self.critic.trainable_variables)
-            self.d_optimizer.apply_gradients(
-                zip(grads, self.critic.trainable_variables, strict=True)
-            )
+            variables = self.critic_variables
+            grads = tape.gradient(scaled, variables)
+            self.d_optimizer.apply_gradients(zip(grads, variables, strict=True))
             d_losses.append(d_loss)
             distances.append(distance)
             penalties.append(penalty)
@@ -225,6 +260,8 @@ class WGANGP(keras.Model):
                 "seed": self.seed,
                 "ema_decay": self.ema_decay,
                 "augment": list(self.augment),
+                "contrastive": self.contrastive,
+                "temperature": self.temperature,
             }
         )
         return config

@@ -119,6 +119,8 @@ class GanTrainConfig:
             ``generator.keras`` carries the average and ``generator_raw.keras`` the last weights.
         augment: DiffAugment transforms of the critic's input (``flip``, ``translation``; empty:
             off, the paper's training), see ``tfanomaly.models.augment``.
+        contrastive: 0 (off, the paper's training) or the weight of the critic's contrastive
+            term (``WGANGP``'s ``contrastive``).
     """
 
     preset: str = AUTO
@@ -134,6 +136,7 @@ class GanTrainConfig:
     precision: str = "float32"
     ema_decay: float = 0.0
     augment: tuple[str, ...] = ()
+    contrastive: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "augment", tuple(self.augment))  # JSON gives a list
@@ -142,6 +145,10 @@ class GanTrainConfig:
         check_steps(self)
         check_preset_name(self.preset)
         parse_augment(self.augment)
+        if self.contrastive < 0:
+            raise ConfigError(
+                f"contrastive weight must be 0 (off) or positive, got {self.contrastive}"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema-decay must be in [0, 1), got {self.ema_decay}")
         if self.n_critic < 1:

@@ -30,7 +30,7 @@ from tfanomaly.results.preview import save_png
 FREE_OPTIONS = ("steps", "checkpoint_every", "keep_checkpoints", "log_every")
 # Options added after runs were recorded, with their defaults: left out of the job while at the
 # default, so that a run trained before the option existed still resumes.
-LATER_OPTIONS = {"augment": []}
+LATER_OPTIONS = {"augment": [], "contrastive": 0.0}
 # Run folders of tfanomaly 0.1 recorded a stage's job under this name.
 LEGACY_JOB = "architecture"
 

@@ -119,6 +119,7 @@ def _train_gan(data_dir, run_dir: Path, out_dir: Path, config: GanTrainConfig, m
                 seed=config.seed,
                 ema_decay=config.ema_decay,
                 augment=config.augment,
+                contrastive=config.contrastive,
             )
             optimizers = [paper_optimizer(config.learning_rate) for _ in range(2)]
             if config.precision == "mixed_float16":
@@ -136,6 +137,7 @@ def _train_gan(data_dir, run_dir: Path, out_dir: Path, config: GanTrainConfig, m
                 g_optimizer=gan.g_optimizer,
                 seed_generator=gan.seed_generator.state,
                 **({"ema": trackable(gan.ema_weights)} if gan.ema_weights else {}),
+                **({"projection": gan.projection} if gan.projection is not None else {}),
             ),
             step=gan.generator_steps,
             images_per_step=images_per_step,
