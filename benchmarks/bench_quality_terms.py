@@ -7,6 +7,8 @@ Terms, per object, from the run's own networks and the data set's pixels:
   gan_feature    density of the critic's last features
   gan_layers_*   density (5-NN, Mahalanobis under PCA) of every critic layer's spatial mean and
                  maximum per channel: features of several critic layers
+  lin_wide       the linear residual smoothed by 3 px, chi^2 over the top 30% of pixels (faint,
+                 extended misfit; the one extra term that gained on both tuning sets)
   sharp          fine structure sharper than the PSF (cosmic rays, hot or dead columns), as
                  L.A.Cosmic sees it: |x - median3(x)| over the stamp noise plus the fine structure
                  median3 - median7(median3), top 0.5% of pixels, from the flux
@@ -32,6 +34,7 @@ import numpy as np  # noqa: E402
 from _common import machine  # noqa: E402
 
 from tfanomaly.data.dataset import load_dataset  # noqa: E402
+from tfanomaly.models.config import ScoreSettings  # noqa: E402
 from tfanomaly.models.morphology import morphology  # noqa: E402
 from tfanomaly.pipelines.evaluate import baseline_scores, metrics  # noqa: E402
 from tfanomaly.results.catalog import read_results  # noqa: E402
@@ -103,11 +106,14 @@ def sharp_structure(flux: np.ndarray, noise: np.ndarray, top: float = 0.005) -> 
 
 
 def add_layer_terms(folder: Path, terms: dict) -> dict:
-    """The gan_layers_* and sharp terms of a set whose terms.npz was written before they existed."""
+    """The gan_layers_*, sharp and lin_wide terms of a set whose terms.npz was written before they
+    existed."""
+    import dataclasses
+
     from tfanomaly.models.morphology import stamp_noise
     from tfanomaly.pipelines.run import load_inverter
 
-    if "sharp" in terms:
+    if "lin_wide" in terms:
         return terms
     ids = read_results(folder / "scores")[0]["object_ids"]
     features = layer_features(load_inverter(folder / "run").critic, folder / "tfrecords", ids)
@@ -120,6 +126,12 @@ def add_layer_terms(folder: Path, terms: dict) -> dict:
         seen.append(batch["object_id"].numpy())
     order = {int(i): k for k, i in enumerate(np.concatenate(seen).tolist())}
     terms["sharp"] = np.concatenate(sharp)[[order[int(i)] for i in ids]]
+    batches = list(load_dataset(folder / "tfrecords", batch_size=512))
+    pixels = np.concatenate([b["image"].numpy() for b in batches])
+    order = {int(i): k for k, i in
+             enumerate(np.concatenate([b["object_id"].numpy() for b in batches]).tolist())}  # fmt: skip
+    wide = dataclasses.replace(ScoreSettings(), smooth_sigma=3.0, top_fraction=0.3)
+    terms["lin_wide"] = linear_residual(pixels, wide)[[order[int(i)] for i in ids]]
     np.savez(folder / "terms.npz", **terms)
     return terms
 
@@ -222,7 +234,7 @@ def linear_residual(images: np.ndarray, settings, n_components: int = 50) -> np.
 def combinations(terms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     parts = ("gan_residual", "gan_stamp", "gan_feature", "gan_feature_knn", "gan_layers_knn",
              "gan_layers_maha", "pca_error", "lin_resid", "morph_flux_knn",
-             "morph_stretched_knn", "sharp")  # fmt: skip
+             "morph_stretched_knn", "sharp", "lin_wide")  # fmt: skip
     features = ("gan_feature", "gan_feature_knn", "gan_layers_knn", "gan_layers_maha")
     z = {k: robust_z(terms[k]) for k in parts}
     ranks = {k: (np.argsort(np.argsort(terms[k])) + 0.5) / len(terms[k]) for k in parts}
