@@ -49,3 +49,47 @@ def machine() -> str:
         f"; oneDNN {'on' if onednn_enabled() else 'off'}{isa}; TF {tf.__version__}, "
         f"Keras {keras.__version__}"
     )
+
+
+def quiet(*_) -> None:
+    """An ``echo`` that prints nothing (the pipelines' progress lines)."""
+
+
+def stage_timer(timings: dict):
+    """``timed(key, function, *args, **kwargs)``: call it and record its seconds in ``timings``."""
+
+    def timed_stage(key: str, function, *args, **kwargs):
+        start = time.perf_counter()
+        value = function(*args, **kwargs)
+        timings[key] = round(time.perf_counter() - start, 1)
+        return value
+
+    return timed_stage
+
+
+def user_run(folder, source, *, stretch: str, preset: str, gan_steps: int, encoder_steps: int,
+             timings: dict, seed: int = 1, **gan_options):  # fmt: skip
+    """What a user runs before scoring, each stage skipped when its output exists: ``ingest
+    SOURCE --stretch``, ``train gan --preset --steps`` (``gan_options``: more GanTrainConfig
+    fields), ``train encoder --steps`` (which calibrates). Returns (data folder, run folder);
+    each stage's seconds go into ``timings``."""
+    from pathlib import Path
+
+    from tfanomaly.data.manifest import MANIFEST
+    from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig, IngestConfig
+    from tfanomaly.pipelines.ingest import ingest
+    from tfanomaly.pipelines.train import train_encoder, train_gan
+
+    timed_stage = stage_timer(timings)
+    data, run = Path(folder) / "tfrecords", Path(folder) / "run"
+    if not (data / MANIFEST).exists():
+        timed_stage("ingest", ingest, source, data,
+                    IngestConfig(shard_size=1024, stretch=stretch), progress=False)  # fmt: skip
+    if not (run / "generator.keras").exists():
+        config = GanTrainConfig(preset=preset, steps=gan_steps, seed=seed, **gan_options)
+        timed_stage("train gan", train_gan, data, run, config, progress=False, echo=quiet)
+    if not (run / "calibration.npz").exists():
+        timed_stage("train encoder + calibrate", train_encoder, run,
+                    EncoderTrainConfig(steps=encoder_steps, seed=seed), data_dir=data,
+                    progress=False, echo=quiet)  # fmt: skip
+    return data, run

@@ -27,7 +27,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
+from _common import machine, quiet  # noqa: E402
 
 from tfanomaly.data.manifest import MANIFEST  # noqa: E402
 from tfanomaly.models.config import InversionConfig  # noqa: E402
@@ -45,10 +45,6 @@ from tfanomaly.pipelines.train import train_encoder, train_gan  # noqa: E402
 from tfanomaly.simulate.config import SurveyConfig  # noqa: E402
 
 PRESETS = {32: "cpu32", 48: "cpu48", 96: "hsc96"}
-
-
-def quiet(*_):
-    pass
 
 
 def cpu_seconds(function, *args, **kwargs):

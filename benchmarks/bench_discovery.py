@@ -30,7 +30,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
+from _common import machine, quiet  # noqa: E402
 
 from tfanomaly.data.manifest import MANIFEST  # noqa: E402
 from tfanomaly.models.relevance import (  # noqa: E402
@@ -62,10 +62,6 @@ USERS = {
 REPORT_ROUNDS = (0, 1, 2, 5, 10, 20)
 ROUNDS = max(REPORT_ROUNDS)
 BATCH = 10
-
-
-def quiet(*_):
-    pass
 
 
 def prepare(out: Path, args) -> Path:

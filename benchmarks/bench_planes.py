@@ -24,53 +24,28 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import h5py  # noqa: E402
-from _common import machine  # noqa: E402
+from _common import machine, quiet, stage_timer, user_run  # noqa: E402
 
 from tfanomaly.data.manifest import MANIFEST  # noqa: E402
 from tfanomaly.pipelines.calibrate import calibrate  # noqa: E402
-from tfanomaly.pipelines.config import (  # noqa: E402
-    EncoderTrainConfig,
-    GanTrainConfig,
-    IngestConfig,
-    ScoreConfig,
-)
+from tfanomaly.pipelines.config import ScoreConfig  # noqa: E402
 from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate  # noqa: E402
-from tfanomaly.pipelines.ingest import ingest  # noqa: E402
 from tfanomaly.pipelines.score import score  # noqa: E402
 from tfanomaly.pipelines.simulate import simulate_survey  # noqa: E402
-from tfanomaly.pipelines.train import train_encoder, train_gan  # noqa: E402
 from tfanomaly.simulate.config import SurveyConfig  # noqa: E402
 
 TERMS = ("scores", "residual_scores", "linear_scores")
 
 
-def quiet(*_):
-    pass
-
-
 def stage(timings: dict, key: str, function, *args, **kwargs):
-    start = time.perf_counter()
-    value = function(*args, **kwargs)
-    timings[key] = round(time.perf_counter() - start, 1)
-    return value
+    return stage_timer(timings)(key, function, *args, **kwargs)
 
 
 def trained(folder: Path, source: Path, stretch: str, gan_steps: int, encoder_steps: int,
             timings: dict) -> tuple[Path, Path]:  # fmt: skip
-    """ingest -> train gan -> train encoder (which calibrates): the data set and the run."""
-    data, run = folder / "tfrecords", folder / "run"
-    if not (data / MANIFEST).exists():
-        stage(timings, "ingest", ingest, source, data,
-              IngestConfig(shard_size=1024, stretch=stretch), progress=False)  # fmt: skip
-    if not (run / "generator.keras").exists():
-        stage(timings, "train gan", train_gan, data, run,
-              GanTrainConfig(preset="cpu32", steps=gan_steps, seed=1), progress=False,
-              echo=quiet)  # fmt: skip
-    if not (run / "encoder.keras").exists():
-        stage(timings, "train encoder + calibrate", train_encoder, run,
-              EncoderTrainConfig(steps=encoder_steps, seed=1), data_dir=data, progress=False,
-              echo=quiet)  # fmt: skip
-    return data, run
+    """ingest -> train gan (cpu32) -> train encoder (which calibrates): the data set and the run."""
+    return user_run(folder, source, stretch=stretch, preset="cpu32", gan_steps=gan_steps,
+                    encoder_steps=encoder_steps, timings=timings)  # fmt: skip
 
 
 def scored(run: Path, data: Path, results: Path, planes: bool, timings: dict) -> dict:

@@ -17,29 +17,22 @@ import argparse
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import h5py  # noqa: E402
 import quality_sets  # noqa: E402
-from _common import machine  # noqa: E402
+from _common import machine, quiet, stage_timer, user_run  # noqa: E402
 
-from tfanomaly.data.manifest import MANIFEST  # noqa: E402
 from tfanomaly.models.config import parse_augment  # noqa: E402
 from tfanomaly.models.noise_score import Calibration, ScoreSettings  # noqa: E402
 from tfanomaly.pipelines.calibrate import calibrate  # noqa: E402
 from tfanomaly.pipelines.config import (  # noqa: E402
-    EncoderTrainConfig,
-    GanTrainConfig,
-    IngestConfig,
     ScoreConfig,
 )
 from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate  # noqa: E402
-from tfanomaly.pipelines.ingest import ingest  # noqa: E402
 from tfanomaly.pipelines.score import score  # noqa: E402
-from tfanomaly.pipelines.train import train_encoder, train_gan  # noqa: E402
 
 ORDER = ("real_frames_tune", "sim_noise_tune", "real_frames_fresh", "real_colour_fresh",
          "sim_fresh", "sim_noise_fresh", "sim_fresh48", "sim_noise_fresh48")  # fmt: skip
@@ -50,38 +43,21 @@ PAPER_UNITS = ("real_frames_tune", "sim_noise_tune", "real_frames_fresh", "real_
 PRESETS = {32: "cpu32", 48: "cpu48"}
 
 
-def quiet(*_):
-    pass
-
-
 def run_set(name: str, source: Path, out: Path, args, timings: dict) -> dict:
     """ingest -> train gan -> train encoder (+ calibration) -> score -> evaluate, as a user would."""
     folder = out / name
-    data, run, results = folder / "tfrecords", folder / "run", folder / "scores"
+    results = folder / "scores"
     with h5py.File(source) as f:
         size = f["images"].shape[1]
 
-    def timed(key, function, *a, **k):
-        start = time.perf_counter()
-        value = function(*a, **k)
-        timings.setdefault(name, {})[key] = time.perf_counter() - start
-        return value
-
-    if not (data / MANIFEST).exists():
-        # A user with flux in other units asks for the stretch that fits them; the white-noise
-        # simulator surveys keep the paper's (their units are the paper's).
-        stretch = "paper" if name in PAPER_UNITS else "auto"
-        timed("ingest", ingest, source, data, IngestConfig(shard_size=1024, stretch=stretch),
-              progress=False)  # fmt: skip
-    if not (run / "generator.keras").exists():
-        config = GanTrainConfig(preset=PRESETS[size], steps=args.gan_steps, seed=1,
-                                augment=parse_augment(args.augment),
-                                contrastive=args.contrastive)  # fmt: skip
-        timed("train gan", train_gan, data, run, config, progress=False, echo=quiet)
-    if not (run / "calibration.npz").exists():
-        config = EncoderTrainConfig(steps=args.encoder_steps, seed=1)
-        timed("train encoder + calibrate", train_encoder, run, config, data_dir=data,
-              progress=False, echo=quiet)  # fmt: skip
+    timed = stage_timer(timings.setdefault(name, {}))
+    # A user with flux in other units asks for the stretch that fits them; the white-noise
+    # simulator surveys keep the paper's (their units are the paper's).
+    stretch = "paper" if name in PAPER_UNITS else "auto"
+    data, run = user_run(folder, source, stretch=stretch, preset=PRESETS[size],
+                         gan_steps=args.gan_steps, encoder_steps=args.encoder_steps,
+                         timings=timings[name], augment=parse_augment(args.augment),
+                         contrastive=args.contrastive)  # fmt: skip
     calibration = run / "calibration.npz"
     stale = Calibration.load(calibration).terms != ScoreSettings().terms
     if stale or name in args.recalibrate.split(","):
