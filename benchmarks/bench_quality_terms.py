@@ -105,7 +105,7 @@ def sharp_structure(flux: np.ndarray, noise: np.ndarray, top: float = 0.005) -> 
     return flat[:, -k:].mean(axis=1)
 
 
-def add_layer_terms(folder: Path, terms: dict) -> dict:
+def add_later_terms(folder: Path, terms: dict) -> dict:
     """The gan_layers_*, sharp and lin_wide terms of a set whose terms.npz was written before they
     existed."""
     import dataclasses
@@ -145,7 +145,7 @@ def terms_for(folder: Path) -> dict[str, np.ndarray]:
     cache = folder / "terms.npz"
     if cache.exists():
         with np.load(cache) as f:
-            return add_layer_terms(folder, dict(f))
+            return add_later_terms(folder, dict(f))
     data, results = folder / "tfrecords", folder / "scores"
     columns, _ = read_results(results)
     ids = columns["object_ids"]
@@ -201,7 +201,7 @@ def terms_for(folder: Path) -> dict[str, np.ndarray]:
             terms[f"morph_{name}_{kind}"] = column
     terms["baseline_morphology_forest"] = terms["morph_flux_forest"]
     np.savez(cache, **terms)
-    return add_layer_terms(folder, terms)
+    return add_later_terms(folder, terms)
 
 
 def linear_residual(images: np.ndarray, settings, n_components: int = 50) -> np.ndarray:

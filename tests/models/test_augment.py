@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from tfanomaly.cli import main
 from tfanomaly.errors import ConfigError
-from tfanomaly.models.augment import diff_augment, flip, translation
-from tfanomaly.models.config import get_preset, parse_augment
+from tfanomaly.models.augment import TRANSFORMS, diff_augment, flip, translation
+from tfanomaly.models.config import AUGMENTATIONS, get_preset, parse_augment
 from tfanomaly.models.wgan_gp import WGANGP, paper_optimizer
 from tfanomaly.pipelines.config import GanTrainConfig
 
@@ -75,6 +75,7 @@ def test_the_gan_trains_with_augmentation_and_keeps_it_when_saved(tmp_path):
 
 
 def test_policies_are_checked():
+    assert tuple(TRANSFORMS) == AUGMENTATIONS  # every name parse_augment accepts has a transform
     assert parse_augment("translation, flip") == ("translation", "flip")
     assert parse_augment("none") == parse_augment("") == parse_augment(None) == ()
     for bad in ("rotate", "flip,flip", "colour,flip"):

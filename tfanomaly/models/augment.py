@@ -17,8 +17,6 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfanomaly.models.config import AUGMENTATIONS, parse_augment  # noqa: F401  (re-exported)
-
 TRANSLATION_FRACTION = 1.0 / 8.0
 
 
@@ -46,8 +44,12 @@ def translation(images, seed_generator, fraction: float = TRANSLATION_FRACTION):
     return tf.gather(images, cols, axis=2, batch_dims=1)
 
 
+# The transform of each name of ``models.config.AUGMENTATIONS`` (which ``parse_augment`` checks).
+TRANSFORMS = {"flip": flip, "translation": translation}
+
+
 def diff_augment(images, policy: tuple[str, ...], seed_generator):
     """``images`` through every transform of ``policy`` in order (an empty policy: unchanged)."""
     for name in policy:
-        images = {"flip": flip, "translation": translation}[name](images, seed_generator)
+        images = TRANSFORMS[name](images, seed_generator)
     return images

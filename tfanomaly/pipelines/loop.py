@@ -28,9 +28,9 @@ from tfanomaly.results.preview import save_png
 
 # Options of every stage that may change between a run and its resumption.
 FREE_OPTIONS = ("steps", "checkpoint_every", "keep_checkpoints", "log_every")
-# Options added after runs were recorded, with their defaults: left out of the job while at the
-# default, so that a run trained before the option existed still resumes.
-LATER_OPTIONS = {"augment": [], "contrastive": 0.0}
+# Options added after runs were recorded: left out of the job while at their config's default, so
+# that a run trained before the option existed still resumes.
+LATER_OPTIONS = ("augment", "contrastive")
 # Run folders of tfanomaly 0.1 recorded a stage's job under this name.
 LEGACY_JOB = "architecture"
 
@@ -140,9 +140,15 @@ class Ledger:
 def stage_options(config) -> dict:
     """The options of a training stage's config that must stay the same when it is resumed, as
     JSON gives them back (tuples as lists)."""
-    options = json.loads(json.dumps(dataclasses.asdict(config)))
+
+    def as_json(value):
+        return json.loads(json.dumps(value))
+
+    defaults = {f.name: as_json(f.default) for f in dataclasses.fields(config)
+                if f.name in LATER_OPTIONS}  # fmt: skip
+    options = as_json(dataclasses.asdict(config))
     return {k: v for k, v in options.items()
-            if k not in FREE_OPTIONS and not (k in LATER_OPTIONS and v == LATER_OPTIONS[k])}  # fmt: skip
+            if k not in FREE_OPTIONS and not (k in defaults and v == defaults[k])}  # fmt: skip
 
 
 class TrainingDivergedError(TfanomalyError):
