@@ -8,7 +8,7 @@ Terms, per object, from the run's own networks and the data set's pixels:
   gan_layers_*   density (5-NN, Mahalanobis under PCA) of every critic layer's spatial mean and
                  maximum per channel: features of several critic layers
   lin_wide       the linear residual smoothed by 3 px, chi^2 over the top 30% of pixels (faint,
-                 extended misfit; the one extra term that gained on both tuning sets)
+                 extended misfit; measured here first, now the default's ``extended`` term)
   sharp          fine structure sharper than the PSF (cosmic rays, hot or dead columns), as
                  L.A.Cosmic sees it: |x - median3(x)| over the stamp noise plus the fine structure
                  median3 - median7(median3), top 0.5% of pixels, from the flux

@@ -19,13 +19,15 @@ from tfanomaly.models.noise_score import (
     fit_features,
     fit_levels,
     gaussian_kernel,
+    interpolate_levels,
+    level_knots,
     residual_maps,
     robust_log_scale,
     smooth,
 )
 
 TWO = ("residual", "feature")  # the GAN's two terms, as calibrations before the others had
-ALL = ("residual", "feature", "linear", "morphology")
+ALL = ("residual", "feature", "linear", "extended", "morphology")
 
 
 def calibration(settings=None, bands=3, dims=12, k=3, seed=0):
@@ -47,6 +49,33 @@ def calibration(settings=None, bands=3, dims=12, k=3, seed=0):
     )
 
 
+def variance_at(level: np.ndarray, edges: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """The reference variance lookup: np.interp between the outer edges and the middles of the
+    inner bins, held at the end values beyond them."""
+    knots = np.concatenate([edges[:1], (edges[1:] + edges[:-1]) / 2, edges[-1:]])
+    return np.interp(level, knots, variances)
+
+
+def test_variance_lookup_is_continuous_and_holds_each_bins_value_at_its_middle():
+    edges = np.array([[0.1, 0.2, 0.4]], "f4")
+    variances = np.array([[1.0, 2.0, 4.0, 3.0]], "f4")
+    knots = level_knots(edges).numpy()
+    np.testing.assert_allclose(knots, [[0.1, 0.15, 0.3, 0.4]])
+    levels = np.array([[-1.0, 0.1, 0.125, 0.15, 0.3, 0.35, 0.4, 9.0]], "f4")
+    out = interpolate_levels(knots, variances, levels).numpy()
+    np.testing.assert_allclose(out, [[1.0, 1.0, 1.5, 2.0, 4.0, 3.5, 3.0, 3.0]], rtol=1e-6)
+    np.testing.assert_allclose(out[0], variance_at(levels[0], edges[0], variances[0]), rtol=1e-6)
+    # A float32 step across an edge moves the variance by float32 rounding, not by a bin's step.
+    edge = np.float32(0.2)
+    across = np.array([[np.nextafter(edge, np.float32(0)), np.nextafter(edge, np.float32(1))]])
+    step = interpolate_levels(knots, variances, across.astype("f4")).numpy()[0]
+    assert abs(step[1] - step[0]) < 1e-5
+    # One bin: one variance everywhere.
+    one = interpolate_levels(level_knots(np.zeros((2, 0), "f4")), np.array([[2.0], [3.0]], "f4"),
+                             np.array([[0.0, 5.0], [-1.0, 1.0]], "f4")).numpy()  # fmt: skip
+    np.testing.assert_array_equal(one, [[2.0, 2.0], [3.0, 3.0]])
+
+
 @pytest.mark.parametrize("sigma", [0.7, 1.0, 1.6])
 def test_matched_filter_equals_scipy_gaussian_filter(sigma):
     images = np.random.default_rng(1).normal(size=(2, 20, 24, 3)).astype("f4")
@@ -66,8 +95,8 @@ def test_chi2_map_and_residual_score_follow_their_definition():
     residual, level = (t.numpy() for t in residual_maps(images, recon, 1.0))
     expected = np.empty_like(residual)
     for b in range(3):
-        bins = np.digitize(level[..., b], c.edges[b])  # edges[i-1] <= x < edges[i]
-        expected[..., b] = residual[..., b] ** 2 / c.variances[b][bins]
+        expected[..., b] = residual[..., b] ** 2 / variance_at(level[..., b], c.edges[b],
+                                                               c.variances[b])  # fmt: skip
     np.testing.assert_allclose(scorer.chi2_map(images, recon).numpy(), expected, rtol=1e-5)
     k = round(c.settings.top_fraction * 16 * 16 * 3)
     top = np.sort(expected.reshape(3, -1), axis=1)[:, -k:].mean(axis=1)
@@ -95,7 +124,8 @@ def test_combined_score_is_the_weighted_sum_of_standardised_logs():
 
 
 def four_term_calibration(combine="mean", size=16, bands=3, n_reference=40, seed=6):
-    """The hand-made calibration with a linear model and a morphology reference set."""
+    """The hand-made calibration with a linear model (both filters' numbers) and a morphology
+    reference set."""
     from tfanomaly.models.morphology import feature_names
 
     rng = np.random.default_rng(seed)
@@ -107,12 +137,14 @@ def four_term_calibration(combine="mean", size=16, bands=3, n_reference=40, seed
     c.linear_components = axes.T.astype("f4")
     c.linear_edges = np.sort(rng.uniform(0.0, 0.5, (bands, 3)), axis=1).astype("f4")
     c.linear_variances = rng.uniform(0.5, 2.0, (bands, 4)).astype("f4")
+    c.extended_edges = np.sort(rng.uniform(0.0, 0.5, (bands, 3)), axis=1).astype("f4")
+    c.extended_variances = rng.uniform(0.1, 0.5, (bands, 4)).astype("f4")
     n_features = len(feature_names(bands))
     c.morphology_centre = rng.normal(size=n_features).astype("f4")
     c.morphology_scale = rng.uniform(0.5, 2.0, n_features).astype("f4")
     c.morphology_reference = rng.normal(size=(n_reference, n_features)).astype("f4")
-    c.log_centres = np.array([0.3, -0.2, -5.0, 1.0], "f4")
-    c.log_scales = np.array([1.5, 0.8, 1.2, 0.4], "f4")
+    c.log_centres = np.array([0.3, -0.2, -5.0, -2.0, 1.0], "f4")
+    c.log_scales = np.array([1.5, 0.8, 1.2, 0.9, 0.4], "f4")
     return c
 
 
@@ -127,11 +159,43 @@ def test_linear_term_is_the_noise_aware_residual_of_the_pca_model():
     residual, level = (t.numpy() for t in residual_maps(images, model.astype("f4"), 1.0))
     chi2 = np.empty_like(residual)
     for b in range(3):
-        chi2[..., b] = residual[..., b] ** 2 / c.linear_variances[b][
-            np.digitize(level[..., b], c.linear_edges[b])]  # fmt: skip
+        chi2[..., b] = residual[..., b] ** 2 / variance_at(level[..., b], c.linear_edges[b],
+                                                           c.linear_variances[b])  # fmt: skip
     k = round(c.settings.top_fraction * 16 * 16 * 3)
     expected = np.sort(chi2.reshape(4, -1), axis=1)[:, -k:].mean(axis=1)
     np.testing.assert_allclose(scorer.linear_score(images), expected, rtol=2e-4)
+
+
+def test_extended_term_is_the_linear_residual_through_the_wide_filter():
+    """The extended term: the PCA model's residual smoothed by ``extended_sigma`` (scipy's
+    Gaussian filter), over its own binned scatter, mean of the top ``extended_top_fraction``."""
+    c = four_term_calibration()
+    scorer = NoiseAwareScore(c)
+    images = np.random.default_rng(17).uniform(0, 1, (4, 16, 16, 3)).astype("f4")
+    model = scorer.linear_reconstruction(images).numpy().astype("f8")
+    sigma = c.settings.extended_sigma
+    assert sigma == 3.0 and c.settings.extended_top_fraction == 0.3
+    radius = len(gaussian_kernel(sigma)) // 2
+    kwargs = {"sigma": (0, sigma, sigma, 0), "mode": "reflect", "radius": (0, radius, radius, 0)}
+    residual = gaussian_filter(images - model, **kwargs)
+    level = gaussian_filter(model, **kwargs)
+    chi2 = np.empty_like(residual)
+    for b in range(3):
+        chi2[..., b] = residual[..., b] ** 2 / variance_at(level[..., b], c.extended_edges[b],
+                                                           c.extended_variances[b])  # fmt: skip
+    k = round(0.3 * 16 * 16 * 3)
+    expected = np.sort(chi2.reshape(4, -1), axis=1)[:, -k:].mean(axis=1)
+    np.testing.assert_allclose(scorer.extended_score(images), expected, rtol=2e-4)
+    # The same model, two filters: the linear term reads the 1-px one.
+    assert not np.allclose(scorer.linear_score(images), expected, rtol=0.1)
+
+
+def test_a_calibration_without_the_extended_numbers_is_refused(tmp_path):
+    c = four_term_calibration()
+    c.extended_variances = np.zeros((0, 0), "f4")
+    c.save(tmp_path / "c.npz")
+    with pytest.raises(InputError, match="inconsistent with its terms"):
+        Calibration.load(tmp_path / "c.npz")
 
 
 def test_linear_fit_recovers_a_low_rank_survey():
@@ -178,7 +242,7 @@ def test_four_terms_combine_by_mean_or_max_of_standardised_logs(combine):
     terms = np.stack([out[f"{t}_score"] for t in c.terms], axis=1)
     z = (np.log(terms) - c.log_centres) / c.log_scales
     expected = z.max(axis=1) if combine == "max" else z.mean(axis=1)
-    assert c.terms == ("residual", "feature", "linear", "morphology")
+    assert c.terms == ALL
     np.testing.assert_allclose(out["score"], expected, rtol=1e-4, atol=1e-4)
     assert c.score_drift(1e-4) == pytest.approx(
         1e-4 / c.log_scales.min() if combine == "max" else np.mean(1e-4 / c.log_scales), rel=1e-5
@@ -193,8 +257,8 @@ def test_a_two_term_calibration_file_still_scores(tmp_path):
     with np.load(tmp_path / "c.npz") as data:
         old = {k: data[k] for k in data.files if k not in Calibration.OPTIONAL}
     settings = json.loads(str(old["settings"]))
-    for key in ("terms", "combine", "linear_components",
-                "morphology_neighbours", "reference_size"):  # fmt: skip
+    for key in ("terms", "combine", "linear_components", "morphology_neighbours",
+                "reference_size", "extended_sigma", "extended_top_fraction"):  # fmt: skip
         settings.pop(key)
     old["settings"] = json.dumps(settings)
     np.savez(tmp_path / "old.npz", **old)
@@ -203,7 +267,8 @@ def test_a_two_term_calibration_file_still_scores(tmp_path):
     images = np.random.default_rng(11).uniform(0, 1, (3, 16, 16, 3)).astype("f4")
     features = np.random.default_rng(12).normal(size=(3, 12)).astype("f4")
     out = NoiseAwareScore(back)(images, images * 0.9, features)
-    assert not out["linear_score"].numpy().any() and not out["morphology_score"].numpy().any()
+    for term in ("linear", "extended", "morphology"):
+        assert not out[f"{term}_score"].numpy().any()
     expected = NoiseAwareScore(c).combine([out["residual_score"], out["feature_score"]])
     np.testing.assert_allclose(out["score"], expected, rtol=1e-6)
 
@@ -294,8 +359,13 @@ def test_calibrate_stage_of_a_run(tiny_run, tmp_path):
     assert first.components.shape == (ScoreSettings().n_components, first.feature_mean.shape[0])
     assert first.terms == ScoreSettings().terms and first.linear_mean.shape == (16 * 16 * 3,)
     assert first.morphology_reference.shape[0] == 150  # fewer cutouts than reference_size
-    assert len(first.log_scales) == len(first.terms) == 3 and (first.log_scales > 0).all()
+    assert len(first.log_scales) == len(first.terms) == 4 and (first.log_scales > 0).all()
     assert (np.diff(first.edges, axis=1) >= 0).all() and (first.variances > 0).all()
+    # The extended term's own bins, on the levels of the wider filter.
+    assert first.extended_edges.shape == first.linear_edges.shape == (3, 23)
+    assert (np.diff(first.extended_edges, axis=1) >= 0).all()
+    assert (first.extended_variances > 0).all()
+    assert not np.allclose(first.extended_variances, first.linear_variances)
     settings = ScoreSettings(smooth_sigma=1.5, top_fraction=0.05, n_components=8)
     messages = []
     summary = calibrate(run, settings=settings, fit_size=100, progress=False,

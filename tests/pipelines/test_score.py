@@ -122,9 +122,10 @@ def test_results_catalog_and_sigma(tiny_run, tmp_path):
     assert stats["scores"]["anomaly_scores"]["count"] == 150
     assert stats["inversion"]["steps"] == 3
     table = Table.read(tmp_path / "out" / "catalog.fits")
-    assert table.colnames[:12] == [
+    assert table.colnames[:13] == [
         "idx", "object_id", "ra", "dec", "score_normalized", "residual_score_normalized",
-        "feature_score_normalized", "linear_score_normalized", "morphology_score_normalized",
+        "feature_score_normalized", "linear_score_normalized", "extended_score_normalized",
+        "morphology_score_normalized",
         "discriminator_score_normalized",
         "generator_score_normalized", "combined_score_normalized",
     ]  # fmt: skip

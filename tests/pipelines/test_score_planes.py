@@ -31,6 +31,8 @@ def test_planes_from_the_survey_to_the_catalog(tmp_path):
     calibration = Calibration.load(tmp_path / "run" / "calibration.npz")
     assert calibration.planes == ("variance", "mask")
     assert (calibration.plane_variances >= 0).all() and calibration.plane_log_scales.size
+    assert calibration.extended_plane_variances.shape == calibration.extended_variances.shape
+    assert (calibration.extended_plane_variances >= 0).all()
     score(tmp_path / "run", tmp_path / "ds", tmp_path / "scores", progress=False, echo=quiet)
     columns, _ = read_results(tmp_path / "scores")
     batch = next(iter(load_dataset(tmp_path / "ds", 80)))
@@ -51,8 +53,9 @@ def test_planes_from_the_survey_to_the_catalog(tmp_path):
     smoothed_level = residual_maps(images, recon, calibration.settings.smooth_sigma)[1].numpy()
     misfit = np.empty_like(images)
     for b in range(images.shape[-1]):
-        bins = np.digitize(smoothed_level[..., b], calibration.edges[b])
-        misfit[..., b] = calibration.plane_variances[b][bins]
+        edges = calibration.edges[b]
+        knots = np.concatenate([edges[:1], (edges[1:] + edges[:-1]) / 2, edges[-1:]])
+        misfit[..., b] = np.interp(smoothed_level[..., b], knots, calibration.plane_variances[b])
     s, v = parts["smoothed"].numpy(), parts["smoothed_variance"].numpy()
     denominator = v + misfit
     chi2 = np.where((denominator > 0) & ~mask, s**2 / np.where(denominator > 0, denominator, 1), 0)
@@ -67,6 +70,11 @@ def test_planes_from_the_survey_to_the_catalog(tmp_path):
     scorer = inverter.noise_score
     np.testing.assert_allclose(scorer.residual_score(spoilt, recon, variance, mask),
                                scorer.residual_score(images, recon, variance, mask), rtol=1e-6)  # fmt: skip
+    # So does the extended term (its wide filter renormalised to the kept pixels): the linear
+    # model of the filled image, held fixed, against the spoilt pixels.
+    model = scorer.linear_reconstruction(images)
+    np.testing.assert_allclose(scorer.extended_score(spoilt, variance, mask, model),
+                               scorer.extended_score(images, variance, mask, model), rtol=1e-6)  # fmt: skip
 
     # Ignoring the planes gives the calibrated-scatter scores; the catalog still counts the mask.
     score(tmp_path / "run", tmp_path / "ds", tmp_path / "plain", planes=False, progress=False,

@@ -273,7 +273,9 @@ def train_encoder(
     show_default=True,
     help="Terms the default score combines, comma-separated, from residual (the GAN's "
     "noise-aware residual), feature (critic-feature density), linear (the same residual against "
-    "a PCA model of the data), morphology (k-NN density of morphology parameters).",
+    "a PCA model of the data), extended (that linear residual through a 3-px filter, over the top "
+    "30% of the pixels: faint extended light), morphology (k-NN density of morphology "
+    "parameters).",
 )
 @click.option(
     "--combine",

@@ -310,7 +310,7 @@ def parse_augment(text) -> tuple[str, ...]:
     return names
 
 
-SCORE_TERMS = ("residual", "feature", "linear", "morphology")
+SCORE_TERMS = ("residual", "feature", "linear", "extended", "morphology")
 SCORE_COMBINES = ("mean", "max")
 
 
@@ -331,9 +331,14 @@ class ScoreSettings:
             images" says why these): ``residual`` (the GAN's noise-aware residual, always
             computed and stored), ``feature`` (critic-feature density), ``linear`` (the same
             noise-aware residual against a PCA model of the data set instead of G(E(x))),
+            ``extended`` (the linear model's residual again, through the wider
+            ``extended_sigma`` filter and over the ``extended_top_fraction`` of the pixels: faint
+            extended misfit, such as tidal features, which the PSF-scale filter averages away),
             ``morphology`` (k-NN distance in standard morphology parameters of the flux).
         combine: ``mean`` or ``max`` of the terms' robust z of log.
         linear_components: principal components of the linear model.
+        extended_sigma: width in pixels of the extended term's Gaussian filter.
+        extended_top_fraction: the extended term's top fraction of the chi^2 map.
         morphology_neighbours: k of the morphology term's k-NN distance.
         reference_size: calibration cutouts kept as the morphology term's reference set.
     """
@@ -343,9 +348,11 @@ class ScoreSettings:
     top_fraction: float = 0.03
     n_components: int = 32
     feature_weight: float = 0.7
-    terms: tuple[str, ...] = ("feature", "linear", "morphology")
+    terms: tuple[str, ...] = ("feature", "linear", "extended", "morphology")
     combine: str = "mean"
     linear_components: int = 50
+    extended_sigma: float = 3.0
+    extended_top_fraction: float = 0.3
     morphology_neighbours: int = 5
     reference_size: int = 2000
 
@@ -359,6 +366,12 @@ class ScoreSettings:
             raise ConfigError("bins and components must be at least 1")
         if not 0.0 < self.top_fraction <= 1.0:
             raise ConfigError(f"top fraction must be in (0, 1], got {self.top_fraction}")
+        if not 0.0 < self.extended_sigma <= 8.0:
+            raise ConfigError(f"extended sigma must be in (0, 8] pixels, got {self.extended_sigma}")
+        if not 0.0 < self.extended_top_fraction <= 1.0:
+            raise ConfigError(
+                f"extended top fraction must be in (0, 1], got {self.extended_top_fraction}"
+            )
         if not 0.0 <= self.feature_weight <= 1.0:
             raise ConfigError(f"feature weight must be in [0, 1], got {self.feature_weight}")
         if (

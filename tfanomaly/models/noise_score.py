@@ -5,8 +5,9 @@ Why not the paper's L1 sums: on Lupton-stretched pixels the asinh lifts faint sk
 of the display range, so sum|x - G(z)| mostly counts noise and the reconstruction's misfit of bright
 cores. Here the residual is smoothed with a Gaussian of about the PSF's width (a matched filter for
 unresolved and PSF-scale features, which averages the sky noise down), divided by its own scatter
-at that brightness of the reconstruction (measured per band over the calibration set: sky noise
-where the stamp is dark, model misfit where it is bright), and summarised by the mean of the
+at that brightness of the reconstruction (measured per band over the calibration set in
+brightness bins, interpolated between them: sky noise where the stamp is dark, model misfit where
+it is bright), and summarised by the mean of the
 highest ``top_fraction`` of the chi^2 map (robust to the bulk, sensitive to local features). The
 feature score is the Mahalanobis distance of f(x) (the critic's last feature map) under a
 probabilistic-PCA Gaussian fitted to the calibration set. The default score adds the two after a
@@ -60,6 +61,9 @@ class Calibration:
             misfit; with a mask plane only: the whole scatter of the masked smoothing), for the
             GAN and the linear model, on the same ``edges``/``linear_edges``.
         plane_log_centres, plane_log_scales: the terms' log centres and scales on that path.
+        extended_edges, extended_variances, extended_plane_variances: the same brightness bins
+            and variances for the linear model's residual through the extended term's wider
+            filter (``settings.extended_sigma``).
     """
 
     settings: ScoreSettings
@@ -83,14 +87,21 @@ class Calibration:
     linear_plane_variances: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     plane_log_centres: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     plane_log_scales: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    extended_edges: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    extended_variances: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    extended_plane_variances: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 0), np.float32)
+    )
 
     ARRAYS = ("edges", "variances", "feature_mean", "components", "eigenvalues",
               "log_centres", "log_scales")  # fmt: skip
-    # Calibrations written before the linear and morphology terms have none of these.
+    # Calibrations written before the linear, extended and morphology terms (or the planes) have
+    # none of these.
     OPTIONAL = ("linear_mean", "linear_components", "linear_edges", "linear_variances",
                 "morphology_centre", "morphology_scale", "morphology_reference",
                 "plane_variances", "linear_plane_variances", "plane_log_centres",
-                "plane_log_scales")  # fmt: skip
+                "plane_log_scales", "extended_edges", "extended_variances",
+                "extended_plane_variances")  # fmt: skip
 
     @property
     def planes(self) -> tuple[str, ...]:
@@ -104,10 +115,15 @@ class Calibration:
 
     def check(self, path) -> None:
         """Every combined term has its numbers (a file edited or cut short does not)."""
-        parts = {"linear": self.linear_components, "morphology": self.morphology_reference}
-        missing = [t for t, values in parts.items() if t in self.terms and not values.size]
-        if self.planes and (not self.plane_variances.size or (
-                "linear" in self.terms and not self.linear_plane_variances.size)):  # fmt: skip
+        parts = {"linear": [self.linear_components],
+                 "extended": [self.linear_components, self.extended_variances],
+                 "morphology": [self.morphology_reference]}  # fmt: skip
+        missing = [t for t, values in parts.items()
+                   if t in self.terms and not all(v.size for v in values)]  # fmt: skip
+        plane_parts = {"linear": self.linear_plane_variances,
+                       "extended": self.extended_plane_variances}  # fmt: skip
+        if self.planes and (not self.plane_variances.size or any(
+                t in self.terms and not v.size for t, v in plane_parts.items())):  # fmt: skip
             missing.append("planes")
         if self.planes and len(self.plane_log_scales) != len(self.terms):
             missing.append("planes")
@@ -168,6 +184,35 @@ class Calibration:
         return calibration
 
 
+def level_knots(edges: np.ndarray) -> tf.Tensor:
+    """(bands, n_bins) brightness knots of the variance lookup, from the (bands, n_bins - 1) bin
+    edges: the outer edges and the middle of each inner bin, so that bin i's variance holds at
+    its knot and varies linearly between neighbouring knots."""
+    edges = np.asarray(edges, np.float32)
+    if edges.shape[1] == 0:  # one bin: one variance everywhere
+        return tf.zeros((edges.shape[0], 1), tf.float32)
+    middles = (edges[:, 1:] + edges[:, :-1]) / 2
+    return tf.constant(np.concatenate([edges[:, :1], middles, edges[:, -1:]], axis=1))
+
+
+def interpolate_levels(knots, values, levels):
+    """(bands, M) values at ``levels`` (bands, M), interpolated linearly in each band between its
+    ``knots`` (bands, K, sorted) and held at the end values beyond them (``np.interp`` per band).
+
+    Continuous in the level, unlike a lookup of the bin a level falls in: the float32 rounding of
+    a reconstruction (which differs between CPUs and between eager and graph execution) cannot
+    move a pixel across a bin edge and its variance by a whole step.
+    """
+    n = tf.shape(knots)[1]
+    above = tf.searchsorted(knots, levels, side="right")  # in [0, K]
+    low = tf.clip_by_value(above - 1, 0, n - 1)
+    high = tf.clip_by_value(above, 0, n - 1)
+    x0, x1 = tf.gather(knots, low, batch_dims=1), tf.gather(knots, high, batch_dims=1)
+    v0, v1 = tf.gather(values, low, batch_dims=1), tf.gather(values, high, batch_dims=1)
+    t = tf.clip_by_value(tf.math.divide_no_nan(levels - x0, x1 - x0), 0.0, 1.0)
+    return v0 + t * (v1 - v0)
+
+
 def residual_maps(images, reconstructions, sigma: float):
     """The smoothed residual and the smoothed reconstruction, the two maps the score reads."""
     return smooth(images - reconstructions, sigma), smooth(reconstructions, sigma)
@@ -204,7 +249,6 @@ class NoiseAwareScore(tf.Module):
         super().__init__(name="noise_aware_score")
         c = calibration
         self.settings = c.settings
-        self.edges = tf.constant(c.edges, tf.float32)
         self.variances = tf.constant(c.variances, tf.float32)
         self.feature_mean = tf.constant(c.feature_mean, tf.float32)
         self.components = tf.constant(c.components, tf.float32)
@@ -219,13 +263,28 @@ class NoiseAwareScore(tf.Module):
             self.plane_variances = tf.constant(c.plane_variances, tf.float32)
             self.plane_log_centres = tf.constant(c.plane_log_centres, tf.float32)
             self.plane_log_scales = tf.constant(c.plane_log_scales, tf.float32)
-        if "linear" in self.terms:
+        # Per residual term: (bin edges, calibrated variances, plane-path variances, filter
+        # width, top fraction), the numbers chi2_map reads.
+        none = tf.zeros((0, 0), tf.float32)
+        self.residual_tables = {"residual": (level_knots(c.edges), self.variances,
+                                             self.plane_variances if self.planes else none,
+                                             c.settings.smooth_sigma, c.settings.top_fraction)}  # fmt: skip
+        if "linear" in self.terms or "extended" in self.terms:
             self.linear_mean = tf.constant(c.linear_mean, tf.float32)
             self.linear_components = tf.constant(c.linear_components, tf.float32)
-            self.linear_edges = tf.constant(c.linear_edges, tf.float32)
-            self.linear_variances = tf.constant(c.linear_variances, tf.float32)
-            if self.planes:
-                self.linear_plane_variances = tf.constant(c.linear_plane_variances, tf.float32)
+        for term, prefix, sigma, top in (
+            ("linear", "linear", c.settings.smooth_sigma, c.settings.top_fraction),
+            ("extended", "extended", c.settings.extended_sigma, c.settings.extended_top_fraction),
+        ):
+            if term in self.terms:
+                planes = getattr(c, f"{prefix}_plane_variances") if self.planes else None
+                self.residual_tables[term] = (
+                    level_knots(getattr(c, f"{prefix}_edges")),
+                    tf.constant(getattr(c, f"{prefix}_variances"), tf.float32),
+                    none if planes is None else tf.constant(planes, tf.float32),
+                    sigma,
+                    top,
+                )
         if "morphology" in self.terms:
             self.morphology_centre = tf.constant(c.morphology_centre, tf.float32)
             self.morphology_scale = tf.constant(c.morphology_scale, tf.float32)
@@ -237,32 +296,29 @@ class NoiseAwareScore(tf.Module):
         given = {"variance": variance is not None, "mask": mask is not None}
         return bool(self.planes) and all(given[name] for name in self.planes)
 
-    def chi2_map(self, images, reconstructions, variance=None, mask=None, linear=False):
+    def chi2_map(self, images, reconstructions, variance=None, mask=None, term="residual"):
         """(B, H, W, C) squared smoothed residual over its variance, 0 at masked pixels.
 
         The one chi^2 of the residual terms: s^2 / (v + m(level)), with s, v the smoothed residual
         and its propagated pixel variance (:func:`plane_maps`) and m the calibrated variance at
-        the smoothed reconstruction's brightness (per band). Without planes v = 0 and m is the
+        the smoothed reconstruction's brightness (per band, interpolated between the bins'
+        variances: :func:`interpolate_levels` on :func:`level_knots`). Without planes v = 0 and m is the
         whole calibrated scatter (``variances``); with them (``variance``, ``mask`` in the
         stretched units and channel order of ``images``) m is the misfit beyond the pixel noise
         (``plane_variances``), so in the sky, where the model fits, it is the true chi^2.
-        ``linear``: the linear model's numbers instead of the GAN's.
+        ``term``: whose numbers and filter (``residual``: the GAN's; ``linear``, ``extended``: the
+        linear model's through the PSF-scale and the wide filter).
         """
         planes = variance is not None or mask is not None
         if planes and not self.planes:
             raise ValueError("this calibration was made without variance or mask planes")
-        edges = self.linear_edges if linear else self.edges
-        if planes:
-            binned = self.linear_plane_variances if linear else self.plane_variances
-        else:
-            binned = self.linear_variances if linear else self.variances
-        residual, level, noise, kept = plane_maps(images, reconstructions,
-                                                  self.settings.smooth_sigma, variance, mask)  # fmt: skip
-        # Bands first, pixels flattened: searchsorted runs per band over its own edges.
+        knots, variances, plane_variances, sigma, _ = self.residual_tables[term]
+        binned = plane_variances if planes else variances
+        residual, level, noise, kept = plane_maps(images, reconstructions, sigma, variance, mask)
+        # Bands first, pixels flattened: the lookup runs per band over its own knots.
         shape = tf.shape(level)
         bands = tf.reshape(tf.transpose(level, [3, 0, 1, 2]), [shape[3], -1])
-        bins = tf.searchsorted(edges, bands, side="right")
-        model = tf.gather(binned, bins, batch_dims=1)
+        model = interpolate_levels(knots, binned, bands)
         model = tf.transpose(tf.reshape(model, tf.gather(shape, [3, 0, 1, 2])), [1, 2, 3, 0])
         # The reshape from tf.shape loses the static shape where the batch size is unknown (an
         # exported signature); the top-k summary needs it back.
@@ -272,14 +328,14 @@ class NoiseAwareScore(tf.Module):
         # 0 where nothing around a pixel is kept (no residual, no variance), and at masked ones.
         return tf.math.divide_no_nan(tf.square(residual), noise + model) * kept
 
-    def residual_score(self, images, reconstructions, variance=None, mask=None, linear=False):
-        """Mean of the highest ``top_fraction`` of each image's chi^2 map."""
-        chi2 = self.chi2_map(images, reconstructions, variance, mask, linear)
+    def residual_score(self, images, reconstructions, variance=None, mask=None, term="residual"):
+        """Mean of the highest ``top_fraction`` (of ``term``) of each image's chi^2 map."""
+        chi2 = self.chi2_map(images, reconstructions, variance, mask, term)
         flat = tf.reshape(chi2, [tf.shape(chi2)[0], -1])
         size = int(np.prod(chi2.shape[1:])) if chi2.shape[1:].is_fully_defined() else None
         if size is None:
             raise ValueError("residual_score needs static image shapes")
-        k = max(1, round(self.settings.top_fraction * size))
+        k = max(1, round(self.residual_tables[term][4] * size))
         return tf.reduce_mean(tf.math.top_k(flat, k=k, sorted=False).values, axis=1)
 
     def feature_score(self, features):
@@ -307,12 +363,21 @@ class NoiseAwareScore(tf.Module):
         model = tf.matmul(coefficients, self.linear_components) + self.linear_mean
         return tf.reshape(model, tf.shape(images))
 
-    def linear_score(self, images, variance=None, mask=None):
+    def linear_score(self, images, variance=None, mask=None, model=None):
         """The noise-aware residual (smoothed, over its scatter at each brightness, top
         fraction) against the linear model instead of the GAN: what a PCA model of the survey
-        cannot reproduce, measured as the default score measures the GAN's misfit."""
-        return self.residual_score(images, self.linear_reconstruction(images), variance, mask,
-                                   linear=True)  # fmt: skip
+        cannot reproduce, measured as the default score measures the GAN's misfit. ``model``:
+        the images' linear reconstruction, where it is already computed."""
+        model = self.linear_reconstruction(images) if model is None else model
+        return self.residual_score(images, model, variance, mask, term="linear")
+
+    def extended_score(self, images, variance=None, mask=None, model=None):
+        """The linear model's residual through the wider ``extended_sigma`` filter, summarised
+        over the ``extended_top_fraction`` of the pixels: faint light over a stamp's area that
+        the linear model does not have (tidal features, shells, extended arcs), which the
+        PSF-scale filter and top 3% of the linear term average into the sky noise."""
+        model = self.linear_reconstruction(images) if model is None else model
+        return self.residual_score(images, model, variance, mask, term="extended")
 
     def morphology_features(self, flux):
         """Standardised morphology parameters (B, F) of the raw flux cutouts (on the stretched
@@ -374,9 +439,13 @@ class NoiseAwareScore(tf.Module):
         # A term the calibration has not got (made before it, or left out) comes out as zeros, so
         # that every run writes the same columns.
         zeros = tf.zeros_like(out["residual_score"])
-        out["linear_score"] = (
-            self.linear_score(images, variance, mask) if "linear" in self.terms else zeros
-        )
+        model = None
+        if "linear" in self.terms or "extended" in self.terms:
+            model = self.linear_reconstruction(images)
+        for term, function in (("linear", self.linear_score), ("extended", self.extended_score)):
+            out[f"{term}_score"] = (
+                function(images, variance, mask, model) if term in self.terms else zeros
+            )
         out["morphology_score"] = (
             self.morphology_score(flux) if "morphology" in self.terms else zeros
         )
@@ -417,11 +486,13 @@ def fit_levels(settings: ScoreSettings, residuals: np.ndarray, levels: np.ndarra
 
 
 def sample_maps(settings: ScoreSettings, images, reconstructions, picks: np.ndarray,
-                variance=None, mask=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+                variance=None, mask=None, sigma: float | None = None):  # fmt: skip
     """(n, picks, bands) samples of the smoothed residual (NaN at masked pixels), the smoothed
     reconstruction and the propagated pixel variance (:func:`plane_maps`) at the flattened pixel
-    indices ``picks`` (n, picks) of each image: what ``fit_levels`` fits."""
-    maps = plane_maps(images, reconstructions, settings.smooth_sigma, variance, mask)
+    indices ``picks`` (n, picks) of each image: what ``fit_levels`` fits. ``sigma``: the filter
+    (default ``settings.smooth_sigma``)."""
+    sigma = settings.smooth_sigma if sigma is None else sigma
+    maps = plane_maps(images, reconstructions, sigma, variance, mask)
     residual, level, noise, kept = (np.asarray(m).reshape(len(picks), -1, m.shape[-1])
                                     for m in maps)  # fmt: skip
     rows = np.arange(len(picks))[:, None]
@@ -481,10 +552,11 @@ def linear_model(mean: np.ndarray, components: np.ndarray, images: np.ndarray) -
 
 
 def fit_linear_levels(settings: ScoreSettings, mean, components, images, pixels_per_image, rng,
-                      variances=None, masks=None, edges=None):  # fmt: skip
+                      variances=None, masks=None, edges=None, sigma=None):  # fmt: skip
     """The brightness-binned scatter of the linear model's smoothed residual on ``images``
     (``fit_levels`` of :func:`sample_maps`, in chunks); with the planes ``variances``/``masks``
-    the plane path's numbers on the given ``edges``."""
+    the plane path's numbers on the given ``edges``; ``sigma``: the filter (default
+    ``settings.smooth_sigma``; the extended term's is ``settings.extended_sigma``)."""
     samples = []
     for start in range(0, len(images), 512):
         chunk = slice(start, start + 512)
@@ -493,7 +565,7 @@ def fit_linear_levels(settings: ScoreSettings, mean, components, images, pixels_
         samples.append(sample_maps(
             settings, images[chunk], linear_model(mean, components, images[chunk]), picks,
             None if variances is None else variances[chunk],
-            None if masks is None else masks[chunk]))  # fmt: skip
+            None if masks is None else masks[chunk], sigma))  # fmt: skip
     bands = images.shape[-1]
     residual, level, noise = (
         np.concatenate(s).reshape(-1, bands).T for s in zip(*samples, strict=True)

@@ -34,13 +34,15 @@ class Score:
 # In catalog order: the default score and its terms, then the paper's three.
 SCORES: tuple[Score, ...] = (
     Score("score", "scores", "score_normalized",
-          "default: GAN residual, critic features, linear model, morphology, combined"),
+          "default: critic features, linear model (two filters), morphology, combined"),
     Score("residual_score", "residual_scores", "residual_score_normalized",
           "default's residual term: top chi^2 of the smoothed residual"),
     Score("feature_score", "feature_scores", "feature_score_normalized",
           "default's feature term: Mahalanobis distance of the critic features"),
     Score("linear_score", "linear_scores", "linear_score_normalized",
           "default's linear term: residual against a PCA model of the smoothed pixels"),
+    Score("extended_score", "extended_scores", "extended_score_normalized",
+          "default's extended term: the linear residual through a 3-px filter, top 30%"),
     Score("morphology_score", "morphology_scores", "morphology_score_normalized",
           "default's physical term: k-NN distance in morphology parameters"),
     Score("disc_score", "disc_scores", "discriminator_score_normalized",

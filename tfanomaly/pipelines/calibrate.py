@@ -99,6 +99,7 @@ def calibrate(
         return {key: value[:n] for key, value in batch.items()}
 
     terms = settings.terms
+    linear = "linear" in terms or "extended" in terms  # both read the linear model
     # The scatter of the GAN's residual is always fitted: its term is stored even when the default
     # score does not combine it.
     # The linear model's pixels of at most ~400 MB of cutouts (all of them below 96 px).
@@ -117,7 +118,7 @@ def calibrate(
                 plane_samples.append(sample_maps(settings, images, out["reconstruction"], picks,
                                                  batch.get("variance"), batch.get("mask")))  # fmt: skip
             features.append(out["features"].numpy())
-            if "linear" in terms and seen < linear_count:
+            if linear and seen < linear_count:
                 pixels.append({key: np.asarray(value[: linear_count - seen])
                                for key, value in batch.items()})  # fmt: skip
             if "morphology" in terms:
@@ -150,7 +151,7 @@ def calibrate(
             calibration.plane_variances = fit(plane_samples, edges=edges)[1]
             calibration.plane_log_centres = np.zeros(len(terms), np.float32)
             calibration.plane_log_scales = np.ones(len(terms), np.float32)
-        if "linear" in terms:
+        if linear:
             pixels = {key: np.concatenate([p[key] for p in pixels]) for key in pixels[0]}
             # Masked pixels are left out of the linear model's axes by leaving out the cutouts
             # that have any (few: saturated stars, cosmic rays, bad columns), unless most have.
@@ -161,11 +162,19 @@ def calibrate(
             (calibration.linear_mean, calibration.linear_components, calibration.linear_edges,
              calibration.linear_variances) = fit_linear(
                 settings, pixels["image"], pixels_per_image, rng, keep)  # fmt: skip
+            model = (settings, calibration.linear_mean, calibration.linear_components,
+                     pixels["image"], pixels_per_image, rng)  # fmt: skip
+            if "extended" in terms:
+                calibration.extended_edges, calibration.extended_variances = fit_linear_levels(
+                    *model, sigma=settings.extended_sigma)  # fmt: skip
             if used:
+                planes_of = (pixels.get("variance"), pixels.get("mask"))
                 calibration.linear_plane_variances = fit_linear_levels(
-                    settings, calibration.linear_mean, calibration.linear_components,
-                    pixels["image"], pixels_per_image, rng, pixels.get("variance"),
-                    pixels.get("mask"), calibration.linear_edges)[1]  # fmt: skip
+                    *model, *planes_of, calibration.linear_edges)[1]  # fmt: skip
+                if "extended" in terms:
+                    calibration.extended_plane_variances = fit_linear_levels(
+                        *model, *planes_of, calibration.extended_edges,
+                        sigma=settings.extended_sigma)[1]  # fmt: skip
             del pixels
         if "morphology" in terms:
             morph = fit_morphology(settings, np.concatenate(morphologies), rng)
@@ -206,7 +215,7 @@ def calibrate(
         "feature_size": int(mean.shape[0]),
         "components": int(components.shape[0]),
         "terms": list(terms),
-        "linear_fit_count": int(min(linear_count, seen)) if "linear" in terms else 0,
+        "linear_fit_count": int(min(linear_count, seen)) if linear else 0,
         "planes": list(used),
     }
     path = run_dir / CALIBRATION_FILE

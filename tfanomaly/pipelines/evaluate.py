@@ -24,10 +24,11 @@ BASELINES = {
     "morphology_forest": "isol. forest (morphology)",
 }
 SCORE_NAMES = {
-    "scores": "default (feat+linear+morph)",
+    "scores": "default (feat+lin+ext+morph)",
     "residual_scores": "GAN noise-aware residual",
     "feature_scores": "critic-feature density",
     "linear_scores": "linear-model residual",
+    "extended_scores": "extended linear residual",
     "morphology_scores": "morphology k-NN density",
     "anomaly_scores": "paper: anomaly (combined)",
     "gen_scores": "paper: generator (pixel)",

@@ -21,6 +21,7 @@ SCORE_LABELS = {
     "residual_scores_sigma": "residual (noise-aware)",
     "feature_scores_sigma": "feature density",
     "linear_scores_sigma": "linear-model residual",
+    "extended_scores_sigma": "extended linear residual",
     "morphology_scores_sigma": "morphology density",
     "disc_scores_sigma": "discriminator (paper)",
     "gen_scores_sigma": "generator (paper)",
