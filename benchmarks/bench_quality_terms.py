@@ -24,6 +24,7 @@ quantiles. Prints the table and writes terms.npz per set for further study.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import os
 from pathlib import Path
@@ -108,8 +109,6 @@ def sharp_structure(flux: np.ndarray, noise: np.ndarray, top: float = 0.005) -> 
 def add_later_terms(folder: Path, terms: dict) -> dict:
     """The gan_layers_*, sharp and lin_wide terms of a set whose terms.npz was written before they
     existed."""
-    import dataclasses
-
     from tfanomaly.models.morphology import stamp_noise
     from tfanomaly.pipelines.run import load_inverter
 
@@ -222,6 +221,7 @@ def linear_residual(images: np.ndarray, settings, n_components: int = 50) -> np.
     edges, variances = fit_levels(settings, residual.reshape(-1, bands)[pick].T,
                                   level.reshape(-1, bands)[pick].T)  # fmt: skip
     dims = 4
+    settings = dataclasses.replace(settings, terms=("residual", "feature"))  # the residual alone
     c = Calibration(settings=settings, edges=edges, variances=variances,
                     feature_mean=np.zeros(dims, "f4"), components=np.eye(1, dims, dtype="f4"),
                     eigenvalues=np.ones(1, "f4"), residual_variance=1.0,

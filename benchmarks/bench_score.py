@@ -31,7 +31,7 @@ from tfanomaly.models.noise_score import Calibration, ScoreSettings  # noqa: E40
 
 def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) -> Calibration:
     """A calibration of the right shapes (the default score costs the same whatever its numbers);
-    the linear and morphology parts only where ``settings.terms`` has them."""
+    the linear (and extended) and morphology parts only where ``settings.terms`` has them."""
     config, settings = get_preset(preset), settings or ScoreSettings()
     dims, rng = config.feature_size, np.random.default_rng(0)
     axes = np.linalg.qr(rng.normal(size=(dims, settings.n_components)))[0].T
@@ -40,10 +40,11 @@ def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) ->
     pixels = config.image_size**2 * config.channels
     n_morph = len(feature_names(config.channels))
     parts = {}
-    if "linear" in settings.terms:
+    if "linear" in settings.terms or "extended" in settings.terms:
         basis = np.linalg.qr(rng.normal(size=(pixels, settings.linear_components)))[0]
         parts.update(linear_mean=np.zeros(pixels, "f4"), linear_components=basis.T.astype("f4"),
-                     linear_edges=edges, linear_variances=variances)  # fmt: skip
+                     linear_edges=edges, linear_variances=variances,
+                     extended_edges=edges, extended_variances=variances)  # fmt: skip
     if "morphology" in settings.terms:
         reference = rng.normal(size=(settings.reference_size, n_morph)).astype("f4")
         parts.update(morphology_centre=np.zeros(n_morph, "f4"),
@@ -163,7 +164,8 @@ def bench_preset(preset: str, seconds: float, peak: float) -> None:
     paper_only = inverter_for(preset, 0)
     plain = timed(lambda: paper_only(images)["anomaly_score"].numpy(), seconds)
     for terms in (("residual", "feature"), ("residual", "feature", "linear"),
-                  ("residual", "feature", "morphology"), ScoreSettings().terms):  # fmt: skip
+                  ("residual", "feature", "morphology"), ("feature", "linear", "morphology"),
+                  ScoreSettings().terms):  # fmt: skip
         noise_aware = inverter_for(preset, 0, default_score=True, terms=terms)
         with_score = timed(lambda inv=noise_aware: inv(images, images)["score"].numpy(), seconds)
         label = "default score" if terms == ScoreSettings().terms else "+".join(terms)
