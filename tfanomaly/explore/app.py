@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import threading
 from importlib import resources
 from pathlib import Path
@@ -272,6 +273,7 @@ class ExploreServer:
         self._stopped: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._interrupted = False
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -280,16 +282,33 @@ class ExploreServer:
         server = tornado.httpserver.HTTPServer(app, max_body_size=MAX_BODY)
         server.add_sockets(self._sockets)
         self.explorer.start()
+        # Ctrl-C through the loop's own signal handling, in the main thread. asyncio.run's handler
+        # is a plain signal.signal one: where the kernel delivers SIGINT to another thread (the
+        # ranker's workers), the main thread stays blocked in select() and never runs it (seen as a
+        # CI hang). The loop's handler sets the wakeup fd, so the signal wakes select() from any
+        # thread.
+        handles_sigint = threading.current_thread() is threading.main_thread()
+        if handles_sigint:
+            self._loop.add_signal_handler(signal.SIGINT, self._interrupt)
         self._ready.set()
         try:
             await self._stopped.wait()
         finally:
+            if handles_sigint:
+                self._loop.remove_signal_handler(signal.SIGINT)
             server.stop()
             self.explorer.close()
 
+    def _interrupt(self) -> None:
+        self._interrupted = True
+        self._stopped.set()
+
     def serve_forever(self) -> None:
         """Serve in this thread until :meth:`stop` (or Ctrl-C, as KeyboardInterrupt)."""
+        self._interrupted = False
         asyncio.run(self._serve())
+        if self._interrupted:
+            raise KeyboardInterrupt
 
     def start_in_thread(self) -> ExploreServer:
         self._thread = threading.Thread(target=self.serve_forever, name="explore", daemon=True)
