@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -184,6 +185,21 @@ class Calibration:
         return calibration
 
 
+class ResidualTable(NamedTuple):
+    """What one residual term's chi^2 map reads: the brightness knots (:func:`level_knots`), the
+    calibrated variances at them, the plane path's (empty without planes), the filter width and
+    the top fraction of the summary."""
+
+    knots: tf.Tensor
+    variances: tf.Tensor
+    plane_variances: tf.Tensor
+    sigma: float
+    top_fraction: float
+
+
+_NONE = np.zeros((0, 0), np.float32)  # a table's plane variances where there is no plane path
+
+
 def level_knots(edges: np.ndarray) -> tf.Tensor:
     """(bands, n_bins) brightness knots of the variance lookup, from the (bands, n_bins - 1) bin
     edges: the outer edges and the middle of each inner bin, so that bin i's variance holds at
@@ -263,25 +279,25 @@ class NoiseAwareScore(tf.Module):
             self.plane_variances = tf.constant(c.plane_variances, tf.float32)
             self.plane_log_centres = tf.constant(c.plane_log_centres, tf.float32)
             self.plane_log_scales = tf.constant(c.plane_log_scales, tf.float32)
-        # Per residual term: (bin edges, calibrated variances, plane-path variances, filter
-        # width, top fraction), the numbers chi2_map reads.
-        none = tf.zeros((0, 0), tf.float32)
-        self.residual_tables = {"residual": (level_knots(c.edges), self.variances,
-                                             self.plane_variances if self.planes else none,
-                                             c.settings.smooth_sigma, c.settings.top_fraction)}  # fmt: skip
+        # The numbers chi2_map reads for each residual term (the GAN's is always there).
+        self.residual_tables = {
+            "residual": ResidualTable(level_knots(c.edges), self.variances,
+                                      self.plane_variances if self.planes else _NONE,
+                                      c.settings.smooth_sigma, c.settings.top_fraction),
+        }  # fmt: skip
         if "linear" in self.terms or "extended" in self.terms:
             self.linear_mean = tf.constant(c.linear_mean, tf.float32)
             self.linear_components = tf.constant(c.linear_components, tf.float32)
-        for term, prefix, sigma, top in (
-            ("linear", "linear", c.settings.smooth_sigma, c.settings.top_fraction),
-            ("extended", "extended", c.settings.extended_sigma, c.settings.extended_top_fraction),
+        for term, sigma, top in (
+            ("linear", c.settings.smooth_sigma, c.settings.top_fraction),
+            ("extended", c.settings.extended_sigma, c.settings.extended_top_fraction),
         ):
             if term in self.terms:
-                planes = getattr(c, f"{prefix}_plane_variances") if self.planes else None
-                self.residual_tables[term] = (
-                    level_knots(getattr(c, f"{prefix}_edges")),
-                    tf.constant(getattr(c, f"{prefix}_variances"), tf.float32),
-                    none if planes is None else tf.constant(planes, tf.float32),
+                planes = getattr(c, f"{term}_plane_variances") if self.planes else None
+                self.residual_tables[term] = ResidualTable(
+                    level_knots(getattr(c, f"{term}_edges")),
+                    tf.constant(getattr(c, f"{term}_variances"), tf.float32),
+                    _NONE if planes is None else tf.constant(planes, tf.float32),
                     sigma,
                     top,
                 )
@@ -312,13 +328,14 @@ class NoiseAwareScore(tf.Module):
         planes = variance is not None or mask is not None
         if planes and not self.planes:
             raise ValueError("this calibration was made without variance or mask planes")
-        knots, variances, plane_variances, sigma, _ = self.residual_tables[term]
-        binned = plane_variances if planes else variances
-        residual, level, noise, kept = plane_maps(images, reconstructions, sigma, variance, mask)
+        table = self.residual_tables[term]
+        binned = table.plane_variances if planes else table.variances
+        residual, level, noise, kept = plane_maps(images, reconstructions, table.sigma, variance,
+                                                  mask)  # fmt: skip
         # Bands first, pixels flattened: the lookup runs per band over its own knots.
         shape = tf.shape(level)
         bands = tf.reshape(tf.transpose(level, [3, 0, 1, 2]), [shape[3], -1])
-        model = interpolate_levels(knots, binned, bands)
+        model = interpolate_levels(table.knots, binned, bands)
         model = tf.transpose(tf.reshape(model, tf.gather(shape, [3, 0, 1, 2])), [1, 2, 3, 0])
         # The reshape from tf.shape loses the static shape where the batch size is unknown (an
         # exported signature); the top-k summary needs it back.
@@ -335,7 +352,7 @@ class NoiseAwareScore(tf.Module):
         size = int(np.prod(chi2.shape[1:])) if chi2.shape[1:].is_fully_defined() else None
         if size is None:
             raise ValueError("residual_score needs static image shapes")
-        k = max(1, round(self.residual_tables[term][4] * size))
+        k = max(1, round(self.residual_tables[term].top_fraction * size))
         return tf.reduce_mean(tf.math.top_k(flat, k=k, sorted=False).values, axis=1)
 
     def feature_score(self, features):
