@@ -157,12 +157,20 @@ def test_hdf5_without_optional_columns_fills_them(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "attr", ["i,r,g", ["i", "r", "g"], np.array([b"i", b"r", b"g"])], ids=["text", "list", "bytes"]
+    "attr",
+    ["i,r,g", "i, r, g", '["i", "r", "g"]', ["i", "r", "g"], np.array([b"i", b"r", b"g"])],
+    ids=["text", "spaced", "json", "list", "bytes"],
 )
 def test_hdf5_band_names_from_the_file(tmp_path, attr):
     path = write_h5(tmp_path / "s.h5", make_cutouts(2), bands=attr)
     assert open_source(path).bands == ("i", "r", "g")
     assert open_source(path, bands=["u", "v", "w"]).bands == ("u", "v", "w")  # given names win
+
+
+def test_hdf5_bands_attribute_that_is_broken_json(tmp_path):
+    path = write_h5(tmp_path / "s.h5", make_cutouts(2), bands='["i", "r", "g"')
+    with pytest.raises(InputError, match="s.h5: attribute 'bands' is not a JSON list"):
+        open_source(path)
 
 
 def test_band_count_mismatch(tmp_path):

@@ -254,7 +254,8 @@ class ArraySource(CutoutSource):
 
     def read(self, start: int, stop: int) -> CutoutBatch:
         try:
-            images = np.asarray(self._arrays["images"][start:stop], dtype=np.float32)
+            # A copy: ingest fills non-finite pixels in place, and may read a cutout twice.
+            images = np.array(self._arrays["images"][start:stop], dtype=np.float32)
             columns = {
                 "idxs": self._column("idxs", start, stop, np.int64, 0),
                 "ra": self._column("ra", start, stop, np.float64, np.nan),
@@ -296,17 +297,30 @@ def open_hdf5(path: Path, bands=None) -> ArraySource:
     arrays = {key: handle[key] for key in handle.keys() if isinstance(handle[key], h5py.Dataset)}
     file_bands = handle.attrs.get("bands")
     if bands is None and file_bands is not None:
-        bands = (
-            tuple(str(file_bands).split(","))
-            if isinstance(file_bands, str)
-            else tuple(b.decode() if isinstance(b, bytes) else str(b) for b in file_bands)
-        )
+        bands = _band_names(file_bands, path)
     kind_names = handle.attrs.get("kind_names")
     kind_names = json.loads(kind_names) if isinstance(kind_names, str) else None
     source = ArraySource(path, arrays, bands=bands, kind_names=kind_names,
                          mask_bits=_hdf5_mask_bits(handle.attrs, path))  # fmt: skip
     source._handle = handle  # keep the file open as long as the source lives
     return source
+
+
+def _band_names(value, path: Path) -> tuple[str, ...]:
+    """The ``bands`` attribute of an HDF5 file: "g,r,i", a JSON list '["g", "r", "i"]' or an
+    array of strings."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        if value.lstrip().startswith("["):
+            try:
+                return tuple(str(b) for b in json.loads(value))
+            except (TypeError, ValueError) as exc:
+                raise InputError(
+                    f"{path}: attribute 'bands' is not a JSON list: {value!r}"
+                ) from exc
+        return tuple(b.strip() for b in value.split(","))
+    return tuple(b.decode() if isinstance(b, bytes) else str(b) for b in value)
 
 
 def _hdf5_mask_bits(attrs, path: Path) -> dict[str, int] | None:
