@@ -2,9 +2,17 @@
 
 import keras
 import numpy as np
+import pytest
 
 from tfanomaly.models.config import get_preset
-from tfanomaly.models.encoder import Encoder, EncoderTrainer, build_encoder
+from tfanomaly.models.encoder import (
+    LATENT_RADIUS,
+    LATENT_WEIGHT,
+    Encoder,
+    EncoderTrainer,
+    build_encoder,
+    latent_excess,
+)
 from tfanomaly.models.wgan_gp import WGANGP, paper_optimizer
 
 TINY = get_preset("tiny16")
@@ -31,10 +39,40 @@ def test_encoder_trainer_updates_only_the_encoder():
     # epochs (seeds 0-5), not monotonically from one epoch to the next (2 epochs were flaky).
     history = trainer.fit(images, batch_size=8, epochs=8, verbose=0, shuffle=False)
     losses = history.history["loss"]
-    assert set(history.history) == {"loss", "pixel", "feature"} and losses[-1] < losses[0]
+    assert set(history.history) == {"loss", "pixel", "feature", "latent"}
+    assert losses[-1] < losses[0]
     for before, after in zip(frozen, gan.generator.weights + gan.critic.weights, strict=True):
         np.testing.assert_array_equal(before, after.numpy())
     assert any(
         not np.array_equal(b, a.numpy())
         for b, a in zip(encoder_before, trainer.encoder.weights, strict=True)
     )
+
+
+def test_the_latent_hinge_is_zero_inside_the_prior_and_grows_outside():
+    dim = TINY.latent_dim
+    inside = np.full((1, dim), LATENT_RADIUS * 0.99, "f4")  # |z| / sqrt(dim) = 1.485
+    outside = np.full((1, dim), 3.0, "f4")  # |z| / sqrt(dim) = 3
+    assert latent_excess(inside).numpy().item() == 0.0
+    expected = LATENT_WEIGHT * (3.0 - LATENT_RADIUS) ** 2
+    assert latent_excess(outside).numpy().item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_an_encoder_thrown_far_out_of_the_prior_comes_back():
+    # The failure the hinge is for: z far out, where G's sigmoid is saturated and the inversion
+    # objective alone has (almost) no gradient; the hinge's gradient brings z back.
+    keras.utils.set_random_seed(0)
+    gan = WGANGP.from_preset(TINY, seed=0)
+    encoder = build_encoder(TINY)
+    bias = encoder.get_layer("z").bias
+    bias.assign(np.full(bias.shape, 6.0, "f4"))  # |z| / sqrt(dim) = 6
+    trainer = EncoderTrainer(encoder, gan.generator, gan.critic, lam=0.3)
+    trainer.compile(optimizer=paper_optimizer(1e-1))
+    images = np.random.default_rng(1).random((16, 16, 16, 3)).astype("f4")
+
+    def radius():
+        return np.linalg.norm(encoder(images).numpy(), axis=1).mean() / np.sqrt(TINY.latent_dim)
+
+    assert radius() > 5.5
+    history = trainer.fit(images, batch_size=8, epochs=20, verbose=0, shuffle=False)
+    assert history.history["latent"][0] > 100 and radius() < LATENT_RADIUS + 0.2
