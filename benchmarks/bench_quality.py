@@ -28,18 +28,13 @@ from _common import machine, quiet, stage_timer, user_run  # noqa: E402
 from tfanomaly.models.config import parse_augment  # noqa: E402
 from tfanomaly.models.noise_score import Calibration, ScoreSettings  # noqa: E402
 from tfanomaly.pipelines.calibrate import calibrate  # noqa: E402
-from tfanomaly.pipelines.config import (  # noqa: E402
-    ScoreConfig,
-)
+from tfanomaly.pipelines.config import IngestConfig, ScoreConfig  # noqa: E402
 from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate  # noqa: E402
 from tfanomaly.pipelines.score import score  # noqa: E402
 
 ORDER = ("real_frames_tune", "sim_noise_tune", "real_frames_fresh", "real_colour_fresh",
          "sim_fresh", "sim_noise_fresh", "sim_fresh48", "sim_noise_fresh48")  # fmt: skip
 TUNING = ("real_frames_tune", "sim_noise_tune")
-# The sets built in the paper's flux units (real frames scaled to the simulator's sky noise).
-PAPER_UNITS = ("real_frames_tune", "sim_noise_tune", "real_frames_fresh", "real_colour_fresh",
-               "sim_fresh", "sim_fresh48")  # fmt: skip
 PRESETS = {32: "cpu32", 48: "cpu48"}
 
 
@@ -51,10 +46,7 @@ def run_set(name: str, source: Path, out: Path, args, timings: dict) -> dict:
         size = f["images"].shape[1]
 
     timed = stage_timer(timings.setdefault(name, {}))
-    # A user with flux in other units asks for the stretch that fits them; the white-noise
-    # simulator surveys keep the paper's (their units are the paper's).
-    stretch = "paper" if name in PAPER_UNITS else "auto"
-    data, run = user_run(folder, source, stretch=stretch, preset=PRESETS[size],
+    data, run = user_run(folder, source, stretch=args.stretch, preset=PRESETS[size],
                          gan_steps=args.gan_steps, encoder_steps=args.encoder_steps,
                          timings=timings[name], augment=parse_augment(args.augment),
                          contrastive=args.contrastive)  # fmt: skip
@@ -91,6 +83,7 @@ def main() -> None:
     parser.add_argument(
         "--recalibrate", default="", help="sets to calibrate and score again with the same networks"
     )
+    parser.add_argument("--stretch", default=IngestConfig.stretch, help="ingest --stretch")
     parser.add_argument("--gan-steps", type=int, default=1000)
     parser.add_argument("--encoder-steps", type=int, default=600)
     parser.add_argument("--augment", default="none", help="train gan --augment (DiffAugment)")

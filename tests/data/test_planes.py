@@ -241,6 +241,31 @@ def test_variance_through_the_stretch_is_the_delta_method():
     assert sky.numpy().item() == pytest.approx((0.1 / np.arcsinh(1.5) * 30.0) ** 2 * 1e-4, 1e-5)
 
 
+def test_sky_sigma_reads_the_noise_where_a_galaxy_fills_the_cutout():
+    # Tiles of a galaxy far larger than the tile: its light covers every pixel, the frame too.
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[:32, :32]
+    centres = rng.uniform(-30, 60, (40, 2))
+    r = np.hypot(y[None] - centres[:, :1, None], x[None] - centres[:, 1:, None])
+    light = 5.0 * np.exp(-r / 20.0)
+    images = (light + rng.normal(0, 0.1, light.shape))[..., None]
+    assert sky_sigma(images) == pytest.approx([0.1], rel=0.05)
+    frame = images[:, np.pad(np.zeros((24, 24), bool), 4, constant_values=True), 0]
+    assert 1.4826 * np.median(np.abs(frame - np.median(frame))) > 0.5  # what a frame would read
+
+
+def test_sky_sigma_of_integer_counts():
+    rng = np.random.default_rng(6)
+    # A low integer sky: most faint pairs are two zeros; the differences of all pairs are used.
+    low = rng.poisson(0.3, (40, 32, 32, 1)).astype(np.float32)
+    assert sky_sigma(low) == pytest.approx([np.sqrt(0.3)], rel=0.1)
+    # Counts on a sky of 100: the MAD of integer differences, within its quantisation.
+    sky = rng.poisson(100.0, (40, 32, 32, 1)).astype(np.float32)
+    assert sky_sigma(sky) == pytest.approx([10.0], rel=0.1)
+    # Noise-free: nothing to measure.
+    np.testing.assert_array_equal(sky_sigma(np.zeros((3, 8, 8, 2), np.float32)), [0.0, 0.0])
+
+
 def test_sky_sigma_and_auto_stretch_follow_the_flux_unit():
     rng = np.random.default_rng(4)
     images = make_cutouts(30, size=32) + rng.normal(0, 0.05, (30, 32, 32, 3)).astype(np.float32)

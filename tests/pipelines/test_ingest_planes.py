@@ -13,7 +13,7 @@ from conftest import make_cutouts, write_h5
 
 from tfanomaly.data.dataset import dataset_stretch, fill_masked, load_dataset
 from tfanomaly.data.manifest import MANIFEST, DatasetInfo
-from tfanomaly.data.stretch import LuptonStretch
+from tfanomaly.data.stretch import LuptonStretch, auto_stretch, sky_sigma
 from tfanomaly.errors import InputError
 from tfanomaly.pipelines.config import IngestConfig
 from tfanomaly.pipelines.ingest import ingest
@@ -70,9 +70,19 @@ def test_hsc_fits_folder_planes_end_to_end(hsc, tmp_path):
     assert mask_record["masked"] == ["BAD", "SAT", "INTRP", "CR", "EDGE", "NO_DATA", "TFA_INVALID"]
     assert mask_record["masked_pixels"] == 4 * 3 + 1
     assert manifest["planes"]["variance"]["nonpositive_pixels"] == 0
-    assert manifest["stretch"] == {"mode": "paper", "Q": 15.0, "stretch": 0.5, "minimum": 0.0}
+    # The default stretch is fitted to the sky noise, with the masked pixels left out.
+    stretch = manifest["stretch"]
+    stored = read_all(tmp_path / "ds", stretch=None)
+    assert stretch["mode"] == "auto" and stretch["sample_cutouts"] == len(images)
+    expected = auto_stretch(sky_sigma(stored["image"], stored["mask"])).stretch
+    assert stretch["stretch"] == pytest.approx(expected, rel=1e-9)
+    assert stretch["stretch"] != pytest.approx(auto_stretch(sky_sigma(stored["image"])).stretch)
     info = DatasetInfo.from_folder(tmp_path / "ds")
-    assert info.planes == ("variance", "mask") and info.stretch == LuptonStretch()
+    assert info.planes == ("variance", "mask") and info.stretch == LuptonStretch.from_config(
+        stretch
+    )
+    paper = ingest(folder, tmp_path / "paper", IngestConfig(stretch="paper"), progress=False)
+    assert paper["stretch"] == {"mode": "paper", "Q": 15.0, "stretch": 0.5, "minimum": 0.0}
 
     raw = read_all(tmp_path / "ds", stretch=None)
     expected_mask = (masks & 0b11111 & ~(1 << 5)) != 0
@@ -92,9 +102,9 @@ def test_hsc_fits_folder_planes_end_to_end(hsc, tmp_path):
     # order of the stretched image (red to blue).
     stretched = read_all(tmp_path / "ds")
     np.testing.assert_array_equal(stretched["mask"], expected_mask[..., ::-1])
-    expected_var = LuptonStretch().variance(filled, np.where(expected_mask, 0, variances))
+    expected_var = info.stretch.variance(filled, np.where(expected_mask, 0, variances))
     np.testing.assert_allclose(stretched["variance"], expected_var.numpy(), rtol=1e-4, atol=1e-12)
-    np.testing.assert_allclose(stretched["image"], LuptonStretch()(filled).numpy(), atol=2e-6)
+    np.testing.assert_allclose(stretched["image"], info.stretch(filled).numpy(), atol=2e-6)
 
 
 def test_mask_bits_option(hsc, tmp_path):
@@ -232,7 +242,8 @@ def test_auto_stretch_does_not_depend_on_the_flux_unit(tmp_path, scale):
     )
     assert run_stretch({"data": {"path": str(tmp_path / "gone")}}) == LuptonStretch()
     # The paper's fixed stretch does depend on it: that is what auto is for.
-    paper = ingest(tmp_path / "scaled.npz", tmp_path / "paper", progress=False)
+    paper = ingest(tmp_path / "scaled.npz", tmp_path / "paper", IngestConfig(stretch="paper"),
+                   progress=False)  # fmt: skip
     assert paper["stretch"]["mode"] == "paper"
     assert np.abs(read_all(tmp_path / "paper")["image"] - a["image"]).max() > 0.1
 
@@ -270,7 +281,23 @@ def test_stretch_batch_turns_a_raw_batch_into_the_stretched_one(hsc, tmp_path):
     ingest(hsc[0], tmp_path / "ds", progress=False)
     raw = next(iter(load_dataset(tmp_path / "ds", batch_size=5, stretch=None)))
     stretched = next(iter(load_dataset(tmp_path / "ds", batch_size=5)))
-    converted = stretch_batch(raw, LuptonStretch())
+    converted = stretch_batch(raw, dataset_stretch(tmp_path / "ds"))
     for key in ("image", "variance", "mask"):
         np.testing.assert_allclose(converted[key].numpy(), stretched[key].numpy(), rtol=1e-5,
                                    atol=2e-6, err_msg=key)  # fmt: skip
+
+
+def test_auto_stretch_falls_back_to_the_paper_stretch_when_there_is_no_noise(tmp_path):
+    from tfanomaly.cli import main
+
+    images = np.zeros((6, 16, 16, 3), np.float32)
+    images[:, 6:10, 6:10] = 2.0  # noise-free squares on an empty sky
+    np.save(tmp_path / "flat.npy", images)
+    result = CliRunner().invoke(main, ["ingest", str(tmp_path / "flat.npy"), str(tmp_path / "ds"),
+                                       "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "measured no sky noise in any band of the first 6 cutouts" in result.output
+    assert "flat.npy" in result.output and "the paper's stretch is used" in result.output
+    record = json.loads((tmp_path / "ds" / MANIFEST).read_text())["stretch"]
+    assert record["mode"] == "paper" and record["stretch"] == 0.5
+    assert dataset_stretch(tmp_path / "ds") == LuptonStretch()

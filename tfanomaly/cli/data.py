@@ -160,8 +160,10 @@ def simulate(
     type=click.Choice(STRETCH_MODES),
     default=IngestConfig.stretch,
     show_default=True,
-    help="paper: Lupton Q=15, stretch=0.5 (HSC coadd units); auto: the softening scaled to the "
-    "sky noise measured per band, for any flux unit.",
+    help="auto: the paper's Lupton stretch with its softening scaled to the sky noise measured "
+    f"per band (from neighbouring-pixel differences) on the first {IngestConfig.stretch_sample} "
+    "cutouts, for any flux unit; "
+    "paper: Lupton Q=15, stretch=0.5 fixed (HSC coadd units).",
 )
 @click.option(
     "--mask-bits",
@@ -225,12 +227,14 @@ def ingest(source, out, shard_size, nan_policy, fill_value, bands, object_ids_pa
             f"{mask['masked_pixels']} pixel(s)"
             + (f", {bad} with zero/negative variance" if bad else "")
         )
-    if manifest["stretch"]["mode"] == "auto":
-        record = manifest["stretch"]
+    record = manifest["stretch"]
+    if record["mode"] == "auto":
         click.echo(
             f"stretch auto: Q {record['Q']:g}, stretch {record['stretch']:.4g} from sky sigma "
             + ", ".join(f"{b} {v:.4g}" for b, v in record["sky_sigma"].items())
         )
+    elif "fallback" in record:
+        click.echo(f"warning: {record['fallback']}", err=True)
 
 
 @click.command()

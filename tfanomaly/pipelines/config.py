@@ -49,8 +49,10 @@ class IngestConfig:
         fill_value: the flux put into non-finite pixels under ``fill`` (0 = background level).
         size: resize every cutout to size x size pixels (None: keep the input's size).
         resize: how, with ``size``: ``crop`` (the centre) or ``area`` (area-weighted resampling).
-        stretch: ``paper`` (Lupton Q=15, stretch=0.5, the paper's HSC units) or ``auto`` (the
-            softening scaled to the sky noise measured on the first ``stretch_sample`` cutouts).
+        stretch: ``auto`` (the default: the paper's Lupton stretch with its softening scaled to
+            the sky noise measured on the first ``stretch_sample`` cutouts, so any flux unit is
+            seen as HSC's is; HSC units give back about the paper's) or ``paper`` (Lupton Q=15,
+            stretch=0.5, fixed: the paper's HSC units).
         stretch_sample: cutouts the ``auto`` stretch measures the sky noise on.
         mask_bits: names of the mask bits whose pixels are left out (None: ``DEFAULT_MASK_BITS``,
             those of them the input defines); only used when the input has mask planes.
@@ -61,7 +63,7 @@ class IngestConfig:
     fill_value: float = 0.0
     size: int | None = None
     resize: str = "crop"
-    stretch: str = "paper"
+    stretch: str = "auto"
     stretch_sample: int = 256
     mask_bits: tuple[str, ...] | None = None
 

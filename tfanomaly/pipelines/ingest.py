@@ -127,24 +127,31 @@ def _prepare_batch(source, start: int, stop: int, config: IngestConfig, planes: 
 def choose_stretch(source, config: IngestConfig, planes: PlanePolicy) -> dict:
     """The manifest's ``stretch`` record: the paper's, or under ``auto`` the softening fitted to
     the sky noise of the first ``stretch_sample`` cutouts (as they are stored: resized, masked
-    and invalid pixels left out)."""
+    and invalid pixels left out). Where no band's noise can be measured there (noise-free or
+    fully masked images), ``auto`` falls back to the paper's stretch and says why in the record's
+    ``fallback``."""
     if config.stretch == "paper":
         return {"mode": "paper", **LuptonStretch().get_config()}
     batch, _ = _prepare_batch(source, 0, min(source.count, config.stretch_sample), config, planes)
     masked = None if batch.masks is None else (batch.masks & np.int32(planes.masked_value)) != 0
-    sigma = sky_sigma(batch.images, masked)
-    if not len(batch) or not np.all(np.isfinite(sigma) & (sigma > 0)):
-        raise InputError(
-            f"{source.path}: --stretch auto cannot measure the sky noise of every band on the first "
-            f"{config.stretch_sample} cutouts (got {np.round(sigma, 6).tolist()}); "
-            "use --stretch paper"
-        )
-    stretch = auto_stretch(sigma)
+    sigma = sky_sigma(batch.images, masked) if len(batch) else np.full(len(source.bands), np.nan)
+    measured = np.where(np.isfinite(sigma), sigma, 0.0)
+    if not np.any(measured > 0):
+        return {
+            "mode": "paper",
+            **LuptonStretch().get_config(),
+            "fallback": (
+                f"--stretch auto measured no sky noise in any band of the first "
+                f"{len(batch)} cutouts of {source.path} (got {np.round(sigma, 6).tolist()}); "
+                "the paper's stretch is used"
+            ),
+        }
+    stretch = auto_stretch(measured)
     return {
         "mode": "auto",
         **stretch.get_config(),
         "sky_sigma": {band: float(v) for band, v in zip(source.bands, sigma, strict=True)},
-        "intensity_sigma": float(np.sqrt(np.sum(sigma**2)) / len(sigma)),
+        "intensity_sigma": float(np.sqrt(np.sum(measured**2)) / len(measured)),
         "reference_intensity_sigma": REFERENCE_INTENSITY_SIGMA,
         "sample_cutouts": len(batch),
     }
