@@ -214,3 +214,32 @@ def test_the_base_install_does_not_import_beam():
             "print('apache_beam' in sys.modules)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_beam_counts_the_masked_pixels_as_the_in_process_scorer_does(scored, tmp_path):
+    import h5py
+
+    images = make_cutouts(12, size=16, seed=3)
+    images[5, 4, 4, 2] = np.nan  # ingest fills it and masks it (TFA_INVALID)
+    masks = np.zeros(images.shape, np.int32)
+    masks[3, 2:5, 2:4, 1] = 1 << 0  # BAD: masked by default, 6 pixels
+    masks[7, 0, :, :] = 1 << 5  # DETECTED: not masked
+    masks[7, 9, 9, 0] = (1 << 5) | (1 << 1)  # DETECTED and SAT: masked
+    path = write_h5(tmp_path / "masked.h5", images, mask_bits=json.dumps({"BAD": 0, "SAT": 1,
+                                                                           "DETECTED": 5}))  # fmt: skip
+    with h5py.File(path, "a") as f:
+        f["masks"] = masks
+    ingest(path, tmp_path / "ds", IngestConfig(shard_size=5), progress=False)
+    beam_score(scored["export"], tmp_path / "ds", tmp_path / "out", SMALL, echo=quiet)
+    beam, _ = read_results(tmp_path / "out")
+    expected = np.zeros(12, np.int32)
+    expected[[3, 5, 7]] = 6, 1, 1
+    np.testing.assert_array_equal(beam["n_masked"][np.argsort(beam["idxs"])], expected)
+    score(scored["folder"] / "run", tmp_path / "ds", tmp_path / "local",
+          ScoreConfig(batch_size=16, inversion=InversionConfig(steps=0)), progress=False,
+          echo=quiet)  # fmt: skip
+    local, _ = read_results(tmp_path / "local")
+    np.testing.assert_array_equal(local["n_masked"][np.argsort(local["idxs"])], expected)
+    # A data set without a mask plane: 0 for every object.
+    plain, _ = read_results(scored["folder"] / "scores")
+    assert (plain["n_masked"] == 0).all()

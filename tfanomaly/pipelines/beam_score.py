@@ -189,7 +189,7 @@ def beam_score(
     started = time.perf_counter()
     with beam.Pipeline(options=options) as pipeline:
         add_scoring(pipeline, list(info.files), tuple(info.shape), handler, raw_prefix,
-                    config.parse_batch_size)  # fmt: skip
+                    config.parse_batch_size, info.masked_bits if "mask" in info.planes else 0)  # fmt: skip
     seconds = time.perf_counter() - started
     columns = _checked_complete(gather_raw_scores(f"{raw_prefix}*.parquet"), info.count)
     source = {"engine": "beam", "export": str(export_dir.resolve()), "model": manifest.get("name"),

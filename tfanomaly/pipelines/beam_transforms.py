@@ -30,6 +30,7 @@ RAW_SCHEMA = pa.schema(
         ("ra", pa.float64()),
         ("dec", pa.float64()),
         ("labels", pa.int64()),
+        ("n_masked", pa.int32()),
         *[(key, pa.float32()) for key in SCORE_KEYS],
     ]
 )
@@ -88,15 +89,26 @@ class ExportHandler(ModelHandler):
         return "tfanomaly"
 
 
-def parse_records(records: list[bytes], shape: tuple[int, int, int]):
+def parse_records(records: list[bytes], shape: tuple[int, int, int], masked_bits: int = 0):
     """(object id, cutout) for each serialized cutout of a batch, parsed by the data set's schema
-    (tfanomaly.data.schema, in one TF call per batch): raw flux and the catalog columns."""
+    (tfanomaly.data.schema, in one TF call per batch): raw flux, the catalog columns and
+    ``n_masked``, the pixels with any of ``masked_bits`` set (0 without a mask plane), as the
+    in-process scorer counts them. The mask itself does not travel further: the export scores
+    the flux."""
     from tfanomaly._tf import import_tensorflow_quietly
 
     tf = import_tensorflow_quietly()
+    planes = ("mask",) if masked_bits else ()
     parsed = {
-        key: value.numpy() for key, value in parse_cutouts(tf.constant(records), shape).items()
+        key: value.numpy()
+        for key, value in parse_cutouts(tf.constant(records), shape, planes).items()
     }
+    masks = parsed.pop("mask", None)
+    parsed["n_masked"] = (
+        np.zeros(len(parsed["idx"]), np.int32)
+        if masks is None
+        else ((masks & np.int32(masked_bits)) != 0).reshape(len(masks), -1).sum(1, dtype=np.int32)
+    )
     for i, object_id in enumerate(parsed["object_id"].tolist()):
         yield object_id, {key: value[i] for key, value in parsed.items()}
 
@@ -106,12 +118,13 @@ def raw_row(keyed: tuple[int, PredictionResult]) -> dict:
     object_id, result = keyed
     row = {key: result.example[name].item() for key, name in BATCH_COLUMNS.items()}
     row["object_ids"] = object_id
+    row["n_masked"] = int(result.example["n_masked"])
     row.update({key: float(value) for key, value in result.inference.items()})
     return row
 
 
 def add_scoring(pipeline, files: list[str], shape: tuple[int, int, int], handler: ModelHandler,
-                raw_prefix: str, parse_batch_size: int):  # fmt: skip
+                raw_prefix: str, parse_batch_size: int, masked_bits: int = 0):  # fmt: skip
     """Add read -> parse -> RunInference -> Parquet to ``pipeline``.
 
     The manifest's shard list goes through ``ReadAllFromTFRecord``: each shard is its own source
@@ -128,7 +141,7 @@ def add_scoring(pipeline, files: list[str], shape: tuple[int, int, int], handler
         | "Shard list" >> beam.Create(files)
         | "Read shards" >> ReadAllFromTFRecord(compression_type=CompressionTypes.UNCOMPRESSED)
         | "Batch records" >> beam.BatchElements(min_batch_size=1, max_batch_size=parse_batch_size)
-        | "Parse" >> beam.FlatMap(parse_records, shape)
+        | "Parse" >> beam.FlatMap(parse_records, shape, masked_bits)
         | "Score" >> RunInference(KeyedModelHandler(handler))
         | "Rows" >> beam.Map(raw_row)
         | "Write raw scores" >> WriteToParquet(raw_prefix, RAW_SCHEMA, file_name_suffix=".parquet")
