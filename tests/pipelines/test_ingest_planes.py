@@ -301,3 +301,8 @@ def test_auto_stretch_falls_back_to_the_paper_stretch_when_there_is_no_noise(tmp
     record = json.loads((tmp_path / "ds" / MANIFEST).read_text())["stretch"]
     assert record["mode"] == "paper" and record["stretch"] == 0.5
     assert dataset_stretch(tmp_path / "ds") == LuptonStretch()
+    shown = CliRunner().invoke(main, ["inspect", str(tmp_path / "ds")])
+    assert (
+        shown.exit_code == 0
+        and "stretch paper: Lupton Q 15, stretch 0.5 (--stretch auto" in shown.output
+    )

@@ -273,6 +273,7 @@ def inspect(data, gallery, check, as_json):
     stretch = summary["stretch"]
     click.echo(
         f"stretch {stretch['mode']}: Lupton Q {stretch['Q']:g}, stretch {stretch['stretch']:.4g}"
+        + (f" ({stretch['fallback']})" if "fallback" in stretch else "")
     )
     if summary["planes"]:
         mask = summary["planes"]["mask"]
