@@ -234,20 +234,29 @@ def write_set(path: Path, images: np.ndarray, labels: np.ndarray, kind_names, ba
     tmp.replace(path)
 
 
+REAL_SETS = ("real_frames_tune", "real_frames_fresh", "real_colour_fresh")
+
+
 def build_real_sets(cache: Path, out: Path, n: int = 6000, size: int = 32,
-                    fraction: float = 0.09) -> dict[str, Path]:  # fmt: skip
-    """The three real-image sets (tune, fresh frames, fresh colour) as HDF5 files in ``out``."""
+                    fraction: float = 0.09, names=REAL_SETS) -> dict[str, Path]:  # fmt: skip
+    """The three real-image sets (tune, fresh frames, fresh colour) as HDF5 files in ``out``; only
+    those in ``names`` (the cache of real images is read only when one of them is to be written)."""
     written = {}
-    frames = real_frames(cache)
-    for name, names, seed in (("real_frames_tune", TUNE_FRAMES, 1),
-                              ("real_frames_fresh", FRESH_FRAMES, 2)):  # fmt: skip
+    frames = None
+    for name, sources, seed in (("real_frames_tune", TUNE_FRAMES, 1),
+                                ("real_frames_fresh", FRESH_FRAMES, 2)):  # fmt: skip
         path = out / f"{name}.h5"
+        if name not in names:
+            continue
         if not path.exists():
+            frames = real_frames(cache) if frames is None else frames
             rng = np.random.default_rng(seed)
-            images, labels = with_artefacts(tiles(frames, names, n, size, rng), fraction, rng)
+            images, labels = with_artefacts(tiles(frames, sources, n, size, rng), fraction, rng)
             write_set(path, images, labels, ARTEFACTS, ("r",))
         written[name] = path
     path = out / "real_colour_fresh.h5"
+    if "real_colour_fresh" not in names:
+        return written
     if not path.exists():
         rng = np.random.default_rng(3)
         images = colour_cutouts(colour_images(cache), n // 2, size, rng)
@@ -259,10 +268,11 @@ def build_real_sets(cache: Path, out: Path, n: int = 6000, size: int = 32,
     return written
 
 
-def build_simulated_sets(out: Path, n: int = 6000) -> dict[str, Path]:
+def build_simulated_sets(out: Path, n: int = 6000, names=None) -> dict[str, Path]:
     """Simulated surveys with survey noise (correlated, background, quantised, other units): a
     tuning one (seed 110, 32 px) and fresh ones (seed 210 at 32 px, flux x 100; seed 310 at 48 px,
-    flux x 0.01), plus the white-noise fresh surveys of README (seed 200 at 32 px, 300 at 48 px)."""
+    flux x 0.01), plus the white-noise fresh surveys of README (seed 200 at 32 px, 300 at 48 px);
+    only those in ``names`` (all when None)."""
     from tfanomaly.pipelines.simulate import simulate_survey
     from tfanomaly.simulate.config import SurveyConfig, sky_sigma
     from tfanomaly.simulate.noise import SurveyNoise, apply_survey_noise
@@ -272,6 +282,8 @@ def build_simulated_sets(out: Path, n: int = 6000) -> dict[str, Path]:
              ("sim_noise_fresh48", 48, 310, 0.01), ("sim_fresh", 32, 200, None),
              ("sim_fresh48", 48, 300, None))  # fmt: skip
     for name, size, seed, scale in plans:
+        if names is not None and name not in names:
+            continue
         path = out / f"{name}.h5"
         written[name] = path
         if path.exists():

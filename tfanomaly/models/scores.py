@@ -18,12 +18,14 @@ class Score:
             ``disc_scores``).
         catalog: the catalog column of the sigma values (the paper's ``*_score_normalized``).
         meaning: what it measures, in a few words.
+        label: its name in tables and plots (`evaluate`, the HTML report, the benchmarks).
     """
 
     output: str
     results: str
     catalog: str
     meaning: str
+    label: str
 
     @property
     def sigma(self) -> str:
@@ -34,22 +36,31 @@ class Score:
 # In catalog order: the default score and its terms, then the paper's three.
 SCORES: tuple[Score, ...] = (
     Score("score", "scores", "score_normalized",
-          "default: critic features, linear model (two filters), morphology, combined"),
+          "default: critic features, linear model (two filters), morphology, combined",
+          "default (feat+lin+ext+morph)"),
     Score("residual_score", "residual_scores", "residual_score_normalized",
-          "default's residual term: top chi^2 of the smoothed residual"),
+          "the GAN's residual: top chi^2 of the smoothed residual (stored, not in the default)",
+          "GAN noise-aware residual"),
     Score("feature_score", "feature_scores", "feature_score_normalized",
-          "default's feature term: Mahalanobis distance of the critic features"),
+          "default's feature term: Mahalanobis distance of the critic features",
+          "critic-feature density"),
     Score("linear_score", "linear_scores", "linear_score_normalized",
-          "default's linear term: residual against a PCA model of the smoothed pixels"),
+          "default's linear term: residual against a PCA model of the smoothed pixels",
+          "linear-model residual"),
     Score("extended_score", "extended_scores", "extended_score_normalized",
-          "default's extended term: the linear residual through a 3-px filter, top 30%"),
+          "default's extended term: the linear residual through a 3-px filter, top 30%",
+          "extended linear residual"),
     Score("morphology_score", "morphology_scores", "morphology_score_normalized",
-          "default's physical term: k-NN distance in morphology parameters"),
+          "default's physical term: k-NN distance in morphology parameters",
+          "morphology k-NN density"),
     Score("disc_score", "disc_scores", "discriminator_score_normalized",
-          "paper: sum |f(x) - f(G(z))| over critic features"),
+          "paper: sum |f(x) - f(G(z))| over critic features",
+          "paper: discriminator"),
     Score("gen_score", "gen_scores", "generator_score_normalized",
-          "paper: sum |x - G(z)| over pixels"),
+          "paper: sum |x - G(z)| over pixels",
+          "paper: generator (pixel)"),
     Score("anomaly_score", "anomaly_scores", "combined_score_normalized",
-          "paper: (1 - lambda) gen + lambda disc"),
+          "paper: (1 - lambda) gen + lambda disc",
+          "paper: anomaly (combined)"),
 )  # fmt: skip
 BY_OUTPUT = {score.output: score for score in SCORES}

@@ -12,6 +12,7 @@ import numpy as np
 from tfanomaly.data.dataset import load_dataset
 from tfanomaly.errors import InputError
 from tfanomaly.fileio import atomic_path, write_json_atomic
+from tfanomaly.models.scores import SCORES
 from tfanomaly.pipelines.config import EvaluateConfig
 from tfanomaly.results.catalog import SCORE_KEYS, json_attr, read_results
 
@@ -23,18 +24,7 @@ BASELINES = {
     "knn_smoothed": "5-NN distance (smoothed PCA)",
     "morphology_forest": "isol. forest (morphology)",
 }
-SCORE_NAMES = {
-    "scores": "default (feat+lin+ext+morph)",
-    "residual_scores": "GAN noise-aware residual",
-    "feature_scores": "critic-feature density",
-    "linear_scores": "linear-model residual",
-    "extended_scores": "extended linear residual",
-    "morphology_scores": "morphology k-NN density",
-    "anomaly_scores": "paper: anomaly (combined)",
-    "gen_scores": "paper: generator (pixel)",
-    "disc_scores": "paper: discriminator",
-    **BASELINES,
-}
+SCORE_NAMES = {**{score.results: score.label for score in SCORES}, **BASELINES}
 BASELINE_SMOOTH_SIGMA = 2.0  # px; the best of 0-2 px for forest and k-NN on the tuning survey
 KNN_NEIGHBOURS = 5
 

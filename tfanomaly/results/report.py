@@ -14,19 +14,11 @@ import numpy as np
 
 from tfanomaly.errors import InputError
 from tfanomaly.fileio import atomic_path
+from tfanomaly.models.scores import SCORES
 from tfanomaly.results.catalog import SCORE_KEYS, json_attr, read_results
 
-SCORE_LABELS = {
-    "scores_sigma": "default",
-    "residual_scores_sigma": "residual (noise-aware)",
-    "feature_scores_sigma": "feature density",
-    "linear_scores_sigma": "linear-model residual",
-    "extended_scores_sigma": "extended linear residual",
-    "morphology_scores_sigma": "morphology density",
-    "disc_scores_sigma": "discriminator (paper)",
-    "gen_scores_sigma": "generator (paper)",
-    "anomaly_scores_sigma": "combined (paper)",
-}
+# Histogram titles, in catalog order (the one vocabulary of tfanomaly.models.scores).
+SCORE_LABELS = {score.sigma: score.label for score in SCORES}
 
 
 def _thumbnails(cubes, rows: np.ndarray, size: int) -> list[str]:
