@@ -103,9 +103,10 @@ def quiet(*_):
 
 
 def build_tiny_run(folder, n_objects: int, seed: int, anomaly_fraction: float = 0.02,
-                   shard_size: int = 40):  # fmt: skip
-    """A labelled 16-px simulated survey (folder/s.h5), ingested (folder/ds), and a tiny16 GAN and
-    encoder trained for two steps on it (folder/run): enough for scoring, export and serving."""
+                   shard_size: int = 40, planes: bool = False):  # fmt: skip
+    """A labelled 16-px simulated survey (folder/s.h5; with variance and mask planes where
+    ``planes``), ingested (folder/ds), and a tiny16 GAN and encoder trained for two steps on it
+    (folder/run, calibrated with the planes it has): enough for scoring, export and serving."""
     from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig, IngestConfig
     from tfanomaly.pipelines.ingest import ingest
     from tfanomaly.pipelines.simulate import simulate_survey
@@ -113,7 +114,7 @@ def build_tiny_run(folder, n_objects: int, seed: int, anomaly_fraction: float = 
     from tfanomaly.simulate.config import SurveyConfig
 
     survey = SurveyConfig(n_objects=n_objects, size=16, seed=seed,
-                          anomaly_fraction=anomaly_fraction)  # fmt: skip
+                          anomaly_fraction=anomaly_fraction, planes=planes)  # fmt: skip
     simulate_survey(folder / "s.h5", survey, progress=False)
     ingest(folder / "s.h5", folder / "ds", IngestConfig(shard_size=shard_size), progress=False)
     train_gan(folder / "ds", folder / "run", GanTrainConfig(preset="tiny16", steps=2, batch_size=8,

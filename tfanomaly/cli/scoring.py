@@ -91,7 +91,8 @@ def _with_catalog_options(command):
     "--signature",
     default=ClientConfig.signature,
     show_default=True,
-    help="Served signature (score_fast: encoder only).",
+    help="Served signature (score_fast: encoder only; score_planes: also sends the data set's "
+    "variance and mask planes, for the export of a run calibrated with them).",
 )
 @click.option(
     "--out",

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from tfanomaly.data.manifest import MANIFEST, DatasetInfo
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.cae import cae_encoder
 from tfanomaly.models.config import InversionConfig
@@ -14,6 +15,7 @@ from tfanomaly.pipelines.run import load_inverter, load_network, load_run, run_s
 from tfanomaly.results.catalog import STATS_FILE, read_statistics
 from tfanomaly.serving.saved_model import (
     MODEL_NAME,
+    PLANES_SIGNATURE,
     SIGNATURES,
     AnomalyScorer,
     save_version,
@@ -29,7 +31,9 @@ def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
     mean what the catalog's mean (``steps`` overrides the number of inversion steps). The run's
     manifest (preset, training steps, data set, score statistics, inversion settings) is stored
     as the asset ``assets/tfanomaly.json``. With ``cae_dir`` (a ``train cae`` folder) the model
-    also gets the ``embed`` signature.
+    also gets the ``embed`` signature. A run calibrated with variance and mask planes also gets
+    ``score_planes`` (flux, variance and mask bits in; the mask bits left out are those of the
+    data set the run was trained on, read from its manifest).
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir)
@@ -51,8 +55,11 @@ def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
     if cae_dir is not None:
         cae = cae_encoder(load_network(cae_dir, "cae"))
         cae_images = stage_record(load_run(cae_dir), "cae")["images"]
+    masked_bits = _masked_bits(run, run_dir) if inverter.calibration.planes else None
     scorer = AnomalyScorer(inverter, stats, shape, stretch=run_stretch(run), cae_encoder=cae,
-                           cae_images=cae_images)  # fmt: skip
+                           cae_images=cae_images, masked_bits=masked_bits)  # fmt: skip
+    signatures = list(SIGNATURES) + (["embed"] if cae is not None else [])
+    signatures += [PLANES_SIGNATURE] if scorer.planes else []
     manifest = {
         "name": name,
         "run": str(run_dir.resolve()),
@@ -67,9 +74,24 @@ def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
         "stretch": scorer.stretch.get_config(),
         "input": {"shape": ["N", *shape], "dtype": "float32", "units": "raw flux, bands "
                   + ",".join(run.get("data", {}).get("bands", []))},
-        "signatures": list(SIGNATURES) + (["embed"] if cae is not None else []),
+        "signatures": signatures,
+        "planes": ({"planes": list(scorer.planes), "masked_bits": masked_bits}
+                   if scorer.planes else None),
         "cae": str(Path(cae_dir).resolve()) if cae_dir is not None else None,
     }  # fmt: skip
     model_dir = Path(model_base) / name
     version = save_version(scorer, model_dir, manifest)
     return {"path": model_dir / str(version), "version": version, "manifest": manifest}
+
+
+def _masked_bits(run: dict, run_dir: Path) -> int:
+    """The mask bits the run's data set leaves out (its manifest's ``masked_value``): what the
+    ``score_planes`` signature leaves out of the mask planes it is sent."""
+    path = Path((run.get("data") or {}).get("path") or "")
+    if not (path / MANIFEST).exists():
+        raise ConfigError(
+            f"{run_dir} was calibrated with variance/mask planes, but its data set {path} (which "
+            "says which mask bits to leave out) is not there: export where the data set is, or "
+            "calibrate again with --no-planes"
+        )
+    return DatasetInfo.from_folder(path).masked_bits

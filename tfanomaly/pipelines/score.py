@@ -40,6 +40,7 @@ from tfanomaly.results.catalog import (
     VECTOR_OUTPUTS,
     finalize,
 )
+from tfanomaly.serving.saved_model import PLANES_SIGNATURE
 
 PARTS = ".parts"
 # The results columns that come from the data set: results key -> key of a parsed batch
@@ -100,13 +101,23 @@ def scoring_planes(calibration, info: DatasetInfo, planes: bool = True) -> tuple
     return wanted if all(name in info.planes for name in wanted) else ()
 
 
-def _remote_scorer(client, store_images: bool):
-    """Scores from a TF Serving endpoint: raw flux goes out, the model stretches in its graph."""
-    stretch = LuptonStretch()
+def _remote_scorer(
+    client, store_images: bool, stretch: LuptonStretch, planes: tuple[str, ...] = ()
+):
+    """Scores from a TF Serving endpoint: raw flux goes out (with the ``planes``, for the
+    ``score_planes`` signature), the model stretches in its graph. ``stretch``: the data set's,
+    for the stored image cubes only."""
 
     def call(batch):
         raw = batch["image"].numpy()
-        out = client.predict({"images": raw})
+        inputs = {"images": raw}
+        if planes:
+            # The data pipeline has turned the mask bits into masked or not: every bit set (-1)
+            # on a masked pixel, so that whatever bits the model leaves out, it leaves it out.
+            inputs["mask"] = np.where(batch["mask"].numpy(), np.int32(-1), np.int32(0))
+            inputs["variance"] = (batch["variance"].numpy() if "variance" in batch
+                                  else np.zeros_like(raw))  # fmt: skip
+        out = client.predict(inputs)
         result = {k: out[k] for k in SCORE_OUTPUTS}
         if store_images:
             stretched = stretch(raw).numpy()
@@ -115,6 +126,23 @@ def _remote_scorer(client, store_images: bool):
         return result
 
     return call
+
+
+def remote_planes(client, info: DatasetInfo, planes: bool) -> tuple[str, ...]:
+    """The planes a remote scorer sends: the data set's, for the ``score_planes`` signature
+    (which needs a mask plane), none for every other signature."""
+    if client.signature != PLANES_SIGNATURE:
+        return ()
+    if not planes:
+        raise ConfigError(
+            f"--signature {PLANES_SIGNATURE} scores with the planes: drop --no-planes"
+        )
+    if "mask" not in info.planes:
+        raise ConfigError(
+            f"{info.path} has no mask plane, which --signature {PLANES_SIGNATURE} needs: use the "
+            "default signature (the calibrated scatter)"
+        )
+    return tuple(info.planes)
 
 
 def score(
@@ -167,7 +195,8 @@ def score(
         scorer = _local_scorer(inverter, run_stretch(run), used)
         source = run_dir
     else:
-        scorer = _remote_scorer(client, config.store_images)
+        scorer = _remote_scorer(client, config.store_images, info.stretch,
+                                remote_planes(client, info, planes))  # fmt: skip
         source = client
     out_dir.mkdir(parents=True, exist_ok=True)
     ledger = _prepare_parts(out_dir, _job_fingerprint(source, info, config, planes))

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from tfanomaly.data.dataset import fill_masked
 from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.results.catalog import SCORE_KEYS, SCORE_OUTPUTS
 
 MODEL_NAME = "tfanomaly"
 SIGNATURES = ("serving_default", "score_fast", "reconstruct", "generate")
+PLANES_SIGNATURE = "score_planes"  # only in the export of a run calibrated with planes
 
 
 class AnomalyScorer(tf.Module):
@@ -26,12 +28,28 @@ class AnomalyScorer(tf.Module):
     Every signature takes raw flux (N, H, W, C) float32 as the survey delivers it: non-finite
     pixels are set to 0 (the ingest default), the Lupton stretch runs in the graph, and a wrong
     image size or band count fails with INVALID_ARGUMENT and a message that says what was expected.
+
+    Where the run was calibrated with variance and mask planes, ``masked_bits`` (the mask bits
+    its data set leaves out, the manifest's ``masked_value``) must be given and the model gets
+    the ``score_planes`` signature: raw flux, variance and mask planes in, as the survey
+    delivers them, the scores the catalog has for a data set with planes out.
     """
 
     def __init__(self, inverter: LatentInverter, stats: dict, image_shape, stretch=None,
-                 cae_encoder=None, cae_images: str = "residuals"):  # fmt: skip
+                 cae_encoder=None, cae_images: str = "residuals",
+                 masked_bits: int | None = None):  # fmt: skip
         super().__init__(name="tfanomaly_scorer")
         self.cae_encoder, self.cae_images = cae_encoder, cae_images
+        self.planes = inverter.calibration.planes if inverter.calibration is not None else ()
+        if self.planes:
+            if masked_bits is None:
+                raise ValueError("a run calibrated with planes needs masked_bits to export")
+            self.masked_bits = int(masked_bits)
+            plane = tf.TensorSpec([None, None, None, None], tf.float32)
+            self.score_planes = tf.function(
+                self._score_planes,
+                input_signature=[plane, plane, tf.TensorSpec([None, None, None, None], tf.int32)],
+            )
         # Only a model with a CAE has the embed function (saving traces every tf.function).
         if cae_encoder is not None:
             self.embed = tf.function(
@@ -66,6 +84,42 @@ class AnomalyScorer(tf.Module):
         )
         images = tf.where(tf.math.is_finite(images), images, tf.zeros_like(images))
         return self.stretch(images), images
+
+    def _prepare_planes(self, images, variance, mask):
+        """What ingest and the data pipeline do to a cutout with planes, in the graph: pixels
+        with a masked bit, non-finite flux or (with a variance plane) a variance that is not a
+        positive number are masked; masked flux is filled from its neighbours (``fill_masked``)
+        and its variance set to 0; then the stretch, of the flux and of the variance.
+        Returns (stretched, flux, stretched variance or None, stretched mask)."""
+        height, width, bands = self.image_shape
+        expected = f"a 4-D batch (N, {height}, {width}, {bands})"
+        images = _checked(images, [height, width, bands],
+                          f"this model scores {height}x{width} cutouts with {bands} band(s): "
+                          f"send raw flux as {expected}")  # fmt: skip
+        variance = _checked(variance, [height, width, bands],
+                            f"variance: send the flux variance as {expected}")  # fmt: skip
+        mask = _checked(mask, [height, width, bands],
+                        f"mask: send the int32 mask bits as {expected}")  # fmt: skip
+        masked = tf.not_equal(tf.bitwise.bitwise_and(mask, self.masked_bits), 0)
+        masked = tf.logical_or(masked, tf.logical_not(tf.math.is_finite(images)))
+        if "variance" in self.planes:
+            good = tf.logical_and(tf.math.is_finite(variance), variance > 0)
+            masked = tf.logical_or(masked, tf.logical_not(good))
+        images = tf.where(tf.math.is_finite(images), images, tf.zeros_like(images))
+        flux = fill_masked(images, masked)
+        stretched_variance = None
+        if "variance" in self.planes:
+            variance = tf.where(masked, tf.zeros_like(variance), variance)
+            stretched_variance = self.stretch.variance(flux, variance)
+        return self.stretch(flux), flux, stretched_variance, tf.reverse(masked, axis=[-1])
+
+    def _score_planes(self, images, variance, mask):
+        """The default score with the data's variance and mask planes (the plane path of the
+        residual terms), its terms and the paper's scores, after the full inversion. ``variance``:
+        raw flux squared (ignored where the calibration has no variance plane); ``mask``: the
+        survey's int32 mask bits, those of ``masked_bits`` left out."""
+        stretched, flux, variance, mask = self._prepare_planes(images, variance, mask)
+        return self._scores(self.inverter(stretched, flux, variance, mask))
 
     def _scores(self, out):
         result = {"reconstruction": out["reconstruction"]}
@@ -124,7 +178,8 @@ def _checked(tensor, inner_shape: list[int], message: str):
 
 
 def save_scorer(scorer: AnomalyScorer, path) -> None:
-    """Write ``scorer`` as a SavedModel at ``path`` with the four signatures."""
+    """Write ``scorer`` as a SavedModel at ``path`` with the four signatures (and ``embed``,
+    ``score_planes`` where it has them)."""
     signatures = {
         "serving_default": scorer.score.get_concrete_function(),
         "score_fast": scorer.score_fast.get_concrete_function(),
@@ -133,6 +188,8 @@ def save_scorer(scorer: AnomalyScorer, path) -> None:
     }
     if scorer.cae_encoder is not None:
         signatures["embed"] = scorer.embed.get_concrete_function()
+    if scorer.planes:
+        signatures[PLANES_SIGNATURE] = scorer.score_planes.get_concrete_function()
     # Track the tf.Variables the graphs capture as such (as keras.export.ExportArchive does):
     # Keras 3 variables reached only through the models are restored by TF2's loader but not by
     # the graph-mode (TF1) session loader that TF Serving's C++ runtime uses.
