@@ -90,10 +90,12 @@ def export_command(run_dir, model_base, scores, name, steps, cae_dir):
     """Export the run RUN_DIR as a SavedModel that TensorFlow Serving loads.
 
     Signatures (all take raw flux cutouts, float32 (N, H, W, C); the Lupton stretch runs in the
-    graph): serving_default (anomaly/gen/disc scores, their sigma values, reconstruction),
-    score_fast (the same, encoder only), reconstruct (stretched image, reconstruction, residual,
-    z), generate (z -> images) and, with --cae, embed (CAE latents). Each export is a new version;
-    the run's manifest is stored as the asset assets/tfanomaly.json.
+    graph): serving_default (the default score and its terms, the paper's anomaly/gen/disc
+    scores, their sigma values, reconstruction), score_fast (the same, encoder only), reconstruct
+    (stretched image, reconstruction, residual, z), generate (z -> images) and, with --cae, embed
+    (CAE latents). A run calibrated with variance and mask planes also gets score_planes (flux,
+    variance and int32 mask bits in: the scores with the planes, as the catalog has them). Each
+    export is a new version; the run's manifest is stored as the asset assets/tfanomaly.json.
     """
     from tfanomaly.pipelines.export import export
 
