@@ -32,7 +32,8 @@ from tfanomaly.pipelines.beam_score import SCORING_SIGNATURES, BeamScoreConfig
     type=click.Choice(SCORING_SIGNATURES),
     default=BeamScoreConfig.signature,
     show_default=True,
-    help="Scoring signature (score_fast: encoder only).",
+    help="Scoring signature (score_fast: encoder only; score_planes: with the data set's "
+    "variance and mask planes, for the export of a run calibrated with them).",
 )
 @click.option(
     "--min-batch-size",

@@ -16,9 +16,9 @@ import numpy as np
 
 from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.pipelines.config import CatalogConfig, ClientConfig
+from tfanomaly.serving.signatures import PLANES_SIGNATURE, SCORING_SIGNATURES
 
 EXPORT_MANIFEST = "assets/tfanomaly.json"  # written by tfanomaly.serving.saved_model
-SCORING_SIGNATURES = ("serving_default", "score_fast")
 BEAM_PARTS = ".beam-parts"
 
 
@@ -27,7 +27,9 @@ class BeamScoreConfig:
     """Options of ``tfanomaly beam-score``.
 
     Args:
-        signature: the export's scoring signature (``score_fast``: encoder only).
+        signature: the export's scoring signature (``score_fast``: encoder only;
+            ``score_planes``: with the data set's variance and mask planes, for the export of a
+            run calibrated with them).
         min_batch_size, max_batch_size: bounds of the inference batches (Beam's
             ``BatchElements`` inside ``RunInference`` adapts within them); on CPUs bounds of 32,
             128 and 512 score within 10% of one another (benchmarks/bench_beam.py).
@@ -156,10 +158,15 @@ def beam_score(
     check_catalog_format(catalog_format)
     export_dir = resolve_export(export_dir)
     manifest = read_export_manifest(export_dir)
-    if config.signature not in manifest.get("signatures", SCORING_SIGNATURES):
+    # An export's manifest lists its signatures (older ones: the two flux-only scorers).
+    if config.signature not in manifest.get("signatures", SCORING_SIGNATURES[:2]):
         raise ConfigError(f"{export_dir} has no signature {config.signature!r}")
     info = DatasetInfo.from_folder(data_dir)
     check_run_takes(manifest, info)  # the export's manifest carries the run's model shape
+    send_planes = tuple(info.planes) if config.signature == PLANES_SIGNATURE else ()
+    if config.signature == PLANES_SIGNATURE and "mask" not in send_planes:
+        raise ConfigError(f"{data_dir} has no mask plane, which --signature {PLANES_SIGNATURE} "
+                          "needs: use serving_default (the calibrated scatter)")  # fmt: skip
     if info.count == 0:
         raise ConfigError("nothing to score: the data set is empty")
     try:
@@ -189,7 +196,8 @@ def beam_score(
     started = time.perf_counter()
     with beam.Pipeline(options=options) as pipeline:
         add_scoring(pipeline, list(info.files), tuple(info.shape), handler, raw_prefix,
-                    config.parse_batch_size, info.masked_bits if "mask" in info.planes else 0)  # fmt: skip
+                    config.parse_batch_size, info.masked_bits if "mask" in info.planes else 0,
+                    send_planes)  # fmt: skip
     seconds = time.perf_counter() - started
     columns = _checked_complete(gather_raw_scores(f"{raw_prefix}*.parquet"), info.count)
     source = {"engine": "beam", "export": str(export_dir.resolve()), "model": manifest.get("name"),

@@ -43,9 +43,13 @@ class _Signature:
     def __init__(self, loaded, signature: str):
         self.loaded, self.function = loaded, loaded.signatures[signature]
 
-    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        out = self.function(images=images)
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.function(**inputs)
         return {key: out[name].numpy() for name, key in SCORE_OUTPUTS.items()}
+
+
+# The signature inputs each parsed cutout carries, under the data set's feature names.
+SIGNATURE_INPUTS = {"images": "image", "variance": "variance", "mask": "mask"}
 
 
 class ExportHandler(ModelHandler):
@@ -53,7 +57,8 @@ class ExportHandler(ModelHandler):
 
     Loads the SavedModel with ``tf.saved_model.load`` (Beam's stock TensorFlow handlers load
     through Keras, which cannot read a plain SavedModel under Keras 3) and calls one of its
-    scoring signatures (``serving_default`` or ``score_fast``) on a stacked batch of raw flux.
+    scoring signatures (``serving_default`` or ``score_fast``) on a stacked batch of raw flux;
+    ``score_planes`` also gets the cutouts' variance and mask planes (the shards' mask bits).
 
     Args:
         export_dir: the version folder (``MODEL_BASE/<name>/<version>``); any path TF's file
@@ -76,34 +81,39 @@ class ExportHandler(ModelHandler):
         return _Signature(tf.saved_model.load(self.export_dir), self.signature)
 
     def run_inference(self, batch, model: _Signature, inference_args=None):
-        scores = model(np.stack([cutout["image"] for cutout in batch]))
+        inputs = {alias: np.stack([cutout[key] for cutout in batch])
+                  for alias, key in SIGNATURE_INPUTS.items() if key in batch[0]}  # fmt: skip
+        scores = model(**inputs)
         return [
             PredictionResult(cutout, {key: values[i] for key, values in scores.items()})
             for i, cutout in enumerate(batch)
         ]
 
     def get_num_bytes(self, batch) -> int:
-        return sum(cutout["image"].nbytes for cutout in batch)
+        return sum(cutout[key].nbytes for cutout in batch for key in SIGNATURE_INPUTS.values()
+                   if key in cutout)  # fmt: skip
 
     def get_metrics_namespace(self) -> str:
         return "tfanomaly"
 
 
-def parse_records(records: list[bytes], shape: tuple[int, int, int], masked_bits: int = 0):
+def parse_records(records: list[bytes], shape: tuple[int, int, int], masked_bits: int = 0,
+                  send_planes: tuple[str, ...] = ()):  # fmt: skip
     """(object id, cutout) for each serialized cutout of a batch, parsed by the data set's schema
     (tfanomaly.data.schema, in one TF call per batch): raw flux, the catalog columns and
     ``n_masked``, the pixels with any of ``masked_bits`` set (0 without a mask plane), as the
-    in-process scorer counts them. The mask itself does not travel further: the export scores
-    the flux."""
+    in-process scorer counts them. ``send_planes``: the planes that travel on to the export
+    (``score_planes``: the variance and the mask bits as the shards hold them); the others only
+    score the flux."""
     from tfanomaly._tf import import_tensorflow_quietly
 
     tf = import_tensorflow_quietly()
-    planes = ("mask",) if masked_bits else ()
+    planes = tuple(dict.fromkeys((*send_planes, *(("mask",) if masked_bits else ()))))
     parsed = {
         key: value.numpy()
         for key, value in parse_cutouts(tf.constant(records), shape, planes).items()
     }
-    masks = parsed.pop("mask", None)
+    masks = parsed.get("mask") if "mask" in send_planes else parsed.pop("mask", None)
     parsed["n_masked"] = (
         np.zeros(len(parsed["idx"]), np.int32)
         if masks is None
@@ -124,7 +134,8 @@ def raw_row(keyed: tuple[int, PredictionResult]) -> dict:
 
 
 def add_scoring(pipeline, files: list[str], shape: tuple[int, int, int], handler: ModelHandler,
-                raw_prefix: str, parse_batch_size: int, masked_bits: int = 0):  # fmt: skip
+                raw_prefix: str, parse_batch_size: int, masked_bits: int = 0,
+                send_planes: tuple[str, ...] = ()):  # fmt: skip
     """Add read -> parse -> RunInference -> Parquet to ``pipeline``.
 
     The manifest's shard list goes through ``ReadAllFromTFRecord``: each shard is its own source
@@ -141,7 +152,7 @@ def add_scoring(pipeline, files: list[str], shape: tuple[int, int, int], handler
         | "Shard list" >> beam.Create(files)
         | "Read shards" >> ReadAllFromTFRecord(compression_type=CompressionTypes.UNCOMPRESSED)
         | "Batch records" >> beam.BatchElements(min_batch_size=1, max_batch_size=parse_batch_size)
-        | "Parse" >> beam.FlatMap(parse_records, shape, masked_bits)
+        | "Parse" >> beam.FlatMap(parse_records, shape, masked_bits, send_planes)
         | "Score" >> RunInference(KeyedModelHandler(handler))
         | "Rows" >> beam.Map(raw_row)
         | "Write raw scores" >> WriteToParquet(raw_prefix, RAW_SCHEMA, file_name_suffix=".parquet")

@@ -13,13 +13,8 @@ from tfanomaly.models.cae import cae_encoder
 from tfanomaly.models.config import InversionConfig
 from tfanomaly.pipelines.run import load_inverter, load_network, load_run, run_stretch, stage_record
 from tfanomaly.results.catalog import STATS_FILE, read_statistics
-from tfanomaly.serving.saved_model import (
-    MODEL_NAME,
-    PLANES_SIGNATURE,
-    SIGNATURES,
-    AnomalyScorer,
-    save_version,
-)
+from tfanomaly.serving.saved_model import MODEL_NAME, AnomalyScorer, save_version
+from tfanomaly.serving.signatures import PLANES_SIGNATURE, SIGNATURES
 
 
 def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,

@@ -40,7 +40,7 @@ from tfanomaly.results.catalog import (
     VECTOR_OUTPUTS,
     finalize,
 )
-from tfanomaly.serving.saved_model import PLANES_SIGNATURE
+from tfanomaly.serving.signatures import PLANES_SIGNATURE
 
 PARTS = ".parts"
 # The results columns that come from the data set: results key -> key of a parsed batch

@@ -16,10 +16,9 @@ from tfanomaly.data.dataset import fill_masked
 from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.results.catalog import SCORE_KEYS, SCORE_OUTPUTS
+from tfanomaly.serving.signatures import PLANES_SIGNATURE
 
 MODEL_NAME = "tfanomaly"
-SIGNATURES = ("serving_default", "score_fast", "reconstruct", "generate")
-PLANES_SIGNATURE = "score_planes"  # only in the export of a run calibrated with planes
 
 
 class AnomalyScorer(tf.Module):
