@@ -37,8 +37,8 @@ from tfanomaly.models.morphology import feature_names, morphology, stamp_noise  
 from tfanomaly.models.noise_score import (  # noqa: E402
     fit_linear,
     fit_linear_levels,
-    interpolate_levels,
     level_knots,
+    level_variances,
     linear_model,
     residual_maps,
 )
@@ -73,10 +73,7 @@ class Linear:
             chunk = images[start : start + CHUNK]
             residual, level = residual_maps(chunk, linear_model(self.mean, self.components, chunk),
                                             sigma)  # fmt: skip
-            shape = tf.shape(level)
-            bands = tf.reshape(tf.transpose(level, [3, 0, 1, 2]), [shape[3], -1])
-            model = interpolate_levels(level_knots(edges), tf.constant(variances), bands)
-            model = tf.transpose(tf.reshape(model, tf.gather(shape, [3, 0, 1, 2])), [1, 2, 3, 0])
+            model = level_variances(level_knots(edges), tf.constant(variances), level)
             out.append((tf.square(residual) / model).numpy())
         return np.concatenate(out)
 

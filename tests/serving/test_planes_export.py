@@ -173,15 +173,11 @@ def test_clients_score_a_data_set_with_planes_through_score_planes(planes_export
 
 
 def test_planes_signature_refusals(planes_export, tmp_path):
-    class Client:
-        signature = PLANES_SIGNATURE
-
     info = DatasetInfo.from_folder(planes_export["folder"] / "ds")
-    assert remote_planes(Client(), info, True) == ("variance", "mask")
+    assert remote_planes(PLANES_SIGNATURE, info, True) == ("variance", "mask")
     with pytest.raises(ConfigError, match="drop --no-planes"):
-        remote_planes(Client(), info, False)
-    Client.signature = "serving_default"
-    assert remote_planes(Client(), info, True) == ()
+        remote_planes(PLANES_SIGNATURE, info, False)
+    assert remote_planes("serving_default", info, True) == ()
     # The data set names the mask bits to leave out: without it there is nothing to export.
     folder = planes_export["folder"]
     (folder / "ds").rename(folder / "ds-away")

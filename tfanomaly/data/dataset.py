@@ -34,6 +34,21 @@ def fill_masked(images, masks):
     return images * valid + local * (1.0 - valid)
 
 
+def apply_mask(batch: dict, fill: bool = True) -> dict:
+    """A batch of raw flux whose ``mask`` is bool (True = left out) with the masked pixels made
+    harmless: their flux filled from their neighbours (:func:`fill_masked`, where ``fill``) and
+    their ``variance``, if any, set to 0. What the data pipeline does after reading a shard, and
+    the SavedModel's ``score_planes`` does to what a client sends."""
+    import tensorflow as tf
+
+    out = dict(batch)
+    if fill:
+        out["image"] = fill_masked(batch["image"], batch["mask"])
+    if "variance" in batch:
+        out["variance"] = tf.where(batch["mask"], 0.0, batch["variance"])
+    return out
+
+
 def stretch_batch(batch: dict, stretch: LuptonStretch) -> dict:
     """A batch of ``load_dataset(..., stretch=None)`` (raw flux, masked pixels already filled) in
     the units ``stretch`` gives: ``image`` stretched, ``variance`` through the stretch
@@ -141,10 +156,7 @@ def load_dataset(
         parsed = dict(parsed)
         if "mask" in parsed:
             parsed["mask"] = tf.not_equal(tf.bitwise.bitwise_and(parsed["mask"], masked_bits), 0)
-            if fill:
-                parsed["image"] = fill_masked(parsed["image"], parsed["mask"])
-        if "variance" in parsed and "mask" in parsed:
-            parsed["variance"] = tf.where(parsed["mask"], 0.0, parsed["variance"])
+            parsed = apply_mask(parsed, fill)
         return parsed if stretch is None else stretch_batch(parsed, stretch)
 
     # XLA fuses the stretch's dozen element-wise ops into one kernel: 2.3x the read throughput

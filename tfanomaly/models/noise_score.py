@@ -229,6 +229,17 @@ def interpolate_levels(knots, values, levels):
     return v0 + t * (v1 - v0)
 
 
+def level_variances(knots, variances, levels):
+    """(B, H, W, C) calibrated variance at each pixel's brightness ``levels`` (B, H, W, C): per
+    band, :func:`interpolate_levels` over that band's ``knots`` (:func:`level_knots`) and
+    ``variances``."""
+    shape = tf.shape(levels)
+    # Bands first, pixels flattened: the lookup runs per band over its own knots.
+    bands = tf.reshape(tf.transpose(levels, [3, 0, 1, 2]), [shape[3], -1])
+    model = interpolate_levels(knots, variances, bands)
+    return tf.transpose(tf.reshape(model, tf.gather(shape, [3, 0, 1, 2])), [1, 2, 3, 0])
+
+
 def residual_maps(images, reconstructions, sigma: float):
     """The smoothed residual and the smoothed reconstruction, the two maps the score reads."""
     return smooth(images - reconstructions, sigma), smooth(reconstructions, sigma)
@@ -332,11 +343,7 @@ class NoiseAwareScore(tf.Module):
         binned = table.plane_variances if planes else table.variances
         residual, level, noise, kept = plane_maps(images, reconstructions, table.sigma, variance,
                                                   mask)  # fmt: skip
-        # Bands first, pixels flattened: the lookup runs per band over its own knots.
-        shape = tf.shape(level)
-        bands = tf.reshape(tf.transpose(level, [3, 0, 1, 2]), [shape[3], -1])
-        model = interpolate_levels(table.knots, binned, bands)
-        model = tf.transpose(tf.reshape(model, tf.gather(shape, [3, 0, 1, 2])), [1, 2, 3, 0])
+        model = level_variances(table.knots, binned, level)
         # The reshape from tf.shape loses the static shape where the batch size is unknown (an
         # exported signature); the top-k summary needs it back.
         model = tf.ensure_shape(model, residual.shape)

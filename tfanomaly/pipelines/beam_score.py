@@ -16,7 +16,7 @@ import numpy as np
 
 from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.pipelines.config import CatalogConfig, ClientConfig
-from tfanomaly.serving.signatures import PLANES_SIGNATURE, SCORING_SIGNATURES
+from tfanomaly.serving.signatures import FLUX_SCORING_SIGNATURES, SCORING_SIGNATURES
 
 EXPORT_MANIFEST = "assets/tfanomaly.json"  # written by tfanomaly.serving.saved_model
 BEAM_PARTS = ".beam-parts"
@@ -151,7 +151,7 @@ def beam_score(
     """
     from tfanomaly.data.manifest import DatasetInfo
     from tfanomaly.pipelines.run import check_run_takes
-    from tfanomaly.pipelines.score import check_catalog_format, write_scores
+    from tfanomaly.pipelines.score import check_catalog_format, remote_planes, write_scores
 
     config = config or BeamScoreConfig()
     config.validate()
@@ -159,14 +159,11 @@ def beam_score(
     export_dir = resolve_export(export_dir)
     manifest = read_export_manifest(export_dir)
     # An export's manifest lists its signatures (older ones: the two flux-only scorers).
-    if config.signature not in manifest.get("signatures", SCORING_SIGNATURES[:2]):
+    if config.signature not in manifest.get("signatures", FLUX_SCORING_SIGNATURES):
         raise ConfigError(f"{export_dir} has no signature {config.signature!r}")
     info = DatasetInfo.from_folder(data_dir)
     check_run_takes(manifest, info)  # the export's manifest carries the run's model shape
-    send_planes = tuple(info.planes) if config.signature == PLANES_SIGNATURE else ()
-    if config.signature == PLANES_SIGNATURE and "mask" not in send_planes:
-        raise ConfigError(f"{data_dir} has no mask plane, which --signature {PLANES_SIGNATURE} "
-                          "needs: use serving_default (the calibrated scatter)")  # fmt: skip
+    send_planes = remote_planes(config.signature, info)
     if info.count == 0:
         raise ConfigError("nothing to score: the data set is empty")
     try:

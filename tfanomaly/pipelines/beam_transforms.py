@@ -108,7 +108,8 @@ def parse_records(records: list[bytes], shape: tuple[int, int, int], masked_bits
     from tfanomaly._tf import import_tensorflow_quietly
 
     tf = import_tensorflow_quietly()
-    planes = tuple(dict.fromkeys((*send_planes, *(("mask",) if masked_bits else ()))))
+    # The planes sent always include the mask (beam_score checks), which n_masked reads.
+    planes = send_planes or (("mask",) if masked_bits else ())
     parsed = {
         key: value.numpy()
         for key, value in parse_cutouts(tf.constant(records), shape, planes).items()

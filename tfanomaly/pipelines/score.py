@@ -128,10 +128,11 @@ def _remote_scorer(
     return call
 
 
-def remote_planes(client, info: DatasetInfo, planes: bool) -> tuple[str, ...]:
-    """The planes a remote scorer sends: the data set's, for the ``score_planes`` signature
-    (which needs a mask plane), none for every other signature."""
-    if client.signature != PLANES_SIGNATURE:
+def remote_planes(signature: str, info: DatasetInfo, planes: bool = True) -> tuple[str, ...]:
+    """The planes a remote scorer (a client, or Beam's RunInference) sends with the flux: the
+    data set's, for the ``score_planes`` signature (which needs a mask plane), none for every
+    other signature."""
+    if signature != PLANES_SIGNATURE:
         return ()
     if not planes:
         raise ConfigError(
@@ -196,7 +197,7 @@ def score(
         source = run_dir
     else:
         scorer = _remote_scorer(client, config.store_images, info.stretch,
-                                remote_planes(client, info, planes))  # fmt: skip
+                                remote_planes(client.signature, info, planes))  # fmt: skip
         source = client
     out_dir.mkdir(parents=True, exist_ok=True)
     ledger = _prepare_parts(out_dir, _job_fingerprint(source, info, config, planes))

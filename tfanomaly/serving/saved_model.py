@@ -12,7 +12,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from tfanomaly.data.dataset import fill_masked
+from tfanomaly.data.dataset import apply_mask, stretch_batch
 from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.results.catalog import SCORE_KEYS, SCORE_OUTPUTS
@@ -72,45 +72,44 @@ class AnomalyScorer(tf.Module):
         self.means = {k: tf.constant(stats[k]["mean"], tf.float32) for k in SCORE_KEYS}
         self.stds = {k: tf.constant(stats[k]["std"] or 1.0, tf.float32) for k in SCORE_KEYS}
 
+    def _checked_batch(self, tensor, what: str):
+        """``tensor`` checked to be a batch of this model's cutouts (INVALID_ARGUMENT otherwise,
+        with a message that starts with ``what`` to send and names the expected shape)."""
+        height, width, bands = self.image_shape
+        return _checked(tensor, [height, width, bands],
+                        f"{what} as a 4-D batch (N, {height}, {width}, {bands})")  # fmt: skip
+
+    def _flux(self, images):
+        height, width, bands = self.image_shape
+        return self._checked_batch(images, f"this model scores {height}x{width} cutouts with {bands} "
+                             "band(s): send raw flux")  # fmt: skip
+
     def _prepare(self, images):
         """Check the shape, clean non-finite pixels, stretch: (stretched, flux)."""
-        height, width, bands = self.image_shape
-        images = _checked(
-            images,
-            [height, width, bands],
-            f"this model scores {height}x{width} cutouts with {bands} band(s): send raw flux as "
-            f"a 4-D batch (N, {height}, {width}, {bands})",
-        )
+        images = self._flux(images)
         images = tf.where(tf.math.is_finite(images), images, tf.zeros_like(images))
         return self.stretch(images), images
 
     def _prepare_planes(self, images, variance, mask):
         """What ingest and the data pipeline do to a cutout with planes, in the graph: pixels
         with a masked bit, non-finite flux or (with a variance plane) a variance that is not a
-        positive number are masked; masked flux is filled from its neighbours (``fill_masked``)
-        and its variance set to 0; then the stretch, of the flux and of the variance.
+        positive number are masked (ingest's invalid pixels), made harmless as the data pipeline
+        does (``apply_mask``), then stretched with their variance (``stretch_batch``).
         Returns (stretched, flux, stretched variance or None, stretched mask)."""
-        height, width, bands = self.image_shape
-        expected = f"a 4-D batch (N, {height}, {width}, {bands})"
-        images = _checked(images, [height, width, bands],
-                          f"this model scores {height}x{width} cutouts with {bands} band(s): "
-                          f"send raw flux as {expected}")  # fmt: skip
-        variance = _checked(variance, [height, width, bands],
-                            f"variance: send the flux variance as {expected}")  # fmt: skip
-        mask = _checked(mask, [height, width, bands],
-                        f"mask: send the int32 mask bits as {expected}")  # fmt: skip
-        masked = tf.not_equal(tf.bitwise.bitwise_and(mask, self.masked_bits), 0)
-        masked = tf.logical_or(masked, tf.logical_not(tf.math.is_finite(images)))
+        images = self._flux(images)
+        variance = self._checked_batch(variance, "variance: send the flux variance")
+        mask = self._checked_batch(mask, "mask: send the int32 mask bits")
+        finite = tf.math.is_finite(images)
+        masked = tf.logical_or(tf.not_equal(tf.bitwise.bitwise_and(mask, self.masked_bits), 0),
+                               tf.logical_not(finite))  # fmt: skip
+        batch = {"image": tf.where(finite, images, tf.zeros_like(images))}
         if "variance" in self.planes:
             good = tf.logical_and(tf.math.is_finite(variance), variance > 0)
             masked = tf.logical_or(masked, tf.logical_not(good))
-        images = tf.where(tf.math.is_finite(images), images, tf.zeros_like(images))
-        flux = fill_masked(images, masked)
-        stretched_variance = None
-        if "variance" in self.planes:
-            variance = tf.where(masked, tf.zeros_like(variance), variance)
-            stretched_variance = self.stretch.variance(flux, variance)
-        return self.stretch(flux), flux, stretched_variance, tf.reverse(masked, axis=[-1])
+            batch["variance"] = variance
+        batch = apply_mask({**batch, "mask": masked})
+        stretched = stretch_batch(batch, self.stretch)
+        return stretched["image"], batch["image"], stretched.get("variance"), stretched["mask"]
 
     def _score_planes(self, images, variance, mask):
         """The default score with the data's variance and mask planes (the plane path of the

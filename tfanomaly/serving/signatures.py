@@ -5,5 +5,7 @@ from __future__ import annotations
 
 SIGNATURES = ("serving_default", "score_fast", "reconstruct", "generate")
 PLANES_SIGNATURE = "score_planes"  # only in the export of a run calibrated with planes
-# The signatures that score (what `score --signature` and `beam-score --signature` may call).
-SCORING_SIGNATURES = ("serving_default", "score_fast", PLANES_SIGNATURE)
+# The signatures that score (what `score --signature` and `beam-score --signature` may call):
+# the two every export has, on flux alone, and the planes one.
+FLUX_SCORING_SIGNATURES = ("serving_default", "score_fast")
+SCORING_SIGNATURES = (*FLUX_SCORING_SIGNATURES, PLANES_SIGNATURE)
