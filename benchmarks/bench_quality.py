@@ -32,9 +32,9 @@ from tfanomaly.pipelines.config import IngestConfig, ScoreConfig  # noqa: E402
 from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate  # noqa: E402
 from tfanomaly.pipelines.score import score  # noqa: E402
 
-ORDER = ("real_frames_tune", "sim_noise_tune", "real_frames_fresh", "real_colour_fresh",
-         "sim_fresh", "sim_noise_fresh", "sim_fresh48", "sim_noise_fresh48")  # fmt: skip
-TUNING = ("real_frames_tune", "sim_noise_tune")
+ORDER = ("real_frames_tune", "sim_noise_tune", "sim_tune48", "real_frames_fresh",
+         "real_colour_fresh", "sim_fresh", "sim_noise_fresh", "sim_fresh48", "sim_noise_fresh48")  # fmt: skip
+TUNING = ("real_frames_tune", "sim_noise_tune", "sim_tune48")
 PRESETS = {32: "cpu32", 48: "cpu48"}
 
 

@@ -271,8 +271,8 @@ def build_real_sets(cache: Path, out: Path, n: int = 6000, size: int = 32,
 def build_simulated_sets(out: Path, n: int = 6000, names=None) -> dict[str, Path]:
     """Simulated surveys with survey noise (correlated, background, quantised, other units): a
     tuning one (seed 110, 32 px) and fresh ones (seed 210 at 32 px, flux x 100; seed 310 at 48 px,
-    flux x 0.01), plus the white-noise fresh surveys of README (seed 200 at 32 px, 300 at 48 px);
-    only those in ``names`` (all when None)."""
+    flux x 0.01), the white-noise fresh surveys of README (seed 200 at 32 px, 300 at 48 px) and a
+    white-noise 48-px tuning survey (seed 400); only those in ``names`` (all when None)."""
     from tfanomaly.pipelines.simulate import simulate_survey
     from tfanomaly.simulate.config import SurveyConfig, sky_sigma
     from tfanomaly.simulate.noise import SurveyNoise, apply_survey_noise
@@ -280,7 +280,7 @@ def build_simulated_sets(out: Path, n: int = 6000, names=None) -> dict[str, Path
     written = {}
     plans = (("sim_noise_tune", 32, 110, 1.0), ("sim_noise_fresh", 32, 210, 100.0),
              ("sim_noise_fresh48", 48, 310, 0.01), ("sim_fresh", 32, 200, None),
-             ("sim_fresh48", 48, 300, None))  # fmt: skip
+             ("sim_fresh48", 48, 300, None), ("sim_tune48", 48, 400, None))  # fmt: skip
     for name, size, seed, scale in plans:
         if names is not None and name not in names:
             continue
