@@ -71,8 +71,8 @@ class Linear:
         out = []
         for start in range(0, len(images), CHUNK):
             chunk = images[start : start + CHUNK]
-            residual, level = residual_maps(chunk, linear_model(self.mean, self.components, chunk),
-                                            sigma)  # fmt: skip
+            model = linear_model(self.mean, self.components, chunk, self.settings.robust_iterations)
+            residual, level = residual_maps(chunk, model, sigma)
             model = level_variances(level_knots(edges), tf.constant(variances), level)
             out.append((tf.square(residual) / model).numpy())
         return np.concatenate(out)
@@ -182,8 +182,9 @@ def debris(config: SurveyConfig, labels: np.ndarray, stretch, model: Linear, cou
     images = stretch(pair + np.concatenate([noise, noise])).numpy()
     with_it, without_it = images[: len(rows)], images[len(rows) :]
     difference = with_it - without_it
-    kept = linear_model(model.mean, model.components, with_it) - linear_model(
-        model.mean, model.components, without_it
+    iterations = model.settings.robust_iterations
+    kept = linear_model(model.mean, model.components, with_it, iterations) - linear_model(
+        model.mean, model.components, without_it, iterations
     )
     reproduced = (difference * kept).sum(axis=(1, 2, 3)) / (difference**2).sum(axis=(1, 2, 3))
     extended = model.score(with_it, True) / model.score(without_it, True)

@@ -291,6 +291,14 @@ def train_encoder(
     help="With --terms residual,feature only: the feature term's weight (residual: 1 - it).",
 )
 @click.option(
+    "--robust-iterations",
+    default=ScoreSettings.robust_iterations,
+    show_default=True,
+    help="Reweighted least-squares steps of the PCA model's fit to each cutout, for the linear "
+    "and extended terms (0: plain least squares): pixels it cannot fit, such as a cosmic ray or "
+    "a trail, stay in the residual instead of bending the model.",
+)
+@click.option(
     "--seed",
     default=CalibrateConfig.seed,
     show_default=True,
@@ -308,7 +316,7 @@ def train_encoder(
 @_uses_tensorflow
 def calibrate_command(
     run_dir, data, fit_size, smooth_sigma, top_fraction, components, terms, combine,
-    feature_weight, seed, planes, quiet
+    feature_weight, robust_iterations, seed, planes, quiet
 ):  # fmt: skip
     """Fit the default score's statistics for the run RUN_DIR (`train encoder` does it already).
 
@@ -329,6 +337,7 @@ def calibrate_command(
         feature_weight=feature_weight,
         terms=tuple(t.strip() for t in terms.split(",") if t.strip()),
         combine=combine,
+        robust_iterations=robust_iterations,
     )
     calibrate(
         run_dir,

@@ -337,6 +337,9 @@ class ScoreSettings:
             ``morphology`` (k-NN distance in standard morphology parameters of the flux).
         combine: ``mean`` or ``max`` of the terms' robust z of log.
         linear_components: principal components of the linear model.
+        robust_iterations: reweighted least-squares steps of the linear model's projection (0:
+            plain least squares, as calibrations made before it): pixels it cannot fit lose
+            their pull on the fit and stay in the residual.
         extended_sigma: width in pixels of the extended term's Gaussian filter.
         extended_top_fraction: the extended term's top fraction of the chi^2 map.
         morphology_neighbours: k of the morphology term's k-NN distance.
@@ -351,6 +354,7 @@ class ScoreSettings:
     terms: tuple[str, ...] = ("feature", "linear", "extended", "morphology")
     combine: str = "mean"
     linear_components: int = 50
+    robust_iterations: int = 3
     extended_sigma: float = 3.0
     extended_top_fraction: float = 0.3
     morphology_neighbours: int = 5
@@ -387,6 +391,8 @@ class ScoreSettings:
             raise ConfigError(f"combine must be mean or max, got {self.combine!r}")
         if self.linear_components < 1:
             raise ConfigError("the linear model needs at least 1 component")
+        if not 0 <= self.robust_iterations <= 20:
+            raise ConfigError(f"robust iterations must be in [0, 20], got {self.robust_iterations}")
         if self.morphology_neighbours < 1 or self.reference_size <= self.morphology_neighbours:
             raise ConfigError("the morphology term needs k >= 1 and more reference cutouts than k")
 

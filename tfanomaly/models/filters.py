@@ -1,5 +1,5 @@
 """Gaussian smoothing of image batches in stock TF ops (matched filters for the scores and the
-morphology parameters)."""
+morphology parameters), and the median and MAD-sigma they measure noise with."""
 
 from __future__ import annotations
 
@@ -30,3 +30,13 @@ def smooth(images, sigma: float):
     column = tf.constant(np.tile(taps[:, None, None, None], (1, 1, channels, 1)))
     out = tf.nn.depthwise_conv2d(images, row, [1, 1, 1, 1], "VALID")
     return tf.nn.depthwise_conv2d(out, column, [1, 1, 1, 1], "VALID")
+
+
+MAD_SIGMA = 1.4826  # the MAD of a Gaussian times this is its sigma
+
+
+def median(values):
+    """Median over the last axis (static length)."""
+    n = values.shape[-1]
+    ordered = tf.sort(values, axis=-1)
+    return 0.5 * (ordered[..., (n - 1) // 2] + ordered[..., n // 2])

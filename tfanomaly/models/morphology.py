@@ -14,11 +14,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfanomaly.models.filters import smooth
+from tfanomaly.models.filters import MAD_SIGMA, median, smooth
 
 NAMES = ("log_flux", "r50", "concentration", "asymmetry", "smoothness", "gini", "ellipticity",
          "centroid_offset", "peak_fraction", "log_noise")  # fmt: skip
-_MAD = 1.4826
 
 
 def colour_names(bands: int) -> tuple[str, ...]:
@@ -38,14 +37,7 @@ def stamp_noise(images):
     diff = images[:, ::2, 1::2, :] - images[:, ::2, 0:-1:2, :]
     count = diff.shape[1] * diff.shape[2]
     flat = tf.reshape(tf.transpose(diff, [0, 3, 1, 2]), [-1, bands, count])
-    return _MAD * _median(tf.abs(flat)) / np.sqrt(2.0)
-
-
-def _median(values):
-    """Median over the last axis (static length)."""
-    n = values.shape[-1]
-    ordered = tf.sort(values, axis=-1)
-    return 0.5 * (ordered[..., (n - 1) // 2] + ordered[..., n // 2])
+    return MAD_SIGMA * median(tf.abs(flat)) / np.sqrt(2.0)
 
 
 def _radius_order(size: int):

@@ -33,12 +33,14 @@ import tensorflow as tf
 from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.fileio import atomic_path
 from tfanomaly.models.config import ScoreSettings
-from tfanomaly.models.filters import gaussian_kernel, smooth  # noqa: F401 (re-exported)
+from tfanomaly.models.filters import MAD_SIGMA, gaussian_kernel, median, smooth  # noqa: F401 (re-exported)
 from tfanomaly.models.morphology import morphology
 from tfanomaly.models.pixel_noise import smoothed_chi2
 
 # Median of chi^2 with one degree of freedom: a robust variance is median(r^2) / this.
 _CHI2_MEDIAN = 0.4549364231195724
+# The robust linear projection's Cauchy scale, in MAD-sigmas of a band's residual (3-6 measured).
+ROBUST_SCALE = 4.0
 
 
 @dataclass
@@ -173,6 +175,8 @@ class Calibration:
                 settings = json.loads(str(data["settings"]))
                 # Before the linear and morphology terms, a calibration had the two GAN terms.
                 settings.setdefault("terms", ["residual", "feature"])
+                # Before the robust projection, the linear model was least squares.
+                settings.setdefault("robust_iterations", 0)
                 calibration = cls(
                     settings=ScoreSettings(**settings),
                     residual_variance=float(data["residual_variance"]),
@@ -381,11 +385,10 @@ class NoiseAwareScore(tf.Module):
         return tf.matmul(centred, self.components, transpose_b=True) / tf.sqrt(self.eigenvalues)
 
     def linear_reconstruction(self, images):
-        """The images projected on the data set's principal components (a linear model)."""
-        flat = tf.reshape(images, [tf.shape(images)[0], -1])
-        coefficients = tf.matmul(flat - self.linear_mean, self.linear_components, transpose_b=True)
-        model = tf.matmul(coefficients, self.linear_components) + self.linear_mean
-        return tf.reshape(model, tf.shape(images))
+        """The images projected on the data set's principal components (a linear model), by
+        least squares reweighted ``settings.robust_iterations`` times (:func:`project_linear`)."""
+        return project_linear(self.linear_mean, self.linear_components, images,
+                              self.settings.robust_iterations)  # fmt: skip
 
     def linear_score(self, images, variance=None, mask=None, model=None):
         """The noise-aware residual (smoothed, over its scatter at each brightness, top
@@ -568,11 +571,51 @@ def fit_linear(settings: ScoreSettings, images: np.ndarray, pixels_per_image: in
     return mean, components, edges, variances
 
 
-def linear_model(mean: np.ndarray, components: np.ndarray, images: np.ndarray) -> np.ndarray:
-    """(N, H, W, C) cutouts projected on the linear model (numpy, float32)."""
-    flat = images.reshape(len(images), -1)
-    return (((flat - mean) @ components.T) @ components + mean).reshape(images.shape).astype(
-        np.float32)  # fmt: skip
+def _band_sigma(residual):
+    """(B, 1, 1, C) MAD-sigma of each image's band of a (B, H, W, C) residual (static H, W, C)."""
+    _, height, width, bands = residual.shape
+    per_band = tf.reshape(tf.transpose(residual, [0, 3, 1, 2]), [-1, bands, height * width])
+    return tf.reshape(MAD_SIGMA * median(tf.abs(per_band)), [-1, 1, 1, bands])
+
+
+def project_linear(mean, components, images, iterations: int = 0):
+    """(B, H, W, C) stretched cutouts -> their linear model (TF, float32): the least-squares
+    projection on the orthonormal principal ``components`` (K, H*W*C) about ``mean``, then
+    ``iterations`` steps towards the M-estimate with Cauchy's psi(r) = r / (1 + (r / (c s))^2),
+    c = ROBUST_SCALE and s each band's MAD-sigma of the least-squares residual (on every other row
+    and column). Each step projects the pseudo-observations model + psi(residual) (Huber 1981),
+    two matmuls of the least-squares cost; its fixed point is the weighted normal equations'
+    (sum over pixels of w r v = 0). A pixel the model cannot fit (a cosmic ray, a trail, debris)
+    so loses its pull on the coefficients and stays in the residual instead of bending the model
+    towards it: won 0.003-0.011 AUROC on the three tuning sets (README "Detection quality on real
+    images")."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    mean = tf.convert_to_tensor(mean, tf.float32)
+    components = tf.convert_to_tensor(components, tf.float32)
+    shape = tf.shape(images)
+    centred = tf.reshape(images, [shape[0], -1]) - mean
+    coefficients = tf.matmul(centred, components, transpose_b=True)
+    scale = None
+    for _ in range(iterations):
+        # ensure_shape: the reshape from tf.shape loses the static H, W, C the median needs.
+        residual = tf.ensure_shape(
+            tf.reshape(centred - tf.matmul(coefficients, components), shape), images.shape
+        )
+        if scale is None:
+            scale = ROBUST_SCALE * _band_sigma(residual[:, ::2, ::2, :]) + 1e-12
+        psi = residual / (1.0 + tf.square(residual / scale))
+        coefficients += tf.matmul(tf.reshape(psi, [shape[0], -1]), components, transpose_b=True)
+    return tf.reshape(tf.matmul(coefficients, components) + mean, shape)
+
+
+def linear_model(mean: np.ndarray, components: np.ndarray, images: np.ndarray,
+                 iterations: int = 0) -> np.ndarray:  # fmt: skip
+    """(N, H, W, C) cutouts projected on the linear model (numpy, float32; see
+    :func:`project_linear`), in chunks."""
+    return np.concatenate([
+        project_linear(mean, components, images[start : start + 256], iterations).numpy()
+        for start in range(0, len(images), 256)
+    ]) if len(images) else np.asarray(images, np.float32)  # fmt: skip
 
 
 def fit_linear_levels(settings: ScoreSettings, mean, components, images, pixels_per_image, rng,
@@ -587,7 +630,8 @@ def fit_linear_levels(settings: ScoreSettings, mean, components, images, pixels_
         count = len(images[chunk])
         picks = rng.integers(0, np.prod(images.shape[1:3]), (count, pixels_per_image))
         samples.append(sample_maps(
-            settings, images[chunk], linear_model(mean, components, images[chunk]), picks,
+            settings, images[chunk],
+            linear_model(mean, components, images[chunk], settings.robust_iterations), picks,
             None if variances is None else variances[chunk],
             None if masks is None else masks[chunk], sigma))  # fmt: skip
     bands = images.shape[-1]
