@@ -294,9 +294,10 @@ def train_encoder(
     "--robust-iterations",
     default=ScoreSettings.robust_iterations,
     show_default=True,
-    help="Reweighted least-squares steps of the PCA model's fit to each cutout, for the linear "
-    "and extended terms (0: plain least squares): pixels it cannot fit, such as a cosmic ray or "
-    "a trail, stay in the residual instead of bending the model.",
+    help="Steps of the PCA model's fit to each cutout from least squares towards a robust "
+    "(Cauchy M-estimate) fit, for the linear and extended terms (0: plain least squares): pixels "
+    "it cannot fit, such as a cosmic ray or a trail, stay in the residual instead of bending the "
+    "model.",
 )
 @click.option(
     "--seed",

@@ -337,9 +337,9 @@ class ScoreSettings:
             ``morphology`` (k-NN distance in standard morphology parameters of the flux).
         combine: ``mean`` or ``max`` of the terms' robust z of log.
         linear_components: principal components of the linear model.
-        robust_iterations: reweighted least-squares steps of the linear model's projection (0:
-            plain least squares, as calibrations made before it): pixels it cannot fit lose
-            their pull on the fit and stay in the residual.
+        robust_iterations: steps of the linear model's projection from least squares towards
+            the robust (Cauchy M-estimate) fit (0: plain least squares, as calibrations made
+            before it): pixels it cannot fit lose their pull and stay in the residual.
         extended_sigma: width in pixels of the extended term's Gaussian filter.
         extended_top_fraction: the extended term's top fraction of the chi^2 map.
         morphology_neighbours: k of the morphology term's k-NN distance.

@@ -40,3 +40,10 @@ def median(values):
     n = values.shape[-1]
     ordered = tf.sort(values, axis=-1)
     return 0.5 * (ordered[..., (n - 1) // 2] + ordered[..., n // 2])
+
+
+def band_mad_sigma(values):
+    """(B, C) MAD-sigma about 0 of each image's band of (B, H, W, C) values (static H, W, C)."""
+    _, height, width, bands = values.shape
+    per_band = tf.reshape(tf.transpose(values, [0, 3, 1, 2]), [-1, bands, height * width])
+    return MAD_SIGMA * median(tf.abs(per_band))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfanomaly.models.filters import MAD_SIGMA, median, smooth
+from tfanomaly.models.filters import band_mad_sigma, smooth
 
 NAMES = ("log_flux", "r50", "concentration", "asymmetry", "smoothness", "gini", "ellipticity",
          "centroid_offset", "peak_fraction", "log_noise")  # fmt: skip
@@ -35,9 +35,7 @@ def stamp_noise(images):
     other row and column (a quarter of them) are enough, and sorting them is most of the cost."""
     _, height, width, bands = images.shape  # static: the median needs the count
     diff = images[:, ::2, 1::2, :] - images[:, ::2, 0:-1:2, :]
-    count = diff.shape[1] * diff.shape[2]
-    flat = tf.reshape(tf.transpose(diff, [0, 3, 1, 2]), [-1, bands, count])
-    return MAD_SIGMA * median(tf.abs(flat)) / np.sqrt(2.0)
+    return band_mad_sigma(diff) / np.sqrt(2.0)
 
 
 def _radius_order(size: int):
