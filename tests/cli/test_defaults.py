@@ -74,7 +74,9 @@ SOURCES = {
     ),
     "calibrate": {
         **same_names(CalibrateConfig, "fit_size seed"),
-        **same_names(ScoreSettings, "smooth_sigma top_fraction feature_weight combine"),
+        **same_names(
+            ScoreSettings, "smooth_sigma top_fraction feature_weight combine robust_iterations"
+        ),
         "components": (ScoreSettings, "n_components"),
     },
     "beam-score": {
