@@ -65,10 +65,10 @@ def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) ->
 
 
 def inverter_for(preset: str, steps: int, default_score: bool = False,
-                 terms: tuple[str, ...] | None = None) -> LatentInverter:  # fmt: skip
+                 settings: ScoreSettings | None = None) -> LatentInverter:  # fmt: skip
     config = get_preset(preset)
     keras.utils.set_random_seed(0)
-    settings = ScoreSettings(terms=terms) if terms else ScoreSettings()
+    settings = settings or ScoreSettings()
     calibration = synthetic_calibration(preset, settings) if default_score else None
     return LatentInverter(build_generator(config), build_critic(config), build_encoder(config),
                           InversionConfig(steps=steps), calibration)  # fmt: skip
@@ -163,12 +163,17 @@ def bench_preset(preset: str, seconds: float, peak: float) -> None:
     # The default score on top of encoder-only scoring: smoothing, binned chi^2, top-k, one matmul.
     paper_only = inverter_for(preset, 0)
     plain = timed(lambda: paper_only(images)["anomaly_score"].numpy(), seconds)
-    for terms in (("residual", "feature"), ("residual", "feature", "linear"),
-                  ("residual", "feature", "morphology"), ("feature", "linear", "morphology"),
-                  ScoreSettings().terms):  # fmt: skip
-        noise_aware = inverter_for(preset, 0, default_score=True, terms=terms)
+    default = ScoreSettings()
+    variants = [ScoreSettings(terms=terms) for terms in (
+        ("residual", "feature"), ("residual", "feature", "linear"),
+        ("residual", "feature", "morphology"), ("feature", "linear", "morphology"))]  # fmt: skip
+    variants += [ScoreSettings(robust_iterations=0), default]
+    for settings in variants:
+        noise_aware = inverter_for(preset, 0, default_score=True, settings=settings)
         with_score = timed(lambda inv=noise_aware: inv(images, images)["score"].numpy(), seconds)
-        label = "default score" if terms == ScoreSettings().terms else "+".join(terms)
+        label = "+".join(settings.terms)
+        if settings.terms == default.terms:
+            label = "default score" if settings == default else "default, least-squares linear"
         print(f"{preset} encoder only + {label}: {batch / with_score:8,.0f} images/s "
               f"({with_score / plain:.2f}x the time of encoder-only paper scores)")  # fmt: skip
     if preset == "cpu32":

@@ -57,12 +57,12 @@ class Linear:
     def __init__(self, images: np.ndarray, components: int = 50, seed: int = 0):
         self.settings = dataclasses.replace(ScoreSettings(), linear_components=components)
         rng = np.random.default_rng(seed)
-        self.mean, self.components, self.edges, self.variances = fit_linear(
-            self.settings, images, 64, rng
-        )
+        self.mean, self.components = fit_linear(self.settings, images)
+        models = linear_model(self.mean, self.components, images, self.settings.robust_iterations)
+        self.edges, self.variances = fit_linear_levels(self.settings, images, models, 64, rng)
         self.extended_edges, self.extended_variances = fit_linear_levels(
-            self.settings, self.mean, self.components, images, 64, rng,
-            sigma=self.settings.extended_sigma)  # fmt: skip
+            self.settings, images, models, 64, rng, sigma=self.settings.extended_sigma
+        )
 
     def chi2(self, images: np.ndarray, extended: bool) -> np.ndarray:
         sigma = self.settings.extended_sigma if extended else self.settings.smooth_sigma

@@ -276,15 +276,16 @@ def test_a_calibration_without_the_extended_numbers_is_refused(tmp_path):
 
 
 def test_linear_fit_recovers_a_low_rank_survey():
-    from tfanomaly.models.noise_score import fit_linear
+    from tfanomaly.models.noise_score import fit_linear, fit_linear_levels, linear_model
 
     rng = np.random.default_rng(13)
     basis = rng.normal(size=(3, 8 * 8 * 2))
     images = (rng.normal(size=(300, 3)) @ basis).reshape(300, 8, 8, 2) + 0.01 * rng.normal(
         size=(300, 8, 8, 2))  # fmt: skip
-    mean, components, edges, variances = fit_linear(
-        ScoreSettings(linear_components=3, n_bins=4), images.astype("f4"), 32, rng
-    )
+    settings, images = ScoreSettings(linear_components=3, n_bins=4), images.astype("f4")
+    mean, components = fit_linear(settings, images)
+    models = linear_model(mean, components, images, settings.robust_iterations)
+    edges, variances = fit_linear_levels(settings, images, models, 32, rng)
     assert components.shape == (3, 128) and edges.shape == (2, 3) and variances.shape == (2, 4)
     # The three axes span the basis; what is left is the smoothed white noise.
     _, singular, _ = np.linalg.svd(basis @ (np.eye(128) - components.T @ components))

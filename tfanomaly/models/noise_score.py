@@ -553,22 +553,17 @@ def robust_log_scale(values: np.ndarray) -> tuple[float, float]:
     return centre, scale if scale > 0 else 1.0
 
 
-def fit_linear(settings: ScoreSettings, images: np.ndarray, pixels_per_image: int,
-               rng: np.random.Generator, keep: np.ndarray | None = None):  # fmt: skip
-    """The linear model of (N, H, W, C) stretched cutouts: their mean and principal axes (fitted
-    on the cutouts ``keep`` says, default all), and the brightness-binned scatter of its smoothed
-    residual (as ``fit_levels`` for the GAN)."""
+def fit_linear(settings: ScoreSettings, images: np.ndarray, keep: np.ndarray | None = None):
+    """The linear model of (N, H, W, C) stretched cutouts: their mean and principal axes, fitted on
+    the cutouts ``keep`` says (default all). Its residual's scatter is
+    :func:`fit_linear_levels` of the cutouts' :func:`linear_model`."""
     from sklearn.decomposition import PCA
 
-    n = len(images)
-    flat = images.reshape(n, -1)
+    flat = images.reshape(len(images), -1)
     fit = flat if keep is None else flat[keep]
     k = min(settings.linear_components, len(fit) - 1, flat.shape[1])
     pca = PCA(n_components=k, svd_solver="randomized", random_state=0).fit(fit)
-    mean, components = pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
-    edges, variances = fit_linear_levels(settings, mean, components, images, pixels_per_image,
-                                         rng)  # fmt: skip
-    return mean, components, edges, variances
+    return pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
 
 
 def project_linear(mean, components, images, iterations: int = 0):
@@ -612,20 +607,20 @@ def linear_model(mean: np.ndarray, components: np.ndarray, images: np.ndarray,
     ]) if len(images) else np.asarray(images, np.float32)  # fmt: skip
 
 
-def fit_linear_levels(settings: ScoreSettings, mean, components, images, pixels_per_image, rng,
+def fit_linear_levels(settings: ScoreSettings, images, models, pixels_per_image, rng,
                       variances=None, masks=None, edges=None, sigma=None):  # fmt: skip
-    """The brightness-binned scatter of the linear model's smoothed residual on ``images``
-    (``fit_levels`` of :func:`sample_maps`, in chunks); with the planes ``variances``/``masks``
-    the plane path's numbers on the given ``edges``; ``sigma``: the filter (default
-    ``settings.smooth_sigma``; the extended term's is ``settings.extended_sigma``)."""
+    """The brightness-binned scatter of the smoothed residual of ``images`` against their linear
+    ``models`` (:func:`linear_model`, computed once for every filter and path; ``fit_levels`` of
+    :func:`sample_maps`, in chunks); with the planes ``variances``/``masks`` the plane path's
+    numbers on the given ``edges``; ``sigma``: the filter (default ``settings.smooth_sigma``; the
+    extended term's is ``settings.extended_sigma``)."""
     samples = []
     for start in range(0, len(images), 512):
         chunk = slice(start, start + 512)
         count = len(images[chunk])
         picks = rng.integers(0, np.prod(images.shape[1:3]), (count, pixels_per_image))
         samples.append(sample_maps(
-            settings, images[chunk],
-            linear_model(mean, components, images[chunk], settings.robust_iterations), picks,
+            settings, images[chunk], models[chunk], picks,
             None if variances is None else variances[chunk],
             None if masks is None else masks[chunk], sigma))  # fmt: skip
     bands = images.shape[-1]

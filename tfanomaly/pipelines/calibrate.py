@@ -25,6 +25,7 @@ from tfanomaly.models.noise_score import (
     fit_linear,
     fit_linear_levels,
     fit_morphology,
+    linear_model,
     robust_log_scale,
     sample_maps,
 )
@@ -159,11 +160,15 @@ def calibrate(
             if "mask" in pixels:
                 keep = ~pixels["mask"].reshape(len(pixels["mask"]), -1).any(axis=1)
                 keep = keep if keep.sum() >= max(2, len(keep) // 2) else None
-            (calibration.linear_mean, calibration.linear_components, calibration.linear_edges,
-             calibration.linear_variances) = fit_linear(
-                settings, pixels["image"], pixels_per_image, rng, keep)  # fmt: skip
-            model = (settings, calibration.linear_mean, calibration.linear_components,
-                     pixels["image"], pixels_per_image, rng)  # fmt: skip
+            cutouts = pixels["image"]
+            calibration.linear_mean, calibration.linear_components = fit_linear(
+                settings, cutouts, keep
+            )
+            # The projection (robust steps included) once, for every filter and path below.
+            models = linear_model(calibration.linear_mean, calibration.linear_components, cutouts,
+                                  settings.robust_iterations)  # fmt: skip
+            model = (settings, cutouts, models, pixels_per_image, rng)
+            calibration.linear_edges, calibration.linear_variances = fit_linear_levels(*model)
             if "extended" in terms:
                 calibration.extended_edges, calibration.extended_variances = fit_linear_levels(
                     *model, sigma=settings.extended_sigma)  # fmt: skip
@@ -175,7 +180,7 @@ def calibrate(
                     calibration.extended_plane_variances = fit_linear_levels(
                         *model, *planes_of, calibration.extended_edges,
                         sigma=settings.extended_sigma)[1]  # fmt: skip
-            del pixels
+            del pixels, cutouts, models
         if "morphology" in terms:
             morph = fit_morphology(settings, np.concatenate(morphologies), rng)
             (calibration.morphology_centre, calibration.morphology_scale,
