@@ -110,6 +110,7 @@ CLI_ONLY = {
     ("simulate", "substructure"): True,
     ("demo", "out"): "demo_run",
     ("calibrate", "terms"): ",".join(ScoreSettings().terms),  # a comma list of the tuple
+    ("calibrate", "weights"): ",".join(f"{t}={w:g}" for t, w in ScoreSettings().term_weights),
     ("train gan", "augment"): ",".join(GanTrainConfig().augment) or "none",
     # The Python functions' own keyword defaults (the planes are used where the data has them).
     ("calibrate", "planes"): inspect.signature(calibrate).parameters["planes"].default,

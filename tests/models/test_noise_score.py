@@ -319,12 +319,51 @@ def test_four_terms_combine_by_mean_or_max_of_standardised_logs(combine):
     out = {k: v.numpy() for k, v in NoiseAwareScore(c)(images, recon, features, images).items()}
     terms = np.stack([out[f"{t}_score"] for t in c.terms], axis=1)
     z = (np.log(terms) - c.log_centres) / c.log_scales
-    expected = z.max(axis=1) if combine == "max" else z.mean(axis=1)
+    # The default weights: feature 0.5, extended and morphology 1.5, the rest 1, normalised.
+    weights = np.array([1.0, 0.5, 1.0, 1.5, 1.5]) / 5.5
     assert c.terms == ALL
+    np.testing.assert_allclose(c.weights, weights, rtol=1e-6)
+    expected = z.max(axis=1) if combine == "max" else z @ weights
     np.testing.assert_allclose(out["score"], expected, rtol=1e-4, atol=1e-4)
     assert c.score_drift(1e-4) == pytest.approx(
-        1e-4 / c.log_scales.min() if combine == "max" else np.mean(1e-4 / c.log_scales), rel=1e-5
+        1e-4 / c.log_scales.min() if combine == "max" else np.sum(weights * 1e-4 / c.log_scales),
+        rel=1e-5,
     )
+
+
+def test_term_weights_parse_validate_and_default_to_equal_in_older_calibrations(tmp_path):
+    from tfanomaly.models.config import parse_term_weights
+
+    assert parse_term_weights("feature=0.5, morphology=2") == (
+        ("feature", 0.5),
+        ("morphology", 2.0),
+    )
+    assert parse_term_weights("equal") == parse_term_weights("") == ()
+    with pytest.raises(ConfigError, match="term weight 'feature:0.5': write TERM=WEIGHT"):
+        parse_term_weights("feature:0.5")
+    with pytest.raises(ConfigError, match="term weight 'linear=x'"):
+        parse_term_weights("linear=x")
+    for bad, message in [((("colour", 1.0),), "each of residual"),
+                         ((("linear", 1.0), ("linear", 2.0)), "each of residual"),
+                         ((("linear", -1.0),), r"\[0, 100\], got linear=-1"),
+                         (tuple((t, 0.0) for t in ScoreSettings().terms), "all have weight 0")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            ScoreSettings(term_weights=bad).validate()
+    # Three terms of weight 1, 1 and 2: 0.25, 0.25, 0.5.
+    three = calibration(ScoreSettings(terms=("linear", "extended", "morphology"),
+                                      term_weights=(("morphology", 2.0), ("feature", 9.0))))  # fmt: skip
+    np.testing.assert_allclose(three.weights, [0.25, 0.25, 0.5])
+    # A calibration written before the weights: every term weighs the same, as it did.
+    c = four_term_calibration()
+    c.save(tmp_path / "c.npz")
+    with np.load(tmp_path / "c.npz") as data:
+        files = {k: data[k] for k in data.files}
+    settings = json.loads(str(files["settings"]))
+    settings.pop("term_weights")
+    files["settings"] = json.dumps(settings)
+    np.savez(tmp_path / "old.npz", **files)
+    np.testing.assert_allclose(Calibration.load(tmp_path / "old.npz").weights, np.full(5, 0.2))
+    np.testing.assert_allclose(Calibration.load(tmp_path / "c.npz").weights, c.weights)
 
 
 def test_a_two_term_calibration_file_still_scores(tmp_path):

@@ -6,7 +6,12 @@ from __future__ import annotations
 import click
 
 from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
-from tfanomaly.models.config import SCORE_COMBINES, ScoreSettings, parse_augment
+from tfanomaly.models.config import (
+    SCORE_COMBINES,
+    ScoreSettings,
+    parse_augment,
+    parse_term_weights,
+)
 from tfanomaly.pipelines.config import (
     CUBES,
     PRECISIONS,
@@ -285,6 +290,13 @@ def train_encoder(
     help="How the terms' robust z-scores combine: their mean or their maximum.",
 )
 @click.option(
+    "--weights",
+    default=",".join(f"{name}={weight:g}" for name, weight in ScoreSettings.term_weights),
+    show_default=True,
+    help="Weights of the terms' z in the mean, TERM=WEIGHT comma-separated (a term not named "
+    "weighs 1; normalised over --terms), or 'equal'.",
+)
+@click.option(
     "--feature-weight",
     default=ScoreSettings.feature_weight,
     show_default=True,
@@ -316,7 +328,7 @@ def train_encoder(
 @_friendly_errors
 @_uses_tensorflow
 def calibrate_command(
-    run_dir, data, fit_size, smooth_sigma, top_fraction, components, terms, combine,
+    run_dir, data, fit_size, smooth_sigma, top_fraction, components, terms, combine, weights,
     feature_weight, robust_iterations, seed, planes, quiet
 ):  # fmt: skip
     """Fit the default score's statistics for the run RUN_DIR (`train encoder` does it already).
@@ -338,6 +350,7 @@ def calibrate_command(
         feature_weight=feature_weight,
         terms=tuple(t.strip() for t in terms.split(",") if t.strip()),
         combine=combine,
+        term_weights=parse_term_weights(weights),
         robust_iterations=robust_iterations,
     )
     calibrate(

@@ -312,6 +312,29 @@ def parse_augment(text) -> tuple[str, ...]:
 
 SCORE_TERMS = ("residual", "feature", "linear", "extended", "morphology")
 SCORE_COMBINES = ("mean", "max")
+# The default score's weights of its terms' z (README "Detection quality on real images", fifth
+# round: chosen on the three tuning sets).
+DEFAULT_TERM_WEIGHTS = (("feature", 0.5), ("extended", 1.5), ("morphology", 1.5))
+
+
+def parse_term_weights(text) -> tuple[tuple[str, float], ...]:
+    """``"feature=0.5,morphology=1.5"`` (or ``"equal"``/``""``: every term 1) -> (term, weight)
+    pairs; ScoreSettings.validate checks the names and values."""
+    pairs = []
+    for item in (part.strip() for part in str(text).split(",")):
+        if not item or item == "equal":
+            continue
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            pairs.append((name.strip(), float(value)))
+        except ValueError:
+            raise ConfigError(
+                f"term weight '{item}': write TERM=WEIGHT, e.g. feature=0.5,morphology=1.5, "
+                "or equal"
+            ) from None
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -336,6 +359,8 @@ class ScoreSettings:
             extended misfit, such as tidal features, which the PSF-scale filter averages away),
             ``morphology`` (k-NN distance in standard morphology parameters of the flux).
         combine: ``mean`` or ``max`` of the terms' robust z of log.
+        term_weights: (term, weight) pairs of the mean's weights; a term not named weighs 1,
+            and the weights of ``terms`` are normalised to sum to 1 (older calibrations: all 1).
         linear_components: principal components of the linear model.
         robust_iterations: steps of the linear model's projection from least squares towards
             the robust (Cauchy M-estimate) fit (0: plain least squares, as calibrations made
@@ -353,6 +378,7 @@ class ScoreSettings:
     feature_weight: float = 0.7
     terms: tuple[str, ...] = ("feature", "linear", "extended", "morphology")
     combine: str = "mean"
+    term_weights: tuple[tuple[str, float], ...] = DEFAULT_TERM_WEIGHTS
     linear_components: int = 50
     robust_iterations: int = 3
     extended_sigma: float = 3.0
@@ -362,6 +388,12 @@ class ScoreSettings:
 
     def __post_init__(self):
         object.__setattr__(self, "terms", tuple(self.terms))  # JSON gives a list
+        pairs = tuple((str(name), float(weight)) for name, weight in self.term_weights)
+        object.__setattr__(self, "term_weights", pairs)
+
+    def weight_of(self, term: str) -> float:
+        """The unnormalised weight of ``term`` in the mean (1 unless ``term_weights`` names it)."""
+        return dict(self.term_weights).get(term, 1.0)
 
     def validate(self) -> None:
         if not 0.0 < self.smooth_sigma <= 8.0:
@@ -387,6 +419,17 @@ class ScoreSettings:
                 f"score terms '{','.join(self.terms)}': choose one or more of "
                 f"{', '.join(SCORE_TERMS)}, each once"
             )
+        names = [name for name, _ in self.term_weights]
+        if set(names) - set(SCORE_TERMS) or len(set(names)) < len(names):
+            raise ConfigError(
+                f"term weights name '{','.join(names)}': each of {', '.join(SCORE_TERMS)} once"
+            )
+        bad = [f"{name}={weight:g}" for name, weight in self.term_weights
+               if not 0.0 <= weight <= 100.0]  # fmt: skip
+        if bad:
+            raise ConfigError(f"term weights must be in [0, 100], got {', '.join(bad)}")
+        if not any(self.weight_of(term) > 0 for term in self.terms):
+            raise ConfigError(f"the terms {','.join(self.terms)} all have weight 0")
         if self.combine not in SCORE_COMBINES:
             raise ConfigError(f"combine must be mean or max, got {self.combine!r}")
         if self.linear_components < 1:

@@ -136,11 +136,13 @@ class Calibration:
 
     @property
     def weights(self) -> np.ndarray:
-        """Weight of each term's z in the default score (see ScoreSettings.combine)."""
+        """Weight of each term's z in the default score (ScoreSettings.term_weights, normalised;
+        see ScoreSettings.combine)."""
         if self.terms == ("residual", "feature"):
             w = self.settings.feature_weight
             return np.array([1.0 - w, w], np.float32)
-        return np.full(len(self.terms), 1.0 / len(self.terms), np.float32)
+        weights = np.array([self.settings.weight_of(term) for term in self.terms], np.float64)
+        return (weights / weights.sum()).astype(np.float32)
 
     def score_drift(self, rtol: float) -> float:
         """How far the default score can move when every term drifts by ``rtol`` (relative):
@@ -177,6 +179,8 @@ class Calibration:
                 settings.setdefault("terms", ["residual", "feature"])
                 # Before the robust projection, the linear model was least squares.
                 settings.setdefault("robust_iterations", 0)
+                # Before the term weights, the terms' z had equal weights.
+                settings.setdefault("term_weights", [])
                 calibration = cls(
                     settings=ScoreSettings(**settings),
                     residual_variance=float(data["residual_variance"]),
