@@ -337,8 +337,9 @@ def calibrate_command(
     reconstruction, per band (sky noise where the stamp is dark, model misfit where it is
     bright), a Gaussian (probabilistic PCA) of the critic's features, a PCA model of the cutouts
     with the scatter of its residual through the 1-px and the 3-px filter, and a reference set of
-    morphology parameters. The default score is the mean of the robust z of log of its --terms
-    (critic features, the residual against the PCA model at both filters, morphology density).
+    morphology parameters. The default score is the --weights mean of the robust z of log of its
+    --terms (critic features, the residual against the PCA model at both filters, morphology
+    density).
     Rerun it to calibrate on other data or with other settings; score again afterwards.
     """
     from tfanomaly.pipelines.calibrate import calibrate
