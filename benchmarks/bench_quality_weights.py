@@ -1,0 +1,81 @@
+"""Weights of the default score's terms, on the sets of bench_quality.py (after it ran): README
+"Detection quality on real images" (fifth round). Each run's stored terms and calibration give
+every term's robust z of log, exactly as ``score`` computes them; a grid of weights for the
+critic-feature, extended and morphology terms (the linear term at 1) is scored on the tuning
+sets, and the chosen weights, against equal ones, on every set.
+
+  python benchmarks/bench_quality_weights.py --out benchmarks/bench_quality [--grid 0.5,1,1.5]
+      [--weights feature=0.5,extended=1.5,morphology=1.5]
+Seconds; no network runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from _common import machine  # noqa: E402
+from bench_quality import ORDER, TUNING  # noqa: E402
+
+from tfanomaly.models.config import ScoreSettings, parse_term_weights  # noqa: E402
+from tfanomaly.models.noise_score import Calibration  # noqa: E402
+from tfanomaly.pipelines.evaluate import metrics  # noqa: E402
+from tfanomaly.results.catalog import read_results  # noqa: E402
+
+
+def standardised_terms(folder: Path) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """The terms, their (N, T) robust z of log and the labels of one bench_quality set."""
+    columns, _ = read_results(folder / "scores")
+    calibration = Calibration.load(folder / "run" / "calibration.npz")
+    values = np.stack([columns[f"{term}_scores"] for term in calibration.terms], axis=1)
+    logs = np.log(np.maximum(values, 1e-30))
+    z = (logs - calibration.log_centres) / calibration.log_scales
+    return calibration.terms, z, columns["labels"]
+
+
+def score_with(terms, z, weights: dict[str, float]) -> np.ndarray:
+    w = np.array([weights.get(term, 1.0) for term in terms])
+    return z @ (w / w.sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="benchmarks/bench_quality")
+    parser.add_argument("--grid", default="0.5,1,1.5")
+    parser.add_argument("--weights", default=",".join(
+        f"{t}={w:g}" for t, w in ScoreSettings.term_weights))  # fmt: skip
+    args = parser.parse_args()
+    print(machine())
+    out = Path(args.out)
+    sets = {
+        name: standardised_terms(out / name) for name in ORDER if (out / name / "scores").exists()
+    }
+    tuning = [name for name in TUNING if name in sets]
+    grid = [float(v) for v in args.grid.split(",")]
+    rows = []
+    for feature, extended, morphology in itertools.product(grid, repeat=3):
+        weights = {"feature": feature, "extended": extended, "morphology": morphology}
+        found = [metrics(labels > 0, score_with(terms, z, weights))
+                 for terms, z, labels in (sets[name] for name in tuning)]  # fmt: skip
+        rows.append((np.mean([m["auroc"] for m in found]), weights, found))
+    rows.sort(key=lambda row: -row[0])
+    print(f"\ntuning sets {', '.join(tuning)}: mean AUROC, then AUROC / AP per set")
+    for mean, weights, found in rows[:10]:
+        per_set = "  ".join(f"{m['auroc']:.3f}/{m['average_precision']:.3f}" for m in found)
+        print(f"  {mean:.4f}  {weights}  {per_set}")
+    chosen = dict(parse_term_weights(args.weights))
+    print(f"\nequal weights -> {args.weights}, AUROC / AP")
+    for name, (terms, z, labels) in sets.items():
+        equal, weighted = (metrics(labels > 0, score_with(terms, z, w)) for w in ({}, chosen))
+        print(f"  {name:20s} {equal['auroc']:.3f}/{equal['average_precision']:.3f} -> "
+              f"{weighted['auroc']:.3f}/{weighted['average_precision']:.3f}"
+              + ("  (tuning set)" if name in TUNING else ""))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
