@@ -1,8 +1,8 @@
 """Weights of the default score's terms, on the sets of bench_quality.py (after it ran): README
-"Detection quality on real images" (fifth round). Each run's stored terms and calibration give
-every term's robust z of log, exactly as ``score`` computes them; a grid of weights for the
-critic-feature, extended and morphology terms (the linear term at 1) is scored on the tuning
-sets, and the chosen weights, against equal ones, on every set.
+"Detection quality on real images" (fifth round). Each run's stored terms and calibration are
+combined again by the scorer's own ``NoiseAwareScore.combine`` with other weights: a grid of
+weights for the critic-feature, extended and morphology terms (the linear term at 1) is scored
+on the tuning sets, and the chosen weights, against equal ones, on every set.
 
   python benchmarks/bench_quality_weights.py --out benchmarks/bench_quality [--grid 0.5,1,1.5]
       [--weights feature=0.5,extended=1.5,morphology=1.5]
@@ -12,6 +12,7 @@ Seconds; no network runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import os
 from pathlib import Path
@@ -19,49 +20,52 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from _common import machine  # noqa: E402
 from bench_quality import ORDER, TUNING  # noqa: E402
 
-from tfanomaly.models.config import ScoreSettings, parse_term_weights  # noqa: E402
-from tfanomaly.models.noise_score import Calibration  # noqa: E402
+from tfanomaly.models.config import (  # noqa: E402
+    ScoreSettings,
+    format_term_weights,
+    parse_term_weights,
+)
+from tfanomaly.models.noise_score import Calibration, NoiseAwareScore  # noqa: E402
 from tfanomaly.pipelines.evaluate import metrics  # noqa: E402
 from tfanomaly.results.catalog import read_results  # noqa: E402
 
 
-def standardised_terms(folder: Path) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
-    """The terms, their (N, T) robust z of log and the labels of one bench_quality set."""
-    columns, _ = read_results(folder / "scores")
-    calibration = Calibration.load(folder / "run" / "calibration.npz")
-    values = np.stack([columns[f"{term}_scores"] for term in calibration.terms], axis=1)
-    logs = np.log(np.maximum(values, 1e-30))
-    z = (logs - calibration.log_centres) / calibration.log_scales
-    return calibration.terms, z, columns["labels"]
+class StoredSet:
+    """One bench_quality set's stored terms, labels and calibration."""
 
+    def __init__(self, folder: Path):
+        columns, _ = read_results(folder / "scores")
+        self.calibration = Calibration.load(folder / "run" / "calibration.npz")
+        self.terms = [tf.constant(columns[f"{term}_scores"]) for term in self.calibration.terms]
+        self.anomalous = columns["labels"] > 0
 
-def score_with(terms, z, weights: dict[str, float]) -> np.ndarray:
-    w = np.array([weights.get(term, 1.0) for term in terms])
-    return z @ (w / w.sum())
+    def metrics(self, weights: dict[str, float]) -> dict[str, float]:
+        """AUROC, AP, ... of the default score with these term weights, as ``score`` has it."""
+        settings = dataclasses.replace(self.calibration.settings,
+                                       term_weights=tuple(weights.items()))  # fmt: skip
+        scorer = NoiseAwareScore(dataclasses.replace(self.calibration, settings=settings))
+        return metrics(self.anomalous, scorer.combine(self.terms).numpy())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/bench_quality")
     parser.add_argument("--grid", default="0.5,1,1.5")
-    parser.add_argument("--weights", default=",".join(
-        f"{t}={w:g}" for t, w in ScoreSettings.term_weights))  # fmt: skip
+    parser.add_argument("--weights", default=format_term_weights(ScoreSettings.term_weights))
     args = parser.parse_args()
     print(machine())
     out = Path(args.out)
-    sets = {
-        name: standardised_terms(out / name) for name in ORDER if (out / name / "scores").exists()
-    }
+    sets = {name: StoredSet(out / name) for name in ORDER if (out / name / "scores").exists()}
     tuning = [name for name in TUNING if name in sets]
     grid = [float(v) for v in args.grid.split(",")]
     rows = []
     for feature, extended, morphology in itertools.product(grid, repeat=3):
         weights = {"feature": feature, "extended": extended, "morphology": morphology}
-        found = [metrics(labels > 0, score_with(terms, z, weights))
-                 for terms, z, labels in (sets[name] for name in tuning)]  # fmt: skip
+        found = [sets[name].metrics(weights) for name in tuning]
         rows.append((np.mean([m["auroc"] for m in found]), weights, found))
     rows.sort(key=lambda row: -row[0])
     print(f"\ntuning sets {', '.join(tuning)}: mean AUROC, then AUROC / AP per set")
@@ -70,8 +74,8 @@ def main() -> None:
         print(f"  {mean:.4f}  {weights}  {per_set}")
     chosen = dict(parse_term_weights(args.weights))
     print(f"\nequal weights -> {args.weights}, AUROC / AP")
-    for name, (terms, z, labels) in sets.items():
-        equal, weighted = (metrics(labels > 0, score_with(terms, z, w)) for w in ({}, chosen))
+    for name, stored in sets.items():
+        equal, weighted = (stored.metrics(w) for w in ({}, chosen))
         print(f"  {name:20s} {equal['auroc']:.3f}/{equal['average_precision']:.3f} -> "
               f"{weighted['auroc']:.3f}/{weighted['average_precision']:.3f}"
               + ("  (tuning set)" if name in TUNING else ""))  # fmt: skip

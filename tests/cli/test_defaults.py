@@ -13,7 +13,12 @@ from click.testing import CliRunner
 from tfanomaly.cli import main
 from tfanomaly.data.resize import RESIZE_METHODS
 from tfanomaly.data.stretch import STRETCH_MODES
-from tfanomaly.models.config import SCORE_COMBINES, InversionConfig, ScoreSettings
+from tfanomaly.models.config import (
+    SCORE_COMBINES,
+    InversionConfig,
+    ScoreSettings,
+    format_term_weights,
+)
 from tfanomaly.pipelines.beam_score import BeamScoreConfig
 from tfanomaly.pipelines.calibrate import calibrate
 from tfanomaly.pipelines.config import (
@@ -110,7 +115,7 @@ CLI_ONLY = {
     ("simulate", "substructure"): True,
     ("demo", "out"): "demo_run",
     ("calibrate", "terms"): ",".join(ScoreSettings().terms),  # a comma list of the tuple
-    ("calibrate", "weights"): ",".join(f"{t}={w:g}" for t, w in ScoreSettings().term_weights),
+    ("calibrate", "weights"): format_term_weights(ScoreSettings().term_weights),
     ("train gan", "augment"): ",".join(GanTrainConfig().augment) or "none",
     # The Python functions' own keyword defaults (the planes are used where the data has them).
     ("calibrate", "planes"): inspect.signature(calibrate).parameters["planes"].default,

@@ -332,13 +332,16 @@ def test_four_terms_combine_by_mean_or_max_of_standardised_logs(combine):
 
 
 def test_term_weights_parse_validate_and_default_to_equal_in_older_calibrations(tmp_path):
-    from tfanomaly.models.config import parse_term_weights
+    from tfanomaly.models.config import format_term_weights, parse_term_weights
 
     assert parse_term_weights("feature=0.5, morphology=2") == (
         ("feature", 0.5),
         ("morphology", 2.0),
     )
     assert parse_term_weights("equal") == parse_term_weights("") == ()
+    default = ScoreSettings().term_weights
+    assert parse_term_weights(format_term_weights(default)) == default
+    assert format_term_weights(()) == "equal"
     with pytest.raises(ConfigError, match="term weight 'feature:0.5': write TERM=WEIGHT"):
         parse_term_weights("feature:0.5")
     with pytest.raises(ConfigError, match="term weight 'linear=x'"):

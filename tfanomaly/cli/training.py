@@ -9,6 +9,7 @@ from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
 from tfanomaly.models.config import (
     SCORE_COMBINES,
     ScoreSettings,
+    format_term_weights,
     parse_augment,
     parse_term_weights,
 )
@@ -291,10 +292,11 @@ def train_encoder(
 )
 @click.option(
     "--weights",
-    default=",".join(f"{name}={weight:g}" for name, weight in ScoreSettings.term_weights),
+    default=format_term_weights(ScoreSettings.term_weights),
     show_default=True,
     help="Weights of the terms' z in the mean, TERM=WEIGHT comma-separated (a term not named "
-    "weighs 1; normalised over --terms), or 'equal'.",
+    "weighs 1; normalised over --terms), or 'equal'. Not for --terms residual,feature, which "
+    "--feature-weight weighs.",
 )
 @click.option(
     "--feature-weight",

@@ -337,6 +337,12 @@ def parse_term_weights(text) -> tuple[tuple[str, float], ...]:
     return tuple(pairs)
 
 
+def format_term_weights(pairs) -> str:
+    """(term, weight) pairs -> ``"feature=0.5,morphology=1.5"``, as :func:`parse_term_weights`
+    reads them (``"equal"`` for none)."""
+    return ",".join(f"{name}={weight:g}" for name, weight in pairs) or "equal"
+
+
 @dataclass(frozen=True)
 class ScoreSettings:
     """How the default score is computed (chosen by measurement, see README "Detection quality").
