@@ -41,7 +41,8 @@ def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) ->
     n_morph = len(feature_names(config.channels))
     parts = {}
     if "linear" in settings.terms or "extended" in settings.terms:
-        basis = np.linalg.qr(rng.normal(size=(pixels, settings.linear_components)))[0]
+        count = settings.linear_components_for(config.image_size, config.image_size)
+        basis = np.linalg.qr(rng.normal(size=(pixels, count)))[0]
         parts.update(linear_mean=np.zeros(pixels, "f4"), linear_components=basis.T.astype("f4"),
                      linear_edges=edges, linear_variances=variances,
                      extended_edges=edges, extended_variances=variances)  # fmt: skip

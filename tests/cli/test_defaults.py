@@ -80,7 +80,8 @@ SOURCES = {
     "calibrate": {
         **same_names(CalibrateConfig, "fit_size seed"),
         **same_names(
-            ScoreSettings, "smooth_sigma top_fraction feature_weight combine robust_iterations"
+            ScoreSettings,
+            "smooth_sigma top_fraction feature_weight combine robust_iterations linear_components",
         ),
         "components": (ScoreSettings, "n_components"),
     },

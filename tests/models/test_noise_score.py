@@ -293,6 +293,23 @@ def test_linear_fit_recovers_a_low_rank_survey():
     assert variances.max() < 1e-3
 
 
+def test_linear_components_follow_the_cutout_area_unless_given():
+    from tfanomaly.models.noise_score import fit_linear
+
+    auto = ScoreSettings()
+    assert auto.linear_components == 0
+    sizes = {16: 50, 32: 50, 40: 78, 48: 112, 64: 150, 96: 150}
+    assert {size: auto.linear_components_for(size, size) for size in sizes} == sizes
+    assert auto.linear_components_for(32, 64) == 100
+    assert ScoreSettings(linear_components=7).linear_components_for(48, 48) == 7
+    with pytest.raises(ConfigError, match="linear components"):
+        ScoreSettings(linear_components=-1).validate()
+    # The fit takes that many axes, bounded by the cutouts it has.
+    images = np.random.default_rng(31).normal(size=(300, 48, 48, 1)).astype("f4")
+    assert fit_linear(auto, images)[1].shape == (112, 48 * 48)
+    assert fit_linear(auto, images[:60])[1].shape == (59, 48 * 48)
+
+
 def test_morphology_term_is_the_knn_distance_leaving_out_the_image_itself():
     from sklearn.neighbors import NearestNeighbors
 

@@ -314,6 +314,13 @@ def train_encoder(
     "model.",
 )
 @click.option(
+    "--linear-components",
+    default=ScoreSettings.linear_components,
+    show_default=True,
+    help="Principal components of the PCA model of the linear and extended terms; 0: in "
+    "proportion to the cutout's area (50 at 32 px, 112 at 48 px, at most 150).",
+)
+@click.option(
     "--seed",
     default=CalibrateConfig.seed,
     show_default=True,
@@ -331,7 +338,7 @@ def train_encoder(
 @_uses_tensorflow
 def calibrate_command(
     run_dir, data, fit_size, smooth_sigma, top_fraction, components, terms, combine, weights,
-    feature_weight, robust_iterations, seed, planes, quiet
+    feature_weight, robust_iterations, linear_components, seed, planes, quiet
 ):  # fmt: skip
     """Fit the default score's statistics for the run RUN_DIR (`train encoder` does it already).
 
@@ -355,6 +362,7 @@ def calibrate_command(
         combine=combine,
         term_weights=parse_term_weights(weights),
         robust_iterations=robust_iterations,
+        linear_components=linear_components,
     )
     calibrate(
         run_dir,

@@ -315,6 +315,10 @@ SCORE_COMBINES = ("mean", "max")
 # The default score's weights of its terms' z (README "Detection quality on real images", fifth
 # round: chosen on the three tuning sets).
 DEFAULT_TERM_WEIGHTS = (("feature", 0.5), ("extended", 1.5), ("morphology", 1.5))
+# The linear model's components by default: 50 per 32x32 pixels of cutout, within these bounds
+# (README "Detection quality on real images", sixth round: measured at 32 and 48 px).
+LINEAR_COMPONENTS_PER_1024_PIXELS = 50
+LINEAR_COMPONENTS_RANGE = (50, 150)
 
 
 def parse_term_weights(text) -> tuple[tuple[str, float], ...]:
@@ -367,7 +371,9 @@ class ScoreSettings:
         combine: ``mean`` or ``max`` of the terms' robust z of log.
         term_weights: (term, weight) pairs of the mean's weights; a term not named weighs 1,
             and the weights of ``terms`` are normalised to sum to 1 (older calibrations: all 1).
-        linear_components: principal components of the linear model.
+        linear_components: principal components of the linear model; 0 (the default): in
+            proportion to the cutout's area (:meth:`linear_components_for`: 50 at 32 px, 112 at
+            48 px, at most 150).
         robust_iterations: steps of the linear model's projection from least squares towards
             the robust (Cauchy M-estimate) fit (0: plain least squares, as calibrations made
             before it): pixels it cannot fit lose their pull and stay in the residual.
@@ -385,7 +391,7 @@ class ScoreSettings:
     terms: tuple[str, ...] = ("feature", "linear", "extended", "morphology")
     combine: str = "mean"
     term_weights: tuple[tuple[str, float], ...] = DEFAULT_TERM_WEIGHTS
-    linear_components: int = 50
+    linear_components: int = 0
     robust_iterations: int = 3
     extended_sigma: float = 3.0
     extended_top_fraction: float = 0.3
@@ -396,6 +402,16 @@ class ScoreSettings:
         object.__setattr__(self, "terms", tuple(self.terms))  # JSON gives a list
         pairs = tuple((str(name), float(weight)) for name, weight in self.term_weights)
         object.__setattr__(self, "term_weights", pairs)
+
+    def linear_components_for(self, height: int, width: int) -> int:
+        """The linear model's components for (height, width) cutouts: ``linear_components``, or
+        where it is 0, 50 per 1024 pixels within LINEAR_COMPONENTS_RANGE (more pixels resolve
+        more of a galaxy's structure for the model to reproduce)."""
+        if self.linear_components:
+            return self.linear_components
+        low, high = LINEAR_COMPONENTS_RANGE
+        scaled = round(LINEAR_COMPONENTS_PER_1024_PIXELS * height * width / 1024)
+        return int(min(max(scaled, low), high))
 
     def weight_of(self, term: str) -> float:
         """The unnormalised weight of ``term`` in the mean (1 unless ``term_weights`` names it)."""
@@ -438,8 +454,11 @@ class ScoreSettings:
             raise ConfigError(f"the terms {','.join(self.terms)} all have weight 0")
         if self.combine not in SCORE_COMBINES:
             raise ConfigError(f"combine must be mean or max, got {self.combine!r}")
-        if self.linear_components < 1:
-            raise ConfigError("the linear model needs at least 1 component")
+        if self.linear_components < 0:
+            raise ConfigError(
+                f"linear components must be at least 1 (or 0: by the cutout's area), got "
+                f"{self.linear_components}"
+            )
         if not 0 <= self.robust_iterations <= 20:
             raise ConfigError(f"robust iterations must be in [0, 20], got {self.robust_iterations}")
         if self.morphology_neighbours < 1 or self.reference_size <= self.morphology_neighbours:

@@ -565,7 +565,7 @@ def fit_linear(settings: ScoreSettings, images: np.ndarray, keep: np.ndarray | N
 
     flat = images.reshape(len(images), -1)
     fit = flat if keep is None else flat[keep]
-    k = min(settings.linear_components, len(fit) - 1, flat.shape[1])
+    k = min(settings.linear_components_for(*images.shape[1:3]), len(fit) - 1, flat.shape[1])
     pca = PCA(n_components=k, svd_solver="randomized", random_state=0).fit(fit)
     return pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
 

@@ -221,6 +221,7 @@ def calibrate(
         "components": int(components.shape[0]),
         "terms": list(terms),
         "linear_fit_count": int(min(linear_count, seen)) if linear else 0,
+        "linear_components": int(len(calibration.linear_components)) if linear else 0,
         "planes": list(used),
     }
     path = run_dir / CALIBRATION_FILE
