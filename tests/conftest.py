@@ -53,7 +53,11 @@ def assert_scores_close(actual: dict, expected: dict, keys, calibration=None, ca
     ``catalog``: the whole catalog the sigma values refer to, when ``expected`` is a subset."""
     for key in keys:
         if key in POSITIVE_SCORES:
-            np.testing.assert_allclose(actual[key], expected[key], rtol=NET_RTOL,
+            # A residual term is a squared difference of two near-equal values (image and
+            # model): where it is near 0 its drift is the absolute one of a typical object's, not
+            # a fraction of itself (AVX2-capped oneDNN on an EPYC: 1.7e-4 relative at 0.0089).
+            typical = NET_RTOL * float(np.median(np.abs(expected[key])))
+            np.testing.assert_allclose(actual[key], expected[key], rtol=NET_RTOL, atol=typical,
                                        err_msg=f"{err_msg} {key}")  # fmt: skip
         else:
             atol = score_atol(key, expected if catalog is None else catalog, calibration)
