@@ -7,6 +7,7 @@ import click
 
 from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
 from tfanomaly.models.config import (
+    LINEAR_COMPONENTS_RANGE,
     SCORE_COMBINES,
     ScoreSettings,
     format_term_weights,
@@ -318,7 +319,9 @@ def train_encoder(
     default=ScoreSettings.linear_components,
     show_default=True,
     help="Principal components of the PCA model of the linear and extended terms; 0: in "
-    "proportion to the cutout's area (50 at 32 px, 112 at 48 px, at most 150).",
+    f"proportion to the cutout's area ({ScoreSettings().linear_components_for(32, 32)} at 32 px, "
+    f"{ScoreSettings().linear_components_for(48, 48)} at 48 px, at most "
+    f"{LINEAR_COMPONENTS_RANGE[1]}).",
 )
 @click.option(
     "--seed",
