@@ -38,10 +38,16 @@ class StoredSet:
     """One bench_quality set's stored terms, labels and calibration."""
 
     def __init__(self, folder: Path):
-        columns, _ = read_results(folder / "scores")
+        columns, self.attrs = read_results(folder / "scores")
         self.calibration = Calibration.load(folder / "run" / "calibration.npz")
         self.terms = [tf.constant(columns[f"{term}_scores"]) for term in self.calibration.terms]
-        self.anomalous = columns["labels"] > 0
+        self.columns = columns
+        self.labels = columns["labels"]
+        self.anomalous = self.labels > 0
+
+    def standardised(self) -> np.ndarray:
+        """(N, terms) the stored terms' robust z, as the scorer weighs them."""
+        return NoiseAwareScore(self.calibration).standardised(self.terms).numpy()
 
     def metrics(self, weights: dict[str, float]) -> dict[str, float]:
         """AUROC, AP, ... of the default score with these term weights, as ``score`` has it."""

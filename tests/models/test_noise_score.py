@@ -336,6 +336,9 @@ def test_four_terms_combine_by_mean_or_max_of_standardised_logs(combine):
     out = {k: v.numpy() for k, v in NoiseAwareScore(c)(images, recon, features, images).items()}
     terms = np.stack([out[f"{t}_score"] for t in c.terms], axis=1)
     z = (np.log(terms) - c.log_centres) / c.log_scales
+    scorer = NoiseAwareScore(c)
+    np.testing.assert_allclose(scorer.standardised([tf.constant(t) for t in terms.T]), z,
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
     # The default weights: feature 0.5, extended and morphology 1.5, the rest 1, normalised.
     weights = np.array([1.0, 0.5, 1.0, 1.5, 1.5]) / 5.5
     assert c.terms == ALL

@@ -435,15 +435,19 @@ class NoiseAwareScore(tf.Module):
         return tf.where(itself, tf.reduce_mean(nearest[:, 1:], axis=1),
                         tf.reduce_mean(nearest[:, :k], axis=1))  # fmt: skip
 
-    def combine(self, terms, planes: bool = False):
-        """The mean (or max) of the terms' robust z of log against the calibration set (the two
-        GAN terms of older calibrations: (1 - w) residual + w feature); ``planes``: the terms of
-        the plane path, standardised by its own centres and scales."""
+    def standardised(self, terms, planes: bool = False):
+        """(B, terms) robust z of each term's log against the calibration set, the numbers that
+        :meth:`combine` weighs; ``planes``: the terms of the plane path, standardised by its own
+        centres and scales."""
         logs = tf.math.log(tf.maximum(tf.stack(terms, axis=1), 1e-30))
         if planes:
-            z = (logs - self.plane_log_centres) / self.plane_log_scales
-        else:
-            z = (logs - self.log_centres) / self.log_scales
+            return (logs - self.plane_log_centres) / self.plane_log_scales
+        return (logs - self.log_centres) / self.log_scales
+
+    def combine(self, terms, planes: bool = False):
+        """The weighted mean (or max) of the terms' robust z (:meth:`standardised`; the two GAN
+        terms of older calibrations: (1 - w) residual + w feature)."""
+        z = self.standardised(terms, planes)
         if self.settings.combine == "max" and len(terms) > 2:
             return tf.reduce_max(z, axis=1)
         return tf.reduce_sum(z * self.weights, axis=1)

@@ -1,0 +1,121 @@
+"""How far the default score's terms can go, on the sets of bench_quality.py (after it ran): README
+"Detection quality on real images" (seventh round). For each set, against the default (the
+calibrated weights of the stored terms):
+
+- the *supervised* ceiling of any weighting of the same terms: a logistic regression on their
+  robust z, trained with the labels and scored by 5-fold cross-validation (no unsupervised
+  weighting can do better than the best linear one, up to the z's own noise);
+- the same with the two GAN scores (residual, paper's anomaly) beside the terms;
+- the best single term for each kind, and the best of the terms and the baselines that
+  ``evaluate`` stored for that kind: the mean over kinds is what a combination would reach if it
+  were as good as its best part on every kind at once (the kind-balanced AUROC; the default's own
+  is printed beside it).
+
+  python benchmarks/bench_quality_ceiling.py --out benchmarks/bench_quality
+Seconds; no network runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from _common import machine  # noqa: E402
+from bench_quality import ORDER  # noqa: E402
+from bench_quality_weights import StoredSet  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import StratifiedKFold, cross_val_predict  # noqa: E402
+
+from tfanomaly.pipelines.evaluate import metrics  # noqa: E402
+from tfanomaly.results.catalog import json_attr  # noqa: E402
+
+GAN_SCORES = ("residual_scores", "anomaly_scores")
+
+
+def cross_validated(features: np.ndarray, anomalous: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Out-of-fold decision values of a class-balanced logistic regression (5 folds)."""
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    model = LogisticRegression(max_iter=5000, class_weight="balanced")
+    return cross_val_predict(model, features, anomalous, cv=folds, method="decision_function")
+
+
+def per_kind(labels: np.ndarray, values: np.ndarray) -> dict[int, float]:
+    """AUROC of each labelled kind against the normal objects."""
+    kinds = sorted(set(labels[labels > 0].tolist()))
+    out = {}
+    for kind in kinds:
+        chosen = (labels == 0) | (labels == kind)
+        out[kind] = metrics(labels[chosen] == kind, values[chosen])["auroc"]
+    return out
+
+
+def best_stored(folder: Path, kind_names: list[str]) -> dict[int, float]:
+    """The highest AUROC of any score ``evaluate`` stored (terms and baselines) for each kind."""
+    table = json.loads((folder / "scores" / "evaluation.json").read_text())["table"]
+    return {kind_names.index(group): max(row["auroc"] for row in rows.values())
+            for group, rows in table.items() if group in kind_names}  # fmt: skip
+
+
+def report(name: str, folder: Path) -> None:
+    stored = StoredSet(folder)
+    labels, anomalous = stored.labels, stored.anomalous
+    z = stored.standardised()
+    gan = np.log(np.maximum(np.stack([stored.columns[k] for k in GAN_SCORES], 1), 1e-30))
+    default = z @ np.asarray(stored.calibration.weights)
+    rows = {
+        "default (unsupervised)": default,
+        "logistic on the terms' z (CV)": cross_validated(z, anomalous),
+        "logistic, terms + GAN scores (CV)": cross_validated(np.hstack([z, gan]), anomalous),
+    }
+    columns = [z[:, j] for j in range(z.shape[1])] + [gan[:, j] for j in range(gan.shape[1])]
+    best_term = np.max([list(per_kind(labels, c).values()) for c in columns], axis=0)
+    kind_names = _kind_names(stored)
+    best_any = best_stored(folder, kind_names)
+    print(f"\n{name} ({int(anomalous.sum())} anomalies of {len(labels)}; terms "
+          f"{', '.join(stored.calibration.terms)})")  # fmt: skip
+    kinds = sorted(per_kind(labels, default))
+    print(
+        f"  {'':36s} {'AUROC':>6s} {'AP':>6s} {'kinds':>6s}  "
+        + " ".join(f"{kind_names[k][:7]:>7s}" for k in kinds)
+    )
+    for tag, values in rows.items():
+        m = metrics(anomalous, values)
+        kind_auroc = per_kind(labels, values)
+        print(
+            f"  {tag:36s} {m['auroc']:6.3f} {m['average_precision']:6.3f} "
+            f"{np.mean(list(kind_auroc.values())):6.3f}  "
+            + " ".join(f"{kind_auroc[k]:7.2f}" for k in kinds)
+        )
+    for tag, best in (
+        ("best term per kind", best_term),
+        ("best term or baseline per kind", [best_any[k] for k in kinds]),
+    ):
+        print(
+            f"  {tag:36s} {'':6s} {'':6s} {np.mean(best):6.3f}  "
+            + " ".join(f"{b:7.2f}" for b in best)
+        )
+
+
+def _kind_names(stored: StoredSet) -> list[str]:
+    names = json_attr(stored.attrs.get("kind_names")) or []
+    return names or [f"label {k}" for k in range(int(stored.labels.max()) + 1)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="benchmarks/bench_quality")
+    args = parser.parse_args()
+    print(machine())
+    out = Path(args.out)
+    for name in ORDER:
+        if (out / name / "scores").exists():
+            report(name, out / name)
+
+
+if __name__ == "__main__":
+    main()
