@@ -5,7 +5,9 @@ calibrated weights of the stored terms):
 - the *supervised* ceiling of any weighting of the same terms: a logistic regression on their
   robust z, trained with the labels and scored by 5-fold cross-validation (no unsupervised
   weighting can do better than the best linear one, up to the z's own noise);
-- the same with the two GAN scores (residual, paper's anomaly) beside the terms;
+- the same with the two GAN scores (residual, paper's anomaly) beside the terms, and with
+  those and the five baselines of ``evaluate`` (computed again on the set's TFRecords, a
+  minute a set);
 - the best single term for each kind, and the best of the terms and the baselines that
   ``evaluate`` stored for that kind: the mean over kinds is what a combination would reach if it
   were as good as its best part on every kind at once (the kind-balanced AUROC; the default's own
@@ -31,7 +33,7 @@ from bench_quality_weights import StoredSet  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import StratifiedKFold, cross_val_predict  # noqa: E402
 
-from tfanomaly.pipelines.evaluate import metrics  # noqa: E402
+from tfanomaly.pipelines.evaluate import baseline_scores, metrics  # noqa: E402
 from tfanomaly.results.catalog import json_attr  # noqa: E402
 
 GAN_SCORES = ("residual_scores", "anomaly_scores")
@@ -61,16 +63,27 @@ def best_stored(folder: Path, kind_names: list[str]) -> dict[int, float]:
             for group, rows in table.items() if group in kind_names}  # fmt: skip
 
 
+def log_scores(values) -> np.ndarray:
+    """(N, scores) logs of positive scores (baselines below 0 are shifted up to 0 first)."""
+    return np.stack([np.log(np.maximum(v - min(v.min(), 0.0), 1e-30)) for v in values], axis=1)
+
+
 def report(name: str, folder: Path) -> None:
     stored = StoredSet(folder)
     labels, anomalous = stored.labels, stored.anomalous
     z = stored.standardised()
-    gan = np.log(np.maximum(np.stack([stored.columns[k] for k in GAN_SCORES], 1), 1e-30))
+    gan = log_scores([stored.columns[k] for k in GAN_SCORES])
+    baselines = log_scores(
+        baseline_scores(folder / "tfrecords", stored.columns["object_ids"]).values()
+    )
     default = z @ np.asarray(stored.calibration.weights)
     rows = {
         "default (unsupervised)": default,
         "logistic on the terms' z (CV)": cross_validated(z, anomalous),
         "logistic, terms + GAN scores (CV)": cross_validated(np.hstack([z, gan]), anomalous),
+        "logistic, + the baselines (CV)": cross_validated(
+            np.hstack([z, gan, baselines]), anomalous
+        ),
     }
     columns = [z[:, j] for j in range(z.shape[1])] + [gan[:, j] for j in range(gan.shape[1])]
     best_term = np.max([list(per_kind(labels, c).values()) for c in columns], axis=0)
