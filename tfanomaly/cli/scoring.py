@@ -250,20 +250,22 @@ def merge_scores(parts, out, catalog_format, select_sigma, select_key, reference
     "--data",
     type=click.Path(file_okay=False),
     default=None,
-    help="Data set for the baseline (default: the one that was scored).",
+    help="Data set for the baselines (default: the one that was scored).",
 )
-@click.option("--no-baseline", is_flag=True, help="Skip the isolation-forest baseline.")
+@click.option("--no-baseline", is_flag=True, help="Skip the five classical baselines.")
 @click.option(
-    "--seed", default=EvaluateConfig.seed, show_default=True, help="Seed of the baseline."
+    "--seed", default=EvaluateConfig.seed, show_default=True, help="Seed of the baselines."
 )
 @_friendly_errors
 @_uses_tensorflow
 def evaluate_command(results, data, no_baseline, seed):
     """Measure how the scores in the folder RESULTS find the labelled anomalies of a simulated
     survey: AUROC, average precision, precision@k (k = number of anomalies) and precision@1%, for
-    each score, overall and per anomaly kind, against an isolation forest on PCA-50 features of
-    the stretched images (the Astronomaly baseline), computed in the same run. Writes
-    RESULTS/evaluation.json and evaluation.csv.
+    each score, overall and per anomaly kind, against five classical baselines computed in the
+    same run: isolation forests on PCA-50 of the stretched and of the smoothed pixels (the
+    Astronomaly recipe), the PCA-50 error and the 5-NN distance of the smoothed pixels, and an
+    isolation forest on the standard morphology parameters. Writes RESULTS/evaluation.json and
+    evaluation.csv.
     """
     from tfanomaly.pipelines.evaluate import evaluate, format_table
 
