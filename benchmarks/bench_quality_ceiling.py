@@ -33,7 +33,7 @@ from bench_quality_weights import StoredSet  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import StratifiedKFold, cross_val_predict  # noqa: E402
 
-from tfanomaly.pipelines.evaluate import baseline_scores, metrics  # noqa: E402
+from tfanomaly.pipelines.evaluate import baseline_scores, kind_groups, metrics  # noqa: E402
 from tfanomaly.results.catalog import json_attr  # noqa: E402
 
 GAN_SCORES = ("residual_scores", "anomaly_scores")
@@ -46,21 +46,17 @@ def cross_validated(features: np.ndarray, anomalous: np.ndarray, seed: int = 0) 
     return cross_val_predict(model, features, anomalous, cv=folds, method="decision_function")
 
 
-def per_kind(labels: np.ndarray, values: np.ndarray) -> dict[int, float]:
-    """AUROC of each labelled kind against the normal objects."""
-    kinds = sorted(set(labels[labels > 0].tolist()))
-    out = {}
-    for kind in kinds:
-        chosen = (labels == 0) | (labels == kind)
-        out[kind] = metrics(labels[chosen] == kind, values[chosen])["auroc"]
-    return out
+def per_kind(stored: StoredSet, values: np.ndarray) -> dict[str, float]:
+    """AUROC of each labelled kind against the normal objects, by the kind's name."""
+    names = json_attr(stored.attrs.get("kind_names")) or []
+    return {name: metrics(stored.anomalous[chosen], values[chosen])["auroc"]
+            for name, chosen in kind_groups(stored.labels, names).items()}  # fmt: skip
 
 
-def best_stored(folder: Path, kind_names: list[str]) -> dict[int, float]:
+def best_stored(folder: Path, kinds) -> list[float]:
     """The highest AUROC of any score ``evaluate`` stored (terms and baselines) for each kind."""
     table = json.loads((folder / "scores" / "evaluation.json").read_text())["table"]
-    return {kind_names.index(group): max(row["auroc"] for row in rows.values())
-            for group, rows in table.items() if group in kind_names}  # fmt: skip
+    return [max(row["auroc"] for row in table[kind].values()) for kind in kinds]
 
 
 def log_scores(values) -> np.ndarray:
@@ -76,7 +72,7 @@ def report(name: str, folder: Path) -> None:
     baselines = log_scores(
         baseline_scores(folder / "tfrecords", stored.columns["object_ids"]).values()
     )
-    default = z @ np.asarray(stored.calibration.weights)
+    default = stored.default()
     rows = {
         "default (unsupervised)": default,
         "logistic on the terms' z (CV)": cross_validated(z, anomalous),
@@ -85,20 +81,19 @@ def report(name: str, folder: Path) -> None:
             np.hstack([z, gan, baselines]), anomalous
         ),
     }
-    columns = [z[:, j] for j in range(z.shape[1])] + [gan[:, j] for j in range(gan.shape[1])]
-    best_term = np.max([list(per_kind(labels, c).values()) for c in columns], axis=0)
-    kind_names = _kind_names(stored)
-    best_any = best_stored(folder, kind_names)
+    kinds = list(per_kind(stored, default))
+    singles = np.hstack([z, gan]).T
+    best_term = np.max([list(per_kind(stored, single).values()) for single in singles], axis=0)
+    best_any = best_stored(folder, kinds)
     print(f"\n{name} ({int(anomalous.sum())} anomalies of {len(labels)}; terms "
           f"{', '.join(stored.calibration.terms)})")  # fmt: skip
-    kinds = sorted(per_kind(labels, default))
     print(
         f"  {'':36s} {'AUROC':>6s} {'AP':>6s} {'kinds':>6s}  "
-        + " ".join(f"{kind_names[k][:7]:>7s}" for k in kinds)
+        + " ".join(f"{kind[:7]:>7s}" for kind in kinds)
     )
     for tag, values in rows.items():
         m = metrics(anomalous, values)
-        kind_auroc = per_kind(labels, values)
+        kind_auroc = per_kind(stored, values)
         print(
             f"  {tag:36s} {m['auroc']:6.3f} {m['average_precision']:6.3f} "
             f"{np.mean(list(kind_auroc.values())):6.3f}  "
@@ -106,17 +101,12 @@ def report(name: str, folder: Path) -> None:
         )
     for tag, best in (
         ("best term per kind", best_term),
-        ("best term or baseline per kind", [best_any[k] for k in kinds]),
+        ("best term or baseline per kind", best_any),
     ):
         print(
             f"  {tag:36s} {'':6s} {'':6s} {np.mean(best):6.3f}  "
             + " ".join(f"{b:7.2f}" for b in best)
         )
-
-
-def _kind_names(stored: StoredSet) -> list[str]:
-    names = json_attr(stored.attrs.get("kind_names")) or []
-    return names or [f"label {k}" for k in range(int(stored.labels.max()) + 1)]
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ class StoredSet:
     def __init__(self, folder: Path):
         columns, self.attrs = read_results(folder / "scores")
         self.calibration = Calibration.load(folder / "run" / "calibration.npz")
+        self.scorer = NoiseAwareScore(self.calibration)
         self.terms = [tf.constant(columns[f"{term}_scores"]) for term in self.calibration.terms]
         self.columns = columns
         self.labels = columns["labels"]
@@ -47,7 +48,11 @@ class StoredSet:
 
     def standardised(self) -> np.ndarray:
         """(N, terms) the stored terms' robust z, as the scorer weighs them."""
-        return NoiseAwareScore(self.calibration).standardised(self.terms).numpy()
+        return self.scorer.standardised(self.terms).numpy()
+
+    def default(self) -> np.ndarray:
+        """The default score of the stored terms, with the calibration's own weights."""
+        return self.scorer.combine(self.terms).numpy()
 
     def metrics(self, weights: dict[str, float]) -> dict[str, float]:
         """AUROC, AP, ... of the default score with these term weights, as ``score`` has it."""

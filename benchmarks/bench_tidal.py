@@ -42,6 +42,7 @@ from tfanomaly.models.noise_score import (  # noqa: E402
     linear_model,
     residual_maps,
 )
+from tfanomaly.pipelines.evaluate import kind_groups  # noqa: E402
 from tfanomaly.simulate import stamps  # noqa: E402
 from tfanomaly.simulate.config import SurveyConfig, sky_sigma  # noqa: E402
 from tfanomaly.simulate.noise import SurveyNoise, apply_survey_noise  # noqa: E402
@@ -152,9 +153,8 @@ def mirror_residual(light: np.ndarray, noise: np.ndarray) -> np.ndarray:
 
 def report(tag: str, values: np.ndarray, labels: np.ndarray, kinds: list[str]) -> None:
     cells = [f"all {roc_auc_score(labels > 0, values):.3f}"]
-    for k in range(1, len(kinds)):
-        chosen = (labels == 0) | (labels == k)
-        cells.append(f"{kinds[k][:6]} {roc_auc_score(labels[chosen] == k, values[chosen]):.2f}")
+    for kind, chosen in kind_groups(labels, kinds).items():
+        cells.append(f"{kind[:6]} {roc_auc_score(labels[chosen] > 0, values[chosen]):.2f}")
     print(f"  {tag:34s} " + " ".join(cells), flush=True)
 
 

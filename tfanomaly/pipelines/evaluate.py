@@ -156,6 +156,16 @@ def morphology_forest(data_dir, fit_ids: np.ndarray, seed: int = 0) -> np.ndarra
     return -forest.score_samples(standard)
 
 
+def kind_groups(labels: np.ndarray, kind_names) -> dict[str, np.ndarray]:
+    """For each anomaly kind in ``labels`` (by its name, or ``label K``), the mask of that kind's
+    objects and the normal ones: a kind is measured against the normal objects alone."""
+    groups = {}
+    for kind in sorted(set(labels[labels > 0].tolist())):
+        name = kind_names[kind] if kind < len(kind_names) else f"label {kind}"
+        groups[name] = (labels == 0) | (labels == kind)
+    return groups
+
+
 def evaluate(
     results_dir,
     *,
@@ -178,10 +188,7 @@ def evaluate(
         data_dir = data_dir or attrs.get("data")
         scores.update(baseline_scores(data_dir, columns["object_ids"], seed=seed))
     anomalous = labels > 0
-    groups = {"all": np.ones(len(labels), bool)}
-    for kind in sorted(set(labels[anomalous].tolist())):
-        name = kind_names[kind] if kind < len(kind_names) else f"label {kind}"
-        groups[name] = (labels == 0) | (labels == kind)  # this kind against the normal objects
+    groups = {"all": np.ones(len(labels), bool), **kind_groups(labels, kind_names)}
     table = {
         group: {key: metrics(anomalous[mask], values[mask]) for key, values in scores.items()}
         for group, mask in groups.items()
