@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 # Compiled numba kernels (UMAP) are cached here between runs.
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 
-.PHONY: demo test test-fast test-avx2 lint bench real-images clean
+.PHONY: demo test test-fast test-avx2 lint docs bench real-images clean
 
 $(BIN)/tfanomaly: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,beam]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,beam,docs]'
 	touch $@
 
 demo: $(BIN)/tfanomaly
@@ -22,7 +22,7 @@ test: $(BIN)/tfanomaly
 test-fast: $(BIN)/tfanomaly
 	$(BIN)/python -m pytest -m "not slow"
 
-# The float32-sensitive tests again with oneDNN capped at AVX2 kernels (README "Numerics"): on an
+# The float32-sensitive tests again with oneDNN capped at AVX2 kernels (docs: Numerics): on an
 # AVX-512 or AMX machine they then round as an AVX2 one does; on an AVX2 machine nothing changes.
 test-avx2: $(BIN)/tfanomaly
 	ONEDNN_MAX_CPU_ISA=AVX2 $(BIN)/python -m pytest tests/pipelines/test_score.py tests/serving \
@@ -31,6 +31,10 @@ test-avx2: $(BIN)/tfanomaly
 lint: $(BIN)/tfanomaly
 	$(BIN)/ruff check tfanomaly tests benchmarks
 	$(BIN)/ruff format --check tfanomaly tests benchmarks
+
+# The documentation site, into site/; --strict fails on a broken link or a docstring warning.
+docs: $(BIN)/tfanomaly
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # Every benchmark, in an order where later ones reuse what earlier ones trained (~3 h on 2 cores).
 bench: $(BIN)/tfanomaly
@@ -53,4 +57,4 @@ real-images: $(BIN)/tfanomaly
 	cd $(REAL) && apt-get download iraf
 
 clean:
-	rm -rf $(VENV) demo_run .cache .pytest_cache
+	rm -rf $(VENV) demo_run .cache .pytest_cache site

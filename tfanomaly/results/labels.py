@@ -124,10 +124,10 @@ class LabelStore:
         path: the SQLite file; created with its folder when missing.
 
     Example:
-        store = LabelStore("scores/labels.sqlite")
-        store.set(2**60 + 7, label="interesting", tags=["merger"], note="tidal bridge?")
-        store.current()[2**60 + 7]["label"]   # 'interesting'
-        store.undo()                          # takes the last change back
+        >>> store = LabelStore("scores/labels.sqlite")
+        >>> store.set(2**60 + 7, label="interesting", tags=["merger"], note="tidal bridge?")
+        >>> labels = store.current()  # {2**60 + 7: {"label": "interesting", "tags": ...}}
+        >>> store.undo()  # takes the last change back
     """
 
     def __init__(self, path):
