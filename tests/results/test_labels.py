@@ -246,5 +246,6 @@ def test_a_label_file_of_the_first_schema_opens_and_gains_batches(tmp_path):
         assert store.undo()["object_id"] == 5  # the old single labels undo one at a time
     with LabelStore(path) as again, sqlite3.connect(path) as db:  # opens as it is now
         assert again.current() == {TOP_ID: again.get(TOP_ID)}
-        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        assert version == ("2",)
         assert "batch" in {row[1] for row in db.execute("PRAGMA table_info(events)")}
