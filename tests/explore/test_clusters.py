@@ -3,8 +3,11 @@ cluster's size, typical members and labels, the map, a whole cluster or a select
 bulk action (ordinary labels with a tag naming it) that the re-ranking counts and one undo takes
 back, bad bulk requests as 4xx JSON, and results without clusters."""
 
+import shutil
+
 import numpy as np
 import pytest
+from astropy.table import Table
 from results.test_browse import write_results_file
 
 from explore.helpers import add_clusters, call, get, post, wait_for
@@ -14,6 +17,7 @@ from tfanomaly.explore.app import ExploreServer
 from tfanomaly.explore.session import Explorer
 from tfanomaly.pipelines.config import ExploreConfig
 from tfanomaly.results.browse import ResultsView
+from tfanomaly.results.catalog import write_catalog
 from tfanomaly.results.clusters import load_clusters
 from tfanomaly.results.labels import LabelStore
 
@@ -64,6 +68,16 @@ def test_clusters_from_the_catalog_or_an_embedding_file(clustered, tmp_path):
             load_clusters(view.file, view.object_ids, tmp_path)
         with pytest.raises(InputError, match=r"no cluster 9 \(clusters: 0, 1, 2\)"):
             found.members(9)
+        table = Table.read(folder / "catalog.fits")
+        for suffix in (".csv", ".parquet"):  # the other catalog formats of `embed`
+            copy = tmp_path / suffix.strip(".")
+            copy.mkdir()
+            shutil.copy(folder / "results.h5", copy)
+            write_catalog(table, copy / f"catalog{suffix}")
+            again = load_clusters(copy / "results.h5", view.object_ids)
+            assert again.source.name == f"catalog{suffix}"
+            np.testing.assert_array_equal(again.cluster, found.cluster)
+            np.testing.assert_allclose(again.x, found.x)
 
 
 def test_cluster_list_map_and_one_bulk_action_undone_whole(server, clustered):
@@ -166,6 +180,18 @@ def test_results_without_clusters_say_how_to_make_them(tmp_path):
         assert "tfanomaly train cae" in explorer.map_points()["hint"]
         with pytest.raises(InputError, match="no clusters for these results"):
             explorer.cluster_ids(0)
+    finally:
+        running.explorer.store.close()
+        running.explorer.view.close()
+    with pytest.raises(InputError, match="no such embedding file"):  # named: must be there
+        explorer_server(folder, config, tmp_path / "l.sqlite", embedding=tmp_path / "cae")
+    (folder / "catalog.fits").write_bytes(b"not a catalog" * 300)  # found: a warning only
+    running = explorer_server(folder, config, tmp_path / "l.sqlite", echo=lambda *_: None)
+    try:
+        assert running.explorer.clusters is None
+        assert any(
+            "no clusters:" in w and "catalog.fits" in w for w in running.explorer.view.warnings
+        )
     finally:
         running.explorer.store.close()
         running.explorer.view.close()

@@ -54,7 +54,8 @@ def explore_command(results, labels_path, host, port, rerank_every, page_size, p
     The queue shows the objects in the order of the current ranking, 20 per page, each as its
     triptych (real | reconstruction | residual, stretched as the models see them) with id, ra/dec
     and sigma scores. Keys: 1 interesting, 2 artifact, 3 normal, t tag, e note, u undo, j/n next,
-    k previous, m more like this, [ ] pages, s show the simulated kind. Every label is committed
+    k previous, m more like this, [ ] pages, s show the simulated kind, c the Clusters view. Every
+    label is committed
     to the label file when given; after every --rerank-every new labels the queue is re-ranked
     with them (`tfanomaly rerank` writes the same ranking into the catalogs). Ctrl-C stops.
 

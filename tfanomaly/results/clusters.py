@@ -115,6 +115,10 @@ def _from_embedding(path: Path) -> tuple[np.ndarray, ...]:
 
 def _from_catalog(path: Path) -> tuple[np.ndarray, ...] | None:
     """The catalog's ids and cluster columns; None when it has no cluster columns."""
+    try:
+        from pyarrow import ArrowException
+    except ImportError:  # no pyarrow: a parquet catalog is unreadable (ImportError below)
+        ArrowException = OSError  # noqa: N806
     names = ("object_id", *CLUSTER_COLUMNS)
     try:
         if path.suffix == ".csv":  # ids above 2**63 as exact integers, not as floats
@@ -127,13 +131,20 @@ def _from_catalog(path: Path) -> tuple[np.ndarray, ...] | None:
             x, y = (np.array([float(r[k] or "nan") for r in rows]) for k in (1, 2))
             cluster = np.array([int(float(r[3] or -1)) for r in rows], dtype=np.int64)
             return ids, x, y, cluster
+        if path.suffix == ".parquet":  # pyarrow itself: astropy's reader wants pandas
+            import pyarrow.parquet as pq
+
+            if not set(names) <= set(pq.read_schema(path).names):
+                return None
+            table = pq.read_table(path, columns=list(names))
+            return tuple(table.column(k).to_numpy() for k in names)
         from astropy.table import Table
 
-        table = Table.read(path)
+        table = Table.read(path, format="fits")
         if not set(names) <= set(table.colnames):
             return None
         return tuple(np.asarray(table[k]) for k in names)
-    except (OSError, ValueError, KeyError, ImportError, csv.Error) as exc:
+    except (OSError, ValueError, KeyError, ImportError, csv.Error, ArrowException) as exc:
         raise UnreadableFileError(f"{path}: not a readable catalog: {exc}") from exc
 
 
