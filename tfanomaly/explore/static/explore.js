@@ -306,7 +306,9 @@ async function undo() {
     toast(undone.count > 1 ? `undid ${what} on ${undone.count} objects`
       : `undid ${what} on ${undone.id}`);
     noteState(result);
-    afterBulkChange();
+    // A bulk action taken back: its objects may be on other pages of the queue, and in clusters.
+    if (undone.count > 1) afterBulkChange();
+    else if (state.view === "clusters") loadClusters();
   } catch (error) {
     toast(error.message, true);
   }
