@@ -102,3 +102,36 @@ def interrupt_explore(process: subprocess.Popen, timeout: float = 180) -> str:
             f"the explorer did not stop {timeout:g} s after SIGINT:\n{out}"
         ) from None
     return out
+
+
+def add_clusters(folder, sizes=(12, 9, 7), noise: int = 4, seed: int = 0, embedding=None):
+    """Give a results folder what ``tfanomaly embed`` leaves: UMAP positions and HDBSCAN clusters
+    (``sizes`` members around centres 10 apart, ``noise`` objects in no cluster, the rest not
+    embedded), as the catalog's umap_x, umap_y, cluster columns, or as an embedding.h5 at
+    ``embedding``. Nothing is trained; returns {cluster: [object ids]} (-1: noise)."""
+    import h5py
+    import numpy as np
+
+    from tfanomaly.results.catalog import catalog_table, json_attr, read_results, write_catalog
+
+    columns, attrs = read_results(folder)
+    n = len(columns["object_ids"])
+    rng = np.random.default_rng(seed)
+    rows = rng.permutation(n)[: sum(sizes) + noise]
+    cluster = np.repeat(np.arange(len(sizes)), sizes).tolist() + [-1] * noise
+    cluster = np.array(cluster, dtype=np.int64)
+    x = np.where(cluster >= 0, 10.0 * cluster, 40.0) + rng.normal(0, 1, len(rows))
+    y = np.where(cluster >= 0, 0.0, 10.0) + rng.normal(0, 1, len(rows))
+    if embedding is not None:
+        with h5py.File(embedding, "w") as f:
+            f["latents"] = rng.normal(size=(len(rows), 4)).astype(np.float32)
+            f["idxs"], f["object_ids"] = columns["idxs"][rows], columns["object_ids"][rows]
+            f["umap_x"], f["umap_y"], f["cluster"] = x, y, cluster
+    else:
+        full = {"umap_x": np.full(n, np.nan), "umap_y": np.full(n, np.nan),
+                "cluster": np.full(n, -1, dtype=np.int64)}  # fmt: skip
+        full["umap_x"][rows], full["umap_y"][rows], full["cluster"][rows] = x, y, cluster
+        table = catalog_table({**columns, **full}, json_attr(attrs.get("kind_names")))
+        write_catalog(table, folder / "catalog.fits")
+    ids = columns["object_ids"][rows]
+    return {int(c): [int(i) for i in ids[cluster == c]] for c in np.unique(cluster)}

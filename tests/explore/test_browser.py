@@ -1,6 +1,8 @@
 """The explorer as an astronomer uses it, in headless Chromium driven by Selenium: label by click
 and by key, undo, tags and a note, a re-ranking that reorders the queue, a reload that keeps every
-label, the simulated kind behind a toggle, "more like this", and a screenshot.
+label, the simulated kind behind a toggle, "more like this", and a screenshot; the Clusters view,
+where one click labels a whole cluster and a rectangle dragged on the map labels a selection, each
+undone whole by one key.
 
 The results are a scored tiny16 run; ``TFANOMALY_EXPLORE_RESULTS=FOLDER`` runs the same session on
 another results folder (labels go to a temporary file), and ``TFANOMALY_SCREENSHOT_DIR=docs``
@@ -13,10 +15,12 @@ from pathlib import Path
 
 import pytest
 from conftest import build_tiny_run, quiet
+from results.test_browse import write_results_file
 
-from explore.helpers import get, start_explore, wait_for
+from explore.helpers import add_clusters, get, start_explore, wait_for
 from tfanomaly.models.config import InversionConfig
 from tfanomaly.pipelines.config import ScoreConfig
+from tfanomaly.results.labels import LabelStore
 
 
 def chrome(profile: Path):
@@ -217,6 +221,100 @@ def test_label_rerank_reload_and_more_like_this_in_chromium(results, tmp_path):
         assert labels[top]["version"] == 1
         page.wait("document.body.dataset.page === '0'", "the queue on its first page")
         assert not set(labels) & set(page.ids())  # ranked: the labelled objects go last
+    finally:
+        driver.quit()
+        process.terminate()
+        process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def clustered(tmp_path_factory):
+    """A results folder with images and what `tfanomaly embed` adds to its catalog (no training)."""
+    folder = write_results_file(tmp_path_factory.mktemp("clusters_browser") / "scores", n=60)
+    return folder, add_clusters(folder, sizes=(14, 10, 8), noise=5)
+
+
+def stored(path) -> dict:
+    with LabelStore(path) as store:
+        return store.current()
+
+
+@pytest.mark.slow
+def test_label_a_whole_cluster_in_one_click_and_undo_it_in_chromium(clustered, tmp_path):
+    folder, members = clustered
+    labels = tmp_path / "labels.sqlite"
+    process, url = start_explore(folder, "--labels", labels, "--rerank-every", "100")
+    assert any("clusters: 3 from" in line for line in process.printed)
+    driver = chrome(tmp_path / "profile")
+    try:
+        page = Page(driver)
+        driver.get(url)
+        page.loaded()
+        driver.find_element(page.by.ID, "tab-clusters").click()
+        page.wait("Number(document.body.dataset.clusterLoads || 0) >= 1", "the clusters")
+        assert page.js("return document.getElementById('queue').hidden;")
+        cards = page.js("return [...document.querySelectorAll('.cluster')].map(c => "
+                        "[c.dataset.cluster, c.dataset.size]);")  # fmt: skip
+        assert cards == [["0", "14"], ["1", "10"], ["2", "8"]]
+        page.wait("[...document.querySelectorAll('.cluster img')].every(i => i.complete && "
+                  "i.naturalWidth > 0)", "the typical members' triptychs")  # fmt: skip
+        typical = page.js("return [...document.querySelectorAll('.cluster[data-cluster=\"1\"] "
+                          "img')].map(i => i.dataset.id);")  # fmt: skip
+        assert len(typical) == 6 and {int(i) for i in typical} <= set(members[1])
+        assert page.js("return state.map.ids.length;") == 14 + 10 + 8 + 5
+
+        # One click labels cluster 1 whole, with a tag; one key takes it all back.
+        card = driver.find_element(page.by.CSS_SELECTOR, '.cluster[data-cluster="1"]')
+        card.find_element(page.by.CSS_SELECTOR, ".bulk-tag").send_keys("satellite trail")
+        card.find_element(page.by.CSS_SELECTOR, ".bulk-lab.artifact").click()
+        page.wait("document.querySelector('.cluster[data-cluster=\"1\"] .counts .badge')"
+                  "?.textContent === 'artifact 10'", "the cluster's label count")  # fmt: skip
+        current = stored(labels)
+        assert sorted(current) == sorted(members[1])
+        for record in current.values():
+            assert record["label"] == "artifact"
+            assert record["tags"] == ["satellite trail", "cluster:1"]
+        assert get(url, "/api/state")["labelled"] == 10
+        loads = int(page.js("return Number(document.body.dataset.clusterLoads);"))
+        page.keys("u")
+        page.wait(f"Number(document.body.dataset.clusterLoads) > {loads} && "
+                  "!document.querySelector('.cluster .counts .badge')", "the undo")  # fmt: skip
+        assert stored(labels) == {} and get(url, "/api/state")["labelled"] == 0
+
+        # A rectangle dragged around cluster 2 on the map selects it; one click labels it.
+        box = page.js(
+            "const f = mapFrame(); const ks = state.map.cluster.map((c, k) => [c, k])"
+            ".filter(([c]) => c === 2).map(([, k]) => k); const xs = ks.map(f.px), ys = ks.map(f.py);"
+            "return [Math.min(...xs) - 6, Math.min(...ys) - 6, Math.max(...xs) + 6,"
+            " Math.max(...ys) + 6, document.getElementById('map').width,"
+            " document.getElementById('map').height];"
+        )
+        canvas = driver.find_element(page.by.ID, "map")
+        left, top, right, bottom, width, height = box
+        chain = page.actions(driver).move_to_element_with_offset(canvas, int(left - width / 2),
+                                                                 int(top - height / 2))  # fmt: skip
+        chain.click_and_hold().move_by_offset(int(right - left), int(bottom - top)).release()
+        chain.perform()
+        page.wait("document.body.dataset.selected === '8'", "8 objects selected")
+        driver.find_element(page.by.ID, "selection-tag").send_keys("ring")
+        driver.find_element(page.by.CSS_SELECTOR, "#selection-bar .bulk-lab.interesting").click()
+        page.wait("document.querySelector('.cluster[data-cluster=\"2\"] .counts .badge')"
+                  "?.textContent === 'interesting 8'", "the selection labelled")  # fmt: skip
+        current = stored(labels)
+        assert sorted(current) == sorted(members[2])
+        assert {tuple(r["tags"]) for r in current.values()} == {("ring", "selection")}
+        screenshot = tmp_path / "clusters.png"
+        driver.save_screenshot(str(screenshot))
+        keep = os.environ.get("TFANOMALY_SCREENSHOT_DIR")
+        if keep:
+            shutil.copy(screenshot, Path(keep) / "explorer-clusters.png")
+        page.keys("u")
+        wait_for(url, lambda s: s["labelled"] == 0, what="the selection undone")
+        assert stored(labels) == {}
+        page.keys("c")  # back to the queue: no label left on its cards
+        page.wait("!document.getElementById('queue').hidden", "the queue")
+        page.loaded()
+        assert not page.js("return document.querySelector('#queue .badge');")
     finally:
         driver.quit()
         process.terminate()

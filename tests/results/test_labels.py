@@ -183,3 +183,69 @@ def test_import_tables_from_elsewhere(store, tmp_path):
         read_label_table(tmp_path / "labels.parquet")
     with pytest.raises(InputError, match="no such label table"):
         read_label_table(tmp_path / "missing.csv")
+
+
+def test_one_undo_takes_back_a_whole_bulk_action(store):
+    store.set(1, label="normal", tags=["kept"])
+    members = [BIG_ID + k for k in range(40)] + [TOP_ID]
+    records = [{"object_id": oid, "label": "artifact", "tags": ["satellite trail", "cluster:7"]}
+               for oid in members]  # fmt: skip
+    assert store.set_many(records) == 41
+    store.set_many([{"object_id": 1, "label": "artifact", "tags": ["selection"]}])
+    store.set(2, label="interesting")
+    assert store.undo()["object_id"] == 2  # a single label: one object
+    undone = store.undo()  # the second bulk action: object 1 back to its own label
+    assert undone["object_id"] == 1 and undone["label"] == "normal" and undone["tags"] == ["kept"]
+    assert [o["object_id"] for o in undone["objects"]] == [1] and undone["batch"] is not None
+    current = store.current()
+    assert all(current[oid]["tags"] == ["satellite trail", "cluster:7"] for oid in members)
+    undone = store.undo()  # the first: all 41 at once
+    assert undone["batch"] == 1 and sorted(o["object_id"] for o in undone["objects"]) == members
+    assert all(o["label"] is None and o["undone"]["label"] == "artifact" for o in undone["objects"])
+    assert store.current() == {1: store.get(1)}
+    assert store.undo()["object_id"] == 1 and store.undo() is None
+    batches = {e["batch"] for e in store.history() if e["undoes"] is None}
+    assert batches == {None, 1, 2}
+
+
+def test_a_label_after_a_bulk_action_is_undone_alone_first(store):
+    store.set_many([{"object_id": k, "label": "normal"} for k in (3, 4, 5)])
+    store.set(4, label="interesting")
+    undone = store.undo()
+    assert undone["batch"] is None and [o["object_id"] for o in undone["objects"]] == [4]
+    assert store.get(4)["label"] == "normal" and len(store.current()) == 3
+    assert len(store.undo()["objects"]) == 3 and store.current() == {}
+
+
+def test_a_label_file_of_the_first_schema_opens_and_gains_batches(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:  # the schema of tfanomaly's first label files
+        db.executescript("""
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE events (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, object_id TEXT NOT NULL, label TEXT,
+                tags TEXT NOT NULL DEFAULT '[]', note TEXT NOT NULL DEFAULT '',
+                time TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 0,
+                undoes INTEGER REFERENCES events(seq));
+            CREATE INDEX events_object ON events(object_id);
+            CREATE INDEX events_undoes ON events(undoes);
+            CREATE VIEW effective AS SELECT * FROM events WHERE undoes IS NULL
+                AND seq NOT IN (SELECT undoes FROM events WHERE undoes IS NOT NULL);
+            CREATE VIEW current_labels AS SELECT e.* FROM effective e
+                JOIN (SELECT object_id, MAX(seq) AS seq FROM effective GROUP BY object_id) latest
+                ON e.seq = latest.seq;
+            INSERT INTO meta VALUES ('schema_version', '1');""")  # fmt: skip
+        db.execute("INSERT INTO events (object_id, label, tags, time) VALUES (?, 'interesting', "
+                   "'[\"arc\"]', '2024-01-01T00:00:00.000Z')", (str(TOP_ID),))  # fmt: skip
+        db.execute("INSERT INTO events (object_id, label, time) VALUES ('5', 'normal', "
+                   "'2024-01-02T00:00:00.000Z')")  # fmt: skip
+    with LabelStore(path) as store:
+        assert store.current()[TOP_ID]["tags"] == ["arc"] and store.get(5)["label"] == "normal"
+        store.set_many([{"object_id": k, "label": "artifact", "tags": "cluster:0"} for k in (6, 7)])
+        assert len(store.undo()["objects"]) == 2 and set(store.current()) == {TOP_ID, 5}
+        assert store.undo()["object_id"] == 5  # the old single labels undo one at a time
+    with LabelStore(path) as again, sqlite3.connect(path) as db:  # opens as it is now
+        assert again.current() == {TOP_ID: again.get(TOP_ID)}
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        assert version == ("2",)
+        assert "batch" in {row[1] for row in db.execute("PRAGMA table_info(events)")}

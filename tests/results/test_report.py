@@ -1,6 +1,8 @@
 """The HTML report as a user sees it: rendered by headless Chromium from disk, one map glyph per
-embedded object, galleries with images, and a screenshot."""
+embedded object, galleries with images, and a screenshot; the cluster table beside the map (size,
+most typical members, the labels given in each cluster)."""
 
+import html
 import os
 import re
 import shutil
@@ -14,7 +16,8 @@ from pipelines.test_characterise import scored  # noqa: F401  (module-scoped sco
 from tfanomaly.pipelines.characterise import embed, train_cae
 from tfanomaly.pipelines.config import CaeTrainConfig
 from tfanomaly.pipelines.evaluate import evaluate
-from tfanomaly.results.report import build_report
+from tfanomaly.results.labels import LabelStore
+from tfanomaly.results.report import SCORE_LABELS, build_report
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -62,3 +65,37 @@ def test_report_renders_in_headless_chromium(scored, tmp_path):  # noqa: F811
         shutil.copy(screenshot, keep)
     with h5py.File(tmp_path / "cae" / "embedding.h5") as f:
         assert len(f["umap_x"]) == 80
+
+
+def test_cluster_table_sizes_typical_members_and_labels(tmp_path):
+    from explore.helpers import add_clusters
+
+    from results.test_browse import write_results_file
+
+    folder = write_results_file(tmp_path / "scores", n=40)
+    (tmp_path / "cae").mkdir()
+    members = add_clusters(
+        folder, sizes=(9, 6), noise=3, embedding=tmp_path / "cae" / "embedding.h5"
+    )
+    shown = build_report(folder, cae_dir=tmp_path / "cae", top_n=2, typical=3)
+    assert shown["map_points"] == 18 and shown["clusters"] == 2
+    assert shown["labels_counted"] is None
+    page = html.unescape((folder / "report.html").read_text())  # Bokeh's JSON holds escaped HTML
+    assert "<h2>Clusters</h2>" in page and "3 embedded objects are in no cluster" in page
+    assert "No label file" in page
+    with LabelStore(folder / "labels.sqlite") as store:  # the explorer's label file
+        store.set_many([{"object_id": i, "label": "artifact", "tags": ["cluster:0"]}
+                        for i in members[0][:5]])  # fmt: skip
+        store.set(members[1][0], label="interesting")
+        store.set(7, label="normal")  # an object of another survey: not counted
+    shown = build_report(folder, cae_dir=tmp_path / "cae", top_n=2, typical=3)
+    assert shown["labels_counted"] == 6
+    assert shown["gallery_images"] == 2 * 3 + 2 * len(SCORE_LABELS)
+    page = html.unescape((folder / "report.html").read_text())
+    table = page[page.index("<h2>Clusters</h2>") :].split("</table>")[0]
+    rows = table.split("<tr>")[2:]
+    assert len(rows) == 2 and all(r.count("<img ") == 3 for r in rows)
+    assert ">9</td>" in rows[0] and ">artifact</b> 5" in rows[0]
+    assert ">6</td>" in rows[1] and ">interesting</b> 1" in rows[1]
+    typical = [int(t) for t in re.findall(r'title=\\?"(\d+)', rows[0])]
+    assert len(typical) == 3 and set(typical) <= set(members[0])

@@ -41,24 +41,36 @@ def _labels_option(command):
 @click.option("--features", type=click.Choice(FEATURE_SPACES), default=ExploreConfig.features,
               show_default=True, help="Feature space of re-ranking and 'more like this' (files "
               "without vectors, like the paper's, use PCA features of their residuals).")  # fmt: skip
+@click.option("--embedding", type=click.Path(exists=True), default=None,
+              help="The clusters of the Clusters view: an embedding.h5 of `tfanomaly embed` (or "
+              "its CAE folder) [default: the umap_x, umap_y, cluster columns of the catalog "
+              "beside RESULTS, when it has them].")  # fmt: skip
 @_friendly_errors
 def explore_command(results, labels_path, host, port, rerank_every, page_size, panel_size,
-                    similar, features):  # fmt: skip
+                    similar, features, embedding):  # fmt: skip
     """Open RESULTS (a `tfanomaly score` folder, or a results HDF5 file such as the paper's
     results_gri_lambda0.3_3sigd.h5) in a local web app, and label its objects in a browser.
 
     The queue shows the objects in the order of the current ranking, 20 per page, each as its
     triptych (real | reconstruction | residual, stretched as the models see them) with id, ra/dec
     and sigma scores. Keys: 1 interesting, 2 artifact, 3 normal, t tag, e note, u undo, j/n next,
-    k previous, m more like this, [ ] pages, s show the simulated kind. Every label is committed
+    k previous, m more like this, [ ] pages, s show the simulated kind, c the Clusters view. Every
+    label is committed
     to the label file when given; after every --rerank-every new labels the queue is re-ranked
     with them (`tfanomaly rerank` writes the same ranking into the catalogs). Ctrl-C stops.
+
+    The Clusters tab shows the clusters of `tfanomaly train cae` + `tfanomaly embed` (UMAP +
+    HDBSCAN): each cluster's size, its most typical members (nearest its centre in the map) and
+    the labels given in it, and the UMAP map. One click labels a whole cluster, or the objects in
+    a rectangle dragged on the map, with a tag (e.g. 'satellite trail') and a tag naming the
+    action (cluster:7, selection); they are ordinary labels, the re-ranking learns from them, and
+    one undo (u) takes the whole action back.
     """
     from tfanomaly.explore import explorer_server
 
     config = ExploreConfig(host=host, port=port, rerank_every=rerank_every, page_size=page_size,
                            panel_size=panel_size, similar=similar, features=features)  # fmt: skip
-    server = explorer_server(results, config, labels_path, echo=click.echo)
+    server = explorer_server(results, config, labels_path, echo=click.echo, embedding=embedding)
     explorer = server.explorer
     for warning in explorer.view.warnings:
         click.echo(f"warning: {warning}")
@@ -66,6 +78,10 @@ def explore_command(results, labels_path, host, port, rerank_every, page_size, p
         click.echo(f"note: {explorer.view.images_hint()}")
     click.echo(f"explore {len(explorer.view)} objects of {explorer.view.file} (labels: "
                f"{explorer.store.path}, {int(explorer.labelled.sum())} so far)")  # fmt: skip
+    clusters = explorer.clusters
+    if clusters is not None:
+        click.echo(f"clusters: {len(clusters.groups())} from {clusters.source} "
+                   f"({int(clusters.embedded.sum())} objects in the map)")  # fmt: skip
     click.echo(f"open {server.url} in a browser (Ctrl-C stops)")
     try:
         server.serve_forever()
@@ -112,7 +128,8 @@ def labels_import(results, in_path, labels_path):
     """Add the labels of IN_PATH (.csv or .fits with an object_id column and any of label,
     tags, note, time) to the label file, in one transaction: all rows or none. Labels are
     interesting, artifact or normal (any case); an empty label leaves the object's label as it
-    is. Each row becomes the object's newest record (undo in the explorer takes it back)."""
+    is. Each row becomes the object's newest record; one undo in the explorer takes the whole
+    import back."""
     from tfanomaly.results.browse import ResultsView
     from tfanomaly.results.labels import LabelStore, default_label_path, read_label_table
 

@@ -354,22 +354,40 @@ def embed_command(cae_dir, scores, selection, n_neighbors, min_dist, min_cluster
     show_default=True,
     help="Cut marked on histograms.",
 )
+@click.option(
+    "--labels",
+    "labels_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Label file whose labels the cluster table counts [default: RESULTS/labels.sqlite, "
+    "when it exists].",
+)
 @_friendly_errors
 @_uses_tensorflow
-def report_command(results, cae_dir, out_path, top_n, thumb_size, sigma_cut):
+def report_command(results, cae_dir, out_path, top_n, thumb_size, sigma_cut, labels_path):
     """Write a self-contained HTML report (opens from disk, no server, no network) of the scored
     catalog RESULTS (scored with --store-images): the UMAP map coloured by the default score's sigma
     with cluster outlines and hover thumbnails (real | reconstruction | residual, id, ra/dec,
-    scores), galleries of the top objects by each score and per cluster, score histograms with
-    the sigma cut, and the evaluation table when RESULTS/evaluation.json exists."""
+    scores) and beside it the cluster table (each cluster's size, its most typical members, the
+    nearest its centre in the map, and the labels given in it from the label file of `tfanomaly
+    explore`), galleries of the top objects by each score, score histograms with the sigma cut,
+    and the evaluation table when RESULTS/evaluation.json exists. To label a whole cluster, use
+    the Clusters view of `tfanomaly explore RESULTS --embedding CAE/embedding.h5`."""
     from tfanomaly.results.report import build_report
 
     shown = build_report(
-        results, out_path, cae_dir=cae_dir, top_n=top_n, thumb_size=thumb_size, sigma_cut=sigma_cut
+        results,
+        out_path,
+        cae_dir=cae_dir,
+        top_n=top_n,
+        thumb_size=thumb_size,
+        sigma_cut=sigma_cut,
+        labels_path=labels_path,
     )
+    clusters = f", {shown['clusters']} clusters" if shown["map_points"] else ""
     click.echo(
         f"report {shown['path']} ({shown['bytes'] / 1e6:.1f} MB): {shown['map_points']} "
-        f"map points, {shown['gallery_images']} gallery images"
+        f"map points{clusters}, {shown['gallery_images']} gallery images"
     )
 
 

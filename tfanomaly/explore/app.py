@@ -13,7 +13,12 @@ Routes:
     GET  /api/similar/<id>?k=       "more like this": the nearest objects in the feature space
     GET  /api/labels                every current label of this file's objects
     POST /api/labels                {"object_id": "...", "label"?, "tags"?, "note"?}
-    POST /api/undo                  take back the last change
+    POST /api/labels/bulk           {"cluster": k} or {"object_ids": ["...", ...]}, with "label",
+                                    "tags"?, "note"?: one bulk action, tagged cluster:k or
+                                    selection (one undo takes it back)
+    POST /api/undo                  take back the last change (a bulk action whole)
+    GET  /api/clusters?typical=     each cluster's size, most typical members, labels given
+    GET  /api/map                   the UMAP map: ids, x, y, cluster, label (column by column)
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import tornado.web
 
 from tfanomaly.errors import ConfigError, InputError, TfanomalyError
 from tfanomaly.explore.session import Explorer, RankerNotReady, UnknownObject
+from tfanomaly.results.clusters import TYPICAL
 from tfanomaly.results.labels import parse_object_id
 
 STATIC = Path(str(resources.files("tfanomaly.explore") / "static"))
@@ -209,6 +215,44 @@ class LabelsHandler(ApiHandler):
         self.send({"object": shown, **self.explorer.state()})
 
 
+class BulkLabelsHandler(ApiHandler):
+    def post(self) -> None:
+        body = self.json_body()
+        unknown = sorted(set(body) - {"cluster", "object_ids", "label", "tags", "note"})
+        if unknown:
+            raise ApiError(400, f"unknown field(s) {', '.join(unknown)}; send cluster or "
+                           "object_ids, a label, and any of tags, note")  # fmt: skip
+        if ("cluster" in body) == ("object_ids" in body):
+            raise ApiError(400, "give either a cluster or object_ids (a list of ids as text)")
+        if "cluster" in body:
+            cluster = body["cluster"]
+            if isinstance(cluster, bool) or not isinstance(cluster, int | str):
+                raise ApiError(400, f"cluster {cluster!r} is not an integer")
+            try:
+                cluster = int(cluster)
+            except ValueError:
+                raise ApiError(400, f"cluster {cluster!r} is not an integer") from None
+            ids, batch_tag = self.explorer.cluster_ids(cluster), f"cluster:{cluster}"
+        else:
+            if not isinstance(body["object_ids"], list) or not body["object_ids"]:
+                raise ApiError(400, "object_ids must be a non-empty list of ids (as text)")
+            ids, batch_tag = [self.object_id(i) for i in body["object_ids"]], "selection"
+        done = self.explorer.label_many(ids, body.get("label"), body.get("tags"),
+                                        body.get("note"), batch_tag)  # fmt: skip
+        self.send({**done, **self.explorer.state()})
+
+
+class ClustersHandler(ApiHandler):
+    def get(self) -> None:
+        typical = self.int_argument("typical", TYPICAL, 0, 100)
+        self.send(self.explorer.cluster_list(typical))
+
+
+class MapHandler(ApiHandler):
+    def get(self) -> None:
+        self.send(self.explorer.map_points())
+
+
 class UndoHandler(ApiHandler):
     def post(self) -> None:
         self.send({"undone": self.explorer.undo(), **self.explorer.state()})
@@ -243,7 +287,10 @@ def make_app(explorer: Explorer, loopback_only: bool = True) -> tornado.web.Appl
         (rf"/api/images/{ids}\.png", ImageHandler, api),
         (rf"/api/similar/{ids}", SimilarHandler, api),
         (r"/api/labels", LabelsHandler, api),
+        (r"/api/labels/bulk", BulkLabelsHandler, api),
         (r"/api/undo", UndoHandler, api),
+        (r"/api/clusters", ClustersHandler, api),
+        (r"/api/map", MapHandler, api),
     ]
     return tornado.web.Application(routes, default_handler_class=NotFoundHandler,
                                    log_function=lambda handler: None,

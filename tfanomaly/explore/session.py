@@ -18,7 +18,8 @@ from tfanomaly.errors import InputError, TfanomalyError
 from tfanomaly.explore.images import triptych, triptych_shape
 from tfanomaly.pipelines.config import FEATURE_SPACES, ExploreConfig
 from tfanomaly.results.browse import ResultsView
-from tfanomaly.results.labels import LABELS, LabelStore
+from tfanomaly.results.clusters import TYPICAL, ClusterMap, how_to_cluster
+from tfanomaly.results.labels import LABELS, LabelStore, check_label, check_note, check_tags
 from tfanomaly.results.preview import encode_png
 
 PNG_CACHE_BYTES = 64 * 2**20  # rendered triptychs kept: pages of 96-px objects
@@ -71,11 +72,15 @@ class Explorer:
         ranker_factory: ``view -> (ranker, description)`` (default :func:`build_ranker`); it runs
             in a worker thread, so the pages are served while it builds.
         echo: where one-line news goes (re-rankings, the ranker's state).
+        clusters: the UMAP map and clusters of the objects (None: the cluster view says how to
+            make them).
     """
 
     def __init__(self, view: ResultsView, store: LabelStore, config: ExploreConfig | None = None,
-                 ranker_factory: Callable | None = None, echo: Callable = print):  # fmt: skip
+                 ranker_factory: Callable | None = None, echo: Callable = print,
+                 clusters: ClusterMap | None = None):  # fmt: skip
         self.view, self.store = view, store
+        self.clusters = clusters
         self.config = config or ExploreConfig()
         self.config.validate()
         self.ranker_factory = ranker_factory or (lambda v: build_ranker(v, self.config.features))
@@ -144,6 +149,7 @@ class Explorer:
             "page_size": self.config.page_size,
             "rerank_every": self.config.rerank_every,
             "warnings": list(view.warnings),
+            "has_clusters": self.clusters is not None,
             **self.state(),
         }
 
@@ -225,11 +231,49 @@ class Explorer:
             self.schedule_rerank()
         return self.describe(row)
 
+    def label_many(self, object_ids, label, tags=None, note=None, batch_tag: str = "selection"
+                   ) -> dict:  # fmt: skip
+        """Label many objects in one bulk action (one transaction; one :meth:`undo` takes it all
+        back): each gets ``label``, keeps its tags and gains ``tags`` and ``batch_tag`` (which
+        names the action, ``cluster:7`` or ``selection``), and ``note`` when one is given.
+        Returns the count and the tags given; the labels count for the re-ranking like any."""
+        if label is None:
+            raise InputError("give the label the objects get (one of " + ", ".join(LABELS) + ")")
+        label = check_label(label)
+        added = check_tags([*check_tags([] if tags is None else tags), batch_tag])
+        note = None if note is None else check_note(note)
+        ids = list(dict.fromkeys(int(oid) for oid in object_ids))
+        if not ids:
+            raise InputError("no objects to label")
+        rows = [self.row_of(oid) for oid in ids]
+        records = []
+        for oid in ids:
+            own = (self.records.get(oid) or {}).get("tags", [])
+            records.append({"object_id": oid, "label": label, "note": note,
+                            "tags": own + [t for t in added if t not in own]})  # fmt: skip
+        self.store.set_many(records, version=self.version)
+        changed = 0
+        for oid, row in zip(ids, rows, strict=True):
+            before = (self.records.get(oid) or {}).get("label")
+            self.records[oid] = self.store.get(oid)
+            self.labelled[row] = True
+            changed += before != label
+        if changed:
+            self.pending += changed
+            self.schedule_rerank()
+        return {"count": len(ids), "label": label, "tags": added, "changed": changed}
+
     def undo(self) -> dict | None:
-        """Take back the last change; the object as it is now (None: nothing to undo)."""
+        """Take back the last change (a bulk action whole); the last object as it is now, with
+        ``objects``, every object taken back as it is now (None: nothing to undo)."""
         undone = self.store.undo()
         if undone is None:
             return None
+        shown = [self._undone(item) for item in undone["objects"]]
+        return {**shown[-1], "objects": shown, "count": len(shown), "batch": undone["batch"]}
+
+    def _undone(self, undone: dict) -> dict:
+        undone = dict(undone)
         oid = undone.pop("object_id")
         if oid not in self.view.rows:  # a label of another survey sharing the label file
             return {"id": str(oid), "label": undone["label"], "undone": undone["undone"]}
@@ -243,6 +287,43 @@ class Explorer:
             self.records[oid] = undone
         self.labelled[row] = undone["label"] is not None
         return {**self.describe(row), "undone": taken}
+
+    # -- clusters --------------------------------------------------------------------------
+
+    def cluster_list(self, typical: int = TYPICAL) -> dict:
+        """Each cluster's size, its ``typical`` most typical members (nearest the cluster's
+        centre in the UMAP map, ids) and the labels given in it; without clusters, a ``hint``."""
+        if self.clusters is None:
+            return {"available": False, "hint": how_to_cluster(self.view.folder), "clusters": []}
+        by_row = {self.view.rows[oid]: r["label"] for oid, r in self.records.items()}
+        ids = self.view.object_ids
+        clusters = [{**c, "typical": [str(int(ids[r])) for r in c["typical"]]}
+                    for c in self.clusters.summaries(by_row, typical)]  # fmt: skip
+        return {"available": True, "hint": None, "source": str(self.clusters.source),
+                "clusters": clusters, "embedded": int(self.clusters.embedded.sum()),
+                "noise": self.clusters.noise}  # fmt: skip
+
+    def map_points(self) -> dict:
+        """The embedded objects' ids, UMAP x and y, clusters and labels, column by column."""
+        if self.clusters is None:
+            return {"available": False, "hint": how_to_cluster(self.view.folder), "ids": [],
+                    "x": [], "y": [], "cluster": [], "label": []}  # fmt: skip
+        rows = np.flatnonzero(self.clusters.embedded)
+        ids = self.view.object_ids[rows]
+        return {
+            "available": True,
+            "ids": [str(i) for i in ids.tolist()],
+            "x": np.round(self.clusters.x[rows], 4).tolist(),
+            "y": np.round(self.clusters.y[rows], 4).tolist(),
+            "cluster": self.clusters.cluster[rows].tolist(),
+            "label": [(self.records.get(i) or {}).get("label") for i in ids.tolist()],
+        }
+
+    def cluster_ids(self, cluster: int) -> list[int]:
+        """The object ids of one cluster."""
+        if self.clusters is None:
+            raise InputError(how_to_cluster(self.view.folder))
+        return [int(i) for i in self.view.object_ids[self.clusters.members(cluster)].tolist()]
 
     def ranking_labels(self) -> dict[int, str]:
         """The labels of this file's objects, object id -> label name, for the ranker."""

@@ -1,5 +1,6 @@
 """An astronomer's labels of scored objects, kept so that nothing is lost: an append-only SQLite
-event log (WAL, one fsynced transaction per label), its export and import as CSV or FITS tables.
+event log (WAL, one fsynced transaction per label or per bulk action, which one undo takes back
+whole), its export and import as CSV or FITS tables.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ TABLE_COLUMNS = ("object_id", "label", "tags", "note", "time")
 TABLE_FORMATS = (".csv", ".fits")
 MAX_TAG = 64
 MAX_NOTE = 10_000
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: events.batch (files of version 1 gain it when opened)
 
 # Object ids are uint64 and SQLite integers signed 64-bit: ids are stored as decimal text. Every
 # change is a new row of ``events``; an undo is a row whose ``undoes`` names the event it takes
-# back, so the table is only ever appended to and keeps the whole history.
+# back, so the table is only ever appended to and keeps the whole history. The events of one
+# bulk action (``set_many``: a cluster, a selection, an imported table) share a ``batch`` number,
+# and one undo takes them all back.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
@@ -38,7 +41,8 @@ CREATE TABLE IF NOT EXISTS events (
     note TEXT NOT NULL DEFAULT '',
     time TEXT NOT NULL,
     version INTEGER NOT NULL DEFAULT 0,
-    undoes INTEGER REFERENCES events(seq)
+    undoes INTEGER REFERENCES events(seq),
+    batch INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_object ON events(object_id);
 CREATE INDEX IF NOT EXISTS events_undoes ON events(undoes);
@@ -50,6 +54,7 @@ CREATE VIEW IF NOT EXISTS current_labels AS
     JOIN (SELECT object_id, MAX(seq) AS seq FROM effective GROUP BY object_id) latest
     ON e.seq = latest.seq;
 """
+BATCH_INDEX = "CREATE INDEX IF NOT EXISTS events_batch ON events(batch)"
 
 
 def default_label_path(results) -> Path:
@@ -108,6 +113,30 @@ def check_note(note) -> str:
     return note
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a label file of an older schema up to ``SCHEMA_VERSION`` in one transaction (a
+    second process opening the same old file at once finds it done); a current file is only read."""
+
+    def current() -> bool:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return "batch" in columns and version is not None and int(version[0]) >= SCHEMA_VERSION
+
+    if current():
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if "batch" not in {row[1] for row in db.execute("PRAGMA table_info(events)")}:
+            db.execute("ALTER TABLE events ADD COLUMN batch INTEGER")  # version 1: no bulk actions
+        db.execute(BATCH_INDEX)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                   (str(SCHEMA_VERSION),))  # fmt: skip
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 def _record(row) -> dict:
     return {"label": row["label"], "tags": json.loads(row["tags"]), "note": row["note"],
             "time": row["time"], "version": int(row["version"])}  # fmt: skip
@@ -141,8 +170,7 @@ class LabelStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                             (str(SCHEMA_VERSION),))  # fmt: skip
+            _migrate(self._db)
         except sqlite3.DatabaseError as exc:
             raise UnreadableFileError(f"{self.path}: not a tfanomaly label file: {exc}") from exc
 
@@ -162,7 +190,8 @@ class LabelStore:
             "(SELECT undoes FROM events WHERE object_id = ? AND undoes IS NOT NULL) "
             "ORDER BY seq DESC LIMIT 1", (key, key)).fetchone()  # fmt: skip
 
-    def _append(self, oid: int, label, tags, note, version: int, time: str | None) -> dict:
+    def _append(self, oid: int, label, tags, note, version: int, time: str | None,
+                batch: int | None = None) -> dict:  # fmt: skip
         """One event with the object's whole new state: given fields replace, None keeps."""
         key = str(oid)
         previous = self._latest(key)
@@ -170,9 +199,9 @@ class LabelStore:
         label = state["label"] if label is None else check_label(label)
         tags = state["tags"] if tags is None else check_tags(tags)
         note = state["note"] if note is None else check_note(note)
-        row = (key, label, json.dumps(tags), note, time or now(), int(version))
-        self._db.execute("INSERT INTO events (object_id, label, tags, note, time, version) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", row)  # fmt: skip
+        row = (key, label, json.dumps(tags), note, time or now(), int(version), batch)
+        self._db.execute("INSERT INTO events (object_id, label, tags, note, time, version, batch) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)", row)  # fmt: skip
         return {"label": label, "tags": tags, "note": note, "time": row[4], "version": row[5]}
 
     def set(self, object_id, label=None, tags=None, note=None, version: int = 0) -> dict:
@@ -190,16 +219,19 @@ class LabelStore:
         return record
 
     def set_many(self, records, version: int = 0) -> int:
-        """Record many objects' states in one transaction (all or none): ``records`` yields dicts
-        with ``object_id`` and any of ``label``, ``tags``, ``note``, ``time``."""
+        """Record many objects' states as one bulk action, in one transaction (all or none):
+        ``records`` yields dicts with ``object_id`` and any of ``label``, ``tags``, ``note``,
+        ``time``. The events share a batch number: one :meth:`undo` takes them all back."""
         count = 0
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                batch = self._db.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM events"
+                                         ).fetchone()[0]  # fmt: skip
                 for item in records:
                     self._append(parse_object_id(item["object_id"]), item.get("label"),
                                  item.get("tags"), item.get("note"), version,
-                                 item.get("time") or None)  # fmt: skip
+                                 item.get("time") or None, batch)  # fmt: skip
                     count += 1
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -208,10 +240,14 @@ class LabelStore:
         return count
 
     def undo(self) -> dict | None:
-        """Take back the most recent change still in effect (repeat to walk back further).
+        """Take back the most recent change still in effect: one label, or every label of the
+        most recent bulk action (:meth:`set_many`) still in effect, in one transaction (repeat to
+        walk back further).
 
-        Returns the object's record after the undo, with ``object_id`` and ``undone`` (the
-        record taken back); its ``label`` is None when nothing is left. None: nothing to undo.
+        Returns the last object's record after the undo, with ``object_id``, ``undone`` (the
+        record taken back), ``batch`` (the bulk action's number, None for one label) and
+        ``objects``: every object taken back, each as such a record (one for a single label).
+        A ``label`` is None when nothing is left. None: nothing to undo.
         """
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -221,17 +257,32 @@ class LabelStore:
                 if last is None:
                     self._db.execute("ROLLBACK")
                     return None
-                self._db.execute("INSERT INTO events (object_id, tags, note, time, version, "
-                                 "undoes) VALUES (?, '[]', '', ?, ?, ?)",
-                                 (last["object_id"], now(), last["version"], last["seq"]))  # fmt: skip
-                after = self._latest(last["object_id"])
+                events = [last]
+                if last["batch"] is not None:
+                    events = self._db.execute("SELECT * FROM effective WHERE batch = ? ORDER BY "
+                                              "seq DESC", (last["batch"],)).fetchall()  # fmt: skip
+                stamp = now()
+                for event in events:
+                    self._db.execute("INSERT INTO events (object_id, tags, note, time, version, "
+                                     "undoes) VALUES (?, '[]', '', ?, ?, ?)",
+                                     (event["object_id"], stamp, event["version"],
+                                      event["seq"]))  # fmt: skip
+                # Each object once (a bulk action may name one twice), the most recent first.
+                taken = {}
+                for event in events:
+                    taken.setdefault(event["object_id"], event)
+                after = {key: self._latest(key) for key in taken}
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-        record = _record(after) if after else {"label": None, "tags": [], "note": "",
-                                               "time": None, "version": last["version"]}  # fmt: skip
-        return {"object_id": int(last["object_id"]), **record, "undone": _record(last)}
+        objects = []
+        for key, event in reversed(taken.items()):
+            row = after[key]
+            record = _record(row) if row else {"label": None, "tags": [], "note": "",
+                                               "time": None, "version": event["version"]}  # fmt: skip
+            objects.append({"object_id": int(key), **record, "undone": _record(event)})
+        return {**objects[-1], "batch": last["batch"], "objects": objects}
 
     def current(self) -> dict[int, dict]:
         """Each object's latest record: {object id: {label, tags, note, time, version}}."""
@@ -245,14 +296,15 @@ class LabelStore:
         return _record(row) if row else None
 
     def history(self, object_id=None) -> list[dict]:
-        """Every event (oldest first), of one object or of all; undo events carry ``undoes``."""
+        """Every event (oldest first), of one object or of all; undo events carry ``undoes``, the
+        events of a bulk action their ``batch``."""
         query, args = "SELECT * FROM events", ()
         if object_id is not None:
             query, args = query + " WHERE object_id = ?", (str(parse_object_id(object_id)),)
         with self._lock:
             rows = self._db.execute(query + " ORDER BY seq", args).fetchall()
         return [{"seq": row["seq"], "object_id": int(row["object_id"]), **_record(row),
-                 "undoes": row["undoes"]} for row in rows]  # fmt: skip
+                 "undoes": row["undoes"], "batch": row["batch"]} for row in rows]  # fmt: skip
 
     def max_version(self) -> int:
         with self._lock:

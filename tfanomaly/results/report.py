@@ -1,5 +1,7 @@
 """The visual report an astronomer opens first: one self-contained HTML file (Bokeh, inline JS, no
-server, no network) with the UMAP map, galleries of triptychs, score histograms and the evaluation.
+server, no network) with the UMAP map and beside it the cluster table (each cluster's size, its most
+typical members, the labels given in it), galleries of triptychs, score histograms and the
+evaluation.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from tfanomaly.errors import InputError
 from tfanomaly.fileio import atomic_path
 from tfanomaly.models.scores import SCORES
 from tfanomaly.results.catalog import SCORE_KEYS, json_attr, read_results
+from tfanomaly.results.clusters import ClusterMap
+from tfanomaly.results.labels import LabelStore, default_label_path
 
 # Histogram titles, in catalog order (the one vocabulary of tfanomaly.models.scores).
 SCORE_LABELS = {score.sigma: score.label for score in SCORES}
@@ -85,26 +89,74 @@ def _evaluation_html(results_dir: Path) -> str:
     return f"<h2>Evaluation against the labels</h2><table>{head}{rows}</table>"
 
 
+CELL = "padding:4px 8px;font:12px sans-serif;vertical-align:top;border-bottom:1px solid #ddd"
+LABEL_COLOURS = {"interesting": "#1a9e61", "artifact": "#c46a10", "normal": "#6b7385"}
+MAX_CLUSTER_ROWS = 60
+
+
+def _labels_by_row(path: Path, where: dict[int, int]) -> dict[int, str] | None:
+    """The current labels of the results' objects (row -> label) in the label file at ``path``;
+    None when there is no label file."""
+    if not path.exists():
+        return None
+    with LabelStore(path) as store:
+        current = store.current()
+    return {where[oid]: r["label"] for oid, r in current.items() if oid in where and r["label"]}
+
+
+def _cluster_table(summaries: list[dict], uris: dict[int, str], ids, width: int, noise: int,
+                   labels_note: str) -> str:  # fmt: skip
+    """The cluster table: cluster, size, most typical members (thumbnails), labels given."""
+    head = "".join(f"<th style='{CELL};text-align:left'>{h}</th>" for h in
+                   ("cluster", "size", "most typical members", "labels"))  # fmt: skip
+    rows = []
+    for c in summaries[:MAX_CLUSTER_ROWS]:
+        thumbs = "".join(
+            f'<img src="{uris[int(r)]}" width="{width}" title="{int(ids[r])}" '
+            f'alt="{int(ids[r])}" style="image-rendering:pixelated;margin:1px">'
+            for r in c["typical"]
+        )
+        given = ", ".join(f"<b style='color:{LABEL_COLOURS.get(k, '#333')}'>{k}</b> {n}"
+                          for k, n in c["labels"].items()) or "none"  # fmt: skip
+        cells = (c["cluster"], c["size"], thumbs, given)
+        rows.append("<tr>" + "".join(f"<td style='{CELL}'>{v}</td>" for v in cells) + "</tr>")
+    more = len(summaries) - MAX_CLUSTER_ROWS
+    notes = [f"{noise} embedded objects are in no cluster."] if noise else []
+    if more > 0:
+        notes.append(f"{more} smaller clusters not shown.")
+    notes.append(labels_note)
+    return (f"<h2>Clusters</h2><p style='font:12px sans-serif'>{len(summaries)} clusters (HDBSCAN "
+            "on the UMAP map); the most typical members are those nearest the cluster's centre "
+            f"in the map. {' '.join(notes)}</p><table style='border-collapse:collapse'><tr>{head}</tr>"
+            f"{''.join(rows)}</table>")  # fmt: skip
+
+
 def _insert_before_last(page: str, tag: str, text: str) -> str:
     at = page.rindex(tag)
     return page[:at] + text + page[at:]
 
 
 def build_report(results_dir, out_path=None, *, cae_dir=None, top_n: int = 24,
-                 thumb_size: int = 32, sigma_cut: float = 3.0) -> dict:  # fmt: skip
+                 thumb_size: int = 32, sigma_cut: float = 3.0, labels_path=None,
+                 typical: int = 4) -> dict:  # fmt: skip
     """Write the HTML report for a scored catalog (with image cubes) and, when ``cae_dir`` holds
-    an ``embedding.h5``, its UMAP map and clusters. Returns the path and what it shows."""
+    an ``embedding.h5``, its UMAP map and beside it the cluster table: each cluster's size, its
+    ``typical`` most typical members and, when the label file ``labels_path`` (default
+    ``RESULTS/labels.sqlite``) exists, the labels given in it. Returns the path and what it
+    shows."""
     results_dir = Path(results_dir)
     out_path = Path(out_path or results_dir / "report.html")
     columns, attrs = read_results(results_dir)
     with h5py.File(results_dir / "results.h5", "r") as cubes:
         if any(k not in cubes for k in ("reals", "reconstructed", "residuals")):
             raise InputError(f"{results_dir}: no image cubes; score with --store-images")
+        labels_path = Path(labels_path) if labels_path else default_label_path(results_dir)
         return _build(results_dir, out_path, columns, attrs, cubes, cae_dir, top_n, thumb_size,
-                      sigma_cut)  # fmt: skip
+                      sigma_cut, labels_path, typical)  # fmt: skip
 
 
-def _build(results_dir, out_path, columns, attrs, cubes, cae_dir, top_n, thumb_size, sigma_cut):
+def _build(results_dir, out_path, columns, attrs, cubes, cae_dir, top_n, thumb_size, sigma_cut,
+           labels_path, typical):  # fmt: skip
     """The report's body; ``cubes`` is the open results file, read only for the rows shown."""
     from bokeh.embed import file_html
     from bokeh.layouts import column, row
@@ -132,7 +184,8 @@ def _build(results_dir, out_path, columns, attrs, cubes, cae_dir, top_n, thumb_s
     parts = [Div(text=f"<h1>tfanomaly report</h1><p>{len(columns['idxs'])} scored cutouts from "
                       f"{html.escape(str(attrs.get('data', '')))}; thumbnails: real | "
                       f"reconstruction | residual, {thumb_size} px per panel.</p>")]  # fmt: skip
-    shown = {"objects": len(columns["idxs"]), "map_points": 0, "gallery_images": 0}
+    shown = {"objects": len(columns["idxs"]), "map_points": 0, "gallery_images": 0,
+             "clusters": 0, "labels_counted": None}  # fmt: skip
     width = 3 * thumb_size * 2  # thumbnails shown at twice their pixel size
 
     embedding_path = Path(cae_dir) / "embedding.h5" if cae_dir else None
@@ -168,18 +221,25 @@ def _build(results_dir, out_path, columns, attrs, cubes, cae_dir, top_n, thumb_s
             id @object_id, cluster @cluster<br>ra @ra{{0.0000}}, dec @dec{{0.0000}}<br>
             score @sigma{{0.00}}σ, paper's disc @disc{{0.00}}σ</div>""".replace(
             "{w}", str(3 * thumb_size * 2)).replace("{{", "{").replace("}}", "}")))  # fmt: skip
-        parts.append(plot)
         shown["map_points"] = len(ids)
-        cluster_html = []
-        for c in sorted(set(clusters.tolist()) - {-1})[:20]:
-            members = rows[clusters == c]
-            members = members[np.argsort(-columns["scores_sigma"][members])][:8]
-            cluster_html.append(_gallery(f"cluster {c} ({(clusters == c).sum()} objects)",
-                                         thumbnails(members),
-                                         [caption(r) for r in members], width))  # fmt: skip
-            shown["gallery_images"] += len(members)
-        if cluster_html:
-            parts.append(Div(text="<h2>Clusters</h2>" + "".join(cluster_html), width=1100))
+        n = len(columns["object_ids"])
+        full = ClusterMap(np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int64),
+                          embedding_path)  # fmt: skip
+        full.x[rows], full.y[rows], full.cluster[rows] = ux, uy, clusters
+        by_row = _labels_by_row(labels_path, where)
+        summaries = full.summaries(by_row, typical)
+        shown["clusters"] = len(summaries)
+        shown["labels_counted"] = None if by_row is None else len(by_row)
+        labels_note = (f"Labels from {labels_path} ({len(by_row)} of these objects labelled)."
+                       if by_row is not None else f"No label file ({labels_path}): label with "
+                       "`tfanomaly explore`.")  # fmt: skip
+        shown_rows = [r for c in summaries[:MAX_CLUSTER_ROWS] for r in c["typical"]]
+        shown_rows = [int(r) for r in shown_rows]
+        uris = dict(zip(shown_rows, thumbnails(np.array(shown_rows, np.int64)), strict=True))
+        shown["gallery_images"] += len(shown_rows)
+        table = _cluster_table(summaries, uris, columns["object_ids"], 3 * thumb_size,
+                               full.noise, html.escape(labels_note))  # fmt: skip
+        parts.append(row(plot, Div(text=table, width=3 * thumb_size * typical + 260)))
 
     galleries = []
     for key, label in SCORE_LABELS.items():

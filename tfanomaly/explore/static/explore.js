@@ -15,6 +15,11 @@ const state = {
   showKind: localStorage.getItem("tfanomaly.showKind") === "1",
   gallery: [],
   loads: 0,
+  view: "queue",
+  queueStale: false,
+  map: null,
+  selection: [],
+  clusterLoads: 0,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -292,10 +297,18 @@ async function undo() {
       toast("nothing to undo");
       return;
     }
-    const taken = result.undone.undone;
-    if (result.undone.rank !== undefined) updateObject(result.undone);
-    toast(`undid ${taken.label ? "'" + taken.label + "'" : "a change"} on ${result.undone.id}`);
+    const undone = result.undone;
+    const taken = undone.undone;
+    for (const obj of undone.objects || [undone]) {
+      if (obj.rank !== undefined) updateObject(obj);
+    }
+    const what = taken.label ? "'" + taken.label + "'" : "a change";
+    toast(undone.count > 1 ? `undid ${what} on ${undone.count} objects`
+      : `undid ${what} on ${undone.id}`);
     noteState(result);
+    // A bulk action taken back: its objects may be on other pages of the queue, and in clusters.
+    if (undone.count > 1) afterBulkChange();
+    else if (state.view === "clusters") loadClusters();
   } catch (error) {
     toast(error.message, true);
   }
@@ -320,6 +333,224 @@ async function moreLikeThis(id) {
 function closeGallery() {
   $("gallery").hidden = true;
   delete document.body.dataset.gallery;
+}
+
+
+// -- clusters ---------------------------------------------------------------------------------
+
+function clusterColour(c) {
+  return c < 0 ? "#566078" : `hsl(${(c * 137.508) % 360}, 70%, 62%)`;
+}
+
+function showView(name) {
+  state.view = name;
+  document.body.dataset.view = name;
+  $("queue").hidden = name !== "queue";
+  $("pager").hidden = name !== "queue";
+  $("clusters-view").hidden = name !== "clusters";
+  $("tab-queue").classList.toggle("active", name === "queue");
+  $("tab-clusters").classList.toggle("active", name === "clusters");
+  if (name === "clusters") loadClusters();
+  else if (state.queueStale) {
+    state.queueStale = false;
+    loadPage(state.page, state.focus);
+  }
+}
+
+// After labels of many objects changed (a bulk action or its undo): fresh counts and map, and the
+// queue reloaded when it is shown next (or now, when it is shown).
+function afterBulkChange() {
+  if (state.view === "clusters") {
+    state.queueStale = true;
+    loadClusters();
+  } else {
+    loadPage(state.page, state.focus);
+  }
+}
+
+function labelCounts(counts) {
+  const box = el("span", { class: "counts" });
+  const names = Object.keys(counts);
+  if (!names.length) box.append(el("span", { class: "muted", text: "no labels yet" }));
+  for (const name of names) {
+    box.append(el("span", { class: "badge " + name, "data-label": name, text: `${name} ${counts[name]}` }));
+  }
+  return box;
+}
+
+function bulkControls(onLabel, size) {
+  const tag = el("input", { type: "text", class: "bulk-tag", placeholder: "tag, e.g. satellite trail" });
+  const bar = el("div", { class: "bulk" }, tag);
+  for (const label of state.info.labels) {
+    bar.append(el("button", {
+      class: `bulk-lab ${label}`, "data-label": label, title: `label all ${size} '${label}'`,
+      onclick: () => onLabel(label, tag.value.trim()),
+    }, label));
+  }
+  return bar;
+}
+
+function clusterCard(c) {
+  const node = el("article", { class: "cluster", "data-cluster": c.cluster, "data-size": c.size });
+  node.append(el("div", { class: "cluster-head" },
+    el("span", { class: "swatch", style: `background:${clusterColour(c.cluster)}` }),
+    el("h3", { text: `cluster ${c.cluster}` }),
+    el("span", { class: "size", text: `${c.size} objects` }),
+    labelCounts(c.labels)));
+  const thumbs = el("div", { class: "thumbs", title: "the most typical members: nearest the cluster's centre in the map" });
+  for (const id of c.typical) {
+    thumbs.append(state.info.has_images
+      ? el("img", { src: `/api/images/${id}.png`, alt: id, title: id, "data-id": id })
+      : el("span", { class: "oid", text: id }));
+  }
+  node.append(thumbs);
+  node.append(bulkControls((label, tag) => bulkLabel({ cluster: c.cluster }, label, tag,
+    `cluster ${c.cluster}`), c.size));
+  return node;
+}
+
+async function bulkLabel(target, label, tag, what) {
+  try {
+    const result = await api("/api/labels/bulk", { ...target, label, tags: tag ? [tag] : [] });
+    toast(`labelled ${result.count} objects of ${what} '${label}' (tags: ${result.tags.join(", ")});` +
+      " u undoes it");
+    noteState(result);
+    if (target.object_ids) {
+      clearSelection();
+      $("selection-tag").value = "";
+    }
+    afterBulkChange();
+  } catch (error) {
+    toast(error.message, true);
+  }
+}
+
+async function loadClusters() {
+  try {
+    const [listed, points] = await Promise.all([api("/api/clusters"), api("/api/map")]);
+    renderClusters(listed, points);
+  } catch (error) {
+    toast(error.message, true);
+  }
+}
+
+function renderClusters(listed, points) {
+  const hint = $("clusters-hint");
+  hint.replaceChildren();
+  hint.hidden = listed.available;
+  $("map-panel").hidden = !listed.available;
+  if (!listed.available) hint.append(withCode(listed.hint));
+  $("clusters-head").textContent = listed.available
+    ? `${listed.clusters.length} clusters · ${listed.embedded} objects in the map · ` +
+      `${listed.noise} in no cluster · from ${listed.source}` : "";
+  $("cluster-list").replaceChildren(...listed.clusters.map(clusterCard));
+  state.map = points.available ? points : null;
+  const keep = new Set(state.selection);
+  state.selection = state.map ? state.map.ids.filter((id) => keep.has(id)) : [];
+  drawMap();
+  noteSelection();
+  document.body.dataset.clusterLoads = String(++state.clusterLoads);
+}
+
+function mapFrame() {
+  const canvas = $("map");
+  const { x, y } = state.map;
+  const pad = 12;
+  let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+  for (let k = 0; k < x.length; k++) {
+    x0 = Math.min(x0, x[k]); x1 = Math.max(x1, x[k]);
+    y0 = Math.min(y0, y[k]); y1 = Math.max(y1, y[k]);
+  }
+  if (x1 === x0) { x0 -= 1; x1 += 1; }
+  if (y1 === y0) { y0 -= 1; y1 += 1; }
+  const sx = (canvas.width - 2 * pad) / (x1 - x0);
+  const sy = (canvas.height - 2 * pad) / (y1 - y0);
+  return {
+    px: (k) => pad + (x[k] - x0) * sx,
+    py: (k) => canvas.height - pad - (y[k] - y0) * sy,
+  };
+}
+
+function drawMap() {
+  const canvas = $("map");
+  const context = canvas.getContext("2d");
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  if (!state.map) return;
+  const { px, py } = mapFrame();
+  const chosen = new Set(state.selection);
+  const { ids, cluster, label } = state.map;
+  for (let k = 0; k < ids.length; k++) {
+    context.beginPath();
+    context.arc(px(k), py(k), chosen.has(ids[k]) ? 4 : 3, 0, 2 * Math.PI);
+    context.fillStyle = chosen.has(ids[k]) ? "#ffffff" : clusterColour(cluster[k]);
+    context.fill();
+    if (label[k]) {
+      context.strokeStyle = { interesting: "#3ecf8e", artifact: "#f29f4b", normal: "#8d97ab" }[label[k]];
+      context.lineWidth = 1.5;
+      context.stroke();
+    }
+  }
+}
+
+function noteSelection() {
+  const count = state.selection.length;
+  $("selection-count").textContent = count ? `${count} selected` : "nothing selected";
+  document.querySelectorAll("#selection-bar button").forEach((b) => { b.disabled = !count; });
+  document.body.dataset.selected = String(count);
+}
+
+function clearSelection() {
+  state.selection = [];
+  drawMap();
+  noteSelection();
+}
+
+// A rectangle dragged on the map selects the objects inside it (in canvas pixels).
+function selectRectangle(ax, ay, bx, by) {
+  if (!state.map) return;
+  const { px, py } = mapFrame();
+  const [left, right, top, bottom] = [Math.min(ax, bx), Math.max(ax, bx), Math.min(ay, by), Math.max(ay, by)];
+  state.selection = state.map.ids.filter((id, k) =>
+    px(k) >= left && px(k) <= right && py(k) >= top && py(k) <= bottom);
+  drawMap();
+  noteSelection();
+}
+
+function setUpMap() {
+  const canvas = $("map");
+  const rect = $("map-rect");
+  let start = null;
+  const at = (event) => {
+    const box = canvas.getBoundingClientRect();
+    return [(event.clientX - box.left) * canvas.width / box.width,
+      (event.clientY - box.top) * canvas.height / box.height, event.clientX - box.left,
+      event.clientY - box.top];
+  };
+  canvas.addEventListener("mousedown", (event) => {
+    start = at(event);
+    event.preventDefault();
+  });
+  window.addEventListener("mousemove", (event) => {
+    if (!start) return;
+    const now = at(event);
+    Object.assign(rect.style, {
+      left: `${Math.min(start[2], now[2])}px`, top: `${Math.min(start[3], now[3])}px`,
+      width: `${Math.abs(now[2] - start[2])}px`, height: `${Math.abs(now[3] - start[3])}px`,
+    });
+    rect.hidden = false;
+  });
+  window.addEventListener("mouseup", (event) => {
+    if (!start) return;
+    const now = at(event);
+    selectRectangle(start[0], start[1], now[0], now[1]);
+    start = null;
+    rect.hidden = true;
+  });
+  document.querySelectorAll("#selection-bar .bulk-lab").forEach((button) => {
+    button.addEventListener("click", () => bulkLabel({ object_ids: state.selection },
+      button.dataset.label, $("selection-tag").value.trim(), "the selection"));
+  });
+  $("selection-clear").addEventListener("click", clearSelection);
 }
 
 // -- ranking state ----------------------------------------------------------------------------
@@ -366,6 +597,12 @@ document.addEventListener("keydown", async (event) => {
     return;
   }
   if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (state.view === "clusters") {
+    if (event.key === "u") undo();
+    else if (event.key === "c") showView("queue");
+    else if (event.key === "Escape") clearSelection();
+    return;
+  }
   if (!$("gallery").hidden) {
     if (event.key === "Escape") closeGallery();
     return;
@@ -391,6 +628,7 @@ document.addEventListener("keydown", async (event) => {
     case "]": if (state.page < state.pages - 1) loadPage(state.page + 1); break;
     case "[": if (state.page > 0) loadPage(state.page - 1); break;
     case "s": $("show-kind").click(); break;
+    case "c": showView("clusters"); break;
     default: return;
   }
 });
@@ -437,6 +675,10 @@ async function start() {
   $("prev-page").addEventListener("click", () => loadPage(state.page - 1));
   $("next-page").addEventListener("click", () => loadPage(state.page + 1));
   $("gallery-close").addEventListener("click", closeGallery);
+  $("tab-queue").addEventListener("click", () => showView("queue"));
+  $("tab-clusters").addEventListener("click", () => showView("clusters"));
+  setUpMap();
+  document.body.dataset.view = "queue";
   $("gallery").addEventListener("click", (event) => {
     if (event.target === $("gallery")) closeGallery();
   });
