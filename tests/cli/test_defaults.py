@@ -99,7 +99,9 @@ SOURCES = {
     },
     "merge-scores": _CATALOG,
     "evaluate": same_names(EvaluateConfig, "seed"),
-    "embed": same_names(EmbedConfig, "n_neighbors min_dist min_cluster_size seed"),
+    "embed": same_names(
+        EmbedConfig, "space selection select_key n_neighbors min_dist min_cluster_size seed"
+    ),
     "report": same_names(ReportConfig, "top_n thumb_size sigma_cut"),
     "serve": same_names(ServeConfig, "host grpc_port rest_port"),
     "export": same_names(ExportConfig, "name steps"),
@@ -134,6 +136,7 @@ CHOICES = {
     ("beam-score", "catalog_format"): CATALOG_FORMAT_NAMES,
     ("explore", "features"): FEATURE_SPACES,
     ("rerank", "features"): FEATURE_SPACES,
+    ("embed", "space"): FEATURE_SPACES,
 }
 
 
@@ -222,7 +225,6 @@ def test_python_api_defaults_are_the_configs():
     """The functions the CLI calls default to the same values (those below the pipelines layer
     cannot import its configs, so their copies are checked here)."""
     from tfanomaly.pipelines.calibrate import calibrate
-    from tfanomaly.pipelines.characterise import embed
     from tfanomaly.pipelines.evaluate import evaluate
     from tfanomaly.pipelines.export import export
     from tfanomaly.pipelines.score import score
@@ -237,7 +239,6 @@ def test_python_api_defaults_are_the_configs():
         (simulate_survey, SimulateConfig),
         (calibrate, CalibrateConfig),
         (evaluate, EvaluateConfig),
-        (embed, EmbedConfig),
         (build_report, ReportConfig),
         (export, ExportConfig),
         (LocalServer, ServeConfig),

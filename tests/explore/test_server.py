@@ -125,7 +125,8 @@ def test_more_like_this(server):
     ids = [o["id"] for o in similar["objects"]]
     assert similar["of"] == oid and len(ids) == 5 and oid not in ids and len(set(ids)) == 5
     with ResultsView(server.explorer.view.file) as view:
-        x = view.vectors("feature_axes")
+        # The file has no residual_shape vectors: the default space falls back to the z.
+        x = view.vectors("latents")
         x = (x - x.mean(0)) / (x.std(0) + 1e-6)
         d = ((x - x[view.row_of(int(oid))]) ** 2).sum(1)
         assert [str(view.object_ids[r]) for r in np.argsort(d)[1:6]] == ids

@@ -1,5 +1,9 @@
-"""`train cae` on residual images with resume, and `embed` (UMAP + HDBSCAN) joined into the
-catalog (the CAE itself: tests/models/test_cae.py)."""
+"""`train cae` on residual images (it learns, resumes, and refuses to write a collapsed network),
+and `embed` (UMAP + HDBSCAN) of a results folder or a CAE folder joined into the catalog (the CAE
+itself: tests/models/test_cae.py)."""
+
+import dataclasses
+import shutil
 
 import h5py
 import keras
@@ -13,7 +17,8 @@ from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.models.cae import cae_encoder
 from tfanomaly.models.config import InversionConfig
 from tfanomaly.pipelines.characterise import embed, select_objects, train_cae
-from tfanomaly.pipelines.config import CaeTrainConfig, ScoreConfig
+from tfanomaly.pipelines.config import CaeTrainConfig, EmbedConfig, ScoreConfig
+from tfanomaly.pipelines.learning import NetworkCollapsedError
 from tfanomaly.pipelines.score import score
 from tfanomaly.results.catalog import read_results
 
@@ -47,48 +52,94 @@ def test_selections(scored, tmp_path):
         select_objects(columns, "sigma:99", "disc_scores_sigma")
 
 
-def test_train_cae_resumes_and_needs_cubes(scored, tmp_path):
-    config = CaeTrainConfig(selection="all", steps=3, batch_size=8, checkpoint_every=2)
+def test_selections_auto_and_top(scored):
+    columns, _ = read_results(scored / "scores")
+    top = select_objects(columns, "top:7", "scores_sigma")
+    assert len(top) == 7 and columns["scores_sigma"][top].min() >= np.sort(
+        columns["scores_sigma"])[-7]  # fmt: skip
+    # 80 objects: the 3-sigma cut keeps fewer than 300, so auto takes the top 500 (all 80).
+    assert sorted(select_objects(columns, "auto", "scores_sigma")) == list(range(80))
+    with pytest.raises(ConfigError, match="expected top:<count>"):
+        select_objects(columns, "top:x", "scores_sigma")
+
+
+def test_train_cae_learns_resumes_and_needs_cubes(scored, tmp_path):
+    """The CAE reconstructs its residual images better than their mean image (the check at the
+    end of `train cae`), and a second call resumes from the checkpoint."""
+    config = CaeTrainConfig(selection="all", steps=60, batch_size=16, checkpoint_every=30)
     with pytest.raises(InputError, match="no 'residuals' image cube; score with --store-images"):
         train_cae(scored / "no_cubes", tmp_path / "cae0", config, progress=False, echo=quiet)
     first = train_cae(scored / "scores", tmp_path / "cae", config, progress=False, echo=quiet)
-    assert first["steps"] == 3 and first["objects"] == 80
+    assert first["steps"] == 60 and first["objects"] == 80
+    assert first["check"]["ratio"] < 0.8
     messages = []
     again = train_cae(scored / "scores", tmp_path / "cae",
-                      CaeTrainConfig(selection="all", steps=5, batch_size=8, checkpoint_every=2),
-                      progress=False, echo=messages.append)  # fmt: skip
-    assert again["steps"] == 5 and any("cae from step 3" in m for m in messages)
+                      dataclasses.replace(config, steps=90), progress=False,
+                      echo=messages.append)  # fmt: skip
+    assert again["steps"] == 90 and any("cae from step 60" in m for m in messages)
+    assert again["check"]["mse"] < first["check"]["mse"]
     with pytest.raises(ConfigError, match="cae was trained with other options"):
         train_cae(scored / "scores", tmp_path / "cae",
-                  CaeTrainConfig(selection="sigma:1", steps=6, batch_size=8), progress=False)  # fmt: skip
+                  CaeTrainConfig(selection="sigma:1", steps=100, batch_size=16), progress=False)  # fmt: skip
+
+
+def test_train_cae_stops_when_the_network_collapses(scored, tmp_path):
+    """A network that learned nothing (a learning rate of 1e-9; its output barely varies): the
+    stage fails naming the cause and writes no cae.keras (the other failures:
+    tests/pipelines/test_learning.py)."""
+    config = CaeTrainConfig(selection="all", steps=4, batch_size=16, learning_rate=1e-9)
+    with pytest.raises(NetworkCollapsedError, match="collapsed to a constant output"):
+        train_cae(scored / "scores", tmp_path / "cae", config, progress=False, echo=quiet)
+    assert not (tmp_path / "cae" / "cae.keras").exists()
 
 
 @pytest.mark.slow
 def test_embed_is_reproducible_and_joins_the_catalog(scored, tmp_path):
-    config = CaeTrainConfig(selection="sigma:-0.5", steps=2, batch_size=8, checkpoint_every=2)
-    trained = train_cae(scored / "scores", tmp_path / "cae", config, progress=False, echo=quiet)
-    first = embed(tmp_path / "cae")
+    folder = tmp_path / "scores"
+    shutil.copytree(scored / "scores", folder)
+    config = EmbedConfig(selection="sigma:-0.5")
+    first = embed(folder, config, echo=quiet)
+    assert first["embedding"] == folder / "embedding.h5" and first["space"] == EmbedConfig.space
     with h5py.File(first["embedding"]) as f:
-        assert f["latents"].shape == (trained["objects"], 64)
+        assert f["vectors"].shape[0] == first["objects"] and f.attrs["space"] == config.space
         umap_first = np.stack([f["umap_x"][:], f["umap_y"][:]], axis=1)
         embedded_ids = set(f["object_ids"][:].tolist())
         assert f["cluster"][:].min() >= -1
-    embed(tmp_path / "cae")
+    # A labelled survey: how well the map groups the kinds comes with the result.
+    assert 0 <= first["grouping"]["purity5"] <= 1 and first["grouping"]["anomalies"] >= 2
+    embed(folder, config, echo=quiet)
     with h5py.File(first["embedding"]) as f:
         np.testing.assert_array_equal(np.stack([f["umap_x"][:], f["umap_y"][:]], axis=1),
                                       umap_first)  # fmt: skip
-    table = Table.read(scored / "scores" / "catalog.fits")
+    table = Table.read(folder / "catalog.fits")
     assert {"umap_x", "umap_y", "cluster"} <= set(table.colnames)
     inside = np.array([int(i) in embedded_ids for i in table["object_id"]])
     umap_x = np.ma.filled(table["umap_x"], np.nan)  # astropy masks FITS NaNs on reading
     assert np.isfinite(umap_x[inside]).all() and np.isnan(umap_x[~inside]).all()
     assert (table["cluster"][~inside] == -1).all()
+    with pytest.raises(ConfigError, match="unknown feature space 'pixels'"):
+        embed(folder, EmbedConfig(space="pixels"))
+    with pytest.raises(InputError, match="neither a results folder"):
+        embed(tmp_path)
+
+
+@pytest.mark.slow
+def test_embed_of_a_cae_folder_uses_its_latents(scored, tmp_path):
+    folder = tmp_path / "scores"
+    shutil.copytree(scored / "scores", folder)
+    config = CaeTrainConfig(selection="all", steps=60, batch_size=16, checkpoint_every=60)
+    train_cae(folder, tmp_path / "cae", config, progress=False, echo=quiet)
+    embedded = embed(tmp_path / "cae", echo=quiet)
+    assert embedded["embedding"] == tmp_path / "cae" / "embedding.h5"
+    assert embedded["space"] == "cae (residuals)" and embedded["objects"] == 80
+    with h5py.File(embedded["embedding"]) as f:
+        assert f["vectors"].shape == (80, 64)
 
 
 def test_export_with_the_cae_adds_the_embed_signature(scored, tmp_path):
     from tfanomaly.pipelines.export import export
 
-    config = CaeTrainConfig(selection="all", steps=2, batch_size=8, checkpoint_every=2)
+    config = CaeTrainConfig(selection="all", steps=60, batch_size=16, checkpoint_every=60)
     train_cae(scored / "scores", tmp_path / "cae", config, progress=False, echo=quiet)
     written = export(scored / "run", tmp_path / "models", scores_dir=scored / "scores",
                      cae_dir=tmp_path / "cae")  # fmt: skip

@@ -105,7 +105,8 @@ def free_ports(n: int) -> list[int]:
 
 def train_gan(data, run, steps: int) -> list[str]:
     return ["train", "gan", str(data), "--out", str(run), "--preset", "tiny16", "--steps",
-            str(steps), "--batch-size", "8", "--checkpoint-every", "2", "--quiet"]  # fmt: skip
+            str(steps), "--batch-size", "8", "--checkpoint-every", "2", "--no-check",
+            "--quiet"]  # fmt: skip
 
 
 class Cluster:
@@ -222,7 +223,7 @@ def test_two_workers_train_in_step_and_only_the_chief_writes_the_run(tiny_data, 
     # The encoder on the same cluster: the same rules, and the chief alone calibrates.
     before = {path for path in run.rglob("*") if path.is_file()}
     args = ["train", "encoder", str(run), "--steps", "2", "--batch-size", "8",
-            "--checkpoint-every", "2", "--quiet"]  # fmt: skip
+            "--checkpoint-every", "2", "--no-check", "--quiet"]  # fmt: skip
     encoder = Cluster(tmp_path / "work", run, args)
     assert encoder.wait(timeout=TIMEOUT) == [0, 0], encoder.log(1)[-3000:]
     for index in range(2):
@@ -278,7 +279,8 @@ def test_workers_that_see_different_checkpoints_stop_instead_of_hanging(tiny_dat
     # it would start from step 0 while the chief resumes from step 2, and wait forever on
     # collectives the chief has passed.
     run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
-    config = GanTrainConfig(preset="tiny16", steps=2, batch_size=8, checkpoint_every=2)
+    config = GanTrainConfig(preset="tiny16", steps=2, batch_size=8, checkpoint_every=2,
+                            check=False)  # fmt: skip
     run_train_gan(tiny_data, run, config, progress=False, echo=lambda *_: None)
     cluster = Cluster(tmp_path / "work", run, train_gan(tiny_data, run, steps=4),
                       other_args=train_gan(tiny_data, elsewhere, steps=4))  # fmt: skip

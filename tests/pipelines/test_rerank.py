@@ -34,6 +34,7 @@ from tfanomaly.pipelines.rerank import (
     rerank,
 )
 from tfanomaly.results.catalog import SCORE_KEYS, finalize, read_results
+from tfanomaly.results.spaces import DEFAULT_SPACE
 
 HUGE_IDS = [2**64 - 1, 2**63 + 1, 2**53 + 1]  # need all 64 bits; float64 would round them
 
@@ -73,9 +74,17 @@ def results_dir(tmp_path):
     return folder
 
 
-def ranker_of(folder, **kwargs) -> tuple[Ranker, dict]:
+def ranker_of(folder, feature_key="feature_axes", **kwargs) -> tuple[Ranker, dict]:
     columns, _ = read_results(folder, with_vectors=True)
-    return Ranker.from_results(folder, **kwargs), columns
+    return Ranker.from_results(folder, feature_key, **kwargs), columns
+
+
+def test_the_default_space_falls_back_to_one_the_file_has(results_dir):
+    """Results scored before the residual's shape vectors existed: the default space gives way to
+    the first stored one; a space asked for by name must be there."""
+    assert Ranker.from_results(results_dir).space == "latents"
+    with pytest.raises(InputError, match="no 'residual_shape' vectors"):
+        Ranker.from_results(results_dir, RerankConfig.features)
 
 
 # ---- Ranker ------------------------------------------------------------------------------------
@@ -98,7 +107,9 @@ def test_scores_are_relevance_scores_and_labelled_objects_come_last(results_dir)
     expected = relevance_scores(columns["scores_sigma"], columns["feature_axes"],
                                 np.array([100, 105, 112, 3]),
                                 label_targets(list(labels.values())))  # fmt: skip
-    np.testing.assert_allclose(ranker.scores(labels), expected, atol=1e-6)
+    # The space standardises in float32 (results.spaces) as relevance_scores does, in another
+    # order: a few float32 roundings of scores of a few units.
+    np.testing.assert_allclose(ranker.scores(labels), expected, atol=1e-5)
     order = ranker.order(labels)
     assert sorted(order) == list(range(len(ids)))
     assert set(order[-4:]) == {100, 105, 112, 3}
@@ -268,12 +279,12 @@ def test_rerank_command(results_dir, tmp_path):
     with LabelStore(results_dir / RerankConfig.labels) as store:  # the default label file
         store.set(int(columns["object_ids"][3]), label=INTERESTING)
     result = CliRunner().invoke(main, ["rerank", str(results_dir)])
-    assert result.exit_code == 0 and "1 labels" in result.output and "feature_axes" in result.output
+    assert result.exit_code == 0 and "1 labels" in result.output and "in latents" in result.output
     assert json.loads((results_dir / RERANK_RECORD).read_text())["version"] == 2
 
 
 def test_rerank_config():
-    assert RerankConfig().features == "feature_axes"
+    assert RerankConfig().features == DEFAULT_SPACE == "residual_shape+latents"
     with pytest.raises(Exception, match="unknown feature space"):
         RerankConfig(features="pixels").validate()
     assert RelevanceConfig() == RelevanceConfig()

@@ -25,9 +25,9 @@ def test_planes_from_the_survey_to_the_catalog(tmp_path):
                     anomaly_fraction=0.3, planes=True), progress=False)  # fmt: skip
     ingest(tmp_path / "s.h5", tmp_path / "ds", IngestConfig(shard_size=40), progress=False)
     train_gan(tmp_path / "ds", tmp_path / "run", GanTrainConfig(preset="tiny16", steps=2,
-              batch_size=8, checkpoint_every=2), progress=False, echo=quiet)  # fmt: skip
-    train_encoder(tmp_path / "run", EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2),
-                  progress=False, echo=quiet)  # fmt: skip
+              batch_size=8, checkpoint_every=2, check=False), progress=False, echo=quiet)  # fmt: skip
+    train_encoder(tmp_path / "run", EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2,
+                  check=False), progress=False, echo=quiet)  # fmt: skip
     calibration = Calibration.load(tmp_path / "run" / "calibration.npz")
     assert calibration.planes == ("variance", "mask")
     assert (calibration.plane_variances >= 0).all() and calibration.plane_log_scales.size

@@ -13,8 +13,8 @@ import pytest
 from conftest import quiet
 from pipelines.test_characterise import scored  # noqa: F401  (module-scoped scored catalog)
 
-from tfanomaly.pipelines.characterise import embed, train_cae
-from tfanomaly.pipelines.config import CaeTrainConfig
+from tfanomaly.pipelines.characterise import embed
+from tfanomaly.pipelines.config import EmbedConfig
 from tfanomaly.pipelines.evaluate import evaluate
 from tfanomaly.results.labels import LabelStore
 from tfanomaly.results.report import SCORE_LABELS, build_report
@@ -38,12 +38,9 @@ def chromium() -> str:
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(scored, tmp_path):  # noqa: F811
     browser = chromium()
-    config = CaeTrainConfig(selection="all", steps=2, batch_size=8, checkpoint_every=2)
-    train_cae(scored / "scores", tmp_path / "cae", config, progress=False, echo=quiet)
-    embedded = embed(tmp_path / "cae")
+    embedded = embed(scored / "scores", EmbedConfig(selection="all"), echo=quiet)
     evaluate(scored / "scores", baseline=False)
-    shown = build_report(scored / "scores", tmp_path / "report.html", cae_dir=tmp_path / "cae",
-                         top_n=6)  # fmt: skip
+    shown = build_report(scored / "scores", tmp_path / "report.html", top_n=6)
     assert shown["map_points"] == embedded["objects"] == 80
     page = (tmp_path / "report.html").read_text()
     assert "http://" not in page.split("<body")[1][:2000] and "cdn.bokeh.org" not in page
@@ -63,8 +60,9 @@ def test_report_renders_in_headless_chromium(scored, tmp_path):  # noqa: F811
     keep = os.environ.get("TFANOMALY_SCREENSHOT_DIR")
     if keep:
         shutil.copy(screenshot, keep)
-    with h5py.File(tmp_path / "cae" / "embedding.h5") as f:
-        assert len(f["umap_x"]) == 80
+    with h5py.File(scored / "scores" / "embedding.h5") as f:
+        assert len(f["umap_x"]) == 80 and f.attrs["space"] == EmbedConfig.space
+    assert f"UMAP of {EmbedConfig.space}" in page
 
 
 def test_cluster_table_sizes_typical_members_and_labels(tmp_path):
@@ -77,7 +75,7 @@ def test_cluster_table_sizes_typical_members_and_labels(tmp_path):
     members = add_clusters(
         folder, sizes=(9, 6), noise=3, embedding=tmp_path / "cae" / "embedding.h5"
     )
-    shown = build_report(folder, cae_dir=tmp_path / "cae", top_n=2, typical=3)
+    shown = build_report(folder, embedding=tmp_path / "cae", top_n=2, typical=3)
     assert shown["map_points"] == 18 and shown["clusters"] == 2
     assert shown["labels_counted"] is None
     page = html.unescape((folder / "report.html").read_text())  # Bokeh's JSON holds escaped HTML
@@ -88,7 +86,7 @@ def test_cluster_table_sizes_typical_members_and_labels(tmp_path):
                         for i in members[0][:5]])  # fmt: skip
         store.set(members[1][0], label="interesting")
         store.set(7, label="normal")  # an object of another survey: not counted
-    shown = build_report(folder, cae_dir=tmp_path / "cae", top_n=2, typical=3)
+    shown = build_report(folder, embedding=tmp_path / "cae", top_n=2, typical=3)
     assert shown["labels_counted"] == 6
     assert shown["gallery_images"] == 2 * 3 + 2 * len(SCORE_LABELS)
     page = html.unescape((folder / "report.html").read_text())

@@ -8,6 +8,12 @@ import sys
 
 import click
 
+NO_CHECK_HELP = (
+    "Write the network even when the check at the end of training finds it collapsed (a "
+    "constant output, or no better than the mean image): for smoke tests of a pipeline with a "
+    "few steps, never for a run you score with."
+)
+
 
 def _friendly_errors(command):
     """Turn project errors into one clear line and an exit code instead of a traceback."""

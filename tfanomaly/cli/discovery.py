@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from tfanomaly.cli._common import _friendly_errors
-from tfanomaly.pipelines.config import FEATURE_SPACES, ExploreConfig
+from tfanomaly.pipelines.config import FEATURE_SPACES, SPACE_HELP, ExploreConfig
 
 _RESULTS = click.Path(exists=True)
 
@@ -39,8 +39,9 @@ def _labels_option(command):
 @click.option("--similar", default=ExploreConfig.similar, show_default=True, type=int,
               help="Objects shown by 'more like this'.")  # fmt: skip
 @click.option("--features", type=click.Choice(FEATURE_SPACES), default=ExploreConfig.features,
-              show_default=True, help="Feature space of re-ranking and 'more like this' (files "
-              "without vectors, like the paper's, use PCA features of their residuals).")  # fmt: skip
+              show_default=True, help=f"Feature space of re-ranking and 'more like this' "
+              f"({SPACE_HELP}; files without vectors, like the paper's, use PCA features of their "
+              "residuals).")  # fmt: skip
 @click.option("--embedding", type=click.Path(exists=True), default=None,
               help="The clusters of the Clusters view: an embedding.h5 of `tfanomaly embed` (or "
               "its CAE folder) [default: the umap_x, umap_y, cluster columns of the catalog "

@@ -10,6 +10,8 @@ from tfanomaly.models.config import InversionConfig
 from tfanomaly.pipelines.config import (
     CATALOG_FORMAT_NAMES,
     FEATURE_SPACES,
+    SELECTION_HELP,
+    SPACE_HELP,
     CatalogConfig,
     ClientConfig,
     EmbedConfig,
@@ -18,6 +20,8 @@ from tfanomaly.pipelines.config import (
     RerankConfig,
     ScoreConfig,
 )
+from tfanomaly.results.grouping import format_grouping
+from tfanomaly.results.spaces import SPACES
 
 
 def _finish_note(written: dict) -> str:
@@ -274,18 +278,34 @@ def evaluate_command(results, data, no_baseline, seed):
 
 
 @click.command("embed")
-@click.argument("cae_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("source", type=click.Path(file_okay=False, exists=True))
 @click.option(
-    "--scores",
-    type=click.Path(file_okay=False, exists=True),
-    default=None,
-    help="Scored catalog to embed (default: the one the CAE was trained on).",
+    "--space",
+    type=click.Choice(tuple(SPACES)),
+    default=EmbedConfig.space,
+    show_default=True,
+    help=f"Feature space of a results folder's objects ({SPACE_HELP}). A CAE folder always uses "
+    "its CAE's latents (the paper's way).",
 )
 @click.option(
     "--select",
     "selection",
+    default=EmbedConfig.selection,
+    show_default=True,
+    help=f"Objects to embed: {SELECTION_HELP}. For a CAE folder the default is the sample the "
+    "CAE was trained on.",
+)
+@click.option(
+    "--select-key",
+    default=EmbedConfig.select_key,
+    show_default=True,
+    help="Results column that auto, sigma: and top: rank by.",
+)
+@click.option(
+    "--scores",
+    type=click.Path(file_okay=False, exists=True),
     default=None,
-    help="Objects to embed (default: those the CAE was trained on).",
+    help="For a CAE folder: the scored catalog to embed (default: the one it was trained on).",
 )
 @click.option(
     "--n-neighbors", default=EmbedConfig.n_neighbors, show_default=True, help="UMAP n_neighbors."
@@ -300,37 +320,45 @@ def evaluate_command(results, data, no_baseline, seed):
 @click.option(
     "--seed", default=EmbedConfig.seed, show_default=True, help="UMAP seed (reproducible)."
 )
+@click.option("--quiet", is_flag=True, help="No progress messages.")
 @_friendly_errors
 @_uses_tensorflow
-def embed_command(cae_dir, scores, selection, n_neighbors, min_dist, min_cluster_size, seed):
-    """CAE latents -> UMAP 2-D (seeded) -> HDBSCAN clusters. Writes CAE_DIR/embedding.h5
-    (latents, idxs, object_ids, umap_x, umap_y, cluster) and adds umap_x, umap_y and cluster to
-    the scored catalogs (NaN / -1 for objects not embedded)."""
+def embed_command(source, space, selection, select_key, scores, n_neighbors, min_dist,
+                  min_cluster_size, seed, quiet):  # fmt: skip
+    """Map the high-anomaly sample of a scored catalog with UMAP (2-D, seeded) and cluster the map
+    with HDBSCAN. SOURCE is a results folder (objects compared in --space) or a `train cae`
+    folder (the CAE's latents of its image cubes, the paper's way). Writes SOURCE/embedding.h5
+    (vectors, idxs, object_ids, umap_x, umap_y, cluster) and adds umap_x, umap_y and cluster to
+    the scored catalogs (NaN / -1 for objects not embedded); the report draws the map and the
+    explorer's Clusters view labels whole clusters. For a labelled (simulated) survey it also
+    prints how well the map groups the anomaly kinds."""
     from tfanomaly.pipelines.characterise import embed
 
-    result = embed(
-        cae_dir,
-        scores,
-        selection=selection,
-        n_neighbors=n_neighbors,
-        min_dist=min_dist,
-        min_cluster_size=min_cluster_size,
-        seed=seed,
-    )
+    config = EmbedConfig(space=space, selection=selection, select_key=select_key,
+                         n_neighbors=n_neighbors, min_dist=min_dist,
+                         min_cluster_size=min_cluster_size, seed=seed)  # fmt: skip
+    result = embed(source, config, scores_dir=scores, progress=not quiet,
+                   echo=(lambda *_: None) if quiet else click.echo)  # fmt: skip
     click.echo(
-        f"embedded {result['objects']} objects in {result['clusters']} cluster(s) -> "
-        f"{result['embedding']}; catalogs updated: " + ", ".join(str(p) for p in result["catalogs"])
+        f"embedded {result['objects']} objects ({result['space']}) in {result['clusters']} "
+        f"cluster(s) -> {result['embedding']}; catalogs updated: "
+        + ", ".join(str(p) for p in result["catalogs"])
     )
+    if "grouping" in result:
+        click.echo(format_grouping(result["grouping"]))
 
 
 @click.command("report")
 @click.argument("results", type=click.Path(file_okay=False, exists=True))
 @click.option(
+    "--embedding",
     "--cae",
-    "cae_dir",
-    type=click.Path(file_okay=False, exists=True),
+    "embedding",
+    type=click.Path(exists=True),
     default=None,
-    help="A CAE folder with embedding.h5 (from `embed`): adds the UMAP map and clusters.",
+    help="The map and clusters to draw: an embedding.h5 of `tfanomaly embed`, or the folder that "
+    "holds it (--cae: a CAE folder embedded the paper's way) [default: RESULTS/embedding.h5, when "
+    "it exists].",
 )
 @click.option(
     "--out",
@@ -364,7 +392,7 @@ def embed_command(cae_dir, scores, selection, n_neighbors, min_dist, min_cluster
 )
 @_friendly_errors
 @_uses_tensorflow
-def report_command(results, cae_dir, out_path, top_n, thumb_size, sigma_cut, labels_path):
+def report_command(results, embedding, out_path, top_n, thumb_size, sigma_cut, labels_path):
     """Write a self-contained HTML report (opens from disk, no server, no network) of the scored
     catalog RESULTS (scored with --store-images): the UMAP map coloured by the default score's sigma
     with cluster outlines and hover thumbnails (real | reconstruction | residual, id, ra/dec,
@@ -372,13 +400,13 @@ def report_command(results, cae_dir, out_path, top_n, thumb_size, sigma_cut, lab
     nearest its centre in the map, and the labels given in it from the label file of `tfanomaly
     explore`), galleries of the top objects by each score, score histograms with the sigma cut,
     and the evaluation table when RESULTS/evaluation.json exists. To label a whole cluster, use
-    the Clusters view of `tfanomaly explore RESULTS --embedding CAE/embedding.h5`."""
+    the Clusters view of `tfanomaly explore RESULTS`."""
     from tfanomaly.results.report import build_report
 
     shown = build_report(
         results,
         out_path,
-        cae_dir=cae_dir,
+        embedding=embedding,
         top_n=top_n,
         thumb_size=thumb_size,
         sigma_cut=sigma_cut,
@@ -406,8 +434,7 @@ def report_command(results, cae_dir, out_path, top_n, thumb_size, sigma_cut, lab
     type=click.Choice(FEATURE_SPACES),
     default=RerankConfig.features,
     show_default=True,
-    help="Feature space the labels' relevance spreads in (feature_axes: the critic features on "
-    "the calibration's whitened axes; latents: the encoder's z).",
+    help=f"Feature space the labels' relevance spreads in ({SPACE_HELP}).",
 )
 @_friendly_errors
 def rerank_command(results, labels_path, features):
@@ -423,4 +450,7 @@ def rerank_command(results, labels_path, features):
     config = RerankConfig(features=features)
     config.validate()
     labels = read_labels(labels_path or Path(results) / config.labels)
-    rerank(results, labels, feature_key=config.features, echo=click.echo)
+    # Left at its default, the space falls back to one the file has (results scored before it).
+    source = click.get_current_context().get_parameter_source("features")
+    chosen = source is not click.core.ParameterSource.DEFAULT
+    rerank(results, labels, feature_key=config.features if chosen else None, echo=click.echo)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
+from tfanomaly.cli._common import NO_CHECK_HELP, _friendly_errors, _uses_tensorflow
 from tfanomaly.models.config import (
     LINEAR_COMPONENTS_RANGE,
     SCORE_COMBINES,
@@ -17,6 +17,7 @@ from tfanomaly.models.config import (
 from tfanomaly.pipelines.config import (
     CUBES,
     PRECISIONS,
+    SELECTION_HELP,
     CaeTrainConfig,
     CalibrateConfig,
     EncoderTrainConfig,
@@ -116,6 +117,7 @@ def train():
     help="Weight of a contrastive term in the critic's loss (InfoNCE between two flips/shifts of "
     "each real image; 0 = off, the paper); see README.",
 )
+@click.option("--no-check", is_flag=True, help=NO_CHECK_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
 @_uses_tensorflow
@@ -134,6 +136,7 @@ def train_gan(
     ema_decay,
     augment,
     contrastive,
+    no_check,
     quiet,
 ):
     """Train a WGAN-GP on the ingested data set DATA: n_critic critic steps (each on its own real
@@ -160,6 +163,7 @@ def train_gan(
         ema_decay=ema_decay,
         augment=parse_augment(augment),
         contrastive=contrastive,
+        check=not no_check,
     )
     summary = run_train_gan(data, run_dir, config, progress=not quiet, echo=click.echo)
     click.echo(
@@ -212,11 +216,12 @@ def train_gan(
     show_default=True,
     help="Seed of the data shuffle.",
 )
+@click.option("--no-check", is_flag=True, help=NO_CHECK_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
 @_uses_tensorflow
 def train_encoder(
-    run_dir, data, steps, batch_size, learning_rate, lam, checkpoint_every, seed, quiet
+    run_dir, data, steps, batch_size, learning_rate, lam, checkpoint_every, seed, no_check, quiet
 ):
     """Train the encoder E: x -> z of the run RUN_DIR through its frozen generator and critic, on
     the inversion loss (1 - lam) * sum|x - G(E(x))| + lam * sum|f(x) - f(G(E(x)))| (f-AnoGAN izi_f).
@@ -234,6 +239,7 @@ def train_encoder(
         lam=lam,
         checkpoint_every=checkpoint_every,
         seed=seed,
+        check=not no_check,
     )
     summary = run_train_encoder(run_dir, config, data_dir=data, progress=not quiet, echo=click.echo)
     click.echo(
@@ -393,14 +399,13 @@ def calibrate_command(
     "selection",
     default=CaeTrainConfig.selection,
     show_default=True,
-    help="Objects to train on: sigma:S (above S sigma, the paper's high-anomaly "
-    "sample), all, or ids:FILE (one object id per line).",
+    help=f"Objects to train on: {SELECTION_HELP}.",
 )
 @click.option(
     "--select-key",
     default=CaeTrainConfig.select_key,
     show_default=True,
-    help="Results column the sigma cut uses (the paper: disc_scores_sigma).",
+    help="Results column that auto, sigma: and top: rank by (the paper: disc_scores_sigma).",
 )
 @click.option(
     "--images",
@@ -439,6 +444,7 @@ def calibrate_command(
     show_default=True,
     help="Seed of the shuffle.",
 )
+@click.option("--no-check", is_flag=True, help=NO_CHECK_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
 @_uses_tensorflow
@@ -453,11 +459,15 @@ def train_cae_command(
     learning_rate,
     checkpoint_every,
     seed,
+    no_check,
     quiet,
 ):
     """Train the convolutional autoencoder on image cubes of the scored catalog SCORES (score
-    with --store-images): 5x5 stride-2 convolutions -> Dense 64 latent -> mirrored decoder, MSE,
-    Adam 1e-3. Checkpoints and resume as for `train gan`."""
+    with --store-images): per-band standardisation -> 5x5 stride-2 convolutions -> Dense 64
+    latent -> mirrored decoder with a linear output, MSE, Adam 1e-3. Checkpoints and resume as
+    for `train gan`. At the end the CAE must reconstruct its images better than their mean image
+    does, with outputs that vary, or nothing is written (--no-check writes it anyway); then map
+    and cluster with `tfanomaly embed`."""
     from tfanomaly.pipelines.characterise import train_cae
 
     config = CaeTrainConfig(
@@ -469,9 +479,12 @@ def train_cae_command(
         learning_rate=learning_rate,
         checkpoint_every=checkpoint_every,
         seed=seed,
+        check=not no_check,
     )
     summary = train_cae(scores, cae_dir, config, progress=not quiet, echo=click.echo)
+    check = summary["check"]
     click.echo(
         f"trained the CAE on {summary['objects']} objects for {summary['steps']} steps "
-        f"-> {summary['cae']}"
+        f"-> {summary['cae']}; reconstruction MSE {check['mse']:.3g}, {check['ratio']:.2f}x the "
+        "mean image's"
     )

@@ -16,11 +16,12 @@ import numpy as np
 
 from tfanomaly.errors import InputError, TfanomalyError
 from tfanomaly.explore.images import triptych, triptych_shape
-from tfanomaly.pipelines.config import FEATURE_SPACES, ExploreConfig
+from tfanomaly.pipelines.config import ExploreConfig
 from tfanomaly.results.browse import ResultsView
 from tfanomaly.results.clusters import TYPICAL, ClusterMap, how_to_cluster
 from tfanomaly.results.labels import LABELS, LabelStore, check_label, check_note, check_tags
 from tfanomaly.results.preview import encode_png
+from tfanomaly.results.spaces import available_spaces, space_vectors
 
 PNG_CACHE_BYTES = 64 * 2**20  # rendered triptychs kept: pages of 96-px objects
 PREFETCH_DELAY = 1.0  # seconds after a page is served before its next page is rendered
@@ -32,22 +33,22 @@ class UnknownObject(InputError):
 
 def build_ranker(view: ResultsView, features: str = ExploreConfig.features):
     """The ``pipelines.rerank.Ranker`` of a results file and a description of its feature space:
-    the stored vectors ``features`` (or the other stored space), else PCA features of the residual
-    images (the paper's files carry no vectors)."""
+    the space ``features`` (``results.spaces``; else the first other space the file has), else
+    PCA features of the residual images (the paper's files carry no vectors)."""
     from tfanomaly.pipelines.rerank import Ranker, features_from_cubes
 
     if not view.unique_ids:
         raise InputError("object ids are not unique in this file: re-ranking needs unique ids")
-    spaces = [features, *(k for k in FEATURE_SPACES if k != features)]
-    space = next((k for k in spaces if k in view.vector_keys), None)
+    have = available_spaces(view.vector_keys)
+    space = features if features in have else next(iter(have), None)
     if space is not None:
-        vectors, described = view.vectors(space), space
-    elif view.has_images:
-        vectors, described = features_from_cubes(view.file, cube="residuals"), "PCA of residuals"
-    else:
-        raise InputError("no feature vectors and no image cubes in this file: re-ranking and "
-                         "'more like this' need one of them")  # fmt: skip
-    return Ranker(view.object_ids, view.sort_values, vectors), described
+        vectors = space_vectors(view.vectors, space)
+        return Ranker(view.object_ids, view.sort_values, vectors, prepared=True), space
+    if view.has_images:
+        vectors = features_from_cubes(view.file, cube="residuals")
+        return Ranker(view.object_ids, view.sort_values, vectors), "PCA of residuals"
+    raise InputError("no feature vectors and no image cubes in this file: re-ranking and "
+                     "'more like this' need one of them")  # fmt: skip
 
 
 def _finite(value, digits: int = 3):

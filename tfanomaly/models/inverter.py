@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfanomaly.models.config import InversionConfig
 from tfanomaly.models.noise_score import Calibration, NoiseAwareScore
+from tfanomaly.models.residual_shape import residual_shape
 
 
 def inversion_terms(images, reconstructions, critic, image_features=None):
@@ -68,8 +69,9 @@ class LatentInverter(tf.Module):
         score's residual terms use where the calibration was made with them); returns a dict of
         tensors:
         ``z``, ``features`` (the critic's f(x)), ``reconstruction``, ``residual`` (|x - G(z)|), the
-        paper's ``gen_score`` (pixel
-        term), ``disc_score`` (feature term), ``anomaly_score`` (their weighted sum), and with a
+        paper's ``gen_score`` (pixel term), ``disc_score`` (feature term), ``anomaly_score`` (their
+        weighted sum), ``residual_shape`` (the residual's descriptors, for characterisation), and
+        with a
         calibration the default ``score`` and its ``residual_score`` and ``feature_score``."""
         c = self.config
         images = tf.convert_to_tensor(images, tf.float32)
@@ -104,6 +106,7 @@ class LatentInverter(tf.Module):
             "gen_score": pixel,
             "disc_score": feature,
             "anomaly_score": loss,
+            "residual_shape": residual_shape(images, reconstructions),
         }
         if self.noise_score is not None:
             out.update(self.noise_score(images, reconstructions, image_features, flux,

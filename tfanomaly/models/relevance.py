@@ -110,12 +110,21 @@ def anomaly_prior(anomaly: np.ndarray, scale: str = "rank") -> np.ndarray:
     return ndtri((rank + 0.5) / len(anomaly))
 
 
-def ranking_space(anomaly: np.ndarray, features: np.ndarray,
-                  config: RelevanceConfig) -> np.ndarray:  # fmt: skip
+def ranking_space(anomaly: np.ndarray, features: np.ndarray, config: RelevanceConfig, *,
+                  prepared: bool = False) -> np.ndarray:  # fmt: skip
     """(N, D + 1) float32: the standardised features and the anomaly score (over its standard
-    deviation, times ``config.anomaly_coordinate``), where relevance is measured."""
+    deviation, times ``config.anomaly_coordinate``), where relevance is measured.
+
+    ``prepared``: the features are already scaled as they should weigh against each other (a
+    space of several blocks, ``results.spaces``); they are only brought, all together, to a mean
+    variance of 1 per dimension, the scale the anomaly coordinate is expressed in."""
     anomaly = check_anomaly(anomaly)
-    unit = standardise(features)
+    if prepared:
+        unit = np.asarray(features, dtype=np.float32)
+        mean_variance = float(unit.var(axis=0).mean()) if unit.size else 1.0
+        unit = unit / np.float32(np.sqrt(mean_variance) or 1.0)
+    else:
+        unit = standardise(features)
     if len(unit) != len(anomaly):
         raise InputError(f"{len(anomaly)} anomaly scores but {len(unit)} feature vectors")
     std = anomaly.std() or 1.0

@@ -15,9 +15,17 @@ import tensorflow as tf
 
 from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.fileio import atomic_path
-from tfanomaly.models.cae import build_cae, cae_encoder
+from tfanomaly.models.cae import CAE, cae_encoder
 from tfanomaly.models.config import AUTO, ModelConfig, preset_for_data
-from tfanomaly.pipelines.config import CaeTrainConfig, EmbedConfig
+from tfanomaly.pipelines.config import (
+    AUTO_FLOOR,
+    AUTO_SELECTION,
+    AUTO_SIGMA,
+    AUTO_TOP,
+    CaeTrainConfig,
+    EmbedConfig,
+)
+from tfanomaly.pipelines.learning import check_reconstruction
 from tfanomaly.pipelines.loop import Stage, run_stage, save_keras
 from tfanomaly.pipelines.run import (
     is_run,
@@ -34,14 +42,31 @@ from tfanomaly.results.catalog import (
     read_results,
     write_catalog,
 )
+from tfanomaly.results.clusters import EMBEDDING_FILE
+from tfanomaly.results.grouping import grouping_quality
 from tfanomaly.results.preview import tile
+from tfanomaly.results.spaces import available_spaces, check_space, space_vectors
 
 
 def select_objects(columns: dict, selection: str, key: str) -> np.ndarray:
     """Row indices of the results that ``selection`` picks (see :class:`CaeTrainConfig`)."""
     if selection == "all":
         return np.arange(len(columns["object_ids"]))
-    if selection.startswith("sigma:"):
+    if selection == AUTO_SELECTION:
+        if key not in columns:
+            raise ConfigError(f"no results column '{key}' to cut on")
+        rows = np.flatnonzero(columns[key] > AUTO_SIGMA)
+        if len(rows) < AUTO_FLOOR:
+            rows = np.argsort(-columns[key], kind="stable")[:AUTO_TOP]
+    elif selection.startswith("top:"):
+        if key not in columns:
+            raise ConfigError(f"no results column '{key}' to cut on")
+        try:
+            count = int(selection.split(":", 1)[1])
+        except ValueError as exc:
+            raise ConfigError(f"selection '{selection}': expected top:<count>") from exc
+        rows = np.argsort(-columns[key], kind="stable")[:count]
+    elif selection.startswith("sigma:"):
         if key not in columns:
             raise ConfigError(f"no results column '{key}' to cut on")
         try:
@@ -60,10 +85,12 @@ def select_objects(columns: dict, selection: str, key: str) -> np.ndarray:
         if missing:
             raise InputError(f"{path}: {missing} of the ids are not in the scored catalog")
     else:
-        raise ConfigError(f"selection '{selection}': use all, sigma:<S> or ids:<file>")
+        raise ConfigError(
+            f"selection '{selection}': use {AUTO_SELECTION}, all, sigma:<S>, top:<N> or ids:<file>"
+        )
     if len(rows) < 2:
         raise ConfigError(
-            f"selection '{selection}' keeps {len(rows)} object(s); the CAE needs at least 2 "
+            f"selection '{selection}' keeps {len(rows)} object(s); at least 2 are needed "
             "(lower the sigma cut or use --select all)"
         )
     return rows
@@ -98,7 +125,8 @@ def train_cae(scores_dir, out_dir, config: CaeTrainConfig, *, progress: bool = T
     extra = {"model": model_config.to_dict(), "scores": str(scores_dir.resolve())}
     record_stage(out_dir, "cae", config, extra)
     keras.utils.set_random_seed(config.seed)
-    cae = build_cae(model_config)
+    offset, scale = band_statistics(images)
+    cae = CAE(model_config, band_offset=offset, band_scale=scale)
     cae.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
     cae.optimizer.build(cae.trainable_variables)
     preview_images = images[:32]
@@ -122,65 +150,113 @@ def train_cae(scores_dir, out_dir, config: CaeTrainConfig, *, progress: bool = T
     )
     echo(f"CAE on {len(rows)} {config.images} ({config.selection}) of {scores_dir}")
     start = run_stage(stage, make_dataset, out_dir, config, progress, echo)
+    check = check_reconstruction(
+        "train cae", images, cae.predict(images, batch_size=256, verbose=0),
+        advice="try more --steps or a lower --learning-rate; nothing was written to "
+        f"{network_path(out_dir, 'cae')}",
+        enforce=config.check,
+    )  # fmt: skip
     save_keras(cae, network_path(out_dir, "cae"))
     return {"cae": network_path(out_dir, "cae"), "objects": len(rows), "resumed_from": start,
-            "steps": int(cae.optimizer.iterations.numpy())}  # fmt: skip
+            "steps": int(cae.optimizer.iterations.numpy()), "check": check}  # fmt: skip
+
+
+def band_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-band mean and standard deviation of image cubes (N, H, W, C), the CAE's
+    standardisation (a band with no spread gets a scale of 1)."""
+    flat = images.reshape(-1, images.shape[-1]).astype(np.float64)
+    std = flat.std(axis=0)
+    return flat.mean(axis=0).tolist(), np.where(std > 0, std, 1.0).tolist()
 
 
 def embed(
-    cae_dir,
-    scores_dir=None,
+    source,
+    config: EmbedConfig | None = None,
     *,
-    selection: str | None = None,
-    n_neighbors: int = EmbedConfig.n_neighbors,
-    min_dist: float = EmbedConfig.min_dist,
-    min_cluster_size: int = EmbedConfig.min_cluster_size,
-    seed: int = EmbedConfig.seed,
+    scores_dir=None,
+    progress: bool = True,
+    echo: Callable = print,
 ) -> dict:
-    """CAE latents -> UMAP 2-D -> HDBSCAN clusters for the objects the CAE was trained on (or
-    ``selection``); writes ``cae_dir/embedding.h5`` and adds umap_x, umap_y, cluster (NaN / -1
-    for objects not embedded) to the scored catalogs."""
+    """Map the high-anomaly sample of a scored catalog to 2-D with UMAP, cluster the map with
+    HDBSCAN and join both into the catalogs.
+
+    ``source`` is either a results folder (``tfanomaly score``'s output): the objects are compared
+    in the feature space ``config.space`` (default: the residual's shape descriptors beside the
+    encoder's z, chosen by measurement, see the docs' characterisation results) and the result is
+    ``source/embedding.h5``; or a ``train cae`` folder: the paper's way, the CAE's latents of the
+    image cubes it was trained on (of ``scores_dir``, default the catalog it was trained on), and
+    the result is ``source/embedding.h5``. ``embedding.h5`` holds ``vectors`` (what UMAP saw),
+    ``idxs``, ``object_ids``, ``umap_x``, ``umap_y``, ``cluster``; objects not embedded get NaN /
+    -1 in the catalogs. Returns the paths and counts (and, for a labelled survey, how well the
+    map groups the anomaly kinds: ``grouping``).
+    """
     import umap
     from sklearn.cluster import HDBSCAN
 
-    cae_dir = Path(cae_dir)
-    run = load_run(cae_dir)
-    if "cae" not in run or not network_path(cae_dir, "cae").exists():
-        raise ConfigError(f"{cae_dir}: no trained CAE here; run `tfanomaly train cae` first")
-    scores_dir = Path(scores_dir or run["scores"])
-    architecture = stage_record(run, "cae")
-    columns, attrs = read_results(scores_dir)
-    rows = np.sort(select_objects(columns, selection or architecture["selection"],
-                                  architecture["select_key"]))  # fmt: skip
-    images = _read_cube(scores_dir, architecture["images"], rows)
-    encoder = cae_encoder(load_network(cae_dir, "cae"))
-    latents = encoder.predict(images, batch_size=256, verbose=0)
-    reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(rows) - 1), min_dist=min_dist,
-                        n_components=2, random_state=seed, n_jobs=1)  # fmt: skip
-    embedding = reducer.fit_transform(latents)
-    clusters = HDBSCAN(min_cluster_size=min(min_cluster_size, len(rows)), copy=True).fit_predict(
-        embedding
-    )
-    with atomic_path(cae_dir / "embedding.h5") as tmp, h5py.File(tmp, "w") as f:
-        f["latents"] = latents
+    config = config or EmbedConfig()
+    config.validate()
+    source = Path(source)
+    if is_run(source) and "cae" in load_run(source):
+        if not network_path(source, "cae").exists():
+            raise ConfigError(f"{source}: the CAE is not trained yet; run `tfanomaly train cae`")
+        run = load_run(source)
+        scores_dir = Path(scores_dir or run["scores"])
+        trained = stage_record(run, "cae")
+        columns, attrs = read_results(scores_dir)
+        selection = config.selection if config.selection != EmbedConfig.selection else (
+            trained["selection"])  # fmt: skip
+        rows = np.sort(select_objects(columns, selection, trained["select_key"]))
+        images = _read_cube(scores_dir, trained["images"], rows)
+        encoder = cae_encoder(load_network(source, "cae"))
+        vectors = encoder.predict(images, batch_size=256, verbose=0)
+        space = f"cae ({trained['images']})"
+    elif (source / "results.h5").exists():
+        if scores_dir is not None and Path(scores_dir) != source:
+            raise ConfigError("--scores is for a CAE folder; give the results folder itself")
+        scores_dir = source
+        columns, attrs = read_results(scores_dir, with_vectors=True)
+        missing = [k for k in check_space(config.space) if k not in columns]
+        if missing:
+            raise InputError(
+                f"{scores_dir / 'results.h5'}: no '{', '.join(missing)}' vectors for the space "
+                f"'{config.space}' (has: {', '.join(available_spaces(columns)) or 'none'}); score "
+                "again with this tfanomaly version or choose --space"
+            )
+        rows = np.sort(select_objects(columns, config.selection, config.select_key))
+        vectors = space_vectors(lambda key: columns[key], config.space)[rows]
+        space = config.space
+    else:
+        raise InputError(f"{source}: neither a results folder (results.h5) nor a trained CAE "
+                         "folder; run `tfanomaly score` or `tfanomaly train cae` first")  # fmt: skip
+    echo(f"embed: {len(rows)} objects in the space {space} -> UMAP -> HDBSCAN")
+    reducer = umap.UMAP(n_neighbors=min(config.n_neighbors, len(rows) - 1),
+                        min_dist=config.min_dist, n_components=2, random_state=config.seed,
+                        n_jobs=1)  # fmt: skip
+    embedding = reducer.fit_transform(vectors)
+    clusters = HDBSCAN(min_cluster_size=min(config.min_cluster_size, len(rows)),
+                       copy=True).fit_predict(embedding)  # fmt: skip
+    out_path = source / EMBEDDING_FILE
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
+        f["vectors"] = vectors
         f["idxs"] = columns["idxs"][rows]
         f["object_ids"] = columns["object_ids"][rows]
         f["umap_x"], f["umap_y"] = embedding[:, 0], embedding[:, 1]
         f["cluster"] = clusters
-        f.attrs["umap"] = json.dumps({"n_neighbors": n_neighbors, "min_dist": min_dist,
-                                      "seed": seed})  # fmt: skip
-    full = {
-        "umap_x": np.full(len(columns["idxs"]), np.nan),
-        "umap_y": np.full(len(columns["idxs"]), np.nan),
-        "cluster": np.full(len(columns["idxs"]), -1, dtype=np.int64),
-    }
-    full["umap_x"][rows], full["umap_y"][rows], full["cluster"][rows] = (
-        embedding[:, 0],
-        embedding[:, 1],
-        clusters,
-    )
-    table = catalog_table({**columns, **full}, json_attr(attrs.get("kind_names")))
+        f.attrs["space"] = space
+        f.attrs["umap"] = json.dumps({"n_neighbors": config.n_neighbors,
+                                      "min_dist": config.min_dist, "seed": config.seed})  # fmt: skip
+    n = len(columns["idxs"])
+    full = {"umap_x": np.full(n, np.nan), "umap_y": np.full(n, np.nan),
+            "cluster": np.full(n, -1, dtype=np.int64)}  # fmt: skip
+    full["umap_x"][rows], full["umap_y"][rows] = embedding[:, 0], embedding[:, 1]
+    full["cluster"][rows] = clusters
+    kind_names = json_attr(attrs.get("kind_names"))
+    table = catalog_table({**columns, **full}, kind_names)
     written = [write_catalog(table, path) for suffix in CATALOG_FORMATS
                for path in [scores_dir / f"catalog{suffix}"] if path.exists()]  # fmt: skip
-    return {"embedding": cae_dir / "embedding.h5", "objects": len(rows), "catalogs": written,
-            "clusters": int(clusters.max() + 1)}  # fmt: skip
+    result = {"embedding": out_path, "objects": len(rows), "catalogs": written, "space": space,
+              "clusters": int(clusters.max() + 1)}  # fmt: skip
+    if "labels" in columns and kind_names and (columns["labels"][rows] > 0).sum() >= 2:
+        result["grouping"] = grouping_quality(vectors, clusters, columns["labels"][rows],
+                                              kind_names)  # fmt: skip
+    return result

@@ -12,6 +12,7 @@ from tfanomaly.data.resize import RESIZE_METHODS
 from tfanomaly.data.stretch import STRETCH_MODES
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.config import AUTO, InversionConfig, check_preset_name, parse_augment
+from tfanomaly.results.spaces import DEFAULT_SPACE, SPACES, check_space
 
 NAN_POLICIES = ("fill", "drop", "error")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -123,6 +124,8 @@ class GanTrainConfig:
             off, the paper's training), see ``tfanomaly.models.augment``.
         contrastive: 0 (off, the paper's training) or the weight of the critic's contrastive
             term (``WGANGP``'s ``contrastive``).
+        check: at the end, refuse to write a generator that has collapsed (its samples nearly one
+            image; ``pipelines.learning``); off only for smoke tests of a pipeline.
     """
 
     preset: str = AUTO
@@ -139,6 +142,7 @@ class GanTrainConfig:
     ema_decay: float = 0.0
     augment: tuple[str, ...] = ()
     contrastive: float = 0.0
+    check: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "augment", tuple(self.augment))  # JSON gives a list
@@ -168,7 +172,8 @@ class EncoderTrainConfig:
         batch_size: images per update.
         learning_rate: Adam learning rate (beta1 0.5, beta2 0.9 as for the GAN).
         lam: weight of the critic-feature term in the loss (as in the inversion, paper 0.3).
-        checkpoint_every, keep_checkpoints, log_every, seed: as for the GAN.
+        checkpoint_every, keep_checkpoints, log_every, seed, check: as for the GAN (the check:
+            its reconstructions of different images are not nearly one image).
     """
 
     steps: int = 1000
@@ -179,6 +184,7 @@ class EncoderTrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 10
     seed: int = 0
+    check: bool = True
 
     def validate(self) -> None:
         check_steps(self)
@@ -299,22 +305,34 @@ class EvaluateConfig:
     seed: int = 0
 
 
+# The high-anomaly sample the characterisation works on by default: the paper's cut (sigma > 3),
+# or the top AUTO_TOP objects when the cut keeps fewer than AUTO_FLOOR (too few for a map).
+AUTO_SELECTION = "auto"
+AUTO_SIGMA, AUTO_FLOOR, AUTO_TOP = 3.0, 300, 500
+SELECTION_HELP = (
+    f"{AUTO_SELECTION} (above {AUTO_SIGMA:g} sigma, or the top {AUTO_TOP} when that keeps fewer "
+    f"than {AUTO_FLOOR}), sigma:S (above S sigma; the paper's sample is sigma:3), top:N, all, or "
+    "ids:FILE (one object id per line)"
+)
+
+
 @dataclass(frozen=True)
 class CaeTrainConfig:
     """Options of ``tfanomaly train cae``.
 
     Args:
-        selection: which scored objects to train on: ``sigma:S`` (``select_key`` above S sigma; the
-            paper's high-anomaly sample is ``sigma:3``), ``all``, or ``ids:FILE`` (one object id
-            per line).
+        selection: which scored objects to train on (``SELECTION_HELP``): ``auto``, ``sigma:S``
+            (``select_key`` above S sigma; the paper's high-anomaly sample is ``sigma:3``),
+            ``top:N``, ``all``, or ``ids:FILE`` (one object id per line).
         select_key: results column the sigma cut uses (default score; the paper used
             ``disc_scores_sigma``).
         images: ``residuals`` (|stretched real - reconstruction|, the paper) or ``reals``.
         steps, batch_size, learning_rate: Adam (paper: lr 1e-3), MSE loss.
-        checkpoint_every, keep_checkpoints, log_every, seed: as for the GAN.
+        checkpoint_every, keep_checkpoints, log_every, seed, check: as for the GAN (the check:
+            the CAE reconstructs its images better than their mean image, and its outputs vary).
     """
 
-    selection: str = "sigma:3"
+    selection: str = AUTO_SELECTION
     select_key: str = "scores_sigma"
     images: str = "residuals"
     steps: int = 1000
@@ -324,6 +342,7 @@ class CaeTrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 10
     seed: int = 0
+    check: bool = True
 
     def validate(self) -> None:
         if self.images not in CUBES:
@@ -333,19 +352,32 @@ class CaeTrainConfig:
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    """Options of ``tfanomaly embed`` (the paper's UMAP settings).
+    """Options of ``tfanomaly embed`` (UMAP and HDBSCAN with the paper's settings).
 
     Args:
+        space: the feature space of a results folder's objects (``results.spaces.SPACES``; a CAE
+            folder always uses its CAE's latents).
+        selection: the objects to embed (``SELECTION_HELP``; for a CAE folder the default is the
+            sample it was trained on).
+        select_key: the results column ``auto``, ``sigma:`` and ``top:`` rank by.
         n_neighbors: UMAP n_neighbors.
         min_dist: UMAP min_dist.
         min_cluster_size: HDBSCAN's smallest cluster.
         seed: UMAP's random state (the embedding is reproducible).
     """
 
+    space: str = DEFAULT_SPACE
+    selection: str = AUTO_SELECTION
+    select_key: str = "scores_sigma"
     n_neighbors: int = 5
     min_dist: float = 0.1
     min_cluster_size: int = 5
     seed: int = 0
+
+    def validate(self) -> None:
+        check_space(self.space)
+        if self.n_neighbors < 2 or self.min_cluster_size < 2:
+            raise ConfigError("--n-neighbors and --min-cluster-size must be at least 2")
 
 
 @dataclass(frozen=True)
@@ -389,12 +421,18 @@ class DemoConfig:
     gan_steps: int = 1000  # ~4 minutes for cpu32 on 2 cores
     encoder_steps: int = 600  # ~30 s
     inversion_steps: int = 0  # encoder only: better and 13x faster here (the paper: 10)
-    cae_sample: int = 500  # the high-anomaly sample the CAE characterises
+    check: bool = True  # the collapse check at the end of each training stage
     cae_steps: int = 300
 
 
-# The per-object vectors a ranking can learn in (``results.catalog.VECTOR_KEYS``).
-FEATURE_SPACES = ("feature_axes", "latents")
+# The feature spaces a ranking can learn in (``results.spaces``: stored vectors, alone or side by
+# side); the characterisation's map uses the same default.
+FEATURE_SPACES = tuple(SPACES)
+SPACE_HELP = (
+    "residual_shape: descriptors of the residual image's shape (concentration, elongation, "
+    "offset, grid alignment, bands); latents: the encoder's z; feature_axes: the critic features "
+    "on the calibration's whitened axes; a+b: both side by side, each weighing alike"
+)
 
 
 @dataclass(frozen=True)
@@ -408,7 +446,7 @@ class RerankConfig:
             ``--labels`` may name another file, or a CSV with columns object_id,label).
     """
 
-    features: str = "feature_axes"
+    features: str = DEFAULT_SPACE
     labels: str = "labels.sqlite"
 
     def validate(self) -> None:

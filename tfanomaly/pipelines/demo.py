@@ -9,8 +9,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from tfanomaly.data.dataset import load_dataset
 from tfanomaly.data.manifest import MANIFEST
 from tfanomaly.models.config import InversionConfig, preset_for_size
@@ -18,6 +16,7 @@ from tfanomaly.pipelines.characterise import embed, train_cae
 from tfanomaly.pipelines.config import (
     CaeTrainConfig,
     DemoConfig,
+    EmbedConfig,
     EncoderTrainConfig,
     GanTrainConfig,
     IngestConfig,
@@ -30,7 +29,7 @@ from tfanomaly.pipelines.inspect import describe, save_gallery
 from tfanomaly.pipelines.score import score
 from tfanomaly.pipelines.simulate import simulate_survey
 from tfanomaly.pipelines.train import train_encoder, train_gan
-from tfanomaly.results.catalog import read_results
+from tfanomaly.results.grouping import format_grouping
 from tfanomaly.results.report import build_report
 from tfanomaly.simulate.config import SurveyConfig
 
@@ -39,7 +38,7 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     """Simulate -> ingest -> read back through tf.data -> gallery -> train the WGAN-GP -> train
     the encoder (and calibrate the default score) -> score -> evaluate against the classical
     baselines -> export a SavedModel for TF Serving -> train the CAE on the residuals of the most
-    anomalous objects -> UMAP + clusters -> the HTML report. Returns the output paths.
+    anomalous objects -> UMAP + clusters of their residual shapes and z -> the HTML report. Returns the output paths.
 
     Stages whose output already exists complete (survey file, data set manifest, results) are not
     redone, and training and scoring resume, so an interrupted demo continues where it stopped.
@@ -97,7 +96,7 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     trained = train_gan(
         data,
         run,
-        GanTrainConfig(preset=preset, steps=config.gan_steps, seed=config.seed),
+        GanTrainConfig(preset=preset, steps=config.gan_steps, seed=config.seed, check=config.check),
         progress=progress,
         echo=echo,
     )
@@ -107,7 +106,8 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
 
     echo(f"[5/11] train encoder: {config.encoder_steps} steps -> {run / 'encoder.keras'}")
     encoded = train_encoder(
-        run, EncoderTrainConfig(steps=config.encoder_steps, seed=config.seed), progress=progress,
+        run, EncoderTrainConfig(steps=config.encoder_steps, seed=config.seed,
+                           check=config.check), progress=progress,
         echo=echo,
     )  # fmt: skip
     echo(
@@ -147,23 +147,21 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
         f"tfanomaly score {data} --server localhost:8500 --out {out_dir / 'served_scores'}"
     )
     cae = out_dir / "cae"
-    echo(f"[9/11] train cae: CAE on the residuals of the {config.cae_sample} most anomalous "
-         f"objects -> {cae}")  # fmt: skip
-    # The paper's sample (disc sigma > 3) is ~1% of a survey: a few dozen objects here, too few
-    # for UMAP and clusters; the demo takes the most anomalous cae_sample objects instead.
-    ids_file = out_dir / "cae_sample_ids.txt"
-    if not ids_file.exists():
-        columns, _ = read_results(scores)
-        top = np.argsort(-columns["scores_sigma"])[: config.cae_sample]
-        ids_file.write_text("\n".join(str(int(i)) for i in columns["object_ids"][top]) + "\n")
-    train_cae(scores, cae, CaeTrainConfig(selection=f"ids:{ids_file}", steps=config.cae_steps,
-              seed=config.seed), progress=progress, echo=echo)  # fmt: skip
-    embedded = embed(cae, scores, seed=config.seed)
+    echo(f"[9/11] train cae: the paper's CAE on the residuals of the high-anomaly sample -> {cae}")
+    trained = train_cae(scores, cae, CaeTrainConfig(steps=config.cae_steps, seed=config.seed,
+                                                    check=config.check),
+                        progress=progress, echo=echo)  # fmt: skip
+    check = trained["check"]
+    echo(f"      reconstructs its {trained['objects']} residual images with MSE "
+         f"{check['mse']:.3g}, {check['ratio']:.2f}x the mean image's")  # fmt: skip
+    embedded = embed(scores, EmbedConfig(seed=config.seed), progress=progress, echo=echo)
     echo(
-        f"[10/11] embed: UMAP + HDBSCAN of {embedded['objects']} objects, "
+        f"[10/11] embed: UMAP + HDBSCAN of {embedded['objects']} objects in {embedded['space']}, "
         f"{embedded['clusters']} cluster(s) -> {embedded['embedding']}; catalog updated"
     )
-    shown = build_report(scores, out_dir / "report.html", cae_dir=cae)
+    if "grouping" in embedded:
+        echo(f"      {format_grouping(embedded['grouping'])}")
+    shown = build_report(scores, out_dir / "report.html")
     echo(f"[11/11] report: {shown['path']} ({shown['bytes'] / 1e6:.1f} MB; open it in a browser)")
 
     echo(f"done: outputs are in {out_dir}/")

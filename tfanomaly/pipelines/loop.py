@@ -27,7 +27,7 @@ from tfanomaly.fileio import atomic_path, write_json_atomic
 from tfanomaly.results.preview import save_png
 
 # Options of every stage that may change between a run and its resumption.
-FREE_OPTIONS = ("steps", "checkpoint_every", "keep_checkpoints", "log_every")
+FREE_OPTIONS = ("steps", "checkpoint_every", "keep_checkpoints", "log_every", "check")
 # Options added after runs were recorded: left out of the job while at their config's default, so
 # that a run trained before the option existed still resumes.
 LATER_OPTIONS = ("augment", "contrastive")

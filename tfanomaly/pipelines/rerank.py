@@ -22,7 +22,8 @@ from tfanomaly.models.relevance import (
     relevance,
 )
 from tfanomaly.pipelines.config import RerankConfig
-from tfanomaly.results.catalog import CATALOG_FORMATS, VECTOR_KEYS, read_results, write_catalog
+from tfanomaly.results.catalog import CATALOG_FORMATS, read_results, write_catalog
+from tfanomaly.results.spaces import available_spaces, check_space, space_vectors
 
 DEFAULT_FEATURES = RerankConfig.features
 ANOMALY_KEY = "scores_sigma"
@@ -37,9 +38,12 @@ class Ranker:
         anomaly: (N,) the unsupervised score in sigma units (higher = more anomalous).
         features: (N, D) the feature space similarity and relevance are measured in.
         config: the relevance knobs.
+        prepared: the features come from ``results.spaces.space_vectors`` (blocks already
+            weighed against each other), not raw vectors to standardise.
     """
 
-    def __init__(self, object_ids, anomaly, features, config: RelevanceConfig | None = None):
+    def __init__(self, object_ids, anomaly, features, config: RelevanceConfig | None = None, *,
+                 prepared: bool = False):  # fmt: skip
         self.object_ids = np.asarray(object_ids, dtype=np.uint64)
         self.anomaly = np.asarray(anomaly, dtype=np.float64)
         self.features = np.ascontiguousarray(features, dtype=np.float32)
@@ -55,24 +59,35 @@ class Ranker:
             raise InputError("ranker: object ids are not unique")
         # What every re-rank and similarity query needs, computed once: the ranking space
         # (standardised features and the anomaly coordinate) and the anomaly on its scale.
-        self._space = ranking_space(self.anomaly, self.features, self.config)
+        self._space = ranking_space(self.anomaly, self.features, self.config, prepared=prepared)
         self._unit = np.ascontiguousarray(self._space[:, :-1])  # similarity: the features alone
         self._norms = (self._unit * self._unit).sum(axis=1)
         self._prior = anomaly_prior(self.anomaly, self.config.anomaly_scale)
         self.version = 0
+        self.space = "the given features"  # from_results names the space it read
 
     @classmethod
     def from_results(cls, results_dir, feature_key: str | None = None, config=None) -> Ranker:
-        """A ranker over a tfanomaly results folder (its ``results.h5``)."""
+        """A ranker over a tfanomaly results folder (its ``results.h5``), in the feature space
+        ``feature_key`` (``results.spaces.SPACES``); without one, the default space, or the first
+        space the file has when it was scored before the default's vectors existed. The space
+        used is the ranker's ``space``."""
         columns, _ = read_results(results_dir, with_vectors=True)
+        have = available_spaces(columns)
         key = feature_key or DEFAULT_FEATURES
-        if key not in columns:
-            have = [k for k in VECTOR_KEYS if k in columns]
+        if key not in have and feature_key is None and have:
+            key = have[0]
+        missing = [k for k in check_space(key) if k not in columns]
+        if missing:
             raise InputError(
-                f"{results_dir}: no '{key}' vectors in results.h5 (has: {', '.join(have) or 'none'});"
-                " score again with this tfanomaly version"
+                f"{results_dir}: no '{', '.join(missing)}' vectors in results.h5 for the space "
+                f"'{key}' (spaces it has: {', '.join(have) or 'none'}); score again with this "
+                "tfanomaly version or choose another --features"
             )
-        return cls(columns["object_ids"], columns[ANOMALY_KEY], columns[key], config)
+        vectors = space_vectors(lambda k: columns[k], key)
+        ranker = cls(columns["object_ids"], columns[ANOMALY_KEY], vectors, config, prepared=True)
+        ranker.space = key
+        return ranker
 
     def rows_of(self, object_ids, where="labels") -> np.ndarray:
         """Row indices of these object ids; an id not in the catalog is an InputError."""
@@ -216,8 +231,8 @@ def rerank(results_dir, labels: dict[int, str], *, feature_key=None, config=None
         ``n_labels`` and ``features``.
     """
     results_dir = Path(results_dir)
-    feature_key = feature_key or DEFAULT_FEATURES
     ranker = Ranker.from_results(results_dir, feature_key, config)
+    feature_key = ranker.space
     score = ranker.scores(labels)
     rank = np.empty(len(score), dtype=np.int64)
     rank[np.argsort(-score, kind="stable")] = np.arange(1, len(score) + 1)

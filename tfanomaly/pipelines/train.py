@@ -21,6 +21,7 @@ from tfanomaly.models.encoder import EncoderTrainer, build_encoder
 from tfanomaly.models.wgan_gp import WGANGP, paper_optimizer
 from tfanomaly.pipelines.calibrate import calibrate
 from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig
+from tfanomaly.pipelines.learning import check_samples
 from tfanomaly.pipelines.loop import (
     Stage,
     distribution_strategy,
@@ -155,6 +156,13 @@ def _train_gan(data_dir, run_dir: Path, out_dir: Path, config: GanTrainConfig, m
             echo,
             out_dir=out_dir,
         )
+        reals = next(iter(load_dataset(data_dir, batch_size=64, shuffle=True, seed=1)))["image"]
+        check_samples(
+            "train gan", gan.averaged_generator()(fixed_z, training=False).numpy(), reals.numpy(),
+            advice="try another --seed, a lower --learning-rate or more --steps; the checkpoints "
+            f"are kept in {run_dir / 'checkpoints' / 'gan'}, no network file was written",
+            enforce=config.check,
+        )  # fmt: skip
         networks = {"generator": gan.averaged_generator(), "critic": gan.critic}
         if gan.ema_weights:
             networks["generator_raw"] = gan.generator
@@ -230,6 +238,13 @@ def _train_encoder(run_dir: Path, out_dir: Path, config: EncoderTrainConfig, dat
         echo,
         out_dir=out_dir,
     )
+    check_samples(
+        "train encoder", trainer(preview_images).numpy(), preview_images.numpy(),
+        what="reconstructions of different images",
+        advice="try a lower --learning-rate or more --steps; the checkpoints are kept, no "
+        "encoder file was written",
+        enforce=config.check,
+    )  # fmt: skip
     save_keras(trainer.encoder, network_path(out_dir, "encoder"))
     steps = int(trainer.optimizer.iterations.numpy())
     # The default score needs the run's noise and feature statistics: fit them now (seconds; no

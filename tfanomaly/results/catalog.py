@@ -22,9 +22,14 @@ CATALOG_COLUMNS = {score.catalog: score.sigma for score in SCORES}
 IMAGE_KEYS = ("reals", "reconstructed", "residuals")
 # n_masked: the object's masked pixels over all bands (0 for data sets without a mask plane).
 COLUMN_KEYS = ("idxs", "object_ids", "ra", "dec", "labels", "n_masked")
-# Per-object vectors of the models' feature spaces (for similarity search and learning from
-# labels): the encoder's z, and the critic features on the calibration's whitened principal axes.
-VECTOR_OUTPUTS = {"z": "latents", "feature_axes": "feature_axes"}  # inverter output -> key
+# Per-object vectors of the models' feature spaces (for characterisation, similarity search and
+# learning from labels): the encoder's z, the critic features on the calibration's whitened
+# principal axes, and the residual image's shape descriptors (models.residual_shape).
+VECTOR_OUTPUTS = {
+    "z": "latents",
+    "feature_axes": "feature_axes",
+    "residual_shape": "residual_shape",
+}  # inverter output -> key
 VECTOR_KEYS = tuple(VECTOR_OUTPUTS.values())
 CATALOG_FORMATS = {".fits": "fits", ".csv": "ascii.csv", ".parquet": "parquet"}
 STATS_FILE = "score_stats.json"

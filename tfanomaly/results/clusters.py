@@ -1,8 +1,8 @@
-"""The clusters of the characterisation step (``tfanomaly train cae`` + ``tfanomaly embed``) for the
-objects of a results file: where each object lies in the UMAP map and which HDBSCAN cluster holds
-it, each cluster's size and its most typical members, and the labels given in it.
+"""The clusters of the characterisation step (``tfanomaly embed``) for the objects of a results
+file: where each object lies in the UMAP map and which HDBSCAN cluster holds it, each cluster's
+size and its most typical members, and the labels given in it.
 
-They come from ``CAE/embedding.h5`` when one is named, else from the columns ``umap_x``, ``umap_y``,
+They come from an ``embedding.h5`` when one is named, else from the columns ``umap_x``, ``umap_y``,
 ``cluster`` that ``embed`` adds to the catalog beside ``results.h5`` (``catalog.fits``,
 ``.parquet`` or ``.csv``). Objects are matched by id; those not embedded have no cluster (-1).
 """
@@ -28,9 +28,9 @@ TYPICAL = 6  # members shown per cluster
 
 def how_to_cluster(results="RESULTS") -> str:
     """What to run to get clusters for a results folder (text with `code` spans)."""
-    return (f"no clusters for these results: run `tfanomaly train cae {results} --out CAE` and "
-            "`tfanomaly embed CAE` (UMAP + HDBSCAN; adds umap_x, umap_y, cluster to the catalog), "
-            "or give `--embedding CAE/embedding.h5`")  # fmt: skip
+    return (f"no clusters for these results: run `tfanomaly embed {results}` (UMAP + HDBSCAN of "
+            "the high-anomaly sample; adds umap_x, umap_y, cluster to the catalog), or give "
+            "`--embedding FILE` (an embedding.h5)")  # fmt: skip
 
 
 @dataclass
@@ -163,7 +163,7 @@ def load_clusters(results_file, object_ids: np.ndarray, embedding=None) -> Clust
         source = Path(embedding)
         source = source / EMBEDDING_FILE if source.is_dir() else source
         if not source.exists():
-            raise InputError(f"{source}: no such embedding file; run `tfanomaly embed CAE` first")
+            raise InputError(f"{source}: no such embedding file; run `tfanomaly embed` first")
         columns = _from_embedding(source)
     else:
         for name in CATALOG_NAMES:

@@ -18,7 +18,7 @@ from tfanomaly.errors import InputError
 from tfanomaly.fileio import atomic_path
 from tfanomaly.models.scores import SCORES
 from tfanomaly.results.catalog import SCORE_KEYS, json_attr, read_results
-from tfanomaly.results.clusters import ClusterMap
+from tfanomaly.results.clusters import EMBEDDING_FILE, ClusterMap
 from tfanomaly.results.labels import LabelStore, default_label_path
 
 # Histogram titles, in catalog order (the one vocabulary of tfanomaly.models.scores).
@@ -136,26 +136,33 @@ def _insert_before_last(page: str, tag: str, text: str) -> str:
     return page[:at] + text + page[at:]
 
 
-def build_report(results_dir, out_path=None, *, cae_dir=None, top_n: int = 24,
+def build_report(results_dir, out_path=None, *, embedding=None, top_n: int = 24,
                  thumb_size: int = 32, sigma_cut: float = 3.0, labels_path=None,
                  typical: int = 4) -> dict:  # fmt: skip
-    """Write the HTML report for a scored catalog (with image cubes) and, when ``cae_dir`` holds
-    an ``embedding.h5``, its UMAP map and beside it the cluster table: each cluster's size, its
-    ``typical`` most typical members and, when the label file ``labels_path`` (default
-    ``RESULTS/labels.sqlite``) exists, the labels given in it. Returns the path and what it
-    shows."""
+    """Write the HTML report for a scored catalog (with image cubes) and, with an embedding
+    (``embedding``: an ``embedding.h5`` of ``tfanomaly embed`` or the folder that holds it;
+    default ``RESULTS/embedding.h5`` when it exists), its UMAP map and beside it the cluster
+    table: each cluster's size, its ``typical`` most typical members and, when the label file
+    ``labels_path`` (default ``RESULTS/labels.sqlite``) exists, the labels given in it. Returns
+    the path and what it shows."""
     results_dir = Path(results_dir)
+    if embedding is None:
+        embedding = results_dir / EMBEDDING_FILE
+    elif Path(embedding).is_dir():
+        embedding = Path(embedding) / EMBEDDING_FILE
+        if not embedding.exists():
+            raise InputError(f"{embedding.parent}: no {EMBEDDING_FILE}; run `tfanomaly embed`")
     out_path = Path(out_path or results_dir / "report.html")
     columns, attrs = read_results(results_dir)
     with h5py.File(results_dir / "results.h5", "r") as cubes:
         if any(k not in cubes for k in ("reals", "reconstructed", "residuals")):
             raise InputError(f"{results_dir}: no image cubes; score with --store-images")
         labels_path = Path(labels_path) if labels_path else default_label_path(results_dir)
-        return _build(results_dir, out_path, columns, attrs, cubes, cae_dir, top_n, thumb_size,
+        return _build(results_dir, out_path, columns, attrs, cubes, embedding, top_n, thumb_size,
                       sigma_cut, labels_path, typical)  # fmt: skip
 
 
-def _build(results_dir, out_path, columns, attrs, cubes, cae_dir, top_n, thumb_size, sigma_cut,
+def _build(results_dir, out_path, columns, attrs, cubes, embedding, top_n, thumb_size, sigma_cut,
            labels_path, typical):  # fmt: skip
     """The report's body; ``cubes`` is the open results file, read only for the rows shown."""
     from bokeh.embed import file_html
@@ -188,10 +195,11 @@ def _build(results_dir, out_path, columns, attrs, cubes, cae_dir, top_n, thumb_s
              "clusters": 0, "labels_counted": None}  # fmt: skip
     width = 3 * thumb_size * 2  # thumbnails shown at twice their pixel size
 
-    embedding_path = Path(cae_dir) / "embedding.h5" if cae_dir else None
-    if embedding_path is not None and embedding_path.exists():
+    embedding_path = Path(embedding)
+    if embedding_path.exists():
         with h5py.File(embedding_path, "r") as f:
             ids, ux, uy, clusters = (f[k][:] for k in ("object_ids", "umap_x", "umap_y", "cluster"))
+            space = str(f.attrs.get("space", "CAE latents"))
         where = {int(i): k for k, i in enumerate(columns["object_ids"])}
         rows = np.array([where[int(i)] for i in ids])
         source = ColumnDataSource(dict(
@@ -203,7 +211,7 @@ def _build(results_dir, out_path, columns, attrs, cubes, cae_dir, top_n, thumb_s
         ))  # fmt: skip
         mapper = LinearColorMapper(palette=Viridis256, low=float(np.min(source.data["sigma"])),
                                    high=float(np.max(source.data["sigma"])))  # fmt: skip
-        plot = figure(title="UMAP of CAE latents (colour: default score σ)", width=760,
+        plot = figure(title=f"UMAP of {space} (colour: default score σ)", width=760,
                       height=600, tools="pan,wheel_zoom,box_zoom,reset,save")  # fmt: skip
         for c in sorted(set(clusters.tolist()) - {-1}):
             points = np.stack([ux[clusters == c], uy[clusters == c]], axis=1)
