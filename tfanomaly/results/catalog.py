@@ -133,6 +133,8 @@ def read_cube(path, name: str, rows=None) -> np.ndarray:
             if rows is None:
                 return data[:].astype(np.float32)
             rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+            if not len(rows):
+                return np.empty((0, *data.shape[1:]), np.float32)
             if len(rows) and (rows.min() < 0 or rows.max() >= len(data)):
                 raise InputError(f"{path}: rows must be in 0-{len(data) - 1}")
             # h5py reads increasing unique rows; put them back in the order asked.
