@@ -8,6 +8,7 @@ _HOMES = {
     "SurveyConfig": "tfanomaly.simulate.config",
     "KIND_NAMES": "tfanomaly.simulate.config",
     "ANOMALY_KINDS": "tfanomaly.simulate.config",
+    "INSTRUMENT_KINDS": "tfanomaly.simulate.config",
     "BANDS": "tfanomaly.simulate.config",
     "survey_labels": "tfanomaly.simulate.config",
     "simulate_stamps": "tfanomaly.simulate.stamps",
