@@ -24,3 +24,4 @@ __all__ = [
     "SCORES", "KIND_NAMES", "TfanomalyError", "InputError", "ConfigError", "DatasetError",
 ]  # fmt: skip
 __getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(__all__, "tfanomaly.api"))
+del lazy_exports

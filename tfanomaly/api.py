@@ -115,6 +115,7 @@ _HOMES = {
 }
 __all__ = [*_HOMES, "Run", "load_run", "read_cutouts", "read_catalog", "read_results"]
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES)
+del lazy_exports
 
 # The batch the arrays given to Run.score are cut into (memory, not results: scores of an image
 # do not depend on its batch neighbours).

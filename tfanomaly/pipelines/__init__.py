@@ -41,3 +41,4 @@ _HOMES = {
 }
 __all__ = list(_HOMES)
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES)
+del lazy_exports
