@@ -17,18 +17,21 @@ from tfanomaly.serving.saved_model import MODEL_NAME, AnomalyScorer, save_versio
 from tfanomaly.serving.signatures import PLANES_SIGNATURE, SIGNATURES
 
 
-def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
-           steps: int | None = None, cae_dir=None) -> dict:  # fmt: skip
-    """Write the run as ``model_base/name/<next version>/`` (a SavedModel) and return its path.
+def build_scorer(run_dir, *, scores_dir=None, steps: int | None = None,
+                 cae_dir=None) -> tuple[AnomalyScorer, dict]:  # fmt: skip
+    """The in-graph scorer of a trained run (raw flux in, the catalog's scores and their sigma
+    values out): what ``export`` saves and ``tfanomaly.load_run`` scores arrays with.
 
-    The sigma statistics come from ``scores_dir/score_stats.json`` (a scored catalog; default:
-    ``run_dir/scores`` if it exists), and so do the inversion settings, so that served scores
-    mean what the catalog's mean (``steps`` overrides the number of inversion steps). The run's
-    manifest (preset, training steps, data set, score statistics, inversion settings) is stored
-    as the asset ``assets/tfanomaly.json``. With ``cae_dir`` (a ``train cae`` folder) the model
-    also gets the ``embed`` signature. A run calibrated with variance and mask planes also gets
-    ``score_planes`` (flux, variance and mask bits in; the mask bits left out are those of the
-    data set the run was trained on, read from its manifest).
+    The sigma statistics and the inversion settings come from ``scores_dir/score_stats.json`` (a
+    scored reference catalog; default ``run_dir/scores``), so that its scores mean what the
+    catalog's mean (``steps`` overrides the number of inversion steps). With ``cae_dir`` (a
+    ``train cae`` folder) the scorer also embeds. A run calibrated with variance and mask planes
+    also scores with them (the mask bits left out are those of the data set the run was trained
+    on, read from its manifest).
+
+    Returns:
+        the scorer, and what it was made from: ``run`` (run.json), ``stats`` and ``stats_path``,
+        ``inversion``, ``shape`` (H, W, C), ``masked_bits``, ``cae_dir``.
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir)
@@ -53,24 +56,44 @@ def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
     masked_bits = _masked_bits(run, run_dir) if inverter.calibration.planes else None
     scorer = AnomalyScorer(inverter, stats, shape, stretch=run_stretch(run), cae_encoder=cae,
                            cae_images=cae_images, masked_bits=masked_bits)  # fmt: skip
-    signatures = list(SIGNATURES) + (["embed"] if cae is not None else [])
+    return scorer, {"run": run, "stats": stats, "stats_path": stats_path, "inversion": inversion,
+                    "shape": shape, "masked_bits": masked_bits, "cae_dir": cae_dir}  # fmt: skip
+
+
+def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
+           steps: int | None = None, cae_dir=None) -> dict:  # fmt: skip
+    """Write the run as ``model_base/name/<next version>/`` (a SavedModel) and return its path.
+
+    The scorer is :func:`build_scorer`'s (sigma statistics and inversion settings from
+    ``scores_dir/score_stats.json``, default ``run_dir/scores``; ``steps`` overrides the number of
+    inversion steps). The run's manifest (preset, training steps, data set, score statistics,
+    inversion settings) is stored as the asset ``assets/tfanomaly.json``. With ``cae_dir`` (a
+    ``train cae`` folder) the model also gets the ``embed`` signature. A run calibrated with
+    variance and mask planes also gets ``score_planes`` (flux, variance and mask bits in; the
+    mask bits left out are those of the data set the run was trained on, read from its manifest).
+    """
+    run_dir = Path(run_dir)
+    scorer, made = build_scorer(run_dir, scores_dir=scores_dir, steps=steps, cae_dir=cae_dir)
+    run, shape, inversion = made["run"], made["shape"], made["inversion"]
+    calibration = scorer.inverter.calibration
+    signatures = list(SIGNATURES) + (["embed"] if cae_dir is not None else [])
     signatures += [PLANES_SIGNATURE] if scorer.planes else []
     manifest = {
         "name": name,
         "run": str(run_dir.resolve()),
-        "model": model,
+        "model": run["model"],
         "training": {k: run[k] for k in ("gan", "encoder") if k in run},
         "data": run.get("data"),
-        "score_statistics": stats,
-        "statistics_from": str(stats_path.resolve()),
+        "score_statistics": made["stats"],
+        "statistics_from": str(made["stats_path"].resolve()),
         "inversion": inversion.to_dict(),
-        "default_score": {"settings": inverter.calibration.settings.to_dict(),
-                          "calibration": inverter.calibration.info},
+        "default_score": {"settings": calibration.settings.to_dict(),
+                          "calibration": calibration.info},
         "stretch": scorer.stretch.get_config(),
         "input": {"shape": ["N", *shape], "dtype": "float32", "units": "raw flux, bands "
                   + ",".join(run.get("data", {}).get("bands", []))},
         "signatures": signatures,
-        "planes": ({"planes": list(scorer.planes), "masked_bits": masked_bits}
+        "planes": ({"planes": list(scorer.planes), "masked_bits": made["masked_bits"]}
                    if scorer.planes else None),
         "cae": str(Path(cae_dir).resolve()) if cae_dir is not None else None,
     }  # fmt: skip

@@ -118,6 +118,37 @@ def read_results(path, with_images: bool = False,
     return columns, attrs
 
 
+def read_cube(path, name: str, rows=None) -> np.ndarray:
+    """The rows ``rows`` (default all; in the order given) of a results file's image cube
+    (``reals``, ``reconstructed``, ``residuals``: stretched, (n, H, W, C)) or feature vectors
+    (``latents``, ``feature_axes``: (n, D)), as float32."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.h5"
+    if name not in (*IMAGE_KEYS, *VECTOR_KEYS):
+        raise ConfigError(f"no cube '{name}'; choose one of {', '.join(IMAGE_KEYS + VECTOR_KEYS)}")
+    if not path.exists():
+        raise InputError(f"{path}: no such results file; run `tfanomaly score` first")
+    try:
+        with h5py.File(path, "r") as f:
+            if name not in f:
+                hint = " (score with --store-images)" if name in IMAGE_KEYS else ""
+                raise InputError(f"{path}: no '{name}' in the results{hint}")
+            data = f[name]
+            if rows is None:
+                return data[:].astype(np.float32)
+            rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+            if not len(rows):
+                return np.empty((0, *data.shape[1:]), np.float32)
+            if len(rows) and (rows.min() < 0 or rows.max() >= len(data)):
+                raise InputError(f"{path}: rows must be in 0-{len(data) - 1}")
+            # h5py reads increasing unique rows; put them back in the order asked.
+            unique, inverse = np.unique(rows, return_inverse=True)
+            return data[unique].astype(np.float32)[inverse]
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable results file: {exc}") from exc
+
+
 def catalog_table(columns: dict[str, np.ndarray], kind_names=None):
     """An astropy Table with the catalog columns, sorted by the default score, highest first."""
     from astropy.table import Table
