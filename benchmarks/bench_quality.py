@@ -26,7 +26,8 @@ import quality_sets  # noqa: E402
 from _common import machine, quiet, stage_timer, user_run  # noqa: E402
 
 from tfanomaly.models.config import parse_augment  # noqa: E402
-from tfanomaly.models.noise_score import Calibration, ScoreSettings  # noqa: E402
+from tfanomaly.models.noise_score import Calibration  # noqa: E402
+from tfanomaly.models.score_config import ScoreSettings  # noqa: E402
 from tfanomaly.pipelines.calibrate import calibrate  # noqa: E402
 from tfanomaly.pipelines.config import IngestConfig, ScoreConfig  # noqa: E402
 from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate  # noqa: E402

@@ -35,8 +35,8 @@ import numpy as np  # noqa: E402
 from _common import machine  # noqa: E402
 
 from tfanomaly.data.dataset import load_dataset  # noqa: E402
-from tfanomaly.models.config import ScoreSettings  # noqa: E402
 from tfanomaly.models.morphology import morphology  # noqa: E402
+from tfanomaly.models.score_config import ScoreSettings  # noqa: E402
 from tfanomaly.pipelines.evaluate import baseline_scores, metrics  # noqa: E402
 from tfanomaly.results.catalog import read_results  # noqa: E402
 

@@ -20,13 +20,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _common import conv_peak_gflops, graph_flops, machine, timed  # noqa: E402
 
-from tfanomaly.models.config import InversionConfig, get_preset  # noqa: E402
+from tfanomaly.models.config import get_preset  # noqa: E402
 from tfanomaly.models.critic import build_critic  # noqa: E402
 from tfanomaly.models.encoder import build_encoder  # noqa: E402
 from tfanomaly.models.generator import build_generator  # noqa: E402
 from tfanomaly.models.inverter import LatentInverter  # noqa: E402
 from tfanomaly.models.morphology import feature_names  # noqa: E402
-from tfanomaly.models.noise_score import Calibration, ScoreSettings  # noqa: E402
+from tfanomaly.models.noise_score import Calibration  # noqa: E402
+from tfanomaly.models.score_config import InversionConfig, ScoreSettings  # noqa: E402
 
 
 def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) -> Calibration:
@@ -125,7 +126,7 @@ from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig, Inges
 from tfanomaly.pipelines.ingest import ingest
 from tfanomaly.pipelines.train import train_gan, train_encoder
 from tfanomaly.pipelines.score import score
-from tfanomaly.models.config import InversionConfig
+from tfanomaly.models.score_config import InversionConfig
 tmp = Path(tempfile.mkdtemp())
 simulate_survey(tmp / "s.h5", SurveyConfig(n_objects={n_objects}, size=32), progress=False)
 ingest(tmp / "s.h5", tmp / "ds", IngestConfig(shard_size=512), progress=False)

@@ -32,7 +32,6 @@ from sklearn.neighbors import NearestNeighbors  # noqa: E402
 
 from tfanomaly.data.stretch import auto_stretch  # noqa: E402
 from tfanomaly.data.stretch import sky_sigma as measured_sky  # noqa: E402
-from tfanomaly.models.config import ScoreSettings  # noqa: E402
 from tfanomaly.models.morphology import feature_names, morphology, stamp_noise  # noqa: E402
 from tfanomaly.models.noise_score import (  # noqa: E402
     fit_linear,
@@ -42,6 +41,7 @@ from tfanomaly.models.noise_score import (  # noqa: E402
     linear_model,
     residual_maps,
 )
+from tfanomaly.models.score_config import ScoreSettings  # noqa: E402
 from tfanomaly.pipelines.evaluate import kind_groups  # noqa: E402
 from tfanomaly.simulate import stamps  # noqa: E402
 from tfanomaly.simulate.config import SurveyConfig, sky_sigma  # noqa: E402

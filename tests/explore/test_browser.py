@@ -15,7 +15,7 @@ import pytest
 from conftest import build_tiny_run, quiet
 
 from explore.helpers import get, start_explore, wait_for
-from tfanomaly.models.config import InversionConfig
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.config import ScoreConfig
 
 

@@ -15,7 +15,6 @@ from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.models.noise_score import (
     Calibration,
     NoiseAwareScore,
-    ScoreSettings,
     fit_features,
     fit_levels,
     gaussian_kernel,
@@ -25,6 +24,7 @@ from tfanomaly.models.noise_score import (
     robust_log_scale,
     smooth,
 )
+from tfanomaly.models.score_config import ScoreSettings
 
 TWO = ("residual", "feature")  # the GAN's two terms, as calibrations before the others had
 ALL = ("residual", "feature", "linear", "extended", "morphology")
@@ -352,7 +352,7 @@ def test_four_terms_combine_by_mean_or_max_of_standardised_logs(combine):
 
 
 def test_term_weights_parse_validate_and_default_to_equal_in_older_calibrations(tmp_path):
-    from tfanomaly.models.config import format_term_weights, parse_term_weights
+    from tfanomaly.models.score_config import format_term_weights, parse_term_weights
 
     assert parse_term_weights("feature=0.5, morphology=2") == (
         ("feature", 0.5),

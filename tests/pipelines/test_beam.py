@@ -22,8 +22,8 @@ from conftest import (
 
 from tfanomaly.cli import main
 from tfanomaly.errors import ConfigError, InputError
-from tfanomaly.models.config import InversionConfig
 from tfanomaly.models.noise_score import Calibration
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.beam_score import BEAM_PARTS, BeamScoreConfig, beam_score
 from tfanomaly.pipelines.config import IngestConfig, ScoreConfig
 from tfanomaly.pipelines.export import export

@@ -6,12 +6,12 @@ from __future__ import annotations
 import click
 
 from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
-from tfanomaly.models.config import (
+from tfanomaly.models.config import parse_augment
+from tfanomaly.models.score_config import (
     LINEAR_COMPONENTS_RANGE,
     SCORE_COMBINES,
     ScoreSettings,
     format_term_weights,
-    parse_augment,
     parse_term_weights,
 )
 from tfanomaly.pipelines.config import (

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfanomaly.models.config import InversionConfig
 from tfanomaly.models.noise_score import Calibration, NoiseAwareScore
+from tfanomaly.models.score_config import InversionConfig
 
 
 def inversion_terms(images, reconstructions, critic, image_features=None):

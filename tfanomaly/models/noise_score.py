@@ -32,10 +32,10 @@ import tensorflow as tf
 
 from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.fileio import atomic_path
-from tfanomaly.models.config import ScoreSettings
 from tfanomaly.models.filters import band_mad_sigma, gaussian_kernel, smooth  # noqa: F401 (re-exported)
 from tfanomaly.models.morphology import morphology
 from tfanomaly.models.pixel_noise import smoothed_chi2
+from tfanomaly.models.score_config import ScoreSettings
 
 # Median of chi^2 with one degree of freedom: a robust variance is median(r^2) / this.
 _CHI2_MEDIAN = 0.4549364231195724

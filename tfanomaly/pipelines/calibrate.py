@@ -14,12 +14,10 @@ from tqdm.auto import tqdm
 from tfanomaly.data.dataset import load_dataset, stretch_batch
 from tfanomaly.data.manifest import DatasetInfo
 from tfanomaly.errors import ConfigError
-from tfanomaly.models.config import InversionConfig
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.models.morphology import morphology
 from tfanomaly.models.noise_score import (
     Calibration,
-    ScoreSettings,
     fit_features,
     fit_levels,
     fit_linear,
@@ -29,6 +27,7 @@ from tfanomaly.models.noise_score import (
     robust_log_scale,
     sample_maps,
 )
+from tfanomaly.models.score_config import InversionConfig, ScoreSettings
 from tfanomaly.pipelines.config import CalibrateConfig
 from tfanomaly.pipelines.run import (
     CALIBRATION_FILE,

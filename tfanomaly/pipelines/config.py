@@ -11,7 +11,8 @@ from tfanomaly.data.planes import DEFAULT_MASK_BITS
 from tfanomaly.data.resize import RESIZE_METHODS
 from tfanomaly.data.stretch import STRETCH_MODES
 from tfanomaly.errors import ConfigError
-from tfanomaly.models.config import AUTO, InversionConfig, check_preset_name, parse_augment
+from tfanomaly.models.config import AUTO, check_preset_name, parse_augment
+from tfanomaly.models.score_config import InversionConfig
 
 NAN_POLICIES = ("fill", "drop", "error")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")

@@ -13,7 +13,8 @@ import numpy as np
 
 from tfanomaly.data.dataset import load_dataset
 from tfanomaly.data.manifest import MANIFEST
-from tfanomaly.models.config import InversionConfig, preset_for_size
+from tfanomaly.models.config import preset_for_size
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.characterise import embed, train_cae
 from tfanomaly.pipelines.config import (
     CaeTrainConfig,

@@ -10,7 +10,7 @@ from pathlib import Path
 from tfanomaly.data.manifest import MANIFEST, DatasetInfo
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.cae import cae_encoder
-from tfanomaly.models.config import InversionConfig
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.run import load_inverter, load_network, load_run, run_stretch, stage_record
 from tfanomaly.results.catalog import STATS_FILE, read_statistics
 from tfanomaly.serving.saved_model import MODEL_NAME, AnomalyScorer, save_version

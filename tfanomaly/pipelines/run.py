@@ -13,9 +13,9 @@ from tfanomaly.data.manifest import MANIFEST, DatasetInfo
 from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.errors import ConfigError
 from tfanomaly.models import cae, critic, encoder, generator  # noqa: F401  (registers the classes)
-from tfanomaly.models.config import InversionConfig
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.models.noise_score import Calibration
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.loop import Ledger, entry_job, stage_options
 
 RUN_FILE = "run.json"
