@@ -76,8 +76,9 @@ def write_flat(path, seed: int = 11, planes=("variance", "mask")) -> None:
     """Write the calibration in the old flat layout, exactly the keys the old ``save`` wrote."""
     info = {"data": "hand-made", "count": 30, "planes": list(planes)}
     with open(path, "wb") as handle:
-        np.savez(handle, **flat_arrays(seed), settings=json.dumps(settings()),
-                 info=json.dumps(info))  # fmt: skip
+        np.savez(
+            handle, **flat_arrays(seed), settings=json.dumps(settings()), info=json.dumps(info)
+        )
 
 
 def inputs(seed: int = 12) -> dict:
@@ -96,15 +97,23 @@ def inputs(seed: int = 12) -> dict:
     }
 
 
-KEYS = ("score", "residual_score", "feature_score", "linear_score", "extended_score",
-        "morphology_score", "feature_axes")  # fmt: skip
+KEYS = (
+    "score",
+    "residual_score",
+    "feature_score",
+    "linear_score",
+    "extended_score",
+    "morphology_score",
+    "feature_axes",
+)
 
 
 def scores(scorer) -> dict:
     """The scorer's outputs on :func:`inputs`, with the planes (``planes_*``) and without."""
     x = inputs()
-    with_planes = scorer(x["images"], x["reconstructions"], x["features"], x["flux"],
-                         x["variance"], x["mask"])  # fmt: skip
+    with_planes = scorer(
+        x["images"], x["reconstructions"], x["features"], x["flux"], x["variance"], x["mask"]
+    )
     without = scorer(x["images"], x["reconstructions"], x["features"], x["flux"])
     out = {f"planes_{key}": np.asarray(with_planes[key]) for key in KEYS}
     out.update({key: np.asarray(without[key]) for key in KEYS})
@@ -115,7 +124,8 @@ if __name__ == "__main__":  # the expected scores, with the code of the flat lay
     import tempfile
     from pathlib import Path
 
-    from tfanomaly.models.noise_score import Calibration, NoiseAwareScore
+    from tfanomaly.models.calibration import Calibration
+    from tfanomaly.models.noise_score import NoiseAwareScore
 
     with tempfile.TemporaryDirectory() as folder:
         write_flat(Path(folder) / "old.npz")

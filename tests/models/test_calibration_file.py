@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfanomaly.models.noise_score import Calibration, NoiseAwareScore
+from tfanomaly.models.calibration import Calibration
+from tfanomaly.models.noise_score import NoiseAwareScore
 
 from .old_calibration import scores, write_flat
 

@@ -82,7 +82,7 @@ def baseline_scores(data_dir, object_ids: np.ndarray, seed: int = 0, n_component
     from sklearn.ensemble import IsolationForest
     from sklearn.neighbors import NearestNeighbors
 
-    from tfanomaly.models.noise_score import smooth
+    from tfanomaly.models.filters import smooth
 
     def pixels(batch):
         images = batch["image"]
