@@ -340,9 +340,22 @@ def train_encoder(
 @_friendly_errors
 @_uses_tensorflow
 def calibrate_command(
-    run_dir, data, fit_size, smooth_sigma, top_fraction, components, terms, combine, weights,
-    feature_weight, robust_iterations, linear_components, seed, planes, quiet
-):  # fmt: skip
+    run_dir,
+    data,
+    fit_size,
+    smooth_sigma,
+    top_fraction,
+    components,
+    terms,
+    combine,
+    weights,
+    feature_weight,
+    robust_iterations,
+    linear_components,
+    seed,
+    planes,
+    quiet,
+):
     """Fit the default score's statistics for the run RUN_DIR (`train encoder` does it already).
 
     On --fit-size cutouts: the scatter of the PSF-smoothed residual at each brightness of the

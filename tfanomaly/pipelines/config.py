@@ -446,8 +446,12 @@ class ExploreConfig:
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be in 0-65535, got {self.port}")
-        for name, low, high in (("rerank_every", 1, 10**6), ("page_size", 1, 200),
-                                ("panel_size", 16, 1024), ("similar", 1, 200)):  # fmt: skip
+        for name, low, high in (
+            ("rerank_every", 1, 10**6),
+            ("page_size", 1, 200),
+            ("panel_size", 16, 1024),
+            ("similar", 1, 200),
+        ):
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ConfigError(f"{name.replace('_', '-')} must be in {low}-{high}, got {value}")

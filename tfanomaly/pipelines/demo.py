@@ -103,14 +103,18 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
         echo=echo,
     )
     echo(f"      samples {trained['samples']} next to real cutouts {trained['real']}")
-    echo(f"      networks {trained['generator']}, {trained['critic']}; "
-         f"TensorBoard: tensorboard --logdir {run / 'logs'}")  # fmt: skip
+    echo(
+        f"      networks {trained['generator']}, {trained['critic']}; "
+        f"TensorBoard: tensorboard --logdir {run / 'logs'}"
+    )
 
     echo(f"[5/11] train encoder: {config.encoder_steps} steps -> {run / 'encoder.keras'}")
     encoded = train_encoder(
-        run, EncoderTrainConfig(steps=config.encoder_steps, seed=config.seed), progress=progress,
+        run,
+        EncoderTrainConfig(steps=config.encoder_steps, seed=config.seed),
+        progress=progress,
         echo=echo,
-    )  # fmt: skip
+    )
     echo(
         f"      reconstructions (real rows above their reconstructions) {encoded['reconstructions']}"
     )
@@ -123,15 +127,16 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
             run,
             data,
             scores,
-            ScoreConfig(inversion=InversionConfig(steps=config.inversion_steps),
-                        store_images=True),
+            ScoreConfig(inversion=InversionConfig(steps=config.inversion_steps), store_images=True),
             select_sigma=3.0,
             progress=progress,
             echo=echo,
-        )  # fmt: skip
-        echo(f"      {written['count']} cutouts at {written['images_per_second']:.0f}/s; "
-             f"catalog {written['catalog']}; {written['n_selected']} objects above 3 sigma "
-             f"-> {written['selection']}")  # fmt: skip
+        )
+        echo(
+            f"      {written['count']} cutouts at {written['images_per_second']:.0f}/s; "
+            f"catalog {written['catalog']}; {written['n_selected']} objects above 3 sigma "
+            f"-> {written['selection']}"
+        )
 
     report = evaluate(scores)
     echo(f"[7/11] evaluate -> {scores / 'evaluation.json'}")
@@ -148,8 +153,10 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
         f"tfanomaly score {data} --server localhost:8500 --out {out_dir / 'served_scores'}"
     )
     cae = out_dir / "cae"
-    echo(f"[9/11] train cae: CAE on the residuals of the {config.cae_sample} most anomalous "
-         f"objects -> {cae}")  # fmt: skip
+    echo(
+        f"[9/11] train cae: CAE on the residuals of the {config.cae_sample} most anomalous "
+        f"objects -> {cae}"
+    )
     # The paper's sample (disc sigma > 3) is ~1% of a survey: a few dozen objects here, too few
     # for UMAP and clusters; the demo takes the most anomalous cae_sample objects instead.
     ids_file = out_dir / "cae_sample_ids.txt"
@@ -157,8 +164,13 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
         columns, _ = read_results(scores)
         top = np.argsort(-columns["scores_sigma"])[: config.cae_sample]
         ids_file.write_text("\n".join(str(int(i)) for i in columns["object_ids"][top]) + "\n")
-    train_cae(scores, cae, CaeTrainConfig(selection=f"ids:{ids_file}", steps=config.cae_steps,
-              seed=config.seed), progress=progress, echo=echo)  # fmt: skip
+    train_cae(
+        scores,
+        cae,
+        CaeTrainConfig(selection=f"ids:{ids_file}", steps=config.cae_steps, seed=config.seed),
+        progress=progress,
+        echo=echo,
+    )
     embedded = embed(cae, scores, seed=config.seed)
     echo(
         f"[10/11] embed: UMAP + HDBSCAN of {embedded['objects']} objects, "
@@ -169,5 +181,12 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
 
     echo(f"done: outputs are in {out_dir}/")
     echo(f"label the anomalies in a browser, the ranking learns: tfanomaly explore {scores}")
-    return {"survey": survey, "data": data, "gallery": gallery, "run": run, "scores": scores,
-            "evaluation": report, "report": out_dir / "report.html"}  # fmt: skip
+    return {
+        "survey": survey,
+        "data": data,
+        "gallery": gallery,
+        "run": run,
+        "scores": scores,
+        "evaluation": report,
+        "report": out_dir / "report.html",
+    }

@@ -17,8 +17,15 @@ from tfanomaly.serving.saved_model import MODEL_NAME, AnomalyScorer, save_versio
 from tfanomaly.serving.signatures import PLANES_SIGNATURE, SIGNATURES
 
 
-def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
-           steps: int | None = None, cae_dir=None) -> dict:  # fmt: skip
+def export(
+    run_dir,
+    model_base,
+    *,
+    scores_dir=None,
+    name: str = MODEL_NAME,
+    steps: int | None = None,
+    cae_dir=None,
+) -> dict:
     """Write the run as ``model_base/name/<next version>/`` (a SavedModel) and return its path.
 
     The sigma statistics come from ``scores_dir/score_stats.json`` (a scored catalog; default:
@@ -51,8 +58,15 @@ def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
         cae = cae_encoder(load_network(cae_dir, "cae"))
         cae_images = stage_record(load_run(cae_dir), "cae")["images"]
     masked_bits = _masked_bits(run, run_dir) if inverter.calibration.planes else None
-    scorer = AnomalyScorer(inverter, stats, shape, stretch=run_stretch(run), cae_encoder=cae,
-                           cae_images=cae_images, masked_bits=masked_bits)  # fmt: skip
+    scorer = AnomalyScorer(
+        inverter,
+        stats,
+        shape,
+        stretch=run_stretch(run),
+        cae_encoder=cae,
+        cae_images=cae_images,
+        masked_bits=masked_bits,
+    )
     signatures = list(SIGNATURES) + (["embed"] if cae is not None else [])
     signatures += [PLANES_SIGNATURE] if scorer.planes else []
     manifest = {
@@ -64,16 +78,22 @@ def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
         "score_statistics": stats,
         "statistics_from": str(stats_path.resolve()),
         "inversion": inversion.to_dict(),
-        "default_score": {"settings": inverter.calibration.settings.to_dict(),
-                          "calibration": inverter.calibration.info},
+        "default_score": {
+            "settings": inverter.calibration.settings.to_dict(),
+            "calibration": inverter.calibration.info,
+        },
         "stretch": scorer.stretch.get_config(),
-        "input": {"shape": ["N", *shape], "dtype": "float32", "units": "raw flux, bands "
-                  + ",".join(run.get("data", {}).get("bands", []))},
+        "input": {
+            "shape": ["N", *shape],
+            "dtype": "float32",
+            "units": "raw flux, bands " + ",".join(run.get("data", {}).get("bands", [])),
+        },
         "signatures": signatures,
-        "planes": ({"planes": list(scorer.planes), "masked_bits": masked_bits}
-                   if scorer.planes else None),
+        "planes": (
+            {"planes": list(scorer.planes), "masked_bits": masked_bits} if scorer.planes else None
+        ),
         "cae": str(Path(cae_dir).resolve()) if cae_dir is not None else None,
-    }  # fmt: skip
+    }
     model_dir = Path(model_base) / name
     version = save_version(scorer, model_dir, manifest)
     return {"path": model_dir / str(version), "version": version, "manifest": manifest}
