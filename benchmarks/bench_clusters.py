@@ -20,7 +20,7 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 from _common import machine  # noqa: E402
 
-from tfanomaly.models.config import InversionConfig  # noqa: E402
+from tfanomaly.models.score_config import InversionConfig  # noqa: E402
 from tfanomaly.pipelines.characterise import embed, train_cae  # noqa: E402
 from tfanomaly.pipelines.config import CaeTrainConfig, ScoreConfig  # noqa: E402
 from tfanomaly.pipelines.score import score  # noqa: E402

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from _common import machine, quiet  # noqa: E402
 
 from tfanomaly.data.manifest import MANIFEST  # noqa: E402
-from tfanomaly.models.config import InversionConfig  # noqa: E402
+from tfanomaly.models.score_config import InversionConfig  # noqa: E402
 from tfanomaly.pipelines.config import (  # noqa: E402
     EncoderTrainConfig,
     GanTrainConfig,

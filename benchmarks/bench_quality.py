@@ -25,8 +25,9 @@ import h5py  # noqa: E402
 import quality_sets  # noqa: E402
 from _common import machine, quiet, stage_timer, user_run  # noqa: E402
 
+from tfanomaly.models.calibration import Calibration  # noqa: E402
 from tfanomaly.models.config import parse_augment  # noqa: E402
-from tfanomaly.models.noise_score import Calibration, ScoreSettings  # noqa: E402
+from tfanomaly.models.score_config import ScoreSettings  # noqa: E402
 from tfanomaly.pipelines.calibrate import calibrate  # noqa: E402
 from tfanomaly.pipelines.config import IngestConfig, ScoreConfig  # noqa: E402
 from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate  # noqa: E402

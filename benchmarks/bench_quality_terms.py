@@ -35,8 +35,8 @@ import numpy as np  # noqa: E402
 from _common import machine  # noqa: E402
 
 from tfanomaly.data.dataset import load_dataset  # noqa: E402
-from tfanomaly.models.config import ScoreSettings  # noqa: E402
 from tfanomaly.models.morphology import morphology  # noqa: E402
+from tfanomaly.models.score_config import ScoreSettings  # noqa: E402
 from tfanomaly.pipelines.evaluate import baseline_scores, metrics  # noqa: E402
 from tfanomaly.results.catalog import read_results  # noqa: E402
 
@@ -208,7 +208,14 @@ def linear_residual(images: np.ndarray, settings, n_components: int = 50) -> np.
     pixels in place of G(E(x)): brightness-binned scatter fitted on the set, top-3% chi^2."""
     from sklearn.decomposition import PCA
 
-    from tfanomaly.models.noise_score import Calibration, NoiseAwareScore, fit_levels, residual_maps
+    from tfanomaly.models.calibration import (
+        Calibration,
+        FeatureGaussian,
+        ResidualTerm,
+        Standardisation,
+    )
+    from tfanomaly.models.noise_score import NoiseAwareScore, residual_maps
+    from tfanomaly.models.score_fit import fit_levels
 
     n = len(images)
     flat = images.reshape(n, -1)
@@ -222,10 +229,15 @@ def linear_residual(images: np.ndarray, settings, n_components: int = 50) -> np.
                                   level.reshape(-1, bands)[pick].T)  # fmt: skip
     dims = 4
     settings = dataclasses.replace(settings, terms=("residual", "feature"))  # the residual alone
-    c = Calibration(settings=settings, edges=edges, variances=variances,
-                    feature_mean=np.zeros(dims, "f4"), components=np.eye(1, dims, dtype="f4"),
-                    eigenvalues=np.ones(1, "f4"), residual_variance=1.0,
-                    log_centres=np.zeros(2, "f4"), log_scales=np.ones(2, "f4"), info={})  # fmt: skip
+    c = Calibration(
+        settings=settings,
+        residuals={"residual": ResidualTerm.fitted(settings, "residual", edges, variances)},
+        features=FeatureGaussian(
+            np.zeros(dims, "f4"), np.eye(1, dims, dtype="f4"), np.ones(1, "f4"), 1.0
+        ),
+        standard=Standardisation.neutral(2),
+        info={},
+    )
     scorer = NoiseAwareScore(c)
     return np.concatenate([scorer.residual_score(images[k : k + 512], recon[k : k + 512]).numpy()
                            for k in range(0, n, 512)])  # fmt: skip

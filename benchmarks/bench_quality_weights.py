@@ -24,12 +24,13 @@ import tensorflow as tf  # noqa: E402
 from _common import machine  # noqa: E402
 from bench_quality import ORDER, TUNING  # noqa: E402
 
-from tfanomaly.models.config import (  # noqa: E402
+from tfanomaly.models.calibration import Calibration  # noqa: E402
+from tfanomaly.models.noise_score import NoiseAwareScore  # noqa: E402
+from tfanomaly.models.score_config import (  # noqa: E402
     ScoreSettings,
     format_term_weights,
     parse_term_weights,
 )
-from tfanomaly.models.noise_score import Calibration, NoiseAwareScore  # noqa: E402
 from tfanomaly.pipelines.evaluate import metrics  # noqa: E402
 from tfanomaly.results.catalog import read_results  # noqa: E402
 

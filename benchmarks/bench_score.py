@@ -20,13 +20,21 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _common import conv_peak_gflops, graph_flops, machine, timed  # noqa: E402
 
-from tfanomaly.models.config import InversionConfig, get_preset  # noqa: E402
+from tfanomaly.models.calibration import (  # noqa: E402
+    Calibration,
+    FeatureGaussian,
+    LinearModel,
+    MorphologyReference,
+    ResidualTerm,
+    Standardisation,
+)
+from tfanomaly.models.config import get_preset  # noqa: E402
 from tfanomaly.models.critic import build_critic  # noqa: E402
 from tfanomaly.models.encoder import build_encoder  # noqa: E402
 from tfanomaly.models.generator import build_generator  # noqa: E402
 from tfanomaly.models.inverter import LatentInverter  # noqa: E402
 from tfanomaly.models.morphology import feature_names  # noqa: E402
-from tfanomaly.models.noise_score import Calibration, ScoreSettings  # noqa: E402
+from tfanomaly.models.score_config import InversionConfig, ScoreSettings  # noqa: E402
 
 
 def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) -> Calibration:
@@ -39,30 +47,24 @@ def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) ->
     variances = np.ones((config.channels, settings.n_bins), "f4")
     pixels = config.image_size**2 * config.channels
     n_morph = len(feature_names(config.channels))
+    residuals = {"residual": ResidualTerm.fitted(settings, "residual", edges, variances)}
     parts = {}
     if "linear" in settings.terms or "extended" in settings.terms:
         count = settings.linear_components_for(config.image_size, config.image_size)
         basis = np.linalg.qr(rng.normal(size=(pixels, count)))[0]
-        parts.update(linear_mean=np.zeros(pixels, "f4"), linear_components=basis.T.astype("f4"),
-                     linear_edges=edges, linear_variances=variances,
-                     extended_edges=edges, extended_variances=variances)  # fmt: skip
+        parts["linear"] = LinearModel(np.zeros(pixels, "f4"), basis.T.astype("f4"))
+        for term in ("linear", "extended"):
+            residuals[term] = ResidualTerm.fitted(settings, term, edges, variances)
     if "morphology" in settings.terms:
         reference = rng.normal(size=(settings.reference_size, n_morph)).astype("f4")
-        parts.update(morphology_centre=np.zeros(n_morph, "f4"),
-                     morphology_scale=np.ones(n_morph, "f4"), morphology_reference=reference)  # fmt: skip
-    return Calibration(
-        settings=settings,
-        edges=edges,
-        variances=variances,
-        feature_mean=np.zeros(dims, "f4"),
-        components=axes.astype("f4"),
-        eigenvalues=np.ones(settings.n_components, "f4"),
-        residual_variance=1.0,
-        log_centres=np.zeros(len(settings.terms), "f4"),
-        log_scales=np.ones(len(settings.terms), "f4"),
-        info={},
-        **parts,
+        parts["morphology"] = MorphologyReference(
+            np.zeros(n_morph, "f4"), np.ones(n_morph, "f4"), reference
+        )
+    features = FeatureGaussian(
+        np.zeros(dims, "f4"), axes.astype("f4"), np.ones(settings.n_components, "f4"), 1.0
     )
+    standard = Standardisation.neutral(len(settings.terms))
+    return Calibration(settings, residuals, features, standard, info={}, **parts)
 
 
 def inverter_for(preset: str, steps: int, default_score: bool = False,
@@ -125,7 +127,7 @@ from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig, Inges
 from tfanomaly.pipelines.ingest import ingest
 from tfanomaly.pipelines.train import train_gan, train_encoder
 from tfanomaly.pipelines.score import score
-from tfanomaly.models.config import InversionConfig
+from tfanomaly.models.score_config import InversionConfig
 tmp = Path(tempfile.mkdtemp())
 simulate_survey(tmp / "s.h5", SurveyConfig(n_objects={n_objects}, size=32), progress=False)
 ingest(tmp / "s.h5", tmp / "ds", IngestConfig(shard_size=512), progress=False)

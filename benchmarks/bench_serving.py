@@ -22,11 +22,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _common import machine  # noqa: E402
 
-from tfanomaly.models.config import InversionConfig, get_preset  # noqa: E402
+from tfanomaly.models.config import get_preset  # noqa: E402
 from tfanomaly.models.critic import build_critic  # noqa: E402
 from tfanomaly.models.encoder import build_encoder  # noqa: E402
 from tfanomaly.models.generator import build_generator  # noqa: E402
 from tfanomaly.models.inverter import LatentInverter  # noqa: E402
+from tfanomaly.models.score_config import InversionConfig  # noqa: E402
 from tfanomaly.serving.client import GrpcClient, RestClient  # noqa: E402
 from tfanomaly.serving.local import LocalServer  # noqa: E402
 from tfanomaly.serving.saved_model import AnomalyScorer, save_scorer  # noqa: E402

@@ -32,16 +32,11 @@ from sklearn.neighbors import NearestNeighbors  # noqa: E402
 
 from tfanomaly.data.stretch import auto_stretch  # noqa: E402
 from tfanomaly.data.stretch import sky_sigma as measured_sky  # noqa: E402
-from tfanomaly.models.config import ScoreSettings  # noqa: E402
+from tfanomaly.models.calibration import knots_of  # noqa: E402
 from tfanomaly.models.morphology import feature_names, morphology, stamp_noise  # noqa: E402
-from tfanomaly.models.noise_score import (  # noqa: E402
-    fit_linear,
-    fit_linear_levels,
-    level_knots,
-    level_variances,
-    linear_model,
-    residual_maps,
-)
+from tfanomaly.models.noise_score import level_variances, residual_maps  # noqa: E402
+from tfanomaly.models.score_config import ScoreSettings  # noqa: E402
+from tfanomaly.models.score_fit import fit_linear, fit_linear_levels, linear_model  # noqa: E402
 from tfanomaly.pipelines.evaluate import kind_groups  # noqa: E402
 from tfanomaly.simulate import stamps  # noqa: E402
 from tfanomaly.simulate.config import SurveyConfig, sky_sigma  # noqa: E402
@@ -74,7 +69,7 @@ class Linear:
             chunk = images[start : start + CHUNK]
             model = linear_model(self.mean, self.components, chunk, self.settings.robust_iterations)
             residual, level = residual_maps(chunk, model, sigma)
-            model = level_variances(level_knots(edges), tf.constant(variances), level)
+            model = level_variances(knots_of(edges), tf.constant(variances), level)
             out.append((tf.square(residual) / model).numpy())
         return np.concatenate(out)
 

@@ -16,8 +16,8 @@ from conftest import assert_scores_close, build_tiny_run, quiet
 import tfanomaly
 from tfanomaly import api
 from tfanomaly.errors import ConfigError, InputError
-from tfanomaly.models.config import InversionConfig
-from tfanomaly.models.noise_score import Calibration
+from tfanomaly.models.calibration import Calibration
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.models.scores import SCORES
 from tfanomaly.pipelines.config import ScoreConfig
 from tfanomaly.pipelines.rerank import read_catalog as read_catalog_file

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from tfanomaly.cli import main
 from tfanomaly.data.resize import RESIZE_METHODS
 from tfanomaly.data.stretch import STRETCH_MODES
-from tfanomaly.models.config import (
+from tfanomaly.models.score_config import (
     SCORE_COMBINES,
     InversionConfig,
     ScoreSettings,

@@ -1,5 +1,6 @@
-"""The reader layer itself (tfanomaly.data.readers): what each source returns and how it refuses
-bad input. The end-to-end path through ``ingest`` is tested in tests/test_ingest.py."""
+"""The reader layer itself (tfanomaly.data.readers, .sources, .array_source, .fits_source): what
+each source returns and how it refuses bad input. The end-to-end path through ``ingest`` is tested
+in tests/pipelines/test_ingest.py."""
 
 from __future__ import annotations
 
@@ -13,14 +14,10 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from conftest import BIG_ID, make_cutouts, write_h5
 
-from tfanomaly.data.readers import (
-    ArraySource,
-    CutoutBatch,
-    FitsFolderSource,
-    check_unique_ids,
-    default_bands,
-    open_source,
-)
+from tfanomaly.data.array_source import ArraySource
+from tfanomaly.data.fits_source import FitsFolderSource
+from tfanomaly.data.readers import open_source
+from tfanomaly.data.sources import CutoutBatch, check_unique_ids, default_bands
 from tfanomaly.errors import InputError, UnreadableFileError
 
 ABOVE_2_63 = 2**63 + 7  # needs all 64 bits: an int64 or float64 would change it

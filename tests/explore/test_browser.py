@@ -18,7 +18,7 @@ from conftest import build_tiny_run, quiet
 from results.test_browse import write_results_file
 
 from explore.helpers import add_clusters, get, start_explore, wait_for
-from tfanomaly.models.config import InversionConfig
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.config import ScoreConfig
 from tfanomaly.results.labels import LabelStore
 

@@ -12,19 +12,19 @@ from scipy.ndimage import gaussian_filter
 from sklearn.metrics import roc_auc_score
 
 from tfanomaly.errors import ConfigError, InputError
-from tfanomaly.models.noise_score import (
+from tfanomaly.models.calibration import (
     Calibration,
-    NoiseAwareScore,
-    ScoreSettings,
-    fit_features,
-    fit_levels,
-    gaussian_kernel,
-    interpolate_levels,
-    level_knots,
-    residual_maps,
-    robust_log_scale,
-    smooth,
+    FeatureGaussian,
+    LinearModel,
+    MorphologyReference,
+    ResidualTerm,
+    Standardisation,
+    knots_of,
 )
+from tfanomaly.models.filters import gaussian_kernel, smooth
+from tfanomaly.models.noise_score import NoiseAwareScore, interpolate_levels, residual_maps
+from tfanomaly.models.score_config import ScoreSettings
+from tfanomaly.models.score_fit import fit_features, fit_levels, robust_log_scale
 
 TWO = ("residual", "feature")  # the GAN's two terms, as calibrations before the others had
 ALL = ("residual", "feature", "linear", "extended", "morphology")
@@ -37,16 +37,23 @@ def calibration(settings=None, bands=3, dims=12, k=3, seed=0):
     axes, _ = np.linalg.qr(rng.normal(size=(dims, k)))
     return Calibration(
         settings=settings,
-        edges=np.sort(rng.uniform(0.0, 0.5, (bands, settings.n_bins - 1)), axis=1).astype("f4"),
-        variances=rng.uniform(0.5, 2.0, (bands, settings.n_bins)).astype("f4"),
-        feature_mean=rng.normal(size=dims).astype("f4"),
-        components=axes.T.astype("f4"),
-        eigenvalues=np.array([5.0, 3.0, 2.0][:k], "f4"),
-        residual_variance=0.5,
-        log_centres=np.array([0.3, -0.2], "f4"),
-        log_scales=np.array([1.5, 0.8], "f4"),
+        residuals={"residual": residual_term(settings, "residual", rng, bands)},
+        features=FeatureGaussian(
+            mean=rng.normal(size=dims).astype("f4"),
+            components=axes.T.astype("f4"),
+            eigenvalues=np.array([5.0, 3.0, 2.0][:k], "f4"),
+            residual_variance=0.5,
+        ),
+        standard=Standardisation(np.array([0.3, -0.2], "f4"), np.array([1.5, 0.8], "f4")),
         info={"data": "hand-made"},
     )
+
+
+def residual_term(settings, term, rng, bands=3, low=0.5, high=2.0):
+    """A residual term's record with random sorted edges and variances in [low, high)."""
+    edges = np.sort(rng.uniform(0.0, 0.5, (bands, settings.n_bins - 1)), axis=1).astype("f4")
+    variances = rng.uniform(low, high, (bands, settings.n_bins)).astype("f4")
+    return ResidualTerm.fitted(settings, term, edges, variances)
 
 
 def variance_at(level: np.ndarray, edges: np.ndarray, variances: np.ndarray) -> np.ndarray:
@@ -59,7 +66,7 @@ def variance_at(level: np.ndarray, edges: np.ndarray, variances: np.ndarray) -> 
 def test_variance_lookup_is_continuous_and_holds_each_bins_value_at_its_middle():
     edges = np.array([[0.1, 0.2, 0.4]], "f4")
     variances = np.array([[1.0, 2.0, 4.0, 3.0]], "f4")
-    knots = level_knots(edges).numpy()
+    knots = knots_of(edges)
     np.testing.assert_allclose(knots, [[0.1, 0.15, 0.3, 0.4]])
     levels = np.array([[-1.0, 0.1, 0.125, 0.15, 0.3, 0.35, 0.4, 9.0]], "f4")
     out = interpolate_levels(knots, variances, levels).numpy()
@@ -71,8 +78,11 @@ def test_variance_lookup_is_continuous_and_holds_each_bins_value_at_its_middle()
     step = interpolate_levels(knots, variances, across.astype("f4")).numpy()[0]
     assert abs(step[1] - step[0]) < 1e-5
     # One bin: one variance everywhere.
-    one = interpolate_levels(level_knots(np.zeros((2, 0), "f4")), np.array([[2.0], [3.0]], "f4"),
-                             np.array([[0.0, 5.0], [-1.0, 1.0]], "f4")).numpy()  # fmt: skip
+    one = interpolate_levels(
+        knots_of(np.zeros((2, 0), "f4")),
+        np.array([[2.0], [3.0]], "f4"),
+        np.array([[0.0, 5.0], [-1.0, 1.0]], "f4"),
+    ).numpy()
     np.testing.assert_array_equal(one, [[2.0, 2.0], [3.0, 3.0]])
 
 
@@ -80,8 +90,12 @@ def test_variance_lookup_is_continuous_and_holds_each_bins_value_at_its_middle()
 def test_matched_filter_equals_scipy_gaussian_filter(sigma):
     images = np.random.default_rng(1).normal(size=(2, 20, 24, 3)).astype("f4")
     radius = len(gaussian_kernel(sigma)) // 2
-    expected = gaussian_filter(images.astype("f8"), sigma=(0, sigma, sigma, 0), mode="reflect",
-                               radius=(0, radius, radius, 0))  # fmt: skip
+    expected = gaussian_filter(
+        images.astype("f8"),
+        sigma=(0, sigma, sigma, 0),
+        mode="reflect",
+        radius=(0, radius, radius, 0),
+    )
     np.testing.assert_allclose(smooth(images, sigma).numpy(), expected, atol=2e-6)
     assert gaussian_kernel(sigma).sum() == pytest.approx(1.0, abs=1e-6)
 
@@ -95,8 +109,9 @@ def test_chi2_map_and_residual_score_follow_their_definition():
     residual, level = (t.numpy() for t in residual_maps(images, recon, 1.0))
     expected = np.empty_like(residual)
     for b in range(3):
-        expected[..., b] = residual[..., b] ** 2 / variance_at(level[..., b], c.edges[b],
-                                                               c.variances[b])  # fmt: skip
+        expected[..., b] = residual[..., b] ** 2 / variance_at(
+            level[..., b], c.residuals["residual"].edges[b], c.residuals["residual"].variances[b]
+        )
     np.testing.assert_allclose(scorer.chi2_map(images, recon).numpy(), expected, rtol=1e-5)
     k = round(c.settings.top_fraction * 16 * 16 * 3)
     top = np.sort(expected.reshape(3, -1), axis=1)[:, -k:].mean(axis=1)
@@ -105,12 +120,12 @@ def test_chi2_map_and_residual_score_follow_their_definition():
 
 def test_feature_score_is_the_mahalanobis_distance_of_the_ppca_gaussian():
     c = calibration()
-    v = c.components.astype("f8")
-    covariance = v.T @ np.diag(c.eigenvalues) @ v + c.residual_variance * (
+    v = c.features.components.astype("f8")
+    covariance = v.T @ np.diag(c.features.eigenvalues) @ v + c.features.residual_variance * (
         np.eye(v.shape[1]) - v.T @ v
     )
     features = np.random.default_rng(3).normal(size=(5, 12)).astype("f4")
-    centred = features - c.feature_mean
+    centred = features - c.features.mean
     expected = np.einsum("ij,jk,ik->i", centred, np.linalg.inv(covariance), centred) / 12
     np.testing.assert_allclose(NoiseAwareScore(c).feature_score(features), expected, rtol=1e-4)
 
@@ -123,30 +138,38 @@ def test_combined_score_is_the_weighted_sum_of_standardised_logs():
     np.testing.assert_allclose(out, 0.75 * z_res + 0.25 * z_feat, rtol=1e-5, atol=1e-6)
 
 
-def four_term_calibration(combine="mean", size=16, bands=3, n_reference=40, seed=6,
-                          robust_iterations=0):  # fmt: skip
+def four_term_calibration(
+    combine="mean", size=16, bands=3, n_reference=40, seed=6, robust_iterations=0
+):
     """The hand-made calibration with a linear model (both filters' numbers) and a morphology
     reference set; least squares unless ``robust_iterations``."""
     from tfanomaly.models.morphology import feature_names
 
     rng = np.random.default_rng(seed)
-    c = calibration(ScoreSettings(n_bins=4, n_components=3, combine=combine,
-                                  morphology_neighbours=3, terms=ALL,
-                                  robust_iterations=robust_iterations))  # fmt: skip
+    c = calibration(
+        ScoreSettings(
+            n_bins=4,
+            n_components=3,
+            combine=combine,
+            morphology_neighbours=3,
+            terms=ALL,
+            robust_iterations=robust_iterations,
+        )
+    )
     dims = size * size * bands
     axes, _ = np.linalg.qr(rng.normal(size=(dims, 5)))
-    c.linear_mean = rng.uniform(0, 0.2, dims).astype("f4")
-    c.linear_components = axes.T.astype("f4")
-    c.linear_edges = np.sort(rng.uniform(0.0, 0.5, (bands, 3)), axis=1).astype("f4")
-    c.linear_variances = rng.uniform(0.5, 2.0, (bands, 4)).astype("f4")
-    c.extended_edges = np.sort(rng.uniform(0.0, 0.5, (bands, 3)), axis=1).astype("f4")
-    c.extended_variances = rng.uniform(0.1, 0.5, (bands, 4)).astype("f4")
+    c.linear = LinearModel(rng.uniform(0, 0.2, dims).astype("f4"), axes.T.astype("f4"))
+    c.residuals["linear"] = residual_term(c.settings, "linear", rng, bands)
+    c.residuals["extended"] = residual_term(c.settings, "extended", rng, bands, 0.1, 0.5)
     n_features = len(feature_names(bands))
-    c.morphology_centre = rng.normal(size=n_features).astype("f4")
-    c.morphology_scale = rng.uniform(0.5, 2.0, n_features).astype("f4")
-    c.morphology_reference = rng.normal(size=(n_reference, n_features)).astype("f4")
-    c.log_centres = np.array([0.3, -0.2, -5.0, -2.0, 1.0], "f4")
-    c.log_scales = np.array([1.5, 0.8, 1.2, 0.9, 0.4], "f4")
+    c.morphology = MorphologyReference(
+        rng.normal(size=n_features).astype("f4"),
+        rng.uniform(0.5, 2.0, n_features).astype("f4"),
+        rng.normal(size=(n_reference, n_features)).astype("f4"),
+    )
+    c.standard = Standardisation(
+        np.array([0.3, -0.2, -5.0, -2.0, 1.0], "f4"), np.array([1.5, 0.8, 1.2, 0.9, 0.4], "f4")
+    )
     return c
 
 
@@ -154,15 +177,16 @@ def test_linear_term_is_the_noise_aware_residual_of_the_pca_model():
     c = four_term_calibration()
     scorer = NoiseAwareScore(c)
     images = np.random.default_rng(7).uniform(0, 1, (4, 16, 16, 3)).astype("f4")
-    centred = images.reshape(4, -1).astype("f8") - c.linear_mean
-    v = c.linear_components.astype("f8")
-    model = (centred @ v.T @ v + c.linear_mean).reshape(images.shape)
+    centred = images.reshape(4, -1).astype("f8") - c.linear.mean
+    v = c.linear.components.astype("f8")
+    model = (centred @ v.T @ v + c.linear.mean).reshape(images.shape)
     np.testing.assert_allclose(scorer.linear_reconstruction(images), model, atol=2e-6)
     residual, level = (t.numpy() for t in residual_maps(images, model.astype("f4"), 1.0))
     chi2 = np.empty_like(residual)
     for b in range(3):
-        chi2[..., b] = residual[..., b] ** 2 / variance_at(level[..., b], c.linear_edges[b],
-                                                           c.linear_variances[b])  # fmt: skip
+        chi2[..., b] = residual[..., b] ** 2 / variance_at(
+            level[..., b], c.residuals["linear"].edges[b], c.residuals["linear"].variances[b]
+        )
     k = round(c.settings.top_fraction * 16 * 16 * 3)
     expected = np.sort(chi2.reshape(4, -1), axis=1)[:, -k:].mean(axis=1)
     np.testing.assert_allclose(scorer.linear_score(images), expected, rtol=2e-4)
@@ -190,21 +214,23 @@ def test_robust_projection_is_the_m_estimate():
     """The default linear model: 3 steps, against float64 numpy (float32 sums of 768 products
     move it by ~1e-6 of the pixel values); after many steps the weighted normal equations hold
     (sum over pixels of w r v = 0, w = 1 / (1 + (r / s)^2)): the M-estimate."""
-    from tfanomaly.models.noise_score import linear_model, project_linear
+    from tfanomaly.models.noise_score import project_linear
+    from tfanomaly.models.score_fit import linear_model
 
     c = four_term_calibration(robust_iterations=3)
     assert ScoreSettings().robust_iterations == 3
     images = np.random.default_rng(8).uniform(0, 1, (5, 16, 16, 3)).astype("f4")
-    mean, v = c.linear_mean.astype("f8"), c.linear_components.astype("f8")
-    expected = m_estimate_reference(mean, c.linear_components, images, 3)
+    mean, v = c.linear.mean.astype("f8"), c.linear.components.astype("f8")
+    expected = m_estimate_reference(mean, c.linear.components, images, 3)
     got = NoiseAwareScore(c).linear_reconstruction(images).numpy()
     np.testing.assert_allclose(got, expected, atol=2e-5)
-    assert np.abs(got - linear_model(c.linear_mean, c.linear_components, images, 0)).max() > 1e-3
+    assert np.abs(got - linear_model(c.linear.mean, c.linear.components, images, 0)).max() > 1e-3
     # The calibration's numpy path is the same function.
-    np.testing.assert_allclose(linear_model(c.linear_mean, c.linear_components, images, 3), got,
-                               atol=1e-6)  # fmt: skip
-    converged = project_linear(c.linear_mean, c.linear_components, images, 60).numpy()
-    least = m_estimate_reference(mean, c.linear_components, images, 0)
+    np.testing.assert_allclose(
+        linear_model(c.linear.mean, c.linear.components, images, 3), got, atol=1e-6
+    )
+    converged = project_linear(c.linear.mean, c.linear.components, images, 60).numpy()
+    least = m_estimate_reference(mean, c.linear.components, images, 0)
     for image, model, first in zip(images.astype("f8"), converged, least, strict=True):
         r0 = image - first
         s = 4.0 * 1.4826 * np.median(np.abs(r0[::2, ::2]).reshape(-1, 3), axis=0)
@@ -258,8 +284,9 @@ def test_extended_term_is_the_linear_residual_through_the_wide_filter():
     level = gaussian_filter(model, **kwargs)
     chi2 = np.empty_like(residual)
     for b in range(3):
-        chi2[..., b] = residual[..., b] ** 2 / variance_at(level[..., b], c.extended_edges[b],
-                                                           c.extended_variances[b])  # fmt: skip
+        chi2[..., b] = residual[..., b] ** 2 / variance_at(
+            level[..., b], c.residuals["extended"].edges[b], c.residuals["extended"].variances[b]
+        )
     k = round(0.3 * 16 * 16 * 3)
     expected = np.sort(chi2.reshape(4, -1), axis=1)[:, -k:].mean(axis=1)
     np.testing.assert_allclose(scorer.extended_score(images), expected, rtol=2e-4)
@@ -269,19 +296,20 @@ def test_extended_term_is_the_linear_residual_through_the_wide_filter():
 
 def test_a_calibration_without_the_extended_numbers_is_refused(tmp_path):
     c = four_term_calibration()
-    c.extended_variances = np.zeros((0, 0), "f4")
+    del c.residuals["extended"]
     c.save(tmp_path / "c.npz")
     with pytest.raises(InputError, match="inconsistent with its terms"):
         Calibration.load(tmp_path / "c.npz")
 
 
 def test_linear_fit_recovers_a_low_rank_survey():
-    from tfanomaly.models.noise_score import fit_linear, fit_linear_levels, linear_model
+    from tfanomaly.models.score_fit import fit_linear, fit_linear_levels, linear_model
 
     rng = np.random.default_rng(13)
     basis = rng.normal(size=(3, 8 * 8 * 2))
     images = (rng.normal(size=(300, 3)) @ basis).reshape(300, 8, 8, 2) + 0.01 * rng.normal(
-        size=(300, 8, 8, 2))  # fmt: skip
+        size=(300, 8, 8, 2)
+    )
     settings, images = ScoreSettings(linear_components=3, n_bins=4), images.astype("f4")
     mean, components = fit_linear(settings, images)
     models = linear_model(mean, components, images, settings.robust_iterations)
@@ -294,7 +322,7 @@ def test_linear_fit_recovers_a_low_rank_survey():
 
 
 def test_linear_components_follow_the_cutout_area_unless_given():
-    from tfanomaly.models.noise_score import fit_linear
+    from tfanomaly.models.score_fit import fit_linear
 
     auto = ScoreSettings()
     assert auto.linear_components == 0
@@ -317,9 +345,9 @@ def test_morphology_term_is_the_knn_distance_leaving_out_the_image_itself():
     scorer = NoiseAwareScore(c)
     images = np.random.default_rng(8).uniform(0, 1, (5, 16, 16, 3)).astype("f4")
     points = scorer.morphology_features(images).numpy()
-    reference = c.morphology_reference.copy()
+    reference = c.morphology.reference.copy()
     reference[0] = points[0]  # image 0 is part of the reference set, as calibration images are
-    c.morphology_reference = reference
+    c.morphology.reference = reference
     scorer = NoiseAwareScore(c)
     distances, _ = NearestNeighbors(n_neighbors=4).fit(reference).kneighbors(points)
     expected = distances[:, :3].mean(axis=1)
@@ -335,10 +363,11 @@ def test_four_terms_combine_by_mean_or_max_of_standardised_logs(combine):
     features = np.random.default_rng(10).normal(size=(6, 12)).astype("f4")
     out = {k: v.numpy() for k, v in NoiseAwareScore(c)(images, recon, features, images).items()}
     terms = np.stack([out[f"{t}_score"] for t in c.terms], axis=1)
-    z = (np.log(terms) - c.log_centres) / c.log_scales
+    z = (np.log(terms) - c.standard.centres) / c.standard.scales
     scorer = NoiseAwareScore(c)
-    np.testing.assert_allclose(scorer.standardised([tf.constant(t) for t in terms.T]), z,
-                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        scorer.standardised([tf.constant(t) for t in terms.T]), z, rtol=1e-5, atol=1e-5
+    )
     # The default weights: feature 0.5, extended and morphology 1.5, the rest 1, normalised.
     weights = np.array([1.0, 0.5, 1.0, 1.5, 1.5]) / 5.5
     assert c.terms == ALL
@@ -346,13 +375,15 @@ def test_four_terms_combine_by_mean_or_max_of_standardised_logs(combine):
     expected = z.max(axis=1) if combine == "max" else z @ weights
     np.testing.assert_allclose(out["score"], expected, rtol=1e-4, atol=1e-4)
     assert c.score_drift(1e-4) == pytest.approx(
-        1e-4 / c.log_scales.min() if combine == "max" else np.sum(weights * 1e-4 / c.log_scales),
+        1e-4 / c.standard.scales.min()
+        if combine == "max"
+        else np.sum(weights * 1e-4 / c.standard.scales),
         rel=1e-5,
     )
 
 
 def test_term_weights_parse_validate_and_default_to_equal_in_older_calibrations(tmp_path):
-    from tfanomaly.models.config import format_term_weights, parse_term_weights
+    from tfanomaly.models.score_config import format_term_weights, parse_term_weights
 
     assert parse_term_weights("feature=0.5, morphology=2") == (
         ("feature", 0.5),
@@ -366,15 +397,21 @@ def test_term_weights_parse_validate_and_default_to_equal_in_older_calibrations(
         parse_term_weights("feature:0.5")
     with pytest.raises(ConfigError, match="term weight 'linear=x'"):
         parse_term_weights("linear=x")
-    for bad, message in [((("colour", 1.0),), "each of residual"),
-                         ((("linear", 1.0), ("linear", 2.0)), "each of residual"),
-                         ((("linear", -1.0),), r"\[0, 100\], got linear=-1"),
-                         (tuple((t, 0.0) for t in ScoreSettings().terms), "all have weight 0")]:  # fmt: skip
+    for bad, message in [
+        ((("colour", 1.0),), "each of residual"),
+        ((("linear", 1.0), ("linear", 2.0)), "each of residual"),
+        ((("linear", -1.0),), r"\[0, 100\], got linear=-1"),
+        (tuple((t, 0.0) for t in ScoreSettings().terms), "all have weight 0"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             ScoreSettings(term_weights=bad).validate()
     # Three terms of weight 1, 1 and 2: 0.25, 0.25, 0.5.
-    three = calibration(ScoreSettings(terms=("linear", "extended", "morphology"),
-                                      term_weights=(("morphology", 2.0), ("feature", 9.0))))  # fmt: skip
+    three = calibration(
+        ScoreSettings(
+            terms=("linear", "extended", "morphology"),
+            term_weights=(("morphology", 2.0), ("feature", 9.0)),
+        )
+    )
     np.testing.assert_allclose(three.weights, [0.25, 0.25, 0.5])
     # A calibration written before the weights: every term weighs the same, as it did.
     c = four_term_calibration()
@@ -395,10 +432,18 @@ def test_a_two_term_calibration_file_still_scores(tmp_path):
     c = calibration()
     c.save(tmp_path / "c.npz")
     with np.load(tmp_path / "c.npz") as data:
-        old = {k: data[k] for k in data.files if k not in Calibration.OPTIONAL}
+        two = ("residual.", "features.", "standard.", "settings", "info", "format")
+        old = {k: data[k] for k in data.files if k.startswith(two)}
     settings = json.loads(str(old["settings"]))
-    for key in ("terms", "combine", "linear_components", "morphology_neighbours",
-                "reference_size", "extended_sigma", "extended_top_fraction"):  # fmt: skip
+    for key in (
+        "terms",
+        "combine",
+        "linear_components",
+        "morphology_neighbours",
+        "reference_size",
+        "extended_sigma",
+        "extended_top_fraction",
+    ):
         settings.pop(key)
     old["settings"] = json.dumps(settings)
     np.savez(tmp_path / "old.npz", **old)
@@ -454,7 +499,7 @@ def test_score_finds_a_point_source_the_reconstruction_lacks():
     residual, level = (t.numpy() for t in residual_maps(images.astype("f4"), truth.astype("f4"), 1))
     edges, variances = fit_levels(settings, residual.reshape(-1, 3).T, level.reshape(-1, 3).T)
     c = calibration(settings, dims=12, k=4)
-    c.edges, c.variances = edges, variances
+    c.residuals["residual"] = ResidualTerm.fitted(settings, "residual", edges, variances)
     scores = NoiseAwareScore(c).residual_score(images.astype("f4"), truth.astype("f4")).numpy()
     assert roc_auc_score(anomalous, scores) > 0.99
     # The paper's L1 on the same residual is dominated by the noise and does much worse.
@@ -462,19 +507,27 @@ def test_score_finds_a_point_source_the_reconstruction_lacks():
     assert roc_auc_score(anomalous, paper) < 0.8
 
 
+def assert_same_numbers(got: Calibration, expected: Calibration) -> None:
+    """Every part and residual term of two calibrations holds the same numbers."""
+    assert set(got.residuals) == set(expected.residuals)
+    assert got.arrays().keys() == expected.arrays().keys()
+    for key, value in expected.arrays().items():
+        np.testing.assert_array_equal(got.arrays()[key], value, err_msg=key)
+
+
 def test_calibration_file_round_trip_and_errors(tmp_path):
     c = calibration()
     c.save(tmp_path / "c.npz")
     back = Calibration.load(tmp_path / "c.npz")
     assert back.settings == c.settings and back.info == c.info
-    for name in Calibration.ARRAYS:
-        np.testing.assert_array_equal(getattr(back, name), getattr(c, name))
+    assert_same_numbers(back, c)
     four = four_term_calibration()
     four.save(tmp_path / "four.npz")
     back = Calibration.load(tmp_path / "four.npz")
     assert back.terms == four.terms and back.settings == four.settings
-    for name in Calibration.ARRAYS + Calibration.OPTIONAL:
-        np.testing.assert_array_equal(getattr(back, name), getattr(four, name))
+    assert_same_numbers(back, four)
+    assert back.residuals["extended"].sigma == four.settings.extended_sigma
+    assert back.residuals["linear"].top_fraction == four.settings.top_fraction
     with pytest.raises(ConfigError, match="score terms"):
         ScoreSettings(terms=("residual", "colour")).validate()
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
@@ -496,23 +549,31 @@ def test_calibrate_stage_of_a_run(tiny_run, tmp_path):
     run = tiny_run / "run"
     first = Calibration.load(run / "calibration.npz")
     assert first.info["count"] == 150 and first.settings == ScoreSettings()
-    assert first.components.shape == (ScoreSettings().n_components, first.feature_mean.shape[0])
-    assert first.terms == ScoreSettings().terms and first.linear_mean.shape == (16 * 16 * 3,)
-    assert first.morphology_reference.shape[0] == 150  # fewer cutouts than reference_size
-    assert len(first.log_scales) == len(first.terms) == 4 and (first.log_scales > 0).all()
-    assert (np.diff(first.edges, axis=1) >= 0).all() and (first.variances > 0).all()
+    assert first.features.components.shape == (
+        ScoreSettings().n_components,
+        first.features.mean.shape[0],
+    )
+    assert first.terms == ScoreSettings().terms and first.linear.mean.shape == (16 * 16 * 3,)
+    assert first.morphology.reference.shape[0] == 150  # fewer cutouts than reference_size
+    assert len(first.standard.scales) == len(first.terms) == 4 and (first.standard.scales > 0).all()
+    assert (np.diff(first.residuals["residual"].edges, axis=1) >= 0).all() and (
+        first.residuals["residual"].variances > 0
+    ).all()
     # The extended term's own bins, on the levels of the wider filter.
-    assert first.extended_edges.shape == first.linear_edges.shape == (3, 23)
-    assert (np.diff(first.extended_edges, axis=1) >= 0).all()
-    assert (first.extended_variances > 0).all()
-    assert not np.allclose(first.extended_variances, first.linear_variances)
+    assert (
+        first.residuals["extended"].edges.shape == first.residuals["linear"].edges.shape == (3, 23)
+    )
+    assert (np.diff(first.residuals["extended"].edges, axis=1) >= 0).all()
+    assert (first.residuals["extended"].variances > 0).all()
+    assert not np.allclose(
+        first.residuals["extended"].variances, first.residuals["linear"].variances
+    )
     settings = ScoreSettings(smooth_sigma=1.5, top_fraction=0.05, n_components=8)
     messages = []
-    summary = calibrate(run, settings=settings, fit_size=100, progress=False,
-                        echo=messages.append)  # fmt: skip
+    summary = calibrate(run, settings=settings, fit_size=100, progress=False, echo=messages.append)
     again = Calibration.load(summary["path"])
     assert again.settings == settings and again.info["count"] == 100
-    assert again.components.shape[0] == 8 and "calibrated" in messages[0]
+    assert again.features.components.shape[0] == 8 and "calibrated" in messages[0]
     info = json.loads(json.dumps(again.info))
     assert info["inversion"]["steps"] == 0
     with pytest.raises(ConfigError, match="no trained encoder"):
@@ -528,8 +589,8 @@ def test_variance_path_is_the_true_chi2_and_ignores_masked_pixels():
 
     c = calibration()
     c.info = {"planes": ["variance", "mask"]}
-    c.plane_variances = np.zeros_like(c.variances)
-    c.plane_log_centres, c.plane_log_scales = c.log_centres + 1.0, c.log_scales
+    c.residuals["residual"].plane_variances = np.zeros_like(c.residuals["residual"].variances)
+    c.plane_standard = Standardisation(c.standard.centres + 1.0, c.standard.scales)
     scorer = NoiseAwareScore(c)
     rng = np.random.default_rng(21)
     images = rng.uniform(0, 1, (3, 16, 16, 3)).astype("f4")
@@ -541,8 +602,11 @@ def test_variance_path_is_the_true_chi2_and_ignores_masked_pixels():
     np.testing.assert_allclose(scorer.chi2_map(images, recon, variance, mask), truth, rtol=1e-5)
     spoilt = images.copy()
     spoilt[mask] = 1e6
-    np.testing.assert_allclose(scorer.residual_score(spoilt, recon, variance, mask),
-                               scorer.residual_score(images, recon, variance, mask), rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        scorer.residual_score(spoilt, recon, variance, mask),
+        scorer.residual_score(images, recon, variance, mask),
+        rtol=1e-6,
+    )
     features = rng.normal(size=(3, 12)).astype("f4")
     with_planes = scorer(images, recon, features, None, variance, mask)
     fallback = scorer(images, recon, features)

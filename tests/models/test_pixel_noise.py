@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tfanomaly.models.noise_score import gaussian_kernel
+from tfanomaly.models.filters import gaussian_kernel
 from tfanomaly.models.pixel_noise import smoothed_chi2
 
 

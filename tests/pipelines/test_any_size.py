@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from conftest import make_cutouts, quiet, write_h5
 
 from tfanomaly.cli import main
+from tfanomaly.models.calibration import Calibration
 from tfanomaly.models.config import ModelConfig, derive_config
-from tfanomaly.models.noise_score import Calibration
 from tfanomaly.pipelines.calibrate import calibrate
 from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig, IngestConfig, ScoreConfig
 from tfanomaly.pipelines.export import export

@@ -22,8 +22,8 @@ from conftest import (
 
 from tfanomaly.cli import main
 from tfanomaly.errors import ConfigError, InputError
-from tfanomaly.models.config import InversionConfig
-from tfanomaly.models.noise_score import Calibration
+from tfanomaly.models.calibration import Calibration
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.beam_score import BEAM_PARTS, BeamScoreConfig, beam_score
 from tfanomaly.pipelines.config import IngestConfig, ScoreConfig
 from tfanomaly.pipelines.export import export
@@ -71,8 +71,10 @@ def feature_term_atol(scored) -> np.ndarray:
     critic = load_inverter(scored["folder"] / "run").critic
     sums, idxs = [], []
     for batch in load_dataset(scored["folder"] / "ds", 64):
-        centred = critic(batch["image"])[1].numpy() - calibration.feature_mean
-        sums.append((centred**2).sum(axis=1) / calibration.residual_variance / centred.shape[1])
+        centred = critic(batch["image"])[1].numpy() - calibration.features.mean
+        sums.append(
+            (centred**2).sum(axis=1) / calibration.features.residual_variance / centred.shape[1]
+        )
         idxs.append(batch["idx"].numpy())
     return NET_RTOL * np.concatenate(sums)[np.argsort(np.concatenate(idxs))]
 
@@ -95,7 +97,7 @@ def assert_same_as_in_process(scored, out_dir):
     # The default score and its feature term, with the feature term's cancellation error
     # (feature_term_atol) carried through the log: d score = w / scale * d feature / feature.
     feature_atol = scored["feature_atol"] + NET_RTOL * expected["feature_scores"]
-    weight, scale = calibration.settings.feature_weight, float(calibration.log_scales[1])
+    weight, scale = calibration.settings.feature_weight, float(calibration.standard.scales[1])
     score_atol_ = score_atol("scores", expected, calibration) + weight / scale * (
         feature_atol / expected["feature_scores"]
     )

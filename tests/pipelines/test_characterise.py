@@ -15,7 +15,7 @@ from conftest import build_tiny_run, quiet
 
 from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.models.cae import cae_encoder
-from tfanomaly.models.config import InversionConfig
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.characterise import embed, select_objects, train_cae
 from tfanomaly.pipelines.config import CaeTrainConfig, EmbedConfig, ScoreConfig
 from tfanomaly.pipelines.learning import NetworkCollapsedError

@@ -6,7 +6,7 @@ import pytest
 from astropy.io import fits
 from conftest import BIG_ID, make_cutouts, write_h5
 
-from tfanomaly.data import readers as cutouts_module
+from tfanomaly.data import array_source as cutouts_module
 from tfanomaly.data.dataset import PAPER_STRETCH, load_dataset
 from tfanomaly.data.manifest import MANIFEST, STATE, read_manifest, verify
 from tfanomaly.errors import ConfigError, DatasetError, InputError, UnreadableFileError

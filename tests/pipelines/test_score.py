@@ -12,12 +12,13 @@ from astropy.table import Table
 from conftest import NET_RTOL, assert_scores_close, build_tiny_run, quiet
 
 from tfanomaly.errors import ConfigError, InputError
-from tfanomaly.models.config import InversionConfig, get_preset
+from tfanomaly.models.calibration import Calibration
+from tfanomaly.models.config import get_preset
 from tfanomaly.models.critic import build_critic
 from tfanomaly.models.encoder import build_encoder
 from tfanomaly.models.generator import build_generator
 from tfanomaly.models.inverter import LatentInverter
-from tfanomaly.models.noise_score import Calibration
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines import score as score_module
 from tfanomaly.pipelines.config import ScoreConfig
 from tfanomaly.pipelines.evaluate import BASELINES, evaluate, metrics, precision_at_k

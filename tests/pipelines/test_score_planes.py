@@ -8,7 +8,8 @@ from conftest import quiet
 
 from tfanomaly.cli import main
 from tfanomaly.data.dataset import load_dataset
-from tfanomaly.models.noise_score import Calibration, residual_maps
+from tfanomaly.models.calibration import Calibration
+from tfanomaly.models.noise_score import residual_maps
 from tfanomaly.models.pixel_noise import smoothed_chi2
 from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig, IngestConfig
 from tfanomaly.pipelines.ingest import ingest
@@ -30,9 +31,10 @@ def test_planes_from_the_survey_to_the_catalog(tmp_path):
                   check=False), progress=False, echo=quiet)  # fmt: skip
     calibration = Calibration.load(tmp_path / "run" / "calibration.npz")
     assert calibration.planes == ("variance", "mask")
-    assert (calibration.plane_variances >= 0).all() and calibration.plane_log_scales.size
-    assert calibration.extended_plane_variances.shape == calibration.extended_variances.shape
-    assert (calibration.extended_plane_variances >= 0).all()
+    residual, extended = calibration.residuals["residual"], calibration.residuals["extended"]
+    assert (residual.plane_variances >= 0).all() and calibration.plane_standard.scales.size
+    assert extended.plane_variances.shape == extended.variances.shape
+    assert (extended.plane_variances >= 0).all()
     score(tmp_path / "run", tmp_path / "ds", tmp_path / "scores", progress=False, echo=quiet)
     columns, _ = read_results(tmp_path / "scores")
     batch = next(iter(load_dataset(tmp_path / "ds", 80)))
@@ -53,9 +55,9 @@ def test_planes_from_the_survey_to_the_catalog(tmp_path):
     smoothed_level = residual_maps(images, recon, calibration.settings.smooth_sigma)[1].numpy()
     misfit = np.empty_like(images)
     for b in range(images.shape[-1]):
-        edges = calibration.edges[b]
+        edges = residual.edges[b]
         knots = np.concatenate([edges[:1], (edges[1:] + edges[:-1]) / 2, edges[-1:]])
-        misfit[..., b] = np.interp(smoothed_level[..., b], knots, calibration.plane_variances[b])
+        misfit[..., b] = np.interp(smoothed_level[..., b], knots, residual.plane_variances[b])
     s, v = parts["smoothed"].numpy(), parts["smoothed_variance"].numpy()
     denominator = v + misfit
     chi2 = np.where((denominator > 0) & ~mask, s**2 / np.where(denominator > 0, denominator, 1), 0)

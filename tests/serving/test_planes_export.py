@@ -16,8 +16,8 @@ from conftest import assert_scores_close, build_tiny_run, quiet
 from tfanomaly.data.dataset import load_dataset
 from tfanomaly.data.manifest import DatasetInfo
 from tfanomaly.errors import ConfigError
-from tfanomaly.models.config import InversionConfig
-from tfanomaly.models.noise_score import Calibration
+from tfanomaly.models.calibration import Calibration
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.config import ScoreConfig
 from tfanomaly.pipelines.export import export
 from tfanomaly.pipelines.run import CALIBRATION_FILE

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
-from tfanomaly.models.config import InversionConfig
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.config import (
     CATALOG_FORMAT_NAMES,
     FEATURE_SPACES,

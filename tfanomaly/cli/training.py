@@ -6,12 +6,12 @@ from __future__ import annotations
 import click
 
 from tfanomaly.cli._common import NO_CHECK_HELP, _friendly_errors, _uses_tensorflow
-from tfanomaly.models.config import (
+from tfanomaly.models.config import parse_augment
+from tfanomaly.models.score_config import (
     LINEAR_COMPONENTS_RANGE,
     SCORE_COMBINES,
     ScoreSettings,
     format_term_weights,
-    parse_augment,
     parse_term_weights,
 )
 from tfanomaly.pipelines.config import (
@@ -346,9 +346,22 @@ def train_encoder(
 @_friendly_errors
 @_uses_tensorflow
 def calibrate_command(
-    run_dir, data, fit_size, smooth_sigma, top_fraction, components, terms, combine, weights,
-    feature_weight, robust_iterations, linear_components, seed, planes, quiet
-):  # fmt: skip
+    run_dir,
+    data,
+    fit_size,
+    smooth_sigma,
+    top_fraction,
+    components,
+    terms,
+    combine,
+    weights,
+    feature_weight,
+    robust_iterations,
+    linear_components,
+    seed,
+    planes,
+    quiet,
+):
     """Fit the default score's statistics for the run RUN_DIR (`train encoder` does it already).
 
     On --fit-size cutouts: the scatter of the PSF-smoothed residual at each brightness of the

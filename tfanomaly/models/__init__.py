@@ -1,14 +1,25 @@
-"""Keras models and TF modules of the method: generator, critic, WGAN-GP trainer, encoder, latent
-inverter, convolutional autoencoder (one file per concept, each with its config), the noise-aware
-default score, the score names, and the relevance model of re-ranking. TensorFlow is imported only
-when a name that needs it is used."""
+"""The method's models and scores, in Keras and TF ops. TensorFlow is imported only when a name
+that needs it is used.
+
+- Architecture: ``config`` (presets and families of ModelConfig, DiffAugment names),
+  ``preset_model``, ``generator``, ``critic``, ``wgan_gp`` (the WGAN-GP trainer), ``augment``,
+  ``encoder``, ``inverter`` (the latent inversion, which also computes the scores), ``cae`` (the
+  convolutional autoencoder of the characterisation), ``residual_shape`` (descriptors of the
+  residual image).
+- ``scores``: the scores' names, as the inverter, the results file and the catalog give them.
+- The default score: ``score_config`` (ScoreSettings, InversionConfig, the term weights),
+  ``calibration`` (the calibration record and its file), ``score_fit`` (fitting it),
+  ``noise_score`` (the score in the graph), and the pieces it reads: ``filters``, ``pixel_noise``,
+  ``morphology``.
+- ``relevance``: the relevance learned from an astronomer's labels, combined with the score.
+"""
 
 from tfanomaly._lazy import lazy_exports
 
 _HOMES = {
     "ModelConfig": "tfanomaly.models.config",
-    "InversionConfig": "tfanomaly.models.config",
-    "ScoreSettings": "tfanomaly.models.config",
+    "InversionConfig": "tfanomaly.models.score_config",
+    "ScoreSettings": "tfanomaly.models.score_config",
     "get_preset": "tfanomaly.models.config",
     "build_generator": "tfanomaly.models.generator",
     "build_critic": "tfanomaly.models.critic",
@@ -16,9 +27,10 @@ _HOMES = {
     "EncoderTrainer": "tfanomaly.models.encoder",
     "WGANGP": "tfanomaly.models.wgan_gp",
     "LatentInverter": "tfanomaly.models.inverter",
-    "build_cae": "tfanomaly.models.cae",
+    "CAE": "tfanomaly.models.cae",
     "cae_encoder": "tfanomaly.models.cae",
-    "Calibration": "tfanomaly.models.noise_score",
+    "residual_shape": "tfanomaly.models.residual_shape",
+    "Calibration": "tfanomaly.models.calibration",
     "NoiseAwareScore": "tfanomaly.models.noise_score",
     "SCORES": "tfanomaly.models.scores",
     "Score": "tfanomaly.models.scores",

@@ -1,5 +1,6 @@
 """Model presets and families: one typed place for every architecture default (TF Model Garden
-style), the settings of the latent inversion and of the default anomaly score.
+style), and the critic's DiffAugment names. The settings of the latent inversion and of the
+default anomaly score are in :mod:`tfanomaly.models.score_config`.
 
 ``hsc96`` is the paper's architecture; ``cpu32`` and ``cpu48`` are narrower presets for CPUs. The
 families ``hsc`` (alias ``paper``), ``cpu`` and ``tiny`` derive an architecture for any cutout size
@@ -69,8 +70,10 @@ class ModelConfig:
         return self.feature_side**2 * self.critic_filters[-1]
 
     def validate(self) -> None:
-        for what, filters in (("generator", self.generator_filters),
-                              ("critic", self.critic_filters)):  # fmt: skip
+        for what, filters in (
+            ("generator", self.generator_filters),
+            ("critic", self.critic_filters),
+        ):
             if not filters or min(filters) < 1:
                 raise ConfigError(f"preset {self.name}: {what} filters must be positive")
             # Each stride-2 layer halves the side: the image must hold one pixel per factor 2.
@@ -308,183 +311,3 @@ def parse_augment(text) -> tuple[str, ...]:
             "none"
         )
     return names
-
-
-SCORE_TERMS = ("residual", "feature", "linear", "extended", "morphology")
-SCORE_COMBINES = ("mean", "max")
-# The default score's weights of its terms' z (README "Detection quality on real images", fifth
-# round: chosen on the three tuning sets).
-DEFAULT_TERM_WEIGHTS = (("feature", 0.5), ("extended", 1.5), ("morphology", 1.5))
-# The linear model's components by default: 50 per 32x32 pixels of cutout, within these bounds
-# (README "Detection quality on real images", sixth round: measured at 32 and 48 px).
-LINEAR_COMPONENTS_PER_1024_PIXELS = 50
-LINEAR_COMPONENTS_RANGE = (50, 150)
-
-
-def parse_term_weights(text) -> tuple[tuple[str, float], ...]:
-    """``"feature=0.5,morphology=1.5"`` (or ``"equal"``/``""``: every term 1) -> (term, weight)
-    pairs; ScoreSettings.validate checks the names and values."""
-    pairs = []
-    for item in (part.strip() for part in str(text).split(",")):
-        if not item or item == "equal":
-            continue
-        name, sep, value = item.partition("=")
-        try:
-            if not sep:
-                raise ValueError
-            pairs.append((name.strip(), float(value)))
-        except ValueError:
-            raise ConfigError(
-                f"term weight '{item}': write TERM=WEIGHT, e.g. feature=0.5,morphology=1.5, "
-                "or equal"
-            ) from None
-    return tuple(pairs)
-
-
-def format_term_weights(pairs) -> str:
-    """(term, weight) pairs -> ``"feature=0.5,morphology=1.5"``, as :func:`parse_term_weights`
-    reads them (``"equal"`` for none)."""
-    return ",".join(f"{name}={weight:g}" for name, weight in pairs) or "equal"
-
-
-@dataclass(frozen=True)
-class ScoreSettings:
-    """How the default score is computed (chosen by measurement, see README "Detection quality").
-
-    Args:
-        smooth_sigma: width in pixels of the Gaussian matched filter applied to the residual.
-        n_bins: brightness levels of the reconstruction at which the residual scatter is measured.
-        top_fraction: the residual score is the mean chi^2 of this fraction of the pixels (and
-            bands) with the highest values.
-        n_components: principal components of the critic features' Gaussian (the rest share one
-            variance).
-        feature_weight: weight of the feature term when the score has only the two GAN terms
-            (calibrations made before the linear and morphology terms).
-        terms: the terms the default score combines (README "Detection quality on real
-            images" says why these): ``residual`` (the GAN's noise-aware residual, always
-            computed and stored), ``feature`` (critic-feature density), ``linear`` (the same
-            noise-aware residual against a PCA model of the data set instead of G(E(x))),
-            ``extended`` (the linear model's residual again, through the wider
-            ``extended_sigma`` filter and over the ``extended_top_fraction`` of the pixels: faint
-            extended misfit, such as tidal features, which the PSF-scale filter averages away),
-            ``morphology`` (k-NN distance in standard morphology parameters of the flux).
-        combine: ``mean`` or ``max`` of the terms' robust z of log.
-        term_weights: (term, weight) pairs of the mean's weights; a term not named weighs 1,
-            and the weights of ``terms`` are normalised to sum to 1 (older calibrations: all 1).
-        linear_components: principal components of the linear model; 0 (the default): in
-            proportion to the cutout's area (:meth:`linear_components_for`: 50 at 32 px, 112 at
-            48 px, at most 150).
-        robust_iterations: steps of the linear model's projection from least squares towards
-            the robust (Cauchy M-estimate) fit (0: plain least squares, as calibrations made
-            before it): pixels it cannot fit lose their pull and stay in the residual.
-        extended_sigma: width in pixels of the extended term's Gaussian filter.
-        extended_top_fraction: the extended term's top fraction of the chi^2 map.
-        morphology_neighbours: k of the morphology term's k-NN distance.
-        reference_size: calibration cutouts kept as the morphology term's reference set.
-    """
-
-    smooth_sigma: float = 1.0
-    n_bins: int = 24
-    top_fraction: float = 0.03
-    n_components: int = 32
-    feature_weight: float = 0.7
-    terms: tuple[str, ...] = ("feature", "linear", "extended", "morphology")
-    combine: str = "mean"
-    term_weights: tuple[tuple[str, float], ...] = DEFAULT_TERM_WEIGHTS
-    linear_components: int = 0
-    robust_iterations: int = 3
-    extended_sigma: float = 3.0
-    extended_top_fraction: float = 0.3
-    morphology_neighbours: int = 5
-    reference_size: int = 2000
-
-    def __post_init__(self):
-        object.__setattr__(self, "terms", tuple(self.terms))  # JSON gives a list
-        pairs = tuple((str(name), float(weight)) for name, weight in self.term_weights)
-        object.__setattr__(self, "term_weights", pairs)
-
-    def linear_components_for(self, height: int, width: int) -> int:
-        """The linear model's components for (height, width) cutouts: ``linear_components``, or
-        where it is 0, 50 per 1024 pixels within LINEAR_COMPONENTS_RANGE (more pixels resolve
-        more of a galaxy's structure for the model to reproduce)."""
-        if self.linear_components:
-            return self.linear_components
-        low, high = LINEAR_COMPONENTS_RANGE
-        scaled = round(LINEAR_COMPONENTS_PER_1024_PIXELS * height * width / 1024)
-        return int(min(max(scaled, low), high))
-
-    def weight_of(self, term: str) -> float:
-        """The unnormalised weight of ``term`` in the mean (1 unless ``term_weights`` names it)."""
-        return dict(self.term_weights).get(term, 1.0)
-
-    def validate(self) -> None:
-        if not 0.0 < self.smooth_sigma <= 8.0:
-            raise ConfigError(f"smooth sigma must be in (0, 8] pixels, got {self.smooth_sigma}")
-        if self.n_bins < 1 or self.n_components < 1:
-            raise ConfigError("bins and components must be at least 1")
-        if not 0.0 < self.top_fraction <= 1.0:
-            raise ConfigError(f"top fraction must be in (0, 1], got {self.top_fraction}")
-        if not 0.0 < self.extended_sigma <= 8.0:
-            raise ConfigError(f"extended sigma must be in (0, 8] pixels, got {self.extended_sigma}")
-        if not 0.0 < self.extended_top_fraction <= 1.0:
-            raise ConfigError(
-                f"extended top fraction must be in (0, 1], got {self.extended_top_fraction}"
-            )
-        if not 0.0 <= self.feature_weight <= 1.0:
-            raise ConfigError(f"feature weight must be in [0, 1], got {self.feature_weight}")
-        if (
-            not self.terms
-            or set(self.terms) - set(SCORE_TERMS)
-            or len(set(self.terms)) < len(self.terms)
-        ):
-            raise ConfigError(
-                f"score terms '{','.join(self.terms)}': choose one or more of "
-                f"{', '.join(SCORE_TERMS)}, each once"
-            )
-        names = [name for name, _ in self.term_weights]
-        if set(names) - set(SCORE_TERMS) or len(set(names)) < len(names):
-            raise ConfigError(
-                f"term weights name '{','.join(names)}': each of {', '.join(SCORE_TERMS)} once"
-            )
-        bad = [f"{name}={weight:g}" for name, weight in self.term_weights
-               if not 0.0 <= weight <= 100.0]  # fmt: skip
-        if bad:
-            raise ConfigError(f"term weights must be in [0, 100], got {', '.join(bad)}")
-        if not any(self.weight_of(term) > 0 for term in self.terms):
-            raise ConfigError(f"the terms {','.join(self.terms)} all have weight 0")
-        if self.combine not in SCORE_COMBINES:
-            raise ConfigError(f"combine must be mean or max, got {self.combine!r}")
-        if self.linear_components < 0:
-            raise ConfigError(
-                f"linear components must be at least 1 (or 0: by the cutout's area), got "
-                f"{self.linear_components}"
-            )
-        if not 0 <= self.robust_iterations <= 20:
-            raise ConfigError(f"robust iterations must be in [0, 20], got {self.robust_iterations}")
-        if self.morphology_neighbours < 1 or self.reference_size <= self.morphology_neighbours:
-            raise ConfigError("the morphology term needs k >= 1 and more reference cutouts than k")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class InversionConfig:
-    """The inversion's settings (the paper's, except the number of steps).
-
-    Args:
-        steps: Adam steps after the encoder's start; 0 = encoder only (same code path). The
-            paper used 10; 0 is the default because it scored better here, 13x faster (README).
-        learning_rate, beta_1, beta_2, epsilon: in-graph Adam on z.
-        lam: weight of the critic-feature term in L = (1 - lam) * pixel + lam * feature.
-    """
-
-    steps: int = 0
-    learning_rate: float = 0.1
-    beta_1: float = 0.4
-    beta_2: float = 0.9
-    epsilon: float = 1e-7
-    lam: float = 0.3
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfanomaly.models.config import InversionConfig
-from tfanomaly.models.noise_score import Calibration, NoiseAwareScore
+from tfanomaly.models.calibration import Calibration
+from tfanomaly.models.noise_score import NoiseAwareScore
 from tfanomaly.models.residual_shape import residual_shape
+from tfanomaly.models.score_config import InversionConfig
 
 
 def inversion_terms(images, reconstructions, critic, image_features=None):
@@ -44,8 +45,14 @@ class LatentInverter(tf.Module):
         >>> out["score"], out["anomaly_score"], out["gen_score"], out["disc_score"]
     """
 
-    def __init__(self, generator, critic, encoder, config: InversionConfig | None = None,
-                 calibration: Calibration | None = None):  # fmt: skip
+    def __init__(
+        self,
+        generator,
+        critic,
+        encoder,
+        config: InversionConfig | None = None,
+        calibration: Calibration | None = None,
+    ):
         super().__init__(name="latent_inverter")
         self.generator, self.critic, self.encoder = generator, critic, encoder
         self.config = config or InversionConfig()
@@ -109,6 +116,7 @@ class LatentInverter(tf.Module):
             "residual_shape": residual_shape(images, reconstructions),
         }
         if self.noise_score is not None:
-            out.update(self.noise_score(images, reconstructions, image_features, flux,
-                                        variance, mask))  # fmt: skip
+            out.update(
+                self.noise_score(images, reconstructions, image_features, flux, variance, mask)
+            )
         return out

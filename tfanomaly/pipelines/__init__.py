@@ -1,5 +1,11 @@
-"""The stages of the search: simulate, ingest, train, calibrate, score, evaluate, characterise,
-export, rerank, and their options.
+"""The stages of the search, each behind a CLI command, and what they share.
+
+- Stages: ``simulate``, ``ingest``, ``inspect``, ``train`` (gan, encoder), ``calibrate``,
+  ``score`` (and ``beam_score`` with ``beam_transforms`` on Apache Beam), ``evaluate``,
+  ``characterise`` (train cae, embed), ``rerank``, ``export``, ``demo`` (all of them on a small
+  survey).
+- Shared: ``config`` (every stage's options, typed), ``run`` (the run folder), ``loop`` (the
+  resumable ledger of long stages), ``learning`` (the check that a trained network learned).
 
 The stage functions named as their module (``ingest``, ``calibrate``, ``score``, ``evaluate``,
 ``export``, ``rerank``, ``beam_score``) are reached as ``tfanomaly.<name>`` or in their module

@@ -1,11 +1,17 @@
-"""Calibrate a run's default score on a data set: the residual scatter at each brightness and the
-Gaussian of the critic features, written to ``RUN/calibration.npz`` (``tfanomaly calibrate``).
+"""Calibrate a run's default score on a data set, written to ``RUN/calibration.npz``
+(``tfanomaly calibrate``).
+
+Two passes over the same cutouts: :func:`sample_pass` samples what the fits need,
+:func:`fit_calibration` fits the numbers (:mod:`tfanomaly.models.score_fit`) into a
+:class:`~tfanomaly.models.calibration.Calibration`, and :func:`standardise_pass` scores the cutouts
+with them to measure every term's robust standardisation; :func:`calibrate` runs them on a run.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +20,18 @@ from tqdm.auto import tqdm
 from tfanomaly.data.dataset import load_dataset, stretch_batch
 from tfanomaly.data.manifest import DatasetInfo
 from tfanomaly.errors import ConfigError
-from tfanomaly.models.config import InversionConfig
+from tfanomaly.models.calibration import (
+    Calibration,
+    FeatureGaussian,
+    LinearModel,
+    MorphologyReference,
+    ResidualTerm,
+    Standardisation,
+)
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.models.morphology import morphology
-from tfanomaly.models.noise_score import (
-    Calibration,
-    ScoreSettings,
+from tfanomaly.models.score_config import InversionConfig, ScoreSettings
+from tfanomaly.models.score_fit import (
     fit_features,
     fit_levels,
     fit_linear,
@@ -39,6 +51,210 @@ from tfanomaly.pipelines.run import (
 )
 
 
+def cutouts(data_dir, count: int, batch_size: int, seed: int, planes: tuple[str, ...], stretch):
+    """(stretched batch with its ``planes``, raw flux) of the first ``count`` cutouts of the data
+    set shuffled with ``seed``: the same cutouts in the same order every time."""
+    dataset = load_dataset(data_dir, batch_size, shuffle=True, seed=seed, stretch=None)
+    seen = 0
+    for batch in dataset.take(-(-count // batch_size)):
+        batch = {key: batch[key] for key in ("image", *planes)}
+        stretched = stretch_batch(batch, stretch)
+        left = count - seen
+        yield {key: value[:left] for key, value in stretched.items()}, batch["image"][:left]
+        seen += min(left, len(batch["image"]))
+
+
+@dataclass
+class Samples:
+    """What the first pass keeps for the fits: the residual samples of the calibrated-scatter path
+    and of the plane path (:func:`~tfanomaly.models.score_fit.sample_maps`, per batch), the critic
+    features, the linear model's cutouts (with their planes) and the morphology parameters."""
+
+    residual: list = field(default_factory=list)
+    planes: list = field(default_factory=list)
+    features: list = field(default_factory=list)
+    pixels: list = field(default_factory=list)
+    morphologies: list = field(default_factory=list)
+    count: int = 0
+    bands: int = 0
+
+
+def sample_pass(
+    inverter,
+    batches: Iterator,
+    settings: ScoreSettings,
+    planes: tuple[str, ...],
+    pixels_per_image: int,
+    linear_count: int,
+    rng: np.random.Generator,
+    bar,
+) -> Samples:
+    """The first pass: sample ``pixels_per_image`` pixels of every smoothed residual map (for the
+    brightness-binned scatter; the GAN's is always fitted, its term stored even where the score
+    does not combine it), keep the critic features (for the Gaussian), the first
+    ``linear_count`` cutouts (for the linear model, where a term reads it) and the morphology
+    parameters (for the k-NN reference set)."""
+    terms = settings.terms
+    linear = "linear" in terms or "extended" in terms  # both read the linear model
+    samples = Samples()
+    for batch, flux in batches:
+        images = batch["image"]
+        out = inverter(images)
+        n, height, width, samples.bands = images.shape
+        picks = rng.integers(0, height * width, size=(n, min(pixels_per_image, height * width)))
+        reconstructions = out["reconstruction"]
+        samples.residual.append(sample_maps(settings, images, reconstructions, picks))
+        if planes:
+            samples.planes.append(
+                sample_maps(
+                    settings,
+                    images,
+                    reconstructions,
+                    picks,
+                    batch.get("variance"),
+                    batch.get("mask"),
+                )
+            )
+        samples.features.append(out["features"].numpy())
+        if linear and samples.count < linear_count:
+            left = linear_count - samples.count
+            samples.pixels.append({key: np.asarray(value[:left]) for key, value in batch.items()})
+        if "morphology" in terms:
+            samples.morphologies.append(morphology(flux).numpy())
+        samples.count += n
+        bar.update(n)
+    return samples
+
+
+def binned(settings: ScoreSettings, parts: list, bands: int, noise: bool = False, edges=None):
+    """The brightness bins and binned variances of per-batch residual samples; ``noise``: beyond
+    the samples' pixel variance; ``edges``: on these bins (the plane path's)."""
+    residuals, levels, pixel_noise = (
+        np.concatenate(p).reshape(-1, bands).T for p in zip(*parts, strict=True)
+    )
+    return fit_levels(settings, residuals, levels, pixel_noise if noise else None, edges)
+
+
+def fit_linear_terms(
+    settings: ScoreSettings,
+    pixels: list,
+    planes: tuple[str, ...],
+    pixels_per_image: int,
+    rng: np.random.Generator,
+) -> tuple[LinearModel, dict[str, ResidualTerm]]:
+    """The linear model of the sampled cutouts and the residual records of the ``linear`` term
+    (always, where the model is fitted) and the ``extended`` term (where the score has it), with
+    their plane path's variances where there are ``planes``."""
+    pixels = {key: np.concatenate([p[key] for p in pixels]) for key in pixels[0]}
+    # Masked pixels are left out of the linear model's axes by leaving out the cutouts that have
+    # any (few: saturated stars, cosmic rays, bad columns), unless most have.
+    keep = None
+    if "mask" in pixels:
+        keep = ~pixels["mask"].reshape(len(pixels["mask"]), -1).any(axis=1)
+        keep = keep if keep.sum() >= max(2, len(keep) // 2) else None
+    cutouts = pixels["image"]
+    model = LinearModel(*fit_linear(settings, cutouts, keep))
+    # The projection (robust steps included) once, for every filter and path below.
+    models = linear_model(model.mean, model.components, cutouts, settings.robust_iterations)
+    args = (settings, cutouts, models, pixels_per_image, rng)
+    names = ["linear", *(["extended"] if "extended" in settings.terms else [])]
+    sigmas = {"linear": None, "extended": settings.extended_sigma}
+    fitted = {name: fit_linear_levels(*args, sigma=sigmas[name]) for name in names}
+    plane_variances = dict.fromkeys(names)
+    if planes:
+        planes_of = (pixels.get("variance"), pixels.get("mask"))
+        for name in names:
+            edges = fitted[name][0]
+            plane_variances[name] = fit_linear_levels(*args, *planes_of, edges, sigma=sigmas[name])[
+                1
+            ]
+    records = {
+        name: ResidualTerm.fitted(settings, name, *fitted[name], plane_variances[name])
+        for name in names
+    }
+    return model, records
+
+
+def fit_calibration(
+    settings: ScoreSettings,
+    samples: Samples,
+    planes: tuple[str, ...],
+    pixels_per_image: int,
+    rng: np.random.Generator,
+) -> Calibration:
+    """The calibration's numbers from the first pass's ``samples``; the terms' standardisation
+    neutral (centre 0, scale 1) until :func:`standardise_pass` measures it."""
+    terms = settings.terms
+    bands = samples.bands
+    edges, variances = binned(settings, samples.residual, bands)
+    plane_variances = None
+    if planes:
+        noise = "variance" in planes
+        plane_variances = binned(settings, samples.planes, bands, noise, edges)[1]
+    residuals = {
+        "residual": ResidualTerm.fitted(settings, "residual", edges, variances, plane_variances)
+    }
+    features = FeatureGaussian(*fit_features(settings, np.concatenate(samples.features)))
+    calibration = Calibration(
+        settings=settings,
+        residuals=residuals,
+        features=features,
+        standard=Standardisation.neutral(len(terms)),
+        info={"planes": list(planes)},
+        plane_standard=Standardisation.neutral(len(terms)) if planes else None,
+    )
+    if samples.pixels:
+        calibration.linear, linear_terms = fit_linear_terms(
+            settings, samples.pixels, planes, pixels_per_image, rng
+        )
+        residuals.update(linear_terms)
+    if "morphology" in terms:
+        morph = fit_morphology(settings, np.concatenate(samples.morphologies), rng)
+        calibration.morphology = MorphologyReference(*morph)
+    return calibration
+
+
+def standardise_pass(
+    inverter, batches: Iterator, calibration: Calibration, inversion: InversionConfig, bar
+) -> int:
+    """The second pass: score the cutouts with the fitted numbers and set each term's robust
+    standardisation (median and MAD-sigma of its log), on both paths where there are planes.
+    Returns the number of cutouts scored."""
+    # The same networks with the fitted numbers: both paths come out of one graph call (the
+    # plane path's with the planes, the fallback's again from the same reconstructions).
+    scorer = LatentInverter(
+        inverter.generator, inverter.critic, inverter.encoder, inversion, calibration
+    )
+    keys = [f"{term}_score" for term in calibration.terms]
+    values: dict[str, list] = {key: [] for key in keys}
+    plane_values: dict[str, list] = {key: [] for key in keys}
+    seen = 0
+    for batch, flux in batches:
+        images = batch["image"]
+        out = scorer(images, flux, batch.get("variance"), batch.get("mask"))
+        if calibration.planes:
+            for key, column in plane_values.items():
+                column.append(out[key].numpy())
+            out = scorer.noise_score(images, out["reconstruction"], out["features"], flux)
+        for key, column in values.items():
+            column.append(out[key].numpy())
+        seen += len(images)
+        bar.update(len(images))
+    if calibration.planes:
+        calibration.plane_standard = standardisation(plane_values)
+    calibration.standard = standardisation(values)
+    return seen
+
+
+def standardisation(values: dict[str, list]) -> Standardisation:
+    """Median and MAD-sigma of the log of each term's per-batch values."""
+    centres_scales = [robust_log_scale(np.concatenate(column)) for column in values.values()]
+    return Standardisation(
+        np.array([c for c, _ in centres_scales], np.float32),
+        np.array([s for _, s in centres_scales], np.float32),
+    )
+
+
 def calibrate(
     run_dir,
     data_dir=None,
@@ -56,11 +272,13 @@ def calibrate(
     """Fit the default score's statistics on ``fit_size`` cutouts of ``data_dir`` (default: the
     run's training data) drawn at random with ``seed``; write ``run_dir/calibration.npz``.
 
-    Two passes over the same cutouts: the first samples ``pixels_per_image`` pixels of every
-    smoothed residual map (for the brightness-binned scatter), keeps the critic features (for
-    the Gaussian), the pixels (for the linear model) and the morphology parameters (for
-    the k-NN reference set); the second scores them to standardise every term. Anomalies in the set are
-    few, and every statistic is robust (medians) or dominated by the bulk (principal axes).
+    Two passes over the same cutouts: the first (:func:`sample_pass`) samples
+    ``pixels_per_image`` pixels of every smoothed residual map (for the brightness-binned
+    scatter), keeps the critic features (for the Gaussian), the pixels (for the linear model)
+    and the morphology parameters (for the k-NN reference set), fitted by
+    :func:`fit_calibration`; the second (:func:`standardise_pass`) scores them to standardise
+    every term. Anomalies in the set are few, and every statistic is robust (medians) or
+    dominated by the bulk (principal axes).
 
     Where the data set has variance and/or mask planes (and ``planes``), the plane path is
     fitted beside the calibrated-scatter one (which stays the fallback for data without planes
@@ -85,143 +303,34 @@ def calibrate(
     count = min(fit_size, info.count)
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
-
-    stretch = run_stretch(run)
     used = tuple(info.planes) if planes else ()
+    stretch = run_stretch(run)
 
     def batches():
-        """(stretched batch, raw flux) of the same cutouts, in the same order every time."""
-        dataset = load_dataset(data_dir, batch_size, shuffle=True, seed=seed, stretch=None)
-        for batch in dataset.take(-(-count // batch_size)):
-            batch = {key: batch[key] for key in ("image", *used)}
-            yield stretch_batch(batch, stretch), batch["image"]
-
-    def head(batch, n):
-        return {key: value[:n] for key, value in batch.items()}
+        return cutouts(data_dir, count, batch_size, seed, used, stretch)
 
     terms = settings.terms
-    linear = "linear" in terms or "extended" in terms  # both read the linear model
-    # The scatter of the GAN's residual is always fitted: its term is stored even when the default
-    # score does not combine it.
+    linear = "linear" in terms or "extended" in terms
     # The linear model's pixels of at most ~400 MB of cutouts (all of them below 96 px).
     linear_count = min(count, max(500, int(1e8 // np.prod(info.shape))))
-    samples, plane_samples, features, pixels, morphologies = [], [], [], [], []
     with tqdm(total=2 * count, unit="cutout", desc="calibrate", disable=not progress) as bar:
-        seen = 0
-        for batch, flux in batches():
-            batch, flux = head(batch, count - seen), flux[: count - seen]
-            images = batch["image"]
-            out = inverter(images)
-            n, height, width, bands = images.shape
-            picks = rng.integers(0, height * width, size=(n, min(pixels_per_image, height * width)))
-            samples.append(sample_maps(settings, images, out["reconstruction"], picks))
-            if used:
-                plane_samples.append(sample_maps(settings, images, out["reconstruction"], picks,
-                                                 batch.get("variance"), batch.get("mask")))  # fmt: skip
-            features.append(out["features"].numpy())
-            if linear and seen < linear_count:
-                pixels.append({key: np.asarray(value[: linear_count - seen])
-                               for key, value in batch.items()})  # fmt: skip
-            if "morphology" in terms:
-                morphologies.append(morphology(flux).numpy())
-            seen += n
-            bar.update(n)
-
-        def fit(parts, edges=None):
-            """The binned variances of samples; with ``edges``: of the plane path."""
-            residuals, levels, noise = (np.concatenate(p).reshape(-1, bands).T
-                                        for p in zip(*parts, strict=True))  # fmt: skip
-            noise = noise if edges is not None and "variance" in used else None
-            return fit_levels(settings, residuals, levels, noise, edges)
-
-        edges, variances = fit(samples)
-        mean, components, eigenvalues, rest = fit_features(settings, np.concatenate(features))
-        calibration = Calibration(
-            settings=settings,
-            edges=edges,
-            variances=variances,
-            feature_mean=mean,
-            components=components,
-            eigenvalues=eigenvalues,
-            residual_variance=rest,
-            log_centres=np.zeros(len(terms), np.float32),
-            log_scales=np.ones(len(terms), np.float32),
-            info={"planes": list(used)},
+        samples = sample_pass(
+            inverter, batches(), settings, used, pixels_per_image, linear_count, rng, bar
         )
-        if used:
-            calibration.plane_variances = fit(plane_samples, edges=edges)[1]
-            calibration.plane_log_centres = np.zeros(len(terms), np.float32)
-            calibration.plane_log_scales = np.ones(len(terms), np.float32)
-        if linear:
-            pixels = {key: np.concatenate([p[key] for p in pixels]) for key in pixels[0]}
-            # Masked pixels are left out of the linear model's axes by leaving out the cutouts
-            # that have any (few: saturated stars, cosmic rays, bad columns), unless most have.
-            keep = None
-            if "mask" in pixels:
-                keep = ~pixels["mask"].reshape(len(pixels["mask"]), -1).any(axis=1)
-                keep = keep if keep.sum() >= max(2, len(keep) // 2) else None
-            cutouts = pixels["image"]
-            calibration.linear_mean, calibration.linear_components = fit_linear(
-                settings, cutouts, keep
-            )
-            # The projection (robust steps included) once, for every filter and path below.
-            models = linear_model(calibration.linear_mean, calibration.linear_components, cutouts,
-                                  settings.robust_iterations)  # fmt: skip
-            model = (settings, cutouts, models, pixels_per_image, rng)
-            calibration.linear_edges, calibration.linear_variances = fit_linear_levels(*model)
-            if "extended" in terms:
-                calibration.extended_edges, calibration.extended_variances = fit_linear_levels(
-                    *model, sigma=settings.extended_sigma)  # fmt: skip
-            if used:
-                planes_of = (pixels.get("variance"), pixels.get("mask"))
-                calibration.linear_plane_variances = fit_linear_levels(
-                    *model, *planes_of, calibration.linear_edges)[1]  # fmt: skip
-                if "extended" in terms:
-                    calibration.extended_plane_variances = fit_linear_levels(
-                        *model, *planes_of, calibration.extended_edges,
-                        sigma=settings.extended_sigma)[1]  # fmt: skip
-            del pixels, cutouts, models
-        if "morphology" in terms:
-            morph = fit_morphology(settings, np.concatenate(morphologies), rng)
-            (calibration.morphology_centre, calibration.morphology_scale,
-             calibration.morphology_reference) = morph  # fmt: skip
-        # The same networks with the fitted numbers: both terms come out of one graph call (the
-        # plane path's with the planes, the fallback's again from the same reconstructions).
-        scorer = LatentInverter(inverter.generator, inverter.critic, inverter.encoder, inversion,
-                                calibration)  # fmt: skip
-        values: dict[str, list] = {f"{term}_score": [] for term in terms}
-        plane_values: dict[str, list] = {f"{term}_score": [] for term in terms}
-        seen = 0
-        for batch, flux in batches():
-            batch, flux = head(batch, count - seen), flux[: count - seen]
-            images = batch["image"]
-            out = scorer(images, flux, batch.get("variance"), batch.get("mask"))
-            if used:
-                for key, column in plane_values.items():
-                    column.append(out[key].numpy())
-                out = scorer.noise_score(images, out["reconstruction"], out["features"], flux)
-            for key, column in values.items():
-                column.append(out[key].numpy())
-            seen += len(images)
-            bar.update(len(images))
-    if used:
-        centres_scales = [robust_log_scale(np.concatenate(plane_values[k])) for k in plane_values]
-        calibration.plane_log_centres = np.array([c for c, _ in centres_scales], np.float32)
-        calibration.plane_log_scales = np.array([s for _, s in centres_scales], np.float32)
-    centres_scales = [robust_log_scale(np.concatenate(values[k])) for k in values]
-    calibration.log_centres = np.array([c for c, _ in centres_scales], np.float32)
-    calibration.log_scales = np.array([s for _, s in centres_scales], np.float32)
+        calibration = fit_calibration(settings, samples, used, pixels_per_image, rng)
+        del samples
+        seen = standardise_pass(inverter, batches(), calibration, inversion, bar)
     calibration.info = {
         "data": str(data_dir.resolve()),
         "count": int(seen),
         "seed": seed,
         "pixels_per_image": pixels_per_image,
         "inversion": inversion.to_dict(),
-        "feature_size": int(mean.shape[0]),
-        "components": int(components.shape[0]),
+        "feature_size": int(calibration.features.mean.shape[0]),
+        "components": int(calibration.features.components.shape[0]),
         "terms": list(terms),
         "linear_fit_count": int(min(linear_count, seen)) if linear else 0,
-        "linear_components": int(len(calibration.linear_components)) if linear else 0,
+        "linear_components": int(len(calibration.linear.components)) if linear else 0,
         "planes": list(used),
     }
     path = run_dir / CALIBRATION_FILE

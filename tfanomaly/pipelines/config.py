@@ -11,7 +11,8 @@ from tfanomaly.data.planes import DEFAULT_MASK_BITS
 from tfanomaly.data.resize import RESIZE_METHODS
 from tfanomaly.data.stretch import STRETCH_MODES
 from tfanomaly.errors import ConfigError
-from tfanomaly.models.config import AUTO, InversionConfig, check_preset_name, parse_augment
+from tfanomaly.models.config import AUTO, check_preset_name, parse_augment
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.results.spaces import DEFAULT_SPACE, SPACES, check_space
 
 NAN_POLICIES = ("fill", "drop", "error")
@@ -483,8 +484,12 @@ class ExploreConfig:
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be in 0-65535, got {self.port}")
-        for name, low, high in (("rerank_every", 1, 10**6), ("page_size", 1, 200),
-                                ("panel_size", 16, 1024), ("similar", 1, 200)):  # fmt: skip
+        for name, low, high in (
+            ("rerank_every", 1, 10**6),
+            ("page_size", 1, 200),
+            ("panel_size", 16, 1024),
+            ("similar", 1, 200),
+        ):
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ConfigError(f"{name.replace('_', '-')} must be in {low}-{high}, got {value}")

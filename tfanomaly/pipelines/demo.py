@@ -11,7 +11,8 @@ from pathlib import Path
 
 from tfanomaly.data.dataset import load_dataset
 from tfanomaly.data.manifest import MANIFEST
-from tfanomaly.models.config import InversionConfig, preset_for_size
+from tfanomaly.models.config import preset_for_size
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.characterise import embed, train_cae
 from tfanomaly.pipelines.config import (
     CaeTrainConfig,
@@ -101,15 +102,17 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
         echo=echo,
     )
     echo(f"      samples {trained['samples']} next to real cutouts {trained['real']}")
-    echo(f"      networks {trained['generator']}, {trained['critic']}; "
-         f"TensorBoard: tensorboard --logdir {run / 'logs'}")  # fmt: skip
+    echo(
+        f"      networks {trained['generator']}, {trained['critic']}; "
+        f"TensorBoard: tensorboard --logdir {run / 'logs'}"
+    )
 
     echo(f"[5/11] train encoder: {config.encoder_steps} steps -> {run / 'encoder.keras'}")
     encoded = train_encoder(
         run, EncoderTrainConfig(steps=config.encoder_steps, seed=config.seed,
                            check=config.check), progress=progress,
         echo=echo,
-    )  # fmt: skip
+    )
     echo(
         f"      reconstructions (real rows above their reconstructions) {encoded['reconstructions']}"
     )
@@ -122,15 +125,16 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
             run,
             data,
             scores,
-            ScoreConfig(inversion=InversionConfig(steps=config.inversion_steps),
-                        store_images=True),
+            ScoreConfig(inversion=InversionConfig(steps=config.inversion_steps), store_images=True),
             select_sigma=3.0,
             progress=progress,
             echo=echo,
-        )  # fmt: skip
-        echo(f"      {written['count']} cutouts at {written['images_per_second']:.0f}/s; "
-             f"catalog {written['catalog']}; {written['n_selected']} objects above 3 sigma "
-             f"-> {written['selection']}")  # fmt: skip
+        )
+        echo(
+            f"      {written['count']} cutouts at {written['images_per_second']:.0f}/s; "
+            f"catalog {written['catalog']}; {written['n_selected']} objects above 3 sigma "
+            f"-> {written['selection']}"
+        )
 
     report = evaluate(scores)
     echo(f"[7/11] evaluate -> {scores / 'evaluation.json'}")
@@ -166,5 +170,12 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
 
     echo(f"done: outputs are in {out_dir}/")
     echo(f"label the anomalies in a browser, the ranking learns: tfanomaly explore {scores}")
-    return {"survey": survey, "data": data, "gallery": gallery, "run": run, "scores": scores,
-            "evaluation": report, "report": out_dir / "report.html"}  # fmt: skip
+    return {
+        "survey": survey,
+        "data": data,
+        "gallery": gallery,
+        "run": run,
+        "scores": scores,
+        "evaluation": report,
+        "report": out_dir / "report.html",
+    }

@@ -43,8 +43,13 @@ def metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
 
     positives = int(labels.sum())
     if positives == 0 or positives == len(labels):
-        return {"n_anomalies": positives, "auroc": math.nan, "average_precision": math.nan,
-                "precision_at_k": math.nan, "precision_at_1pct": math.nan}  # fmt: skip
+        return {
+            "n_anomalies": positives,
+            "auroc": math.nan,
+            "average_precision": math.nan,
+            "precision_at_k": math.nan,
+            "precision_at_1pct": math.nan,
+        }
     return {
         "n_anomalies": positives,
         "auroc": float(roc_auc_score(labels, scores)),
@@ -54,8 +59,9 @@ def metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     }
 
 
-def knn_distance(neighbours, reference_ids: np.ndarray, points: np.ndarray,
-                 ids: np.ndarray) -> np.ndarray:  # fmt: skip
+def knn_distance(
+    neighbours, reference_ids: np.ndarray, points: np.ndarray, ids: np.ndarray
+) -> np.ndarray:
     """Mean distance of each point to its k nearest reference points other than itself.
 
     ``neighbours`` is a NearestNeighbors fitted on the reference set with k + 1 neighbours. A
@@ -69,9 +75,14 @@ def knn_distance(neighbours, reference_ids: np.ndarray, points: np.ndarray,
     return distances[~own].reshape(len(distances), -1).mean(axis=1)
 
 
-def baseline_scores(data_dir, object_ids: np.ndarray, seed: int = 0, n_components: int = 50,
-                    fit_size: int = 20000,
-                    smooth_sigma: float = BASELINE_SMOOTH_SIGMA) -> dict[str, np.ndarray]:  # fmt: skip
+def baseline_scores(
+    data_dir,
+    object_ids: np.ndarray,
+    seed: int = 0,
+    n_components: int = 50,
+    fit_size: int = 20000,
+    smooth_sigma: float = BASELINE_SMOOTH_SIGMA,
+) -> dict[str, np.ndarray]:
     """The classical baselines, in the order of ``object_ids`` (higher = more anomalous):
     an isolation forest on the PCA of the stretched pixels (Astronomaly's recipe), the same on
     pixels smoothed with a Gaussian of ``smooth_sigma`` px (which suppresses the sky noise the
@@ -82,7 +93,7 @@ def baseline_scores(data_dir, object_ids: np.ndarray, seed: int = 0, n_component
     from sklearn.ensemble import IsolationForest
     from sklearn.neighbors import NearestNeighbors
 
-    from tfanomaly.models.noise_score import smooth
+    from tfanomaly.models.filters import smooth
 
     def pixels(batch):
         images = batch["image"]
@@ -122,9 +133,11 @@ def baseline_scores(data_dir, object_ids: np.ndarray, seed: int = 0, n_component
             columns[key].append(-models[name][1].score_samples(projected[name]))
         reconstructed = smooth_pca.inverse_transform(projected["smooth"])
         columns["pca_error_smoothed"].append(np.square(smoothed - reconstructed).sum(axis=1))
-        columns["knn_smoothed"].append(knn_distance(
-            neighbours, fit_ids, projected["smooth"] / scale, batch["object_id"].numpy()
-        ))  # fmt: skip
+        columns["knn_smoothed"].append(
+            knn_distance(
+                neighbours, fit_ids, projected["smooth"] / scale, batch["object_id"].numpy()
+            )
+        )
     columns["morphology_forest"] = [morphology_forest(data_dir, fit_ids, seed)]
     where = {int(i): k for k, i in enumerate(np.concatenate(ids).tolist())}
     try:
@@ -227,12 +240,17 @@ def format_table(report: dict) -> str:
             f"{m['precision_at_k']:6.3f} {m['precision_at_1pct']:6.3f}"
         )
     if kinds:
-        lines.append(f"{'AUROC per kind (n)':30s} " + " ".join(
-            f"{kind[:9]:>9s}" for kind in kinds))  # fmt: skip
-        lines.append(f"{'':30s} " + " ".join(
-            f"{'(' + str(table[kind][next(iter(table[kind]))]['n_anomalies']) + ')':>9s}"
-            for kind in kinds))  # fmt: skip
+        lines.append(f"{'AUROC per kind (n)':30s} " + " ".join(f"{kind[:9]:>9s}" for kind in kinds))
+        lines.append(
+            f"{'':30s} "
+            + " ".join(
+                f"{'(' + str(table[kind][next(iter(table[kind]))]['n_anomalies']) + ')':>9s}"
+                for kind in kinds
+            )
+        )
         for key in table["all"]:
-            lines.append(f"{SCORE_NAMES.get(key, key):30s} " + " ".join(
-                f"{table[kind][key]['auroc']:9.3f}" for kind in kinds))  # fmt: skip
+            lines.append(
+                f"{SCORE_NAMES.get(key, key):30s} "
+                + " ".join(f"{table[kind][key]['auroc']:9.3f}" for kind in kinds)
+            )
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from pathlib import Path
 from tfanomaly.data.manifest import MANIFEST, DatasetInfo
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.cae import cae_encoder
-from tfanomaly.models.config import InversionConfig
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.run import load_inverter, load_network, load_run, run_stretch, stage_record
 from tfanomaly.results.catalog import STATS_FILE, read_statistics
 from tfanomaly.serving.saved_model import MODEL_NAME, AnomalyScorer, save_version
@@ -90,13 +90,16 @@ def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
         "default_score": {"settings": calibration.settings.to_dict(),
                           "calibration": calibration.info},
         "stretch": scorer.stretch.get_config(),
-        "input": {"shape": ["N", *shape], "dtype": "float32", "units": "raw flux, bands "
-                  + ",".join(run.get("data", {}).get("bands", []))},
+        "input": {
+            "shape": ["N", *shape],
+            "dtype": "float32",
+            "units": "raw flux, bands " + ",".join(run.get("data", {}).get("bands", [])),
+        },
         "signatures": signatures,
         "planes": ({"planes": list(scorer.planes), "masked_bits": made["masked_bits"]}
                    if scorer.planes else None),
         "cae": str(Path(cae_dir).resolve()) if cae_dir is not None else None,
-    }  # fmt: skip
+    }
     model_dir = Path(model_base) / name
     version = save_version(scorer, model_dir, manifest)
     return {"path": model_dir / str(version), "version": version, "manifest": manifest}

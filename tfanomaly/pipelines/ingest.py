@@ -18,9 +18,10 @@ from tqdm.auto import tqdm
 import tfanomaly
 from tfanomaly.data.manifest import FORMAT, FORMAT_VERSION, MANIFEST, STATE
 from tfanomaly.data.planes import INVALID, bitmask, flag_invalid, invalid_bit, selected_bits
-from tfanomaly.data.readers import CutoutBatch, CutoutSource, check_unique_ids, open_source
+from tfanomaly.data.readers import open_source
 from tfanomaly.data.resize import resize, resized_shape
 from tfanomaly.data.schema import FEATURES, serialize_cutout
+from tfanomaly.data.sources import CutoutBatch, CutoutSource, check_unique_ids
 from tfanomaly.data.stretch import REFERENCE_INTENSITY_SIGMA, LuptonStretch, auto_stretch, sky_sigma
 from tfanomaly.errors import DatasetError, InputError
 from tfanomaly.fileio import atomic_path, sha256_file, write_json_atomic

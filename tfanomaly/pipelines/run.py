@@ -13,9 +13,9 @@ from tfanomaly.data.manifest import MANIFEST, DatasetInfo
 from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.errors import ConfigError
 from tfanomaly.models import cae, critic, encoder, generator  # noqa: F401  (registers the classes)
-from tfanomaly.models.config import InversionConfig
+from tfanomaly.models.calibration import Calibration
 from tfanomaly.models.inverter import LatentInverter
-from tfanomaly.models.noise_score import Calibration
+from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.loop import Ledger, entry_job, stage_options
 
 RUN_FILE = "run.json"
@@ -114,8 +114,9 @@ def check_run_takes(run: dict, info: DatasetInfo) -> None:
         )
 
 
-def load_inverter(run_dir, config: InversionConfig | None = None,
-                  calibrated: bool = True) -> LatentInverter:  # fmt: skip
+def load_inverter(
+    run_dir, config: InversionConfig | None = None, calibrated: bool = True
+) -> LatentInverter:
     """A LatentInverter from a run folder's generator, critic and encoder, and (``calibrated``)
     its calibration.npz, which the default score needs."""
     run_dir = Path(run_dir)

@@ -1,0 +1,364 @@
+"""The default score's calibration record and its file: the numbers fitted on a data set
+(``tfanomaly calibrate``, :mod:`tfanomaly.pipelines.calibrate`) that
+:class:`~tfanomaly.models.noise_score.NoiseAwareScore` computes the score with.
+
+A :class:`Calibration` is made of one record per part of the score: a :class:`ResidualTerm` per
+residual term (the GAN's ``residual``, the linear model's ``linear`` and ``extended``: brightness
+knots, variances, plane variances, filter, top fraction), the critic features' Gaussian
+(:class:`FeatureGaussian`), the linear model (:class:`LinearModel`), the morphology reference set
+(:class:`MorphologyReference`) and the terms' robust standardisation (:class:`Standardisation`),
+one for the calibrated-scatter path and one for the plane path.
+
+The file is an .npz with a ``part.name`` key per array (``residual.edges``,
+``features.components``, ...), the settings and the provenance as JSON. Files written before the
+per-term records (flat keys: ``edges``, ``linear_edges``, ``plane_log_scales``, ...) still load.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from tfanomaly.errors import InputError
+from tfanomaly.fileio import atomic_path
+from tfanomaly.models.score_config import ScoreSettings
+
+FORMAT = 2  # the per-term layout; files without a ``format`` key have the flat one
+RESIDUAL_TERMS = ("residual", "linear", "extended")  # the terms that read a chi^2 map
+
+
+def _no_planes() -> np.ndarray:
+    return np.zeros((0, 0), np.float32)
+
+
+def residual_filter(settings: ScoreSettings, term: str) -> tuple[float, float]:
+    """(filter sigma, top fraction) of a residual term: the extended term's own, else the
+    PSF-scale filter and top fraction that the GAN's and the linear term share."""
+    if term == "extended":
+        return settings.extended_sigma, settings.extended_top_fraction
+    return settings.smooth_sigma, settings.top_fraction
+
+
+def knots_of(edges: np.ndarray) -> np.ndarray:
+    """(bands, n_bins) brightness knots of the variance lookup, from the (bands, n_bins - 1) bin
+    edges: the outer edges and the middle of each inner bin, so that bin i's variance holds at its
+    knot and varies linearly between neighbouring knots (one bin: one knot at 0)."""
+    edges = np.asarray(edges, np.float32)
+    if edges.shape[1] == 0:  # one bin: one variance everywhere
+        return np.zeros((edges.shape[0], 1), np.float32)
+    middles = (edges[:, 1:] + edges[:, :-1]) / 2
+    return np.concatenate([edges[:, :1], middles, edges[:, -1:]], axis=1)
+
+
+@dataclass
+class ResidualTerm:
+    """One residual term's numbers: the scatter of its smoothed residual by brightness.
+
+    Args:
+        edges: (bands, n_bins - 1) smoothed reconstruction levels between the brightness bins.
+        variances: (bands, n_bins) variance of the smoothed residual in each bin (the
+            calibrated-scatter path).
+        sigma: width in pixels of the term's Gaussian filter.
+        top_fraction: the term's summary is the mean of this fraction of its highest chi^2.
+        plane_variances: (bands, n_bins) the variance beyond the propagated pixel variance in each
+            bin (the model's misfit; with a mask plane only: the whole scatter of the masked
+            smoothing), on the same edges; empty without the plane path.
+    """
+
+    edges: np.ndarray
+    variances: np.ndarray
+    sigma: float
+    top_fraction: float
+    plane_variances: np.ndarray = field(default_factory=_no_planes)
+
+    @classmethod
+    def fitted(cls, settings: ScoreSettings, term: str, edges, variances, plane_variances=None):
+        """The record of ``term`` with its filter and top fraction from ``settings``."""
+        sigma, top = residual_filter(settings, term)
+        planes = _no_planes() if plane_variances is None else plane_variances
+        return cls(edges, variances, sigma, top, planes)
+
+    @property
+    def knots(self) -> np.ndarray:
+        """(bands, n_bins) brightness knots of the variance lookup (:func:`knots_of`)."""
+        return knots_of(self.edges)
+
+    ARRAYS = ("edges", "variances", "plane_variances")
+
+
+@dataclass
+class FeatureGaussian:
+    """The probabilistic-PCA Gaussian of the critic features: ``mean`` (D,), principal axes
+    ``components`` (K, D), the variance along each (``eigenvalues``, K) and the variance per
+    dimension outside them (``residual_variance``)."""
+
+    mean: np.ndarray
+    components: np.ndarray
+    eigenvalues: np.ndarray
+    residual_variance: float
+
+
+@dataclass
+class LinearModel:
+    """The linear model of the stretched cutouts: ``mean`` (H*W*C,) and orthonormal principal
+    ``components`` (K, H*W*C)."""
+
+    mean: np.ndarray
+    components: np.ndarray
+
+
+@dataclass
+class MorphologyReference:
+    """The morphology term's numbers: median ``centre`` and MAD-sigma ``scale`` of each parameter
+    (F,), and the standardised ``reference`` set (R, F) of the k-NN distance."""
+
+    centre: np.ndarray
+    scale: np.ndarray
+    reference: np.ndarray
+
+
+@dataclass
+class Standardisation:
+    """Median ``centres`` and MAD-sigma ``scales`` of log(term) over the calibration set, one per
+    term of ``settings.terms`` in its order: the terms' robust z."""
+
+    centres: np.ndarray
+    scales: np.ndarray
+
+    @classmethod
+    def neutral(cls, n: int) -> Standardisation:
+        """Centre 0 and scale 1 for ``n`` terms (before the terms are measured)."""
+        return cls(np.zeros(n, np.float32), np.ones(n, np.float32))
+
+
+# The records of a calibration's parts, by their prefix in the file.
+PARTS = {
+    "features": FeatureGaussian,
+    "linear_model": LinearModel,
+    "morphology": MorphologyReference,
+    "standard": Standardisation,
+    "plane_standard": Standardisation,
+}
+
+# The flat keys of the files written before the per-term records, and their key now.
+FLAT_KEYS = {
+    "edges": "residual.edges",
+    "variances": "residual.variances",
+    "plane_variances": "residual.plane_variances",
+    "feature_mean": "features.mean",
+    "components": "features.components",
+    "eigenvalues": "features.eigenvalues",
+    "residual_variance": "features.residual_variance",
+    "log_centres": "standard.centres",
+    "log_scales": "standard.scales",
+    "plane_log_centres": "plane_standard.centres",
+    "plane_log_scales": "plane_standard.scales",
+    "linear_mean": "linear_model.mean",
+    "linear_components": "linear_model.components",
+    "linear_edges": "linear.edges",
+    "linear_variances": "linear.variances",
+    "linear_plane_variances": "linear.plane_variances",
+    "extended_edges": "extended.edges",
+    "extended_variances": "extended.variances",
+    "extended_plane_variances": "extended.plane_variances",
+    "morphology_centre": "morphology.centre",
+    "morphology_scale": "morphology.scale",
+    "morphology_reference": "morphology.reference",
+}
+
+
+@dataclass
+class Calibration:
+    """The numbers the default score needs, fitted on a data set (``tfanomaly calibrate``).
+
+    Args:
+        settings: how the score is computed.
+        residuals: the residual terms' records by name: ``residual`` (the GAN's, always), and
+            ``linear`` and ``extended`` where the linear model was fitted.
+        features: the critic features' Gaussian.
+        standard: the terms' log centres and scales on the calibrated-scatter path.
+        info: provenance (data set, inversion settings, counts), stored with the numbers;
+            ``info["planes"]``: the data planes (``variance``, ``mask``) the plane path was fitted
+            with (none: the calibration has only the calibrated-scatter path).
+        linear: the linear model (the ``linear`` and ``extended`` terms read it).
+        morphology: the morphology term's reference set.
+        plane_standard: the terms' log centres and scales on the plane path.
+    """
+
+    settings: ScoreSettings
+    residuals: dict[str, ResidualTerm]
+    features: FeatureGaussian
+    standard: Standardisation
+    info: dict
+    linear: LinearModel | None = None
+    morphology: MorphologyReference | None = None
+    plane_standard: Standardisation | None = None
+
+    @property
+    def planes(self) -> tuple[str, ...]:
+        """The data planes the calibration's plane path uses (empty: it has none)."""
+        return tuple(self.info.get("planes") or ())
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The terms the default score combines, in the order of the standardisations."""
+        return self.settings.terms
+
+    def check(self, path) -> None:
+        """Every combined term has its numbers (a file edited or cut short does not)."""
+        missing = [
+            term
+            for term in self.terms
+            if (
+                term in ("linear", "extended")
+                and (self.linear is None or term not in self.residuals)
+            )
+            or (term == "morphology" and self.morphology is None)
+        ]
+        if self.planes:
+            needs = ["residual", *(t for t in ("linear", "extended") if t in self.terms)]
+            if (
+                any(
+                    t not in self.residuals or not self.residuals[t].plane_variances.size
+                    for t in needs
+                )
+                or self.plane_standard is None
+                or len(self.plane_standard.scales) != len(self.terms)
+            ):
+                missing.append("planes")
+        if (
+            missing
+            or "residual" not in self.residuals
+            or len(self.standard.scales) != len(self.terms)
+        ):
+            raise InputError(
+                f"{path}: calibration inconsistent with its terms {', '.join(self.terms)}; run "
+                "`tfanomaly calibrate` again"
+            )
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Weight of each term's z in the default score (ScoreSettings.term_weights, normalised;
+        the two GAN terms of older calibrations: 1 - feature_weight and feature_weight)."""
+        if self.terms == ("residual", "feature"):
+            w = self.settings.feature_weight
+            return np.array([1.0 - w, w], np.float32)
+        weights = np.array([self.settings.weight_of(term) for term in self.terms], np.float64)
+        return (weights / weights.sum()).astype(np.float32)
+
+    def score_drift(self, rtol: float) -> float:
+        """How far the default score can move when every term drifts by ``rtol`` (relative):
+        z = (log - centre) / scale moves by rtol / scale, combined with the weights."""
+        # The narrower of the two paths' scales (the plane path's, if any) moves it the most.
+        per_term = rtol / np.asarray(self.standard.scales, np.float64)
+        if self.planes:
+            plane = rtol / np.asarray(self.plane_standard.scales, np.float64)
+            per_term = np.maximum(per_term, plane)
+        if self.settings.combine == "max" and len(self.terms) > 2:
+            return float(per_term.max())
+        return float(np.sum(self.weights * per_term))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The numbers by their key in the file (``part.name``), the parts present only."""
+        out = {}
+        for term, record in self.residuals.items():
+            for name in ResidualTerm.ARRAYS:
+                value = getattr(record, name)
+                if value.size:
+                    out[f"{term}.{name}"] = np.asarray(value)
+        parts = {
+            "features": self.features,
+            "linear_model": self.linear,
+            "morphology": self.morphology,
+            "standard": self.standard,
+            "plane_standard": self.plane_standard,
+        }
+        for prefix, record in parts.items():
+            if record is not None:
+                for item in fields(record):
+                    out[f"{prefix}.{item.name}"] = np.asarray(getattr(record, item.name))
+        return out
+
+    def save(self, path) -> None:
+        """Write an .npz atomically (numbers as arrays, settings and info as JSON)."""
+        path = Path(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(
+                handle,
+                **self.arrays(),
+                format=np.int64(FORMAT),
+                settings=json.dumps(self.settings.to_dict()),
+                info=json.dumps(self.info),
+            )
+
+    @classmethod
+    def from_arrays(cls, settings: ScoreSettings, arrays: dict, info: dict) -> Calibration:
+        """The calibration of the numbers ``arrays`` by their key in the file."""
+        residuals = {}
+        for term in RESIDUAL_TERMS:
+            if f"{term}.variances" in arrays:
+                residuals[term] = ResidualTerm.fitted(
+                    settings,
+                    term,
+                    arrays[f"{term}.edges"],
+                    arrays[f"{term}.variances"],
+                    arrays.get(f"{term}.plane_variances"),
+                )
+        parts = {}
+        for prefix, record in PARTS.items():
+            names = [item.name for item in fields(record)]
+            if any(f"{prefix}.{name}" in arrays for name in names):
+                parts[prefix] = record(*(arrays[f"{prefix}.{name}"] for name in names))
+        features = parts.pop("features")
+        features.residual_variance = float(features.residual_variance)
+        return cls(
+            settings=settings,
+            residuals=residuals,
+            features=features,
+            standard=parts.pop("standard"),
+            info=info,
+            linear=parts.get("linear_model"),
+            morphology=parts.get("morphology"),
+            plane_standard=parts.get("plane_standard"),
+        )
+
+    @classmethod
+    def load(cls, path) -> Calibration:
+        path = Path(path)
+        try:
+            with np.load(path) as data:
+                settings = json.loads(str(data["settings"]))
+                info = json.loads(str(data["info"]))
+                if "format" in data:
+                    arrays = {key: data[key] for key in data.files}
+                else:
+                    arrays = flat_arrays(data)
+                calibration = cls.from_arrays(older_settings(settings), arrays, info)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise InputError(f"{path}: not a readable tfanomaly calibration: {exc}") from exc
+        calibration.check(path)
+        return calibration
+
+
+def flat_arrays(data) -> dict[str, np.ndarray]:
+    """The arrays of a file in the flat layout, by their key now. The flat files stored a part
+    they had not got as empty arrays (and the oldest none at all): both are left out."""
+    return {
+        FLAT_KEYS[key]: data[key]
+        for key in data.files
+        if key in FLAT_KEYS and (data[key].size or key == "residual_variance")
+    }
+
+
+def older_settings(settings: dict) -> ScoreSettings:
+    """The settings of a file, with the defaults of the time for the fields added since."""
+    # Before the linear and morphology terms, a calibration had the two GAN terms.
+    settings.setdefault("terms", ["residual", "feature"])
+    # Before the robust projection, the linear model was least squares.
+    settings.setdefault("robust_iterations", 0)
+    # Before the term weights, the terms' z had equal weights.
+    settings.setdefault("term_weights", [])
+    return ScoreSettings(**settings)

@@ -1,0 +1,193 @@
+"""Fitting the default score's numbers on a data set (what ``tfanomaly calibrate`` runs, see
+:mod:`tfanomaly.pipelines.calibrate`): the residual terms' brightness-binned scatter, the critic
+features' Gaussian, the linear model and the morphology reference set, and the terms' robust
+standardisation. The record they fill is :class:`~tfanomaly.models.calibration.Calibration`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfanomaly.errors import ConfigError
+from tfanomaly.models.noise_score import plane_maps, project_linear
+from tfanomaly.models.score_config import ScoreSettings
+
+# Median of chi^2 with one degree of freedom: a robust variance is median(r^2) / this.
+_CHI2_MEDIAN = 0.4549364231195724
+
+
+def fit_levels(
+    settings: ScoreSettings,
+    residuals: np.ndarray,
+    levels: np.ndarray,
+    noise: np.ndarray | None = None,
+    edges: np.ndarray | None = None,
+):
+    """Brightness bin edges and the residual variance in each bin, per band, from (bands, M)
+    samples of the smoothed residual and the smoothed reconstruction (NaN samples: masked pixels,
+    left out). The variance is a median (so the few anomalies in the set do not inflate it),
+    floored for empty bins. With ``noise`` (the samples' propagated pixel variance) it is what
+    is left beyond the bin's median pixel variance (the model's misfit, at least 0); ``edges``:
+    bin on these instead of the levels' quantiles."""
+    n_bands = residuals.shape[0]
+    quantiles = np.linspace(0.0, 1.0, settings.n_bins + 1)[1:-1]
+    if edges is None:
+        edges = np.stack([np.nanquantile(levels[b], quantiles) for b in range(n_bands)])
+    variances = np.empty((n_bands, settings.n_bins))
+    for b in range(n_bands):
+        valid = np.isfinite(residuals[b])
+        residual, level = residuals[b][valid], levels[b][valid]
+        bins = np.searchsorted(edges[b], level, side="right")
+        overall = np.median(residual**2) / _CHI2_MEDIAN
+        pixel = np.median(noise[b][valid]) if noise is not None else 0.0
+        for i in range(settings.n_bins):
+            values = residual[bins == i]
+            total = np.median(values**2) / _CHI2_MEDIAN if len(values) else overall
+            if noise is not None:
+                pixel = np.median(noise[b][valid][bins == i]) if len(values) else pixel
+                total = max(total - pixel, 0.0)
+            variances[b, i] = total
+        if noise is None:
+            variances[b] = np.maximum(variances[b], max(overall, 1e-12) * 1e-3)
+    return np.asarray(edges, np.float32), variances.astype(np.float32)
+
+
+def sample_maps(
+    settings: ScoreSettings,
+    images,
+    reconstructions,
+    picks: np.ndarray,
+    variance=None,
+    mask=None,
+    sigma: float | None = None,
+):
+    """(n, picks, bands) samples of the smoothed residual (NaN at masked pixels), the smoothed
+    reconstruction and the propagated pixel variance (:func:`plane_maps`) at the flattened pixel
+    indices ``picks`` (n, picks) of each image: what ``fit_levels`` fits. ``sigma``: the filter
+    (default ``settings.smooth_sigma``)."""
+    sigma = settings.smooth_sigma if sigma is None else sigma
+    maps = plane_maps(images, reconstructions, sigma, variance, mask)
+    residual, level, noise, kept = (
+        np.asarray(m).reshape(len(picks), -1, m.shape[-1]) for m in maps
+    )
+    rows = np.arange(len(picks))[:, None]
+    residual = np.where(kept[rows, picks] > 0, residual[rows, picks], np.nan)
+    return residual, level[rows, picks], noise[rows, picks]
+
+
+def fit_features(settings: ScoreSettings, features: np.ndarray):
+    """Mean, K principal axes, their variances and the variance left per other dimension."""
+    from sklearn.decomposition import PCA
+
+    features = np.asarray(features, np.float64)
+    n, dims = features.shape
+    k = min(settings.n_components, dims - 1, n - 1)
+    if k < 1:
+        raise ConfigError(f"calibration needs at least 2 images and 2 features, got {n}x{dims}")
+    pca = PCA(n_components=k, svd_solver="randomized" if dims > 512 else "full", random_state=0)
+    pca.fit(features)
+    total = features.var(axis=0, ddof=1).sum()
+    rest = max(total - pca.explained_variance_.sum(), 0.0) / max(dims - k, 1)
+    eigenvalues = np.maximum(pca.explained_variance_, 1e-12)
+    return (
+        pca.mean_.astype(np.float32),
+        pca.components_.astype(np.float32),
+        eigenvalues.astype(np.float32),
+        float(max(rest, 1e-12)),
+    )
+
+
+def robust_log_scale(values: np.ndarray) -> tuple[float, float]:
+    """Median and MAD-sigma of log(values)."""
+    logs = np.log(np.maximum(np.asarray(values, np.float64), 1e-30))
+    centre = float(np.median(logs))
+    scale = float(1.4826 * np.median(np.abs(logs - centre)))
+    return centre, scale if scale > 0 else 1.0
+
+
+def fit_linear(settings: ScoreSettings, images: np.ndarray, keep: np.ndarray | None = None):
+    """The linear model of (N, H, W, C) stretched cutouts: their mean and principal axes, fitted on
+    the cutouts ``keep`` says (default all). Its residual's scatter is
+    :func:`fit_linear_levels` of the cutouts' :func:`linear_model`."""
+    from sklearn.decomposition import PCA
+
+    flat = images.reshape(len(images), -1)
+    fit = flat if keep is None else flat[keep]
+    k = min(settings.linear_components_for(*images.shape[1:3]), len(fit) - 1, flat.shape[1])
+    pca = PCA(n_components=k, svd_solver="randomized", random_state=0).fit(fit)
+    return pca.mean_.astype(np.float32), pca.components_.astype(np.float32)
+
+
+def linear_model(
+    mean: np.ndarray, components: np.ndarray, images: np.ndarray, iterations: int = 0
+) -> np.ndarray:
+    """(N, H, W, C) cutouts projected on the linear model (numpy, float32; see
+    :func:`project_linear`), in chunks."""
+    return (
+        np.concatenate(
+            [
+                project_linear(mean, components, images[start : start + 256], iterations).numpy()
+                for start in range(0, len(images), 256)
+            ]
+        )
+        if len(images)
+        else np.asarray(images, np.float32)
+    )
+
+
+def fit_linear_levels(
+    settings: ScoreSettings,
+    images,
+    models,
+    pixels_per_image,
+    rng,
+    variances=None,
+    masks=None,
+    edges=None,
+    sigma=None,
+):
+    """The brightness-binned scatter of the smoothed residual of ``images`` against their linear
+    ``models`` (:func:`linear_model`, computed once for every filter and path; ``fit_levels`` of
+    :func:`sample_maps`, in chunks); with the planes ``variances``/``masks`` the plane path's
+    numbers on the given ``edges``; ``sigma``: the filter (default ``settings.smooth_sigma``; the
+    extended term's is ``settings.extended_sigma``)."""
+    samples = []
+    for start in range(0, len(images), 512):
+        chunk = slice(start, start + 512)
+        count = len(images[chunk])
+        picks = rng.integers(0, np.prod(images.shape[1:3]), (count, pixels_per_image))
+        samples.append(
+            sample_maps(
+                settings,
+                images[chunk],
+                models[chunk],
+                picks,
+                None if variances is None else variances[chunk],
+                None if masks is None else masks[chunk],
+                sigma,
+            )
+        )
+    bands = images.shape[-1]
+    residual, level, noise = (
+        np.concatenate(s).reshape(-1, bands).T for s in zip(*samples, strict=True)
+    )
+    planes = variances is not None or masks is not None
+    return fit_levels(
+        settings,
+        residual,
+        level,
+        noise if variances is not None else None,
+        edges if planes else None,
+    )
+
+
+def fit_morphology(settings: ScoreSettings, features: np.ndarray, rng: np.random.Generator):
+    """Median and MAD-sigma of each morphology parameter, and the standardised reference set
+    (``reference_size`` cutouts drawn at random) of the k-NN term."""
+    features = np.asarray(features, np.float64)
+    centre = np.median(features, axis=0)
+    scale = 1.4826 * np.median(np.abs(features - centre), axis=0)
+    scale = np.where(scale > 0, scale, 1.0) + 1e-6
+    keep = rng.permutation(len(features))[: settings.reference_size]
+    reference = np.clip((features[keep] - centre) / scale, -50.0, 50.0)
+    return centre.astype(np.float32), scale.astype(np.float32), reference.astype(np.float32)
