@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tfanomaly"
 # Low to high: a module may import its own layer and the ones below. The key is the module's
 # first name under tfanomaly (a subpackage, or a top-level module without .py).
 LAYERS = (
-    ("base", ("__init__", "errors", "fileio", "_tf")),
+    ("base", ("__init__", "errors", "fileio", "_tf", "_lazy")),
     ("core", ("data", "simulate", "models")),
     ("outputs", ("results", "serving")),
     ("stages", ("pipelines",)),

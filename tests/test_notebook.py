@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "tutorial.ipynb"
 # Small enough for a few minutes on 2 CPU cores (appended to the cell of parameters).
-TINY = {"N_OBJECTS": 300, "GAN_STEPS": 8, "ENCODER_STEPS": 8, "N_NEW": 16, "CAE_SAMPLE": 40,
+TINY = {"N_OBJECTS": 300, "GAN_STEPS": 8, "ENCODER_STEPS": 8, "N_NEW": 16, "CHECK": False,
         "CAE_STEPS": 4, "N_LABELS": 8}  # fmt: skip
 
 

@@ -6,8 +6,8 @@ from tfanomaly._lazy import lazy_exports
 
 _HOMES = {
     "open_source": "tfanomaly.data.readers",
-    "CutoutSource": "tfanomaly.data.readers",
-    "CutoutBatch": "tfanomaly.data.readers",
+    "CutoutSource": "tfanomaly.data.sources",
+    "CutoutBatch": "tfanomaly.data.sources",
     "DatasetInfo": "tfanomaly.data.manifest",
     "read_manifest": "tfanomaly.data.manifest",
     "verify": "tfanomaly.data.manifest",
