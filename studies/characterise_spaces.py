@@ -31,6 +31,7 @@ from _common import machine  # noqa: E402
 
 from tfanomaly.results.catalog import json_attr, read_results  # noqa: E402
 from tfanomaly.results.grouping import grouping_quality, precision_similar, purity_at  # noqa: E402
+from tfanomaly.results.spaces import SPACES, space_vectors  # noqa: E402
 
 TERM_KEYS = ("linear_scores_sigma", "extended_scores_sigma", "feature_scores_sigma",
              "morphology_scores_sigma", "residual_scores_sigma")  # fmt: skip
@@ -151,13 +152,18 @@ def main() -> None:
         print(f"CAE on {cube}: MSE {checks[cube]['mse']:.3g} vs mean image "
               f"{checks[cube]['mean_image_mse']:.3g} (ratio {checks[cube]['ratio']:.2f})")  # fmt: skip
     clipped = np.clip(standardise(morph), -10, 10)
+    shape = columns["residual_shape"]
+    spaces["residual_shape"] = space_vectors(columns.__getitem__, "residual_shape")
+    for name in SPACES:  # the package's own spaces, as embed and the ranker build them
+        spaces[name] = space_vectors(columns.__getitem__, name)
     spaces["latents+feature_axes"] = balanced(columns["latents"], columns["feature_axes"])
     spaces["latents+terms"] = balanced(columns["latents"], terms)
     spaces["latents+morphology"] = balanced(columns["latents"], clipped)
-    spaces["latents+feature_axes+morphology"] = balanced(columns["latents"],
-                                                         columns["feature_axes"], clipped)  # fmt: skip
-    spaces["latents+feature_axes+terms+morphology"] = balanced(
-        columns["latents"], columns["feature_axes"], terms, clipped)  # fmt: skip
+    spaces["residual_shape+terms"] = balanced(shape, terms)
+    spaces["residual_shape+morphology"] = balanced(shape, clipped)
+    spaces["residual_shape+latents+terms"] = balanced(shape, columns["latents"], terms)
+    spaces["residual_shape+latents+morphology"] = balanced(shape, columns["latents"], clipped)
+    spaces["residual_shape+feature_axes"] = balanced(shape, columns["feature_axes"])
     spaces["latents+cae_residuals"] = balanced(columns["latents"], spaces["cae_residuals"])
     wanted = [s for s in args.spaces.split(",") if s] or list(spaces)
     results = {}

@@ -83,7 +83,7 @@ def test_the_default_space_falls_back_to_one_the_file_has(results_dir):
     """Results scored before the residual's shape vectors existed: the default space gives way to
     the first stored one; a space asked for by name must be there."""
     assert Ranker.from_results(results_dir).space == "latents"
-    with pytest.raises(InputError, match="no 'residual_shape' vectors"):
+    with pytest.raises(InputError, match="no 'residual_shape, morphology' vectors"):
         Ranker.from_results(results_dir, RerankConfig.features)
 
 
@@ -284,7 +284,7 @@ def test_rerank_command(results_dir, tmp_path):
 
 
 def test_rerank_config():
-    assert RerankConfig().features == DEFAULT_SPACE == "residual_shape+latents"
+    assert RerankConfig().features == DEFAULT_SPACE == "residual_shape+morphology"
     with pytest.raises(Exception, match="unknown feature space"):
         RerankConfig(features="pixels").validate()
     assert RelevanceConfig() == RelevanceConfig()

@@ -276,17 +276,19 @@ class NoiseAwareScore(tf.Module):
         model = self.linear_reconstruction(images) if model is None else model
         return self.residual_score(images, model, variance, mask, term="extended")
 
-    def morphology_features(self, flux):
+    def morphology_features(self, flux, parameters=None):
         """Standardised morphology parameters (B, F) of the raw flux cutouts (on the stretched
-        images they lost 0.03-0.17 AUROC: the asinh flattens the profiles)."""
-        standard = (morphology(flux) - self.morphology_centre) / self.morphology_scale
+        images they lost 0.03-0.17 AUROC: the asinh flattens the profiles); ``parameters``: the
+        raw parameters ``morphology(flux)`` when they are already computed."""
+        parameters = morphology(flux) if parameters is None else parameters
+        standard = (parameters - self.morphology_centre) / self.morphology_scale
         return tf.clip_by_value(standard, -50.0, 50.0)
 
-    def morphology_score(self, flux):
+    def morphology_score(self, flux, parameters=None):
         """Mean distance to the k nearest calibration cutouts in standardised morphology
         parameters; a reference that coincides with the image (itself) is left out."""
         k = self.settings.morphology_neighbours
-        points = self.morphology_features(flux)
+        points = self.morphology_features(flux, parameters)
         reference = self.morphology_reference
         # Candidates by |p|^2 - 2 p.r + |r|^2 (one matmul), then their distances again from the
         # differences: the expansion loses small distances to rounding, and the distance to itself
@@ -351,8 +353,10 @@ class NoiseAwareScore(tf.Module):
             out[f"{term}_score"] = (
                 function(images, variance, mask, model) if term in self.terms else zeros
             )
+        if flux is not None:  # the raw parameters are also a characterisation space
+            out["morphology"] = morphology(flux)
         out["morphology_score"] = (
-            self.morphology_score(flux) if "morphology" in self.terms else zeros
+            self.morphology_score(flux, out["morphology"]) if "morphology" in self.terms else zeros
         )
         out["score"] = self.combine([out[f"{term}_score"] for term in self.terms], planes)
         out["feature_axes"] = self.feature_axes(image_features)

@@ -431,8 +431,10 @@ class DemoConfig:
 FEATURE_SPACES = tuple(SPACES)
 SPACE_HELP = (
     "residual_shape: descriptors of the residual image's shape (concentration, elongation, "
-    "offset, grid alignment, bands); latents: the encoder's z; feature_axes: the critic features "
-    "on the calibration's whitened axes; a+b: both side by side, each weighing alike"
+    "offset, grid alignment, bands); morphology: the cutout's morphology parameters (size, "
+    "concentration, asymmetry, Gini, colours...); latents: the encoder's z; feature_axes: the "
+    "critic features on the calibration's whitened axes; a+b: both side by side, each weighing "
+    "alike"
 )
 
 

@@ -109,8 +109,9 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
 
     echo(f"[5/11] train encoder: {config.encoder_steps} steps -> {run / 'encoder.keras'}")
     encoded = train_encoder(
-        run, EncoderTrainConfig(steps=config.encoder_steps, seed=config.seed,
-                           check=config.check), progress=progress,
+        run,
+        EncoderTrainConfig(steps=config.encoder_steps, seed=config.seed, check=config.check),
+        progress=progress,
         echo=echo,
     )
     echo(

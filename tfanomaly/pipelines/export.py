@@ -87,8 +87,10 @@ def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
         "score_statistics": made["stats"],
         "statistics_from": str(made["stats_path"].resolve()),
         "inversion": inversion.to_dict(),
-        "default_score": {"settings": calibration.settings.to_dict(),
-                          "calibration": calibration.info},
+        "default_score": {
+            "settings": calibration.settings.to_dict(),
+            "calibration": calibration.info,
+        },
         "stretch": scorer.stretch.get_config(),
         "input": {
             "shape": ["N", *shape],
@@ -96,8 +98,11 @@ def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
             "units": "raw flux, bands " + ",".join(run.get("data", {}).get("bands", [])),
         },
         "signatures": signatures,
-        "planes": ({"planes": list(scorer.planes), "masked_bits": made["masked_bits"]}
-                   if scorer.planes else None),
+        "planes": (
+            {"planes": list(scorer.planes), "masked_bits": made["masked_bits"]}
+            if scorer.planes
+            else None
+        ),
         "cae": str(Path(cae_dir).resolve()) if cae_dir is not None else None,
     }
     model_dir = Path(model_base) / name

@@ -24,12 +24,14 @@ IMAGE_KEYS = ("reals", "reconstructed", "residuals")
 COLUMN_KEYS = ("idxs", "object_ids", "ra", "dec", "labels", "n_masked")
 # Per-object vectors of the models' feature spaces (for characterisation, similarity search and
 # learning from labels): the encoder's z, the critic features on the calibration's whitened
-# principal axes, and the residual image's shape descriptors (models.residual_shape).
+# principal axes, the residual image's shape descriptors (models.residual_shape) and the raw
+# flux's morphology parameters (models.morphology). Inverter output -> results key.
 VECTOR_OUTPUTS = {
     "z": "latents",
     "feature_axes": "feature_axes",
     "residual_shape": "residual_shape",
-}  # inverter output -> key
+    "morphology": "morphology",
+}
 VECTOR_KEYS = tuple(VECTOR_OUTPUTS.values())
 CATALOG_FORMATS = {".fits": "fits", ".csv": "ascii.csv", ".parquet": "parquet"}
 STATS_FILE = "score_stats.json"
