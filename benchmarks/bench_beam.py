@@ -19,9 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import numpy as np  # noqa: E402
+import _common
+import numpy as np
 
 
 def quiet(*_):
@@ -198,9 +197,7 @@ def main() -> None:
         preset = args.preset
         prepare(Path(args.out) / preset, preset, 32 if preset == "cpu32" else 16, sizes[preset])
         return
-    from _common import machine
-
-    print(machine())
+    print(_common.machine())
     print("figures measured while other work shared the machine's 2 cores: trust the ratios")
     started = time.perf_counter()
     reused = True

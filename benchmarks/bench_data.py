@@ -12,16 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import _common
+import h5py
+import numpy as np
 
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
-
-from tfanomaly.data.dataset import PAPER_STRETCH, load_dataset  # noqa: E402
-from tfanomaly.data.stretch import LuptonStretch  # noqa: E402
-from tfanomaly.pipelines.config import IngestConfig  # noqa: E402
-from tfanomaly.pipelines.ingest import ingest  # noqa: E402
+from tfanomaly.data.dataset import PAPER_STRETCH, load_dataset
+from tfanomaly.data.stretch import LuptonStretch
+from tfanomaly.pipelines.config import IngestConfig
+from tfanomaly.pipelines.ingest import ingest
 
 
 def write_survey(path: Path, n: int, size: int) -> None:
@@ -67,7 +65,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
-    print(machine())
+    print(_common.machine())
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_survey(tmp / "survey.h5", args.n, args.size)

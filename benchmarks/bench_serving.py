@@ -15,22 +15,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _common
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from _common import machine  # noqa: E402
-
-from tfanomaly.models.config import get_preset  # noqa: E402
-from tfanomaly.models.critic import build_critic  # noqa: E402
-from tfanomaly.models.encoder import build_encoder  # noqa: E402
-from tfanomaly.models.generator import build_generator  # noqa: E402
-from tfanomaly.models.inverter import LatentInverter  # noqa: E402
-from tfanomaly.models.score_config import InversionConfig  # noqa: E402
-from tfanomaly.serving.client import GrpcClient, RestClient  # noqa: E402
-from tfanomaly.serving.local import LocalServer  # noqa: E402
-from tfanomaly.serving.saved_model import AnomalyScorer, save_scorer  # noqa: E402
+from tfanomaly.models.config import get_preset
+from tfanomaly.models.critic import build_critic
+from tfanomaly.models.encoder import build_encoder
+from tfanomaly.models.generator import build_generator
+from tfanomaly.models.inverter import LatentInverter
+from tfanomaly.models.score_config import InversionConfig
+from tfanomaly.serving.client import GrpcClient, RestClient
+from tfanomaly.serving.local import LocalServer
+from tfanomaly.serving.saved_model import AnomalyScorer, save_scorer
 
 
 def build_export(base: Path, steps: int) -> Path:
@@ -71,7 +69,7 @@ def main() -> None:
     parser.add_argument("--signature", default="serving_default")
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    print(machine())
+    print(_common.machine())
     with tempfile.TemporaryDirectory() as tmp:
         path = build_export(Path(tmp), args.steps)
         server = LocalServer(Path(tmp), grpc_port=0, rest_port=0).start()

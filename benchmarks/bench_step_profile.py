@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+import _common
+
 MARK = "=== tfanomaly profile"
 
 
@@ -81,9 +83,7 @@ def main() -> None:
     if args.child:
         child(args.preset, args.steps, args.batch, args.threads, args.inter)
         return
-    from _common import machine
-
-    print(machine())
+    print(_common.machine())
     per_step, times = profile(args.preset, args.steps, args.batch, 0, verbose=True)
     plain, _ = profile(args.preset, args.steps, args.batch, 0, verbose=False)
     busy = sum(times.values())
