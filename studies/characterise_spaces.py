@@ -18,20 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).parent.parent / ".cache" / "numba"))
-sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+import common
+import numpy as np
 
-import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
-
-from tfanomaly.results.catalog import json_attr, read_results  # noqa: E402
-from tfanomaly.results.grouping import grouping_quality, precision_similar, purity_at  # noqa: E402
-from tfanomaly.results.spaces import SPACES, space_vectors  # noqa: E402
+from tfanomaly.results.catalog import json_attr, read_results
+from tfanomaly.results.grouping import grouping_quality, precision_similar, purity_at
+from tfanomaly.results.spaces import SPACES, space_vectors
 
 TERM_KEYS = ("linear_scores_sigma", "extended_scores_sigma", "feature_scores_sigma",
              "morphology_scores_sigma", "residual_scores_sigma")  # fmt: skip
@@ -126,7 +120,7 @@ def main() -> None:
     parser.add_argument("--spaces", default="")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
-    print(machine())
+    print(common.machine())
     columns, attrs = read_results(args.scores, with_images=True, with_vectors=True)
     kind_names = json_attr(attrs["kind_names"])
     labels = np.asarray(columns["labels"])
@@ -177,7 +171,7 @@ def main() -> None:
     print(f"chance purity@5 {results[wanted[0]]['chance5']:.2f}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"machine": machine(), "scores": args.scores,
+        Path(args.out).write_text(json.dumps({"machine": common.machine(), "scores": args.scores,
                                               "sample": len(rows), "cae": checks,
                                               "spaces": results}, indent=1))  # fmt: skip
 

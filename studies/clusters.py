@@ -2,29 +2,26 @@
 cluster purity against the simulated labels, for CAE latents of residual images (the paper), CAE
 latents of the real images, and raw residual pixels.
 
-Uses a trained run and its data set (e.g. from bench_detection.py); the sample is every
+Uses a trained run and its data set (e.g. from detection.py); the sample is every
 labelled anomaly plus four times as many random normal objects.
-Usage: python benchmarks/bench_clusters.py --run bench_det32/run_seed1 --data bench_det32/tfrecords
+Usage: python studies/clusters.py --run studies/out/det32/run_seed1 --data studies/out/det32/tfrecords
+    [--out studies/out/clusters]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).parent.parent / ".cache" / "numba"))
+import common
+import h5py
+import numpy as np
 
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
-
-from tfanomaly.models.score_config import InversionConfig  # noqa: E402
-from tfanomaly.pipelines.characterise import embed, train_cae  # noqa: E402
-from tfanomaly.pipelines.config import CaeTrainConfig, ScoreConfig  # noqa: E402
-from tfanomaly.pipelines.score import score  # noqa: E402
-from tfanomaly.results.catalog import read_results  # noqa: E402
+from tfanomaly.models.score_config import InversionConfig
+from tfanomaly.pipelines.characterise import embed, train_cae
+from tfanomaly.pipelines.config import CaeTrainConfig, ScoreConfig
+from tfanomaly.pipelines.score import score
+from tfanomaly.results.catalog import read_results
 
 
 def purity(labels: np.ndarray, clusters: np.ndarray) -> float:
@@ -52,11 +49,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run", required=True)
     parser.add_argument("--data", required=True)
-    parser.add_argument("--out", default="bench_clusters")
+    parser.add_argument("--out", default=str(common.OUT / "clusters"))
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print(machine())
+    print(common.machine())
     out = Path(args.out)
     scores = out / "scores"
     if not (scores / "results.h5").exists():

@@ -1,5 +1,5 @@
 """Detection quality of every score against the classical baselines, over training seeds, on a
-simulated survey: the table of README "Detection quality" (regenerates it end to end).
+simulated survey (regenerates it end to end).
 
 For one survey (size, seed) and each training seed: train gan (with a moving average of the
 generator's weights, whose raw last weights are kept too), train encoder (+ calibration) for the
@@ -7,9 +7,9 @@ averaged and the raw generator, score (encoder only, and optionally k inversion 
 Prints AUROC / AP / P@k per score overall, AUROC per kind, the mean and spread over seeds, and the
 CPU time of each stage. Everything lands in --out (rerunning reuses finished stages).
 
-Usage (README's surveys: tuning = seed 100, 32 px, training seeds 1,2; fresh = seed 200 at 32 px
+Usage (the surveys so far: tuning = seed 100, 32 px, training seeds 1,2; fresh = seed 200 at 32 px
 with training seeds 1,2,3 and seed 300 at 48 px with --gan-steps 1000 and seeds 1,2):
-  python benchmarks/bench_detection.py --out bench_det32 --size 32 --survey-seed 200 \\
+  python studies/detection.py --out studies/out/det32 --size 32 --survey-seed 200 \\
       --train-seeds 1,2,3 [--inversion-steps 0,10] [--n-objects 6000]
 About 12 minutes per training seed at 32 px and 35 at 48 px on 2 cores (both generators, two
 encoders, scoring with 0 and 10 steps).
@@ -19,30 +19,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import common
+import numpy as np
 
-import numpy as np  # noqa: E402
-from _common import machine, quiet  # noqa: E402
-
-from tfanomaly.data.manifest import MANIFEST  # noqa: E402
-from tfanomaly.models.score_config import InversionConfig  # noqa: E402
-from tfanomaly.pipelines.config import (  # noqa: E402
+from tfanomaly.data.manifest import MANIFEST
+from tfanomaly.models.score_config import InversionConfig
+from tfanomaly.pipelines.config import (
     EncoderTrainConfig,
     GanTrainConfig,
     IngestConfig,
     ScoreConfig,
 )
-from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate  # noqa: E402
-from tfanomaly.pipelines.ingest import ingest  # noqa: E402
-from tfanomaly.pipelines.score import score  # noqa: E402
-from tfanomaly.pipelines.simulate import simulate_survey  # noqa: E402
-from tfanomaly.pipelines.train import train_encoder, train_gan  # noqa: E402
-from tfanomaly.simulate.config import SurveyConfig  # noqa: E402
+from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate
+from tfanomaly.pipelines.ingest import ingest
+from tfanomaly.pipelines.score import score
+from tfanomaly.pipelines.simulate import simulate_survey
+from tfanomaly.pipelines.train import train_encoder, train_gan
+from tfanomaly.simulate.config import SurveyConfig
 
 PRESETS = {32: "cpu32", 48: "cpu48", 96: "hsc96"}
 
@@ -71,7 +68,7 @@ def train_variants(out: Path, data: Path, seed: int, args, timings: dict) -> dic
     config = GanTrainConfig(preset=PRESETS[args.size], steps=args.gan_steps, seed=seed,
                             checkpoint_every=500, ema_decay=args.ema_decay)  # fmt: skip
     if not (run / "generator.keras").exists():
-        _, cpu, wall = cpu_seconds(train_gan, data, run, config, progress=False, echo=quiet)
+        _, cpu, wall = cpu_seconds(train_gan, data, run, config, progress=False, echo=common.quiet)
         timings[f"gan seed {seed}"] = {"cpu_s": cpu, "wall_s": wall}
     runs = {"ema": run}
     if args.ema_decay > 0:
@@ -86,7 +83,7 @@ def train_variants(out: Path, data: Path, seed: int, args, timings: dict) -> dic
         if not (folder / "calibration.npz").exists():
             encoder = EncoderTrainConfig(steps=args.encoder_steps, checkpoint_every=500, seed=seed)
             _, cpu, wall = cpu_seconds(train_encoder, folder, encoder, data_dir=data,
-                                       progress=False, echo=quiet)  # fmt: skip
+                                       progress=False, echo=common.quiet)  # fmt: skip
             timings[f"encoder+calibration {variant} seed {seed}"] = {"cpu_s": cpu, "wall_s": wall}
     return runs
 
@@ -96,7 +93,7 @@ def score_and_evaluate(run: Path, data: Path, steps: int, timings: dict, baselin
     if not (folder / "evaluation.json").exists():
         config = ScoreConfig(inversion=InversionConfig(steps=steps), batch_size=256)
         written, cpu, wall = cpu_seconds(score, run, data, folder, config, progress=False,
-                                         echo=quiet)  # fmt: skip
+                                         echo=common.quiet)  # fmt: skip
         timings[f"score {steps} steps {run.name}"] = {
             "cpu_s": cpu, "wall_s": wall, "images_per_s": written["count"] / wall,
         }  # fmt: skip
@@ -161,7 +158,7 @@ def main() -> None:
     parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--inversion-steps", default="0")
     args = parser.parse_args()
-    print(machine())
+    print(common.machine())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timings_file = out / "timings.json"

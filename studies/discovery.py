@@ -15,7 +15,7 @@ Single sessions are small-number counts, so the main methods are also run on --r
 subsets of the survey (mean and standard error).
 
 Usage (the defaults were tuned on survey seed 500; the figures are from the fresh seed 600):
-  python benchmarks/bench_discovery.py --out benchmarks/bench_discovery600 --survey-seed 600
+  python studies/discovery.py --out studies/out/discovery600 --survey-seed 600
 About 10-15 minutes on 2 cores when the run does not exist yet, then ~8 minutes for the sessions.
 """
 
@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import common
+import numpy as np
 
-import numpy as np  # noqa: E402
-from _common import machine, quiet  # noqa: E402
-
-from tfanomaly.data.manifest import MANIFEST  # noqa: E402
-from tfanomaly.models.relevance import (  # noqa: E402
+from tfanomaly.data.manifest import MANIFEST
+from tfanomaly.models.relevance import (
     ARTIFACT,
     INTERESTING,
     NORMAL,
@@ -41,15 +38,15 @@ from tfanomaly.models.relevance import (  # noqa: E402
     label_targets,
     relevance_scores,
 )
-from tfanomaly.pipelines.config import (  # noqa: E402
+from tfanomaly.pipelines.config import (
     EncoderTrainConfig,
     GanTrainConfig,
     IngestConfig,
     ScoreConfig,
 )
-from tfanomaly.pipelines.rerank import Ranker, features_from_cubes  # noqa: E402
-from tfanomaly.results.catalog import read_results  # noqa: E402
-from tfanomaly.simulate.config import ANOMALY_KINDS, SurveyConfig  # noqa: E402
+from tfanomaly.pipelines.rerank import Ranker, features_from_cubes
+from tfanomaly.results.catalog import read_results
+from tfanomaly.simulate.config import ANOMALY_KINDS, SurveyConfig
 
 ASTRO_KINDS = ("merger", "tidal_feature", "star_forming_clump", "lensed_arc")
 ARTIFACT_KINDS = ("satellite_trail", "diffraction_spikes", "cosmic_rays", "bad_column")
@@ -86,18 +83,18 @@ def prepare(out: Path, args) -> Path:
         started = time.perf_counter()
         config = GanTrainConfig(preset="cpu32", steps=args.gan_steps, seed=args.train_seed,
                                 checkpoint_every=500)  # fmt: skip
-        train_gan(data, run, config, progress=False, echo=quiet)
+        train_gan(data, run, config, progress=False, echo=common.quiet)
         timings["train gan"] = time.perf_counter() - started
     if not (run / "calibration.npz").exists():
         started = time.perf_counter()
         config = EncoderTrainConfig(steps=args.encoder_steps, checkpoint_every=300,
                                     seed=args.train_seed)  # fmt: skip
-        train_encoder(run, config, data_dir=data, progress=False, echo=quiet)
+        train_encoder(run, config, data_dir=data, progress=False, echo=common.quiet)
         timings["train encoder + calibrate"] = time.perf_counter() - started
     if not (results / "results.h5").exists():
         started = time.perf_counter()
         config = ScoreConfig(batch_size=256, store_images=True)
-        score(run, data, results, config, progress=False, echo=quiet)
+        score(run, data, results, config, progress=False, echo=common.quiet)
         timings["score"] = time.perf_counter() - started
     for stage, seconds in timings.items():
         print(f"{stage}: {seconds:,.0f} s")
@@ -258,7 +255,7 @@ def main() -> None:
     parser.add_argument("--subset", type=float, default=0.7)
     parser.add_argument("--prepare-only", action="store_true")
     args = parser.parse_args()
-    print(machine())
+    print(common.machine())
     results = prepare(Path(args.out), args)
     if args.prepare_only:
         return

@@ -1,5 +1,5 @@
-"""Variance and mask planes in the default score, and `--stretch auto`, measured (issue #15): README
-"Noise and masks from the data" (its figures come from here).
+"""Variance and mask planes in the default score, and `--stretch auto`, measured (issue #15): the
+tables of docs/results/detection.md "Variance and mask planes".
 
 1. A simulated 32-px survey with planes (`SurveyConfig(planes=True)`): trained once (gan cpu32,
    encoder), then calibrated and scored twice, with the planes ignored (the calibrated scatter, the
@@ -8,7 +8,7 @@
 2. `--stretch auto` against the paper's stretch on one simulated survey whose flux is scaled by
    0.01 and by 100 (the HDF5's `images` multiplied): the default score's AUROC of each.
 
-  python benchmarks/bench_planes.py [--out benchmarks/bench_planes] | tee benchmarks/bench_planes_out.txt
+  python studies/planes.py [--out studies/out/planes] | tee studies/out/planes.txt
 Every stage's output lands in --out; rerunning reuses what is finished.
 """
 
@@ -16,35 +16,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import common
+import h5py
 
-import h5py  # noqa: E402
-from _common import machine, quiet, stage_timer, user_run  # noqa: E402
-
-from tfanomaly.data.manifest import MANIFEST  # noqa: E402
-from tfanomaly.pipelines.calibrate import calibrate  # noqa: E402
-from tfanomaly.pipelines.config import ScoreConfig  # noqa: E402
-from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate  # noqa: E402
-from tfanomaly.pipelines.score import score  # noqa: E402
-from tfanomaly.pipelines.simulate import simulate_survey  # noqa: E402
-from tfanomaly.simulate.config import SurveyConfig  # noqa: E402
+from tfanomaly.data.manifest import MANIFEST
+from tfanomaly.pipelines.calibrate import calibrate
+from tfanomaly.pipelines.config import ScoreConfig
+from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate
+from tfanomaly.pipelines.score import score
+from tfanomaly.pipelines.simulate import simulate_survey
+from tfanomaly.simulate.config import SurveyConfig
 
 TERMS = ("scores", "residual_scores", "linear_scores")
 
 
 def stage(timings: dict, key: str, function, *args, **kwargs):
-    return stage_timer(timings)(key, function, *args, **kwargs)
+    return common.stage_timer(timings)(key, function, *args, **kwargs)
 
 
 def trained(folder: Path, source: Path, stretch: str, gan_steps: int, encoder_steps: int,
             timings: dict) -> tuple[Path, Path]:  # fmt: skip
     """ingest -> train gan (cpu32) -> train encoder (which calibrates): the data set and the run."""
-    return user_run(folder, source, stretch=stretch, preset="cpu32", gan_steps=gan_steps,
+    return common.user_run(folder, source, stretch=stretch, preset="cpu32", gan_steps=gan_steps,
                     encoder_steps=encoder_steps, timings=timings)  # fmt: skip
 
 
@@ -53,9 +50,9 @@ def scored(run: Path, data: Path, results: Path, planes: bool, timings: dict) ->
     if not (results / "evaluation.json").exists():
         tag = "planes" if planes else "scatter"
         stage(timings, f"calibrate ({tag})", calibrate, run, data, planes=planes, progress=False,
-              echo=quiet)  # fmt: skip
+              echo=common.quiet)  # fmt: skip
         stage(timings, f"score ({tag})", score, run, data, results, ScoreConfig(), planes=planes,
-              progress=False, echo=quiet)  # fmt: skip
+              progress=False, echo=common.quiet)  # fmt: skip
         evaluate(results, data_dir=data)
     return json.loads((results / "evaluation.json").read_text())
 
@@ -79,7 +76,7 @@ def planes_table(reports: dict[str, dict]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/bench_planes")
+    parser.add_argument("--out", default=str(common.OUT / "planes"))
     parser.add_argument("--count", type=int, default=4000)
     parser.add_argument("--gan-steps", type=int, default=800)
     parser.add_argument("--encoder-steps", type=int, default=500)
@@ -89,7 +86,7 @@ def main() -> None:
     parser.add_argument("--anomaly-fraction", type=float, default=0.08)
     parser.add_argument("--skip-stretch", action="store_true")
     args = parser.parse_args()
-    print(machine(), flush=True)
+    print(common.machine(), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timings_file = out / "timings.json"
@@ -134,7 +131,7 @@ def main() -> None:
                 results = out / name / "scores"
                 if not (results / "evaluation.json").exists():
                     stage(t, "score", score, run, data, results, ScoreConfig(), progress=False,
-                          echo=quiet)  # fmt: skip
+                          echo=common.quiet)  # fmt: skip
                     evaluate(results, data_dir=data)
                 report = json.loads((results / "evaluation.json").read_text())
                 manifest = json.loads((data / MANIFEST).read_text())

@@ -1,12 +1,13 @@
 """Detection quality on real images and on surveys with non-white noise, run as a user would
 (`ingest`, `train gan --steps 1000`, `train encoder --steps 600`, `score`, `evaluate`, all defaults):
-README "Detection quality on real images" (regenerates its tables).
+the tables of docs/results/detection.md "The default against the baselines" and "Per kind".
 
-The sets come from benchmarks/quality_sets.py (real frames with injected artefacts, real colour
-images, simulated surveys with survey noise, the white-noise fresh surveys). Every stage's output
+The sets and the stages come from common.py (``study_sets``: real frames with injected artefacts,
+real colour images, simulated surveys with survey noise, the white-noise fresh surveys;
+``run_set``: the user's stages). The real sets need `make real-images` once. Every stage's output
 lands in --out/<set>/; rerunning reuses what is finished.
 
-  python benchmarks/bench_quality.py --out benchmarks/bench_quality [--sets a,b] [--cache .cache/real]
+  python studies/quality.py [--out studies/out/quality] [--sets a,b] [--cache .cache/real]
       [--augment flip,translation] [--contrastive 1]  (GAN training options; use another --out)
 About 8 minutes per 32-px set and 25 per 48-px set on 2 cores.
 """
@@ -15,60 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import common
 
-import h5py  # noqa: E402
-import quality_sets  # noqa: E402
-from _common import machine, quiet, stage_timer, user_run  # noqa: E402
-
-from tfanomaly.models.calibration import Calibration  # noqa: E402
-from tfanomaly.models.config import parse_augment  # noqa: E402
-from tfanomaly.models.score_config import ScoreSettings  # noqa: E402
-from tfanomaly.pipelines.calibrate import calibrate  # noqa: E402
-from tfanomaly.pipelines.config import IngestConfig, ScoreConfig  # noqa: E402
-from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate  # noqa: E402
-from tfanomaly.pipelines.score import score  # noqa: E402
-
-ORDER = ("real_frames_tune", "sim_noise_tune", "sim_tune48", "real_frames_fresh",
-         "real_colour_fresh", "sim_fresh", "sim_noise_fresh", "sim_fresh48", "sim_noise_fresh48")  # fmt: skip
-TUNING = ("real_frames_tune", "sim_noise_tune", "sim_tune48")
-PRESETS = {32: "cpu32", 48: "cpu48"}
-
-
-def run_set(name: str, source: Path, out: Path, args, timings: dict) -> dict:
-    """ingest -> train gan -> train encoder (+ calibration) -> score -> evaluate, as a user would."""
-    folder = out / name
-    results = folder / "scores"
-    with h5py.File(source) as f:
-        size = f["images"].shape[1]
-
-    timed = stage_timer(timings.setdefault(name, {}))
-    data, run = user_run(folder, source, stretch=args.stretch, preset=PRESETS[size],
-                         gan_steps=args.gan_steps, encoder_steps=args.encoder_steps,
-                         timings=timings[name], augment=parse_augment(args.augment),
-                         contrastive=args.contrastive)  # fmt: skip
-    calibration = run / "calibration.npz"
-    stale = Calibration.load(calibration).terms != ScoreSettings().terms
-    if stale or name in args.recalibrate.split(","):
-        # Trained before the default score changed: calibrate and score again (same networks).
-        timed("calibrate", calibrate, run, data, progress=False, echo=quiet)
-        shutil.rmtree(results, ignore_errors=True)
-    if not (results / "evaluation.json").exists():
-        timed("score", score, run, data, results, ScoreConfig(), progress=False, echo=quiet)
-        timed("evaluate", evaluate, results, data_dir=data)
-    return json.loads((results / "evaluation.json").read_text())
+from tfanomaly.models.config import parse_augment
+from tfanomaly.pipelines.config import IngestConfig
+from tfanomaly.pipelines.evaluate import SCORE_NAMES
 
 
 def table(name: str, report: dict) -> list[str]:
     rows = report["table"]
     kinds = [k for k in rows if k != "all"]
     lines = [f"\n{name}: {report['count']} cutouts, {report['n_anomalies']} anomalies"
-             + ("  (tuning set)" if name in TUNING else "  (fresh)"),
-             f"  {'score':30s} {'AUROC':>6s} {'AP':>6s}  " + " ".join(f"{k[:8]:>8s}" for k in kinds)]  # noqa: E501  # fmt: skip
+             + ("  (tuning set)" if name in common.TUNING else "  (fresh)"),
+             f"  {'score':30s} {'AUROC':>6s} {'AP':>6s}  " + " ".join(f"{k[:8]:>8s}" for k in kinds)]  # fmt: skip
     for key, m in rows["all"].items():
         per_kind = " ".join(f"{rows[k][key]['auroc']:8.3f}" for k in kinds)
         lines.append(f"  {SCORE_NAMES.get(key, key):30s} {m['auroc']:6.3f} "
@@ -78,9 +40,9 @@ def table(name: str, report: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/bench_quality")
-    parser.add_argument("--cache", default=".cache/real")
-    parser.add_argument("--sets", default=",".join(ORDER))
+    parser.add_argument("--out", default=str(common.QUALITY))
+    parser.add_argument("--cache", default=str(common.REAL_CACHE))
+    parser.add_argument("--sets", default=",".join(common.ORDER))
     parser.add_argument(
         "--recalibrate", default="", help="sets to calibrate and score again with the same networks"
     )
@@ -90,18 +52,29 @@ def main() -> None:
     parser.add_argument("--augment", default="none", help="train gan --augment (DiffAugment)")
     parser.add_argument("--contrastive", type=float, default=0.0, help="train gan --contrastive")
     args = parser.parse_args()
-    print(machine())
+    print(common.machine())
     out = Path(args.out)
     wanted = args.sets.split(",")
-    if set(wanted) - set(ORDER):
-        parser.error(f"--sets: unknown {sorted(set(wanted) - set(ORDER))}; the sets are {ORDER}")
-    sources = {**quality_sets.build_real_sets(Path(args.cache), out / "sets", names=wanted),
-               **quality_sets.build_simulated_sets(out / "sets", names=wanted)}  # fmt: skip
+    unknown = set(wanted) - set(common.ORDER)
+    if unknown:
+        parser.error(f"--sets: unknown {sorted(unknown)}; the sets are {common.ORDER}")
+    sources = common.study_sets(wanted, out / "sets", Path(args.cache))
     timings_file = out / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
     lines = []
     for name in wanted:
-        report = run_set(name, sources[name], out, args, timings)
+        report = common.run_set(
+            name,
+            sources[name],
+            out,
+            timings,
+            stretch=args.stretch,
+            gan_steps=args.gan_steps,
+            encoder_steps=args.encoder_steps,
+            recalibrate=name in args.recalibrate.split(","),
+            augment=parse_augment(args.augment),
+            contrastive=args.contrastive,
+        )
         timings_file.write_text(json.dumps(timings, indent=1))
         lines += table(name, report)
         print("\n".join(table(name, report)), flush=True)

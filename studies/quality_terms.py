@@ -1,4 +1,4 @@
-"""Which terms of a score find which anomalies, on the sets of bench_quality.py (after it ran):
+"""Which terms of a score find which anomalies, on the sets that quality.py scored (run it first):
 every candidate term and rank-level combination of them, AUROC / AP overall and per kind.
 
 Terms, per object, from the run's own networks and the data set's pixels:
@@ -18,7 +18,7 @@ Terms, per object, from the run's own networks and the data set's pixels:
 Combinations: the mean or the maximum of the terms' robust z of log, and the mean of their rank
 quantiles. Prints the table and writes terms.npz per set for further study.
 
-  python benchmarks/bench_quality_terms.py --out benchmarks/bench_quality [--sets a,b]
+  python studies/quality_terms.py [--out studies/out/quality] [--sets a,b]
 """
 
 from __future__ import annotations
@@ -26,19 +26,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import common
+import numpy as np
 
-import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
-
-from tfanomaly.data.dataset import load_dataset  # noqa: E402
-from tfanomaly.models.morphology import morphology  # noqa: E402
-from tfanomaly.models.score_config import ScoreSettings  # noqa: E402
-from tfanomaly.pipelines.evaluate import baseline_scores, metrics  # noqa: E402
-from tfanomaly.results.catalog import read_results  # noqa: E402
+from tfanomaly.data.dataset import load_dataset
+from tfanomaly.models.morphology import morphology
+from tfanomaly.models.score_config import ScoreSettings
+from tfanomaly.pipelines.evaluate import baseline_scores, metrics
+from tfanomaly.results.catalog import read_results
 
 
 def robust_z(values: np.ndarray) -> np.ndarray:
@@ -268,11 +265,11 @@ def combinations(terms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/bench_quality")
+    parser.add_argument("--out", default=str(common.QUALITY))
     parser.add_argument("--sets", default=None)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
-    print(machine())
+    print(common.machine())
     out = Path(args.out)
     names = args.sets.split(",") if args.sets else sorted(
         p.parent.parent.name for p in out.glob("*/scores/evaluation.json"))  # fmt: skip

@@ -1,9 +1,9 @@
-"""Why the default score misses tidal features: README "Detection quality on real images" (the
-per-kind paragraph). No GAN is trained: the linear and extended terms, the morphology k-NN and
-the candidates are computed on the survey-noise tuning set (benchmarks/quality_sets.py,
-sim_noise_tune) with the package's own functions.
+"""Why the default score misses tidal features: docs/results/detection.md "Per kind" (the paragraph
+on tidal features). No GAN is trained: the linear and extended terms, the morphology k-NN and
+the candidates are computed on the survey-noise tuning set (common.py's
+sim_noise_tune, written when missing) with the package's own functions.
 
-  python benchmarks/bench_tidal.py [--sets benchmarks/bench_quality/sets] [--objects 60]
+  python studies/tidal.py [--sets studies/out/quality/sets] [--objects 60]
 
 Prints: the debris' matched-filter S/N and flux (the simulator drawn with and without it), how
 much of it the PCA model reproduces, the extended term with 5-100 components, neighbour masking,
@@ -16,32 +16,28 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import common
+import h5py
+import numpy as np
+import tensorflow as tf
+from scipy import ndimage
+from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import NearestNeighbors
 
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-import quality_sets  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from _common import machine  # noqa: E402
-from scipy import ndimage  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-from sklearn.neighbors import NearestNeighbors  # noqa: E402
-
-from tfanomaly.data.stretch import auto_stretch  # noqa: E402
-from tfanomaly.data.stretch import sky_sigma as measured_sky  # noqa: E402
-from tfanomaly.models.calibration import knots_of  # noqa: E402
-from tfanomaly.models.morphology import feature_names, morphology, stamp_noise  # noqa: E402
-from tfanomaly.models.noise_score import level_variances, residual_maps  # noqa: E402
-from tfanomaly.models.score_config import ScoreSettings  # noqa: E402
-from tfanomaly.models.score_fit import fit_linear, fit_linear_levels, linear_model  # noqa: E402
-from tfanomaly.pipelines.evaluate import kind_groups  # noqa: E402
-from tfanomaly.simulate import stamps  # noqa: E402
-from tfanomaly.simulate.config import SurveyConfig, sky_sigma  # noqa: E402
-from tfanomaly.simulate.noise import SurveyNoise, apply_survey_noise  # noqa: E402
-from tfanomaly.simulate.render import Scene  # noqa: E402
+from tfanomaly.data.stretch import auto_stretch
+from tfanomaly.data.stretch import sky_sigma as measured_sky
+from tfanomaly.models.calibration import knots_of
+from tfanomaly.models.morphology import feature_names, morphology, stamp_noise
+from tfanomaly.models.noise_score import level_variances, residual_maps
+from tfanomaly.models.score_config import ScoreSettings
+from tfanomaly.models.score_fit import fit_linear, fit_linear_levels, linear_model
+from tfanomaly.pipelines.evaluate import kind_groups
+from tfanomaly.simulate import stamps
+from tfanomaly.simulate.config import SurveyConfig, sky_sigma
+from tfanomaly.simulate.noise import SurveyNoise, apply_survey_noise
+from tfanomaly.simulate.render import Scene
 
 CHUNK = 500
 TIDAL = 2  # the simulator's label of tidal features
@@ -192,11 +188,11 @@ def debris(config: SurveyConfig, labels: np.ndarray, stretch, model: Linear, cou
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", default="benchmarks/bench_quality/sets")
+    parser.add_argument("--sets", default=str(common.QUALITY / "sets"))
     parser.add_argument("--objects", type=int, default=60, help="tidal objects redrawn")
     args = parser.parse_args()
-    print(machine())
-    path = quality_sets.build_simulated_sets(Path(args.sets), names=["sim_noise_tune"])
+    print(common.machine())
+    path = common.build_simulated_sets(Path(args.sets), names=["sim_noise_tune"])
     with h5py.File(path["sim_noise_tune"]) as f:
         flux = f["images"][...].astype(np.float32)
         labels = f["labels"][...]
@@ -204,7 +200,7 @@ def main() -> None:
         drawn = json.loads(f.attrs["config"])
     config = SurveyConfig(
         **{k: drawn[k] for k in ("n_objects", "size", "seed", "anomaly_fraction")}
-    )  # as quality_sets draws it
+    )  # as common draws it
     n, size, _, bands = flux.shape
     stretch = auto_stretch(measured_sky(flux[:512]))
     images = np.concatenate([stretch(flux[i : i + CHUNK]).numpy() for i in range(0, n, CHUNK)])
