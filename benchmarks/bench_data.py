@@ -73,10 +73,13 @@ def main() -> None:
         started = time.perf_counter()
         ingest(tmp / "survey.h5", tmp / "ds", IngestConfig(shard_size=2048), progress=False)
         seconds = time.perf_counter() - started
-        print(f"cutouts {args.n} x {args.size}x{args.size}x3 float32 ({megabytes:.0f} MB), "
-              f"batch {args.batch}, {os.cpu_count()} CPU cores")  # fmt: skip
         print(
-            f"ingest HDF5 -> TFRecord: {args.n / seconds:,.0f} cutouts/s, {megabytes / seconds:,.0f} MB/s"
+            f"cutouts {args.n} x {args.size}x{args.size}x3 float32 ({megabytes:.0f} MB), "
+            f"batch {args.batch}, {os.cpu_count()} CPU cores"
+        )
+        print(
+            f"ingest HDF5 -> TFRecord: {args.n / seconds:,.0f} cutouts/s, "
+            f"{megabytes / seconds:,.0f} MB/s"
         )
         h5py_loop(tmp / "survey.h5", args.batch, None)  # warm the page cache and TF
         raw_h5 = h5py_loop(tmp / "survey.h5", args.batch, None)
@@ -91,7 +94,8 @@ def main() -> None:
             f"read + stretch, tf.data in order: {ordered:,.0f} images/s ({ordered / baseline:.1f}x)"
         )
         print(
-            f"read + stretch, tf.data shuffled: {shuffled:,.0f} images/s ({shuffled / baseline:.1f}x)"
+            f"read + stretch, tf.data shuffled: {shuffled:,.0f} images/s "
+            f"({shuffled / baseline:.1f}x)"
         )
 
 

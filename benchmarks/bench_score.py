@@ -1,7 +1,7 @@
 """Scoring speed and memory: images/s of the in-graph inversion (10 steps) and of encoder-only
-scoring per preset, with and without the default score, FLOPs per image and the fraction of the measured peak, the same inversion
-written the naive way (eager loop, Keras Adam on a tf.Variable), and peak memory while scoring data
-sets 10x and 40x larger than the batch.
+scoring per preset, with and without the default score, FLOPs per image and the fraction of the
+measured peak, the same inversion written the naive way (eager loop, Keras Adam on a
+tf.Variable), and peak memory while scoring data sets 10x and 40x larger than the batch.
 
 Usage: python benchmarks/bench_score.py [--presets cpu32,cpu48,hsc96] [--seconds 10]
 """
@@ -65,14 +65,20 @@ def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) ->
     return Calibration(settings, residuals, features, standard, info={}, **parts)
 
 
-def inverter_for(preset: str, steps: int, default_score: bool = False,
-                 settings: ScoreSettings | None = None) -> LatentInverter:  # fmt: skip
+def inverter_for(
+    preset: str, steps: int, default_score: bool = False, settings: ScoreSettings | None = None
+) -> LatentInverter:
     config = get_preset(preset)
     keras.utils.set_random_seed(0)
     settings = settings or ScoreSettings()
     calibration = synthetic_calibration(preset, settings) if default_score else None
-    return LatentInverter(build_generator(config), build_critic(config), build_encoder(config),
-                          InversionConfig(steps=steps), calibration)  # fmt: skip
+    return LatentInverter(
+        build_generator(config),
+        build_critic(config),
+        build_encoder(config),
+        InversionConfig(steps=steps),
+        calibration,
+    )
 
 
 def flops_per_call(inverter: LatentInverter, images) -> float:
@@ -159,15 +165,23 @@ def bench_preset(preset: str, seconds: float, peak: float) -> None:
         ) / batch
         rate = batch / per_call
         label = f"{steps}-step inversion" if steps else "encoder only"
-        print(f"{preset} {label:>17s}: {rate:8,.0f} images/s (batch {batch}), "
-              f"{flops / 1e6:8,.1f} MFLOP/image, {rate * flops / 1e9 / peak:.0%} of peak")  # fmt: skip
+        print(
+            f"{preset} {label:>17s}: {rate:8,.0f} images/s (batch {batch}), "
+            f"{flops / 1e6:8,.1f} MFLOP/image, {rate * flops / 1e9 / peak:.0%} of peak"
+        )
     # The default score on top of encoder-only scoring: smoothing, binned chi^2, top-k, one matmul.
     paper_only = inverter_for(preset, 0)
     plain = _common.timed(lambda: paper_only(images)["anomaly_score"].numpy(), seconds)
     default = ScoreSettings()
-    variants = [ScoreSettings(terms=terms) for terms in (
-        ("residual", "feature"), ("residual", "feature", "linear"),
-        ("residual", "feature", "morphology"), ("feature", "linear", "morphology"))]  # fmt: skip
+    variants = [
+        ScoreSettings(terms=terms)
+        for terms in (
+            ("residual", "feature"),
+            ("residual", "feature", "linear"),
+            ("residual", "feature", "morphology"),
+            ("feature", "linear", "morphology"),
+        )
+    ]
     variants += [ScoreSettings(robust_iterations=0), default]
     for settings in variants:
         noise_aware = inverter_for(preset, 0, default_score=True, settings=settings)
@@ -177,14 +191,18 @@ def bench_preset(preset: str, seconds: float, peak: float) -> None:
         label = "+".join(settings.terms)
         if settings.terms == default.terms:
             label = "default score" if settings == default else "default, least-squares linear"
-        print(f"{preset} encoder only + {label}: {batch / with_score:8,.0f} images/s "
-              f"({with_score / plain:.2f}x the time of encoder-only paper scores)")  # fmt: skip
+        print(
+            f"{preset} encoder only + {label}: {batch / with_score:8,.0f} images/s "
+            f"({with_score / plain:.2f}x the time of encoder-only paper scores)"
+        )
     if preset == "cpu32":
         inverter = inverter_for(preset, 10)
         graph = _common.timed(lambda: inverter(images)["z"].numpy(), seconds)
         eager = _common.timed(lambda: naive_inversion(inverter, images, 10), seconds, min_runs=1)
-        print(f"{preset} naive eager inversion (Keras Adam on a tf.Variable): "
-              f"{graph / eager:.2f}x the speed of the in-graph one")  # fmt: skip
+        print(
+            f"{preset} naive eager inversion (Keras Adam on a tf.Variable): "
+            f"{graph / eager:.2f}x the speed of the in-graph one"
+        )
 
 
 def main() -> None:
@@ -203,8 +221,10 @@ def main() -> None:
     for factor in (10, 40):
         before, after = peak_rss_scoring(factor * batch, batch)
         cubes = factor * batch * 32 * 32 * 3 * 4 * 3 / 1e6
-        print(f"peak RSS scoring {factor * batch} 32-px cutouts (batch {batch}, {cubes:,.0f} MB of "
-              f"image cubes stored): {after:,.0f} MB (before scoring: {before:,.0f} MB)")  # fmt: skip
+        print(
+            f"peak RSS scoring {factor * batch} 32-px cutouts (batch {batch}, {cubes:,.0f} MB of "
+            f"image cubes stored): {after:,.0f} MB (before scoring: {before:,.0f} MB)"
+        )
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ latents of the real images, and raw residual pixels.
 
 Uses a trained run and its data set (e.g. from detection.py); the sample is every
 labelled anomaly plus four times as many random normal objects.
-Usage: python studies/clusters.py --run studies/out/det32/run_seed1 --data studies/out/det32/tfrecords
-    [--out studies/out/clusters]
+Usage: python studies/clusters.py --run studies/out/det32/run_seed1 \\
+    --data studies/out/det32/tfrecords [--out studies/out/clusters]
 """
 
 from __future__ import annotations
@@ -57,28 +57,49 @@ def main() -> None:
     out = Path(args.out)
     scores = out / "scores"
     if not (scores / "results.h5").exists():
-        score(args.run, args.data, scores, ScoreConfig(batch_size=256, store_images=True,
-              inversion=InversionConfig(steps=0)), progress=False, echo=lambda *_: None)  # fmt: skip
+        score(
+            args.run,
+            args.data,
+            scores,
+            ScoreConfig(batch_size=256, store_images=True, inversion=InversionConfig(steps=0)),
+            progress=False,
+            echo=lambda *_: None,
+        )
     columns, _ = read_results(scores)
     labels = columns["labels"]
     rng = np.random.default_rng(args.seed)
     anomalies = np.flatnonzero(labels > 0)
     normals = rng.choice(np.flatnonzero(labels == 0), 4 * len(anomalies), replace=False)
     ids_file = out / "sample_ids.txt"
-    ids_file.write_text("\n".join(str(int(i)) for i in columns["object_ids"][
-        np.concatenate([anomalies, normals])]))  # fmt: skip
+    ids_file.write_text(
+        "\n".join(str(int(i)) for i in columns["object_ids"][np.concatenate([anomalies, normals])])
+    )
     selection = f"ids:{ids_file}"
-    print(f"sample: {len(anomalies)} anomalies of {len(set(labels[anomalies]))} kinds + "
-          f"{len(normals)} normal objects")  # fmt: skip
-    print(f"{'features':32s} {'clusters':>8s} {'noise':>6s} {'ARI':>6s} {'purity':>7s} "
-          f"{'ARI (anomalies only)':>21s}")  # fmt: skip
+    print(
+        f"sample: {len(anomalies)} anomalies of {len(set(labels[anomalies]))} kinds + "
+        f"{len(normals)} normal objects"
+    )
+    print(
+        f"{'features':32s} {'clusters':>8s} {'noise':>6s} {'ARI':>6s} {'purity':>7s} "
+        f"{'ARI (anomalies only)':>21s}"
+    )
     rows_sorted = np.sort(np.concatenate([anomalies, normals]))
     truth = labels[rows_sorted]
     for images in ("residuals", "reals"):
         cae_dir = out / f"cae_{images}"
-        train_cae(scores, cae_dir, CaeTrainConfig(selection=selection, images=images,
-                  steps=args.steps, checkpoint_every=500, seed=args.seed), progress=False,
-                  echo=lambda *_: None)  # fmt: skip
+        train_cae(
+            scores,
+            cae_dir,
+            CaeTrainConfig(
+                selection=selection,
+                images=images,
+                steps=args.steps,
+                checkpoint_every=500,
+                seed=args.seed,
+            ),
+            progress=False,
+            echo=lambda *_: None,
+        )
         embed(cae_dir, scores, seed=args.seed)
         with h5py.File(cae_dir / "embedding.h5") as f:
             clusters = f["cluster"][:]
@@ -90,9 +111,11 @@ def main() -> None:
 
 def report(name, truth, clusters, ari) -> None:
     anomalous = truth > 0
-    print(f"{name:32s} {clusters.max() + 1:8d} {np.mean(clusters < 0):6.0%} "
-          f"{ari(truth, clusters):6.3f} {purity(truth, clusters):7.3f} "
-          f"{ari(truth[anomalous], clusters[anomalous]):21.3f}")  # fmt: skip
+    print(
+        f"{name:32s} {clusters.max() + 1:8d} {np.mean(clusters < 0):6.0%} "
+        f"{ari(truth, clusters):6.3f} {purity(truth, clusters):7.3f} "
+        f"{ari(truth[anomalous], clusters[anomalous]):21.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -366,10 +366,17 @@ def colour_cutouts(images: list[np.ndarray], n: int, size: int, rng) -> np.ndarr
         y = int(np.clip(h / 2 - side / 2 + rng.normal(0, 0.05 * h), 0, h - side))
         x = int(np.clip(w / 2 - side / 2 + rng.normal(0, 0.05 * w), 0, w - side))
         crop = image[y : y + side, x : x + side]
-        resized = np.stack([
-            np.asarray(Image.fromarray(crop[..., c].astype(np.float32)).resize(
-                (size, size), Image.Resampling.BOX)) for c in range(3)
-        ], axis=-1)  # fmt: skip
+        resized = np.stack(
+            [
+                np.asarray(
+                    Image.fromarray(crop[..., c].astype(np.float32)).resize(
+                        (size, size), Image.Resampling.BOX
+                    )
+                )
+                for c in range(3)
+            ],
+            axis=-1,
+        )
         resized = np.rot90(resized, rng.integers(4))
         out[k] = 0.5 * (resized[:, ::-1] if rng.random() < 0.5 else resized)
     return out
@@ -389,8 +396,9 @@ def inject(image: np.ndarray, kind: str, sigma: float, rng) -> np.ndarray:
     size, channels = image.shape[0], image.shape[2]
     colour = rng.uniform(0.6, 1.4, channels)
     if kind == "satellite_trail":
-        line = _psf_line(size, *rng.uniform(0.2, 0.8, 2) * size, rng.uniform(0, math.pi),
-                         rng.uniform(0.7, 1.3))  # fmt: skip
+        line = _psf_line(
+            size, *rng.uniform(0.2, 0.8, 2) * size, rng.uniform(0, math.pi), rng.uniform(0.7, 1.3)
+        )
         out += line[..., None] * rng.uniform(3.0, 20.0) * sigma * colour
     elif kind == "bad_column":
         column = rng.integers(2, size - 2)
@@ -451,14 +459,17 @@ def write_set(path: Path, images: np.ndarray, labels: np.ndarray, kind_names, ba
 REAL_SETS = ("real_frames_tune", "real_frames_fresh", "real_colour_fresh")
 
 
-def build_real_sets(cache: Path, out: Path, n: int = 6000, size: int = 32,
-                    fraction: float = 0.09, names=REAL_SETS) -> dict[str, Path]:  # fmt: skip
+def build_real_sets(
+    cache: Path, out: Path, n: int = 6000, size: int = 32, fraction: float = 0.09, names=REAL_SETS
+) -> dict[str, Path]:
     """The three real-image sets (tune, fresh frames, fresh colour) as HDF5 files in ``out``; only
     those in ``names`` (the cache of real images is read only when one of them is to be written)."""
     written = {}
     frames = None
-    for name, sources, seed in (("real_frames_tune", TUNE_FRAMES, 1),
-                                ("real_frames_fresh", FRESH_FRAMES, 2)):  # fmt: skip
+    for name, sources, seed in (
+        ("real_frames_tune", TUNE_FRAMES, 1),
+        ("real_frames_fresh", FRESH_FRAMES, 2),
+    ):
         path = out / f"{name}.h5"
         if name not in names:
             continue
@@ -485,16 +496,21 @@ def build_real_sets(cache: Path, out: Path, n: int = 6000, size: int = 32,
 def build_simulated_sets(out: Path, n: int = 6000, names=None) -> dict[str, Path]:
     """Simulated surveys with survey noise (correlated, background, quantised, other units): a
     tuning one (seed 110, 32 px) and fresh ones (seed 210 at 32 px, flux x 100; seed 310 at 48 px,
-    flux x 0.01), the white-noise fresh surveys of detection.py (seed 200 at 32 px, 300 at 48 px) and a
-    white-noise 48-px tuning survey (seed 400); only those in ``names`` (all when None)."""
+    flux x 0.01), the white-noise fresh surveys of detection.py (seed 200 at 32 px, 300 at 48 px)
+    and a white-noise 48-px tuning survey (seed 400); only those in ``names`` (all when None)."""
     from tfanomaly.pipelines.simulate import simulate_survey
     from tfanomaly.simulate.config import SurveyConfig, sky_sigma
     from tfanomaly.simulate.noise import SurveyNoise, apply_survey_noise
 
     written = {}
-    plans = (("sim_noise_tune", 32, 110, 1.0), ("sim_noise_fresh", 32, 210, 100.0),
-             ("sim_noise_fresh48", 48, 310, 0.01), ("sim_fresh", 32, 200, None),
-             ("sim_fresh48", 48, 300, None), ("sim_tune48", 48, 400, None))  # fmt: skip
+    plans = (
+        ("sim_noise_tune", 32, 110, 1.0),
+        ("sim_noise_fresh", 32, 210, 100.0),
+        ("sim_noise_fresh48", 48, 310, 0.01),
+        ("sim_fresh", 32, 200, None),
+        ("sim_fresh48", 48, 300, None),
+        ("sim_tune48", 48, 400, None),
+    )
     for name, size, seed, scale in plans:
         if names is not None and name not in names:
             continue
@@ -508,6 +524,7 @@ def build_simulated_sets(out: Path, n: int = 6000, names=None) -> dict[str, Path
             with h5py.File(path, "r+") as f:
                 rng = np.random.default_rng(seed)
                 noise = SurveyNoise(flux_scale=scale)
-                f["images"][...] = apply_survey_noise(f["images"][...], sky_sigma(config), noise,
-                                                      rng)  # fmt: skip
+                f["images"][...] = apply_survey_noise(
+                    f["images"][...], sky_sigma(config), noise, rng
+                )
     return written

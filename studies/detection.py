@@ -54,8 +54,12 @@ def cpu_seconds(function, *args, **kwargs):
 def prepare_survey(out: Path, args) -> Path:
     survey, data = out / "survey.h5", out / "tfrecords"
     if not survey.exists():
-        config = SurveyConfig(n_objects=args.n_objects, size=args.size, seed=args.survey_seed,
-                              anomaly_fraction=args.anomaly_fraction)  # fmt: skip
+        config = SurveyConfig(
+            n_objects=args.n_objects,
+            size=args.size,
+            seed=args.survey_seed,
+            anomaly_fraction=args.anomaly_fraction,
+        )
         simulate_survey(survey, config, workers=0, progress=False)
     if not (data / MANIFEST).exists():
         ingest(survey, data, IngestConfig(shard_size=1024), progress=False)
@@ -65,8 +69,13 @@ def prepare_survey(out: Path, args) -> Path:
 def train_variants(out: Path, data: Path, seed: int, args, timings: dict) -> dict[str, Path]:
     """The run of one training seed, as the averaged ('ema') and the raw ('raw') generator."""
     run = out / f"run_seed{seed}"
-    config = GanTrainConfig(preset=PRESETS[args.size], steps=args.gan_steps, seed=seed,
-                            checkpoint_every=500, ema_decay=args.ema_decay)  # fmt: skip
+    config = GanTrainConfig(
+        preset=PRESETS[args.size],
+        steps=args.gan_steps,
+        seed=seed,
+        checkpoint_every=500,
+        ema_decay=args.ema_decay,
+    )
     if not (run / "generator.keras").exists():
         _, cpu, wall = cpu_seconds(train_gan, data, run, config, progress=False, echo=common.quiet)
         timings[f"gan seed {seed}"] = {"cpu_s": cpu, "wall_s": wall}
@@ -82,8 +91,9 @@ def train_variants(out: Path, data: Path, seed: int, args, timings: dict) -> dic
     for variant, folder in runs.items():
         if not (folder / "calibration.npz").exists():
             encoder = EncoderTrainConfig(steps=args.encoder_steps, checkpoint_every=500, seed=seed)
-            _, cpu, wall = cpu_seconds(train_encoder, folder, encoder, data_dir=data,
-                                       progress=False, echo=common.quiet)  # fmt: skip
+            _, cpu, wall = cpu_seconds(
+                train_encoder, folder, encoder, data_dir=data, progress=False, echo=common.quiet
+            )
             timings[f"encoder+calibration {variant} seed {seed}"] = {"cpu_s": cpu, "wall_s": wall}
     return runs
 
@@ -92,11 +102,14 @@ def score_and_evaluate(run: Path, data: Path, steps: int, timings: dict, baselin
     folder = run / f"scores_{steps}"
     if not (folder / "evaluation.json").exists():
         config = ScoreConfig(inversion=InversionConfig(steps=steps), batch_size=256)
-        written, cpu, wall = cpu_seconds(score, run, data, folder, config, progress=False,
-                                         echo=common.quiet)  # fmt: skip
+        written, cpu, wall = cpu_seconds(
+            score, run, data, folder, config, progress=False, echo=common.quiet
+        )
         timings[f"score {steps} steps {run.name}"] = {
-            "cpu_s": cpu, "wall_s": wall, "images_per_s": written["count"] / wall,
-        }  # fmt: skip
+            "cpu_s": cpu,
+            "wall_s": wall,
+            "images_per_s": written["count"] / wall,
+        }
         evaluate(folder, data_dir=data, baseline=baseline)
     return json.loads((folder / "evaluation.json").read_text())
 
@@ -129,19 +142,27 @@ def summarise(reports: dict, folders: dict) -> list[str]:
                 values = np.array([by_seed[s]["table"]["all"][key][metric] for s in seeds])
                 cells.append(f"{values.mean():.3f} ± {values.std():.3f}")
             per_seed = " ".join(f"{by_seed[s]['table']['all'][key]['auroc']:.3f}" for s in seeds)
-            lines.append(f"  {SCORE_NAMES.get(key, key):30s} {cells[0]:>13s} {cells[1]:>13s} "
-                         f"{cells[2]:>13s}  {per_seed}")  # fmt: skip
+            lines.append(
+                f"  {SCORE_NAMES.get(key, key):30s} {cells[0]:>13s} {cells[1]:>13s} "
+                f"{cells[2]:>13s}  {per_seed}"
+            )
         if len(seeds) > 1:
             m = ensemble_rows(folders[setting])["all"]
-            lines.append(f"  {'ensemble of the seeds (mean σ)':30s} {m['auroc']:13.3f} "
-                         f"{m['average_precision']:13.3f} {m['precision_at_k']:13.3f}")  # fmt: skip
-        lines.append(f"  mean AUROC per kind: {'score':28s} " + " ".join(
-            f"{g[:7]:>7s}" for g in groups[1:]))  # fmt: skip
+            lines.append(
+                f"  {'ensemble of the seeds (mean σ)':30s} {m['auroc']:13.3f} "
+                f"{m['average_precision']:13.3f} {m['precision_at_k']:13.3f}"
+            )
+        lines.append(
+            f"  mean AUROC per kind: {'score':28s} " + " ".join(f"{g[:7]:>7s}" for g in groups[1:])
+        )
         for key in keys:
-            values = [np.mean([by_seed[s]["table"][g][key]["auroc"] for s in seeds])
-                      for g in groups[1:]]  # fmt: skip
-            lines.append(f"  {'':20s} {SCORE_NAMES.get(key, key):28s} "
-                         + " ".join(f"{v:7.3f}" for v in values))  # fmt: skip
+            values = [
+                np.mean([by_seed[s]["table"][g][key]["auroc"] for s in seeds]) for g in groups[1:]
+            ]
+            lines.append(
+                f"  {'':20s} {SCORE_NAMES.get(key, key):28s} "
+                + " ".join(f"{v:7.3f}" for v in values)
+            )
     return lines
 
 
@@ -176,14 +197,18 @@ def main() -> None:
                 folders.setdefault(setting, {})[seed] = run / f"scores_{steps}"
                 reports.setdefault(setting, {})[seed] = report
                 timings_file.write_text(json.dumps(timings, indent=1))
-    lines = [f"survey: {args.n_objects} {args.size}-px cutouts, seed {args.survey_seed}, "
-             f"{args.anomaly_fraction:.0%} anomalies; {PRESETS[args.size]} {args.gan_steps} GAN "
-             f"steps (EMA {args.ema_decay}), encoder {args.encoder_steps}"]  # fmt: skip
+    lines = [
+        f"survey: {args.n_objects} {args.size}-px cutouts, seed {args.survey_seed}, "
+        f"{args.anomaly_fraction:.0%} anomalies; {PRESETS[args.size]} {args.gan_steps} GAN "
+        f"steps (EMA {args.ema_decay}), encoder {args.encoder_steps}"
+    ]
     lines += summarise(reports, folders)
     lines.append("\ntimings (process CPU seconds, wall seconds):")
-    lines += [f"  {k:45s} {v['cpu_s']:8.0f} {v['wall_s']:8.0f}"
-              + (f"  {v['images_per_s']:,.0f} img/s" if "images_per_s" in v else "")
-              for k, v in timings.items()]  # fmt: skip
+    lines += [
+        f"  {k:45s} {v['cpu_s']:8.0f} {v['wall_s']:8.0f}"
+        + (f"  {v['images_per_s']:,.0f} img/s" if "images_per_s" in v else "")
+        for k, v in timings.items()
+    ]
     text = "\n".join(lines)
     (out / "summary.txt").write_text(text + "\n")
     print(text)

@@ -64,8 +64,9 @@ def main() -> None:
     size = get_preset(args.preset).image_size
     survey, data = out / "survey.h5", out / "tfrecords"
     if not survey.exists():
-        simulate_survey(survey, SurveyConfig(n_objects=args.n_objects, size=size, seed=11),
-                        progress=False)  # fmt: skip
+        simulate_survey(
+            survey, SurveyConfig(n_objects=args.n_objects, size=size, seed=11), progress=False
+        )
     if not (data / MANIFEST).exists():
         ingest(survey, data, IngestConfig(shard_size=1024), progress=False)
     started = time.perf_counter()

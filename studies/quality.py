@@ -28,13 +28,17 @@ from tfanomaly.pipelines.evaluate import SCORE_NAMES
 def table(name: str, report: dict) -> list[str]:
     rows = report["table"]
     kinds = [k for k in rows if k != "all"]
-    lines = [f"\n{name}: {report['count']} cutouts, {report['n_anomalies']} anomalies"
-             + ("  (tuning set)" if name in common.TUNING else "  (fresh)"),
-             f"  {'score':30s} {'AUROC':>6s} {'AP':>6s}  " + " ".join(f"{k[:8]:>8s}" for k in kinds)]  # fmt: skip
+    lines = [
+        f"\n{name}: {report['count']} cutouts, {report['n_anomalies']} anomalies"
+        + ("  (tuning set)" if name in common.TUNING else "  (fresh)"),
+        f"  {'score':30s} {'AUROC':>6s} {'AP':>6s}  " + " ".join(f"{k[:8]:>8s}" for k in kinds),
+    ]
     for key, m in rows["all"].items():
         per_kind = " ".join(f"{rows[k][key]['auroc']:8.3f}" for k in kinds)
-        lines.append(f"  {SCORE_NAMES.get(key, key):30s} {m['auroc']:6.3f} "
-                     f"{m['average_precision']:6.3f}  {per_kind}")  # fmt: skip
+        lines.append(
+            f"  {SCORE_NAMES.get(key, key):30s} {m['auroc']:6.3f} "
+            f"{m['average_precision']:6.3f}  {per_kind}"
+        )
     return lines
 
 

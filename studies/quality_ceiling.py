@@ -1,6 +1,6 @@
 """How far the default score's terms can go, on the sets that quality.py scored (run it first):
-the table of docs/results/detection.md "How far these terms can go". For each set, against the default (the
-calibrated weights of the stored terms):
+the table of docs/results/detection.md "How far these terms can go". For each set, against the
+default (the calibrated weights of the stored terms):
 
 - the *supervised* ceiling of any weighting of the same terms: a logistic regression on their
   robust z, trained with the labels and scored by 5-fold cross-validation (no unsupervised
@@ -44,8 +44,10 @@ def cross_validated(features: np.ndarray, anomalous: np.ndarray, seed: int = 0) 
 def per_kind(stored: common.StoredSet, values: np.ndarray) -> dict[str, float]:
     """AUROC of each labelled kind against the normal objects, by the kind's name."""
     names = json_attr(stored.attrs.get("kind_names")) or []
-    return {name: metrics(stored.anomalous[chosen], values[chosen])["auroc"]
-            for name, chosen in kind_groups(stored.labels, names).items()}  # fmt: skip
+    return {
+        name: metrics(stored.anomalous[chosen], values[chosen])["auroc"]
+        for name, chosen in kind_groups(stored.labels, names).items()
+    }
 
 
 def best_stored(folder: Path, kinds) -> list[float]:
@@ -80,8 +82,10 @@ def report(name: str, folder: Path) -> None:
     singles = np.hstack([z, gan]).T
     best_term = np.max([list(per_kind(stored, single).values()) for single in singles], axis=0)
     best_any = best_stored(folder, kinds)
-    print(f"\n{name} ({int(anomalous.sum())} anomalies of {len(labels)}; terms "
-          f"{', '.join(stored.calibration.terms)})")  # fmt: skip
+    print(
+        f"\n{name} ({int(anomalous.sum())} anomalies of {len(labels)}; terms "
+        f"{', '.join(stored.calibration.terms)})"
+    )
     print(
         f"  {'':36s} {'AUROC':>6s} {'AP':>6s} {'kinds':>6s}  "
         + " ".join(f"{kind[:7]:>7s}" for kind in kinds)

@@ -1,7 +1,8 @@
 """Weights of the default score's terms, on the sets that quality.py scored (run it first): how
-the default's term weights were chosen. Each run's stored terms and calibration are combined again by the scorer's own ``NoiseAwareScore.combine`` with other weights: a grid of
-weights for the critic-feature, extended and morphology terms (the linear term at 1) is scored
-on the tuning sets, and the chosen weights, against equal ones, on every set.
+the default's term weights were chosen. Each run's stored terms and calibration are combined
+again by the scorer's own ``NoiseAwareScore.combine`` with other weights: a grid of weights for
+the critic-feature, extended and morphology terms (the linear term at 1) is scored on the tuning
+sets, and the chosen weights, against equal ones, on every set.
 
   python studies/quality_weights.py [--out studies/out/quality] [--grid 0.5,1,1.5]
       [--weights feature=0.5,extended=1.5,morphology=1.5]
@@ -49,9 +50,11 @@ def main() -> None:
     print(f"\nequal weights -> {args.weights}, AUROC / AP")
     for name, stored in sets.items():
         equal, weighted = (stored.metrics(w) for w in ({}, chosen))
-        print(f"  {name:20s} {equal['auroc']:.3f}/{equal['average_precision']:.3f} -> "
-              f"{weighted['auroc']:.3f}/{weighted['average_precision']:.3f}"
-              + ("  (tuning set)" if name in common.TUNING else ""))  # fmt: skip
+        print(
+            f"  {name:20s} {equal['auroc']:.3f}/{equal['average_precision']:.3f} -> "
+            f"{weighted['auroc']:.3f}/{weighted['average_precision']:.3f}"
+            + ("  (tuning set)" if name in common.TUNING else "")
+        )
 
 
 if __name__ == "__main__":

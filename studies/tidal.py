@@ -179,11 +179,13 @@ def debris(config: SurveyConfig, labels: np.ndarray, stretch, model: Linear, cou
     )
     reproduced = (difference * kept).sum(axis=(1, 2, 3)) / (difference**2).sum(axis=(1, 2, 3))
     extended = model.score(with_it, True) / model.score(without_it, True)
-    print(f"debris of {len(rows)} tidal objects: matched-filter S/N median {np.median(snr):.0f} "
-          f"(10-90%: {np.percentile(snr, 10):.0f}-{np.percentile(snr, 90):.0f}), flux "
-          f"{np.median(fraction):.1%} of the host's; the PCA-50 model reproduces "
-          f"{np.median(reproduced):.0%} of it (median); extended score with/without it "
-          f"{np.median(extended):.2f}x")  # fmt: skip
+    print(
+        f"debris of {len(rows)} tidal objects: matched-filter S/N median {np.median(snr):.0f} "
+        f"(10-90%: {np.percentile(snr, 10):.0f}-{np.percentile(snr, 90):.0f}), flux "
+        f"{np.median(fraction):.1%} of the host's; the PCA-50 model reproduces "
+        f"{np.median(reproduced):.0%} of it (median); extended score with/without it "
+        f"{np.median(extended):.2f}x"
+    )
 
 
 def main() -> None:
@@ -208,8 +210,7 @@ def main() -> None:
     debris(config, labels, stretch, model, args.objects)
 
     linear, extended = model.score(images, False), model.score(images, True)
-    features = np.concatenate([morphology(flux[i : i + CHUNK]).numpy()
-                               for i in range(0, n, CHUNK)])  # fmt: skip
+    features = np.concatenate([morphology(flux[i : i + CHUNK]).numpy() for i in range(0, n, CHUNK)])
     centre = np.median(features, 0)
     standard = (features - centre) / (1.4826 * np.median(np.abs(features - centre), 0) + 1e-9)
     reference = standard[np.random.default_rng(0).choice(n, min(n, 4000), replace=False)]
@@ -217,8 +218,12 @@ def main() -> None:
     morph = distances[:, 1:].mean(1)
     proxy = robust_z(linear) + robust_z(extended) + robust_z(morph)
     print("\nterms (AUROC, all anomalies and per kind against the normal objects):")
-    for tag, values in (("linear", linear), ("extended", extended), ("morphology k-NN", morph),
-                        ("proxy: linear+extended+morphology", proxy)):  # fmt: skip
+    for tag, values in (
+        ("linear", linear),
+        ("extended", extended),
+        ("morphology k-NN", morph),
+        ("proxy: linear+extended+morphology", proxy),
+    ):
         report(tag, values, labels, kinds)
 
     print("\nthe extended term with fewer or more components:")
@@ -236,18 +241,32 @@ def main() -> None:
     for threshold in (3.0, 5.0):
         masks = neighbour_masks(light, total, threshold)
         masked_ext = top_mean(model.chi2(images, True), 0.3, masks)
-        report(f"extended, masked at {threshold:g} sigma ({masks.mean():.0%})", masked_ext,
-               labels, kinds)  # fmt: skip
-        report("  in the proxy", robust_z(linear) + robust_z(masked_ext) + robust_z(morph),
-               labels, kinds)  # fmt: skip
+        report(
+            f"extended, masked at {threshold:g} sigma ({masks.mean():.0%})",
+            masked_ext,
+            labels,
+            kinds,
+        )
+        report(
+            "  in the proxy",
+            robust_z(linear) + robust_z(masked_ext) + robust_z(morph),
+            labels,
+            kinds,
+        )
 
     print("\nresiduals relative to galaxies of the same size (median log in r50 quintiles):")
     r50 = features[:, feature_names(bands).index("r50")]
     bins = np.searchsorted(np.quantile(r50, [0.2, 0.4, 0.6, 0.8]), r50)
-    conditioned = [np.log(v) - np.array([np.median(np.log(v)[bins == b]) for b in bins])
-                   for v in (linear, extended)]  # fmt: skip
-    report("proxy, size-conditioned", robust_z(np.exp(conditioned[0]))
-           + robust_z(np.exp(conditioned[1])) + robust_z(morph), labels, kinds)  # fmt: skip
+    conditioned = [
+        np.log(v) - np.array([np.median(np.log(v)[bins == b]) for b in bins])
+        for v in (linear, extended)
+    ]
+    report(
+        "proxy, size-conditioned",
+        robust_z(np.exp(conditioned[0])) + robust_z(np.exp(conditioned[1])) + robust_z(morph),
+        labels,
+        kinds,
+    )
 
     print("\nthe mirror-symmetric residual:")
     mirror = mirror_residual(light, total)
