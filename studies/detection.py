@@ -1,5 +1,5 @@
 """Detection quality of every score against the classical baselines, over training seeds, on a
-simulated survey (regenerates it end to end).
+simulated survey, end to end (no docs table comes from it now; clusters.py reads its runs).
 
 For one survey (size, seed) and each training seed: train gan (with a moving average of the
 generator's weights, whose raw last weights are kept too), train encoder (+ calibration) for the
