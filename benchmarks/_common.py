@@ -1,11 +1,22 @@
-"""Helpers shared by the benchmark scripts: timing, the machine's measured peak, graph FLOPs."""
+"""Helpers shared by the speed benchmarks: timing, the machine's measured peak, graph FLOPs, the
+machine's description.
+
+Every script imports this module first (``import _common`` sorts above the third-party imports),
+so that the environment below is set before TensorFlow or numba load: TF's C++ log quiet, numba's
+compiled kernels cached in the repository's .cache/numba (as the Makefile sets it); a variable
+already set wins. TensorFlow itself is imported inside the functions that use it.
+"""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
-import tensorflow as tf
-from tensorflow.python.profiler import model_analyzer, option_builder
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault(
+    "NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".cache" / "numba")
+)
 
 
 def timed(fn, seconds: float, min_runs: int = 2) -> float:
@@ -20,6 +31,8 @@ def timed(fn, seconds: float, min_runs: int = 2) -> float:
 
 def conv_peak_gflops(seconds: float) -> float:
     """Measured fp32 5x5 convolution throughput (32 x 48 x 48 x 128 -> 128), in GFLOP/s."""
+    import tensorflow as tf
+
     x = tf.random.normal((32, 48, 48, 128))
     w = tf.random.normal((5, 5, 128, 128))
     conv = tf.function(lambda: tf.nn.conv2d(x, w, 1, "SAME"))
@@ -29,6 +42,8 @@ def conv_peak_gflops(seconds: float) -> float:
 def graph_flops(concrete_function) -> float:
     """Floating-point operations of a traced graph, counted by TF's profiler (Conv2D and its
     backprops, MatMul, ...). Bodies of while loops are separate functions and are not counted."""
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
     options = option_builder.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
     graph = concrete_function.graph
@@ -39,6 +54,7 @@ def machine() -> str:
     """One line naming the machine a figure comes from: CPU model, cores, the vector extensions
     oneDNN uses, whether oneDNN is on, and the TF / Keras versions."""
     import keras
+    import tensorflow as tf
 
     from tfanomaly._tf import cpu_description, onednn_enabled
 
@@ -49,47 +65,3 @@ def machine() -> str:
         f"; oneDNN {'on' if onednn_enabled() else 'off'}{isa}; TF {tf.__version__}, "
         f"Keras {keras.__version__}"
     )
-
-
-def quiet(*_) -> None:
-    """An ``echo`` that prints nothing (the pipelines' progress lines)."""
-
-
-def stage_timer(timings: dict):
-    """``timed(key, function, *args, **kwargs)``: call it and record its seconds in ``timings``."""
-
-    def timed_stage(key: str, function, *args, **kwargs):
-        start = time.perf_counter()
-        value = function(*args, **kwargs)
-        timings[key] = round(time.perf_counter() - start, 1)
-        return value
-
-    return timed_stage
-
-
-def user_run(folder, source, *, stretch: str, preset: str, gan_steps: int, encoder_steps: int,
-             timings: dict, seed: int = 1, **gan_options):  # fmt: skip
-    """What a user runs before scoring, each stage skipped when its output exists: ``ingest
-    SOURCE --stretch``, ``train gan --preset --steps`` (``gan_options``: more GanTrainConfig
-    fields), ``train encoder --steps`` (which calibrates). Returns (data folder, run folder);
-    each stage's seconds go into ``timings``."""
-    from pathlib import Path
-
-    from tfanomaly.data.manifest import MANIFEST
-    from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig, IngestConfig
-    from tfanomaly.pipelines.ingest import ingest
-    from tfanomaly.pipelines.train import train_encoder, train_gan
-
-    timed_stage = stage_timer(timings)
-    data, run = Path(folder) / "tfrecords", Path(folder) / "run"
-    if not (data / MANIFEST).exists():
-        timed_stage("ingest", ingest, source, data,
-                    IngestConfig(shard_size=1024, stretch=stretch), progress=False)  # fmt: skip
-    if not (run / "generator.keras").exists():
-        config = GanTrainConfig(preset=preset, steps=gan_steps, seed=seed, **gan_options)
-        timed_stage("train gan", train_gan, data, run, config, progress=False, echo=quiet)
-    if not (run / "calibration.npz").exists():
-        timed_stage("train encoder + calibrate", train_encoder, run,
-                    EncoderTrainConfig(steps=encoder_steps, seed=seed), data_dir=data,
-                    progress=False, echo=quiet)  # fmt: skip
-    return data, run

@@ -19,9 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import numpy as np  # noqa: E402
+import _common
+import numpy as np
 
 
 def quiet(*_):
@@ -50,8 +49,12 @@ def prepare(folder: Path, preset: str, size: int, sizes: dict[str, int]) -> None
 
     folder.mkdir(parents=True, exist_ok=True)
     small = sizes["small"]
-    simulate_survey(folder / "small.h5", SurveyConfig(n_objects=small, size=size, seed=5),
-                    workers=2, progress=False)  # fmt: skip
+    simulate_survey(
+        folder / "small.h5",
+        SurveyConfig(n_objects=small, size=size, seed=5),
+        workers=2,
+        progress=False,
+    )
     for name, count in sizes.items():
         if name != "small":
             with h5py.File(folder / "small.h5") as f, h5py.File(folder / f"{name}.h5", "w") as g:
@@ -64,12 +67,27 @@ def prepare(folder: Path, preset: str, size: int, sizes: dict[str, int]) -> None
                 g["ra"] = np.linspace(130, 140, count)
                 g["dec"] = np.linspace(-1, 4, count)
         ingest(folder / f"{name}.h5", folder / name, IngestConfig(shard_size=2000), progress=False)
-    train_gan(folder / "small", folder / "run", GanTrainConfig(preset=preset, steps=2,
-              batch_size=8, checkpoint_every=2), progress=False, echo=quiet)  # fmt: skip
-    train_encoder(folder / "run", EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2),
-                  progress=False, echo=quiet)  # fmt: skip
-    score(folder / "run", folder / "small", folder / "reference", ScoreConfig(), progress=False,
-          echo=quiet)  # fmt: skip
+    train_gan(
+        folder / "small",
+        folder / "run",
+        GanTrainConfig(preset=preset, steps=2, batch_size=8, checkpoint_every=2),
+        progress=False,
+        echo=quiet,
+    )
+    train_encoder(
+        folder / "run",
+        EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2),
+        progress=False,
+        echo=quiet,
+    )
+    score(
+        folder / "run",
+        folder / "small",
+        folder / "reference",
+        ScoreConfig(),
+        progress=False,
+        echo=quiet,
+    )
     export(folder / "run", folder / "models", scores_dir=folder / "reference")
 
 
@@ -141,20 +159,45 @@ def measure(args) -> None:
         options = [f"--direct_num_workers={args.workers}"]
         if args.workers > 1:
             options.append("--direct_running_mode=multi_processing")
-        config = BeamScoreConfig(max_batch_size=args.max_batch,
-                                 min_batch_size=min(16, args.max_batch))  # fmt: skip
-        written = beam_score(folder / "models", data, out, config, pipeline_args=options,
-                             echo=quiet)  # fmt: skip
+        config = BeamScoreConfig(
+            max_batch_size=args.max_batch, min_batch_size=min(16, args.max_batch)
+        )
+        written = beam_score(
+            folder / "models", data, out, config, pipeline_args=options, echo=quiet
+        )
     wall = time.perf_counter() - started
-    print(json.dumps({"count": written["count"], "wall": wall, "scoring": written["seconds"],
-                      **memory.stop()}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "count": written["count"],
+                "wall": wall,
+                "scoring": written["seconds"],
+                **memory.stop(),
+            }
+        )
+    )
 
 
-def run_child(args, preset: str, engine: str, data: str, workers: int = 1,
-              max_batch: int = 128) -> dict:  # fmt: skip
-    command = [sys.executable, __file__, "--out", args.out, "--measure", "--preset", preset,
-               "--engine", engine, "--data", data, "--workers", str(workers),
-               "--max-batch", str(max_batch)]  # fmt: skip
+def run_child(
+    args, preset: str, engine: str, data: str, workers: int = 1, max_batch: int = 128
+) -> dict:
+    command = [
+        sys.executable,
+        __file__,
+        "--out",
+        args.out,
+        "--measure",
+        "--preset",
+        preset,
+        "--engine",
+        engine,
+        "--data",
+        data,
+        "--workers",
+        str(workers),
+        "--max-batch",
+        str(max_batch),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-4000:]}")
@@ -198,17 +241,26 @@ def main() -> None:
         preset = args.preset
         prepare(Path(args.out) / preset, preset, 32 if preset == "cpu32" else 16, sizes[preset])
         return
-    from _common import machine
-
-    print(machine())
+    print(_common.machine())
     print("figures measured while other work shared the machine's 2 cores: trust the ratios")
     started = time.perf_counter()
     reused = True
     for preset in sizes:  # in a child, which keeps this process small
         if not (Path(args.out) / preset / "models").exists():
             reused = False
-            command = [sys.executable, __file__, "--out", args.out, "--prepare", "--preset",
-                       preset, "--small", str(args.small), "--large", str(args.large)]  # fmt: skip
+            command = [
+                sys.executable,
+                __file__,
+                "--out",
+                args.out,
+                "--prepare",
+                "--preset",
+                preset,
+                "--small",
+                str(args.small),
+                "--large",
+                str(args.large),
+            ]
             subprocess.run(command, check=True, capture_output=True)
     how = f"reused from {args.out}" if reused else f"{time.perf_counter() - started:.0f} s"
     print(
@@ -221,26 +273,36 @@ def main() -> None:
         ratio = f", {base / rate:.2f}x the in-process time" if base else ""
         workers = result["workers_mb"]
         shown = f", workers {' + '.join(f'{w:,.0f}' for w in workers)} MB" if workers else ""
-        print(f"{label:<38s} {result['count']:>7,} {rate:7,.0f} cutouts/s end to end "
-              f"({result['count'] / result['scoring']:,.0f}/s in the pipeline){ratio}; peak RSS "
-              f"{result['rss_mb']:,.0f} MB{shown}")  # fmt: skip
+        print(
+            f"{label:<38s} {result['count']:>7,} {rate:7,.0f} cutouts/s end to end "
+            f"({result['count'] / result['scoring']:,.0f}/s in the pipeline){ratio}; peak RSS "
+            f"{result['rss_mb']:,.0f} MB{shown}"
+        )
         return rate
 
     print("speed: cpu32 export, 10^4 32-px cutouts, encoder only")
     base = row("score in process", run_child(args, "cpu32", "score", "small"))
     for max_batch in (128, 32, 512):
-        row(f"beam DirectRunner, 1 worker, batch <={max_batch}",
-            run_child(args, "cpu32", "beam", "small", 1, max_batch), base)  # fmt: skip
+        row(
+            f"beam DirectRunner, 1 worker, batch <={max_batch}",
+            run_child(args, "cpu32", "beam", "small", 1, max_batch),
+            base,
+        )
     row("beam DirectRunner, 2 workers", run_child(args, "cpu32", "beam", "small", 2), base)
     print("memory: tiny16 export, 16-px cutouts")
     for data in ("small", "large"):
         base = row(f"score in process ({data})", run_child(args, "tiny16", "score", data))
         for workers in (1, 2):
-            row(f"beam DirectRunner, {workers} worker(s) ({data})",
-                run_child(args, "tiny16", "beam", data, workers), base)  # fmt: skip
+            row(
+                f"beam DirectRunner, {workers} worker(s) ({data})",
+                run_child(args, "tiny16", "beam", data, workers),
+                base,
+            )
     encoder_only, ten_steps = hsc96_flops()
-    print(f"hsc96 FLOPs per image (TF profiler, default score): {encoder_only:,.0f} MFLOP encoder "
-          f"only, {ten_steps:,.0f} MFLOP with 10 inversion steps")  # fmt: skip
+    print(
+        f"hsc96 FLOPs per image (TF profiler, default score): {encoder_only:,.0f} MFLOP encoder "
+        f"only, {ten_steps:,.0f} MFLOP with 10 inversion steps"
+    )
     print(f"total {time.perf_counter() - started:.0f} s")
 
 

@@ -12,16 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import _common
+import h5py
+import numpy as np
 
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
-
-from tfanomaly.data.dataset import PAPER_STRETCH, load_dataset  # noqa: E402
-from tfanomaly.data.stretch import LuptonStretch  # noqa: E402
-from tfanomaly.pipelines.config import IngestConfig  # noqa: E402
-from tfanomaly.pipelines.ingest import ingest  # noqa: E402
+from tfanomaly.data.dataset import PAPER_STRETCH, load_dataset
+from tfanomaly.data.stretch import LuptonStretch
+from tfanomaly.pipelines.config import IngestConfig
+from tfanomaly.pipelines.ingest import ingest
 
 
 def write_survey(path: Path, n: int, size: int) -> None:
@@ -67,7 +65,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
-    print(machine())
+    print(_common.machine())
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_survey(tmp / "survey.h5", args.n, args.size)
@@ -75,10 +73,13 @@ def main() -> None:
         started = time.perf_counter()
         ingest(tmp / "survey.h5", tmp / "ds", IngestConfig(shard_size=2048), progress=False)
         seconds = time.perf_counter() - started
-        print(f"cutouts {args.n} x {args.size}x{args.size}x3 float32 ({megabytes:.0f} MB), "
-              f"batch {args.batch}, {os.cpu_count()} CPU cores")  # fmt: skip
         print(
-            f"ingest HDF5 -> TFRecord: {args.n / seconds:,.0f} cutouts/s, {megabytes / seconds:,.0f} MB/s"
+            f"cutouts {args.n} x {args.size}x{args.size}x3 float32 ({megabytes:.0f} MB), "
+            f"batch {args.batch}, {os.cpu_count()} CPU cores"
+        )
+        print(
+            f"ingest HDF5 -> TFRecord: {args.n / seconds:,.0f} cutouts/s, "
+            f"{megabytes / seconds:,.0f} MB/s"
         )
         h5py_loop(tmp / "survey.h5", args.batch, None)  # warm the page cache and TF
         raw_h5 = h5py_loop(tmp / "survey.h5", args.batch, None)
@@ -93,7 +94,8 @@ def main() -> None:
             f"read + stretch, tf.data in order: {ordered:,.0f} images/s ({ordered / baseline:.1f}x)"
         )
         print(
-            f"read + stretch, tf.data shuffled: {shuffled:,.0f} images/s ({shuffled / baseline:.1f}x)"
+            f"read + stretch, tf.data shuffled: {shuffled:,.0f} images/s "
+            f"({shuffled / baseline:.1f}x)"
         )
 
 

@@ -1,7 +1,7 @@
 """Scoring speed and memory: images/s of the in-graph inversion (10 steps) and of encoder-only
-scoring per preset, with and without the default score, FLOPs per image and the fraction of the measured peak, the same inversion
-written the naive way (eager loop, Keras Adam on a tf.Variable), and peak memory while scoring data
-sets 10x and 40x larger than the batch.
+scoring per preset, with and without the default score, FLOPs per image and the fraction of the
+measured peak, the same inversion written the naive way (eager loop, Keras Adam on a
+tf.Variable), and peak memory while scoring data sets 10x and 40x larger than the batch.
 
 Usage: python benchmarks/bench_score.py [--presets cpu32,cpu48,hsc96] [--seconds 10]
 """
@@ -13,14 +13,12 @@ import os
 import subprocess
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _common
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from _common import conv_peak_gflops, graph_flops, machine, timed  # noqa: E402
-
-from tfanomaly.models.calibration import (  # noqa: E402
+from tfanomaly.models.calibration import (
     Calibration,
     FeatureGaussian,
     LinearModel,
@@ -28,13 +26,13 @@ from tfanomaly.models.calibration import (  # noqa: E402
     ResidualTerm,
     Standardisation,
 )
-from tfanomaly.models.config import get_preset  # noqa: E402
-from tfanomaly.models.critic import build_critic  # noqa: E402
-from tfanomaly.models.encoder import build_encoder  # noqa: E402
-from tfanomaly.models.generator import build_generator  # noqa: E402
-from tfanomaly.models.inverter import LatentInverter  # noqa: E402
-from tfanomaly.models.morphology import feature_names  # noqa: E402
-from tfanomaly.models.score_config import InversionConfig, ScoreSettings  # noqa: E402
+from tfanomaly.models.config import get_preset
+from tfanomaly.models.critic import build_critic
+from tfanomaly.models.encoder import build_encoder
+from tfanomaly.models.generator import build_generator
+from tfanomaly.models.inverter import LatentInverter
+from tfanomaly.models.morphology import feature_names
+from tfanomaly.models.score_config import InversionConfig, ScoreSettings
 
 
 def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) -> Calibration:
@@ -67,20 +65,26 @@ def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) ->
     return Calibration(settings, residuals, features, standard, info={}, **parts)
 
 
-def inverter_for(preset: str, steps: int, default_score: bool = False,
-                 settings: ScoreSettings | None = None) -> LatentInverter:  # fmt: skip
+def inverter_for(
+    preset: str, steps: int, default_score: bool = False, settings: ScoreSettings | None = None
+) -> LatentInverter:
     config = get_preset(preset)
     keras.utils.set_random_seed(0)
     settings = settings or ScoreSettings()
     calibration = synthetic_calibration(preset, settings) if default_score else None
-    return LatentInverter(build_generator(config), build_critic(config), build_encoder(config),
-                          InversionConfig(steps=steps), calibration)  # fmt: skip
+    return LatentInverter(
+        build_generator(config),
+        build_critic(config),
+        build_encoder(config),
+        InversionConfig(steps=steps),
+        calibration,
+    )
 
 
 def flops_per_call(inverter: LatentInverter, images) -> float:
     """FLOPs of one call as the profiler sees it (the while_loop's body is not included)."""
     spec = tf.TensorSpec(images.shape, tf.float32)
-    return graph_flops(inverter.__call__.get_concrete_function(spec))
+    return _common.graph_flops(inverter.__call__.get_concrete_function(spec))
 
 
 def gradient_flops(inverter: LatentInverter, images) -> float:
@@ -96,9 +100,9 @@ def gradient_flops(inverter: LatentInverter, images) -> float:
 
     image_spec = tf.TensorSpec(images.shape, tf.float32)
     z_spec = tf.TensorSpec((images.shape[0], inverter.generator.input_shape[-1]), tf.float32)
-    total = graph_flops(tf.function(gradient).get_concrete_function(image_spec, z_spec))
+    total = _common.graph_flops(tf.function(gradient).get_concrete_function(image_spec, z_spec))
     features = tf.function(lambda x: inverter.critic(x)[1]).get_concrete_function(image_spec)
-    return total - graph_flops(features)
+    return total - _common.graph_flops(features)
 
 
 def naive_inversion(inverter: LatentInverter, images, steps: int) -> None:
@@ -153,7 +157,7 @@ def bench_preset(preset: str, seconds: float, peak: float) -> None:
     images = tf.random.uniform((batch, size, size, 3))
     for steps in (10, 0):
         inverter = inverter_for(preset, steps)
-        per_call = timed(lambda inv=inverter: inv(images)["anomaly_score"].numpy(), seconds)
+        per_call = _common.timed(lambda inv=inverter: inv(images)["anomaly_score"].numpy(), seconds)
         # The profiler does not look inside the while_loop's body function: add one gradient
         # evaluation of the objective (an Adam step's cost) per step.
         flops = (
@@ -161,30 +165,44 @@ def bench_preset(preset: str, seconds: float, peak: float) -> None:
         ) / batch
         rate = batch / per_call
         label = f"{steps}-step inversion" if steps else "encoder only"
-        print(f"{preset} {label:>17s}: {rate:8,.0f} images/s (batch {batch}), "
-              f"{flops / 1e6:8,.1f} MFLOP/image, {rate * flops / 1e9 / peak:.0%} of peak")  # fmt: skip
+        print(
+            f"{preset} {label:>17s}: {rate:8,.0f} images/s (batch {batch}), "
+            f"{flops / 1e6:8,.1f} MFLOP/image, {rate * flops / 1e9 / peak:.0%} of peak"
+        )
     # The default score on top of encoder-only scoring: smoothing, binned chi^2, top-k, one matmul.
     paper_only = inverter_for(preset, 0)
-    plain = timed(lambda: paper_only(images)["anomaly_score"].numpy(), seconds)
+    plain = _common.timed(lambda: paper_only(images)["anomaly_score"].numpy(), seconds)
     default = ScoreSettings()
-    variants = [ScoreSettings(terms=terms) for terms in (
-        ("residual", "feature"), ("residual", "feature", "linear"),
-        ("residual", "feature", "morphology"), ("feature", "linear", "morphology"))]  # fmt: skip
+    variants = [
+        ScoreSettings(terms=terms)
+        for terms in (
+            ("residual", "feature"),
+            ("residual", "feature", "linear"),
+            ("residual", "feature", "morphology"),
+            ("feature", "linear", "morphology"),
+        )
+    ]
     variants += [ScoreSettings(robust_iterations=0), default]
     for settings in variants:
         noise_aware = inverter_for(preset, 0, default_score=True, settings=settings)
-        with_score = timed(lambda inv=noise_aware: inv(images, images)["score"].numpy(), seconds)
+        with_score = _common.timed(
+            lambda inv=noise_aware: inv(images, images)["score"].numpy(), seconds
+        )
         label = "+".join(settings.terms)
         if settings.terms == default.terms:
             label = "default score" if settings == default else "default, least-squares linear"
-        print(f"{preset} encoder only + {label}: {batch / with_score:8,.0f} images/s "
-              f"({with_score / plain:.2f}x the time of encoder-only paper scores)")  # fmt: skip
+        print(
+            f"{preset} encoder only + {label}: {batch / with_score:8,.0f} images/s "
+            f"({with_score / plain:.2f}x the time of encoder-only paper scores)"
+        )
     if preset == "cpu32":
         inverter = inverter_for(preset, 10)
-        graph = timed(lambda: inverter(images)["z"].numpy(), seconds)
-        eager = timed(lambda: naive_inversion(inverter, images, 10), seconds, min_runs=1)
-        print(f"{preset} naive eager inversion (Keras Adam on a tf.Variable): "
-              f"{graph / eager:.2f}x the speed of the in-graph one")  # fmt: skip
+        graph = _common.timed(lambda: inverter(images)["z"].numpy(), seconds)
+        eager = _common.timed(lambda: naive_inversion(inverter, images, 10), seconds, min_runs=1)
+        print(
+            f"{preset} naive eager inversion (Keras Adam on a tf.Variable): "
+            f"{graph / eager:.2f}x the speed of the in-graph one"
+        )
 
 
 def main() -> None:
@@ -192,8 +210,8 @@ def main() -> None:
     parser.add_argument("--presets", default="cpu32,cpu48,hsc96")
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
-    print(machine())
-    peak = conv_peak_gflops(args.seconds / 2)
+    print(_common.machine())
+    peak = _common.conv_peak_gflops(args.seconds / 2)
     print(
         f"TF {tf.__version__}, {os.cpu_count()} CPU cores; fp32 5x5 conv peak {peak:,.0f} GFLOP/s"
     )
@@ -203,8 +221,10 @@ def main() -> None:
     for factor in (10, 40):
         before, after = peak_rss_scoring(factor * batch, batch)
         cubes = factor * batch * 32 * 32 * 3 * 4 * 3 / 1e6
-        print(f"peak RSS scoring {factor * batch} 32-px cutouts (batch {batch}, {cubes:,.0f} MB of "
-              f"image cubes stored): {after:,.0f} MB (before scoring: {before:,.0f} MB)")  # fmt: skip
+        print(
+            f"peak RSS scoring {factor * batch} 32-px cutouts (batch {batch}, {cubes:,.0f} MB of "
+            f"image cubes stored): {after:,.0f} MB (before scoring: {before:,.0f} MB)"
+        )
 
 
 if __name__ == "__main__":

@@ -15,29 +15,31 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _common
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from _common import machine  # noqa: E402
-
-from tfanomaly.models.config import get_preset  # noqa: E402
-from tfanomaly.models.critic import build_critic  # noqa: E402
-from tfanomaly.models.encoder import build_encoder  # noqa: E402
-from tfanomaly.models.generator import build_generator  # noqa: E402
-from tfanomaly.models.inverter import LatentInverter  # noqa: E402
-from tfanomaly.models.score_config import InversionConfig  # noqa: E402
-from tfanomaly.serving.client import GrpcClient, RestClient  # noqa: E402
-from tfanomaly.serving.local import LocalServer  # noqa: E402
-from tfanomaly.serving.saved_model import AnomalyScorer, save_scorer  # noqa: E402
+from tfanomaly.models.config import get_preset
+from tfanomaly.models.critic import build_critic
+from tfanomaly.models.encoder import build_encoder
+from tfanomaly.models.generator import build_generator
+from tfanomaly.models.inverter import LatentInverter
+from tfanomaly.models.score_config import InversionConfig
+from tfanomaly.serving.client import GrpcClient, RestClient
+from tfanomaly.serving.local import LocalServer
+from tfanomaly.serving.saved_model import AnomalyScorer, save_scorer
 
 
 def build_export(base: Path, steps: int) -> Path:
     config = get_preset("cpu32")
     keras.utils.set_random_seed(0)
-    inverter = LatentInverter(build_generator(config), build_critic(config),
-                              build_encoder(config), InversionConfig(steps=steps))  # fmt: skip
+    inverter = LatentInverter(
+        build_generator(config),
+        build_critic(config),
+        build_encoder(config),
+        InversionConfig(steps=steps),
+    )
     stats = {k: {"mean": 0.0, "std": 1.0} for k in ("anomaly_scores", "gen_scores", "disc_scores")}
     path = base / "tfanomaly" / "1"
     save_scorer(AnomalyScorer(inverter, stats, (32, 32, 3)), path)
@@ -71,17 +73,21 @@ def main() -> None:
     parser.add_argument("--signature", default="serving_default")
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    print(machine())
+    print(_common.machine())
     with tempfile.TemporaryDirectory() as tmp:
         path = build_export(Path(tmp), args.steps)
         server = LocalServer(Path(tmp), grpc_port=0, rest_port=0).start()
         direct = tf.saved_model.load(str(path)).signatures[args.signature]
         grpc_client = GrpcClient(f"127.0.0.1:{server.grpc_port}", signature=args.signature)
         rest_client = RestClient(f"127.0.0.1:{server.rest_port}", signature=args.signature)
-        print(f"cpu32 export, signature {args.signature} ({args.steps} inversion steps), "
-              f"{args.requests} requests per row, {os.cpu_count()} CPU cores")  # fmt: skip
-        print(f"{'path':>10s} {'batch':>5s} {'clients':>7s} {'p50 ms':>8s} {'p99 ms':>8s} "
-              f"{'images/s':>9s} {'failed':>6s}")  # fmt: skip
+        print(
+            f"cpu32 export, signature {args.signature} ({args.steps} inversion steps), "
+            f"{args.requests} requests per row, {os.cpu_count()} CPU cores"
+        )
+        print(
+            f"{'path':>10s} {'batch':>5s} {'clients':>7s} {'p50 ms':>8s} {'p99 ms':>8s} "
+            f"{'images/s':>9s} {'failed':>6s}"
+        )
         rng = np.random.default_rng(0)
         for batch in (1, 16, 128):
             images = rng.normal(0, 0.1, (batch, 32, 32, 3)).astype(np.float32)
@@ -98,8 +104,11 @@ def main() -> None:
                     latencies, failed = load(call, requests, clients)
                     seconds = time.perf_counter() - started
                     p50, p99 = np.percentile(latencies, [50, 99]) * 1e3
-                    print(f"{name:>10s} {batch:5d} {clients:7d} {p50:8.1f} {p99:8.1f} "
-                          f"{len(latencies) * batch / seconds:9,.0f} {failed:6d}", flush=True)  # fmt: skip
+                    print(
+                        f"{name:>10s} {batch:5d} {clients:7d} {p50:8.1f} {p99:8.1f} "
+                        f"{len(latencies) * batch / seconds:9,.0f} {failed:6d}",
+                        flush=True,
+                    )
         server.stop()
 
 

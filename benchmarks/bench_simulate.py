@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from _common import machine  # noqa: E402
+import _common
 
 from tfanomaly.pipelines.simulate import simulate_survey
 from tfanomaly.simulate.config import SurveyConfig
@@ -31,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the objects")
     args = parser.parse_args()
-    print(machine())
+    print(_common.machine())
     cpus = os.cpu_count() or 1
     # Warm the per-process tables (GalSim transforms) so the first size is not penalised.
     simulate_stamps(SurveyConfig(n_objects=1, size=32), 0, 1)

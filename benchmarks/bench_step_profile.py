@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+import _common
+
 MARK = "=== tfanomaly profile"
 
 
@@ -44,16 +46,33 @@ def child(preset: str, steps: int, batch: int, threads: int, inter: int) -> None
     print(f"{MARK} end {seconds:.6f}", flush=True)
 
 
-def profile(preset: str, steps: int, batch: int, threads: int, verbose: bool,
-            inter: int = 0) -> tuple[float, dict]:  # fmt: skip
+def profile(
+    preset: str, steps: int, batch: int, threads: int, verbose: bool, inter: int = 0
+) -> tuple[float, dict]:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     if verbose:
         env["ONEDNN_VERBOSE"] = "profile_exec"
     out = subprocess.run(
-        [sys.executable, __file__, "--child", "--preset", preset, "--steps", str(steps),
-         "--batch", str(batch), "--threads", str(threads), "--inter", str(inter)],
-        env=env, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "--preset",
+            preset,
+            "--steps",
+            str(steps),
+            "--batch",
+            str(batch),
+            "--threads",
+            str(threads),
+            "--inter",
+            str(inter),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     inside, per_step, times = False, 0.0, collections.Counter()
     for line in out.splitlines():
         if line.startswith(MARK):
@@ -81,17 +100,17 @@ def main() -> None:
     if args.child:
         child(args.preset, args.steps, args.batch, args.threads, args.inter)
         return
-    from _common import machine
-
-    print(machine())
+    print(_common.machine())
     per_step, times = profile(args.preset, args.steps, args.batch, 0, verbose=True)
     plain, _ = profile(args.preset, args.steps, args.batch, 0, verbose=False)
     busy = sum(times.values())
     # TF runs independent ops side by side (inter-op pool), so busy time can exceed wall time.
-    print(f"{args.preset} batch {args.batch}: {plain * 1e3:,.0f} ms/step "
-          f"({per_step * 1e3:,.0f} with oneDNN's timing on); oneDNN primitives busy "
-          f"{busy * 1e3:,.0f} ms, summed over the ops that run concurrently "
-          f"({busy / per_step:.2f}x the wall time)")  # fmt: skip
+    print(
+        f"{args.preset} batch {args.batch}: {plain * 1e3:,.0f} ms/step "
+        f"({per_step * 1e3:,.0f} with oneDNN's timing on); oneDNN primitives busy "
+        f"{busy * 1e3:,.0f} ms, summed over the ops that run concurrently "
+        f"({busy / per_step:.2f}x the wall time)"
+    )
     for (kind, impl), seconds in sorted(times.items(), key=lambda kv: -kv[1])[:12]:
         print(f"  {kind:<14} {impl:<28} {seconds * 1e3:8.1f} ms  {seconds / busy:5.1%} of busy")
     for threads, inter in ((1, 1), (2, 1), (1, 2), (2, 2)):
@@ -99,8 +118,10 @@ def main() -> None:
         print(f"{args.preset} intra-op {threads}, inter-op {inter} threads: {t * 1e3:,.0f} ms/step")
     for batch in (64, 128):
         t, _ = profile(args.preset, args.steps, batch, 0, verbose=False)
-        print(f"{args.preset} batch {batch}: {t * 1e3:,.0f} ms/step = "
-              f"{t / batch * 32 * 1e3:,.0f} ms per 32 images")  # fmt: skip
+        print(
+            f"{args.preset} batch {batch}: {t * 1e3:,.0f} ms/step = "
+            f"{t / batch * 32 * 1e3:,.0f} ms per 32 images"
+        )
 
 
 if __name__ == "__main__":

@@ -10,15 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _common
+import keras
+import tensorflow as tf
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from _common import conv_peak_gflops, graph_flops, machine, timed  # noqa: E402
-
-from tfanomaly._tf import bf16_capped  # noqa: E402
-from tfanomaly.models.config import get_preset  # noqa: E402
-from tfanomaly.models.wgan_gp import WGANGP, paper_optimizer  # noqa: E402
+from tfanomaly._tf import bf16_capped
+from tfanomaly.models.config import get_preset
+from tfanomaly.models.wgan_gp import WGANGP, paper_optimizer
 
 
 def peak_gflops(seconds: float) -> dict[str, float]:
@@ -29,9 +27,9 @@ def peak_gflops(seconds: float) -> dict[str, float]:
         a = tf.cast(a, dtype)
         matmul = tf.function(lambda a=a: tf.matmul(a, a))
         results[f"matmul {dtype.name}"] = (
-            2 * 2048**3 / timed(lambda f=matmul: f().numpy(), seconds) / 1e9
+            2 * 2048**3 / _common.timed(lambda f=matmul: f().numpy(), seconds) / 1e9
         )
-    results["conv5x5 float32"] = conv_peak_gflops(seconds)
+    results["conv5x5 float32"] = _common.conv_peak_gflops(seconds)
     return results
 
 
@@ -47,7 +45,7 @@ def step_flops(gan, data) -> float:
     """Floating-point operations of one train step (5 critic + 1 generator update), counted by
     TF's profiler over the traced graph (Conv2D, its two backprops, MatMul, ...)."""
     spec = tf.TensorSpec(data.shape, data.dtype)
-    return graph_flops(tf.function(gan.train_step).get_concrete_function(spec))
+    return _common.graph_flops(tf.function(gan.train_step).get_concrete_function(spec))
 
 
 def main() -> None:
@@ -56,7 +54,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=15.0)
     args = parser.parse_args()
-    print(machine())
+    print(_common.machine())
     print(f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores")
     peaks = peak_gflops(args.seconds / 3)
     for name, value in peaks.items():
@@ -68,7 +66,7 @@ def main() -> None:
         images_per_step = gan.n_critic * args.batch
         flops = step_flops(gan, data)
         graph = tf.function(gan.train_step)
-        per_step = timed(lambda g=graph, d=data: g(d), args.seconds)
+        per_step = _common.timed(lambda g=graph, d=data: g(d), args.seconds)
         rate = images_per_step / per_step
         achieved = flops / per_step / 1e9
         print(
@@ -77,11 +75,13 @@ def main() -> None:
             f"{achieved / fp32_peak:.0%} of the fp32 conv peak"
         )
         if preset != "hsc96":  # an eager hsc96 step takes minutes on 2 cores
-            eager = timed(lambda g=gan, d=data: g.train_step(d), args.seconds / 2, min_runs=2)
+            eager = _common.timed(
+                lambda g=gan, d=data: g.train_step(d), args.seconds / 2, min_runs=2
+            )
             print(f"{preset} eager train_step (no tf.function): {per_step / eager:.2f}x the speed")
         try:
             xla = tf.function(gan.train_step, jit_compile=True)
-            per_step_xla = timed(lambda d=data, f=xla: f(d), args.seconds)
+            per_step_xla = _common.timed(lambda d=data, f=xla: f(d), args.seconds)
             print(f"{preset} XLA jit_compile: {per_step / per_step_xla:.2f}x the speed")
         except Exception as exc:  # report, don't stop the benchmark
             print(f"{preset} XLA jit_compile: failed ({type(exc).__name__})")
@@ -91,7 +91,7 @@ def main() -> None:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
         gan_bf16, data = make_gan(preset, args.batch)
         bf16 = tf.function(gan_bf16.train_step)
-        per_step_bf16 = timed(lambda d=data, f=bf16: f(d), args.seconds)
+        per_step_bf16 = _common.timed(lambda d=data, f=bf16: f(d), args.seconds)
         print(f"{preset} mixed_bfloat16: {per_step / per_step_bf16:.2f}x the speed")
     keras.mixed_precision.set_global_policy("float32")
     x = tf.random.normal((32, 48, 48, 128))
@@ -100,7 +100,7 @@ def main() -> None:
     x_first = tf.transpose(x, (0, 3, 1, 2))
     nchw = tf.function(lambda: tf.nn.conv2d(x_first, w, 1, "SAME", data_format="NCHW"))
     try:
-        ratio = timed(lambda: nhwc().numpy(), 3) / timed(lambda: nchw().numpy(), 3)
+        ratio = _common.timed(lambda: nhwc().numpy(), 3) / _common.timed(lambda: nchw().numpy(), 3)
         print(f"5x5 conv channels-first (NCHW): {ratio:.2f}x the speed of channels-last")
     except Exception as exc:
         print(f"5x5 conv channels-first (NCHW): not supported here ({type(exc).__name__})")

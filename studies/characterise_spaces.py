@@ -18,23 +18,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).parent.parent / ".cache" / "numba"))
-sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+import common
+import numpy as np
 
-import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
+from tfanomaly.results.catalog import json_attr, read_results
+from tfanomaly.results.grouping import grouping_quality, precision_similar, purity_at
+from tfanomaly.results.spaces import SPACES, space_vectors
 
-from tfanomaly.results.catalog import json_attr, read_results  # noqa: E402
-from tfanomaly.results.grouping import grouping_quality, precision_similar, purity_at  # noqa: E402
-from tfanomaly.results.spaces import SPACES, space_vectors  # noqa: E402
-
-TERM_KEYS = ("linear_scores_sigma", "extended_scores_sigma", "feature_scores_sigma",
-             "morphology_scores_sigma", "residual_scores_sigma")  # fmt: skip
+TERM_KEYS = (
+    "linear_scores_sigma",
+    "extended_scores_sigma",
+    "feature_scores_sigma",
+    "morphology_scores_sigma",
+    "residual_scores_sigma",
+)
 
 
 def standardise(x: np.ndarray) -> np.ndarray:
@@ -126,13 +125,15 @@ def main() -> None:
     parser.add_argument("--spaces", default="")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
-    print(machine())
+    print(common.machine())
     columns, attrs = read_results(args.scores, with_images=True, with_vectors=True)
     kind_names = json_attr(attrs["kind_names"])
     labels = np.asarray(columns["labels"])
     rows = sample_rows(columns)
-    print(f"{args.scores}: {len(labels)} objects, sample {len(rows)} "
-          f"({int((labels[rows] > 0).sum())} anomalies of {int((labels > 0).sum())})")  # fmt: skip
+    print(
+        f"{args.scores}: {len(labels)} objects, sample {len(rows)} "
+        f"({int((labels[rows] > 0).sum())} anomalies of {int((labels > 0).sum())})"
+    )
     pixels, morph = raw_pixels(args.data, columns["object_ids"])
     flat = np.arcsinh(pixels.reshape(len(pixels), -1) / np.median(np.abs(pixels)))
     model_config = ModelConfig.from_dict(load_run(str(attrs["run"]))["model"])
@@ -146,11 +147,14 @@ def main() -> None:
     }
     checks = {}
     for cube in ("residuals", "reals"):
-        latents, checks[cube] = cae_space(columns, rows, cube, args.cae_steps, model_config,
-                                          args.seed)  # fmt: skip
+        latents, checks[cube] = cae_space(
+            columns, rows, cube, args.cae_steps, model_config, args.seed
+        )
         spaces[f"cae_{cube}"] = standardise(latents)
-        print(f"CAE on {cube}: MSE {checks[cube]['mse']:.3g} vs mean image "
-              f"{checks[cube]['mean_image_mse']:.3g} (ratio {checks[cube]['ratio']:.2f})")  # fmt: skip
+        print(
+            f"CAE on {cube}: MSE {checks[cube]['mse']:.3g} vs mean image "
+            f"{checks[cube]['mean_image_mse']:.3g} (ratio {checks[cube]['ratio']:.2f})"
+        )
     clipped = np.clip(standardise(morph), -10, 10)
     shape = columns["residual_shape"]
     spaces["residual_shape"] = space_vectors(columns.__getitem__, "residual_shape")
@@ -171,15 +175,26 @@ def main() -> None:
     for name in wanted:
         figures = evaluate_space(spaces[name], rows, labels, kind_names, args.seed)
         results[name] = figures
-        print(f"{name:40s} {figures['purity5']:5.2f} {figures['purity5_map']:5.2f} "
-              f"{figures['ari']:5.2f} {figures['separation']:5.2f} {figures['precision12']:5.3f} "
-              f"{figures['clusters']:3d}")  # fmt: skip
+        print(
+            f"{name:40s} {figures['purity5']:5.2f} {figures['purity5_map']:5.2f} "
+            f"{figures['ari']:5.2f} {figures['separation']:5.2f} {figures['precision12']:5.3f} "
+            f"{figures['clusters']:3d}"
+        )
     print(f"chance purity@5 {results[wanted[0]]['chance5']:.2f}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"machine": machine(), "scores": args.scores,
-                                              "sample": len(rows), "cae": checks,
-                                              "spaces": results}, indent=1))  # fmt: skip
+        Path(args.out).write_text(
+            json.dumps(
+                {
+                    "machine": common.machine(),
+                    "scores": args.scores,
+                    "sample": len(rows),
+                    "cae": checks,
+                    "spaces": results,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -2,29 +2,26 @@
 cluster purity against the simulated labels, for CAE latents of residual images (the paper), CAE
 latents of the real images, and raw residual pixels.
 
-Uses a trained run and its data set (e.g. from bench_detection.py); the sample is every
+Uses a trained run and its data set (e.g. from detection.py); the sample is every
 labelled anomaly plus four times as many random normal objects.
-Usage: python benchmarks/bench_clusters.py --run bench_det32/run_seed1 --data bench_det32/tfrecords
+Usage: python studies/clusters.py --run studies/out/det32/run_seed1 \\
+    --data studies/out/det32/tfrecords [--out studies/out/clusters]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).parent.parent / ".cache" / "numba"))
+import common
+import h5py
+import numpy as np
 
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
-
-from tfanomaly.models.score_config import InversionConfig  # noqa: E402
-from tfanomaly.pipelines.characterise import embed, train_cae  # noqa: E402
-from tfanomaly.pipelines.config import CaeTrainConfig, ScoreConfig  # noqa: E402
-from tfanomaly.pipelines.score import score  # noqa: E402
-from tfanomaly.results.catalog import read_results  # noqa: E402
+from tfanomaly.models.score_config import InversionConfig
+from tfanomaly.pipelines.characterise import embed, train_cae
+from tfanomaly.pipelines.config import CaeTrainConfig, ScoreConfig
+from tfanomaly.pipelines.score import score
+from tfanomaly.results.catalog import read_results
 
 
 def purity(labels: np.ndarray, clusters: np.ndarray) -> float:
@@ -52,36 +49,57 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run", required=True)
     parser.add_argument("--data", required=True)
-    parser.add_argument("--out", default="bench_clusters")
+    parser.add_argument("--out", default=str(common.OUT / "clusters"))
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print(machine())
+    print(common.machine())
     out = Path(args.out)
     scores = out / "scores"
     if not (scores / "results.h5").exists():
-        score(args.run, args.data, scores, ScoreConfig(batch_size=256, store_images=True,
-              inversion=InversionConfig(steps=0)), progress=False, echo=lambda *_: None)  # fmt: skip
+        score(
+            args.run,
+            args.data,
+            scores,
+            ScoreConfig(batch_size=256, store_images=True, inversion=InversionConfig(steps=0)),
+            progress=False,
+            echo=lambda *_: None,
+        )
     columns, _ = read_results(scores)
     labels = columns["labels"]
     rng = np.random.default_rng(args.seed)
     anomalies = np.flatnonzero(labels > 0)
     normals = rng.choice(np.flatnonzero(labels == 0), 4 * len(anomalies), replace=False)
     ids_file = out / "sample_ids.txt"
-    ids_file.write_text("\n".join(str(int(i)) for i in columns["object_ids"][
-        np.concatenate([anomalies, normals])]))  # fmt: skip
+    ids_file.write_text(
+        "\n".join(str(int(i)) for i in columns["object_ids"][np.concatenate([anomalies, normals])])
+    )
     selection = f"ids:{ids_file}"
-    print(f"sample: {len(anomalies)} anomalies of {len(set(labels[anomalies]))} kinds + "
-          f"{len(normals)} normal objects")  # fmt: skip
-    print(f"{'features':32s} {'clusters':>8s} {'noise':>6s} {'ARI':>6s} {'purity':>7s} "
-          f"{'ARI (anomalies only)':>21s}")  # fmt: skip
+    print(
+        f"sample: {len(anomalies)} anomalies of {len(set(labels[anomalies]))} kinds + "
+        f"{len(normals)} normal objects"
+    )
+    print(
+        f"{'features':32s} {'clusters':>8s} {'noise':>6s} {'ARI':>6s} {'purity':>7s} "
+        f"{'ARI (anomalies only)':>21s}"
+    )
     rows_sorted = np.sort(np.concatenate([anomalies, normals]))
     truth = labels[rows_sorted]
     for images in ("residuals", "reals"):
         cae_dir = out / f"cae_{images}"
-        train_cae(scores, cae_dir, CaeTrainConfig(selection=selection, images=images,
-                  steps=args.steps, checkpoint_every=500, seed=args.seed), progress=False,
-                  echo=lambda *_: None)  # fmt: skip
+        train_cae(
+            scores,
+            cae_dir,
+            CaeTrainConfig(
+                selection=selection,
+                images=images,
+                steps=args.steps,
+                checkpoint_every=500,
+                seed=args.seed,
+            ),
+            progress=False,
+            echo=lambda *_: None,
+        )
         embed(cae_dir, scores, seed=args.seed)
         with h5py.File(cae_dir / "embedding.h5") as f:
             clusters = f["cluster"][:]
@@ -93,9 +111,11 @@ def main() -> None:
 
 def report(name, truth, clusters, ari) -> None:
     anomalous = truth > 0
-    print(f"{name:32s} {clusters.max() + 1:8d} {np.mean(clusters < 0):6.0%} "
-          f"{ari(truth, clusters):6.3f} {purity(truth, clusters):7.3f} "
-          f"{ari(truth[anomalous], clusters[anomalous]):21.3f}")  # fmt: skip
+    print(
+        f"{name:32s} {clusters.max() + 1:8d} {np.mean(clusters < 0):6.0%} "
+        f"{ari(truth, clusters):6.3f} {purity(truth, clusters):7.3f} "
+        f"{ari(truth[anomalous], clusters[anomalous]):21.3f}"
+    )
 
 
 if __name__ == "__main__":

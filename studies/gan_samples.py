@@ -1,31 +1,28 @@
 """Does a CPU preset learn galaxies in minutes? Trains on a simulated survey, writes real | generated
 grids side by side, and compares simple image statistics of 1,000 real and 1,000 generated cutouts.
 
-Usage: python benchmarks/bench_gan_samples.py [--preset cpu32] [--steps 1500] [--out bench_gan]
+Usage: python studies/gan_samples.py [--preset cpu32] [--steps 1500] [--out studies/out/gan_samples]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import common
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
-
-from tfanomaly.data.dataset import load_dataset  # noqa: E402
-from tfanomaly.data.manifest import MANIFEST  # noqa: E402
-from tfanomaly.models.config import get_preset  # noqa: E402
-from tfanomaly.pipelines.config import GanTrainConfig, IngestConfig  # noqa: E402
-from tfanomaly.pipelines.ingest import ingest  # noqa: E402
-from tfanomaly.pipelines.simulate import simulate_survey  # noqa: E402
-from tfanomaly.pipelines.train import train_gan  # noqa: E402
-from tfanomaly.results.preview import save_png, tile  # noqa: E402
-from tfanomaly.simulate.config import SurveyConfig  # noqa: E402
+from tfanomaly.data.dataset import load_dataset
+from tfanomaly.data.manifest import MANIFEST
+from tfanomaly.models.config import get_preset
+from tfanomaly.pipelines.config import GanTrainConfig, IngestConfig
+from tfanomaly.pipelines.ingest import ingest
+from tfanomaly.pipelines.simulate import simulate_survey
+from tfanomaly.pipelines.train import train_gan
+from tfanomaly.results.preview import save_png, tile
+from tfanomaly.simulate.config import SurveyConfig
 
 
 def statistics(images: np.ndarray) -> dict[str, np.ndarray]:
@@ -60,15 +57,16 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu32")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--n-objects", type=int, default=6000)
-    parser.add_argument("--out", default="bench_gan")
+    parser.add_argument("--out", default=str(common.OUT / "gan_samples"))
     args = parser.parse_args()
-    print(machine())
+    print(common.machine())
     out = Path(args.out)
     size = get_preset(args.preset).image_size
     survey, data = out / "survey.h5", out / "tfrecords"
     if not survey.exists():
-        simulate_survey(survey, SurveyConfig(n_objects=args.n_objects, size=size, seed=11),
-                        progress=False)  # fmt: skip
+        simulate_survey(
+            survey, SurveyConfig(n_objects=args.n_objects, size=size, seed=11), progress=False
+        )
     if not (data / MANIFEST).exists():
         ingest(survey, data, IngestConfig(shard_size=1024), progress=False)
     started = time.perf_counter()

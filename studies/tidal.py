@@ -1,9 +1,9 @@
-"""Why the default score misses tidal features: README "Detection quality on real images" (the
-per-kind paragraph). No GAN is trained: the linear and extended terms, the morphology k-NN and
-the candidates are computed on the survey-noise tuning set (benchmarks/quality_sets.py,
-sim_noise_tune) with the package's own functions.
+"""Why the default score misses tidal features: docs/results/detection.md "Per kind" (the paragraph
+on tidal features). No GAN is trained: the linear and extended terms, the morphology k-NN and
+the candidates are computed on the survey-noise tuning set (common.py's
+sim_noise_tune, written when missing) with the package's own functions.
 
-  python benchmarks/bench_tidal.py [--sets benchmarks/bench_quality/sets] [--objects 60]
+  python studies/tidal.py [--sets studies/out/quality/sets] [--objects 60]
 
 Prints: the debris' matched-filter S/N and flux (the simulator drawn with and without it), how
 much of it the PCA model reproduces, the extended term with 5-100 components, neighbour masking,
@@ -16,32 +16,28 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import common
+import h5py
+import numpy as np
+import tensorflow as tf
+from scipy import ndimage
+from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import NearestNeighbors
 
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-import quality_sets  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from _common import machine  # noqa: E402
-from scipy import ndimage  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-from sklearn.neighbors import NearestNeighbors  # noqa: E402
-
-from tfanomaly.data.stretch import auto_stretch  # noqa: E402
-from tfanomaly.data.stretch import sky_sigma as measured_sky  # noqa: E402
-from tfanomaly.models.calibration import knots_of  # noqa: E402
-from tfanomaly.models.morphology import feature_names, morphology, stamp_noise  # noqa: E402
-from tfanomaly.models.noise_score import level_variances, residual_maps  # noqa: E402
-from tfanomaly.models.score_config import ScoreSettings  # noqa: E402
-from tfanomaly.models.score_fit import fit_linear, fit_linear_levels, linear_model  # noqa: E402
-from tfanomaly.pipelines.evaluate import kind_groups  # noqa: E402
-from tfanomaly.simulate import stamps  # noqa: E402
-from tfanomaly.simulate.config import SurveyConfig, sky_sigma  # noqa: E402
-from tfanomaly.simulate.noise import SurveyNoise, apply_survey_noise  # noqa: E402
-from tfanomaly.simulate.render import Scene  # noqa: E402
+from tfanomaly.data.stretch import auto_stretch
+from tfanomaly.data.stretch import sky_sigma as measured_sky
+from tfanomaly.models.calibration import knots_of
+from tfanomaly.models.morphology import feature_names, morphology, stamp_noise
+from tfanomaly.models.noise_score import level_variances, residual_maps
+from tfanomaly.models.score_config import ScoreSettings
+from tfanomaly.models.score_fit import fit_linear, fit_linear_levels, linear_model
+from tfanomaly.pipelines.evaluate import kind_groups
+from tfanomaly.simulate import stamps
+from tfanomaly.simulate.config import SurveyConfig, sky_sigma
+from tfanomaly.simulate.noise import SurveyNoise, apply_survey_noise
+from tfanomaly.simulate.render import Scene
 
 CHUNK = 500
 TIDAL = 2  # the simulator's label of tidal features
@@ -183,20 +179,22 @@ def debris(config: SurveyConfig, labels: np.ndarray, stretch, model: Linear, cou
     )
     reproduced = (difference * kept).sum(axis=(1, 2, 3)) / (difference**2).sum(axis=(1, 2, 3))
     extended = model.score(with_it, True) / model.score(without_it, True)
-    print(f"debris of {len(rows)} tidal objects: matched-filter S/N median {np.median(snr):.0f} "
-          f"(10-90%: {np.percentile(snr, 10):.0f}-{np.percentile(snr, 90):.0f}), flux "
-          f"{np.median(fraction):.1%} of the host's; the PCA-50 model reproduces "
-          f"{np.median(reproduced):.0%} of it (median); extended score with/without it "
-          f"{np.median(extended):.2f}x")  # fmt: skip
+    print(
+        f"debris of {len(rows)} tidal objects: matched-filter S/N median {np.median(snr):.0f} "
+        f"(10-90%: {np.percentile(snr, 10):.0f}-{np.percentile(snr, 90):.0f}), flux "
+        f"{np.median(fraction):.1%} of the host's; the PCA-50 model reproduces "
+        f"{np.median(reproduced):.0%} of it (median); extended score with/without it "
+        f"{np.median(extended):.2f}x"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", default="benchmarks/bench_quality/sets")
+    parser.add_argument("--sets", default=str(common.QUALITY / "sets"))
     parser.add_argument("--objects", type=int, default=60, help="tidal objects redrawn")
     args = parser.parse_args()
-    print(machine())
-    path = quality_sets.build_simulated_sets(Path(args.sets), names=["sim_noise_tune"])
+    print(common.machine())
+    path = common.build_simulated_sets(Path(args.sets), names=["sim_noise_tune"])
     with h5py.File(path["sim_noise_tune"]) as f:
         flux = f["images"][...].astype(np.float32)
         labels = f["labels"][...]
@@ -204,7 +202,7 @@ def main() -> None:
         drawn = json.loads(f.attrs["config"])
     config = SurveyConfig(
         **{k: drawn[k] for k in ("n_objects", "size", "seed", "anomaly_fraction")}
-    )  # as quality_sets draws it
+    )  # as common draws it
     n, size, _, bands = flux.shape
     stretch = auto_stretch(measured_sky(flux[:512]))
     images = np.concatenate([stretch(flux[i : i + CHUNK]).numpy() for i in range(0, n, CHUNK)])
@@ -212,8 +210,7 @@ def main() -> None:
     debris(config, labels, stretch, model, args.objects)
 
     linear, extended = model.score(images, False), model.score(images, True)
-    features = np.concatenate([morphology(flux[i : i + CHUNK]).numpy()
-                               for i in range(0, n, CHUNK)])  # fmt: skip
+    features = np.concatenate([morphology(flux[i : i + CHUNK]).numpy() for i in range(0, n, CHUNK)])
     centre = np.median(features, 0)
     standard = (features - centre) / (1.4826 * np.median(np.abs(features - centre), 0) + 1e-9)
     reference = standard[np.random.default_rng(0).choice(n, min(n, 4000), replace=False)]
@@ -221,8 +218,12 @@ def main() -> None:
     morph = distances[:, 1:].mean(1)
     proxy = robust_z(linear) + robust_z(extended) + robust_z(morph)
     print("\nterms (AUROC, all anomalies and per kind against the normal objects):")
-    for tag, values in (("linear", linear), ("extended", extended), ("morphology k-NN", morph),
-                        ("proxy: linear+extended+morphology", proxy)):  # fmt: skip
+    for tag, values in (
+        ("linear", linear),
+        ("extended", extended),
+        ("morphology k-NN", morph),
+        ("proxy: linear+extended+morphology", proxy),
+    ):
         report(tag, values, labels, kinds)
 
     print("\nthe extended term with fewer or more components:")
@@ -240,18 +241,32 @@ def main() -> None:
     for threshold in (3.0, 5.0):
         masks = neighbour_masks(light, total, threshold)
         masked_ext = top_mean(model.chi2(images, True), 0.3, masks)
-        report(f"extended, masked at {threshold:g} sigma ({masks.mean():.0%})", masked_ext,
-               labels, kinds)  # fmt: skip
-        report("  in the proxy", robust_z(linear) + robust_z(masked_ext) + robust_z(morph),
-               labels, kinds)  # fmt: skip
+        report(
+            f"extended, masked at {threshold:g} sigma ({masks.mean():.0%})",
+            masked_ext,
+            labels,
+            kinds,
+        )
+        report(
+            "  in the proxy",
+            robust_z(linear) + robust_z(masked_ext) + robust_z(morph),
+            labels,
+            kinds,
+        )
 
     print("\nresiduals relative to galaxies of the same size (median log in r50 quintiles):")
     r50 = features[:, feature_names(bands).index("r50")]
     bins = np.searchsorted(np.quantile(r50, [0.2, 0.4, 0.6, 0.8]), r50)
-    conditioned = [np.log(v) - np.array([np.median(np.log(v)[bins == b]) for b in bins])
-                   for v in (linear, extended)]  # fmt: skip
-    report("proxy, size-conditioned", robust_z(np.exp(conditioned[0]))
-           + robust_z(np.exp(conditioned[1])) + robust_z(morph), labels, kinds)  # fmt: skip
+    conditioned = [
+        np.log(v) - np.array([np.median(np.log(v)[bins == b]) for b in bins])
+        for v in (linear, extended)
+    ]
+    report(
+        "proxy, size-conditioned",
+        robust_z(np.exp(conditioned[0])) + robust_z(np.exp(conditioned[1])) + robust_z(morph),
+        labels,
+        kinds,
+    )
 
     print("\nthe mirror-symmetric residual:")
     mirror = mirror_residual(light, total)

@@ -1,6 +1,6 @@
-"""How far the default score's terms can go, on the sets of bench_quality.py (after it ran): README
-"Detection quality on real images" (seventh round). For each set, against the default (the
-calibrated weights of the stored terms):
+"""How far the default score's terms can go, on the sets that quality.py scored (run it first):
+the table of docs/results/detection.md "How far these terms can go". For each set, against the
+default (the calibrated weights of the stored terms):
 
 - the *supervised* ceiling of any weighting of the same terms: a logistic regression on their
   robust z, trained with the labels and scored by 5-fold cross-validation (no unsupervised
@@ -13,7 +13,7 @@ calibrated weights of the stored terms):
   were as good as its best part on every kind at once (the kind-balanced AUROC; the default's own
   is printed beside it).
 
-  python benchmarks/bench_quality_ceiling.py --out benchmarks/bench_quality
+  python studies/quality_ceiling.py [--out studies/out/quality]
 Seconds; no network runs.
 """
 
@@ -21,20 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import common
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
-from bench_quality import ORDER  # noqa: E402
-from bench_quality_weights import StoredSet  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import StratifiedKFold, cross_val_predict  # noqa: E402
-
-from tfanomaly.pipelines.evaluate import baseline_scores, kind_groups, metrics  # noqa: E402
-from tfanomaly.results.catalog import json_attr  # noqa: E402
+from tfanomaly.pipelines.evaluate import baseline_scores, kind_groups, metrics
+from tfanomaly.results.catalog import json_attr
 
 GAN_SCORES = ("residual_scores", "anomaly_scores")
 
@@ -46,11 +41,13 @@ def cross_validated(features: np.ndarray, anomalous: np.ndarray, seed: int = 0) 
     return cross_val_predict(model, features, anomalous, cv=folds, method="decision_function")
 
 
-def per_kind(stored: StoredSet, values: np.ndarray) -> dict[str, float]:
+def per_kind(stored: common.StoredSet, values: np.ndarray) -> dict[str, float]:
     """AUROC of each labelled kind against the normal objects, by the kind's name."""
     names = json_attr(stored.attrs.get("kind_names")) or []
-    return {name: metrics(stored.anomalous[chosen], values[chosen])["auroc"]
-            for name, chosen in kind_groups(stored.labels, names).items()}  # fmt: skip
+    return {
+        name: metrics(stored.anomalous[chosen], values[chosen])["auroc"]
+        for name, chosen in kind_groups(stored.labels, names).items()
+    }
 
 
 def best_stored(folder: Path, kinds) -> list[float]:
@@ -65,7 +62,7 @@ def log_scores(values) -> np.ndarray:
 
 
 def report(name: str, folder: Path) -> None:
-    stored = StoredSet(folder)
+    stored = common.StoredSet(folder)
     labels, anomalous = stored.labels, stored.anomalous
     z = stored.standardised()
     gan = log_scores([stored.columns[k] for k in GAN_SCORES])
@@ -85,8 +82,10 @@ def report(name: str, folder: Path) -> None:
     singles = np.hstack([z, gan]).T
     best_term = np.max([list(per_kind(stored, single).values()) for single in singles], axis=0)
     best_any = best_stored(folder, kinds)
-    print(f"\n{name} ({int(anomalous.sum())} anomalies of {len(labels)}; terms "
-          f"{', '.join(stored.calibration.terms)})")  # fmt: skip
+    print(
+        f"\n{name} ({int(anomalous.sum())} anomalies of {len(labels)}; terms "
+        f"{', '.join(stored.calibration.terms)})"
+    )
     print(
         f"  {'':36s} {'AUROC':>6s} {'AP':>6s} {'kinds':>6s}  "
         + " ".join(f"{kind[:7]:>7s}" for kind in kinds)
@@ -111,11 +110,11 @@ def report(name: str, folder: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/bench_quality")
+    parser.add_argument("--out", default=str(common.QUALITY))
     args = parser.parse_args()
-    print(machine())
+    print(common.machine())
     out = Path(args.out)
-    for name in ORDER:
+    for name in common.ORDER:
         if (out / name / "scores").exists():
             report(name, out / name)
 

@@ -15,7 +15,7 @@ Single sessions are small-number counts, so the main methods are also run on --r
 subsets of the survey (mean and standard error).
 
 Usage (the defaults were tuned on survey seed 500; the figures are from the fresh seed 600):
-  python benchmarks/bench_discovery.py --out benchmarks/bench_discovery600 --survey-seed 600
+  python studies/discovery.py --out studies/out/discovery600 --survey-seed 600
 About 10-15 minutes on 2 cores when the run does not exist yet, then ~8 minutes for the sessions.
 """
 
@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import common
+import numpy as np
 
-import numpy as np  # noqa: E402
-from _common import machine, quiet  # noqa: E402
-
-from tfanomaly.data.manifest import MANIFEST  # noqa: E402
-from tfanomaly.models.relevance import (  # noqa: E402
+from tfanomaly.data.manifest import MANIFEST
+from tfanomaly.models.relevance import (
     ARTIFACT,
     INTERESTING,
     NORMAL,
@@ -41,15 +38,15 @@ from tfanomaly.models.relevance import (  # noqa: E402
     label_targets,
     relevance_scores,
 )
-from tfanomaly.pipelines.config import (  # noqa: E402
+from tfanomaly.pipelines.config import (
     EncoderTrainConfig,
     GanTrainConfig,
     IngestConfig,
     ScoreConfig,
 )
-from tfanomaly.pipelines.rerank import Ranker, features_from_cubes  # noqa: E402
-from tfanomaly.results.catalog import read_results  # noqa: E402
-from tfanomaly.simulate.config import ANOMALY_KINDS, SurveyConfig  # noqa: E402
+from tfanomaly.pipelines.rerank import Ranker, features_from_cubes
+from tfanomaly.results.catalog import read_results
+from tfanomaly.simulate.config import ANOMALY_KINDS, SurveyConfig
 
 ASTRO_KINDS = ("merger", "tidal_feature", "star_forming_clump", "lensed_arc")
 ARTIFACT_KINDS = ("satellite_trail", "diffraction_spikes", "cosmic_rays", "bad_column")
@@ -76,28 +73,34 @@ def prepare(out: Path, args) -> Path:
     timings = {}
     started = time.perf_counter()
     if not survey.exists():
-        config = SurveyConfig(n_objects=args.n_objects, size=32, seed=args.survey_seed,
-                              anomaly_fraction=args.anomaly_fraction)  # fmt: skip
+        config = SurveyConfig(
+            n_objects=args.n_objects,
+            size=32,
+            seed=args.survey_seed,
+            anomaly_fraction=args.anomaly_fraction,
+        )
         simulate_survey(survey, config, workers=0, progress=False)
     if not (data / MANIFEST).exists():
         ingest(survey, data, IngestConfig(shard_size=1024), progress=False)
     timings["simulate + ingest"] = time.perf_counter() - started
     if not (run / "generator.keras").exists():
         started = time.perf_counter()
-        config = GanTrainConfig(preset="cpu32", steps=args.gan_steps, seed=args.train_seed,
-                                checkpoint_every=500)  # fmt: skip
-        train_gan(data, run, config, progress=False, echo=quiet)
+        config = GanTrainConfig(
+            preset="cpu32", steps=args.gan_steps, seed=args.train_seed, checkpoint_every=500
+        )
+        train_gan(data, run, config, progress=False, echo=common.quiet)
         timings["train gan"] = time.perf_counter() - started
     if not (run / "calibration.npz").exists():
         started = time.perf_counter()
-        config = EncoderTrainConfig(steps=args.encoder_steps, checkpoint_every=300,
-                                    seed=args.train_seed)  # fmt: skip
-        train_encoder(run, config, data_dir=data, progress=False, echo=quiet)
+        config = EncoderTrainConfig(
+            steps=args.encoder_steps, checkpoint_every=300, seed=args.train_seed
+        )
+        train_encoder(run, config, data_dir=data, progress=False, echo=common.quiet)
         timings["train encoder + calibrate"] = time.perf_counter() - started
     if not (results / "results.h5").exists():
         started = time.perf_counter()
         config = ScoreConfig(batch_size=256, store_images=True)
-        score(run, data, results, config, progress=False, echo=quiet)
+        score(run, data, results, config, progress=False, echo=common.quiet)
         timings["score"] = time.perf_counter() - started
     for stage, seconds in timings.items():
         print(f"{stage}: {seconds:,.0f} s")
@@ -200,8 +203,9 @@ def timing_rows(dim: int, labels: int = 200, seed: int = 0) -> list[str]:
         ranker = Ranker(ids, rng.normal(size=n), features)
         build = time.perf_counter() - started
         chosen = rng.choice(n, labels, replace=False)
-        labels_by_id = {int(ids[i]): (INTERESTING if j % 3 == 0 else ARTIFACT)
-                        for j, i in enumerate(chosen)}  # fmt: skip
+        labels_by_id = {
+            int(ids[i]): (INTERESTING if j % 3 == 0 else ARTIFACT) for j, i in enumerate(chosen)
+        }
         times = []
         for _ in range(5):
             started = time.perf_counter()
@@ -211,9 +215,11 @@ def timing_rows(dim: int, labels: int = 200, seed: int = 0) -> list[str]:
         for i in chosen[:20]:
             ranker.similar(int(ids[i]))
         similar = (time.perf_counter() - started) / 20
-        lines.append(f"  N = {n:>7,}, D = {dim}, {labels} labels: re-rank {np.median(times):.3f} s "
-                     f"(min {min(times):.3f}), similar() {similar * 1e3:.1f} ms, Ranker built "
-                     f"in {build:.2f} s")  # fmt: skip
+        lines.append(
+            f"  N = {n:>7,}, D = {dim}, {labels} labels: re-rank {np.median(times):.3f} s "
+            f"(min {min(times):.3f}), similar() {similar * 1e3:.1f} ms, Ranker built "
+            f"in {build:.2f} s"
+        )
     return lines
 
 
@@ -223,12 +229,15 @@ def replicated_table(methods, spaces, anomaly, truth, first, args) -> None:
     standard error over the subsets."""
     rng = np.random.default_rng(args.survey_seed)
     n = len(anomaly)
-    subsets = [np.sort(rng.choice(n, int(args.subset * n), replace=False))
-               for _ in range(args.replicates)]  # fmt: skip
+    subsets = [
+        np.sort(rng.choice(n, int(args.subset * n), replace=False)) for _ in range(args.replicates)
+    ]
     rounds = [r for r in REPORT_ROUNDS if r <= 10]
     k100 = first[0]
-    print(f"\nthe same on {args.replicates} random subsets of {args.subset:.0%} of the survey "
-          f"(interesting in the first {k100} shown, mean ± standard error):")  # fmt: skip
+    print(
+        f"\nthe same on {args.replicates} random subsets of {args.subset:.0%} of the survey "
+        f"(interesting in the first {k100} shown, mean ± standard error):"
+    )
     print("| method | " + " | ".join(f"round {r}" for r in rounds) + " |")
     print("|---|" + "---|" * len(rounds))
     for name, (method, space) in methods.items():
@@ -258,7 +267,7 @@ def main() -> None:
     parser.add_argument("--subset", type=float, default=0.7)
     parser.add_argument("--prepare-only", action="store_true")
     args = parser.parse_args()
-    print(machine())
+    print(common.machine())
     results = prepare(Path(args.out), args)
     if args.prepare_only:
         return
@@ -269,19 +278,26 @@ def main() -> None:
     n = len(anomaly)
     first = (100, max(1, n // 100))
     spaces = feature_spaces(results, columns)
-    print(f"survey: {n} 32-px cutouts, seed {args.survey_seed}, "
-          + ", ".join(f"{(kinds == k).sum()} {k}" for k in ANOMALY_KINDS)
-          + f"; cpu32 {args.gan_steps} GAN steps, encoder {args.encoder_steps}, default score")  # fmt: skip
+    print(
+        f"survey: {n} 32-px cutouts, seed {args.survey_seed}, "
+        + ", ".join(f"{(kinds == k).sum()} {k}" for k in ANOMALY_KINDS)
+        + f"; cpu32 {args.gan_steps} GAN steps, encoder {args.encoder_steps}, default score"
+    )
     for user in USERS:
         truth = user_labels(kinds, user)
         interesting = truth == INTERESTING
-        print(f"\nuser {user}: interesting = {', '.join(k for k, v in USERS[user].items() if v == INTERESTING)} "
-              f"({interesting.sum()} objects); rounds of {BATCH} labels")  # fmt: skip
+        wanted = ", ".join(k for k, v in USERS[user].items() if v == INTERESTING)
+        print(
+            f"\nuser {user}: interesting = {wanted} ({interesting.sum()} objects); rounds of "
+            f"{BATCH} labels"
+        )
         methods = {"unsupervised (default score)": (lambda a, f, r, t: a, "feature_axes")}
         for space in spaces:
             methods[f"rerank (default), {space}"] = (rerank_method(), space)
         methods["rerank without the anomaly coordinate, feature_axes"] = (
-            rerank_method(RelevanceConfig(anomaly_coordinate=0.0)), "feature_axes")  # fmt: skip
+            rerank_method(RelevanceConfig(anomaly_coordinate=0.0)),
+            "feature_axes",
+        )
         for space in ("feature_axes", "latents"):
             methods[f"Astronomaly NeighbourScore, {space}"] = (astronomaly_neighbour_score, space)
             methods[f"labels-only kNN, {space}"] = (labels_only_knn, space)

@@ -1,4 +1,4 @@
-"""Which terms of a score find which anomalies, on the sets of bench_quality.py (after it ran):
+"""Which terms of a score find which anomalies, on the sets that quality.py scored (run it first):
 every candidate term and rank-level combination of them, AUROC / AP overall and per kind.
 
 Terms, per object, from the run's own networks and the data set's pixels:
@@ -18,7 +18,7 @@ Terms, per object, from the run's own networks and the data set's pixels:
 Combinations: the mean or the maximum of the terms' robust z of log, and the mean of their rank
 quantiles. Prints the table and writes terms.npz per set for further study.
 
-  python benchmarks/bench_quality_terms.py --out benchmarks/bench_quality [--sets a,b]
+  python studies/quality_terms.py [--out studies/out/quality] [--sets a,b]
 """
 
 from __future__ import annotations
@@ -26,19 +26,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import common
+import numpy as np
 
-import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
-
-from tfanomaly.data.dataset import load_dataset  # noqa: E402
-from tfanomaly.models.morphology import morphology  # noqa: E402
-from tfanomaly.models.score_config import ScoreSettings  # noqa: E402
-from tfanomaly.pipelines.evaluate import baseline_scores, metrics  # noqa: E402
-from tfanomaly.results.catalog import read_results  # noqa: E402
+from tfanomaly.data.dataset import load_dataset
+from tfanomaly.models.morphology import morphology
+from tfanomaly.models.score_config import ScoreSettings
+from tfanomaly.pipelines.evaluate import baseline_scores, metrics
+from tfanomaly.results.catalog import read_results
 
 
 def robust_z(values: np.ndarray) -> np.ndarray:
@@ -68,9 +65,17 @@ def layer_features(critic, data: Path, ids: np.ndarray) -> np.ndarray:
     rows, seen = [], []
     for batch in load_dataset(data, batch_size=256):
         maps = model(batch["image"], training=False)
-        rows.append(np.concatenate([np.concatenate([m.numpy().mean(axis=(1, 2)),
-                                                    m.numpy().max(axis=(1, 2))], axis=1)
-                                    for m in maps], axis=1))  # fmt: skip
+        rows.append(
+            np.concatenate(
+                [
+                    np.concatenate(
+                        [m.numpy().mean(axis=(1, 2)), m.numpy().max(axis=(1, 2))], axis=1
+                    )
+                    for m in maps
+                ],
+                axis=1,
+            )
+        )
         seen.append(batch["object_id"].numpy())
     order = {int(i): k for k, i in enumerate(np.concatenate(seen).tolist())}
     return np.concatenate(rows)[[order[int(i)] for i in ids]]
@@ -127,8 +132,10 @@ def add_later_terms(folder: Path, terms: dict) -> dict:
     terms["sharp"] = np.concatenate(sharp)[[order[int(i)] for i in ids]]
     batches = list(load_dataset(folder / "tfrecords", batch_size=512))
     pixels = np.concatenate([b["image"].numpy() for b in batches])
-    order = {int(i): k for k, i in
-             enumerate(np.concatenate([b["object_id"].numpy() for b in batches]).tolist())}  # fmt: skip
+    order = {
+        int(i): k
+        for k, i in enumerate(np.concatenate([b["object_id"].numpy() for b in batches]).tolist())
+    }
     wide = dataclasses.replace(ScoreSettings(), smooth_sigma=3.0, top_fraction=0.3)
     terms["lin_wide"] = linear_residual(pixels, wide)[[order[int(i)] for i in ids]]
     np.savez(folder / "terms.npz", **terms)
@@ -225,8 +232,9 @@ def linear_residual(images: np.ndarray, settings, n_components: int = 50) -> np.
     bands = images.shape[-1]
     rng = np.random.default_rng(0)
     pick = rng.integers(0, residual[..., 0].size, 300_000)
-    edges, variances = fit_levels(settings, residual.reshape(-1, bands)[pick].T,
-                                  level.reshape(-1, bands)[pick].T)  # fmt: skip
+    edges, variances = fit_levels(
+        settings, residual.reshape(-1, bands)[pick].T, level.reshape(-1, bands)[pick].T
+    )
     dims = 4
     settings = dataclasses.replace(settings, terms=("residual", "feature"))  # the residual alone
     c = Calibration(
@@ -239,14 +247,29 @@ def linear_residual(images: np.ndarray, settings, n_components: int = 50) -> np.
         info={},
     )
     scorer = NoiseAwareScore(c)
-    return np.concatenate([scorer.residual_score(images[k : k + 512], recon[k : k + 512]).numpy()
-                           for k in range(0, n, 512)])  # fmt: skip
+    return np.concatenate(
+        [
+            scorer.residual_score(images[k : k + 512], recon[k : k + 512]).numpy()
+            for k in range(0, n, 512)
+        ]
+    )
 
 
 def combinations(terms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    parts = ("gan_residual", "gan_stamp", "gan_feature", "gan_feature_knn", "gan_layers_knn",
-             "gan_layers_maha", "pca_error", "lin_resid", "morph_flux_knn",
-             "morph_stretched_knn", "sharp", "lin_wide")  # fmt: skip
+    parts = (
+        "gan_residual",
+        "gan_stamp",
+        "gan_feature",
+        "gan_feature_knn",
+        "gan_layers_knn",
+        "gan_layers_maha",
+        "pca_error",
+        "lin_resid",
+        "morph_flux_knn",
+        "morph_stretched_knn",
+        "sharp",
+        "lin_wide",
+    )
     features = ("gan_feature", "gan_feature_knn", "gan_layers_knn", "gan_layers_maha")
     z = {k: robust_z(terms[k]) for k in parts}
     ranks = {k: (np.argsort(np.argsort(terms[k])) + 0.5) / len(terms[k]) for k in parts}
@@ -268,14 +291,17 @@ def combinations(terms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/bench_quality")
+    parser.add_argument("--out", default=str(common.QUALITY))
     parser.add_argument("--sets", default=None)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
-    print(machine())
+    print(common.machine())
     out = Path(args.out)
-    names = args.sets.split(",") if args.sets else sorted(
-        p.parent.parent.name for p in out.glob("*/scores/evaluation.json"))  # fmt: skip
+    names = (
+        args.sets.split(",")
+        if args.sets
+        else sorted(p.parent.parent.name for p in out.glob("*/scores/evaluation.json"))
+    )
     summary = {}
     for name in names:
         terms = terms_for(out / name)
@@ -283,23 +309,27 @@ def main() -> None:
         scores = {**terms, **combinations(terms)}
         summary[name] = {k: metrics(labels, v) for k, v in scores.items()}
         best_single = max((k for k in terms), key=lambda k: summary[name][k]["auroc"])
-        print(f"\n{name}: best single term {best_single} "
-              f"{summary[name][best_single]['auroc']:.3f}")  # fmt: skip
+        print(f"\n{name}: best single term {best_single} {summary[name][best_single]['auroc']:.3f}")
         for key in list(terms):
             m = summary[name][key]
             print(f"  {key:45s} {m['auroc']:.3f} {m['average_precision']:.3f}")
     if names:
         keys = list(summary[names[0]])
         mean = {k: np.mean([summary[n][k]["auroc"] for n in names]) for k in keys}
-        worst = {k: min(summary[n][k]["auroc"] - max(summary[n][b]["auroc"] for b in summary[n]
-                                                     if b.startswith("baseline_"))
-                        for n in names) for k in keys}  # fmt: skip
+        worst = {
+            k: min(
+                summary[n][k]["auroc"]
+                - max(summary[n][b]["auroc"] for b in summary[n] if b.startswith("baseline_"))
+                for n in names
+            )
+            for k in keys
+        }
         print(f"\nmean AUROC over {names}, and the worst margin over the best baseline:")
         for key in sorted(keys, key=lambda k: -worst[k])[: args.top]:
             cells = " ".join(
                 f"{summary[n][key]['auroc']:.3f}/{summary[n][key]['average_precision']:.3f}"
                 for n in names
-            )  # noqa: E501
+            )
             print(f"  {key:60s} mean {mean[key]:.3f} worst margin {worst[key]:+.3f}  {cells}")
 
 
