@@ -29,9 +29,9 @@ from tfanomaly.models.calibration import (  # noqa: E402
     Standardisation,
 )
 from tfanomaly.models.config import get_preset  # noqa: E402
-from tfanomaly.models.critic import build_critic  # noqa: E402
-from tfanomaly.models.encoder import build_encoder  # noqa: E402
-from tfanomaly.models.generator import build_generator  # noqa: E402
+from tfanomaly.models.critic import Critic  # noqa: E402
+from tfanomaly.models.encoder import Encoder  # noqa: E402
+from tfanomaly.models.generator import Generator  # noqa: E402
 from tfanomaly.models.inverter import LatentInverter  # noqa: E402
 from tfanomaly.models.morphology import feature_names  # noqa: E402
 from tfanomaly.models.score_config import InversionConfig, ScoreSettings  # noqa: E402
@@ -73,7 +73,7 @@ def inverter_for(preset: str, steps: int, default_score: bool = False,
     keras.utils.set_random_seed(0)
     settings = settings or ScoreSettings()
     calibration = synthetic_calibration(preset, settings) if default_score else None
-    return LatentInverter(build_generator(config), build_critic(config), build_encoder(config),
+    return LatentInverter(Generator(config), Critic(config), Encoder(config),
                           InversionConfig(steps=steps), calibration)  # fmt: skip
 
 

@@ -23,9 +23,9 @@ import tensorflow as tf  # noqa: E402
 from _common import machine  # noqa: E402
 
 from tfanomaly.models.config import get_preset  # noqa: E402
-from tfanomaly.models.critic import build_critic  # noqa: E402
-from tfanomaly.models.encoder import build_encoder  # noqa: E402
-from tfanomaly.models.generator import build_generator  # noqa: E402
+from tfanomaly.models.critic import Critic  # noqa: E402
+from tfanomaly.models.encoder import Encoder  # noqa: E402
+from tfanomaly.models.generator import Generator  # noqa: E402
 from tfanomaly.models.inverter import LatentInverter  # noqa: E402
 from tfanomaly.models.score_config import InversionConfig  # noqa: E402
 from tfanomaly.serving.client import GrpcClient, RestClient  # noqa: E402
@@ -36,8 +36,8 @@ from tfanomaly.serving.saved_model import AnomalyScorer, save_scorer  # noqa: E4
 def build_export(base: Path, steps: int) -> Path:
     config = get_preset("cpu32")
     keras.utils.set_random_seed(0)
-    inverter = LatentInverter(build_generator(config), build_critic(config),
-                              build_encoder(config), InversionConfig(steps=steps))  # fmt: skip
+    inverter = LatentInverter(Generator(config), Critic(config),
+                              Encoder(config), InversionConfig(steps=steps))  # fmt: skip
     stats = {k: {"mean": 0.0, "std": 1.0} for k in ("anomaly_scores", "gen_scores", "disc_scores")}
     path = base / "tfanomaly" / "1"
     save_scorer(AnomalyScorer(inverter, stats, (32, 32, 3)), path)

@@ -14,9 +14,9 @@ from conftest import NET_RTOL, assert_scores_close, build_tiny_run, quiet
 from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.models.calibration import Calibration
 from tfanomaly.models.config import get_preset
-from tfanomaly.models.critic import build_critic
-from tfanomaly.models.encoder import build_encoder
-from tfanomaly.models.generator import build_generator
+from tfanomaly.models.critic import Critic
+from tfanomaly.models.encoder import Encoder
+from tfanomaly.models.generator import Generator
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines import score as score_module
@@ -32,7 +32,7 @@ TINY = get_preset("tiny16")
 def tiny_inverter(steps=10, seed=0):
     keras.utils.set_random_seed(seed)
     return LatentInverter(
-        build_generator(TINY), build_critic(TINY), build_encoder(TINY), InversionConfig(steps=steps)
+        Generator(TINY), Critic(TINY), Encoder(TINY), InversionConfig(steps=steps)
     )
 
 
