@@ -33,6 +33,7 @@ from tfanomaly.data.manifest import MANIFEST  # noqa: E402
 from tfanomaly.models.score_config import InversionConfig  # noqa: E402
 from tfanomaly.pipelines.config import (  # noqa: E402
     EncoderTrainConfig,
+    EvaluateConfig,
     GanTrainConfig,
     IngestConfig,
     ScoreConfig,
@@ -100,7 +101,7 @@ def score_and_evaluate(run: Path, data: Path, steps: int, timings: dict, baselin
         timings[f"score {steps} steps {run.name}"] = {
             "cpu_s": cpu, "wall_s": wall, "images_per_s": written["count"] / wall,
         }  # fmt: skip
-        evaluate(folder, data_dir=data, baseline=baseline)
+        evaluate(folder, EvaluateConfig(baseline=baseline), data_dir=data)
     return json.loads((folder / "evaluation.json").read_text())
 
 

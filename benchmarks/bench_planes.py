@@ -28,7 +28,7 @@ from _common import machine, quiet, stage_timer, user_run  # noqa: E402
 
 from tfanomaly.data.manifest import MANIFEST  # noqa: E402
 from tfanomaly.pipelines.calibrate import calibrate  # noqa: E402
-from tfanomaly.pipelines.config import ScoreConfig  # noqa: E402
+from tfanomaly.pipelines.config import CalibrateConfig, ScoreConfig  # noqa: E402
 from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate  # noqa: E402
 from tfanomaly.pipelines.score import score  # noqa: E402
 from tfanomaly.pipelines.simulate import simulate_survey  # noqa: E402
@@ -52,9 +52,9 @@ def scored(run: Path, data: Path, results: Path, planes: bool, timings: dict) ->
     """calibrate (with or without the planes) -> score -> evaluate."""
     if not (results / "evaluation.json").exists():
         tag = "planes" if planes else "scatter"
-        stage(timings, f"calibrate ({tag})", calibrate, run, data, planes=planes, progress=False,
-              echo=quiet)  # fmt: skip
-        stage(timings, f"score ({tag})", score, run, data, results, ScoreConfig(), planes=planes,
+        stage(timings, f"calibrate ({tag})", calibrate, run, data, CalibrateConfig(planes=planes),
+              progress=False, echo=quiet)  # fmt: skip
+        stage(timings, f"score ({tag})", score, run, data, results, ScoreConfig(planes=planes),
               progress=False, echo=quiet)  # fmt: skip
         evaluate(results, data_dir=data)
     return json.loads((results / "evaluation.json").read_text())

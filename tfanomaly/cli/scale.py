@@ -7,6 +7,7 @@ import click
 from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
 from tfanomaly.cli.scoring import _finish_note, _with_catalog_options
 from tfanomaly.pipelines.beam_score import SCORING_SIGNATURES, BeamScoreConfig
+from tfanomaly.pipelines.config import CatalogConfig
 
 
 @click.command(
@@ -89,6 +90,7 @@ def beam_score_command(
         min_batch_size=min_batch_size,
         max_batch_size=max_batch_size,
         raw_location=raw_location,
+        catalog=CatalogConfig(catalog_format, select_sigma, select_key),
     )
     written = beam_score(
         export_dir,
@@ -97,9 +99,6 @@ def beam_score_command(
         config,
         pipeline_args=beam_args,
         reference=reference,
-        catalog_format=f".{catalog_format}",
-        select_sigma=select_sigma,
-        select_key=select_key,
         echo=click.echo,
     )
     click.echo(f"scored {written['count']} cutouts ({written['images_per_second']:.0f}/s on Beam)")

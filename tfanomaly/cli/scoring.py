@@ -208,6 +208,8 @@ def score_command(
         batch_size=batch_size,
         store_images=store_images,
         shard=parse_shard(shard),
+        catalog=CatalogConfig(catalog_format, select_sigma, select_key),
+        planes=planes,
     )
     written = score(
         run_dir,
@@ -216,10 +218,6 @@ def score_command(
         config,
         client=client,
         reference=reference,
-        catalog_format=f".{catalog_format}",
-        select_sigma=select_sigma,
-        select_key=select_key,
-        planes=planes,
         progress=not quiet,
         echo=click.echo,
     )
@@ -273,7 +271,8 @@ def evaluate_command(results, data, no_baseline, seed):
     """
     from tfanomaly.pipelines.evaluate import evaluate, format_table
 
-    report = evaluate(results, data_dir=data, baseline=not no_baseline, seed=seed)
+    config = EvaluateConfig(baseline=not no_baseline, seed=seed)
+    report = evaluate(results, config, data_dir=data)
     click.echo(format_table(report))
 
 
@@ -406,10 +405,8 @@ def report_command(results, embedding, out_path, top_n, thumb_size, sigma_cut, l
     shown = build_report(
         results,
         out_path,
+        ReportConfig(top_n=top_n, thumb_size=thumb_size, sigma_cut=sigma_cut),
         embedding=embedding,
-        top_n=top_n,
-        thumb_size=thumb_size,
-        sigma_cut=sigma_cut,
         labels_path=labels_path,
     )
     clusters = f", {shown['clusters']} clusters" if shown["map_points"] else ""

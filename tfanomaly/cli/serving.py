@@ -99,7 +99,6 @@ def export_command(run_dir, model_base, scores, name, steps, cae_dir):
     """
     from tfanomaly.pipelines.export import export
 
-    written = export(
-        run_dir, model_base, scores_dir=scores, name=name, steps=steps, cae_dir=cae_dir
-    )
+    config = ExportConfig(name=name, steps=steps)
+    written = export(run_dir, model_base, config, scores_dir=scores, cae_dir=cae_dir)
     click.echo(f"exported version {written['version']} -> {written['path']}")

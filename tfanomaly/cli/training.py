@@ -386,13 +386,11 @@ def calibrate_command(
         robust_iterations=robust_iterations,
         linear_components=linear_components,
     )
+    config = CalibrateConfig(fit_size=fit_size, seed=seed, settings=settings, planes=planes)
     calibrate(
         run_dir,
         data,
-        settings=settings,
-        fit_size=fit_size,
-        seed=seed,
-        planes=planes,
+        config,
         progress=not quiet,
         echo=click.echo,
     )

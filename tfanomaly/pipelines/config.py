@@ -12,7 +12,8 @@ from tfanomaly.data.resize import RESIZE_METHODS
 from tfanomaly.data.stretch import STRETCH_MODES
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.config import AUTO, check_preset_name, parse_augment
-from tfanomaly.models.score_config import InversionConfig
+from tfanomaly.models.score_config import InversionConfig, ScoreSettings
+from tfanomaly.results.report_config import ReportConfig  # noqa: F401 (a stage config, one home)
 from tfanomaly.results.spaces import DEFAULT_SPACE, SPACES, check_space
 
 NAN_POLICIES = ("fill", "drop", "error")
@@ -202,12 +203,43 @@ class CalibrateConfig:
         pixels_per_image: pixels sampled from each smoothed residual map.
         batch_size: cutouts per inversion batch.
         seed: seed of the cutouts and pixels drawn.
+        settings: the default score's settings (what is fitted).
+        inversion: the latent inversion's settings the cutouts are reconstructed with.
+        planes: use the data set's variance and mask planes where it has them.
     """
 
     fit_size: int = 5000
     pixels_per_image: int = 256
     batch_size: int = 256
     seed: int = 0
+    settings: ScoreSettings = field(default_factory=ScoreSettings)
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+    planes: bool = True
+
+    def validate(self) -> None:
+        if self.fit_size < 2 or self.pixels_per_image < 1 or self.batch_size < 1:
+            raise ConfigError("fit size must be at least 2, pixels and batch size at least 1")
+        self.settings.validate()
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """How a scored catalog is written (``score`` and ``merge-scores``).
+
+    Args:
+        catalog_format: one of ``CATALOG_FORMAT_NAMES``: the file ``catalog.<format>``.
+        select_sigma: also write ``catalog_sigma<S>`` with the objects above S sigma (None: no).
+        select_key: catalog column the selection cuts on (the paper: the discriminator's).
+    """
+
+    catalog_format: str = "fits"
+    select_sigma: float | None = None
+    select_key: str = "score_normalized"
+
+    @property
+    def suffix(self) -> str:
+        """The catalog file's suffix (``.fits``), as ``results.catalog`` names its formats."""
+        return f".{self.catalog_format}"
 
 
 @dataclass(frozen=True)
@@ -220,6 +252,9 @@ class ScoreConfig:
         part_batches: batches per part file: the unit of resume.
         store_images: also store the cubes reals, reconstructed, residuals (stretched).
         shard: (i, n) to score only part i of n of the data set (cluster jobs; merge afterwards).
+        catalog: how the catalogs are written.
+        planes: use the data set's variance and mask planes where it and the calibration have
+            them (False: the calibrated scatter, as a served model computes).
     """
 
     inversion: InversionConfig = field(default_factory=InversionConfig)
@@ -227,6 +262,8 @@ class ScoreConfig:
     part_batches: int = 8
     store_images: bool = False
     shard: tuple[int, int] | None = None
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    planes: bool = True
 
     def validate(self) -> None:
         if self.batch_size < 1 or self.part_batches < 1:
@@ -250,21 +287,6 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     except ValueError as exc:
         raise ConfigError(f"--shard '{text}': expected i/n, e.g. 0/4") from exc
     return i, n
-
-
-@dataclass(frozen=True)
-class CatalogConfig:
-    """How a scored catalog is written (``score`` and ``merge-scores``).
-
-    Args:
-        catalog_format: one of ``CATALOG_FORMAT_NAMES``: the file ``catalog.<format>``.
-        select_sigma: also write ``catalog_sigma<S>`` with the objects above S sigma (None: no).
-        select_key: catalog column the selection cuts on (the paper: the discriminator's).
-    """
-
-    catalog_format: str = "fits"
-    select_sigma: float | None = None
-    select_key: str = "score_normalized"
 
 
 @dataclass(frozen=True)
@@ -379,21 +401,6 @@ class EmbedConfig:
         check_space(self.space)
         if self.n_neighbors < 2 or self.min_cluster_size < 2:
             raise ConfigError("--n-neighbors and --min-cluster-size must be at least 2")
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    """Options of ``tfanomaly report`` (``results.report.build_report``).
-
-    Args:
-        top_n: objects per gallery.
-        thumb_size: pixels per thumbnail panel.
-        sigma_cut: the cut marked on the score histograms.
-    """
-
-    top_n: int = 24
-    thumb_size: int = 32
-    sigma_cut: float = 3.0
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from tfanomaly.models.config import ModelConfig, preset_for_data
 from tfanomaly.models.encoder import Encoder, EncoderTrainer
 from tfanomaly.models.wgan_gp import WGANGP, paper_optimizer
 from tfanomaly.pipelines.calibrate import calibrate
-from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig
+from tfanomaly.pipelines.config import CalibrateConfig, EncoderTrainConfig, GanTrainConfig
 from tfanomaly.pipelines.learning import check_samples
 from tfanomaly.pipelines.loop import (
     Stage,
@@ -250,7 +250,9 @@ def _train_encoder(run_dir: Path, out_dir: Path, config: EncoderTrainConfig, dat
     # The default score needs the run's noise and feature statistics: fit them now (seconds; no
     # collective in it, so the other workers of a cluster leave it to the chief).
     if is_chief(strategy):
-        calibrate(run_dir, data_dir, seed=config.seed, progress=progress, echo=echo)
+        calibrate(
+            run_dir, data_dir, CalibrateConfig(seed=config.seed), progress=progress, echo=echo
+        )
     return {
         "run": str(run_dir),
         "steps": steps,
