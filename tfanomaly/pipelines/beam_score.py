@@ -39,11 +39,28 @@ class BeamScoreConfig:
         catalog: how the catalogs are written (as ``score``'s).
     """
 
-    signature: str = ClientConfig.signature
-    min_batch_size: int = 16
-    max_batch_size: int = 128
+    signature: str = field(
+        default=ClientConfig.signature,
+        metadata={
+            "help": "Scoring signature (score_fast: encoder only; score_planes: with the "
+            "data set's variance and mask planes, for the export of a run "
+            "calibrated with them).",
+            "choices": SCORING_SIGNATURES,
+        },
+    )
+    min_batch_size: int = field(
+        default=16, metadata={"help": "Smallest inference batch Beam's BatchElements forms."}
+    )
+    max_batch_size: int = field(default=128, metadata={"help": "Largest inference batch."})
     parse_batch_size: int = 256
-    raw_location: str | None = None
+    raw_location: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where the workers write the raw-score Parquet shards (e.g. "
+            "gs://bucket/tmp); default OUT/.beam-parts, removed at the end.",
+            "flag": "--raw-scores",
+        },
+    )
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
 
     def validate(self) -> None:

@@ -3,7 +3,7 @@ imports so that the command line reads them without loading anything."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,9 @@ class ReportConfig:
         typical: the most typical members shown per cluster.
     """
 
-    top_n: int = 24
-    thumb_size: int = 32
-    sigma_cut: float = 3.0
+    top_n: int = field(default=24, metadata={"help": "Objects per gallery.", "flag": "--top"})
+    thumb_size: int = field(
+        default=32, metadata={"help": "Pixels per thumbnail panel (cutouts are downsized to this)."}
+    )
+    sigma_cut: float = field(default=3.0, metadata={"help": "Cut marked on histograms."})
     typical: int = 4
