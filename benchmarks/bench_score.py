@@ -27,9 +27,9 @@ from tfanomaly.models.calibration import (
     Standardisation,
 )
 from tfanomaly.models.config import get_preset
-from tfanomaly.models.critic import build_critic
-from tfanomaly.models.encoder import build_encoder
-from tfanomaly.models.generator import build_generator
+from tfanomaly.models.critic import Critic
+from tfanomaly.models.encoder import Encoder
+from tfanomaly.models.generator import Generator
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.models.morphology import feature_names
 from tfanomaly.models.score_config import InversionConfig, ScoreSettings
@@ -73,9 +73,9 @@ def inverter_for(
     settings = settings or ScoreSettings()
     calibration = synthetic_calibration(preset, settings) if default_score else None
     return LatentInverter(
-        build_generator(config),
-        build_critic(config),
-        build_encoder(config),
+        Generator(config),
+        Critic(config),
+        Encoder(config),
         InversionConfig(steps=steps),
         calibration,
     )

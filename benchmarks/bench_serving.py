@@ -21,9 +21,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfanomaly.models.config import get_preset
-from tfanomaly.models.critic import build_critic
-from tfanomaly.models.encoder import build_encoder
-from tfanomaly.models.generator import build_generator
+from tfanomaly.models.critic import Critic
+from tfanomaly.models.encoder import Encoder
+from tfanomaly.models.generator import Generator
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.serving.client import GrpcClient, RestClient
@@ -35,9 +35,9 @@ def build_export(base: Path, steps: int) -> Path:
     config = get_preset("cpu32")
     keras.utils.set_random_seed(0)
     inverter = LatentInverter(
-        build_generator(config),
-        build_critic(config),
-        build_encoder(config),
+        Generator(config),
+        Critic(config),
+        Encoder(config),
         InversionConfig(steps=steps),
     )
     stats = {k: {"mean": 0.0, "std": 1.0} for k in ("anomaly_scores", "gen_scores", "disc_scores")}

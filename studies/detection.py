@@ -30,6 +30,7 @@ from tfanomaly.data.manifest import MANIFEST
 from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.config import (
     EncoderTrainConfig,
+    EvaluateConfig,
     GanTrainConfig,
     IngestConfig,
     ScoreConfig,
@@ -110,7 +111,7 @@ def score_and_evaluate(run: Path, data: Path, steps: int, timings: dict, baselin
             "wall_s": wall,
             "images_per_s": written["count"] / wall,
         }
-        evaluate(folder, data_dir=data, baseline=baseline)
+        evaluate(folder, EvaluateConfig(baseline=baseline), data_dir=data)
     return json.loads((folder / "evaluation.json").read_text())
 
 

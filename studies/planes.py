@@ -25,7 +25,7 @@ import h5py
 
 from tfanomaly.data.manifest import MANIFEST
 from tfanomaly.pipelines.calibrate import calibrate
-from tfanomaly.pipelines.config import ScoreConfig
+from tfanomaly.pipelines.config import CalibrateConfig, ScoreConfig
 from tfanomaly.pipelines.evaluate import SCORE_NAMES, evaluate
 from tfanomaly.pipelines.score import score
 from tfanomaly.pipelines.simulate import simulate_survey
@@ -63,7 +63,7 @@ def scored(run: Path, data: Path, results: Path, planes: bool, timings: dict) ->
             calibrate,
             run,
             data,
-            planes=planes,
+            CalibrateConfig(planes=planes),
             progress=False,
             echo=common.quiet,
         )
@@ -74,8 +74,7 @@ def scored(run: Path, data: Path, results: Path, planes: bool, timings: dict) ->
             run,
             data,
             results,
-            ScoreConfig(),
-            planes=planes,
+            ScoreConfig(planes=planes),
             progress=False,
             echo=common.quiet,
         )

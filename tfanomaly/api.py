@@ -6,11 +6,13 @@ TensorFlow only with a name that needs it (training, scoring, export).
 
 - The stages, as the command line runs them, each with its options: ``simulate_survey``
   (``SurveyConfig``), ``ingest`` (``IngestConfig``), ``train_gan`` (``GanTrainConfig``),
-  ``train_encoder`` (``EncoderTrainConfig``), ``calibrate`` (``ScoreSettings``, the options of
-  ``CalibrateConfig``), ``score`` (``ScoreConfig``, ``InversionConfig``), ``merge_results``,
-  ``evaluate``, ``train_cae`` (``CaeTrainConfig``), ``embed`` (the options of ``EmbedConfig``),
-  ``build_report``, ``export``, ``rerank`` (``RelevanceConfig``), ``beam_score``
-  (``BeamScoreConfig``), ``run_demo`` (``DemoConfig``).
+  ``train_encoder`` (``EncoderTrainConfig``), ``calibrate`` (``CalibrateConfig``, with its
+  ``ScoreSettings``), ``score`` (``ScoreConfig``, with its ``InversionConfig`` and
+  ``CatalogConfig``), ``merge_results``, ``evaluate`` (``EvaluateConfig``), ``train_cae``
+  (``CaeTrainConfig``), ``embed`` (``EmbedConfig``), ``build_report`` (``ReportConfig``),
+  ``export`` (``ExportConfig``), ``rerank`` (``RelevanceConfig``), ``beam_score``
+  (``BeamScoreConfig``), ``run_demo`` (``DemoConfig``). Every stage takes its inputs, then its
+  config (None: the defaults), then keyword-only ``progress`` and ``echo`` where it reports.
 - A trained run as a scorer of NumPy arrays: ``load_run`` (a :class:`Run`).
 - Readers that give astropy Tables: ``read_cutouts``, ``read_catalog``, ``read_results``, and
   ``read_cube`` for the image cubes and feature vectors of a results file.

@@ -1,5 +1,6 @@
 """Every option default of the command line is a stage config's field, so that changing a dataclass
-default changes the CLI and its --help; and the CLI (with every --help) imports no TensorFlow."""
+default changes the CLI and its --help; every stage takes its config the same way; and the CLI
+(with every --help) imports no TensorFlow."""
 
 import dataclasses
 import inspect
@@ -11,22 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from tfanomaly.cli import main
-from tfanomaly.data.resize import RESIZE_METHODS
-from tfanomaly.data.stretch import STRETCH_MODES
-from tfanomaly.models.score_config import (
-    SCORE_COMBINES,
-    InversionConfig,
-    ScoreSettings,
-    format_term_weights,
-)
+from tfanomaly.cli.options import option_fields
 from tfanomaly.pipelines.beam_score import BeamScoreConfig
-from tfanomaly.pipelines.calibrate import calibrate
 from tfanomaly.pipelines.config import (
     CATALOG_FORMAT_NAMES,
-    CUBES,
-    FEATURE_SPACES,
-    NAN_POLICIES,
-    PRECISIONS,
     CaeTrainConfig,
     CalibrateConfig,
     CatalogConfig,
@@ -45,99 +34,38 @@ from tfanomaly.pipelines.config import (
     ServeConfig,
     SimulateConfig,
 )
-from tfanomaly.pipelines.score import score
 from tfanomaly.simulate.config import SurveyConfig
 
 UNSET = getattr(click.core, "UNSET", None)  # click >= 8.3 marks "no default" with a sentinel
 
-
-def same_names(config, names: str) -> dict:
-    """{option: (config, field)} for options named as the config's fields (space-separated)."""
-    return {name: (config, name) for name in names.split()}
-
-
-_CATALOG = same_names(CatalogConfig, "catalog_format select_sigma select_key")
-
-# command -> {parameter: (config class, field)}: where each option's default comes from.
+# command -> the configs its options come from (nested configs included), and the fields left out.
 SOURCES = {
-    "simulate": {
-        **same_names(SurveyConfig, "n_objects size anomaly_fraction seed"),
-        "workers": (SimulateConfig, "workers"),
-    },
-    "ingest": same_names(IngestConfig, "shard_size nan_policy fill_value resize stretch"),
-    "train gan": same_names(
-        GanTrainConfig,
-        "preset steps batch_size n_critic gp_weight learning_rate checkpoint_every seed "
-        "precision ema_decay contrastive",
-    ),
-    "train encoder": same_names(
-        EncoderTrainConfig, "steps batch_size learning_rate lam checkpoint_every seed"
-    ),
-    "train cae": same_names(
-        CaeTrainConfig,
-        "selection select_key images steps batch_size learning_rate checkpoint_every seed",
-    ),
-    "calibrate": {
-        **same_names(CalibrateConfig, "fit_size seed"),
-        **same_names(
-            ScoreSettings,
-            "smooth_sigma top_fraction feature_weight combine robust_iterations linear_components",
-        ),
-        "components": (ScoreSettings, "n_components"),
-    },
-    "beam-score": {
-        **same_names(BeamScoreConfig, "signature min_batch_size max_batch_size"),
-        **same_names(CatalogConfig, "catalog_format select_key"),
-    },
-    "score": {
-        **same_names(ClientConfig, "model signature"),
-        **same_names(InversionConfig, "steps learning_rate lam"),
-        "beta1": (InversionConfig, "beta_1"),
-        "beta2": (InversionConfig, "beta_2"),
-        "batch_size": (ScoreConfig, "batch_size"),
-        **_CATALOG,
-    },
-    "merge-scores": _CATALOG,
-    "evaluate": same_names(EvaluateConfig, "seed"),
-    "embed": same_names(
-        EmbedConfig, "space selection select_key n_neighbors min_dist min_cluster_size seed"
-    ),
-    "report": same_names(ReportConfig, "top_n thumb_size sigma_cut"),
-    "serve": same_names(ServeConfig, "host grpc_port rest_port"),
-    "export": same_names(ExportConfig, "name steps"),
-    "demo": same_names(DemoConfig, "n_objects size seed gan_steps encoder_steps cae_steps"),
-    "explore": same_names(
-        ExploreConfig, "host port rerank_every page_size panel_size similar features"
-    ),
-    "rerank": same_names(RerankConfig, "features"),
+    "simulate": [(SurveyConfig, ()), (SimulateConfig, ())],
+    "ingest": [(IngestConfig, ())],
+    "train gan": [(GanTrainConfig, ())],
+    "train encoder": [(EncoderTrainConfig, ())],
+    "train cae": [(CaeTrainConfig, ())],
+    "calibrate": [(CalibrateConfig, ("inversion",))],
+    "score": [(ClientConfig, ()), (ScoreConfig, ())],
+    "beam-score": [(BeamScoreConfig, ())],
+    "merge-scores": [(CatalogConfig, ())],
+    "evaluate": [(EvaluateConfig, ())],
+    "embed": [(EmbedConfig, ())],
+    "report": [(ReportConfig, ())],
+    "serve": [(ServeConfig, ())],
+    "export": [(ExportConfig, ())],
+    "demo": [(DemoConfig, ())],
+    "explore": [(ExploreConfig, ())],
+    "rerank": [(RerankConfig, ())],
 }
-# Defaults of the command line alone: how a user spells "every kind", the smooth simulator's
-# switch, and the demo's folder.
-CLI_ONLY = {
-    ("simulate", "kinds"): "all",
-    ("simulate", "substructure"): True,
-    ("demo", "out"): "demo_run",
-    ("calibrate", "terms"): ",".join(ScoreSettings().terms),  # a comma list of the tuple
-    ("calibrate", "weights"): format_term_weights(ScoreSettings().term_weights),
-    ("train gan", "augment"): ",".join(GanTrainConfig().augment) or "none",
-    # The Python functions' own keyword defaults (the planes are used where the data has them).
-    ("calibrate", "planes"): inspect.signature(calibrate).parameters["planes"].default,
-    ("score", "planes"): inspect.signature(score).parameters["planes"].default,
-}
-CHOICES = {
-    ("ingest", "nan_policy"): NAN_POLICIES,
-    ("calibrate", "combine"): SCORE_COMBINES,
-    ("ingest", "resize"): RESIZE_METHODS,
-    ("ingest", "stretch"): STRETCH_MODES,
-    ("train gan", "precision"): PRECISIONS,
-    ("train cae", "images"): CUBES,
-    ("score", "catalog_format"): CATALOG_FORMAT_NAMES,
-    ("merge-scores", "catalog_format"): CATALOG_FORMAT_NAMES,
-    ("beam-score", "catalog_format"): CATALOG_FORMAT_NAMES,
-    ("explore", "features"): FEATURE_SPACES,
-    ("rerank", "features"): FEATURE_SPACES,
-    ("embed", "space"): FEATURE_SPACES,
-}
+# Defaults of the command line alone: the smooth simulator's switch and the demo's folder.
+CLI_ONLY = {("simulate", "substructure"): True, ("demo", "out"): "demo_run"}
+CASES = [
+    (path, field)
+    for path, sources in SOURCES.items()
+    for config, exclude in sources
+    for field in option_fields(config, exclude)
+]
 
 
 def commands(group=main, path=()):
@@ -154,44 +82,63 @@ def option(path: str, name: str) -> click.Option:
     return next(p for p in command.params if p.name == name)
 
 
-def field_default(config, name):
-    return getattr(config(), name)
-
-
 def has_default(param) -> bool:
     if isinstance(param, click.Option) and param.is_flag and not param.secondary_opts:
-        return False  # a plain flag: off unless given
+        return param.default is True  # a plain flag has one only when it switches a field off
     return param.default is not None and param.default is not UNSET
 
 
 def test_every_option_with_a_default_takes_it_from_a_config():
+    from_configs = {(path, field.name) for path, field in CASES}
     loose = [
         (path, p.name)
         for path, command in commands()
         for p in command.params
-        if has_default(p) and p.name not in SOURCES.get(path, {}) and (path, p.name) not in CLI_ONLY
+        if has_default(p) and (path, p.name) not in from_configs | CLI_ONLY.keys()
     ]
     assert not loose, f"options with a default that no config holds: {loose}"
-    assert set(SOURCES) <= dict(commands()).keys()
+    assert SOURCES.keys() <= dict(commands()).keys()
+    for (path, name), default in CLI_ONLY.items():
+        assert option(path, name).default == default
 
 
-@pytest.mark.parametrize(
-    "path,name", [(path, name) for path, fields in SOURCES.items() for name in fields]
-)
-def test_option_default_is_the_config_field_and_help_shows_it(path, name):
-    config, field = SOURCES[path][name]
-    param = option(path, name)
-    assert param.default == field_default(config, field)
-    assert type(param.default) is type(field_default(config, field))
-    if param.default is not None:
+@pytest.mark.parametrize("path,field", CASES, ids=[f"{p}:{f.name}" for p, f in CASES])
+def test_option_default_is_the_config_field_and_help_shows_it(path, field):
+    param = option(path, field.name)
+    meta = field.metadata
+    assert param.help == meta["help"]
+    if param.is_flag and not param.secondary_opts:  # --store-images, --no-check
+        assert (param.default is True) == (field.default is True)
+        return
+    # The default as the command line spells it, and read back, is the field's.
+    assert param.default == meta.get("cli_default", field.default)
+    assert meta.get("parse", lambda v: v)(param.default) == field.default
+    if "cli_default" not in meta and param.default is not None:
+        assert type(param.default) is type(field.default)
         assert param.show_default is True
         ctx = click.Context(dict(commands())[path])
-        assert f"[default: {param.default}]" in param.get_help_record(ctx)[1]
+        shown = "planes" if param.secondary_opts else param.default
+        assert f"[default: {shown}]" in param.get_help_record(ctx)[1]
+    if "choices" in meta:
+        assert tuple(param.type.choices) == meta["choices"]
 
 
-@pytest.mark.parametrize("path,name", sorted(CHOICES))
-def test_choices_are_the_configs(path, name):
-    assert tuple(option(path, name).type.choices) == CHOICES[path, name]
+def test_options_build_the_configs_defaults(monkeypatch):
+    """Every command given no options builds its configs' defaults (through build_config)."""
+    from tfanomaly.cli.options import build_config
+
+    for path, sources in SOURCES.items():
+        command = dict(commands())[path]
+        ctx = click.Context(command)
+        options = {
+            p.name: p.get_default(ctx) for p in command.params if isinstance(p, click.Option)
+        }
+        for config, _ in sources:
+            built = build_config(config, dict(options))
+            if config is CalibrateConfig:  # its inversion is not an option
+                assert built == CalibrateConfig(), path
+            else:
+                assert built == config(), (path, config)
 
 
 def test_help_shows_the_config_defaults():
@@ -215,43 +162,53 @@ def keyword_defaults(function) -> dict:
     }
 
 
-def assert_defaults_of(function, config) -> None:
-    defaults = keyword_defaults(function)
-    for field in dataclasses.fields(config):
-        assert defaults[field.name] == field_default(config, field.name), (function, field.name)
-
-
 def test_python_api_defaults_are_the_configs():
-    """The functions the CLI calls default to the same values (those below the pipelines layer
-    cannot import its configs, so their copies are checked here)."""
-    from tfanomaly.pipelines.calibrate import calibrate
-    from tfanomaly.pipelines.evaluate import evaluate
-    from tfanomaly.pipelines.export import export
-    from tfanomaly.pipelines.score import score
+    """The functions below the pipelines layer that cannot import its configs keep copies of
+    their defaults, checked here."""
     from tfanomaly.pipelines.simulate import simulate_survey
     from tfanomaly.results.catalog import finalize
-    from tfanomaly.results.report import build_report
     from tfanomaly.serving.client import GrpcClient, RestClient
     from tfanomaly.serving.local import LocalServer
     from tfanomaly.serving.saved_model import MODEL_NAME
 
     for function, config in [
         (simulate_survey, SimulateConfig),
-        (calibrate, CalibrateConfig),
-        (evaluate, EvaluateConfig),
-        (build_report, ReportConfig),
-        (export, ExportConfig),
         (LocalServer, ServeConfig),
         (GrpcClient, ClientConfig),
         (RestClient, ClientConfig),
     ]:
-        assert_defaults_of(function, config)
-    assert ExportConfig.name == MODEL_NAME
-    for function in (score, finalize):  # the functions take the format as a file suffix
         defaults = keyword_defaults(function)
-        assert defaults["catalog_format"] == f".{CatalogConfig.catalog_format}"
-        assert defaults["select_sigma"] == CatalogConfig.select_sigma
-        assert defaults["select_key"] == CatalogConfig.select_key
+        for field in dataclasses.fields(config):
+            assert defaults[field.name] == getattr(config(), field.name), (function, field.name)
+    assert ExportConfig.name == MODEL_NAME
+    defaults = keyword_defaults(finalize)  # it takes the format as a file suffix
+    assert defaults["catalog_format"] == CatalogConfig().suffix
+    assert defaults["select_sigma"] == CatalogConfig.select_sigma
+    assert defaults["select_key"] == CatalogConfig.select_key
+
+
+def test_every_stage_takes_inputs_then_its_config_then_keywords():
+    """One signature: inputs, ``config: XConfig | None = None``, then keyword-only options."""
+    from tfanomaly.pipelines.beam_score import beam_score
+    from tfanomaly.pipelines.calibrate import calibrate
+    from tfanomaly.pipelines.characterise import embed, train_cae
+    from tfanomaly.pipelines.evaluate import evaluate
+    from tfanomaly.pipelines.export import export
+    from tfanomaly.pipelines.ingest import ingest
+    from tfanomaly.pipelines.score import score
+    from tfanomaly.pipelines.train import train_encoder, train_gan
+    from tfanomaly.results.report import build_report
+
+    for stage in (calibrate, score, beam_score, evaluate, export, build_report, embed, train_cae,
+                  train_gan, train_encoder, ingest):  # fmt: skip
+        parameters = list(inspect.signature(stage).parameters.values())
+        names = [p.name for p in parameters]
+        config = parameters[names.index("config")]
+        assert config.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD, stage
+        after = parameters[names.index("config") + 1 :]
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in after), stage
+        for name in ("progress", "echo"):
+            assert name not in names or name in [p.name for p in after], (stage, name)
 
 
 def test_demo_options_reach_its_config(monkeypatch, tmp_path):

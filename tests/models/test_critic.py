@@ -5,14 +5,14 @@ import pytest
 import tensorflow as tf
 
 from tfanomaly.models.config import PRESETS, get_preset
-from tfanomaly.models.critic import Critic, build_critic
+from tfanomaly.models.critic import Critic
 
 
 def test_paper_preset_parameter_count():
     """hsc96 as in Storey-Fisher et al.: counted by hand from the layer sizes."""
     config = get_preset("hsc96")
     conv = sum(5 * 5 * i * o + o for i, o in [(3, 64), (64, 128), (128, 256), (256, 512)])
-    assert build_critic(config).count_params() == conv + 18_432 + 1 == 4_324_993
+    assert Critic(config).count_params() == conv + 18_432 + 1 == 4_324_993
     assert Critic.from_preset("hsc96").count_params() == 4_324_993
     assert config.feature_size == 6 * 6 * 512
 
@@ -22,7 +22,7 @@ def test_output_shapes_of_every_preset(name):
     config = get_preset(name)
     side = config.image_size
     images = tf.random.uniform((2, side, side, 3))
-    score, features = build_critic(config)(images)
+    score, features = Critic(config)(images)
     assert score.shape == (2, 1) and features.shape == (2, config.feature_size)
 
 

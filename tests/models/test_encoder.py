@@ -10,7 +10,6 @@ from tfanomaly.models.encoder import (
     LATENT_WEIGHT,
     Encoder,
     EncoderTrainer,
-    build_encoder,
     latent_excess,
 )
 from tfanomaly.models.wgan_gp import WGANGP, paper_optimizer
@@ -19,7 +18,7 @@ TINY = get_preset("tiny16")
 
 
 def test_encoder_maps_images_to_z():
-    encoder = build_encoder(TINY)
+    encoder = Encoder(TINY)
     assert isinstance(encoder, Encoder) and encoder.name == "encoder"
     assert encoder(np.zeros((3, 16, 16, 3), "float32")).shape == (3, TINY.latent_dim)
     assert encoder.get_layer("z").dtype_policy.name == "float32"
@@ -30,7 +29,7 @@ def test_encoder_trainer_updates_only_the_encoder():
     keras.utils.set_random_seed(0)  # the networks' initial weights
     gan = WGANGP.from_preset(TINY, seed=0)
     gan.compile(d_optimizer=paper_optimizer(), g_optimizer=paper_optimizer())
-    trainer = EncoderTrainer(build_encoder(TINY), gan.generator, gan.critic, lam=0.3)
+    trainer = EncoderTrainer(Encoder(TINY), gan.generator, gan.critic, lam=0.3)
     trainer.compile(optimizer=paper_optimizer(1e-2))
     frozen = [w.numpy().copy() for w in gan.generator.weights + gan.critic.weights]
     encoder_before = [w.numpy().copy() for w in trainer.encoder.weights]
@@ -63,7 +62,7 @@ def test_an_encoder_thrown_far_out_of_the_prior_comes_back():
     # objective alone has (almost) no gradient; the hinge's gradient brings z back.
     keras.utils.set_random_seed(0)
     gan = WGANGP.from_preset(TINY, seed=0)
-    encoder = build_encoder(TINY)
+    encoder = Encoder(TINY)
     bias = encoder.get_layer("z").bias
     bias.assign(np.full(bias.shape, 6.0, "f4"))  # |z| / sqrt(dim) = 6
     trainer = EncoderTrainer(encoder, gan.generator, gan.critic, lam=0.3)

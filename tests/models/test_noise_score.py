@@ -25,6 +25,7 @@ from tfanomaly.models.filters import gaussian_kernel, smooth
 from tfanomaly.models.noise_score import NoiseAwareScore, interpolate_levels, residual_maps
 from tfanomaly.models.score_config import ScoreSettings
 from tfanomaly.models.score_fit import fit_features, fit_levels, robust_log_scale
+from tfanomaly.pipelines.config import CalibrateConfig
 
 TWO = ("residual", "feature")  # the GAN's two terms, as calibrations before the others had
 ALL = ("residual", "feature", "linear", "extended", "morphology")
@@ -570,7 +571,12 @@ def test_calibrate_stage_of_a_run(tiny_run, tmp_path):
     )
     settings = ScoreSettings(smooth_sigma=1.5, top_fraction=0.05, n_components=8)
     messages = []
-    summary = calibrate(run, settings=settings, fit_size=100, progress=False, echo=messages.append)
+    summary = calibrate(
+        run,
+        config=CalibrateConfig(settings=settings, fit_size=100),
+        progress=False,
+        echo=messages.append,
+    )
     again = Calibration.load(summary["path"])
     assert again.settings == settings and again.info["count"] == 100
     assert again.features.components.shape[0] == 8 and "calibrated" in messages[0]

@@ -4,9 +4,9 @@ file, its sigma values and the catalog columns are all derived from the same tab
 import numpy as np
 
 from tfanomaly.models.config import get_preset
-from tfanomaly.models.critic import build_critic
-from tfanomaly.models.encoder import build_encoder
-from tfanomaly.models.generator import build_generator
+from tfanomaly.models.critic import Critic
+from tfanomaly.models.encoder import Encoder
+from tfanomaly.models.generator import Generator
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.models.scores import BY_OUTPUT, SCORES
 from tfanomaly.results.catalog import CATALOG_COLUMNS, SCORE_KEYS, SCORE_OUTPUTS
@@ -28,8 +28,8 @@ def test_the_paper_keeps_its_names_and_each_name_is_used_once():
 
 def test_the_paper_scores_come_out_of_the_inverter_under_the_table_names():
     config = get_preset("tiny16")
-    inverter = LatentInverter(build_generator(config), build_critic(config),
-                              build_encoder(config))  # fmt: skip
+    inverter = LatentInverter(Generator(config), Critic(config),
+                              Encoder(config))  # fmt: skip
     images = np.random.default_rng(0).random((2, 16, 16, 3)).astype("f4")
     out = inverter(images)
     # Without a calibration the default score and its terms are absent; the paper's are there.

@@ -14,7 +14,13 @@ from tfanomaly.cli import main
 from tfanomaly.models.calibration import Calibration
 from tfanomaly.models.config import ModelConfig, derive_config
 from tfanomaly.pipelines.calibrate import calibrate
-from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig, IngestConfig, ScoreConfig
+from tfanomaly.pipelines.config import (
+    CalibrateConfig,
+    EncoderTrainConfig,
+    GanTrainConfig,
+    IngestConfig,
+    ScoreConfig,
+)
 from tfanomaly.pipelines.export import export
 from tfanomaly.pipelines.ingest import ingest
 from tfanomaly.pipelines.run import CALIBRATION_FILE, load_run
@@ -79,7 +85,9 @@ def test_train_encoder_calibrate_score_export(tmp_path, write, size, bands, trai
     train_encoder(run, EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2,
                   check=False), progress=False, echo=quiet)  # fmt: skip
     if recalibrate:
-        calibrate(run, fit_size=N // 2, batch_size=8, progress=False, echo=quiet)
+        calibrate(
+            run, config=CalibrateConfig(fit_size=N // 2, batch_size=8), progress=False, echo=quiet
+        )
     calibration = Calibration.load(run / CALIBRATION_FILE)
     assert calibration.info["feature_size"] == expected.feature_size
     assert calibration.info["count"] == (N // 2 if recalibrate else N)

@@ -1,6 +1,7 @@
 """Batch scoring on Apache Beam (DirectRunner): the same scores, ids and catalogs as the in-process
 scorer, multi-process workers, a failed bundle retried without duplicates, clear input errors."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.models.calibration import Calibration
 from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.beam_score import BEAM_PARTS, BeamScoreConfig, beam_score
-from tfanomaly.pipelines.config import IngestConfig, ScoreConfig
+from tfanomaly.pipelines.config import CatalogConfig, IngestConfig, ScoreConfig
 from tfanomaly.pipelines.export import export
 from tfanomaly.pipelines.ingest import ingest
 from tfanomaly.pipelines.run import CALIBRATION_FILE
@@ -50,8 +51,8 @@ def scored(tmp_path_factory):
     folder = build_tiny_run(tmp_path_factory.mktemp("beam"), N_OBJECTS, seed=11,
                             anomaly_fraction=0.1, shard_size=24)  # fmt: skip
     score(folder / "run", folder / "ds", folder / "scores",
-          ScoreConfig(batch_size=16, inversion=InversionConfig(steps=2)), select_sigma=1.0,
-          progress=False, echo=quiet)  # fmt: skip
+          ScoreConfig(batch_size=16, inversion=InversionConfig(steps=2),
+                      catalog=CatalogConfig(select_sigma=1.0)), progress=False, echo=quiet)  # fmt: skip
     written = export(folder / "run", folder / "models", scores_dir=folder / "scores")
     case = {"folder": folder, "export": written["path"],
             "calibration": Calibration.load(folder / "run" / CALIBRATION_FILE)}  # fmt: skip
@@ -110,8 +111,9 @@ def assert_same_as_in_process(scored, out_dir):
 
 
 def test_beam_scores_and_catalogs_equal_the_in_process_scorer(scored, tmp_path):
-    written = beam_score(scored["export"], scored["folder"] / "ds", tmp_path / "out", SMALL,
-                         select_sigma=1.0, echo=quiet)  # fmt: skip
+    written = beam_score(scored["export"], scored["folder"] / "ds", tmp_path / "out",
+                         dataclasses.replace(SMALL, catalog=CatalogConfig(select_sigma=1.0)),
+                         echo=quiet)  # fmt: skip
     assert written["count"] == N_OBJECTS
     _, attrs = assert_same_as_in_process(scored, tmp_path / "out")
     source = json.loads(attrs["run"])

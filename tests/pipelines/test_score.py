@@ -14,13 +14,13 @@ from conftest import NET_RTOL, assert_scores_close, build_tiny_run, quiet
 from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.models.calibration import Calibration
 from tfanomaly.models.config import get_preset
-from tfanomaly.models.critic import build_critic
-from tfanomaly.models.encoder import build_encoder
-from tfanomaly.models.generator import build_generator
+from tfanomaly.models.critic import Critic
+from tfanomaly.models.encoder import Encoder
+from tfanomaly.models.generator import Generator
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines import score as score_module
-from tfanomaly.pipelines.config import ScoreConfig
+from tfanomaly.pipelines.config import CatalogConfig, ScoreConfig
 from tfanomaly.pipelines.evaluate import BASELINES, evaluate, metrics, precision_at_k
 from tfanomaly.pipelines.run import CALIBRATION_FILE
 from tfanomaly.pipelines.score import score
@@ -32,7 +32,7 @@ TINY = get_preset("tiny16")
 def tiny_inverter(steps=10, seed=0):
     keras.utils.set_random_seed(seed)
     return LatentInverter(
-        build_generator(TINY), build_critic(TINY), build_encoder(TINY), InversionConfig(steps=steps)
+        Generator(TINY), Critic(TINY), Encoder(TINY), InversionConfig(steps=steps)
     )
 
 
@@ -102,8 +102,8 @@ def small(**kwargs):
 
 
 def test_results_catalog_and_sigma(tiny_run, tmp_path):
-    written = score(tiny_run / "run", tiny_run / "ds", tmp_path / "out", small(store_images=True),
-                    select_sigma=1.0, progress=False, echo=quiet)  # fmt: skip
+    written = score(tiny_run / "run", tiny_run / "ds", tmp_path / "out", small(
+        store_images=True, catalog=CatalogConfig(select_sigma=1.0)), progress=False, echo=quiet)  # fmt: skip
     columns, attrs = read_results(tmp_path / "out", with_images=True)
     assert written["count"] == 150 and len(columns["object_ids"]) == 150
     for key in SCORE_KEYS:
@@ -140,8 +140,8 @@ def test_results_catalog_and_sigma(tiny_run, tmp_path):
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_other_catalog_formats_keep_ids(tiny_run, tmp_path, suffix):
-    score(tiny_run / "run", tiny_run / "ds", tmp_path / "out", small(), catalog_format=suffix,
-          progress=False, echo=quiet)  # fmt: skip
+    score(tiny_run / "run", tiny_run / "ds", tmp_path / "out",
+          small(catalog=CatalogConfig(catalog_format=suffix[1:])), progress=False, echo=quiet)  # fmt: skip
     path = tmp_path / "out" / f"catalog{suffix}"
     if suffix == ".parquet":  # read with pyarrow itself, as a pandas or Spark user would
         import pyarrow.parquet as pq

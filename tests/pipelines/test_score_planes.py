@@ -11,7 +11,12 @@ from tfanomaly.data.dataset import load_dataset
 from tfanomaly.models.calibration import Calibration
 from tfanomaly.models.noise_score import residual_maps
 from tfanomaly.models.pixel_noise import smoothed_chi2
-from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig, IngestConfig
+from tfanomaly.pipelines.config import (
+    EncoderTrainConfig,
+    GanTrainConfig,
+    IngestConfig,
+    ScoreConfig,
+)
 from tfanomaly.pipelines.ingest import ingest
 from tfanomaly.pipelines.run import load_inverter
 from tfanomaly.pipelines.score import score
@@ -79,8 +84,8 @@ def test_planes_from_the_survey_to_the_catalog(tmp_path):
                                scorer.extended_score(images, variance, mask, model), rtol=1e-6)  # fmt: skip
 
     # Ignoring the planes gives the calibrated-scatter scores; the catalog still counts the mask.
-    score(tmp_path / "run", tmp_path / "ds", tmp_path / "plain", planes=False, progress=False,
-          echo=quiet)  # fmt: skip
+    score(tmp_path / "run", tmp_path / "ds", tmp_path / "plain", ScoreConfig(planes=False),
+          progress=False, echo=quiet)  # fmt: skip
     plain, _ = read_results(tmp_path / "plain")
     np.testing.assert_array_equal(plain["n_masked"], columns["n_masked"])
 

@@ -14,7 +14,7 @@ from conftest import quiet
 from pipelines.test_characterise import scored  # noqa: F401  (module-scoped scored catalog)
 
 from tfanomaly.pipelines.characterise import embed
-from tfanomaly.pipelines.config import EmbedConfig
+from tfanomaly.pipelines.config import EmbedConfig, EvaluateConfig, ReportConfig
 from tfanomaly.pipelines.evaluate import evaluate
 from tfanomaly.results.labels import LabelStore
 from tfanomaly.results.report import SCORE_LABELS, build_report
@@ -39,8 +39,8 @@ def chromium() -> str:
 def test_report_renders_in_headless_chromium(scored, tmp_path):  # noqa: F811
     browser = chromium()
     embedded = embed(scored / "scores", EmbedConfig(selection="all"), echo=quiet)
-    evaluate(scored / "scores", baseline=False)
-    shown = build_report(scored / "scores", tmp_path / "report.html", top_n=6)
+    evaluate(scored / "scores", EvaluateConfig(baseline=False))
+    shown = build_report(scored / "scores", tmp_path / "report.html", ReportConfig(top_n=6))
     assert shown["map_points"] == embedded["objects"] == 80
     page = (tmp_path / "report.html").read_text()
     assert "http://" not in page.split("<body")[1][:2000] and "cdn.bokeh.org" not in page
@@ -75,7 +75,9 @@ def test_cluster_table_sizes_typical_members_and_labels(tmp_path):
     members = add_clusters(
         folder, sizes=(9, 6), noise=3, embedding=tmp_path / "cae" / "embedding.h5"
     )
-    shown = build_report(folder, embedding=tmp_path / "cae", top_n=2, typical=3)
+    shown = build_report(
+        folder, config=ReportConfig(top_n=2, typical=3), embedding=tmp_path / "cae"
+    )
     assert shown["map_points"] == 18 and shown["clusters"] == 2
     assert shown["labels_counted"] is None
     page = html.unescape((folder / "report.html").read_text())  # Bokeh's JSON holds escaped HTML
@@ -86,7 +88,9 @@ def test_cluster_table_sizes_typical_members_and_labels(tmp_path):
                         for i in members[0][:5]])  # fmt: skip
         store.set(members[1][0], label="interesting")
         store.set(7, label="normal")  # an object of another survey: not counted
-    shown = build_report(folder, embedding=tmp_path / "cae", top_n=2, typical=3)
+    shown = build_report(
+        folder, config=ReportConfig(top_n=2, typical=3), embedding=tmp_path / "cae"
+    )
     assert shown["labels_counted"] == 6
     assert shown["gallery_images"] == 2 * 3 + 2 * len(SCORE_LABELS)
     page = html.unescape((folder / "report.html").read_text())

@@ -16,7 +16,7 @@ from conftest import NET_RTOL, assert_scores_close, build_tiny_run, quiet
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.calibration import Calibration
 from tfanomaly.models.score_config import InversionConfig
-from tfanomaly.pipelines.config import ScoreConfig
+from tfanomaly.pipelines.config import ExportConfig, ScoreConfig
 from tfanomaly.pipelines.export import export
 from tfanomaly.pipelines.run import CALIBRATION_FILE
 from tfanomaly.pipelines.score import score
@@ -57,7 +57,7 @@ def test_layout_versions_and_manifest(exported, tmp_path):
     assert set(manifest["score_statistics"]) == set(SCORE_KEYS)
     assert manifest["default_score"]["calibration"]["count"] > 0
     again = export(exported["folder"] / "run", exported["folder"] / "models",
-                   scores_dir=exported["folder"] / "scores", steps=0)  # fmt: skip
+                   ExportConfig(steps=0), scores_dir=exported["folder"] / "scores")  # fmt: skip
     assert again["version"] == 2 and again["manifest"]["inversion"]["steps"] == 0
     with pytest.raises(ConfigError, match="score a reference catalog first"):
         export(exported["folder"] / "run", tmp_path / "models")

@@ -1,5 +1,5 @@
 """What the command modules share: errors as one line on stderr, TensorFlow imported quietly and
-only by the commands that need it, and small option parsers."""
+only by the commands that need it (the options: ``cli.options``)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,6 @@ import functools
 import sys
 
 import click
-
-NO_CHECK_HELP = (
-    "Write the network even when the check at the end of training finds it collapsed (a "
-    "constant output, or no better than the mean image): for smoke tests of a pipeline with a "
-    "few steps, never for a run you score with."
-)
 
 
 def _friendly_errors(command):
@@ -47,9 +41,3 @@ def _uses_tensorflow(command):
         return command(*args, **kwargs)
 
     return wrapper
-
-
-def _bands(value: str | None) -> tuple[str, ...] | None:
-    if not value:
-        return None
-    return tuple(b.strip() for b in value.split(",") if b.strip())

@@ -7,47 +7,15 @@ import sys
 
 import click
 
-from tfanomaly.cli._common import _bands, _friendly_errors, _uses_tensorflow
-from tfanomaly.data.planes import DEFAULT_MASK_BITS
-from tfanomaly.data.resize import RESIZE_METHODS
-from tfanomaly.data.stretch import STRETCH_MODES
-from tfanomaly.pipelines.config import NAN_POLICIES, IngestConfig, SimulateConfig
+from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
+from tfanomaly.cli.options import build_config, config_options, quiet_option
+from tfanomaly.pipelines.config import IngestConfig, SimulateConfig, split_names
 from tfanomaly.simulate.config import SurveyConfig
 
 
 @click.command()
 @click.argument("out", type=click.Path(dir_okay=False))
-@click.option(
-    "-n",
-    "--n-objects",
-    default=SurveyConfig.n_objects,
-    show_default=True,
-    help="Cutouts to simulate.",
-)
-@click.option(
-    "--size",
-    default=SurveyConfig.size,
-    show_default=True,
-    help="Cutout side in pixels (96 = the paper's; 32 or 48 for CPU presets).",
-)
-@click.option(
-    "--anomaly-fraction",
-    default=SurveyConfig.anomaly_fraction,
-    show_default=True,
-    help="Fraction of injected anomalies.",
-)
-@click.option(
-    "--kinds",
-    default="all",
-    show_default=True,
-    help="Comma-separated anomaly kinds to inject (see the list below), or 'all'.",
-)
-@click.option(
-    "--seed",
-    default=SurveyConfig.seed,
-    show_default=True,
-    help="Random seed: same seed, same bits.",
-)
+@config_options(SurveyConfig)
 @click.option(
     "--substructure/--smooth",
     default=True,
@@ -56,24 +24,10 @@ from tfanomaly.simulate.config import SurveyConfig
     "elliptical PSFs; --smooth: plain bulge + disk galaxies and round PSFs (the same galaxies, "
     "anomalies and noise otherwise).",
 )
-@click.option(
-    "-j",
-    "--workers",
-    default=SimulateConfig.workers,
-    show_default=True,
-    help="Worker processes (output is identical).",
-)
-@click.option(
-    "--planes",
-    is_flag=True,
-    help="Also write `variances` (sky + the sources' Poisson noise, which the images then carry) "
-    "and `masks` (HSC bits: SAT star cores, CR cosmic rays, BAD columns, DETECTED).",
-)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@config_options(SimulateConfig)
+@quiet_option()
 @_friendly_errors
-def simulate(
-    out, n_objects, size, anomaly_fraction, kinds, seed, substructure, workers, planes, quiet
-):
+def simulate(out, substructure, quiet, **options):
     """Simulate an HSC-like gri survey with labelled anomalies into the HDF5 file OUT.
 
     Normal galaxies are bulge + disk GalSim profiles at 20 < i < 20.5 with HSC seeing, pixel scale
@@ -86,19 +40,11 @@ def simulate(
     diffraction_spikes, cosmic_rays, bad_column.
     """
     from tfanomaly.pipelines.simulate import simulate_survey
-    from tfanomaly.simulate.config import ANOMALY_KINDS
 
-    chosen = ANOMALY_KINDS if kinds == "all" else tuple(k.strip() for k in kinds.split(","))
-    config = SurveyConfig(
-        n_objects=n_objects,
-        size=size,
-        anomaly_fraction=anomaly_fraction,
-        kinds=chosen,
-        seed=seed,
-        planes=planes,
-    )
+    config = build_config(SurveyConfig, options)
     if not substructure:
         config = config.smooth()
+    workers = build_config(SimulateConfig, options).workers
     summary = simulate_survey(out, config, workers=workers, progress=not quiet)
     click.echo(
         f"wrote {summary['n_objects']} cutouts ({summary['n_anomalies']} anomalies) to {out} "
@@ -109,26 +55,7 @@ def simulate(
 @click.command()
 @click.argument("source", type=click.Path(exists=False))
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option(
-    "--shard-size",
-    default=IngestConfig.shard_size,
-    show_default=True,
-    help="Cutouts per TFRecord shard.",
-)
-@click.option(
-    "--nan",
-    "nan_policy",
-    type=click.Choice(NAN_POLICIES),
-    default=IngestConfig.nan_policy,
-    show_default=True,
-    help="NaN/inf pixels (HSC masks): fill with --fill-value, drop the cutout, or stop.",
-)
-@click.option(
-    "--fill-value",
-    default=IngestConfig.fill_value,
-    show_default=True,
-    help="Flux put into NaN pixels.",
-)
+@config_options(IngestConfig, exclude=("size", "resize", "stretch", "mask_bits"))
 @click.option(
     "--bands",
     default=None,
@@ -141,42 +68,12 @@ def simulate(
     default=None,
     help="For a .npy SOURCE: a .npy of uint64 object ids (default 0..N-1).",
 )
-@click.option(
-    "--size",
-    type=int,
-    default=None,
-    help="Resize every cutout to SIZE x SIZE pixels (default: keep the input's size).",
-)
-@click.option(
-    "--resize",
-    type=click.Choice(RESIZE_METHODS),
-    default=IngestConfig.resize,
-    show_default=True,
-    help="With --size: crop the centre, or area-weighted resampling (flux per pixel averaged, "
-    "variance propagated, mask bits OR-ed).",
-)
-@click.option(
-    "--stretch",
-    type=click.Choice(STRETCH_MODES),
-    default=IngestConfig.stretch,
-    show_default=True,
-    help="auto: the paper's Lupton stretch with its softening scaled to the sky noise measured "
-    f"per band (from neighbouring-pixel differences) on the first {IngestConfig.stretch_sample} "
-    "cutouts, for any flux unit; "
-    "paper: Lupton Q=15, stretch=0.5 fixed (HSC coadd units).",
-)
-@click.option(
-    "--mask-bits",
-    default=None,
-    help="Comma-separated mask bit names whose pixels are left out (default: "
-    f"{','.join(DEFAULT_MASK_BITS)}, those the input defines).",
-)
+@config_options(IngestConfig, exclude=("shard_size", "nan_policy", "fill_value"))
 @click.option("--overwrite", is_flag=True, help="Replace a complete data set already in OUT.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option()
 @_friendly_errors
 @_uses_tensorflow
-def ingest(source, out, shard_size, nan_policy, fill_value, bands, object_ids_path, size, resize,
-           stretch, mask_bits, overwrite, quiet):  # fmt: skip
+def ingest(source, out, bands, object_ids_path, overwrite, quiet, **options):
     """Convert cutouts in SOURCE into TFRecord shards + manifest.json in the folder OUT.
 
     SOURCE is an HDF5 file in the paper's layout (`images` (N,H,W,C) float32 flux, `object_ids`,
@@ -190,20 +87,12 @@ def ingest(source, out, shard_size, nan_policy, fill_value, bands, object_ids_pa
     """
     from tfanomaly.pipelines.ingest import ingest as run_ingest
 
-    config = IngestConfig(
-        shard_size=shard_size,
-        nan_policy=nan_policy,
-        fill_value=fill_value,
-        size=size,
-        resize=resize,
-        stretch=stretch,
-        mask_bits=_bands(mask_bits),
-    )
+    config = build_config(IngestConfig, options)
     manifest = run_ingest(
         source,
         out,
         config,
-        bands=_bands(bands),
+        bands=split_names(bands),
         object_ids_path=object_ids_path,
         overwrite=overwrite,
         progress=not quiet,

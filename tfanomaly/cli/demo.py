@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from tfanomaly.cli._common import NO_CHECK_HELP, _friendly_errors, _uses_tensorflow
+from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
+from tfanomaly.cli.options import build_config, config_options, quiet_option
 from tfanomaly.pipelines.config import DemoConfig
 
 
@@ -16,48 +17,11 @@ from tfanomaly.pipelines.config import DemoConfig
     type=click.Path(file_okay=False),
     help="Folder for everything the demo writes.",
 )
-@click.option(
-    "-n",
-    "--n-objects",
-    default=DemoConfig.n_objects,
-    show_default=True,
-    help="Simulated cutouts.",
-)
-@click.option(
-    "--size",
-    default=DemoConfig.size,
-    show_default=True,
-    help="Cutout side in pixels (CPU preset).",
-)
-@click.option(
-    "--seed",
-    default=DemoConfig.seed,
-    show_default=True,
-    help="Random seed of survey and training.",
-)
-@click.option(
-    "--gan-steps",
-    default=DemoConfig.gan_steps,
-    show_default=True,
-    help="WGAN-GP generator steps.",
-)
-@click.option(
-    "--encoder-steps",
-    default=DemoConfig.encoder_steps,
-    show_default=True,
-    help="Encoder training steps.",
-)
-@click.option(
-    "--cae-steps",
-    default=DemoConfig.cae_steps,
-    show_default=True,
-    help="CAE training steps.",
-)
-@click.option("--no-check", is_flag=True, help=NO_CHECK_HELP)
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@config_options(DemoConfig)
+@quiet_option("No progress bars.")
 @_friendly_errors
 @_uses_tensorflow
-def demo(out, n_objects, size, seed, gan_steps, encoder_steps, cae_steps, no_check, quiet):
+def demo(out, quiet, **options):
     """Run the pipeline end to end on a small simulated survey, and say where each output is.
 
     Stages: simulate -> ingest -> read back with tf.data and write a gallery -> train the WGAN-GP
@@ -71,13 +35,5 @@ def demo(out, n_objects, size, seed, gan_steps, encoder_steps, cae_steps, no_che
     """
     from tfanomaly.pipelines.demo import run_demo
 
-    config = DemoConfig(
-        n_objects=n_objects,
-        size=size,
-        seed=seed,
-        gan_steps=gan_steps,
-        encoder_steps=encoder_steps,
-        cae_steps=cae_steps,
-        check=not no_check,
-    )
+    config = build_config(DemoConfig, options)
     run_demo(out, config, progress=not quiet, echo=click.echo)

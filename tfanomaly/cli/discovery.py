@@ -6,7 +6,8 @@ from __future__ import annotations
 import click
 
 from tfanomaly.cli._common import _friendly_errors
-from tfanomaly.pipelines.config import FEATURE_SPACES, SPACE_HELP, ExploreConfig
+from tfanomaly.cli.options import build_config, config_options
+from tfanomaly.pipelines.config import ExploreConfig
 
 _RESULTS = click.Path(exists=True)
 
@@ -25,30 +26,13 @@ def _labels_option(command):
 @click.command("explore")
 @click.argument("results", type=_RESULTS)
 @_labels_option
-@click.option("--host", default=ExploreConfig.host, show_default=True,
-              help="Address to bind (0.0.0.0 exposes the explorer and its labels to the "
-              "network).")  # fmt: skip
-@click.option("--port", default=ExploreConfig.port, show_default=True, type=int,
-              help="Port (0: any free port; the URL is printed).")  # fmt: skip
-@click.option("--rerank-every", default=ExploreConfig.rerank_every, show_default=True, type=int,
-              help="Re-rank the queue after this many new labels.")  # fmt: skip
-@click.option("--page-size", default=ExploreConfig.page_size, show_default=True, type=int,
-              help="Objects per page.")  # fmt: skip
-@click.option("--panel-size", default=ExploreConfig.panel_size, show_default=True, type=int,
-              help="Smallest side in pixels of each triptych panel (whole-factor enlargement).")  # fmt: skip
-@click.option("--similar", default=ExploreConfig.similar, show_default=True, type=int,
-              help="Objects shown by 'more like this'.")  # fmt: skip
-@click.option("--features", type=click.Choice(FEATURE_SPACES), default=ExploreConfig.features,
-              show_default=True, help=f"Feature space of re-ranking and 'more like this' "
-              f"({SPACE_HELP}; files without vectors, like the paper's, use PCA features of their "
-              "residuals).")  # fmt: skip
+@config_options(ExploreConfig)
 @click.option("--embedding", type=click.Path(exists=True), default=None,
               help="The clusters of the Clusters view: an embedding.h5 of `tfanomaly embed` (or "
               "its CAE folder) [default: the umap_x, umap_y, cluster columns of the catalog "
               "beside RESULTS, when it has them].")  # fmt: skip
 @_friendly_errors
-def explore_command(results, labels_path, host, port, rerank_every, page_size, panel_size,
-                    similar, features, embedding):  # fmt: skip
+def explore_command(results, labels_path, embedding, **options):
     """Open RESULTS (a `tfanomaly score` folder, or a results HDF5 file such as the paper's
     results_gri_lambda0.3_3sigd.h5) in a local web app, and label its objects in a browser.
 
@@ -69,8 +53,7 @@ def explore_command(results, labels_path, host, port, rerank_every, page_size, p
     """
     from tfanomaly.explore import explorer_server
 
-    config = ExploreConfig(host=host, port=port, rerank_every=rerank_every, page_size=page_size,
-                           panel_size=panel_size, similar=similar, features=features)  # fmt: skip
+    config = build_config(ExploreConfig, options)
     server = explorer_server(results, config, labels_path, echo=click.echo, embedding=embedding)
     explorer = server.explorer
     for warning in explorer.view.warnings:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
+from tfanomaly.cli.options import build_config, config_options, out_option
 from tfanomaly.cli.scoring import _finish_note, _with_catalog_options
-from tfanomaly.pipelines.beam_score import SCORING_SIGNATURES, BeamScoreConfig
+from tfanomaly.pipelines.beam_score import BeamScoreConfig
 
 
 @click.command(
@@ -21,57 +22,13 @@ from tfanomaly.pipelines.beam_score import SCORING_SIGNATURES, BeamScoreConfig
     type=click.Path(file_okay=False),
     help="An export (MODEL_BASE/<name>/<version>, or MODEL_BASE/<name> for its newest version).",
 )
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder for results.h5, score_stats.json and the catalogs.",
-)
-@click.option(
-    "--signature",
-    type=click.Choice(SCORING_SIGNATURES),
-    default=BeamScoreConfig.signature,
-    show_default=True,
-    help="Scoring signature (score_fast: encoder only; score_planes: with the data set's "
-    "variance and mask planes, for the export of a run calibrated with them).",
-)
-@click.option(
-    "--min-batch-size",
-    default=BeamScoreConfig.min_batch_size,
-    show_default=True,
-    help="Smallest inference batch Beam's BatchElements forms.",
-)
-@click.option(
-    "--max-batch-size",
-    default=BeamScoreConfig.max_batch_size,
-    show_default=True,
-    help="Largest inference batch.",
-)
-@click.option(
-    "--raw-scores",
-    "raw_location",
-    default=None,
-    help="Where the workers write the raw-score Parquet shards (e.g. gs://bucket/tmp); "
-    "default OUT/.beam-parts, removed at the end.",
-)
+@out_option("out", "Folder for results.h5, score_stats.json and the catalogs.")
+@config_options(BeamScoreConfig, exclude=("catalog",))
 @_with_catalog_options
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 @_friendly_errors
 @_uses_tensorflow
-def beam_score_command(
-    data,
-    export_dir,
-    out,
-    signature,
-    min_batch_size,
-    max_batch_size,
-    raw_location,
-    catalog_format,
-    select_sigma,
-    select_key,
-    reference,
-    beam_args,
-):
+def beam_score_command(data, export_dir, out, reference, beam_args, **options):
     """Score every cutout of the data set DATA with an export (`tfanomaly export`) on Apache
     Beam, and write the same results, statistics and catalogs as `score`.
 
@@ -84,12 +41,7 @@ def beam_score_command(
     """
     from tfanomaly.pipelines.beam_score import beam_score
 
-    config = BeamScoreConfig(
-        signature=signature,
-        min_batch_size=min_batch_size,
-        max_batch_size=max_batch_size,
-        raw_location=raw_location,
-    )
+    config = build_config(BeamScoreConfig, options)
     written = beam_score(
         export_dir,
         data,
@@ -97,9 +49,6 @@ def beam_score_command(
         config,
         pipeline_args=beam_args,
         reference=reference,
-        catalog_format=f".{catalog_format}",
-        select_sigma=select_sigma,
-        select_key=select_key,
         echo=click.echo,
     )
     click.echo(f"scored {written['count']} cutouts ({written['images_per_second']:.0f}/s on Beam)")

@@ -5,32 +5,16 @@ from __future__ import annotations
 import click
 
 from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
+from tfanomaly.cli.options import build_config, config_options, out_option
 from tfanomaly.pipelines.config import ExportConfig, ServeConfig
 
 
 @click.command("serve")
 @click.argument("model_base", type=click.Path(file_okay=False, exists=True))
-@click.option(
-    "--host",
-    default=ServeConfig.host,
-    show_default=True,
-    help="Address to bind (0.0.0.0 exposes the server to the network).",
-)
-@click.option(
-    "--grpc-port",
-    default=ServeConfig.grpc_port,
-    show_default=True,
-    help="gRPC port (0: any free).",
-)
-@click.option(
-    "--rest-port",
-    default=ServeConfig.rest_port,
-    show_default=True,
-    help="REST port (0: any free).",
-)
+@config_options(ServeConfig)
 @_friendly_errors
 @_uses_tensorflow
-def serve_command(model_base, host, grpc_port, rest_port):
+def serve_command(model_base, **options):
     """Serve the newest version of each model under MODEL_BASE with TensorFlow Serving's API:
     gRPC PredictionService (Predict, GetModelMetadata) and ModelService (GetModelStatus), and REST
     POST /v1/models/<name>:predict (row "instances" or columnar "inputs"), GET /v1/models/<name>
@@ -40,7 +24,10 @@ def serve_command(model_base, host, grpc_port, rest_port):
     """
     from tfanomaly.serving.local import LocalServer
 
-    server = LocalServer(model_base, host=host, grpc_port=grpc_port, rest_port=rest_port).start()
+    config = build_config(ServeConfig, options)
+    host = config.host
+    server = LocalServer(model_base, host=host, grpc_port=config.grpc_port,
+                         rest_port=config.rest_port).start()  # fmt: skip
     models = ", ".join(f"{n} v{max(v)}" for n, v in server.registry.servables.items())
     click.echo(
         f"serving {models}: gRPC {host}:{server.grpc_port}, REST "
@@ -54,13 +41,7 @@ def serve_command(model_base, host, grpc_port, rest_port):
 
 @click.command("export")
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
-@click.option(
-    "--out",
-    "model_base",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Model base folder; the model goes to OUT/<name>/<next version>/.",
-)
+@out_option("model_base", "Model base folder; the model goes to OUT/<name>/<next version>/.")
 @click.option(
     "--scores",
     type=click.Path(file_okay=False, exists=True),
@@ -68,15 +49,7 @@ def serve_command(model_base, host, grpc_port, rest_port):
     help="Folder of a scored reference catalog (its score_stats.json sets the sigma "
     "values; default RUN_DIR/scores).",
 )
-@click.option(
-    "--name", default=ExportConfig.name, show_default=True, help="Model name for TF Serving."
-)
-@click.option(
-    "--steps",
-    type=int,
-    default=ExportConfig.steps,
-    help="Inversion steps of serving_default (default: those of the reference catalog).",
-)
+@config_options(ExportConfig)
 @click.option(
     "--cae",
     "cae_dir",
@@ -86,7 +59,7 @@ def serve_command(model_base, host, grpc_port, rest_port):
 )
 @_friendly_errors
 @_uses_tensorflow
-def export_command(run_dir, model_base, scores, name, steps, cae_dir):
+def export_command(run_dir, model_base, scores, cae_dir, **options):
     """Export the run RUN_DIR as a SavedModel that TensorFlow Serving loads.
 
     Signatures (all take raw flux cutouts, float32 (N, H, W, C); the Lupton stretch runs in the
@@ -99,7 +72,6 @@ def export_command(run_dir, model_base, scores, name, steps, cae_dir):
     """
     from tfanomaly.pipelines.export import export
 
-    written = export(
-        run_dir, model_base, scores_dir=scores, name=name, steps=steps, cae_dir=cae_dir
-    )
+    config = build_config(ExportConfig, options)
+    written = export(run_dir, model_base, config, scores_dir=scores, cae_dir=cae_dir)
     click.echo(f"exported version {written['version']} -> {written['path']}")

@@ -63,8 +63,3 @@ class Critic(PresetModel):
             name=name,
             **kwargs,
         )
-
-
-def build_critic(config: ModelConfig, name: str = "critic") -> Critic:
-    """``Critic(config, name=name)``, kept for existing callers."""
-    return Critic(config, name=name)

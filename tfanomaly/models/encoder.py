@@ -49,11 +49,6 @@ def latent_excess(z):
     return LATENT_WEIGHT * tf.square(tf.nn.relu(radius - LATENT_RADIUS))
 
 
-def build_encoder(config: ModelConfig, name: str = "encoder") -> Encoder:
-    """``Encoder(config, name=name)``, kept for existing callers."""
-    return Encoder(config, name=name)
-
-
 # The latent hinge of EncoderTrainer: z beyond LATENT_RADIUS x sqrt(latent_dim) (the N(0, I)
 # prior's typical radius) is pulled back, with a weight on the scale of the inversion loss.
 LATENT_RADIUS = 1.5

@@ -64,8 +64,3 @@ def crop_to_size(x, drawn: int, size: int, *, dtype=None, name: str):
     top = (drawn - size) // 2
     crop = (top, drawn - size - top)
     return keras.layers.Cropping2D((crop, crop), dtype=dtype, name=name)(x)
-
-
-def build_generator(config: ModelConfig, name: str = "generator") -> Generator:
-    """``Generator(config, name=name)``, kept for existing callers."""
-    return Generator(config, name=name)

@@ -5,12 +5,13 @@ the latent inversion that feeds it; the term-weight text the CLI reads and write
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tfanomaly.errors import ConfigError
 
 SCORE_TERMS = ("residual", "feature", "linear", "extended", "morphology")
 SCORE_COMBINES = ("mean", "max")
+DEFAULT_TERMS = ("feature", "linear", "extended", "morphology")
 # The default score's weights of its terms' z (README "Detection quality on real images", fifth
 # round: chosen on the three tuning sets).
 DEFAULT_TERM_WEIGHTS = (("feature", 0.5), ("extended", 1.5), ("morphology", 1.5))
@@ -38,6 +39,22 @@ def parse_term_weights(text) -> tuple[tuple[str, float], ...]:
                 "or equal"
             ) from None
     return tuple(pairs)
+
+
+def linear_components_for_area(components: int, height: int, width: int) -> int:
+    """The linear model's components for (height, width) cutouts: ``components``, or where it is
+    0, 50 per 1024 pixels within LINEAR_COMPONENTS_RANGE (more pixels resolve more of a galaxy's
+    structure for the model to reproduce)."""
+    if components:
+        return components
+    low, high = LINEAR_COMPONENTS_RANGE
+    scaled = round(LINEAR_COMPONENTS_PER_1024_PIXELS * height * width / 1024)
+    return int(min(max(scaled, low), high))
+
+
+def parse_terms(text: str) -> tuple[str, ...]:
+    """``"feature,linear"`` -> the terms (ScoreSettings.validate checks them)."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
 def format_term_weights(pairs) -> str:
@@ -82,16 +99,79 @@ class ScoreSettings:
         reference_size: calibration cutouts kept as the morphology term's reference set.
     """
 
-    smooth_sigma: float = 1.0
+    smooth_sigma: float = field(
+        default=1.0, metadata={"help": "Width (px) of the Gaussian matched filter on the residual."}
+    )
     n_bins: int = 24
-    top_fraction: float = 0.03
-    n_components: int = 32
-    feature_weight: float = 0.7
-    terms: tuple[str, ...] = ("feature", "linear", "extended", "morphology")
-    combine: str = "mean"
-    term_weights: tuple[tuple[str, float], ...] = DEFAULT_TERM_WEIGHTS
-    linear_components: int = 0
-    robust_iterations: int = 3
+    top_fraction: float = field(
+        default=0.03,
+        metadata={"help": "The residual score is the mean chi^2 of this top fraction of pixels."},
+    )
+    n_components: int = field(
+        default=32,
+        metadata={
+            "help": "Principal components of the critic features' Gaussian.",
+            "flag": "--components",
+        },
+    )
+    feature_weight: float = field(
+        default=0.7,
+        metadata={
+            "help": "With --terms residual,feature only: the feature term's weight "
+            "(residual: 1 - it)."
+        },
+    )
+    terms: tuple[str, ...] = field(
+        default=DEFAULT_TERMS,
+        metadata={
+            "help": "Terms the default score combines, comma-separated, from residual "
+            "(the GAN's noise-aware residual), feature (critic-feature density), "
+            "linear (the same residual against a PCA model of the data), extended"
+            " (that linear residual through a 3-px filter, over the top 30% of "
+            "the pixels: faint extended light), morphology (k-NN density of "
+            "morphology parameters).",
+            "cli_default": ",".join(DEFAULT_TERMS),
+            "parse": parse_terms,
+        },
+    )
+    combine: str = field(
+        default="mean",
+        metadata={
+            "help": "How the terms' robust z-scores combine: their mean or their maximum.",
+            "choices": SCORE_COMBINES,
+        },
+    )
+    term_weights: tuple[tuple[str, float], ...] = field(
+        default=DEFAULT_TERM_WEIGHTS,
+        metadata={
+            "help": "Weights of the terms' z in the mean, TERM=WEIGHT comma-separated (a "
+            "term not named weighs 1; normalised over --terms), or 'equal'. Not "
+            "for --terms residual,feature, which --feature-weight weighs.",
+            "flag": "--weights",
+            "cli_default": format_term_weights(DEFAULT_TERM_WEIGHTS),
+            "parse": parse_term_weights,
+        },
+    )
+    linear_components: int = field(
+        default=0,
+        metadata={
+            "help": "Principal components of the PCA model of the linear and extended "
+            "terms; 0: in proportion to the cutout's area "
+            f"({linear_components_for_area(0, 32, 32)} at 32 px, "
+            f"{linear_components_for_area(0, 48, 48)} at 48 px, at most "
+            f"{LINEAR_COMPONENTS_RANGE[1]})."
+        },
+    )
+    robust_iterations: int = field(
+        default=3,
+        metadata={
+            "help": "Steps of the PCA model's fit to each cutout from least squares "
+            "towards a robust (Cauchy M-estimate) fit, for the linear and "
+            "extended terms (0: plain least squares): pixels it cannot fit, such "
+            "as a cosmic ray or a trail, stay in the residual instead of bending "
+            "the model."
+        },
+    )
     extended_sigma: float = 3.0
     extended_top_fraction: float = 0.3
     morphology_neighbours: int = 5
@@ -106,11 +186,7 @@ class ScoreSettings:
         """The linear model's components for (height, width) cutouts: ``linear_components``, or
         where it is 0, 50 per 1024 pixels within LINEAR_COMPONENTS_RANGE (more pixels resolve
         more of a galaxy's structure for the model to reproduce)."""
-        if self.linear_components:
-            return self.linear_components
-        low, high = LINEAR_COMPONENTS_RANGE
-        scaled = round(LINEAR_COMPONENTS_PER_1024_PIXELS * height * width / 1024)
-        return int(min(max(scaled, low), high))
+        return linear_components_for_area(self.linear_components, height, width)
 
     def weight_of(self, term: str) -> float:
         """The unnormalised weight of ``term`` in the mean (1 unless ``term_weights`` names it)."""
@@ -179,12 +255,25 @@ class InversionConfig:
         lam: weight of the critic-feature term in L = (1 - lam) * pixel + lam * feature.
     """
 
-    steps: int = 0
-    learning_rate: float = 0.1
-    beta_1: float = 0.4
-    beta_2: float = 0.9
+    steps: int = field(
+        default=0,
+        metadata={
+            "help": "Adam steps of the latent inversion after the encoder (0 = encoder "
+            "only; the paper: 10)."
+        },
+    )
+    learning_rate: float = field(default=0.1, metadata={"help": "Inversion Adam lr."})
+    beta_1: float = field(
+        default=0.4, metadata={"help": "Inversion Adam beta1.", "flag": "--beta1"}
+    )
+    beta_2: float = field(
+        default=0.9, metadata={"help": "Inversion Adam beta2.", "flag": "--beta2"}
+    )
     epsilon: float = 1e-7
-    lam: float = 0.3
+    lam: float = field(
+        default=0.3,
+        metadata={"help": "Weight of the feature term: score = (1-lam) pixel + lam feature."},
+    )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

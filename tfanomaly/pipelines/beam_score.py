@@ -9,7 +9,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +36,32 @@ class BeamScoreConfig:
         parse_batch_size: serialized cutouts parsed per TF call.
         raw_location: where the raw-score Parquet shards go (a path or URL the workers can
             write, e.g. ``gs://bucket/tmp``); default ``OUT/.beam-parts``, removed at the end.
+        catalog: how the catalogs are written (as ``score``'s).
     """
 
-    signature: str = ClientConfig.signature
-    min_batch_size: int = 16
-    max_batch_size: int = 128
+    signature: str = field(
+        default=ClientConfig.signature,
+        metadata={
+            "help": "Scoring signature (score_fast: encoder only; score_planes: with the "
+            "data set's variance and mask planes, for the export of a run "
+            "calibrated with them).",
+            "choices": SCORING_SIGNATURES,
+        },
+    )
+    min_batch_size: int = field(
+        default=16, metadata={"help": "Smallest inference batch Beam's BatchElements forms."}
+    )
+    max_batch_size: int = field(default=128, metadata={"help": "Largest inference batch."})
     parse_batch_size: int = 256
-    raw_location: str | None = None
+    raw_location: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where the workers write the raw-score Parquet shards (e.g. "
+            "gs://bucket/tmp); default OUT/.beam-parts, removed at the end.",
+            "flag": "--raw-scores",
+        },
+    )
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
 
     def validate(self) -> None:
         if self.signature not in SCORING_SIGNATURES:
@@ -132,9 +151,6 @@ def beam_score(
     pipeline_args: Sequence[str] = (),
     handler=None,
     reference=None,
-    catalog_format: str = f".{CatalogConfig.catalog_format}",
-    select_sigma: float | None = CatalogConfig.select_sigma,
-    select_key: str = CatalogConfig.select_key,
     echo: Callable = print,
 ) -> dict:
     """Score the data set ``data_dir`` with the export ``export_dir`` on a Beam runner; write
@@ -155,7 +171,7 @@ def beam_score(
 
     config = config or BeamScoreConfig()
     config.validate()
-    check_catalog_format(catalog_format)
+    check_catalog_format(config.catalog.suffix)
     export_dir = resolve_export(export_dir)
     manifest = read_export_manifest(export_dir)
     # An export's manifest lists its signatures (older ones: the two flux-only scorers).
@@ -210,9 +226,7 @@ def beam_score(
         json.dumps(source),
         inversion,
         reference=reference,
-        catalog_format=catalog_format,
-        select_sigma=select_sigma,
-        select_key=select_key,
+        catalog=config.catalog,
     )
     if local_raw:
         shutil.rmtree(out_dir / BEAM_PARTS, ignore_errors=True)

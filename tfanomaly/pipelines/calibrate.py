@@ -258,19 +258,14 @@ def standardisation(values: dict[str, list]) -> Standardisation:
 def calibrate(
     run_dir,
     data_dir=None,
+    config: CalibrateConfig | None = None,
     *,
-    settings: ScoreSettings | None = None,
-    inversion: InversionConfig | None = None,
-    fit_size: int = CalibrateConfig.fit_size,
-    pixels_per_image: int = CalibrateConfig.pixels_per_image,
-    batch_size: int = CalibrateConfig.batch_size,
-    seed: int = CalibrateConfig.seed,
-    planes: bool = True,
     progress: bool = True,
     echo: Callable = print,
 ) -> dict:
-    """Fit the default score's statistics on ``fit_size`` cutouts of ``data_dir`` (default: the
-    run's training data) drawn at random with ``seed``; write ``run_dir/calibration.npz``.
+    """Fit the default score's statistics (``config.settings``) on ``config.fit_size`` cutouts of
+    ``data_dir`` (default: the run's training data) drawn at random with ``config.seed``; write
+    ``run_dir/calibration.npz``.
 
     Two passes over the same cutouts: the first (:func:`sample_pass`) samples
     ``pixels_per_image`` pixels of every smoothed residual map (for the brightness-binned
@@ -280,18 +275,17 @@ def calibrate(
     every term. Anomalies in the set are few, and every statistic is robust (medians) or
     dominated by the bulk (principal axes).
 
-    Where the data set has variance and/or mask planes (and ``planes``), the plane path is
+    Where the data set has variance and/or mask planes (and ``config.planes``), the plane path is
     fitted beside the calibrated-scatter one (which stays the fallback for data without planes
     and for the served model): the misfit beyond the propagated pixel variance per brightness bin,
     masked pixels left out of every residual sample, cutouts with masked pixels left out of the
     linear model's principal axes, and the terms' log centres and scales on that path;
     ``info["planes"]`` records which planes.
     """
-    settings = settings or ScoreSettings()
-    settings.validate()
-    inversion = inversion or InversionConfig()
-    if fit_size < 2 or pixels_per_image < 1 or batch_size < 1:
-        raise ConfigError("fit size must be at least 2, pixels and batch size at least 1")
+    config = config or CalibrateConfig()
+    config.validate()
+    settings, inversion, seed = config.settings, config.inversion, config.seed
+    pixels_per_image, batch_size = config.pixels_per_image, config.batch_size
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     if "encoder" not in run:
@@ -300,10 +294,10 @@ def calibrate(
     info = DatasetInfo.from_folder(data_dir)
     check_run_takes(run, info)
     inverter = load_inverter(run_dir, inversion, calibrated=False)
-    count = min(fit_size, info.count)
+    count = min(config.fit_size, info.count)
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
-    used = tuple(info.planes) if planes else ()
+    used = tuple(info.planes) if config.planes else ()
     stretch = run_stretch(run)
 
     def batches():

@@ -12,14 +12,41 @@ from tfanomaly.data.resize import RESIZE_METHODS
 from tfanomaly.data.stretch import STRETCH_MODES
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.config import AUTO, check_preset_name, parse_augment
-from tfanomaly.models.score_config import InversionConfig
+from tfanomaly.models.score_config import InversionConfig, ScoreSettings
+from tfanomaly.results.report_config import ReportConfig  # noqa: F401 (a stage config, one home)
 from tfanomaly.results.spaces import DEFAULT_SPACE, SPACES, check_space
 
+# Cutouts the auto stretch measures the sky noise on by default.
+STRETCH_SAMPLE = 256
 NAN_POLICIES = ("fill", "drop", "error")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 CUBES = ("residuals", "reals")
 # The catalog formats a user names (``results.catalog.CATALOG_FORMATS`` maps their suffixes).
 CATALOG_FORMAT_NAMES = ("fits", "csv", "parquet")
+
+# The feature spaces a ranking can learn in (``results.spaces``: stored vectors, alone or side by
+# side); the characterisation's map uses the same default.
+FEATURE_SPACES = tuple(SPACES)
+SPACE_HELP = (
+    "residual_shape: descriptors of the residual image's shape (concentration, elongation, "
+    "offset, grid alignment, bands); morphology: the cutout's morphology parameters (size, "
+    "concentration, asymmetry, Gini, colours...); latents: the encoder's z; feature_axes: the "
+    "critic features on the calibration's whitened axes; a+b: both side by side, each weighing "
+    "alike"
+)
+# The collapse check at the end of every training stage, as the command line switches it off.
+NO_CHECK_HELP = (
+    "Write the network even when the check at the end of training finds it collapsed (a "
+    "constant output, or no better than the mean image): for smoke tests of a pipeline with a "
+    "few steps, never for a run you score with."
+)
+
+
+def split_names(text: str | None) -> tuple[str, ...] | None:
+    """``"g,r,i"`` (as the command line spells names) -> ``("g", "r", "i")``; None when empty."""
+    if not text:
+        return None
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def check_steps(config) -> None:
@@ -37,7 +64,10 @@ class SimulateConfig:
         workers: worker processes; the output is the same for any number.
     """
 
-    workers: int = 1
+    workers: int = field(
+        default=1,
+        metadata={"help": "Worker processes (output is identical).", "flag": ("-j", "--workers")},
+    )
 
 
 @dataclass(frozen=True)
@@ -60,14 +90,50 @@ class IngestConfig:
             those of them the input defines); only used when the input has mask planes.
     """
 
-    shard_size: int = 2048
-    nan_policy: str = "fill"
-    fill_value: float = 0.0
-    size: int | None = None
-    resize: str = "crop"
-    stretch: str = "auto"
-    stretch_sample: int = 256
-    mask_bits: tuple[str, ...] | None = None
+    shard_size: int = field(default=2048, metadata={"help": "Cutouts per TFRecord shard."})
+    nan_policy: str = field(
+        default="fill",
+        metadata={
+            "help": "NaN/inf pixels (HSC masks): fill with --fill-value, drop the cutout, or stop.",
+            "flag": "--nan",
+            "choices": NAN_POLICIES,
+        },
+    )
+    fill_value: float = field(default=0.0, metadata={"help": "Flux put into NaN pixels."})
+    size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Resize every cutout to SIZE x SIZE pixels (default: keep the input's size).",
+            "type": int,
+        },
+    )
+    resize: str = field(
+        default="crop",
+        metadata={
+            "help": "With --size: crop the centre, or area-weighted resampling (flux per "
+            "pixel averaged, variance propagated, mask bits OR-ed).",
+            "choices": RESIZE_METHODS,
+        },
+    )
+    stretch: str = field(
+        default="auto",
+        metadata={
+            "help": "auto: the paper's Lupton stretch with its softening scaled to the "
+            "sky noise measured per band (from neighbouring-pixel differences) on"
+            f" the first {STRETCH_SAMPLE} cutouts, for any flux unit; paper: Lupton Q=15, "
+            "stretch=0.5 fixed (HSC coadd units).",
+            "choices": STRETCH_MODES,
+        },
+    )
+    stretch_sample: int = STRETCH_SAMPLE
+    mask_bits: tuple[str, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated mask bit names whose pixels are left out (default: "
+            f"{','.join(DEFAULT_MASK_BITS)}, those the input defines).",
+            "parse": split_names,
+        },
+    )
 
     @property
     def chosen_mask_bits(self) -> tuple[str, ...]:
@@ -129,21 +195,69 @@ class GanTrainConfig:
             image; ``pipelines.learning``); off only for smoke tests of a pipeline.
     """
 
-    preset: str = AUTO
-    steps: int = 2000
-    batch_size: int = 32
-    n_critic: int = 5
-    gp_weight: float = 10.0
-    learning_rate: float = 1e-4
-    checkpoint_every: int = 100
+    preset: str = field(
+        default=AUTO,
+        metadata={
+            "help": "Architecture: auto (the preset made for the data's cutout size, else"
+            " the cpu family), a family derived for any size and band count (cpu;"
+            " hsc or paper: the paper's widths; tiny: tests), a fixed preset "
+            "(hsc96: the paper, 96 px; cpu32, cpu48; tiny16) or a family with a "
+            "size (cpu64)."
+        },
+    )
+    steps: int = field(default=2000, metadata={"help": "Generator iterations in all."})
+    batch_size: int = field(default=32, metadata={"help": "Images per critic step."})
+    n_critic: int = field(default=5, metadata={"help": "Critic updates per G update."})
+    gp_weight: float = field(default=10.0, metadata={"help": "Gradient-penalty weight."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Adam lr of both nets."})
+    checkpoint_every: int = field(
+        default=100, metadata={"help": "Generator steps between checkpoints and sample grids."}
+    )
     keep_checkpoints: int = 3
     log_every: int = 10
-    seed: int = 0
-    precision: str = "float32"
-    ema_decay: float = 0.0
-    augment: tuple[str, ...] = ()
-    contrastive: float = 0.0
-    check: bool = True
+    seed: int = field(default=0, metadata={"help": "Seed of z, penalty and shuffle."})
+    precision: str = field(
+        default="float32",
+        metadata={
+            "help": "Mixed precision: bf16 pays off only for wide models (see README).",
+            "choices": PRECISIONS,
+        },
+    )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={
+            "help": "Moving average of the generator's weights (e.g. 0.999; 0 = off); see README."
+        },
+    )
+    augment: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "DiffAugment of every image the critic sees in training: flip, "
+            "translation, both (flip,translation) or none (the paper); see "
+            "README.",
+            "cli_default": "none",
+            "parse": parse_augment,
+        },
+    )
+    contrastive: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of a contrastive term in the critic's loss (InfoNCE between "
+            "two flips/shifts of each real image; 0 = off, the paper); see "
+            "README."
+        },
+    )
+    check: bool = field(
+        default=True,
+        metadata={
+            "help": "Write the network even when the check at the end of training finds "
+            "it collapsed (a constant output, or no better than the mean image): "
+            "for smoke tests of a pipeline with a few steps, never for a run you "
+            "score with.",
+            "flag": "--no-check",
+            "is_flag": True,
+        },
+    )
 
     def __post_init__(self):
         object.__setattr__(self, "augment", tuple(self.augment))  # JSON gives a list
@@ -177,15 +291,29 @@ class EncoderTrainConfig:
             its reconstructions of different images are not nearly one image).
     """
 
-    steps: int = 1000
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    lam: float = 0.3
-    checkpoint_every: int = 100
+    steps: int = field(default=1000, metadata={"help": "Encoder updates in all."})
+    batch_size: int = field(default=32, metadata={"help": "Images per update."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate."})
+    lam: float = field(
+        default=0.3, metadata={"help": "Weight of the critic-feature term (as in scoring)."}
+    )
+    checkpoint_every: int = field(
+        default=100, metadata={"help": "Steps between checkpoints and reconstruction grids."}
+    )
     keep_checkpoints: int = 3
     log_every: int = 10
-    seed: int = 0
-    check: bool = True
+    seed: int = field(default=0, metadata={"help": "Seed of the data shuffle."})
+    check: bool = field(
+        default=True,
+        metadata={
+            "help": "Write the network even when the check at the end of training finds "
+            "it collapsed (a constant output, or no better than the mean image): "
+            "for smoke tests of a pipeline with a few steps, never for a run you "
+            "score with.",
+            "flag": "--no-check",
+            "is_flag": True,
+        },
+    )
 
     def validate(self) -> None:
         check_steps(self)
@@ -202,43 +330,31 @@ class CalibrateConfig:
         pixels_per_image: pixels sampled from each smoothed residual map.
         batch_size: cutouts per inversion batch.
         seed: seed of the cutouts and pixels drawn.
+        settings: the default score's settings (what is fitted).
+        inversion: the latent inversion's settings the cutouts are reconstructed with.
+        planes: use the data set's variance and mask planes where it has them.
     """
 
-    fit_size: int = 5000
+    fit_size: int = field(default=5000, metadata={"help": "Cutouts to calibrate on."})
     pixels_per_image: int = 256
     batch_size: int = 256
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class ScoreConfig:
-    """Options of ``tfanomaly score``.
-
-    Args:
-        inversion: steps (0 = encoder only), Adam settings and lambda of the latent inversion.
-        batch_size: cutouts per inversion batch.
-        part_batches: batches per part file: the unit of resume.
-        store_images: also store the cubes reals, reconstructed, residuals (stretched).
-        shard: (i, n) to score only part i of n of the data set (cluster jobs; merge afterwards).
-    """
-
+    seed: int = field(default=0, metadata={"help": "Seed of the cutouts drawn."})
+    settings: ScoreSettings = field(default_factory=ScoreSettings)
     inversion: InversionConfig = field(default_factory=InversionConfig)
-    batch_size: int = 128
-    part_batches: int = 8
-    store_images: bool = False
-    shard: tuple[int, int] | None = None
+    planes: bool = field(
+        default=True,
+        metadata={
+            "help": "Use the data set's variance and mask planes where it has them "
+            '(README "Variance and mask planes in the score"); --no-planes '
+            "calibrates on the brightness-binned scatter only.",
+            "flag": "--planes/--no-planes",
+        },
+    )
 
     def validate(self) -> None:
-        if self.batch_size < 1 or self.part_batches < 1:
-            raise ConfigError("batch size and part size must be at least 1")
-        if self.inversion.steps < 0:
-            raise ConfigError(f"inversion steps must be 0 or more, got {self.inversion.steps}")
-        if not 0.0 <= self.inversion.lam <= 1.0:
-            raise ConfigError(f"lambda must be in [0, 1], got {self.inversion.lam}")
-        if self.shard is not None:
-            i, n = self.shard
-            if not (n >= 1 and 0 <= i < n):
-                raise ConfigError(f"--shard {i}/{n}: expected i/n with 0 <= i < n")
+        if self.fit_size < 2 or self.pixels_per_image < 1 or self.batch_size < 1:
+            raise ConfigError("fit size must be at least 2, pixels and batch size at least 1")
+        self.settings.validate()
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -262,9 +378,85 @@ class CatalogConfig:
         select_key: catalog column the selection cuts on (the paper: the discriminator's).
     """
 
-    catalog_format: str = "fits"
-    select_sigma: float | None = None
-    select_key: str = "score_normalized"
+    catalog_format: str = field(
+        default="fits",
+        metadata={"help": "Format of catalog.<format>.", "choices": CATALOG_FORMAT_NAMES},
+    )
+    select_sigma: float | None = field(
+        default=None,
+        metadata={
+            "help": "Also write catalog_sigma<S> with the objects above S sigma (paper: 3).",
+            "type": float,
+        },
+    )
+    select_key: str = field(
+        default="score_normalized",
+        metadata={
+            "help": "Catalog column the selection cuts on (the paper: "
+            "discriminator_score_normalized)."
+        },
+    )
+
+    @property
+    def suffix(self) -> str:
+        """The catalog file's suffix (``.fits``), as ``results.catalog`` names its formats."""
+        return f".{self.catalog_format}"
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Options of ``tfanomaly score``.
+
+    Args:
+        inversion: steps (0 = encoder only), Adam settings and lambda of the latent inversion.
+        batch_size: cutouts per inversion batch.
+        part_batches: batches per part file: the unit of resume.
+        store_images: also store the cubes reals, reconstructed, residuals (stretched).
+        shard: (i, n) to score only part i of n of the data set (cluster jobs; merge afterwards).
+        catalog: how the catalogs are written.
+        planes: use the data set's variance and mask planes where it and the calibration have
+            them (False: the calibrated scatter, as a served model computes).
+    """
+
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+    batch_size: int = field(default=128, metadata={"help": "Cutouts per batch/request."})
+    part_batches: int = 8
+    store_images: bool = field(
+        default=False,
+        metadata={
+            "help": "Also store reals, reconstructed and residuals cubes (large for big surveys).",
+            "is_flag": True,
+        },
+    )
+    shard: tuple[int, int] | None = field(
+        default=None,
+        metadata={
+            "help": "i/n: score only part i of n (merge with merge-scores).",
+            "parse": parse_shard,
+        },
+    )
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
+    planes: bool = field(
+        default=True,
+        metadata={
+            "help": "Use the data set's variance and mask planes where it and the "
+            "calibration have them; --no-planes scores with the calibrated "
+            "scatter (as a served model does).",
+            "flag": "--planes/--no-planes",
+        },
+    )
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.part_batches < 1:
+            raise ConfigError("batch size and part size must be at least 1")
+        if self.inversion.steps < 0:
+            raise ConfigError(f"inversion steps must be 0 or more, got {self.inversion.steps}")
+        if not 0.0 <= self.inversion.lam <= 1.0:
+            raise ConfigError(f"lambda must be in [0, 1], got {self.inversion.lam}")
+        if self.shard is not None:
+            i, n = self.shard
+            if not (n >= 1 and 0 <= i < n):
+                raise ConfigError(f"--shard {i}/{n}: expected i/n with 0 <= i < n")
 
 
 @dataclass(frozen=True)
@@ -276,8 +468,14 @@ class ExportConfig:
         steps: inversion steps of ``serving_default`` (None: those of the reference catalog).
     """
 
-    name: str = "tfanomaly"
-    steps: int | None = None
+    name: str = field(default="tfanomaly", metadata={"help": "Model name for TF Serving."})
+    steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Inversion steps of serving_default (default: those of the reference catalog).",
+            "type": int,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -289,8 +487,15 @@ class ClientConfig:
         signature: the signature to call (``score_fast``: encoder only).
     """
 
-    model: str = ExportConfig.name
-    signature: str = "serving_default"
+    model: str = field(default=ExportConfig.name, metadata={"help": "Served model name."})
+    signature: str = field(
+        default="serving_default",
+        metadata={
+            "help": "Served signature (score_fast: encoder only; score_planes: also sends"
+            " the data set's variance and mask planes, for the export of a run "
+            "calibrated with them)."
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -302,8 +507,15 @@ class EvaluateConfig:
         seed: seed of the baselines.
     """
 
-    baseline: bool = True
-    seed: int = 0
+    baseline: bool = field(
+        default=True,
+        metadata={
+            "help": "Skip the five classical baselines.",
+            "flag": "--no-baseline",
+            "is_flag": True,
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the baselines."})
 
 
 # The high-anomaly sample the characterisation works on by default: the paper's cut (sigma > 3),
@@ -333,17 +545,42 @@ class CaeTrainConfig:
             the CAE reconstructs its images better than their mean image, and its outputs vary).
     """
 
-    selection: str = AUTO_SELECTION
-    select_key: str = "scores_sigma"
-    images: str = "residuals"
-    steps: int = 1000
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    checkpoint_every: int = 100
+    selection: str = field(
+        default=AUTO_SELECTION,
+        metadata={
+            "help": f"Objects to train on: {SELECTION_HELP}.",
+            "flag": "--select",
+        },
+    )
+    select_key: str = field(
+        default="scores_sigma",
+        metadata={
+            "help": "Results column that auto, sigma: and top: rank by (the paper: "
+            "disc_scores_sigma)."
+        },
+    )
+    images: str = field(
+        default="residuals",
+        metadata={"help": "Residual images (the paper) or the real images.", "choices": CUBES},
+    )
+    steps: int = field(default=1000, metadata={"help": "Training steps."})
+    batch_size: int = field(default=32, metadata={"help": "Images per step."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate."})
+    checkpoint_every: int = field(default=100, metadata={"help": "Steps per checkpoint."})
     keep_checkpoints: int = 3
     log_every: int = 10
-    seed: int = 0
-    check: bool = True
+    seed: int = field(default=0, metadata={"help": "Seed of the shuffle."})
+    check: bool = field(
+        default=True,
+        metadata={
+            "help": "Write the network even when the check at the end of training finds "
+            "it collapsed (a constant output, or no better than the mean image): "
+            "for smoke tests of a pipeline with a few steps, never for a run you "
+            "score with.",
+            "flag": "--no-check",
+            "is_flag": True,
+        },
+    )
 
     def validate(self) -> None:
         if self.images not in CUBES:
@@ -367,33 +604,35 @@ class EmbedConfig:
         seed: UMAP's random state (the embedding is reproducible).
     """
 
-    space: str = DEFAULT_SPACE
-    selection: str = AUTO_SELECTION
-    select_key: str = "scores_sigma"
-    n_neighbors: int = 5
-    min_dist: float = 0.1
-    min_cluster_size: int = 5
-    seed: int = 0
+    space: str = field(
+        default=DEFAULT_SPACE,
+        metadata={
+            "help": f"Feature space of a results folder's objects ({SPACE_HELP}). A CAE folder "
+            "always uses its CAE's latents (the paper's way).",
+            "choices": FEATURE_SPACES,
+        },
+    )
+    selection: str = field(
+        default=AUTO_SELECTION,
+        metadata={
+            "help": f"Objects to embed: {SELECTION_HELP}. For a CAE folder the default is the "
+            "sample the CAE was trained on.",
+            "flag": "--select",
+        },
+    )
+    select_key: str = field(
+        default="scores_sigma",
+        metadata={"help": "Results column that auto, sigma: and top: rank by."},
+    )
+    n_neighbors: int = field(default=5, metadata={"help": "UMAP n_neighbors."})
+    min_dist: float = field(default=0.1, metadata={"help": "UMAP min_dist."})
+    min_cluster_size: int = field(default=5, metadata={"help": "HDBSCAN cluster size."})
+    seed: int = field(default=0, metadata={"help": "UMAP seed (reproducible)."})
 
     def validate(self) -> None:
         check_space(self.space)
         if self.n_neighbors < 2 or self.min_cluster_size < 2:
             raise ConfigError("--n-neighbors and --min-cluster-size must be at least 2")
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    """Options of ``tfanomaly report`` (``results.report.build_report``).
-
-    Args:
-        top_n: objects per gallery.
-        thumb_size: pixels per thumbnail panel.
-        sigma_cut: the cut marked on the score histograms.
-    """
-
-    top_n: int = 24
-    thumb_size: int = 32
-    sigma_cut: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -405,37 +644,42 @@ class ServeConfig:
         grpc_port, rest_port: ports of the two APIs (0: any free port).
     """
 
-    host: str = "127.0.0.1"
-    grpc_port: int = 8500
-    rest_port: int = 8501
+    host: str = field(
+        default="127.0.0.1",
+        metadata={"help": "Address to bind (0.0.0.0 exposes the server to the network)."},
+    )
+    grpc_port: int = field(default=8500, metadata={"help": "gRPC port (0: any free)."})
+    rest_port: int = field(default=8501, metadata={"help": "REST port (0: any free)."})
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     """The demo's survey: small enough for a 2-core CPU."""
 
-    n_objects: int = 3000
-    size: int = 32
-    seed: int = 0
+    n_objects: int = field(
+        default=3000, metadata={"help": "Simulated cutouts.", "flag": ("-n", "--n-objects")}
+    )
+    size: int = field(default=32, metadata={"help": "Cutout side in pixels (CPU preset)."})
+    seed: int = field(default=0, metadata={"help": "Random seed of survey and training."})
     anomaly_fraction: float = 0.02
     shard_size: int = 1024
-    gan_steps: int = 1000  # ~4 minutes for cpu32 on 2 cores
-    encoder_steps: int = 600  # ~30 s
+    gan_steps: int = field(
+        default=1000, metadata={"help": "WGAN-GP generator steps."}
+    )  # ~4 minutes for cpu32 on 2 cores
+    encoder_steps: int = field(default=600, metadata={"help": "Encoder training steps."})  # ~30 s
     inversion_steps: int = 0  # encoder only: better and 13x faster here (the paper: 10)
-    check: bool = True  # the collapse check at the end of each training stage
-    cae_steps: int = 300
-
-
-# The feature spaces a ranking can learn in (``results.spaces``: stored vectors, alone or side by
-# side); the characterisation's map uses the same default.
-FEATURE_SPACES = tuple(SPACES)
-SPACE_HELP = (
-    "residual_shape: descriptors of the residual image's shape (concentration, elongation, "
-    "offset, grid alignment, bands); morphology: the cutout's morphology parameters (size, "
-    "concentration, asymmetry, Gini, colours...); latents: the encoder's z; feature_axes: the "
-    "critic features on the calibration's whitened axes; a+b: both side by side, each weighing "
-    "alike"
-)
+    check: bool = field(
+        default=True,
+        metadata={
+            "help": "Write the network even when the check at the end of training finds "
+            "it collapsed (a constant output, or no better than the mean image): "
+            "for smoke tests of a pipeline with a few steps, never for a run you "
+            "score with.",
+            "flag": "--no-check",
+            "is_flag": True,
+        },
+    )  # the collapse check at the end of each training stage
+    cae_steps: int = field(default=300, metadata={"help": "CAE training steps."})
 
 
 @dataclass(frozen=True)
@@ -449,7 +693,13 @@ class RerankConfig:
             ``--labels`` may name another file, or a CSV with columns object_id,label).
     """
 
-    features: str = DEFAULT_SPACE
+    features: str = field(
+        default=DEFAULT_SPACE,
+        metadata={
+            "help": f"Feature space the labels' relevance spreads in ({SPACE_HELP}).",
+            "choices": FEATURE_SPACES,
+        },
+    )
     labels: str = "labels.sqlite"
 
     def validate(self) -> None:
@@ -475,13 +725,34 @@ class ExploreConfig:
             files without feature vectors use PCA features of their residual images).
     """
 
-    host: str = "127.0.0.1"
-    port: int = 8765
-    rerank_every: int = 10
-    page_size: int = 20
-    panel_size: int = 128
-    similar: int = 12
-    features: str = RerankConfig.features
+    host: str = field(
+        default="127.0.0.1",
+        metadata={
+            "help": "Address to bind (0.0.0.0 exposes the explorer and its labels to the network)."
+        },
+    )
+    port: int = field(
+        default=8765, metadata={"help": "Port (0: any free port; the URL is printed)."}
+    )
+    rerank_every: int = field(
+        default=10, metadata={"help": "Re-rank the queue after this many new labels."}
+    )
+    page_size: int = field(default=20, metadata={"help": "Objects per page."})
+    panel_size: int = field(
+        default=128,
+        metadata={
+            "help": "Smallest side in pixels of each triptych panel (whole-factor enlargement)."
+        },
+    )
+    similar: int = field(default=12, metadata={"help": "Objects shown by 'more like this'."})
+    features: str = field(
+        default=RerankConfig.features,
+        metadata={
+            "help": f"Feature space of re-ranking and 'more like this' ({SPACE_HELP}; files "
+            "without vectors, like the paper's, use PCA features of their residuals).",
+            "choices": FEATURE_SPACES,
+        },
+    )
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -16,6 +16,7 @@ from tfanomaly.models.score_config import InversionConfig
 from tfanomaly.pipelines.characterise import embed, train_cae
 from tfanomaly.pipelines.config import (
     CaeTrainConfig,
+    CatalogConfig,
     DemoConfig,
     EmbedConfig,
     EncoderTrainConfig,
@@ -126,8 +127,11 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
             run,
             data,
             scores,
-            ScoreConfig(inversion=InversionConfig(steps=config.inversion_steps), store_images=True),
-            select_sigma=3.0,
+            ScoreConfig(
+                inversion=InversionConfig(steps=config.inversion_steps),
+                store_images=True,
+                catalog=CatalogConfig(select_sigma=3.0),
+            ),
             progress=progress,
             echo=echo,
         )

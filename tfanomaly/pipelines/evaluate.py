@@ -181,12 +181,13 @@ def kind_groups(labels: np.ndarray, kind_names) -> dict[str, np.ndarray]:
 
 def evaluate(
     results_dir,
+    config: EvaluateConfig | None = None,
     *,
     data_dir=None,
-    baseline: bool = EvaluateConfig.baseline,
-    seed: int = EvaluateConfig.seed,
 ) -> dict:
-    """Evaluate a scored, labelled catalog; write evaluation.json/.csv beside the results."""
+    """Evaluate a scored, labelled catalog; write evaluation.json/.csv beside the results. The
+    baselines (``config.baseline``) run on ``data_dir`` (default: the data set that was scored)."""
+    config = config or EvaluateConfig()
     results_dir = Path(results_dir)
     columns, attrs = read_results(results_dir)
     labels = columns.get("labels")
@@ -197,9 +198,9 @@ def evaluate(
         )
     kind_names = json_attr(attrs.get("kind_names")) or []
     scores = {key: columns[key] for key in SCORE_KEYS}
-    if baseline:
+    if config.baseline:
         data_dir = data_dir or attrs.get("data")
-        scores.update(baseline_scores(data_dir, columns["object_ids"], seed=seed))
+        scores.update(baseline_scores(data_dir, columns["object_ids"], seed=config.seed))
     anomalous = labels > 0
     groups = {"all": np.ones(len(labels), bool), **kind_groups(labels, kind_names)}
     table = {

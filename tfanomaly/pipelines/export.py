@@ -11,9 +11,10 @@ from tfanomaly.data.manifest import MANIFEST, DatasetInfo
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.cae import cae_encoder
 from tfanomaly.models.score_config import InversionConfig
+from tfanomaly.pipelines.config import ExportConfig
 from tfanomaly.pipelines.run import load_inverter, load_network, load_run, run_stretch, stage_record
 from tfanomaly.results.catalog import STATS_FILE, read_statistics
-from tfanomaly.serving.saved_model import MODEL_NAME, AnomalyScorer, save_version
+from tfanomaly.serving.saved_model import AnomalyScorer, save_version
 from tfanomaly.serving.signatures import PLANES_SIGNATURE, SIGNATURES
 
 
@@ -60,20 +61,23 @@ def build_scorer(run_dir, *, scores_dir=None, steps: int | None = None,
                     "shape": shape, "masked_bits": masked_bits, "cae_dir": cae_dir}  # fmt: skip
 
 
-def export(run_dir, model_base, *, scores_dir=None, name: str = MODEL_NAME,
-           steps: int | None = None, cae_dir=None) -> dict:  # fmt: skip
-    """Write the run as ``model_base/name/<next version>/`` (a SavedModel) and return its path.
+def export(run_dir, model_base, config: ExportConfig | None = None, *, scores_dir=None,
+           cae_dir=None) -> dict:  # fmt: skip
+    """Write the run as ``model_base/<config.name>/<next version>/`` (a SavedModel) and return its
+    path.
 
     The scorer is :func:`build_scorer`'s (sigma statistics and inversion settings from
-    ``scores_dir/score_stats.json``, default ``run_dir/scores``; ``steps`` overrides the number of
-    inversion steps). The run's manifest (preset, training steps, data set, score statistics,
+    ``scores_dir/score_stats.json``, default ``run_dir/scores``; ``config.steps`` overrides the
+    number of inversion steps). The run's manifest (preset, training steps, data set, score statistics,
     inversion settings) is stored as the asset ``assets/tfanomaly.json``. With ``cae_dir`` (a
     ``train cae`` folder) the model also gets the ``embed`` signature. A run calibrated with
     variance and mask planes also gets ``score_planes`` (flux, variance and mask bits in; the
     mask bits left out are those of the data set the run was trained on, read from its manifest).
     """
+    config = config or ExportConfig()
+    name = config.name
     run_dir = Path(run_dir)
-    scorer, made = build_scorer(run_dir, scores_dir=scores_dir, steps=steps, cae_dir=cae_dir)
+    scorer, made = build_scorer(run_dir, scores_dir=scores_dir, steps=config.steps, cae_dir=cae_dir)
     run, shape, inversion = made["run"], made["shape"], made["inversion"]
     calibration = scorer.inverter.calibration
     signatures = list(SIGNATURES) + (["embed"] if cae_dir is not None else [])

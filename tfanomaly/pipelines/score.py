@@ -52,7 +52,9 @@ BATCH_COLUMNS = {"idxs": "idx", "object_ids": "object_id", "ra": "ra", "dec": "d
 def _job_fingerprint(source, data_info: DatasetInfo, config: ScoreConfig,
                      planes: bool = True) -> str:  # fmt: skip
     """What the parts depend on: the networks' files (or the server), the data set, the options."""
-    entries = [asdict(config), planes]
+    options = asdict(config)
+    del options["catalog"], options["planes"]  # the catalogs are written after the parts
+    entries = [options, planes]
     if isinstance(source, Path):
         files = [network_path(source, n) for n in ("generator", "critic", "encoder")]
         for path in [*files, source / CALIBRATION_FILE]:
@@ -154,24 +156,20 @@ def score(
     *,
     client=None,
     reference=None,
-    catalog_format: str = f".{CatalogConfig.catalog_format}",
-    select_sigma: float | None = CatalogConfig.select_sigma,
-    select_key: str = CatalogConfig.select_key,
-    planes: bool = True,
     progress: bool = True,
     echo: Callable = print,
 ) -> dict:
     """Score the data set ``data_dir`` with the run ``run_dir``; write into ``out_dir``.
 
     The residual terms use the data set's variance and mask planes where the run was calibrated
-    with them and the data set has them (``planes=False``: never); otherwise the calibrated
+    with them and the data set has them (``config.planes=False``: never); otherwise the calibrated
     scatter (the fallback, also what a served model computes). ``n_masked`` (masked pixels per
     object, over all bands; 0 without a mask plane) goes into the results and the catalog.
 
     Writes ``results.h5`` (the default score, its residual and feature terms, the paper's
     anomaly/gen/disc scores, all with sigma values; idxs, object_ids, ra, dec, labels, optional
     image cubes), ``score_stats.json`` and ``catalog.<fits|csv|parquet>``
-    (plus the sigma selection). Parts are written as they finish; rerunning after an interrupt
+    (plus the sigma selection; ``config.catalog``). Parts are written as they finish; rerunning after an interrupt
     continues from the last finished part and gives the same result as an uninterrupted run.
 
     With ``client`` (a :class:`~tfanomaly.serving.client.GrpcClient` or ``RestClient``) the
@@ -180,7 +178,8 @@ def score(
     """
     config = config or ScoreConfig()
     config.validate()
-    check_catalog_format(catalog_format)
+    check_catalog_format(config.catalog.suffix)
+    planes = config.planes
     out_dir = Path(out_dir)
     info = DatasetInfo.from_folder(data_dir)
     if client is None:
@@ -234,9 +233,7 @@ def score(
         parts=parts,
         shard=config.shard,
         reference=reference,
-        catalog_format=catalog_format,
-        select_sigma=select_sigma,
-        select_key=select_key,
+        catalog=config.catalog,
     )
     shutil.rmtree(out_dir / PARTS, ignore_errors=True)
     written.update(
@@ -263,9 +260,7 @@ def write_scores(
     parts: Sequence[Path] = (),
     shard: tuple[int, int] | None = None,
     reference=None,
-    catalog_format: str = f".{CatalogConfig.catalog_format}",
-    select_sigma: float | None = CatalogConfig.select_sigma,
-    select_key: str = CatalogConfig.select_key,
+    catalog: CatalogConfig | None = None,
 ) -> dict:
     """The last step of every scorer (in process, remote, on Beam): the sigma statistics,
     ``results.h5``, ``score_stats.json`` and the catalogs from the raw score ``columns`` of the
@@ -280,8 +275,9 @@ def write_scores(
     }
     if shard is not None:
         attrs["shard"] = f"{shard[0]}/{shard[1]}"
-    return finalize(out_dir, columns, list(parts), attrs, reference, catalog_format,
-                    select_sigma, select_key)  # fmt: skip
+    catalog = catalog or CatalogConfig()
+    return finalize(out_dir, columns, list(parts), attrs, reference, catalog.suffix,
+                    catalog.select_sigma, catalog.select_key)  # fmt: skip
 
 
 def _score_part(scorer, batches, config: ScoreConfig, bar) -> dict | None:

@@ -17,10 +17,10 @@ from tfanomaly.data.dataset import image_dataset, load_dataset
 from tfanomaly.data.manifest import DatasetInfo
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.config import ModelConfig, preset_for_data
-from tfanomaly.models.encoder import EncoderTrainer, build_encoder
+from tfanomaly.models.encoder import Encoder, EncoderTrainer
 from tfanomaly.models.wgan_gp import WGANGP, paper_optimizer
 from tfanomaly.pipelines.calibrate import calibrate
-from tfanomaly.pipelines.config import EncoderTrainConfig, GanTrainConfig
+from tfanomaly.pipelines.config import CalibrateConfig, EncoderTrainConfig, GanTrainConfig
 from tfanomaly.pipelines.learning import check_samples
 from tfanomaly.pipelines.loop import (
     Stage,
@@ -207,7 +207,7 @@ def _train_encoder(run_dir: Path, out_dir: Path, config: EncoderTrainConfig, dat
     with strategy.scope():
         generator = load_network(run_dir, "generator")
         critic = load_network(run_dir, "critic")
-        trainer = EncoderTrainer(build_encoder(model_config), generator, critic, lam=config.lam)
+        trainer = EncoderTrainer(Encoder(model_config), generator, critic, lam=config.lam)
         trainer.compile(optimizer=paper_optimizer(config.learning_rate))
         trainer.optimizer.build(trainer.encoder.trainable_variables)
     preview_images = next(iter(load_dataset(data_dir, batch_size=32, shuffle=True, seed=2)))[
@@ -250,7 +250,9 @@ def _train_encoder(run_dir: Path, out_dir: Path, config: EncoderTrainConfig, dat
     # The default score needs the run's noise and feature statistics: fit them now (seconds; no
     # collective in it, so the other workers of a cluster leave it to the chief).
     if is_chief(strategy):
-        calibrate(run_dir, data_dir, seed=config.seed, progress=progress, echo=echo)
+        calibrate(
+            run_dir, data_dir, CalibrateConfig(seed=config.seed), progress=progress, echo=echo
+        )
     return {
         "run": str(run_dir),
         "steps": steps,

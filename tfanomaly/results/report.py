@@ -20,6 +20,7 @@ from tfanomaly.models.scores import SCORES
 from tfanomaly.results.catalog import SCORE_KEYS, json_attr, read_results
 from tfanomaly.results.clusters import EMBEDDING_FILE, ClusterMap
 from tfanomaly.results.labels import LabelStore, default_label_path
+from tfanomaly.results.report_config import ReportConfig
 
 # Histogram titles, in catalog order (the one vocabulary of tfanomaly.models.scores).
 SCORE_LABELS = {score.sigma: score.label for score in SCORES}
@@ -136,15 +137,15 @@ def _insert_before_last(page: str, tag: str, text: str) -> str:
     return page[:at] + text + page[at:]
 
 
-def build_report(results_dir, out_path=None, *, embedding=None, top_n: int = 24,
-                 thumb_size: int = 32, sigma_cut: float = 3.0, labels_path=None,
-                 typical: int = 4) -> dict:  # fmt: skip
+def build_report(results_dir, out_path=None, config: ReportConfig | None = None, *,
+                 embedding=None, labels_path=None) -> dict:  # fmt: skip
     """Write the HTML report for a scored catalog (with image cubes) and, with an embedding
     (``embedding``: an ``embedding.h5`` of ``tfanomaly embed`` or the folder that holds it;
     default ``RESULTS/embedding.h5`` when it exists), its UMAP map and beside it the cluster
-    table: each cluster's size, its ``typical`` most typical members and, when the label file
+    table: each cluster's size, its ``config.typical`` most typical members and, when the label file
     ``labels_path`` (default ``RESULTS/labels.sqlite``) exists, the labels given in it. Returns
     the path and what it shows."""
+    config = config or ReportConfig()
     results_dir = Path(results_dir)
     if embedding is None:
         embedding = results_dir / EMBEDDING_FILE
@@ -158,8 +159,8 @@ def build_report(results_dir, out_path=None, *, embedding=None, top_n: int = 24,
         if any(k not in cubes for k in ("reals", "reconstructed", "residuals")):
             raise InputError(f"{results_dir}: no image cubes; score with --store-images")
         labels_path = Path(labels_path) if labels_path else default_label_path(results_dir)
-        return _build(results_dir, out_path, columns, attrs, cubes, embedding, top_n, thumb_size,
-                      sigma_cut, labels_path, typical)  # fmt: skip
+        return _build(results_dir, out_path, columns, attrs, cubes, embedding, config.top_n,
+                      config.thumb_size, config.sigma_cut, labels_path, config.typical)  # fmt: skip
 
 
 def _build(results_dir, out_path, columns, attrs, cubes, embedding, top_n, thumb_size, sigma_cut,

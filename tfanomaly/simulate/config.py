@@ -36,6 +36,11 @@ _SUBSTRUCTURE_FRACTIONS = ("knot_fraction", "spiral_fraction", "dust_fraction", 
 SMOOTH = dict.fromkeys(_SUBSTRUCTURE_FRACTIONS + ("psf_e_max",), 0.0)  # the smooth simulator
 
 
+def parse_kinds(text: str) -> tuple[str, ...]:
+    """``"all"`` or ``"merger,lensed_arc"`` (as the command line spells them) -> the kinds."""
+    return ANOMALY_KINDS if text == "all" else tuple(k.strip() for k in text.split(","))
+
+
 @dataclass(frozen=True)
 class SurveyConfig:
     """What to simulate: survey size, anomaly mix and the HSC Wide observing conditions.
@@ -76,11 +81,27 @@ class SurveyConfig:
         >>> SurveyConfig(n_objects=64, size=32, anomaly_fraction=0.25).validate()
     """
 
-    n_objects: int = 2000
-    size: int = 96
-    anomaly_fraction: float = 0.02
-    kinds: tuple[str, ...] = ANOMALY_KINDS
-    seed: int = 0
+    n_objects: int = dataclasses.field(
+        default=2000, metadata={"help": "Cutouts to simulate.", "flag": ("-n", "--n-objects")}
+    )
+    size: int = dataclasses.field(
+        default=96,
+        metadata={"help": "Cutout side in pixels (96 = the paper's; 32 or 48 for CPU presets)."},
+    )
+    anomaly_fraction: float = dataclasses.field(
+        default=0.02, metadata={"help": "Fraction of injected anomalies."}
+    )
+    kinds: tuple[str, ...] = dataclasses.field(
+        default=ANOMALY_KINDS,
+        metadata={
+            "help": "Comma-separated anomaly kinds to inject (see the list below), or 'all'.",
+            "cli_default": "all",
+            "parse": parse_kinds,
+        },
+    )
+    seed: int = dataclasses.field(
+        default=0, metadata={"help": "Random seed: same seed, same bits."}
+    )
     pixel_scale: float = 0.168
     zeropoint: float = 27.0
     mag_range: tuple[float, float] = (20.0, 20.5)
@@ -96,7 +117,15 @@ class SurveyConfig:
     dust_fraction: float = 0.4
     blend_fraction: float = 0.15
     psf_e_max: float = 0.06
-    planes: bool = False
+    planes: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "Also write `variances` (sky + the sources' Poisson noise, which the "
+            "images then carry) and `masks` (HSC bits: SAT star cores, CR cosmic "
+            "rays, BAD columns, DETECTED).",
+            "is_flag": True,
+        },
+    )
     sky_brightness: tuple[float, float, float] = (22.0, 21.2, 20.3)
 
     def validate(self) -> None:
