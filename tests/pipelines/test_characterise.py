@@ -119,6 +119,14 @@ def test_embed_is_reproducible_and_joins_the_catalog(scored, tmp_path):
     assert (table["cluster"][~inside] == -1).all()
     with pytest.raises(ConfigError, match="unknown feature space 'pixels'"):
         embed(folder, EmbedConfig(space="pixels"))
+    # Results scored before the default space's vectors: the next space the file has, said so.
+    with h5py.File(folder / "results.h5", "a") as f:
+        del f["residual_shape"], f["morphology"]
+    messages = []
+    older = embed(folder, config, echo=messages.append)
+    assert older["space"] == "latents" and any("using latents" in m for m in messages)
+    with pytest.raises(InputError, match="no 'residual_shape' vectors"):
+        embed(folder, EmbedConfig(space="residual_shape"), echo=quiet)
     with pytest.raises(InputError, match="neither a results folder"):
         embed(tmp_path)
 
