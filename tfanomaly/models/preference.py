@@ -161,8 +161,9 @@ def fit_preference(design: np.ndarray, rows: np.ndarray, targets: np.ndarray,
         return None
     n = len(design)
     rng = np.random.default_rng(config.seed)
-    pool = np.setdiff1d(np.arange(n), rows)
-    background = np.sort(rng.choice(pool, min(config.background, len(pool)), replace=False))
+    # A sample of unlabelled rows, without a pass over all N (setdiff1d is 0.4 s at 10^6).
+    draw = rng.choice(n, min(n, config.background + len(rows)), replace=False)
+    background = np.sort(draw[~np.isin(draw, rows)][: config.background])
     sign = 1.0
     if not (targets > 0).any():
         return None  # other labels only: no classifier (the caller sinks their neighbours)
