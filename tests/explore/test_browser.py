@@ -319,3 +319,72 @@ def test_label_a_whole_cluster_in_one_click_and_undo_it_in_chromium(clustered, t
         driver.quit()
         process.terminate()
         process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory):
+    """A results folder whose latents hold a group of ten objects (rows 0-9) apart from the rest."""
+    import h5py
+
+    folder = write_results_file(tmp_path_factory.mktemp("like_browser") / "scores", n=60)
+    with h5py.File(folder / "results.h5", "r+") as f:
+        latents = f["latents"][:]
+        latents[:10, 0] += 8.0
+        f["latents"][...] = latents
+        ids = [str(int(i)) for i in f["object_ids"][:10]]
+    return folder, ids
+
+
+@pytest.mark.slow
+def test_find_more_like_this_seeds_the_ranking_and_why_explains_it_in_chromium(grouped, tmp_path):
+    folder, group = grouped
+    process, url = start_explore(folder, "--labels", tmp_path / "labels.sqlite",
+                                 "--page-size", "60")  # fmt: skip
+    driver = chrome(tmp_path / "profile")
+    try:
+        wait_for(url, lambda s: s["ranker"] == "ready")
+        page = Page(driver)
+        driver.get(url)
+        page.loaded()
+        before = page.ids()
+        example = max(group, key=before.index)  # the group's lowest-ranked member
+        loads = page.loads()
+        driver.find_element(page.by.CSS_SELECTOR, f'.card[data-id="{example}"] .seed').click()
+        page.wait("document.body.dataset.version === '1'", "ranking v1")
+        page.loaded(loads + 1)
+        after = page.ids()
+
+        def in_top(order):
+            return len(set(order[:10]) & set(group))
+
+        assert in_top(after) >= in_top(before) + 4 and after[0] in group, (in_top(before),
+                                                                           in_top(after))  # fmt: skip
+        assert get(url, "/api/state")["examples"] == [example]
+        assert "example" in driver.find_element(
+            page.by.CSS_SELECTOR, f'.card[data-id="{example}"] .seed').text  # fmt: skip
+        assert get(url, "/api/labels")["labels"] == {}  # an example is no label
+
+        # Why? The card shows the contributions and the summary of its rank.
+        first = after[0]
+        page.js("document.getElementById('toast').hidden = true; window.scrollTo(0, 0); "
+                f"document.querySelector('.card[data-id=\"{first}\"] .why')"
+                ".scrollIntoView({block: 'center'});")  # fmt: skip
+        driver.find_element(page.by.CSS_SELECTOR, f'.card[data-id="{first}"] .why').click()
+        page.wait(f"!document.querySelector('.card[data-id=\"{first}\"] .explain').hidden",
+                  "the explanation")  # fmt: skip
+        text = driver.find_element(page.by.CSS_SELECTOR, f'.card[data-id="{first}"] .explain').text
+        assert "rank 1" in text and "anomaly score" in text and "latents (labels)" in text
+        why = get(url, f"/api/explain/{first}")
+        assert why["rank"] == 1 and why["gate"] > 0 and why["object_id"] == first
+
+        # f on the focused card takes the example back: the anomaly order returns.
+        loads = page.loads()
+        page.js(f"document.querySelector('.card[data-id=\"{example}\"]').click();")
+        page.keys("f")
+        page.wait("document.body.dataset.version === '2'", "ranking v2")
+        page.loaded(loads + 1)
+        assert get(url, "/api/state")["examples"] == [] and page.ids() == before
+    finally:
+        driver.quit()
+        process.terminate()
+        process.wait(30)

@@ -259,12 +259,20 @@ def report_command(results, embedding, out_path, labels_path, **options):
     f"object_id,label [default: RESULTS/{RerankConfig.labels}].",
 )
 @config_options(RerankConfig)
+@click.option(
+    "--like",
+    default=None,
+    metavar="ID[,ID...]",
+    help="Object ids of examples of what you look for (a cold start): ranked as interesting "
+    "labels, so that objects like them come first.",
+)
 @_friendly_errors
-def rerank_command(results, labels_path, **options):
+def rerank_command(results, labels_path, like, **options):
     """Re-rank the catalogs of the folder RESULTS with an astronomer's labels (interesting,
     artifact, normal): the anomaly score combined with a relevance learned from the labels in a
     feature space of the model. Adds the columns rerank_score and rerank_rank (1 = first) to
-    every catalog in RESULTS; with no labels the order is the anomaly score's.
+    every catalog in RESULTS; with no labels the order is the anomaly score's. --like seeds the
+    ranking with example objects before any label is given.
     """
     from pathlib import Path
 
@@ -272,8 +280,13 @@ def rerank_command(results, labels_path, **options):
 
     config = build_config(RerankConfig, options)
     config.validate()
-    labels = read_labels(labels_path or Path(results) / config.labels)
+    from tfanomaly.results.labels import parse_object_id
+
+    examples = [parse_object_id(i.strip()) for i in (like or "").split(",") if i.strip()]
+    path = Path(labels_path) if labels_path else Path(results) / config.labels
+    labels = read_labels(path) if labels_path or path.exists() or not examples else {}
     # Left at its default, the space falls back to one the file has (results scored before it).
     source = click.get_current_context().get_parameter_source("features")
     chosen = source is not click.core.ParameterSource.DEFAULT
-    rerank(results, labels, feature_key=config.features if chosen else None, echo=click.echo)
+    rerank(results, labels, feature_key=config.features if chosen else None, like=examples,
+           echo=click.echo)  # fmt: skip

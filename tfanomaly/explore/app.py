@@ -11,6 +11,9 @@ Routes:
     GET  /api/objects/<id>          one object
     GET  /api/images/<id>.png       its triptych (real | reconstruction | residual)
     GET  /api/similar/<id>?k=       "more like this": the nearest objects in the feature space
+    GET  /api/explain/<id>          why it ranks where it does: contributions, labelled neighbours
+    POST /api/like                  {"object_id": "...", "keep"?: true}: "find more like this"
+                                    seeds (or, keep false, unseeds) the ranking; re-ranks at once
     GET  /api/labels                every current label of this file's objects
     POST /api/labels                {"object_id": "...", "label"?, "tags"?, "note"?}
     POST /api/labels/bulk           {"cluster": k} or {"object_ids": ["...", ...]}, with "label",
@@ -195,6 +198,24 @@ class SimilarHandler(ApiHandler):
         self.send({"of": str(oid), "objects": objects, **self.explorer.state()})
 
 
+class ExplainHandler(ApiHandler):
+    def get(self, text: str) -> None:
+        self.send({**self.explorer.explain(self.object_id(text)), **self.explorer.state()})
+
+
+class LikeHandler(ApiHandler):
+    def post(self) -> None:
+        body = self.json_body()
+        unknown = sorted(set(body) - {"object_id", "keep"})
+        if unknown or "object_id" not in body:
+            raise ApiError(400, "send object_id (as text) and optionally keep (true / false)")
+        keep = body.get("keep", True)
+        if not isinstance(keep, bool):
+            raise ApiError(400, "keep must be true or false")
+        done = self.explorer.like(self.object_id(body["object_id"]), keep)
+        self.send({**done, **self.explorer.state()})
+
+
 class LabelsHandler(ApiHandler):
     def get(self) -> None:
         records = self.explorer.records
@@ -286,6 +307,8 @@ def make_app(explorer: Explorer, loopback_only: bool = True) -> tornado.web.Appl
         (rf"/api/objects/{ids}", ObjectHandler, api),
         (rf"/api/images/{ids}\.png", ImageHandler, api),
         (rf"/api/similar/{ids}", SimilarHandler, api),
+        (rf"/api/explain/{ids}", ExplainHandler, api),
+        (r"/api/like", LikeHandler, api),
         (r"/api/labels", LabelsHandler, api),
         (r"/api/labels/bulk", BulkLabelsHandler, api),
         (r"/api/undo", UndoHandler, api),

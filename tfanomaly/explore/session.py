@@ -21,7 +21,7 @@ from tfanomaly.results.browse import ResultsView
 from tfanomaly.results.clusters import TYPICAL, ClusterMap, how_to_cluster
 from tfanomaly.results.labels import LABELS, LabelStore, check_label, check_note, check_tags
 from tfanomaly.results.preview import encode_png
-from tfanomaly.results.spaces import available_spaces, space_vectors
+from tfanomaly.results.spaces import available_spaces, check_space, space_vectors
 
 PNG_CACHE_BYTES = 64 * 2**20  # rendered triptychs kept: pages of 96-px objects
 PREFETCH_DELAY = 1.0  # seconds after a page is served before its next page is rendered
@@ -35,18 +35,25 @@ def build_ranker(view: ResultsView, features: str = ExploreConfig.features):
     """The ``pipelines.rerank.Ranker`` of a results file and a description of its feature space:
     the space ``features`` (``results.spaces``; else the first other space the file has), else
     PCA features of the residual images (the paper's files carry no vectors)."""
+    from tfanomaly.models.preference import PreferenceConfig
     from tfanomaly.pipelines.rerank import Ranker, features_from_cubes
 
     if not view.unique_ids:
         raise InputError("object ids are not unique in this file: re-ranking needs unique ids")
     have = available_spaces(view.vector_keys)
     space = features if features in have else next(iter(have), None)
+    terms = {key: np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+             for key, values in view.sigma.items()}  # fmt: skip
+    anomaly = np.nan_to_num(view.sort_values, nan=0.0, posinf=0.0, neginf=0.0)
     if space is not None:
         vectors = space_vectors(view.vectors, space)
-        return Ranker(view.object_ids, view.sort_values, vectors, prepared=True), space
+        blocks = [(key, view.vectors(key).shape[1]) for key in check_space(space)]
+        ranker = Ranker(view.object_ids, anomaly, vectors, prepared=True, terms=terms,
+                        blocks=blocks, preference=PreferenceConfig())  # fmt: skip
+        return ranker, space
     if view.has_images:
         vectors = features_from_cubes(view.file, cube="residuals")
-        return Ranker(view.object_ids, view.sort_values, vectors), "PCA of residuals"
+        return Ranker(view.object_ids, anomaly, vectors, terms=terms), "PCA of residuals"
     raise InputError("no feature vectors and no image cubes in this file: re-ranking and "
                      "'more like this' need one of them")  # fmt: skip
 
@@ -89,6 +96,8 @@ class Explorer:
         self.set_order(view.ranking())
         self.version = store.max_version()
         self.pending = 0  # labels given since the last re-ranking
+        self.examples: list[int] = []  # "find more like this": the ranking's seed objects
+        self._seeded = False  # examples changed since the last re-ranking
         self.records = {oid: r for oid, r in store.current().items() if oid in view.rows}
         self.labelled = np.zeros(len(view), bool)
         for oid, record in self.records.items():
@@ -160,6 +169,7 @@ class Explorer:
             "labelled": int(self.labelled.sum()),
             "pending": self.pending,
             "reranking": self.reranking,
+            "examples": [str(i) for i in self.examples],
             "ranker": self.ranker_state,
             "ranker_message": self.ranker_message,
         }
@@ -359,7 +369,8 @@ class Explorer:
             await self.rerank()
 
     def schedule_rerank(self) -> None:
-        if self.pending >= self.config.rerank_every and self.ranker is not None:
+        due = self.pending >= self.config.rerank_every or self._seeded
+        if due and self.ranker is not None:
             try:
                 self._spawn(self.rerank())
             except RuntimeError:  # no running loop (a caller outside the server): rank later
@@ -370,11 +381,12 @@ class Explorer:
         if self.reranking or self.ranker is None:
             return
         self.reranking = True
-        labels, counted = self.ranking_labels(), self.pending
+        labels, counted, examples = self.ranking_labels(), self.pending, list(self.examples)
+        self._seeded = False
         started = time.perf_counter()
         try:
             order = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self.ranker.order, labels
+                self._pool, self.ranker.order, *((labels, examples) if examples else (labels,))
             )
         except Exception as exc:  # the queue keeps its order; the labels are stored anyway
             self.ranker_message = f"the last re-ranking failed: {type(exc).__name__}: {exc}"
@@ -385,9 +397,44 @@ class Explorer:
         self.set_order(order)
         self.version += 1
         self.pending = max(0, self.pending - counted)
+        seeded = f" and {len(examples)} examples" if examples else ""
         self.echo(f"ranking v{self.version}: re-ranked {len(self.view)} objects with "
-                  f"{len(labels)} labels in {time.perf_counter() - started:.2f} s")  # fmt: skip
+                  f"{len(labels)} labels{seeded} in {time.perf_counter() - started:.2f} s")  # fmt: skip
         self.schedule_rerank()
+
+    def _ready_ranker(self):
+        if self.ranker is None:
+            status = 503 if self.ranker_state == "building" else 409
+            raise RankerNotReady(self.ranker_message, status)
+        return self.ranker
+
+    def like(self, object_id: int, keep: bool = True) -> dict:
+        """ "Find more like this": ``object_id`` becomes (``keep``) or stops being an example the
+        ranking is seeded with (a cold start before any interesting label), and the queue is
+        re-ranked at once. Returns the examples."""
+        self.row_of(object_id)
+        self._ready_ranker()
+        oid = int(object_id)
+        if keep and oid not in self.examples:
+            self.examples.append(oid)
+        elif not keep and oid in self.examples:
+            self.examples.remove(oid)
+        else:
+            return {"examples": [str(i) for i in self.examples]}
+        self._seeded = True
+        self.schedule_rerank()
+        return {"examples": [str(i) for i in self.examples]}
+
+    def explain(self, object_id: int) -> dict:
+        """Why an object ranks where it does (``Ranker.explain`` under the current ranking), ids
+        as text; the rank is the queue's."""
+        row = self.row_of(object_id)
+        why = self._ready_ranker().explain(int(object_id))
+        why["object_id"] = str(why["object_id"])
+        for near in why["neighbours"]:
+            near["object_id"] = str(near["object_id"])
+        why["rank"] = int(self.rank[row]) + 1
+        return why
 
     def similar(self, object_id: int, k: int | None = None) -> list[dict]:
         """The objects nearest to one in the feature space, nearest first."""

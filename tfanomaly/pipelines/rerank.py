@@ -12,7 +12,14 @@ import numpy as np
 
 from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.fileio import write_json_atomic
+from tfanomaly.models.preference import (
+    PreferenceConfig,
+    fit_preference,
+    rejected_sink,
+    standardised_columns,
+)
 from tfanomaly.models.relevance import (
+    INTERESTING,
     LABELS,
     RelevanceConfig,
     anomaly_prior,
@@ -28,6 +35,7 @@ from tfanomaly.results.spaces import available_spaces, check_space, space_vector
 DEFAULT_FEATURES = RerankConfig.features
 ANOMALY_KEY = "scores_sigma"
 RERANK_RECORD = "rerank.json"
+METHODS = ("learned", "relevance")  # learned: models.preference; relevance: the nearest-label vote
 
 
 class Ranker:
@@ -37,13 +45,20 @@ class Ranker:
         object_ids: (N,) uint64 ids.
         anomaly: (N,) the unsupervised score in sigma units (higher = more anomalous).
         features: (N, D) the feature space similarity and relevance are measured in.
-        config: the relevance knobs.
+        config: the relevance knobs (``method="relevance"``).
         prepared: the features come from ``results.spaces.space_vectors`` (blocks already
             weighed against each other), not raw vectors to standardise.
+        terms: name -> (N,) the score terms' sigma columns, which the learned ranking may use
+            (and ``explain`` names).
+        blocks: (name, width) of the features' blocks, side by side (``explain`` names them).
+        method: ``learned`` (default: a gated classifier of the labels, ``models.preference``)
+            or ``relevance`` (the nearest-label vote, ``models.relevance``).
+        preference: the learned ranking's knobs.
     """
 
     def __init__(self, object_ids, anomaly, features, config: RelevanceConfig | None = None, *,
-                 prepared: bool = False):  # fmt: skip
+                 prepared: bool = False, terms: dict | None = None, blocks=None,
+                 method: str = "learned", preference: PreferenceConfig | None = None):  # fmt: skip
         self.object_ids = np.asarray(object_ids, dtype=np.uint64)
         self.anomaly = np.asarray(anomaly, dtype=np.float64)
         self.features = np.ascontiguousarray(features, dtype=np.float32)
@@ -63,11 +78,35 @@ class Ranker:
         self._unit = np.ascontiguousarray(self._space[:, :-1])  # similarity: the features alone
         self._norms = (self._unit * self._unit).sum(axis=1)
         self._prior = anomaly_prior(self.anomaly, self.config.anomaly_scale)
+        if method not in METHODS:
+            raise ConfigError(
+                f"unknown ranking method '{method}'; choose one of {', '.join(METHODS)}"
+            )
+        self.method = method
+        self.preference = preference or PreferenceConfig()
+        self.preference.validate()
+        # The learned ranking's design: the features, the score terms and the prior, each column
+        # standardised; the names ``explain`` groups the columns by.
+        terms = {k: np.asarray(v, dtype=np.float64) for k, v in (terms or {}).items()}
+        for key, values in terms.items():
+            if values.shape != (n,):
+                raise InputError(f"ranker: score term {key} has shape {values.shape}, not ({n},)")
+        widths = list(blocks) if blocks else [("features", self.features.shape[1])]
+        if sum(w for _, w in widths) != self.features.shape[1]:
+            raise InputError(f"ranker: blocks {widths} do not add up to the features' width")
+        self._columns = [name for name, w in widths for _ in range(w)]
+        self._columns += [*terms, "anomaly score"]
+        parts = [self._unit, *(v[:, None] for v in terms.values()), self._prior[:, None]]
+        self._design = standardised_columns(np.concatenate(parts, axis=1))
+        self.fitted = None  # the last learned fit (``explain`` reads it)
+        self.last_score = None
+        self._given: dict[int, str] = {}
         self.version = 0
         self.space = "the given features"  # from_results names the space it read
 
     @classmethod
-    def from_results(cls, results_dir, feature_key: str | None = None, config=None) -> Ranker:
+    def from_results(cls, results_dir, feature_key: str | None = None, config=None,
+                     **kwargs) -> Ranker:  # fmt: skip
         """A ranker over a tfanomaly results folder (its ``results.h5``), in the feature space
         ``feature_key`` (``results.spaces.SPACES``); without one, the default space, or the first
         space the file has when it was scored before the default's vectors existed. The space
@@ -85,7 +124,10 @@ class Ranker:
                 "tfanomaly version or choose another --features"
             )
         vectors = space_vectors(lambda k: columns[k], key)
-        ranker = cls(columns["object_ids"], columns[ANOMALY_KEY], vectors, config, prepared=True)
+        terms = {k: columns[k] for k in sorted(columns) if k.endswith("_sigma")}
+        blocks = [(block, columns[block].shape[1]) for block in check_space(key)]
+        ranker = cls(columns["object_ids"], columns[ANOMALY_KEY], vectors, config, prepared=True,
+                     terms=terms, blocks=blocks, **kwargs)  # fmt: skip
         ranker.space = key
         return ranker
 
@@ -100,21 +142,100 @@ class Ranker:
     def _labelled(self, labels: dict[int, str]) -> tuple[np.ndarray, np.ndarray]:
         return self.rows_of(list(labels)), label_targets(list(labels.values()))
 
-    def scores(self, labels: dict[int, str]) -> np.ndarray:
-        """(N,) the score to rank by under these labels (object id -> label name)."""
+    def scores(self, labels: dict[int, str], like=()) -> np.ndarray:
+        """(N,) the score to rank by under these labels (object id -> label name) and the example
+        ids ``like`` (objects like these are wanted: interesting examples, unless labelled)."""
+        labels = {**{int(i): INTERESTING for i in like}, **labels}
         rows, targets = self._labelled(labels)
         rows, targets = check_labelled(rows, targets, len(self._prior))
         self.version += 1
+        self.fitted = None
         if len(rows) == 0:
-            return self._prior.copy()
-        return self._prior + self.config.weight * relevance(self._space, rows, targets, self.config)
+            score = self._prior.copy()
+        elif self.method == "relevance":
+            score = self._prior + self.config.weight * relevance(self._space, rows, targets,
+                                                                 self.config)  # fmt: skip
+        else:
+            self.fitted = fit_preference(self._design, rows, targets, self.preference)
+            if self.fitted is not None and any(labels.get(int(i)) == INTERESTING for i in like):
+                # Examples are the astronomer's statement of what they want, not evidence to
+                # test: the classifier is trusted from the first one (a cold start).
+                self.fitted.gate = max(self.fitted.gate, self.preference.example_gate)
+            score = self._prior.copy()
+            if self.fitted is None:  # other labels only: their neighbourhoods sink
+                score -= rejected_sink(self._unit, rows, self.preference)
+            elif self.fitted.gate > 0:
+                pull = self.preference.weight * self.fitted.gate
+                score += pull * self.fitted.unit_logit(self._design)
+        self._given = labels
+        self.last_score = score
+        return score.copy()
 
-    def order(self, labels: dict[int, str]) -> np.ndarray:
+    def order(self, labels: dict[int, str], like=()) -> np.ndarray:
         """Row indices, best first; the labelled objects last."""
-        score = self.scores(labels)
+        score = self.scores(labels, like)
         rows, _ = self._labelled(labels)
         score[rows] = -np.inf
         return np.argsort(-score, kind="stable")
+
+    def explain(self, object_id: int, top: int = 5, neighbours: int = 3) -> dict:
+        """Why ``object_id`` ranks where it does under the last :meth:`scores`: its rank and score,
+        the ``top`` largest contributions to the score (the anomaly score's prior, then the score
+        terms and feature blocks through the learned classifier, by size), and its ``neighbours``
+        nearest labelled objects (id, label, distance in the feature space).
+
+        Returns:
+            dict with ``object_id``, ``rank`` (1 = first), ``score``, ``gate`` (the classifier's
+            trust, 0-1), ``cv_auroc``, ``contributions`` [{name, value}], ``neighbours``
+            [{object_id, label, distance}] and a one-line ``summary``.
+        """
+        if int(object_id) not in self._rows:
+            raise InputError(f"object {int(object_id)} is not in this catalog")
+        row = self._rows[int(object_id)]
+        score = self.last_score if self.last_score is not None else self._prior
+        rank = int((score > score[row]).sum()) + 1
+        contributions = [{"name": "anomaly score", "value": float(self._prior[row])}]
+        learned = []
+        fitted = self.fitted
+        if fitted is not None and fitted.gate > 0:
+            pull = self.preference.weight * fitted.gate / fitted.scale
+            parts = pull * fitted.coef * self._design[row]
+            grouped: dict[str, float] = {}
+            for name, value in zip(self._columns, parts, strict=True):
+                grouped[name] = grouped.get(name, 0.0) + float(value)
+            learned = [{"name": f"{name} (labels)", "value": value}
+                       for name, value in grouped.items()]  # fmt: skip
+        elif self.method == "relevance" and self._given:
+            learned = [
+                {"name": "labelled neighbours", "value": float(score[row] - self._prior[row])}
+            ]
+        learned.sort(key=lambda c: -abs(c["value"]))
+        contributions += learned[: max(0, top - 1)]
+        near = []
+        if self._given and neighbours > 0:
+            ids = [i for i in self._given if i != int(object_id)]
+            if ids:
+                rows = self.rows_of(ids)
+                diff = self._unit[rows] - self._unit[row]
+                d = np.sqrt((diff * diff).sum(axis=1))
+                for k in np.argsort(d, kind="stable")[:neighbours]:
+                    near.append({"object_id": int(ids[k]), "label": self._given[ids[k]],
+                                 "distance": round(float(d[k]), 4)})  # fmt: skip
+        if fitted is None or fitted.gate == 0:
+            why = ("the anomaly score alone" if not self._given or self.method == "learned"
+                   else "the anomaly score and its labelled neighbours")  # fmt: skip
+            if self._given and self.method == "learned":
+                why += " (the labels do not yet separate in cross-validation)"
+        else:
+            main = [c["name"] for c in learned[:2]]
+            why = (f"the anomaly score and the labels' classifier (trust {fitted.gate:.2f}, "
+                   f"cross-validated AUROC {fitted.cv_auroc:.2f}), mostly through "
+                   f"{' and '.join(main)}")  # fmt: skip
+        return {"object_id": int(object_id), "rank": rank, "score": float(score[row]),
+                "gate": 0.0 if fitted is None else float(fitted.gate),
+                "cv_auroc": None if fitted is None else float(fitted.cv_auroc),
+                "contributions": contributions, "neighbours": near,
+                "summary": f"rank {rank}: {why}"}  # fmt: skip
 
     def similar(self, object_id: int, k: int = 12) -> list[int]:
         """Ids of the k objects nearest to ``object_id`` in the feature space (not itself)."""
@@ -217,14 +338,14 @@ def read_catalog(path):
     return table
 
 
-def rerank(results_dir, labels: dict[int, str], *, feature_key=None, config=None,
+def rerank(results_dir, labels: dict[int, str], *, feature_key=None, config=None, like=(),
            echo=print) -> dict:  # fmt: skip
     """Re-rank a results folder under ``labels`` (object id -> label name): every catalog in it
     (``catalog*.fits/.csv/.parquet``) is written again, rows in their old order with every old
     column, plus ``rerank_score`` (higher first) and ``rerank_rank`` (1 = first, over the whole
     results file; labelled objects keep their place by score). ``RESULTS/rerank.json`` records
     the ranking's version (one more than the last one written there), the labels' count and the
-    settings.
+    settings. ``like``: ids of example objects (a cold start), ranked as interesting labels.
 
     Returns:
         dict with ``catalogs`` (paths written), ``record`` (the rerank.json path), ``version``,
@@ -233,7 +354,9 @@ def rerank(results_dir, labels: dict[int, str], *, feature_key=None, config=None
     results_dir = Path(results_dir)
     ranker = Ranker.from_results(results_dir, feature_key, config)
     feature_key = ranker.space
-    score = ranker.scores(labels)
+    like = [int(i) for i in like]
+    ranker.rows_of(like, where="--like")
+    score = ranker.scores(labels, like=like)
     rank = np.empty(len(score), dtype=np.int64)
     rank[np.argsort(-score, kind="stable")] = np.arange(1, len(score) + 1)
     written = []
@@ -258,13 +381,17 @@ def rerank(results_dir, labels: dict[int, str], *, feature_key=None, config=None
         "version": previous + 1,
         "n_labels": len(labels),
         "labels": counts,
+        "like": [str(i) for i in like],
+        "method": ranker.method,
+        "preference": dataclasses.asdict(ranker.preference),
         "features": feature_key,
         "relevance": dataclasses.asdict(ranker.config),
         "catalogs": [p.name for p in written],
     }
     write_json_atomic(record_path, record)
+    seeded = f" and {len(like)} examples" if like else ""
     echo(f"re-ranked {len(score)} objects with {len(labels)} labels "
-         f"({', '.join(f'{c} {n}' for n, c in counts.items())}) in {feature_key}, version "
+         f"({', '.join(f'{c} {n}' for n, c in counts.items())}){seeded} in {feature_key}, version "
          f"{record['version']}: {', '.join(map(str, written)) or 'no catalogs'}")  # fmt: skip
     return {"catalogs": written, "record": record_path, "version": record["version"],
             "n_labels": len(labels), "features": feature_key}  # fmt: skip

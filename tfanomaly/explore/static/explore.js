@@ -14,6 +14,7 @@ const state = {
   unlabelled: localStorage.getItem("tfanomaly.unlabelled") === "1",
   showKind: localStorage.getItem("tfanomaly.showKind") === "1",
   gallery: [],
+  examples: [],
   loads: 0,
   view: "queue",
   queueStale: false,
@@ -104,7 +105,17 @@ function card(obj, index, where) {
     el("button", {
       class: "more", title: "more like this (m): the nearest objects in feature space",
       onclick: (event) => { event.stopPropagation(); moreLikeThis(obj.id); },
-    }, el("kbd", { text: "m" }), " more like this")));
+    }, el("kbd", { text: "m" }), " more like this"),
+    el("button", {
+      class: "seed" + (state.examples.includes(obj.id) ? " active" : ""),
+      title: "find more like this (f): seed the ranking with this object as an example of what "
+        + "you look for; the queue is re-ranked at once (click again to remove it)",
+      onclick: (event) => { event.stopPropagation(); seedRanking(obj.id); },
+    }, el("kbd", { text: "f" }), state.examples.includes(obj.id) ? " example ✓" : " find more"),
+    el("button", {
+      class: "why", title: "why does it rank here? (w)",
+      onclick: (event) => { event.stopPropagation(); explainRank(obj.id); },
+    }, el("kbd", { text: "w" }), " why?")));
   const place = [];
   if (obj.ra !== null) place.push(`RA ${formatCoord(obj.ra)}`, `Dec ${formatCoord(obj.dec, true)}`);
   if (obj.idx !== null) place.push(`idx ${obj.idx}`);
@@ -182,6 +193,7 @@ function card(obj, index, where) {
     ? `${obj.label || "no label"} · ${shortTime(obj.time)} · given at ranking v${obj.version}`
     : "";
   node.append(el("div", { class: "meta", text: meta }));
+  node.append(el("div", { class: "explain", hidden: true }));
   if (where === "queue") node.addEventListener("click", () => setFocus(index, false));
   return node;
 }
@@ -325,6 +337,44 @@ async function moreLikeThis(id) {
     items.replaceChildren(...result.objects.map((obj, k) => card(obj, k, "gallery")));
     $("gallery").hidden = false;
     document.body.dataset.gallery = id;
+  } catch (error) {
+    toast(error.message, true);
+  }
+}
+
+// -- find more like this, and why an object ranks where it does -------------------------------
+
+async function seedRanking(id) {
+  try {
+    const keep = !state.examples.includes(id);
+    const result = await api("/api/like", { object_id: id, keep });
+    state.examples = result.examples;
+    document.querySelectorAll(`.card[data-id="${id}"] .seed`).forEach((button) => {
+      button.classList.toggle("active", keep);
+      button.lastChild.textContent = keep ? " example ✓" : " find more";
+    });
+    toast(keep ? `ranking by objects like ${id}: re-ranking…` : `${id} is no longer an example`);
+    noteState(result);
+  } catch (error) {
+    toast(error.message, true);
+  }
+}
+
+async function explainRank(id) {
+  try {
+    const why = await api(`/api/explain/${id}`);
+    const list = el("ul", {});
+    for (const c of why.contributions) {
+      list.append(el("li", { class: c.value >= 0 ? "up" : "down",
+        text: `${c.name}: ${c.value >= 0 ? "+" : ""}${c.value.toFixed(2)}` }));
+    }
+    const near = why.neighbours.map((n) => `${n.object_id} (${n.label}, d ${n.distance.toFixed(2)})`);
+    document.querySelectorAll(`.card[data-id="${id}"] .explain`).forEach((box) => {
+      box.replaceChildren(el("div", { class: "why-summary", text: why.summary }), list,
+        near.length ? el("div", { class: "why-near", text: "nearest labelled: " + near.join(", ") })
+          : null);
+      box.hidden = false;
+    });
   } catch (error) {
     toast(error.message, true);
   }
@@ -564,6 +614,7 @@ function noteState(s, reloadOnNewVersion = true) {
     loadPage(0, 0);
   }
   state.version = s.version;
+  if (s.examples) state.examples = s.examples;
   pill.textContent = `ranking v${s.version}`;
   pill.classList.toggle("busy", s.reranking);
   document.body.dataset.version = String(s.version);
@@ -623,6 +674,8 @@ document.addEventListener("keydown", async (event) => {
     case "k": case "ArrowUp": move(-1); break;
     case "u": undo(); break;
     case "m": if (obj) moreLikeThis(obj.id); break;
+    case "f": if (obj) seedRanking(obj.id); break;
+    case "w": if (obj) explainRank(obj.id); break;
     case "t": if (node) { event.preventDefault(); node.querySelector(".tag-input").focus(); } break;
     case "e": if (node) { event.preventDefault(); node.querySelector("textarea").focus(); } break;
     case "]": if (state.page < state.pages - 1) loadPage(state.page + 1); break;
