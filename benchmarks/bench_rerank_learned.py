@@ -21,8 +21,14 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=1_000_000)
     args = parser.parse_args(argv)
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
-                  if line.startswith("Model name")), "?")  # fmt: skip
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in lscpu.splitlines()
+            if line.startswith("Model name")
+        ),
+        "?",
+    )
     rng = np.random.default_rng(0)
     n = args.n
     ids = np.arange(n, dtype=np.uint64)
@@ -39,8 +45,10 @@ def main(argv=None):
         ranker.scores(labels)
         started = time.perf_counter()
         ranker.order(labels)
-        print(f"{count} labels: order in {time.perf_counter() - started:.2f} s "
-              f"(gate {ranker.fitted.gate:.2f})")  # fmt: skip
+        print(
+            f"{count} labels: order in {time.perf_counter() - started:.2f} s "
+            f"(gate {ranker.fitted.gate:.2f})"
+        )
     started = time.perf_counter()
     ranker.order({}, like=[1, 2, 3])
     print(f"3 examples: order in {time.perf_counter() - started:.2f} s")

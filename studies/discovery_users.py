@@ -13,7 +13,8 @@ standardised feature_axes and every *_sigma column, labelled objects only; the d
 one class only), ``knn`` (label propagation: the prior plus the kNN vote of the labels over the
 default space), ``learned`` (``models.preference``: the gated classifier, the new default).
 
-  python studies/discovery_users.py [--sets demo,colour,frames] [--rounds 5] [--seeds 5]
+  python studies/discovery_users.py [--sets demo,colour,frames|name=RESULTS,...] [--rounds 5]
+      [--seeds 5]
 About 3 minutes on 2 cores.
 """
 
@@ -21,36 +22,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent.parent))
+from tfanomaly.models.preference import PreferenceConfig
+from tfanomaly.models.relevance import RelevanceConfig, anomaly_prior, ranking_space, relevance
+from tfanomaly.pipelines.rerank import Ranker
+from tfanomaly.results.catalog import read_results
+from tfanomaly.results.spaces import DEFAULT_SPACE, space_vectors
 
-from tfanomaly.models.preference import PreferenceConfig  # noqa: E402
-from tfanomaly.models.relevance import RelevanceConfig, anomaly_prior, ranking_space, relevance  # noqa: E402
-from tfanomaly.pipelines.rerank import Ranker  # noqa: E402
-from tfanomaly.results.catalog import read_results  # noqa: E402
-from tfanomaly.results.spaces import DEFAULT_SPACE, space_vectors  # noqa: E402
-
+# name=RESULTS folders scored with this version (the vectors of the default space); the demo's,
+# and quality.py's fresh real sets (scored again after an upgrade with `tfanomaly score`).
 SETS = {
-    "demo": "/work/demo_run/scores_img",
-    "colour": "/work/bq/real_colour_fresh/scores_img",
-    "frames": "/work/bq/real_frames_fresh/scores_img",
+    "demo": common.ROOT / "demo_run" / "scores",
+    "colour": common.QUALITY / "real_colour_fresh" / "scores",
+    "frames": common.QUALITY / "real_frames_fresh" / "scores",
 }
 ARTIFACT_KINDS = {"satellite_trail", "diffraction_spikes", "cosmic_rays", "bad_column"}
-
-
-def machine() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((line.split(":", 1)[1].strip() for line in out.splitlines()
-                  if line.startswith("Model name")), "unknown CPU")  # fmt: skip
-    import os
-
-    return f"{model}, {os.cpu_count()} cores, numpy {np.__version__}"
 
 
 def auroc(score, target) -> float:
@@ -74,8 +65,10 @@ class Survey:
         self.kind_names = json.loads(attrs["kind_names"])
         self.anomaly = np.asarray(columns["scores_sigma"], np.float64)
         self.prior = anomaly_prior(self.anomaly)
-        sigma = np.stack([np.asarray(columns[k], np.float64) for k in sorted(columns)
-                          if k.endswith("_sigma")], axis=1)  # fmt: skip
+        sigma = np.stack(
+            [np.asarray(columns[k], np.float64) for k in sorted(columns) if k.endswith("_sigma")],
+            axis=1,
+        )
         self.space = space_vectors(lambda k: columns[k], DEFAULT_SPACE)
         raw = np.concatenate([columns["feature_axes"], sigma], axis=1)
         self.logreg_x = (raw - raw.mean(0)) / np.where(raw.std(0) > 0, raw.std(0), 1)
@@ -143,13 +136,15 @@ def simulate(survey: Survey, want, method, rounds, batch, config, rng=None):
         mask[rows] = False
         order = np.flatnonzero(mask)[np.argsort(-score[mask], kind="stable")]
         seen = np.concatenate([rows, order[: max(0, 100 - len(rows))]])[:100]
-        out.append({
-            "auroc": auroc(score[mask], target[mask]),
-            "ap": ap(score[mask], target[mask]),
-            "default_auroc": auroc(survey.prior[mask], target[mask]),
-            "first100": int(target[seen].sum()),
-            "seconds": seconds,
-        })  # fmt: skip
+        out.append(
+            {
+                "auroc": auroc(score[mask], target[mask]),
+                "ap": ap(score[mask], target[mask]),
+                "default_auroc": auroc(survey.prior[mask], target[mask]),
+                "first100": int(target[seen].sum()),
+                "seconds": seconds,
+            }
+        )
     return out
 
 
@@ -166,7 +161,11 @@ METHODS = ("default", "relevance", "logreg", "knn", "learned")
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument(
+        "--sets",
+        default=",".join(SETS),
+        help="names of SETS, or name=RESULTS_FOLDER pairs (comma-separated)",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=5, help="random labellers per set")
@@ -176,24 +175,31 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config = PreferenceConfig(**json.loads(args.config))
     methods = args.methods.split(",")
-    print(f"machine: {machine()}")
+    print(common.machine())
     print(f"config: {config}")
     record = {}
     worst = {m: {} for m in methods}
     for set_name in args.sets.split(","):
-        survey = Survey(SETS[set_name], config)
+        set_name, _, folder = set_name.partition("=")
+        survey = Survey(folder or SETS[set_name], config)
         n_anom = int((survey.kinds > 0).sum())
-        print(f"\n=== {set_name}: {len(survey.kinds)} objects, {n_anom} anomalies, "
-              f"kinds {survey.kind_names[1:]}")  # fmt: skip
+        print(
+            f"\n=== {set_name}: {len(survey.kinds)} objects, {n_anom} anomalies, "
+            f"kinds {survey.kind_names[1:]}"
+        )
         default_p100 = {}
         for user, want in users(survey):
             target = np.isin(survey.kinds, list(want))
             default_p100[user] = int(target[np.argsort(-survey.prior, kind="stable")[:100]].sum())
         for user, want in users(survey):
-            print(f"-- user wants {user} ({int(np.isin(survey.kinds, list(want)).sum())} "
-                  f"targets; default first 100: {default_p100[user]})")  # fmt: skip
-            print(f"{'method':10s} " + " ".join(f"{'r' + str(r + 1):>17s}"
-                                                for r in range(args.rounds)))  # fmt: skip
+            print(
+                f"-- user wants {user} ({int(np.isin(survey.kinds, list(want)).sum())} "
+                f"targets; default first 100: {default_p100[user]})"
+            )
+            print(
+                f"{'method':10s} "
+                + " ".join(f"{'r' + str(r + 1):>17s}" for r in range(args.rounds))
+            )
             for method in methods:
                 res = simulate(survey, want, method, args.rounds, args.batch, config)
                 record[(set_name, user, method)] = res
@@ -207,14 +213,23 @@ def main(argv=None):
         for method in [m for m in methods if m != "default"]:
             diffs = []
             for seed in range(args.seeds):
-                res = simulate(survey, None, method, args.rounds, args.batch, config,
-                               np.random.default_rng(seed))  # fmt: skip
+                res = simulate(
+                    survey,
+                    None,
+                    method,
+                    args.rounds,
+                    args.batch,
+                    config,
+                    np.random.default_rng(seed),
+                )
                 diffs.append([x["auroc"] - x["default_auroc"] for x in res])
             diffs = np.array(diffs)
             record[(set_name, "random", method)] = diffs.tolist()
-            print(f"random labels, {method:9s}: AUROC - default per round, mean "
-                  + " ".join(f"{d:+.3f}" for d in diffs.mean(0))
-                  + f"; worst |diff| {np.abs(diffs).max():.3f}")  # fmt: skip
+            print(
+                f"random labels, {method:9s}: AUROC - default per round, mean "
+                + " ".join(f"{d:+.3f}" for d in diffs.mean(0))
+                + f"; worst |diff| {np.abs(diffs).max():.3f}"
+            )
     print("\n=== after round 3: worst AUROC over users / worst first-100 gain over the default")
     for method in methods:
         cells = []

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import os
 
+import h5py
+import numpy as np
+import pytest
+
+from tfanomaly.models.scores import SCORES
+
+# Set before any test imports TensorFlow or numba (none of the imports above does).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # UMAP's numba kernels compile once (~50 s) and are cached here for later runs.
 os.environ.setdefault(
     "NUMBA_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".cache", "numba")
 )
-
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from tfanomaly.models.scores import SCORES  # noqa: E402
 
 BIG_ID = 2**60 + 12345  # far above 2**53: float64 would round it
 
@@ -47,8 +48,9 @@ def score_atol(key: str, columns: dict, calibration=None, rtol: float = NET_RTOL
     return drift / float(np.std(columns[raw])) if key.endswith("_sigma") else drift
 
 
-def assert_scores_close(actual: dict, expected: dict, keys, calibration=None, catalog=None,
-                        err_msg=""):  # fmt: skip
+def assert_scores_close(
+    actual: dict, expected: dict, keys, calibration=None, catalog=None, err_msg=""
+):
     """Results columns equal up to the float32 drift of the networks (:func:`score_atol`);
     ``catalog``: the whole catalog the sigma values refer to, when ``expected`` is a subset."""
     for key in keys:
@@ -57,12 +59,14 @@ def assert_scores_close(actual: dict, expected: dict, keys, calibration=None, ca
             # model): where it is near 0 its drift is the absolute one of a typical object's, not
             # a fraction of itself (AVX2-capped oneDNN on an EPYC: 1.7e-4 relative at 0.0089).
             typical = NET_RTOL * float(np.median(np.abs(expected[key])))
-            np.testing.assert_allclose(actual[key], expected[key], rtol=NET_RTOL, atol=typical,
-                                       err_msg=f"{err_msg} {key}")  # fmt: skip
+            np.testing.assert_allclose(
+                actual[key], expected[key], rtol=NET_RTOL, atol=typical, err_msg=f"{err_msg} {key}"
+            )
         else:
             atol = score_atol(key, expected if catalog is None else catalog, calibration)
-            np.testing.assert_allclose(actual[key], expected[key], rtol=0, atol=atol,
-                                       err_msg=f"{err_msg} {key}")  # fmt: skip
+            np.testing.assert_allclose(
+                actual[key], expected[key], rtol=0, atol=atol, err_msg=f"{err_msg} {key}"
+            )
 
 
 def make_cutouts(n=20, size=16, bands=3, seed=0):
@@ -106,8 +110,14 @@ def quiet(*_):
     """An echo that prints nothing."""
 
 
-def build_tiny_run(folder, n_objects: int, seed: int, anomaly_fraction: float = 0.02,
-                   shard_size: int = 40, planes: bool = False):  # fmt: skip
+def build_tiny_run(
+    folder,
+    n_objects: int,
+    seed: int,
+    anomaly_fraction: float = 0.02,
+    shard_size: int = 40,
+    planes: bool = False,
+):
     """A labelled 16-px simulated survey (folder/s.h5; with variance and mask planes where
     ``planes``), ingested (folder/ds), and a tiny16 GAN and encoder trained for two steps on it
     (folder/run, calibrated with the planes it has): enough for scoring, export and serving.
@@ -118,12 +128,22 @@ def build_tiny_run(folder, n_objects: int, seed: int, anomaly_fraction: float = 
     from tfanomaly.pipelines.train import train_encoder, train_gan
     from tfanomaly.simulate.config import SurveyConfig
 
-    survey = SurveyConfig(n_objects=n_objects, size=16, seed=seed,
-                          anomaly_fraction=anomaly_fraction, planes=planes)  # fmt: skip
+    survey = SurveyConfig(
+        n_objects=n_objects, size=16, seed=seed, anomaly_fraction=anomaly_fraction, planes=planes
+    )
     simulate_survey(folder / "s.h5", survey, progress=False)
     ingest(folder / "s.h5", folder / "ds", IngestConfig(shard_size=shard_size), progress=False)
-    train_gan(folder / "ds", folder / "run", GanTrainConfig(preset="tiny16", steps=2, batch_size=8,
-              checkpoint_every=2, check=False), progress=False, echo=quiet)  # fmt: skip
-    train_encoder(folder / "run", EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2,
-                  check=False), progress=False, echo=quiet)  # fmt: skip
+    train_gan(
+        folder / "ds",
+        folder / "run",
+        GanTrainConfig(preset="tiny16", steps=2, batch_size=8, checkpoint_every=2, check=False),
+        progress=False,
+        echo=quiet,
+    )
+    train_encoder(
+        folder / "run",
+        EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2, check=False),
+        progress=False,
+        echo=quiet,
+    )
     return folder

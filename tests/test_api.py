@@ -26,9 +26,16 @@ from tfanomaly.pipelines.score import score
 from tfanomaly.results.catalog import SCORE_KEYS
 from tfanomaly.results.catalog import read_results as read_results_file
 
-PACKAGES = ("tfanomaly", "tfanomaly.api", "tfanomaly.data", "tfanomaly.results",
-            "tfanomaly.serving", "tfanomaly.simulate", "tfanomaly.models",
-            "tfanomaly.pipelines")  # fmt: skip
+PACKAGES = (
+    "tfanomaly",
+    "tfanomaly.api",
+    "tfanomaly.data",
+    "tfanomaly.results",
+    "tfanomaly.serving",
+    "tfanomaly.simulate",
+    "tfanomaly.models",
+    "tfanomaly.pipelines",
+)
 
 
 def test_importing_the_packages_and_the_light_names_does_not_import_tensorflow():
@@ -73,9 +80,14 @@ def test_docstring_examples_run():
 def scored(tmp_path_factory):
     """A tiny16 run and its scored catalog (with the image cubes): the score stage's output."""
     folder = build_tiny_run(tmp_path_factory.mktemp("api"), 60, seed=9, shard_size=30)
-    score(folder / "run", folder / "ds", folder / "scores",
-          ScoreConfig(batch_size=32, inversion=InversionConfig(steps=3), store_images=True),
-          progress=False, echo=quiet)  # fmt: skip
+    score(
+        folder / "run",
+        folder / "ds",
+        folder / "scores",
+        ScoreConfig(batch_size=32, inversion=InversionConfig(steps=3), store_images=True),
+        progress=False,
+        echo=quiet,
+    )
     with h5py.File(folder / "s.h5") as f:
         images, ids = f["images"][:], f["object_ids"][:]
     return {"folder": folder, "images": images, "ids": ids}

@@ -16,8 +16,15 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "tutorial.ipynb"
 # Small enough for a few minutes on 2 CPU cores (appended to the cell of parameters).
-TINY = {"N_OBJECTS": 300, "GAN_STEPS": 8, "ENCODER_STEPS": 8, "N_NEW": 16, "CHECK": False,
-        "CAE_STEPS": 4, "N_LABELS": 8}  # fmt: skip
+TINY = {
+    "N_OBJECTS": 300,
+    "GAN_STEPS": 8,
+    "ENCODER_STEPS": 8,
+    "N_NEW": 16,
+    "CHECK": False,
+    "CAE_STEPS": 4,
+    "N_LABELS": 8,
+}
 
 
 def test_tutorial_runs(tmp_path, monkeypatch):
@@ -28,12 +35,21 @@ def test_tutorial_runs(tmp_path, monkeypatch):
     assert set(TINY) <= names
     cells[0].source += "\n" + "\n".join(f"{name} = {value!r}" for name, value in TINY.items())
     # The kernel imports this tfanomaly, whether installed or not.
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT),
-                                                                   os.environ.get("PYTHONPATH")])))  # fmt: skip
-    client = nbclient.NotebookClient(notebook, timeout=900, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})  # fmt: skip
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    )
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=900,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     client.execute()
     assert (tmp_path / "tutorial" / "scores" / "rerank.json").exists()
-    outputs = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code"
-                      for o in c.get("outputs", []))  # fmt: skip
+    outputs = "".join(
+        o.get("text", "")
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
     assert "largest difference from the catalog" in outputs

@@ -75,8 +75,15 @@ def bf16_capped() -> bool:
     then fails to create bf16 primitives (the process aborts), where a CPU without them emulates
     bf16 in float32."""
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-    return isa in ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
-                   "AVX512_CORE_VNNI")  # fmt: skip
+    return isa in (
+        "SSE41",
+        "AVX",
+        "AVX2",
+        "AVX2_VNNI",
+        "AVX2_VNNI_2",
+        "AVX512_CORE",
+        "AVX512_CORE_VNNI",
+    )
 
 
 def bf16_warning(policy: str) -> str | None:

@@ -159,8 +159,10 @@ class Run:
 
     def __repr__(self) -> str:
         height, width, bands = self.image_shape
-        return (f"Run('{self.path}', {height}x{width} px, {bands} band(s), "
-                f"{self.inversion.steps} inversion step(s))")  # fmt: skip
+        return (
+            f"Run('{self.path}', {height}x{width} px, {bands} band(s), "
+            f"{self.inversion.steps} inversion step(s))"
+        )
 
     def _checked(self, array, what: str, dtype=np.float32) -> np.ndarray:
         """``array`` as a (N, H, W, C) batch of this run's cutouts, else an InputError."""
@@ -169,19 +171,27 @@ class Run:
         if array.dtype.kind not in "fiu":
             raise InputError(f"{what}: expected numbers, got dtype {array.dtype}")
         if array.ndim == 3 and array.shape == self.image_shape:
-            raise InputError(f"{what}: one cutout of shape {array.shape}; send a batch "
-                             f"(N, {height}, {width}, {bands}), e.g. {what}[None]")  # fmt: skip
+            raise InputError(
+                f"{what}: one cutout of shape {array.shape}; send a batch "
+                f"(N, {height}, {width}, {bands}), e.g. {what}[None]"
+            )
         if array.ndim != 4:
-            raise InputError(f"{what}: expected a 4-D array (N, {height}, {width}, {bands}), "
-                             f"got shape {array.shape}")  # fmt: skip
+            raise InputError(
+                f"{what}: expected a 4-D array (N, {height}, {width}, {bands}), "
+                f"got shape {array.shape}"
+            )
         if array.shape[3] != bands:
             names = f" ({', '.join(self.bands)})" if self.bands else ""
-            raise InputError(f"{what}: the run takes {bands} band(s){names}, the array has "
-                             f"{array.shape[3]} (shape {array.shape}, bands last)")  # fmt: skip
+            raise InputError(
+                f"{what}: the run takes {bands} band(s){names}, the array has "
+                f"{array.shape[3]} (shape {array.shape}, bands last)"
+            )
         if array.shape[1:3] != (height, width):
-            raise InputError(f"{what}: the run takes {height}x{width} cutouts, got "
-                             f"{array.shape[1]}x{array.shape[2]} (resize them as `ingest "
-                             "--size` does, or score the ingested data set)")  # fmt: skip
+            raise InputError(
+                f"{what}: the run takes {height}x{width} cutouts, got "
+                f"{array.shape[1]}x{array.shape[2]} (resize them as `ingest "
+                "--size` does, or score the ingested data set)"
+            )
         return np.ascontiguousarray(array, dtype=dtype)
 
     def _batches(self, function, batch_size: int, *arrays):
@@ -197,8 +207,16 @@ class Run:
                 pieces.setdefault(key, []).append(value.numpy())
         return {key: np.concatenate(values) for key, values in pieces.items()}
 
-    def score(self, images, object_ids=None, *, variance=None, mask=None, fast: bool = False,
-              batch_size: int = SCORE_BATCH):  # fmt: skip
+    def score(
+        self,
+        images,
+        object_ids=None,
+        *,
+        variance=None,
+        mask=None,
+        fast: bool = False,
+        batch_size: int = SCORE_BATCH,
+    ):
         """Score cutouts of raw flux, as the ``score`` stage scores a data set of them.
 
         Args:
@@ -228,8 +246,10 @@ class Run:
         if object_ids is not None:
             object_ids = np.asarray(object_ids)
             if object_ids.shape != (n,) or object_ids.dtype.kind not in "iu":
-                raise InputError(f"object_ids: expected {n} integer ids, got shape "
-                                 f"{object_ids.shape} of {object_ids.dtype}")  # fmt: skip
+                raise InputError(
+                    f"object_ids: expected {n} integer ids, got shape "
+                    f"{object_ids.shape} of {object_ids.dtype}"
+                )
         arrays = [images]
         if (variance is None) != (mask is None):
             raise ConfigError("give both variance and mask planes, or neither")
@@ -241,8 +261,10 @@ class Run:
                 )
             if fast:
                 raise ConfigError("fast scoring takes the flux alone; drop variance and mask")
-            arrays += [self._checked(variance, "variance"),
-                       self._checked(mask, "mask", dtype=np.int32)]  # fmt: skip
+            arrays += [
+                self._checked(variance, "variance"),
+                self._checked(mask, "mask", dtype=np.int32),
+            ]
             function = self._scorer.score_planes
         else:
             function = self._scorer.score_fast if fast else self._scorer.score
@@ -254,8 +276,11 @@ class Run:
             columns[s.catalog] = out.get(f"{s.output}_sigma", np.zeros(0)).astype(np.float64)
         for s in SCORES:
             columns[s.results] = out.get(s.output, np.zeros(0, np.float32))
-        meta = {"run": str(self.path), "inversion_steps": 0 if fast else self.inversion.steps,
-                "statistics": str(self.statistics_path)}  # fmt: skip
+        meta = {
+            "run": str(self.path),
+            "inversion_steps": 0 if fast else self.inversion.steps,
+            "statistics": str(self.statistics_path),
+        }
         return _table(columns, meta)
 
     def reconstruct(self, images, *, batch_size: int = SCORE_BATCH) -> dict[str, np.ndarray]:
@@ -384,8 +409,10 @@ def read_results(path):
     table = {key: columns[key] for key in order}
     kind_names = json_attr(attrs.get("kind_names"))
     if "labels" in columns and kind_names and (columns["labels"] >= 0).any():
-        table["kind"] = [kind_names[k] if 0 <= k < len(kind_names) else ""
-                         for k in columns["labels"]]  # fmt: skip
-    meta = {key: value.decode() if isinstance(value, bytes) else value
-            for key, value in attrs.items()}  # fmt: skip
+        table["kind"] = [
+            kind_names[k] if 0 <= k < len(kind_names) else "" for k in columns["labels"]
+        ]
+    meta = {
+        key: value.decode() if isinstance(value, bytes) else value for key, value in attrs.items()
+    }
     return _table(table, meta)

@@ -70,9 +70,24 @@ def test_nan_policy_option(tmp_path):
 def test_demo_end_to_end_as_a_subprocess(tmp_path):
     """The README's demo command, in a fresh interpreter, on a small survey."""
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-m", "tfanomaly.cli", "demo", "--out", str(out), "-n", "300",
-           "--gan-steps", "10", "--encoder-steps", "10", "--cae-steps", "5", "--no-check",
-           "--quiet"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "tfanomaly.cli",
+        "demo",
+        "--out",
+        str(out),
+        "-n",
+        "300",
+        "--gan-steps",
+        "10",
+        "--encoder-steps",
+        "10",
+        "--cae-steps",
+        "5",
+        "--no-check",
+        "--quiet",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "done: outputs are in" in result.stdout

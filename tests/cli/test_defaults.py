@@ -199,8 +199,19 @@ def test_every_stage_takes_inputs_then_its_config_then_keywords():
     from tfanomaly.pipelines.train import train_encoder, train_gan
     from tfanomaly.results.report import build_report
 
-    for stage in (calibrate, score, beam_score, evaluate, export, build_report, embed, train_cae,
-                  train_gan, train_encoder, ingest):  # fmt: skip
+    for stage in (
+        calibrate,
+        score,
+        beam_score,
+        evaluate,
+        export,
+        build_report,
+        embed,
+        train_cae,
+        train_gan,
+        train_encoder,
+        ingest,
+    ):
         parameters = list(inspect.signature(stage).parameters.values())
         names = [p.name for p in parameters]
         config = parameters[names.index("config")]

@@ -28,8 +28,12 @@ def survey(tmp_path_factory):
     """(data set folder, the source HDF5 path): ingested once for the module; tests that change
     files work on a copy."""
     folder = tmp_path_factory.mktemp("dataset")
-    source = write_h5(folder / "s.h5", make_cutouts(N, seed=4), labels=np.arange(N) % 3,
-                      kind_names=json.dumps(KINDS))  # fmt: skip
+    source = write_h5(
+        folder / "s.h5",
+        make_cutouts(N, seed=4),
+        labels=np.arange(N) % 3,
+        kind_names=json.dumps(KINDS),
+    )
     ingest(source, folder / "ds", IngestConfig(shard_size=5), progress=False)
     return folder / "ds", source
 
@@ -62,9 +66,13 @@ def test_batches_shapes_and_dtypes(survey):
     spec = ds.element_spec
     assert spec["image"].shape.as_list() == [None, 16, 16, 3]
     assert {k: s.dtype for k, s in spec.items()} == {
-        "image": tf.float32, "object_id": tf.uint64, "idx": tf.int64, "ra": tf.float64,
-        "dec": tf.float64, "label": tf.int64,
-    }  # fmt: skip
+        "image": tf.float32,
+        "object_id": tf.uint64,
+        "idx": tf.int64,
+        "ra": tf.float64,
+        "dec": tf.float64,
+        "label": tf.int64,
+    }
     batches = list(ds)
     assert [len(b["image"]) for b in batches] == [4, 4, 4, 4, 4, 3]
     assert all(b[k].shape == (len(b["image"]),) for b in batches for k in spec if k != "image")
@@ -119,8 +127,9 @@ def test_shuffle_with_a_seed_is_reproducible(survey):
 @pytest.mark.parametrize("n", [2, 3, 5])
 def test_shards_partition_the_set(survey, n):
     plain = ids_of(load_dataset(survey[0], batch_size=4, stretch=None))
-    parts = [ids_of(load_dataset(survey[0], batch_size=4, stretch=None, shard=(i, n)))
-             for i in range(n)]  # fmt: skip
+    parts = [
+        ids_of(load_dataset(survey[0], batch_size=4, stretch=None, shard=(i, n))) for i in range(n)
+    ]
     for i, part in enumerate(parts):
         assert part == plain[i::n]  # every n-th record from the i-th
     union = [i for part in parts for i in part]
@@ -191,8 +200,9 @@ def test_dataset_info_from_folder(survey):
     assert info.shape == (16, 16, 3) and isinstance(info.shape, tuple)
     assert info.bands == ("g", "r", "i") and info.has_labels is True
     assert info.kind_names == tuple(KINDS)
-    assert info.files == tuple(str(data_dir / f"cutouts-{k:05d}-of-00005.tfrecord")
-                               for k in range(5))  # fmt: skip
+    assert info.files == tuple(
+        str(data_dir / f"cutouts-{k:05d}-of-00005.tfrecord") for k in range(5)
+    )
     with pytest.raises(AttributeError):  # frozen
         info.count = 3
 
@@ -214,8 +224,11 @@ def test_read_manifest_errors(tmp_path, ds_copy):
         str(info.value) == f"{tmp_path / 'empty'}: not a complete tfanomaly data set, no {MANIFEST}"
     )
     (tmp_path / "empty" / STATE).write_text("{}")
-    with pytest.raises(DatasetError, match=r"no manifest\.json \(an ingest was interrupted here: "
-                       r"rerun it to finish\)$"):  # fmt: skip
+    with pytest.raises(
+        DatasetError,
+        match=r"no manifest\.json \(an ingest was interrupted here: "
+        r"rerun it to finish\)$",
+    ):
         read_manifest(tmp_path / "empty")
     with pytest.raises(DatasetError, match="not a complete tfanomaly data set"):
         load_dataset(tmp_path / "empty")

@@ -82,8 +82,9 @@ def test_array_sources_read_the_planes(tmp_path):
     variances = np.full(images.shape, 0.01, np.float32)
     masks = np.zeros(images.shape, np.uint16)
     masks[2, 3, 4, 1] = 1 << 3
-    path = write_hdf5_planes(tmp_path / "p.h5", images, variances, masks,
-                             mask_bits='{"bad": 0, "cr": 3}')  # fmt: skip
+    path = write_hdf5_planes(
+        tmp_path / "p.h5", images, variances, masks, mask_bits='{"bad": 0, "cr": 3}'
+    )
     source = open_source(path)
     assert source.has_variance and source.has_mask and source.mask_bits == {"BAD": 0, "CR": 3}
     batch = source.read(1, 4)
@@ -115,8 +116,15 @@ def test_bad_array_planes(tmp_path, key, value, message):
         open_source(path)
 
 
-def write_hsc_folder(folder, images, ids, variance=None, mask=None, mask_dtype=np.int32,
-                     bits=(("BAD", 0), ("SAT", 1), ("CR", 3), ("NO_DATA", 8))):  # fmt: skip
+def write_hsc_folder(
+    folder,
+    images,
+    ids,
+    variance=None,
+    mask=None,
+    mask_dtype=np.int32,
+    bits=(("BAD", 0), ("SAT", 1), ("CR", 3), ("NO_DATA", 8)),
+):
     """The HSC cutout service's per-band files: IMAGE, MASK (MP_* cards), VARIANCE."""
     folder.mkdir(exist_ok=True)
     for image, object_id in zip(images, ids, strict=True):
@@ -127,12 +135,14 @@ def write_hsc_folder(folder, images, ids, variance=None, mask=None, mask_dtype=n
             mask_header = fits.Header()
             for name, bit in bits:  # long names as HIERARCH cards, as the HSC pipeline writes
                 mask_header[f"HIERARCH MP_{name}" if len(name) > 5 else f"MP_{name}"] = bit
-            fits.HDUList([
-                fits.PrimaryHDU(),
-                fits.ImageHDU(plane, name="IMAGE"),
-                fits.ImageHDU(msk, header=mask_header, name="MASK"),
-                fits.ImageHDU(var, name="VARIANCE"),
-            ]).writeto(folder / f"{object_id}_{band}.fits")  # fmt: skip
+            fits.HDUList(
+                [
+                    fits.PrimaryHDU(),
+                    fits.ImageHDU(plane, name="IMAGE"),
+                    fits.ImageHDU(msk, header=mask_header, name="MASK"),
+                    fits.ImageHDU(var, name="VARIANCE"),
+                ]
+            ).writeto(folder / f"{object_id}_{band}.fits")
 
 
 def test_fits_folder_reads_variance_mask_and_bit_names(tmp_path):

@@ -27,9 +27,15 @@ def tan_header(crval=(140.0, -0.5), crpix=(3.0, 5.0), scale=0.168 / 3600):
     """A celestial TAN WCS whose reference pixel is off the cutout's centre."""
     header = fits.Header()
     header.update(
-        CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CRVAL1=crval[0], CRVAL2=crval[1],
-        CRPIX1=crpix[0], CRPIX2=crpix[1], CDELT1=-scale, CDELT2=scale,
-    )  # fmt: skip
+        CTYPE1="RA---TAN",
+        CTYPE2="DEC--TAN",
+        CRVAL1=crval[0],
+        CRVAL2=crval[1],
+        CRPIX1=crpix[0],
+        CRPIX2=crpix[1],
+        CDELT1=-scale,
+        CDELT2=scale,
+    )
     return header
 
 
@@ -105,8 +111,13 @@ def test_cutout_batch_len():
 def test_hdf5_source_reads_every_column_exactly(tmp_path):
     images = make_cutouts(6)
     ids = np.array([ABOVE_2_63, 2**64 - 1, BIG_ID, 0, 2**53 + 1, 12], dtype=np.uint64)
-    path = write_h5(tmp_path / "s.h5", images, object_ids=ids, labels=np.array([0, 1, 2, 0, 1, 2]),
-                    kind_names='["normal", "ring", "merger"]')  # fmt: skip
+    path = write_h5(
+        tmp_path / "s.h5",
+        images,
+        object_ids=ids,
+        labels=np.array([0, 1, 2, 0, 1, 2]),
+        kind_names='["normal", "ring", "merger"]',
+    )
     source = open_source(path)
     assert isinstance(source, ArraySource)
     assert (source.count, source.shape, source.bands) == (6, (16, 16, 3), ("g", "r", "i"))
@@ -211,15 +222,18 @@ def test_integer_and_float_ids(tmp_path):
 @pytest.mark.parametrize(
     "images, message",
     [
-        (np.zeros((4, 16, 16), np.float32), r"rank 3 with shape \(4, 16, 16\); expected "
-         r"\(N, H, W, C\) \(add a band axis: images\[\.\.\., None\]\)"),
+        (
+            np.zeros((4, 16, 16), np.float32),
+            r"rank 3 with shape \(4, 16, 16\); expected "
+            r"\(N, H, W, C\) \(add a band axis: images\[\.\.\., None\]\)",
+        ),
         (np.zeros((16, 16), np.float32), r"rank 2 with shape \(16, 16\); expected \(N, H, W, C\)$"),
         (np.zeros((4, 16, 16, 1), bool), "non-numeric dtype bool"),
         (np.zeros((4, 16, 16, 1), np.complex64), "non-numeric dtype complex64"),
         (np.zeros((0, 16, 16, 3), np.float32), "holds no cutouts"),
         (np.zeros((2, 1, 16, 3), np.float32), r"shape \(2, 1, 16, 3\): empty cutouts"),
     ],
-)  # fmt: skip
+)
 def test_bad_image_arrays(tmp_path, images, message):
     path = tmp_path / "bad.h5"
     with h5py.File(path, "w") as f:
@@ -318,8 +332,14 @@ def test_npy_with_separate_ids(tmp_path):
 def test_npz_in_the_paper_layout(tmp_path):
     images = make_cutouts(4)
     ids = np.uint64(BIG_ID) + np.arange(4, dtype=np.uint64)
-    np.savez(tmp_path / "p.npz", images=images, object_ids=ids, idxs=np.arange(4) + 50,
-             ra=np.linspace(10, 11, 4), labels=np.array([2, -1, 0, 1]))  # fmt: skip
+    np.savez(
+        tmp_path / "p.npz",
+        images=images,
+        object_ids=ids,
+        idxs=np.arange(4) + 50,
+        ra=np.linspace(10, 11, 4),
+        labels=np.array([2, -1, 0, 1]),
+    )
     batch = open_source(tmp_path / "p.npz").read(0, 4)
     np.testing.assert_array_equal(batch.images, images)
     np.testing.assert_array_equal(batch.object_ids, ids)
@@ -406,8 +426,13 @@ def test_per_object_layout_orders_bands_by_name(tmp_path):
     (HSC-G) or by the FILTER keyword; objects come in id order."""
     images = make_cutouts(3)
     ids = [ABOVE_2_63, 5, BIG_ID]
-    write_per_object(tmp_path / "fits", images, ids, hdu_bands=("i", "g", "r"),
-                     primary=fits.Header({"RA": 135.5, "DEC": 1.25}))  # fmt: skip
+    write_per_object(
+        tmp_path / "fits",
+        images,
+        ids,
+        hdu_bands=("i", "g", "r"),
+        primary=fits.Header({"RA": 135.5, "DEC": 1.25}),
+    )
     source = open_source(tmp_path / "fits")
     assert isinstance(source, FitsFolderSource) and source.layout == "per_object"
     assert (source.count, source.shape, source.bands) == (3, (16, 16, 3), ("g", "r", "i"))
@@ -565,8 +590,11 @@ def test_fits_shape_problems(tmp_path):
     write_per_object(tmp_path / "sizes", make_cutouts(1, size=20), [2])
     source = open_source(tmp_path / "sizes")  # the first object sets the shape
     assert source.shape == (16, 16, 3) and len(source.read(0, 1)) == 1
-    with pytest.raises(InputError, match=r"object 2: cutout shape \(20, 20, 3\) differs from the "
-                       r"first object's \(16, 16, 3\)"):  # fmt: skip
+    with pytest.raises(
+        InputError,
+        match=r"object 2: cutout shape \(20, 20, 3\) differs from the "
+        r"first object's \(16, 16, 3\)",
+    ):
         source.read(0, 2)
 
 

@@ -14,8 +14,17 @@ import time
 from urllib.parse import urlsplit
 
 
-def call(url: str, path: str, body=None, *, method=None, content_type="application/json",
-         raw: bytes | None = None, headers: dict | None = None, timeout: float = 30):  # fmt: skip
+def call(
+    url: str,
+    path: str,
+    body=None,
+    *,
+    method=None,
+    content_type="application/json",
+    raw: bytes | None = None,
+    headers: dict | None = None,
+    timeout: float = 30,
+):
     """(status, headers, decoded JSON or bytes) of one request; ``path`` is sent as it is, so
     that traversal attempts reach the server unnormalised."""
     parts = urlsplit(url)
@@ -71,8 +80,13 @@ def start_explore(*args, timeout: float = 60) -> tuple[subprocess.Popen, str]:
         "--port",
         "0",
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.monotonic() + timeout
     lines = []
     while time.monotonic() < deadline:
@@ -128,8 +142,11 @@ def add_clusters(folder, sizes=(12, 9, 7), noise: int = 4, seed: int = 0, embedd
             f["idxs"], f["object_ids"] = columns["idxs"][rows], columns["object_ids"][rows]
             f["umap_x"], f["umap_y"], f["cluster"] = x, y, cluster
     else:
-        full = {"umap_x": np.full(n, np.nan), "umap_y": np.full(n, np.nan),
-                "cluster": np.full(n, -1, dtype=np.int64)}  # fmt: skip
+        full = {
+            "umap_x": np.full(n, np.nan),
+            "umap_y": np.full(n, np.nan),
+            "cluster": np.full(n, -1, dtype=np.int64),
+        }
         full["umap_x"][rows], full["umap_y"][rows], full["cluster"][rows] = x, y, cluster
         table = catalog_table({**columns, **full}, json_attr(attrs.get("kind_names")))
         write_catalog(table, folder / "catalog.fits")

@@ -37,15 +37,28 @@ def chrome(profile: Path):
             "selenium" if webdriver is None else "chromium" if browser is None else "chromedriver"
         )
         if os.environ.get("CI"):
-            pytest.fail(f"{missing} is missing: .ci/run installs chromium and chromium-driver, "
-                        "the dev extra selenium")  # fmt: skip
-        pytest.skip(f"{missing} not installed (apt-get install chromium chromium-driver; "
-                    "pip install selenium)")  # fmt: skip
+            pytest.fail(
+                f"{missing} is missing: .ci/run installs chromium and chromium-driver, "
+                "the dev extra selenium"
+            )
+        pytest.skip(
+            f"{missing} not installed (apt-get install chromium chromium-driver; "
+            "pip install selenium)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-background-networking", "--disable-sync",
-                 "--window-size=1440,1000", "--hide-scrollbars", f"--user-data-dir={profile}"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-sync",
+        "--window-size=1440,1000",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=Service(driver))
 
@@ -57,11 +70,17 @@ def results(tmp_path_factory):
         return Path(other)
     from tfanomaly.pipelines.score import score
 
-    folder = build_tiny_run(tmp_path_factory.mktemp("explore_browser"), 60, seed=7,
-                            anomaly_fraction=0.25)  # fmt: skip
-    score(folder / "run", folder / "ds", folder / "scores",
-          ScoreConfig(batch_size=32, store_images=True, inversion=InversionConfig(steps=0)),
-          progress=False, echo=quiet)  # fmt: skip
+    folder = build_tiny_run(
+        tmp_path_factory.mktemp("explore_browser"), 60, seed=7, anomaly_fraction=0.25
+    )
+    score(
+        folder / "run",
+        folder / "ds",
+        folder / "scores",
+        ScoreConfig(batch_size=32, store_images=True, inversion=InversionConfig(steps=0)),
+        progress=False,
+        echo=quiet,
+    )
     return folder / "scores"
 
 
@@ -85,16 +104,19 @@ class Page:
         )
 
     def ids(self, where: str = "#queue") -> list[str]:
-        return self.js(f"return [...document.querySelectorAll('{where} .card')]"
-                       ".map(c => c.dataset.id);")  # fmt: skip
+        return self.js(
+            f"return [...document.querySelectorAll('{where} .card')].map(c => c.dataset.id);"
+        )
 
     def label_of(self, oid: str) -> str:
         return self.js(f"return document.querySelector('.card[data-id=\"{oid}\"]').dataset.label;")
 
     def wait_label(self, oid: str, label: str) -> None:
-        self.wait(f"document.querySelector('#queue .card[data-id=\"{oid}\"], #gallery-items "
-                  f".card[data-id=\"{oid}\"]')?.dataset.label === '{label}'",
-                  f"{oid} labelled '{label}'")  # fmt: skip
+        self.wait(
+            f'document.querySelector(\'#queue .card[data-id="{oid}"], #gallery-items '
+            f".card[data-id=\"{oid}\"]')?.dataset.label === '{label}'",
+            f"{oid} labelled '{label}'",
+        )
 
     def keys(self, *keys: str) -> None:
         chain = self.actions(self.driver)
@@ -106,10 +128,16 @@ class Page:
         return self.js("return document.querySelector('#queue .card.focused').dataset.id;")
 
     def loaded(self, loads: int = 1) -> None:
-        self.wait(f"Number(document.body.dataset.loads || 0) >= {loads} && "
-                  "document.querySelectorAll('#queue .card').length > 0", "the queue")  # fmt: skip
-        self.wait("[...document.querySelectorAll('#queue img')].every(i => i.complete && "
-                  "i.naturalWidth > 0)", "the triptychs")  # fmt: skip
+        self.wait(
+            f"Number(document.body.dataset.loads || 0) >= {loads} && "
+            "document.querySelectorAll('#queue .card').length > 0",
+            "the queue",
+        )
+        self.wait(
+            "[...document.querySelectorAll('#queue img')].every(i => i.complete && "
+            "i.naturalWidth > 0)",
+            "the triptychs",
+        )
 
     def loads(self) -> int:
         return int(self.js("return Number(document.body.dataset.loads || 0);"))
@@ -119,8 +147,9 @@ class Page:
 def test_label_rerank_reload_and_more_like_this_in_chromium(results, tmp_path):
     from selenium.webdriver.common.keys import Keys
 
-    process, url = start_explore(results, "--labels", tmp_path / "labels.sqlite",
-                                 "--rerank-every", "2")  # fmt: skip
+    process, url = start_explore(
+        results, "--labels", tmp_path / "labels.sqlite", "--rerank-every", "2"
+    )
     driver = chrome(tmp_path / "profile")
     try:
         wait_for(url, lambda s: s["ranker"] == "ready")
@@ -155,12 +184,18 @@ def test_label_rerank_reload_and_more_like_this_in_chromium(results, tmp_path):
         page.keys("2")
         page.wait_label(top, "artifact")
         page.keys("k", "t", "recheck", Keys.ENTER)
-        page.wait(f"document.querySelector('.card[data-id=\"{top}\"] .tag')?.textContent"
-                  ".startsWith('recheck')", "the tag")  # fmt: skip
+        page.wait(
+            f"document.querySelector('.card[data-id=\"{top}\"] .tag')?.textContent"
+            ".startsWith('recheck')",
+            "the tag",
+        )
         page.keys(Keys.ESCAPE, "e", "check the single-visit frames", Keys.ESCAPE)
         note = "check the single-visit frames"
-        wait_for(url, lambda _: get(url, "/api/labels")["labels"][top]["note"] == note,
-                 what="the note saved")  # fmt: skip
+        wait_for(
+            url,
+            lambda _: get(url, "/api/labels")["labels"][top]["note"] == note,
+            what="the note saved",
+        )
         state = get(url, "/api/state")
         assert state["labelled"] == 3 and state["pending"] == 1 and state["version"] == 1
         page.js("window.scrollTo(0, 0); document.getElementById('toast').hidden = true;")
@@ -177,10 +212,16 @@ def test_label_rerank_reload_and_more_like_this_in_chromium(results, tmp_path):
         page.loaded()
         assert page.ids() == after
         assert page.label_of(top) == "artifact"
-        assert page.js(f"return document.querySelector('.card[data-id=\"{top}\"] .note').value;"
-                       ) == note  # fmt: skip
-        assert page.js(f"return document.querySelector('.card[data-id=\"{top}\"] .badge')"
-                       ".textContent;") == "artifact"  # fmt: skip
+        assert (
+            page.js(f"return document.querySelector('.card[data-id=\"{top}\"] .note').value;")
+            == note
+        )
+        assert (
+            page.js(
+                f"return document.querySelector('.card[data-id=\"{top}\"] .badge').textContent;"
+            )
+            == "artifact"
+        )
         last = page.loads()
         page.keys("]")
         page.loaded(last + 1)
@@ -207,16 +248,20 @@ def test_label_rerank_reload_and_more_like_this_in_chromium(results, tmp_path):
         assert len(similar) == min(12, get(url, "/api/info")["objects"] - 1)
         assert focused not in similar and len(set(similar)) == len(similar)
         assert similar == [o["id"] for o in get(url, f"/api/similar/{focused}")["objects"]]
-        driver.find_element(page.by.CSS_SELECTOR,
-                            f'#gallery-items .card[data-id="{similar[0]}"] .lab.normal').click()  # fmt: skip
+        driver.find_element(
+            page.by.CSS_SELECTOR, f'#gallery-items .card[data-id="{similar[0]}"] .lab.normal'
+        ).click()
         page.wait_label(similar[0], "normal")
         page.wait("document.body.dataset.version === '2'", "ranking v2")
         page.keys(Keys.ESCAPE)
         page.wait("document.getElementById('gallery').hidden", "the gallery closed")
         labels = get(url, "/api/labels")["labels"]
         assert {oid: r["label"] for oid, r in labels.items()} == {
-            before[0]: "interesting", before[1]: "artifact", top: "artifact",
-            similar[0]: "normal"}  # fmt: skip
+            before[0]: "interesting",
+            before[1]: "artifact",
+            top: "artifact",
+            similar[0]: "normal",
+        }
         assert labels[top]["tags"] == ["recheck"] and labels[before[0]]["version"] == 0
         assert labels[top]["version"] == 1
         page.wait("document.body.dataset.page === '0'", "the queue on its first page")
@@ -253,13 +298,20 @@ def test_label_a_whole_cluster_in_one_click_and_undo_it_in_chromium(clustered, t
         driver.find_element(page.by.ID, "tab-clusters").click()
         page.wait("Number(document.body.dataset.clusterLoads || 0) >= 1", "the clusters")
         assert page.js("return document.getElementById('queue').hidden;")
-        cards = page.js("return [...document.querySelectorAll('.cluster')].map(c => "
-                        "[c.dataset.cluster, c.dataset.size]);")  # fmt: skip
+        cards = page.js(
+            "return [...document.querySelectorAll('.cluster')].map(c => "
+            "[c.dataset.cluster, c.dataset.size]);"
+        )
         assert cards == [["0", "14"], ["1", "10"], ["2", "8"]]
-        page.wait("[...document.querySelectorAll('.cluster img')].every(i => i.complete && "
-                  "i.naturalWidth > 0)", "the typical members' triptychs")  # fmt: skip
-        typical = page.js("return [...document.querySelectorAll('.cluster[data-cluster=\"1\"] "
-                          "img')].map(i => i.dataset.id);")  # fmt: skip
+        page.wait(
+            "[...document.querySelectorAll('.cluster img')].every(i => i.complete && "
+            "i.naturalWidth > 0)",
+            "the typical members' triptychs",
+        )
+        typical = page.js(
+            'return [...document.querySelectorAll(\'.cluster[data-cluster="1"] '
+            "img')].map(i => i.dataset.id);"
+        )
         assert len(typical) == 6 and {int(i) for i in typical} <= set(members[1])
         assert page.js("return state.map.ids.length;") == 14 + 10 + 8 + 5
 
@@ -267,8 +319,11 @@ def test_label_a_whole_cluster_in_one_click_and_undo_it_in_chromium(clustered, t
         card = driver.find_element(page.by.CSS_SELECTOR, '.cluster[data-cluster="1"]')
         card.find_element(page.by.CSS_SELECTOR, ".bulk-tag").send_keys("satellite trail")
         card.find_element(page.by.CSS_SELECTOR, ".bulk-lab.artifact").click()
-        page.wait("document.querySelector('.cluster[data-cluster=\"1\"] .counts .badge')"
-                  "?.textContent === 'artifact 10'", "the cluster's label count")  # fmt: skip
+        page.wait(
+            "document.querySelector('.cluster[data-cluster=\"1\"] .counts .badge')"
+            "?.textContent === 'artifact 10'",
+            "the cluster's label count",
+        )
         current = stored(labels)
         assert sorted(current) == sorted(members[1])
         for record in current.values():
@@ -277,8 +332,11 @@ def test_label_a_whole_cluster_in_one_click_and_undo_it_in_chromium(clustered, t
         assert get(url, "/api/state")["labelled"] == 10
         loads = int(page.js("return Number(document.body.dataset.clusterLoads);"))
         page.keys("u")
-        page.wait(f"Number(document.body.dataset.clusterLoads) > {loads} && "
-                  "!document.querySelector('.cluster .counts .badge')", "the undo")  # fmt: skip
+        page.wait(
+            f"Number(document.body.dataset.clusterLoads) > {loads} && "
+            "!document.querySelector('.cluster .counts .badge')",
+            "the undo",
+        )
         assert stored(labels) == {} and get(url, "/api/state")["labelled"] == 0
 
         # A rectangle dragged around cluster 2 on the map selects it; one click labels it.
@@ -291,15 +349,19 @@ def test_label_a_whole_cluster_in_one_click_and_undo_it_in_chromium(clustered, t
         )
         canvas = driver.find_element(page.by.ID, "map")
         left, top, right, bottom, width, height = box
-        chain = page.actions(driver).move_to_element_with_offset(canvas, int(left - width / 2),
-                                                                 int(top - height / 2))  # fmt: skip
+        chain = page.actions(driver).move_to_element_with_offset(
+            canvas, int(left - width / 2), int(top - height / 2)
+        )
         chain.click_and_hold().move_by_offset(int(right - left), int(bottom - top)).release()
         chain.perform()
         page.wait("document.body.dataset.selected === '8'", "8 objects selected")
         driver.find_element(page.by.ID, "selection-tag").send_keys("ring")
         driver.find_element(page.by.CSS_SELECTOR, "#selection-bar .bulk-lab.interesting").click()
-        page.wait("document.querySelector('.cluster[data-cluster=\"2\"] .counts .badge')"
-                  "?.textContent === 'interesting 8'", "the selection labelled")  # fmt: skip
+        page.wait(
+            "document.querySelector('.cluster[data-cluster=\"2\"] .counts .badge')"
+            "?.textContent === 'interesting 8'",
+            "the selection labelled",
+        )
         current = stored(labels)
         assert sorted(current) == sorted(members[2])
         assert {tuple(r["tags"]) for r in current.values()} == {("ring", "selection")}
@@ -338,8 +400,9 @@ def grouped(tmp_path_factory):
 @pytest.mark.slow
 def test_find_more_like_this_seeds_the_ranking_and_why_explains_it_in_chromium(grouped, tmp_path):
     folder, group = grouped
-    process, url = start_explore(folder, "--labels", tmp_path / "labels.sqlite",
-                                 "--page-size", "60")  # fmt: skip
+    process, url = start_explore(
+        folder, "--labels", tmp_path / "labels.sqlite", "--page-size", "60"
+    )
     driver = chrome(tmp_path / "profile")
     try:
         wait_for(url, lambda s: s["ranker"] == "ready")
@@ -357,21 +420,29 @@ def test_find_more_like_this_seeds_the_ranking_and_why_explains_it_in_chromium(g
         def in_top(order):
             return len(set(order[:10]) & set(group))
 
-        assert in_top(after) >= in_top(before) + 4 and after[0] in group, (in_top(before),
-                                                                           in_top(after))  # fmt: skip
+        assert in_top(after) >= in_top(before) + 4 and after[0] in group, (
+            in_top(before),
+            in_top(after),
+        )
         assert get(url, "/api/state")["examples"] == [example]
-        assert "example" in driver.find_element(
-            page.by.CSS_SELECTOR, f'.card[data-id="{example}"] .seed').text  # fmt: skip
+        assert (
+            "example"
+            in driver.find_element(page.by.CSS_SELECTOR, f'.card[data-id="{example}"] .seed').text
+        )
         assert get(url, "/api/labels")["labels"] == {}  # an example is no label
 
         # Why? The card shows the contributions and the summary of its rank.
         first = after[0]
-        page.js("document.getElementById('toast').hidden = true; window.scrollTo(0, 0); "
-                f"document.querySelector('.card[data-id=\"{first}\"] .why')"
-                ".scrollIntoView({block: 'center'});")  # fmt: skip
+        page.js(
+            "document.getElementById('toast').hidden = true; window.scrollTo(0, 0); "
+            f"document.querySelector('.card[data-id=\"{first}\"] .why')"
+            ".scrollIntoView({block: 'center'});"
+        )
         driver.find_element(page.by.CSS_SELECTOR, f'.card[data-id="{first}"] .why').click()
-        page.wait(f"!document.querySelector('.card[data-id=\"{first}\"] .explain').hidden",
-                  "the explanation")  # fmt: skip
+        page.wait(
+            f"!document.querySelector('.card[data-id=\"{first}\"] .explain').hidden",
+            "the explanation",
+        )
         text = driver.find_element(page.by.CSS_SELECTOR, f'.card[data-id="{first}"] .explain').text
         assert "rank 1" in text and "anomaly score" in text and "latents (labels)" in text
         why = get(url, f"/api/explain/{first}")

@@ -90,8 +90,9 @@ def test_explorer_serves_and_reranks_without_tensorflow(results, tmp_path):
         "server.stop()\n"
         "print('tensorflow' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
 
@@ -106,8 +107,10 @@ def test_explore_errors_are_one_line(results, tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = runner.invoke(main, ["explore", str(results), "--port", str(port),
-                                      "--labels", str(tmp_path / "l.sqlite")])  # fmt: skip
+        result = runner.invoke(
+            main,
+            ["explore", str(results), "--port", str(port), "--labels", str(tmp_path / "l.sqlite")],
+        )
     assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output
     result = runner.invoke(main, ["explore", str(results), "--rerank-every", "0"])
     assert result.exit_code == 1 and "rerank-every must be in 1-" in result.output
@@ -127,8 +130,9 @@ def test_labels_export_and_import_commands(results, tmp_path):
         store.set(BIG_ID + 3, label="artifact")
     for suffix in (".csv", ".fits"):
         out = tmp_path / f"labels{suffix}"
-        result = runner.invoke(main, ["labels", "export", str(results), str(out),
-                                      "--labels", str(store_path)])  # fmt: skip
+        result = runner.invoke(
+            main, ["labels", "export", str(results), str(out), "--labels", str(store_path)]
+        )
         assert result.exit_code == 0, result.output
         assert "exported 2 labelled objects" in result.output and out.exists()
     colleague = tmp_path / "colleague.csv"
@@ -140,8 +144,17 @@ def test_labels_export_and_import_commands(results, tmp_path):
         assert (
             store.get(BIG_ID + 6)["tags"] == ["smooth"] and store.get(7)["label"] == "interesting"
         )
-    result = runner.invoke(main, ["labels", "import", str(results), str(tmp_path / "labels.fits"),
-                                  "--labels", str(tmp_path / "copy.sqlite")])  # fmt: skip
+    result = runner.invoke(
+        main,
+        [
+            "labels",
+            "import",
+            str(results),
+            str(tmp_path / "labels.fits"),
+            "--labels",
+            str(tmp_path / "copy.sqlite"),
+        ],
+    )
     assert result.exit_code == 0 and "imported 2 rows" in result.output
     with LabelStore(tmp_path / "copy.sqlite") as store:
         assert store.get(BIG_ID)["note"] == "two nuclei"
@@ -176,9 +189,18 @@ def test_ctrl_c_delivered_to_another_thread_stops_the_server(results, tmp_path):
     """Where SIGINT lands on a thread other than the main one (the kernel may pick any), the
     server still stops: the CI hang of an explorer idle in select() after Ctrl-C."""
     process = subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-c", SIGINT_ON_ANOTHER_THREAD, str(results),
-         str(tmp_path / "labels.sqlite")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-X",
+            "faulthandler",
+            "-c",
+            SIGINT_ON_ANOTHER_THREAD,
+            str(results),
+            str(tmp_path / "labels.sqlite"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert process.returncode == 0, process.stderr
     assert "stopped by Ctrl-C" in process.stdout

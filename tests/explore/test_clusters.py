@@ -95,8 +95,9 @@ def test_cluster_list_map_and_one_bulk_action_undone_whole(server, clustered):
 
     one = str(members[0][0])
     post(url, "/api/labels", {"object_id": one, "label": "normal", "tags": ["bright"]})
-    done = post(url, "/api/labels/bulk", {"cluster": 0, "label": "artifact",
-                                         "tags": "satellite trail"})  # fmt: skip
+    done = post(
+        url, "/api/labels/bulk", {"cluster": 0, "label": "artifact", "tags": "satellite trail"}
+    )
     assert done["count"] == 12 and done["tags"] == ["satellite trail", "cluster:0"]
     assert done["labelled"] == 12 and done["pending"] == 13  # they count like any labels
     labels = get(url, "/api/labels")["labels"]
@@ -107,8 +108,9 @@ def test_cluster_list_map_and_one_bulk_action_undone_whole(server, clustered):
     assert get(url, "/api/clusters")["clusters"][0]["labels"] == {"artifact": 12}
 
     picked = [str(i) for i in members[1][:3] + members[-1][:1]]  # a selection in the map
-    done = post(url, "/api/labels/bulk", {"object_ids": picked, "label": "interesting",
-                                         "note": "ring?"})  # fmt: skip
+    done = post(
+        url, "/api/labels/bulk", {"object_ids": picked, "label": "interesting", "note": "ring?"}
+    )
     assert done["count"] == 4 and done["tags"] == ["selection"]
     assert get(url, "/api/clusters")["clusters"][1]["labels"] == {"interesting": 3}
 
@@ -125,8 +127,13 @@ def test_cluster_list_map_and_one_bulk_action_undone_whole(server, clustered):
 def test_bulk_labels_feed_the_reranking(clustered, tmp_path):
     folder, members = clustered
     config = ExploreConfig(port=0, rerank_every=5)
-    explorer = Explorer(ResultsView(folder), LabelStore(tmp_path / "l.sqlite"), config,
-                        echo=lambda *_: None, clusters=None)  # fmt: skip
+    explorer = Explorer(
+        ResultsView(folder),
+        LabelStore(tmp_path / "l.sqlite"),
+        config,
+        echo=lambda *_: None,
+        clusters=None,
+    )
     running = ExploreServer(explorer, "127.0.0.1", 0).start_in_thread()
     try:
         wait_for(running.url, lambda s: s["ranker"] == "ready")

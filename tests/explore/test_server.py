@@ -98,8 +98,11 @@ def test_labels_undo_and_a_rerank_after_each_round(server):
     before = get(url, "/api/queue?size=50")
     top = [o["id"] for o in before["objects"][:3]]
     version = before["version"]
-    shown = post(url, "/api/labels", {"object_id": top[0], "label": "interesting",
-                                      "tags": ["merger"], "note": "bridge?"})["object"]  # fmt: skip
+    shown = post(
+        url,
+        "/api/labels",
+        {"object_id": top[0], "label": "interesting", "tags": ["merger"], "note": "bridge?"},
+    )["object"]
     assert shown["label"] == "interesting" and shown["tags"] == ["merger"]
     post(url, "/api/labels", {"object_id": top[1], "label": "artifact"})
     assert post(url, "/api/labels", {"object_id": top[1], "note": "ghost"})["pending"] == 2
@@ -140,43 +143,93 @@ BAD_REQUESTS = [
     ("GET", f"/api/similar/{BIG_ID + 1}", None, None, 404, "no object"),
     ("GET", "/api/queue?page=-1", None, None, 400, "page must be in"),
     ("GET", "/api/queue?size=x", None, None, 400, "not an integer"),
-    ("POST", "/api/labels", b'{"object_id": "%d"' % BIG_ID + b', "label": "lens"}',
-     "application/json", 400, "unknown label 'lens'"),
-    ("POST", "/api/labels", b'{"object_id": "12", "label": "normal"}', "application/json", 404,
-     "no object 12"),
+    (
+        "POST",
+        "/api/labels",
+        b'{"object_id": "%d"' % BIG_ID + b', "label": "lens"}',
+        "application/json",
+        400,
+        "unknown label 'lens'",
+    ),
+    (
+        "POST",
+        "/api/labels",
+        b'{"object_id": "12", "label": "normal"}',
+        "application/json",
+        404,
+        "no object 12",
+    ),
     ("POST", "/api/labels", b'{"object_id": ', "application/json", 400, "malformed JSON"),
     ("POST", "/api/labels", b'["x"]', "application/json", 400, "must be a JSON object"),
     ("POST", "/api/labels", b'{"label": "normal"}', "application/json", 400, "give the object_id"),
-    ("POST", "/api/labels", b'{"object_id": "%d"' % BIG_ID + b'}', "application/json", 400,
-     "nothing to record"),
-    ("POST", "/api/labels", b'{"object_id": "%d"' % BIG_ID + b', "labels": "normal"}',
-     "application/json", 400, "unknown field(s) labels"),
-    ("POST", "/api/labels", b'{"object_id": 1.5, "label": "normal"}', "application/json", 400,
-     "not floats"),
-    ("POST", "/api/labels", b"object_id=1&label=normal", "application/x-www-form-urlencoded",
-     415, "application/json"),
-    ("POST", "/api/labels", b'{"object_id": "%d"' % BIG_ID + b', "tags": "a,' + b"b" * 70
-     + b'"}', "application/json", 400, "at most 64 characters"),
+    (
+        "POST",
+        "/api/labels",
+        b'{"object_id": "%d"' % BIG_ID + b"}",
+        "application/json",
+        400,
+        "nothing to record",
+    ),
+    (
+        "POST",
+        "/api/labels",
+        b'{"object_id": "%d"' % BIG_ID + b', "labels": "normal"}',
+        "application/json",
+        400,
+        "unknown field(s) labels",
+    ),
+    (
+        "POST",
+        "/api/labels",
+        b'{"object_id": 1.5, "label": "normal"}',
+        "application/json",
+        400,
+        "not floats",
+    ),
+    (
+        "POST",
+        "/api/labels",
+        b"object_id=1&label=normal",
+        "application/x-www-form-urlencoded",
+        415,
+        "application/json",
+    ),
+    (
+        "POST",
+        "/api/labels",
+        b'{"object_id": "%d"' % BIG_ID + b', "tags": "a,' + b"b" * 70 + b'"}',
+        "application/json",
+        400,
+        "at most 64 characters",
+    ),
     ("GET", "/api/nothing", None, None, 404, "not found"),
     ("DELETE", "/api/labels", None, None, 405, "Method Not Allowed"),
     ("GET", "/static/..%2f..%2fresults%2fbrowse.py", None, None, 403, "forbidden"),
     ("GET", "/static/%2e%2e/%2e%2e/fileio.py", None, None, 403, "forbidden"),
     ("GET", "/static/../app.py", None, None, 403, "forbidden"),
-    ("GET", "/static/..%2f..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd", None, None, 403,
-     "forbidden"),
+    (
+        "GET",
+        "/static/..%2f..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+        None,
+        None,
+        403,
+        "forbidden",
+    ),
     ("GET", "/static//etc/passwd", None, None, 403, "forbidden"),
     ("GET", "/static/missing.js", None, None, 404, "not found"),
     ("GET", "/..%2fsetup.cfg", None, None, 404, "not found"),
     ("GET", "/api/images/..%2f..%2fresults.h5", None, None, 404, "not found"),
     ("GET", "/api/images/..%2fresults.h5.png", None, None, 400, "not an unsigned"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("method,path,body,kind,status,message", BAD_REQUESTS)
-def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(server, method, path, body,
-                                                                   kind, status, message):  # fmt: skip
-    got, headers, payload = call(server.url, path, method=method, raw=body,
-                                 content_type=kind or "application/json")  # fmt: skip
+def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(
+    server, method, path, body, kind, status, message
+):
+    got, headers, payload = call(
+        server.url, path, method=method, raw=body, content_type=kind or "application/json"
+    )
     assert got == status, payload
     assert headers["Content-Type"].startswith("application/json")
     assert message in payload["error"], payload
@@ -233,8 +286,9 @@ def test_a_restart_continues_from_the_labels(tmp_path):
     try:
         wait_for(running.url, lambda s: s["ranker"] == "ready")
         ids = [o["id"] for o in get(running.url, "/api/queue?size=30")["objects"]]
-        for oid, label in zip(ids[:4], ("interesting", "artifact", "normal", "normal"),
-                              strict=True):  # fmt: skip
+        for oid, label in zip(
+            ids[:4], ("interesting", "artifact", "normal", "normal"), strict=True
+        ):
             post(running.url, "/api/labels", {"object_id": oid, "label": label})
         assert get(running.url, "/api/state")["version"] == 0  # fewer than --rerank-every
     finally:
@@ -259,9 +313,13 @@ def test_a_failing_ranker_does_not_stop_the_labelling(tmp_path):
     folder = write_results_file(tmp_path / "scores", n=10)
     factories = {"build": lambda view: 1 / 0, "order": lambda view: (BrokenRanker(), "test")}
     for name, factory in factories.items():
-        explorer = Explorer(ResultsView(folder), LabelStore(tmp_path / f"{name}.sqlite"),
-                            ExploreConfig(rerank_every=1), ranker_factory=factory,
-                            echo=lambda *_: None)  # fmt: skip
+        explorer = Explorer(
+            ResultsView(folder),
+            LabelStore(tmp_path / f"{name}.sqlite"),
+            ExploreConfig(rerank_every=1),
+            ranker_factory=factory,
+            echo=lambda *_: None,
+        )
         running = ExploreServer(explorer, "127.0.0.1", 0).start_in_thread()
         try:
             state = wait_for(running.url, lambda s: s["ranker"] != "building")

@@ -31,8 +31,10 @@ def test_every_network_takes_and_gives_the_cutouts_shape(size, bands):
     assert cae(x).shape == x.shape and cae_encoder(cae)(x).shape == (2, 64)
 
 
-@pytest.mark.parametrize(("size", "crop"), [(24, None), (40, None), (64, None), (100, (6, 6)),
-                                             (36, (2, 2)), (65, (7, 8))])  # fmt: skip
+@pytest.mark.parametrize(
+    ("size", "crop"),
+    [(24, None), (40, None), (64, None), (100, (6, 6)), (36, (2, 2)), (65, (7, 8))],
+)
 def test_crop_only_where_the_size_is_not_base_times_a_power_of_two(size, crop):
     config = derive_config("tiny", size, 3)
     generator, cae = Generator(config), CAE(config)
@@ -85,8 +87,9 @@ def test_a_cropping_model_round_trips_through_keras_files(cls, tmp_path):
         x = rng.normal(size=(2, config.latent_dim)).astype("float32")
     else:
         x = rng.random((2, 100, 100, 5), dtype=np.float32)
-    for ours, theirs in zip(keras.tree.flatten(loaded(x)), keras.tree.flatten(model(x)),
-                            strict=True):  # fmt: skip
+    for ours, theirs in zip(
+        keras.tree.flatten(loaded(x)), keras.tree.flatten(model(x)), strict=True
+    ):
         np.testing.assert_array_equal(ours, theirs)
 
 

@@ -40,8 +40,12 @@ def test_translation_is_a_wrapped_shift_of_at_most_an_eighth_of_the_size():
     shifted = translation(images, keras.random.SeedGenerator(1)).numpy()
     shifts = set()
     for original, out in zip(images.numpy(), shifted, strict=True):
-        found = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)
-                 if np.array_equal(out, np.roll(original, (-dy, -dx), axis=(0, 1)))]  # fmt: skip
+        found = [
+            (dy, dx)
+            for dy in range(-4, 5)
+            for dx in range(-4, 5)
+            if np.array_equal(out, np.roll(original, (-dy, -dx), axis=(0, 1)))
+        ]
         assert len(found) == 1
         shifts.add(found[0])
     assert len(shifts) > 30 and max(max(abs(a), abs(b)) for a, b in shifts) == 4
@@ -51,8 +55,9 @@ def test_gradients_flow_back_through_the_permutation():
     images = tf.random.stateless_normal((8, 16, 16, 3), seed=(5, 6))
     with tf.GradientTape() as tape:
         tape.watch(images)
-        total = tf.reduce_sum(diff_augment(images, ("flip", "translation"),
-                                           keras.random.SeedGenerator(2)) ** 3)  # fmt: skip
+        total = tf.reduce_sum(
+            diff_augment(images, ("flip", "translation"), keras.random.SeedGenerator(2)) ** 3
+        )
     # A permutation of the pixels: the gradient of sum(x^3) is 3 x^2 at every pixel.
     np.testing.assert_allclose(tape.gradient(total, images), 3 * images**2, rtol=1e-6)
 
@@ -88,8 +93,9 @@ def test_policies_are_checked():
 
 
 def test_the_command_line_names_a_bad_policy_in_one_line(tmp_path):
-    result = CliRunner().invoke(main, ["train", "gan", str(tmp_path), "--out", str(tmp_path / "r"),
-                                       "--augment", "colour"])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["train", "gan", str(tmp_path), "--out", str(tmp_path / "r"), "--augment", "colour"]
+    )
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         "error: augment 'colour': choose from flip, translation (each once) or none"

@@ -41,8 +41,11 @@ def test_standardisation_round_trips_and_old_caes_load_with_their_sigmoid():
     again = CAE.from_config(cae.get_config())
     assert again.band_scale == [2.0, 3.0, 4.0] and again.output_activation == "linear"
     # A config saved before the standardisation: no output entry, a sigmoid, no BandScale.
-    old = {k: v for k, v in CAE.from_preset("tiny16").get_config().items()
-           if k not in ("output", "band_offset", "band_scale")}  # fmt: skip
+    old = {
+        k: v
+        for k, v in CAE.from_preset("tiny16").get_config().items()
+        if k not in ("output", "band_offset", "band_scale")
+    }
     legacy = CAE.from_config(old)
     assert legacy.output_activation == "sigmoid"
     assert not [layer for layer in legacy.layers if isinstance(layer, BandScale)]
@@ -55,10 +58,13 @@ def test_a_trained_cae_reconstructs_better_than_the_mean_image():
     yy, xx = np.mgrid[:16, :16]
     centres = rng.uniform(3, 13, size=(64, 2))
     widths = rng.uniform(1.0, 3.0, size=64)
-    blobs = np.exp(-((yy - centres[:, :1, None]) ** 2 + (xx - centres[:, 1:, None]) ** 2)
-                   / (2 * widths[:, None, None] ** 2))  # fmt: skip
-    images = (rng.uniform(0.02, 0.1, size=(64, 1, 1, 1)) * blobs[..., None]
-              * np.array([0.5, 1.0, 0.8])).astype("f4")  # fmt: skip
+    blobs = np.exp(
+        -((yy - centres[:, :1, None]) ** 2 + (xx - centres[:, 1:, None]) ** 2)
+        / (2 * widths[:, None, None] ** 2)
+    )
+    images = (
+        rng.uniform(0.02, 0.1, size=(64, 1, 1, 1)) * blobs[..., None] * np.array([0.5, 1.0, 0.8])
+    ).astype("f4")
     flat = images.reshape(-1, 3)
     keras.utils.set_random_seed(0)
     cae = CAE.from_preset("tiny16", band_offset=flat.mean(0), band_scale=flat.std(0))

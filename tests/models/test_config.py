@@ -51,9 +51,14 @@ def test_every_preset_is_valid_and_named_as_registered(name):
 def test_fixed_presets_are_their_families_at_their_sizes():
     """The fixed presets stay exactly as they were; each family gives them at their sizes."""
     assert PRESETS["hsc96"] == ModelConfig(
-        name="hsc96", image_size=96, channels=3, latent_dim=128,
-        generator_filters=(512, 256, 128, 64), critic_filters=(64, 128, 256, 512), kernel_size=5,
-    )  # fmt: skip
+        name="hsc96",
+        image_size=96,
+        channels=3,
+        latent_dim=128,
+        generator_filters=(512, 256, 128, 64),
+        critic_filters=(64, 128, 256, 512),
+        kernel_size=5,
+    )
     assert PRESETS["cpu32"].critic_filters == (32, 64, 128) and PRESETS["cpu32"].latent_dim == 64
     assert PRESETS["cpu48"].generator_filters == (192, 96, 48)
     assert PRESETS["tiny16"].critic_filters == (8, 16) and PRESETS["tiny16"].latent_dim == 8
@@ -110,8 +115,15 @@ def test_derived_configs_round_trip_through_run_json_dicts():
 
 def test_run_json_model_of_an_earlier_version_still_loads():
     """run.json of tfanomaly 0.1-0.3: the same seven keys, lists for the filters."""
-    old = {"name": "cpu32", "image_size": 32, "channels": 1, "latent_dim": 64,
-           "generator_filters": [128, 64, 32], "critic_filters": [32, 64, 128], "kernel_size": 5}  # fmt: skip
+    old = {
+        "name": "cpu32",
+        "image_size": 32,
+        "channels": 1,
+        "latent_dim": 64,
+        "generator_filters": [128, 64, 32],
+        "critic_filters": [32, 64, 128],
+        "kernel_size": 5,
+    }
     assert ModelConfig.from_dict(old) == get_preset("cpu32", channels=1)
     assert get_preset("cpu32").to_dict().keys() == old.keys()
 

@@ -36,6 +36,13 @@ def test_layer_names_and_build_wrapper():
     generator = Generator(get_preset("tiny16"), name="g")
     assert isinstance(generator, Generator) and generator.name == "g"
     assert [layer.name for layer in generator.layers] == [
-        "z", "project", "reshape", "project_relu", "up0", "up0_relu", "to_image", "image",
-    ]  # fmt: skip
+        "z",
+        "project",
+        "reshape",
+        "project_relu",
+        "up0",
+        "up0_relu",
+        "to_image",
+        "image",
+    ]
     assert generator.get_layer("image").dtype_policy.name == "float32"

@@ -28,8 +28,9 @@ def test_round_gaussian_sizes_and_concentration(sigma):
     noise = np.random.default_rng(0).normal(0, 1e-3, (1, 32, 32, 1)).astype("f4")
     (p,) = params(gaussian(sigma=sigma)[None] + noise)
     assert p["r50"] == pytest.approx(sigma * np.sqrt(2 * np.log(2)), rel=0.03)
-    assert p["concentration"] == pytest.approx(5 * np.log10(np.sqrt(np.log(5) / np.log(1.25))),
-                                               abs=0.08)  # fmt: skip
+    assert p["concentration"] == pytest.approx(
+        5 * np.log10(np.sqrt(np.log(5) / np.log(1.25))), abs=0.08
+    )
     assert p["asymmetry"] < 0.01 and p["ellipticity"] < 0.01 and p["centroid_offset"] < 0.01
     assert np.exp(p["log_flux"]) == pytest.approx(100.0, rel=0.01)
 
@@ -64,8 +65,9 @@ def test_stamp_noise_measures_the_sky_under_a_galaxy():
 
 def test_parameters_do_not_depend_on_the_batch_and_move_smoothly():
     rng = np.random.default_rng(2)
-    images = (gaussian(sigma=2.5, colours=(1.0, 0.8, 0.6))[None]
-              + rng.normal(0, 0.02, (16, 32, 32, 3))).astype("f4")  # fmt: skip
+    images = (
+        gaussian(sigma=2.5, colours=(1.0, 0.8, 0.6))[None] + rng.normal(0, 0.02, (16, 32, 32, 3))
+    ).astype("f4")
     whole = morphology(images).numpy()
     np.testing.assert_allclose(morphology(images[5:9]).numpy(), whole[5:9], rtol=1e-5, atol=1e-6)
     # A float32-sized change of the pixels changes the parameters by as little (no thresholds).

@@ -56,16 +56,22 @@ def test_pure_noise_gives_unit_chi2_and_without_mask():
     assert out["chi2"].numpy().mean() == pytest.approx(1.0, abs=0.06)
     assert (out["n_masked"].numpy() == 0).all()
     # A mask with nothing set is the same as none.
-    none = smoothed_chi2(residuals.astype(np.float32), variances.astype(np.float32),
-                         np.zeros(variances.shape, bool), 1.5)  # fmt: skip
+    none = smoothed_chi2(
+        residuals.astype(np.float32),
+        variances.astype(np.float32),
+        np.zeros(variances.shape, bool),
+        1.5,
+    )
     np.testing.assert_array_equal(none["chi2"].numpy(), out["chi2"].numpy())
 
 
 def test_fully_masked_image_and_zero_variance_give_zero_not_nan():
     masks = np.ones((1, 8, 8, 1), bool)
-    out = smoothed_chi2(np.ones((1, 8, 8, 1), np.float32), np.ones((1, 8, 8, 1), np.float32),
-                        masks, 1.0)  # fmt: skip
+    out = smoothed_chi2(
+        np.ones((1, 8, 8, 1), np.float32), np.ones((1, 8, 8, 1), np.float32), masks, 1.0
+    )
     assert (out["chi2"].numpy() == 0).all() and int(out["n_masked"][0]) == 64
-    zero = smoothed_chi2(np.ones((1, 8, 8, 1), np.float32), np.zeros((1, 8, 8, 1), np.float32),
-                         None, 1.0)  # fmt: skip
+    zero = smoothed_chi2(
+        np.ones((1, 8, 8, 1), np.float32), np.zeros((1, 8, 8, 1), np.float32), None, 1.0
+    )
     assert np.isfinite(zero["chi2"].numpy()).all() and (zero["chi2"].numpy() == 0).all()

@@ -31,11 +31,13 @@ def clusters(seed=0, n_background=400, n_cluster=40, dim=8):
     interesting = 0.3 * rng.normal(size=(n_cluster, dim)) + 6.0 * np.eye(dim)[0]
     artifact = 0.3 * rng.normal(size=(n_cluster, dim)) + 6.0 * np.eye(dim)[1]
     features = np.concatenate([background, interesting, artifact]).astype(np.float32)
-    anomaly = np.concatenate([
-        rng.normal(0.0, 0.7, n_background),
-        rng.uniform(1.0, 1.5, n_cluster),
-        rng.uniform(3.0, 4.0, n_cluster),
-    ])  # fmt: skip
+    anomaly = np.concatenate(
+        [
+            rng.normal(0.0, 0.7, n_background),
+            rng.uniform(1.0, 1.5, n_cluster),
+            rng.uniform(3.0, 4.0, n_cluster),
+        ]
+    )
     rows = {
         "interesting": np.arange(n_background, n_background + n_cluster),
         "artifact": np.arange(n_background + n_cluster, n_background + 2 * n_cluster),
@@ -62,8 +64,9 @@ def test_cold_start_is_the_anomaly_order():
     empty = np.array([], dtype=np.int64)
     score = relevance_scores(anomaly, features, empty, np.array([]))
     np.testing.assert_array_equal(order_of(score), order_of(anomaly))
-    sigma = relevance_scores(anomaly, features, empty, np.array([]),
-                             RelevanceConfig(anomaly_scale="sigma"))  # fmt: skip
+    sigma = relevance_scores(
+        anomaly, features, empty, np.array([]), RelevanceConfig(anomaly_scale="sigma")
+    )
     np.testing.assert_array_equal(sigma, anomaly)
 
 
@@ -159,8 +162,9 @@ def test_ranking_space_is_the_features_and_the_anomaly_coordinate():
     space = ranking_space(anomaly, features, RelevanceConfig(anomaly_coordinate=2.0))
     assert space.shape == (len(anomaly), features.shape[1] + 1) and space.dtype == np.float32
     np.testing.assert_allclose(space[:, :-1], standardise(features))
-    np.testing.assert_allclose(np.diff(space[:, -1]), 2.0 * np.diff(anomaly) / anomaly.std(),
-                               rtol=1e-4, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        np.diff(space[:, -1]), 2.0 * np.diff(anomaly) / anomaly.std(), rtol=1e-4, atol=1e-5
+    )
     flat = ranking_space(anomaly, features, RelevanceConfig(anomaly_coordinate=0.0))
     assert (flat[:, -1] == 0).all()  # similarity in the features alone
 
@@ -170,8 +174,9 @@ def test_nearest_squared_distances_against_brute_force():
     space = rng.normal(size=(300, 7)).astype(np.float32)
     rows = np.array([0, 10, 299])
     brute = ((space[:, None, :].astype(np.float64) - space[rows][None]) ** 2).sum(-1).min(1)
-    np.testing.assert_allclose(nearest_squared_distances(space, rows), np.maximum(brute, 1e-12),
-                               rtol=1e-4, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        nearest_squared_distances(space, rows), np.maximum(brute, 1e-12), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_inputs_are_checked():
@@ -188,9 +193,8 @@ def test_inputs_are_checked():
 
 @pytest.mark.parametrize(
     "change",
-    [dict(weight=-1.0), dict(power=0.0), dict(anomaly_coordinate=-1.0),
-     dict(anomaly_scale="log")],
-)  # fmt: skip
+    [dict(weight=-1.0), dict(power=0.0), dict(anomaly_coordinate=-1.0), dict(anomaly_scale="log")],
+)
 def test_config_is_validated(change):
     with pytest.raises(ConfigError):
         RelevanceConfig(**change).validate()

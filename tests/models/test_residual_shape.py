@@ -70,14 +70,22 @@ def reference(residuals: np.ndarray) -> np.ndarray:
     top_energy = z.reshape(n, -1, c)[np.arange(n), brightest] ** 2
     band = np.clip(z**2 - 1, 0, None).sum((1, 2))
     columns = [
-        np.log1p(total), top[:, 0], top[:, :4].sum(1), top.sum(1), p.sum(1).max(1),
-        p.sum(2).max(1), (p * (rad < h / 8)).sum((1, 2)),
+        np.log1p(total),
+        top[:, 0],
+        top[:, :4].sum(1),
+        top.sum(1),
+        p.sum(1).max(1),
+        p.sum(2).max(1),
+        (p * (rad < h / 8)).sum((1, 2)),
         (p * ((rad >= h / 8) & (rad < h / 4))).sum((1, 2)),
-        np.hypot(my - (h - 1) / 2, mx - (w - 1) / 2) / h, 1 - np.sqrt(minor / (major + 1e-9)),
-        np.sqrt(tr) / h, np.abs(vx - vy) / (tr + 1e-9), np.abs(2 * cxy) / (tr + 1e-9),
+        np.hypot(my - (h - 1) / 2, mx - (w - 1) / 2) / h,
+        1 - np.sqrt(minor / (major + 1e-9)),
+        np.sqrt(tr) / h,
+        np.abs(vx - vy) / (tr + 1e-9),
+        np.abs(2 * cxy) / (tr + 1e-9),
         np.clip(z, 0, None).sum((1, 2, 3)) / (np.abs(z).sum((1, 2, 3)) + 1e-9),
         top_energy.max(1) / (top_energy.sum(1) + 1e-9),
-    ]  # fmt: skip
+    ]
     shares = band / (band.sum(1, keepdims=True) + 1e-9)
     return np.concatenate([np.stack(columns, axis=1), shares], axis=1)
 

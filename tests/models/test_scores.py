@@ -28,8 +28,7 @@ def test_the_paper_keeps_its_names_and_each_name_is_used_once():
 
 def test_the_paper_scores_come_out_of_the_inverter_under_the_table_names():
     config = get_preset("tiny16")
-    inverter = LatentInverter(Generator(config), Critic(config),
-                              Encoder(config))  # fmt: skip
+    inverter = LatentInverter(Generator(config), Critic(config), Encoder(config))
     images = np.random.default_rng(0).random((2, 16, 16, 3)).astype("f4")
     out = inverter(images)
     # Without a calibration the default score and its terms are absent; the paper's are there.

@@ -106,8 +106,9 @@ def test_the_contrastive_term_trains_the_critic_and_its_head_and_is_saved(tmp_pa
     # InfoNCE over 8 images starts near log(8) (the views cannot yet tell the images apart).
     assert 0.5 * np.log(8) < float(gan.contrastive_loss(real)) < 2.0 * np.log(8)
     images = np.random.default_rng(0).random((2 * 8, 16, 16, 3)).astype("f4")
-    history = gan.fit(tf.data.Dataset.from_tensors(images).repeat(2), epochs=1, verbose=0,
-                      shuffle=False)  # fmt: skip
+    history = gan.fit(
+        tf.data.Dataset.from_tensors(images).repeat(2), epochs=1, verbose=0, shuffle=False
+    )
     assert all(np.isfinite(v[0]) for v in history.history.values())
     assert int(gan.d_optimizer.iterations) == 4
     moved = [w.numpy() for w in gan.projection.trainable_weights]

@@ -42,16 +42,33 @@ def five_band_h5(folder):
 
 
 def train_gan_cli(data, run):
-    args = ["train", "gan", str(data), "--out", str(run), "--preset", "tiny", "--steps", "2",
-            "--batch-size", "8", "--n-critic", "1", "--checkpoint-every", "2", "--no-check",
-            "--quiet"]  # fmt: skip
+    args = [
+        "train",
+        "gan",
+        str(data),
+        "--out",
+        str(run),
+        "--preset",
+        "tiny",
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--n-critic",
+        "1",
+        "--checkpoint-every",
+        "2",
+        "--no-check",
+        "--quiet",
+    ]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
 
 
 # One critic update per step: the unrolled train step traces 5x faster; the sizes are the point.
-GAN = GanTrainConfig(preset="tiny", steps=2, batch_size=8, n_critic=1, checkpoint_every=2,
-                     check=False)  # fmt: skip
+GAN = GanTrainConfig(
+    preset="tiny", steps=2, batch_size=8, n_critic=1, checkpoint_every=2, check=False
+)
 
 
 def train_gan_api(data, run):
@@ -82,8 +99,12 @@ def test_train_encoder_calibrate_score_export(tmp_path, write, size, bands, trai
 
     # train encoder calibrates the default score on the run's data; calibrate redoes it (once
     # here: each is a minute of tracing on a busy 2-core machine).
-    train_encoder(run, EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2,
-                  check=False), progress=False, echo=quiet)  # fmt: skip
+    train_encoder(
+        run,
+        EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2, check=False),
+        progress=False,
+        echo=quiet,
+    )
     if recalibrate:
         calibrate(
             run, config=CalibrateConfig(fit_size=N // 2, batch_size=8), progress=False, echo=quiet
@@ -92,8 +113,9 @@ def test_train_encoder_calibrate_score_export(tmp_path, write, size, bands, trai
     assert calibration.info["feature_size"] == expected.feature_size
     assert calibration.info["count"] == (N // 2 if recalibrate else N)
 
-    score(run, data, scores, ScoreConfig(batch_size=8, store_images=True), progress=False,
-          echo=quiet)  # fmt: skip
+    score(
+        run, data, scores, ScoreConfig(batch_size=8, store_images=True), progress=False, echo=quiet
+    )
     columns, _ = read_results(scores, with_images=True)
     assert len(columns["object_ids"]) == N
     assert columns["reconstructed"].shape == (N, size, size, bands)

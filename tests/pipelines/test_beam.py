@@ -48,14 +48,27 @@ SMALL = BeamScoreConfig(min_batch_size=4, max_batch_size=8, parse_batch_size=16)
 def scored(tmp_path_factory):
     """A tiny16 run on 96 cutouts in 4 shards, scored in process (2 inversion steps), and its
     export (which takes the catalog's inversion settings and statistics)."""
-    folder = build_tiny_run(tmp_path_factory.mktemp("beam"), N_OBJECTS, seed=11,
-                            anomaly_fraction=0.1, shard_size=24)  # fmt: skip
-    score(folder / "run", folder / "ds", folder / "scores",
-          ScoreConfig(batch_size=16, inversion=InversionConfig(steps=2),
-                      catalog=CatalogConfig(select_sigma=1.0)), progress=False, echo=quiet)  # fmt: skip
+    folder = build_tiny_run(
+        tmp_path_factory.mktemp("beam"), N_OBJECTS, seed=11, anomaly_fraction=0.1, shard_size=24
+    )
+    score(
+        folder / "run",
+        folder / "ds",
+        folder / "scores",
+        ScoreConfig(
+            batch_size=16,
+            inversion=InversionConfig(steps=2),
+            catalog=CatalogConfig(select_sigma=1.0),
+        ),
+        progress=False,
+        echo=quiet,
+    )
     written = export(folder / "run", folder / "models", scores_dir=folder / "scores")
-    case = {"folder": folder, "export": written["path"],
-            "calibration": Calibration.load(folder / "run" / CALIBRATION_FILE)}  # fmt: skip
+    case = {
+        "folder": folder,
+        "export": written["path"],
+        "calibration": Calibration.load(folder / "run" / CALIBRATION_FILE),
+    }
     case["feature_atol"] = feature_term_atol(case)
     return case
 
@@ -93,8 +106,7 @@ def assert_same_as_in_process(scored, out_dir):
     assert beam["object_ids"].dtype == np.uint64 and beam["object_ids"].min() > 2**53
     calibration = scored["calibration"]
     paper = [key for key in SCORE_KEYS if key not in ("scores", "feature_scores")]
-    assert_scores_close(beam, expected, (*paper, *(f"{key}_sigma" for key in paper)),
-                        calibration)  # fmt: skip
+    assert_scores_close(beam, expected, (*paper, *(f"{key}_sigma" for key in paper)), calibration)
     # The default score and its feature term, with the feature term's cancellation error
     # (feature_term_atol) carried through the log: d score = w / scale * d feature / feature.
     feature_atol = scored["feature_atol"] + NET_RTOL * expected["feature_scores"]
@@ -111,9 +123,13 @@ def assert_same_as_in_process(scored, out_dir):
 
 
 def test_beam_scores_and_catalogs_equal_the_in_process_scorer(scored, tmp_path):
-    written = beam_score(scored["export"], scored["folder"] / "ds", tmp_path / "out",
-                         dataclasses.replace(SMALL, catalog=CatalogConfig(select_sigma=1.0)),
-                         echo=quiet)  # fmt: skip
+    written = beam_score(
+        scored["export"],
+        scored["folder"] / "ds",
+        tmp_path / "out",
+        dataclasses.replace(SMALL, catalog=CatalogConfig(select_sigma=1.0)),
+        echo=quiet,
+    )
     assert written["count"] == N_OBJECTS
     _, attrs = assert_same_as_in_process(scored, tmp_path / "out")
     source = json.loads(attrs["run"])
@@ -135,8 +151,9 @@ def test_a_model_folder_and_raw_scores_kept_elsewhere(scored, tmp_path):
     """The export may be named by its model folder (the newest version is scored); the raw
     scores may go elsewhere (object storage on a cluster), where they stay."""
     config = BeamScoreConfig(raw_location=str(tmp_path / "raw"))
-    written = beam_score(scored["export"].parent, scored["folder"] / "ds", tmp_path / "out",
-                         config, echo=quiet)  # fmt: skip
+    written = beam_score(
+        scored["export"].parent, scored["folder"] / "ds", tmp_path / "out", config, echo=quiet
+    )
     assert_same_as_in_process(scored, tmp_path / "out")
     assert written["raw_scores"].startswith(str(tmp_path / "raw"))
     import pyarrow.parquet as pq
@@ -167,9 +184,15 @@ def test_a_failed_bundle_is_retried_and_every_object_comes_out_once(scored, tmp_
     marker = tmp_path / "failed"
     handler = FailsOnceHandler(str(scored["export"]), "serving_default", 4, 8, marker=str(marker))
     # The bundle-based DirectRunner retries a failed bundle (up to 4 times), as Dataflow does.
-    beam_score(scored["export"], scored["folder"] / "ds", tmp_path / "out", SMALL,
-               handler=handler, pipeline_args=["--runner=BundleBasedDirectRunner"],
-               echo=quiet)  # fmt: skip
+    beam_score(
+        scored["export"],
+        scored["folder"] / "ds",
+        tmp_path / "out",
+        SMALL,
+        handler=handler,
+        pipeline_args=["--runner=BundleBasedDirectRunner"],
+        echo=quiet,
+    )
     assert marker.read_text() == "failed once"
     assert_same_as_in_process(scored, tmp_path / "out")
 
@@ -178,11 +201,28 @@ def test_a_failed_bundle_is_retried_and_every_object_comes_out_once(scored, tmp_
 def test_cli_on_two_worker_processes(scored, tmp_path):
     """Beam's options pass through: the DirectRunner with two worker processes."""
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, [
-        "beam-score", str(scored["folder"] / "ds"), "--model", str(scored["export"]),
-        "--out", str(out), "--min-batch-size", "4", "--max-batch-size", "8", "--select-sigma", "1",
-        "--direct_num_workers", "2", "--direct_running_mode", "multi_processing",
-    ], catch_exceptions=False)  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "beam-score",
+            str(scored["folder"] / "ds"),
+            "--model",
+            str(scored["export"]),
+            "--out",
+            str(out),
+            "--min-batch-size",
+            "4",
+            "--max-batch-size",
+            "8",
+            "--select-sigma",
+            "1",
+            "--direct_num_workers",
+            "2",
+            "--direct_running_mode",
+            "multi_processing",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert f"scored {N_OBJECTS} cutouts" in result.output and "catalog_sigma1.fits" in result.output
     assert_same_as_in_process(scored, out)
@@ -198,15 +238,21 @@ def test_bad_input_is_one_clear_line(scored, tmp_path):
     with pytest.raises(InputError, match="not a SavedModel"):
         beam_score(scored["folder"] / "run", scored["folder"] / "ds", tmp_path / "x", echo=quiet)
     with pytest.raises(ConfigError, match="signature must be one of"):
-        beam_score(scored["export"], scored["folder"] / "ds", tmp_path / "x",
-                   BeamScoreConfig(signature="generate"), echo=quiet)  # fmt: skip
+        beam_score(
+            scored["export"],
+            scored["folder"] / "ds",
+            tmp_path / "x",
+            BeamScoreConfig(signature="generate"),
+            echo=quiet,
+        )
     for data, model, message in [
         (tmp_path / "ds32", scored["export"], "error: "),
         (scored["folder"] / "ds", tmp_path / "missing", "error: "),
         (tmp_path / "nothing", scored["export"], "error: "),
     ]:
-        result = CliRunner().invoke(main, ["beam-score", str(data), "--model", str(model),
-                                           "--out", str(tmp_path / "x")])  # fmt: skip
+        result = CliRunner().invoke(
+            main, ["beam-score", str(data), "--model", str(model), "--out", str(tmp_path / "x")]
+        )
         assert result.exit_code == 1, result.output
         lines = result.output.strip().splitlines()
         assert lines[-1].startswith(message) and "Traceback" not in result.output
@@ -214,8 +260,10 @@ def test_bad_input_is_one_clear_line(scored, tmp_path):
 
 def test_the_base_install_does_not_import_beam():
     """The command is registered without Apache Beam installed: it is imported only to run."""
-    code = ("import sys, tfanomaly.cli, tfanomaly.pipelines.beam_score; "
-            "print('apache_beam' in sys.modules)")  # fmt: skip
+    code = (
+        "import sys, tfanomaly.cli, tfanomaly.pipelines.beam_score; "
+        "print('apache_beam' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -229,8 +277,9 @@ def test_beam_counts_the_masked_pixels_as_the_in_process_scorer_does(scored, tmp
     masks[3, 2:5, 2:4, 1] = 1 << 0  # BAD: masked by default, 6 pixels
     masks[7, 0, :, :] = 1 << 5  # DETECTED: not masked
     masks[7, 9, 9, 0] = (1 << 5) | (1 << 1)  # DETECTED and SAT: masked
-    path = write_h5(tmp_path / "masked.h5", images, mask_bits=json.dumps({"BAD": 0, "SAT": 1,
-                                                                           "DETECTED": 5}))  # fmt: skip
+    path = write_h5(
+        tmp_path / "masked.h5", images, mask_bits=json.dumps({"BAD": 0, "SAT": 1, "DETECTED": 5})
+    )
     with h5py.File(path, "a") as f:
         f["masks"] = masks
     ingest(path, tmp_path / "ds", IngestConfig(shard_size=5), progress=False)
@@ -239,9 +288,14 @@ def test_beam_counts_the_masked_pixels_as_the_in_process_scorer_does(scored, tmp
     expected = np.zeros(12, np.int32)
     expected[[3, 5, 7]] = 6, 1, 1
     np.testing.assert_array_equal(beam["n_masked"][np.argsort(beam["idxs"])], expected)
-    score(scored["folder"] / "run", tmp_path / "ds", tmp_path / "local",
-          ScoreConfig(batch_size=16, inversion=InversionConfig(steps=0)), progress=False,
-          echo=quiet)  # fmt: skip
+    score(
+        scored["folder"] / "run",
+        tmp_path / "ds",
+        tmp_path / "local",
+        ScoreConfig(batch_size=16, inversion=InversionConfig(steps=0)),
+        progress=False,
+        echo=quiet,
+    )
     local, _ = read_results(tmp_path / "local")
     np.testing.assert_array_equal(local["n_masked"][np.argsort(local["idxs"])], expected)
     # A data set without a mask plane: 0 for every object.

@@ -26,13 +26,25 @@ from tfanomaly.results.catalog import read_results
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
     """A scored tiny16 catalog with image cubes."""
-    folder = build_tiny_run(tmp_path_factory.mktemp("characterise"), 80, seed=3,
-                            anomaly_fraction=0.2)  # fmt: skip
-    score(folder / "run", folder / "ds", folder / "scores",
-          ScoreConfig(batch_size=32, store_images=True, inversion=InversionConfig(steps=2)),
-          progress=False, echo=quiet)  # fmt: skip
-    score(folder / "run", folder / "ds", folder / "no_cubes", ScoreConfig(batch_size=32),
-          progress=False, echo=quiet)  # fmt: skip
+    folder = build_tiny_run(
+        tmp_path_factory.mktemp("characterise"), 80, seed=3, anomaly_fraction=0.2
+    )
+    score(
+        folder / "run",
+        folder / "ds",
+        folder / "scores",
+        ScoreConfig(batch_size=32, store_images=True, inversion=InversionConfig(steps=2)),
+        progress=False,
+        echo=quiet,
+    )
+    score(
+        folder / "run",
+        folder / "ds",
+        folder / "no_cubes",
+        ScoreConfig(batch_size=32),
+        progress=False,
+        echo=quiet,
+    )
     return folder
 
 
@@ -55,8 +67,9 @@ def test_selections(scored, tmp_path):
 def test_selections_auto_and_top(scored):
     columns, _ = read_results(scored / "scores")
     top = select_objects(columns, "top:7", "scores_sigma")
-    assert len(top) == 7 and columns["scores_sigma"][top].min() >= np.sort(
-        columns["scores_sigma"])[-7]  # fmt: skip
+    assert (
+        len(top) == 7 and columns["scores_sigma"][top].min() >= np.sort(columns["scores_sigma"])[-7]
+    )
     # 80 objects: the 3-sigma cut keeps fewer than 300, so auto takes the top 500 (all 80).
     assert sorted(select_objects(columns, "auto", "scores_sigma")) == list(range(80))
     with pytest.raises(ConfigError, match="expected top:<count>"):
@@ -73,14 +86,22 @@ def test_train_cae_learns_resumes_and_needs_cubes(scored, tmp_path):
     assert first["steps"] == 60 and first["objects"] == 80
     assert first["check"]["ratio"] < 0.8
     messages = []
-    again = train_cae(scored / "scores", tmp_path / "cae",
-                      dataclasses.replace(config, steps=90), progress=False,
-                      echo=messages.append)  # fmt: skip
+    again = train_cae(
+        scored / "scores",
+        tmp_path / "cae",
+        dataclasses.replace(config, steps=90),
+        progress=False,
+        echo=messages.append,
+    )
     assert again["steps"] == 90 and any("cae from step 60" in m for m in messages)
     assert again["check"]["mse"] < first["check"]["mse"]
     with pytest.raises(ConfigError, match="cae was trained with other options"):
-        train_cae(scored / "scores", tmp_path / "cae",
-                  CaeTrainConfig(selection="sigma:1", steps=100, batch_size=16), progress=False)  # fmt: skip
+        train_cae(
+            scored / "scores",
+            tmp_path / "cae",
+            CaeTrainConfig(selection="sigma:1", steps=100, batch_size=16),
+            progress=False,
+        )
 
 
 def test_train_cae_stops_when_the_network_collapses(scored, tmp_path):
@@ -109,8 +130,9 @@ def test_embed_is_reproducible_and_joins_the_catalog(scored, tmp_path):
     assert 0 <= first["grouping"]["purity5"] <= 1 and first["grouping"]["anomalies"] >= 2
     embed(folder, config, echo=quiet)
     with h5py.File(first["embedding"]) as f:
-        np.testing.assert_array_equal(np.stack([f["umap_x"][:], f["umap_y"][:]], axis=1),
-                                      umap_first)  # fmt: skip
+        np.testing.assert_array_equal(
+            np.stack([f["umap_x"][:], f["umap_y"][:]], axis=1), umap_first
+        )
     table = Table.read(folder / "catalog.fits")
     assert {"umap_x", "umap_y", "cluster"} <= set(table.colnames)
     inside = np.array([int(i) in embedded_ids for i in table["object_id"]])
@@ -149,8 +171,9 @@ def test_export_with_the_cae_adds_the_embed_signature(scored, tmp_path):
 
     config = CaeTrainConfig(selection="all", steps=60, batch_size=16, checkpoint_every=60)
     train_cae(scored / "scores", tmp_path / "cae", config, progress=False, echo=quiet)
-    written = export(scored / "run", tmp_path / "models", scores_dir=scored / "scores",
-                     cae_dir=tmp_path / "cae")  # fmt: skip
+    written = export(
+        scored / "run", tmp_path / "models", scores_dir=scored / "scores", cae_dir=tmp_path / "cae"
+    )
     assert "embed" in written["manifest"]["signatures"]
     model = tf.saved_model.load(str(written["path"]))
     with h5py.File(scored / "s.h5") as f:

@@ -108,10 +108,15 @@ def write_fits_per_band(folder, images, ids, band_names=("g", "r", "i")):
         for k, band in enumerate(band_names):
             header = fits.Header()
             header.update(
-                CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CRVAL1=140.0, CRVAL2=-0.5,
-                CRPIX1=(image.shape[1] + 1) / 2, CRPIX2=(image.shape[0] + 1) / 2,
-                CDELT1=-0.168 / 3600, CDELT2=0.168 / 3600,
-            )  # fmt: skip
+                CTYPE1="RA---TAN",
+                CTYPE2="DEC--TAN",
+                CRVAL1=140.0,
+                CRVAL2=-0.5,
+                CRPIX1=(image.shape[1] + 1) / 2,
+                CRPIX2=(image.shape[0] + 1) / 2,
+                CDELT1=-0.168 / 3600,
+                CDELT2=0.168 / 3600,
+            )
             hdus = fits.HDUList(
                 [
                     fits.PrimaryHDU(),
@@ -294,8 +299,9 @@ def test_rerun_and_overwrite(tmp_path, survey_h5):
     ingest(survey_h5, tmp_path / "ds", progress=False)
     with pytest.raises(DatasetError, match="already holds a complete data set"):
         ingest(survey_h5, tmp_path / "ds", progress=False)
-    manifest = ingest(survey_h5, tmp_path / "ds", IngestConfig(shard_size=5), overwrite=True,
-                      progress=False)  # fmt: skip
+    manifest = ingest(
+        survey_h5, tmp_path / "ds", IngestConfig(shard_size=5), overwrite=True, progress=False
+    )
     assert len(manifest["shards"]) == 4 and len(list((tmp_path / "ds").glob("cutouts-*"))) == 4
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")

@@ -41,12 +41,14 @@ def hsc_folder(folder, images, variances, masks, ids=None, bits=BITS):
             mask_header = fits.Header()
             for name, bit in bits.items():
                 mask_header[f"HIERARCH MP_{name}" if len(name) > 5 else f"MP_{name}"] = bit
-            fits.HDUList([
-                fits.PrimaryHDU(),
-                fits.ImageHDU(images[k, ..., b], name="IMAGE"),
-                fits.ImageHDU(masks[k, ..., b], header=mask_header, name="MASK"),
-                fits.ImageHDU(variances[k, ..., b], name="VARIANCE"),
-            ]).writeto(folder / f"{object_id}_{band}.fits")  # fmt: skip
+            fits.HDUList(
+                [
+                    fits.PrimaryHDU(),
+                    fits.ImageHDU(images[k, ..., b], name="IMAGE"),
+                    fits.ImageHDU(masks[k, ..., b], header=mask_header, name="MASK"),
+                    fits.ImageHDU(variances[k, ..., b], name="VARIANCE"),
+                ]
+            ).writeto(folder / f"{object_id}_{band}.fits")
     return folder
 
 
@@ -114,8 +116,11 @@ def test_mask_bits_option(hsc, tmp_path):
     assert manifest["planes"]["mask"]["masked"] == ["SAT", "DETECTED", "TFA_INVALID"]
     got = read_all(tmp_path / "ds", stretch=None)
     np.testing.assert_array_equal(got["mask"], (masks & 0b100010) != 0)
-    with pytest.raises(InputError, match=r"hsc: unknown mask bit\(s\) SATURATED; this input "
-                       r"defines BAD,SAT,INTRP,CR,EDGE,DETECTED,NO_DATA$"):  # fmt: skip
+    with pytest.raises(
+        InputError,
+        match=r"hsc: unknown mask bit\(s\) SATURATED; this input "
+        r"defines BAD,SAT,INTRP,CR,EDGE,DETECTED,NO_DATA$",
+    ):
         ingest(folder, tmp_path / "ds2", IngestConfig(mask_bits=("SATURATED",)), progress=False)
 
 
@@ -123,15 +128,29 @@ def test_cli_mask_bits_and_summary(hsc, tmp_path):
     from tfanomaly.cli import main
 
     folder = hsc[0]
-    bad = CliRunner().invoke(main, ["ingest", str(folder), str(tmp_path / "x"), "--quiet",
-                                    "--mask-bits", "SAT,NOPE"])  # fmt: skip
+    bad = CliRunner().invoke(
+        main, ["ingest", str(folder), str(tmp_path / "x"), "--quiet", "--mask-bits", "SAT,NOPE"]
+    )
     assert bad.exit_code == 1
     assert bad.output.strip().splitlines() == [
         f"error: {folder}: unknown mask bit(s) NOPE; this input defines "
         "BAD,SAT,INTRP,CR,EDGE,DETECTED,NO_DATA"
     ]
-    good = CliRunner().invoke(main, ["ingest", str(folder), str(tmp_path / "y"), "--quiet",
-                                     "--size", "12", "--resize", "area", "--stretch", "auto"])  # fmt: skip
+    good = CliRunner().invoke(
+        main,
+        [
+            "ingest",
+            str(folder),
+            str(tmp_path / "y"),
+            "--quiet",
+            "--size",
+            "12",
+            "--resize",
+            "area",
+            "--stretch",
+            "auto",
+        ],
+    )
     assert good.exit_code == 0, good.output
     assert "planes: variance, mask; masked BAD,SAT,INTRP,CR,EDGE,NO_DATA,TFA_INVALID" in good.output
     assert "stretch auto: Q 15" in good.output and "(12, 12, 3)" in good.output
@@ -142,8 +161,11 @@ def test_bad_planes_get_one_clear_line(tmp_path):
     good_var = np.ones(images.shape, np.float32)
     good_mask = np.zeros(images.shape, np.int32)
     hsc_folder(tmp_path / "shape", images, good_var[:, :8], good_mask)
-    with pytest.raises(InputError, match=r"1000_g.fits: object 1000: variance plane has shape "
-                       r"\(8, 16\), the image \(16, 16\)"):  # fmt: skip
+    with pytest.raises(
+        InputError,
+        match=r"1000_g.fits: object 1000: variance plane has shape "
+        r"\(8, 16\), the image \(16, 16\)",
+    ):
         ingest(tmp_path / "shape", tmp_path / "ds", progress=False)
     hsc_folder(tmp_path / "float", images, good_var, good_mask.astype(np.float32))
     with pytest.raises(InputError, match="1000_g.fits: object 1000: mask plane has dtype float32"):
@@ -159,8 +181,12 @@ def test_bad_planes_get_one_clear_line(tmp_path):
         ingest(path, tmp_path / "ds", progress=False)
     # No mask planes at all: --mask-bits is refused.
     with pytest.raises(InputError, match="--mask-bits given but the input has no mask planes"):
-        ingest(write_h5(tmp_path / "b.h5", images), tmp_path / "ds",
-               IngestConfig(mask_bits=("SAT",)), progress=False)  # fmt: skip
+        ingest(
+            write_h5(tmp_path / "b.h5", images),
+            tmp_path / "ds",
+            IngestConfig(mask_bits=("SAT",)),
+            progress=False,
+        )
 
 
 def test_nonpositive_variances_are_masked_and_counted(tmp_path):
@@ -183,8 +209,9 @@ def test_nonpositive_variances_are_masked_and_counted(tmp_path):
     np.testing.assert_array_equal(got["mask"], bad)
     assert (got["variance"][bad] == 0).all() and np.isfinite(got["image"]).all()
     # --nan drop leaves the cutout with the inf pixel out, planes and all.
-    dropped = ingest(tmp_path / "v.npz", tmp_path / "drop", IngestConfig(nan_policy="drop"),
-                     progress=False)  # fmt: skip
+    dropped = ingest(
+        tmp_path / "v.npz", tmp_path / "drop", IngestConfig(nan_policy="drop"), progress=False
+    )
     assert dropped["count"] == 2 and dropped["planes"]["variance"]["nonpositive_pixels"] == 5
     kept = read_all(tmp_path / "drop", stretch=None)
     np.testing.assert_array_equal(kept["mask"], bad[:2])
@@ -198,8 +225,9 @@ def test_size_crop_and_area(hsc, tmp_path):
     assert crop["resize"] == {"size": 10, "method": "crop", "input_shape": [16, 16, 3]}
     got = read_all(tmp_path / "crop", stretch=None, fill=False)
     np.testing.assert_array_equal(got["image"], images[:, 3:13, 3:13])
-    np.testing.assert_array_equal(got["variance"][~got["mask"]],
-                                  variances[:, 3:13, 3:13][~got["mask"]])  # fmt: skip
+    np.testing.assert_array_equal(
+        got["variance"][~got["mask"]], variances[:, 3:13, 3:13][~got["mask"]]
+    )
     area = ingest(folder, tmp_path / "area", IngestConfig(size=8, resize="area"), progress=False)
     assert area["shape"] == [8, 8, 3] and area["resize"]["method"] == "area"
     got = read_all(tmp_path / "area", stretch=None, fill=False)
@@ -209,8 +237,9 @@ def test_size_crop_and_area(hsc, tmp_path):
     np.testing.assert_allclose(got["variance"][~got["mask"]], block_var[~got["mask"]], rtol=1e-6)
     np.testing.assert_array_equal(got["mask"][0, 3:5, 3:5], True)  # the core's 2x2 block ORed
     assert got["mask"][0].sum() == 2 * 2 * 3  # rows and columns 7, 8 fall in blocks 3 and 4
-    plain = ingest(write_h5(tmp_path / "p.h5", images), tmp_path / "p", IngestConfig(size=12),
-                   progress=False)  # fmt: skip
+    plain = ingest(
+        write_h5(tmp_path / "p.h5", images), tmp_path / "p", IngestConfig(size=12), progress=False
+    )
     assert plain["shape"] == [12, 12, 3] and plain["planes"] == {}
     assert set(read_all(tmp_path / "p")) == {"image", "object_id", "idx", "ra", "dec", "label"}
 
@@ -221,8 +250,11 @@ def test_auto_stretch_does_not_depend_on_the_flux_unit(tmp_path, scale):
     images = make_cutouts(12, size=32) + rng.normal(0, 0.05, (12, 32, 32, 3)).astype(np.float32)
     variances = np.full(images.shape, 0.005, np.float32)
     np.savez(tmp_path / "unit.npz", images=images, variances=variances)
-    np.savez(tmp_path / "scaled.npz", images=(images * np.float32(scale)).astype(np.float32),
-             variances=(variances * np.float32(scale**2)).astype(np.float32))  # fmt: skip
+    np.savez(
+        tmp_path / "scaled.npz",
+        images=(images * np.float32(scale)).astype(np.float32),
+        variances=(variances * np.float32(scale**2)).astype(np.float32),
+    )
     config = IngestConfig(stretch="auto")
     unit = ingest(tmp_path / "unit.npz", tmp_path / "unit", config, progress=False)
     scaled = ingest(tmp_path / "scaled.npz", tmp_path / "scaled", config, progress=False)
@@ -242,8 +274,9 @@ def test_auto_stretch_does_not_depend_on_the_flux_unit(tmp_path, scale):
     )
     assert run_stretch({"data": {"path": str(tmp_path / "gone")}}) == LuptonStretch()
     # The paper's fixed stretch does depend on it: that is what auto is for.
-    paper = ingest(tmp_path / "scaled.npz", tmp_path / "paper", IngestConfig(stretch="paper"),
-                   progress=False)  # fmt: skip
+    paper = ingest(
+        tmp_path / "scaled.npz", tmp_path / "paper", IngestConfig(stretch="paper"), progress=False
+    )
     assert paper["stretch"]["mode"] == "paper"
     assert np.abs(read_all(tmp_path / "paper")["image"] - a["image"]).max() > 0.1
 
@@ -264,8 +297,14 @@ def test_simulated_survey_with_planes_ingests_with_them(tmp_path):
     from tfanomaly.pipelines.simulate import simulate_survey
     from tfanomaly.simulate.config import KIND_NAMES, SurveyConfig
 
-    config = SurveyConfig(n_objects=9, size=16, anomaly_fraction=1.0, seed=2, planes=True,
-                          kinds=("diffraction_spikes", "cosmic_rays", "bad_column"))  # fmt: skip
+    config = SurveyConfig(
+        n_objects=9,
+        size=16,
+        anomaly_fraction=1.0,
+        seed=2,
+        planes=True,
+        kinds=("diffraction_spikes", "cosmic_rays", "bad_column"),
+    )
     simulate_survey(tmp_path / "s.h5", config, progress=False)
     manifest = ingest(tmp_path / "s.h5", tmp_path / "ds", progress=False)
     assert manifest["planes"]["mask"]["bits"]["SAT"] == 1 and manifest["planes"]["mask"]["masked"]
@@ -283,8 +322,9 @@ def test_stretch_batch_turns_a_raw_batch_into_the_stretched_one(hsc, tmp_path):
     stretched = next(iter(load_dataset(tmp_path / "ds", batch_size=5)))
     converted = stretch_batch(raw, dataset_stretch(tmp_path / "ds"))
     for key in ("image", "variance", "mask"):
-        np.testing.assert_allclose(converted[key].numpy(), stretched[key].numpy(), rtol=1e-5,
-                                   atol=2e-6, err_msg=key)  # fmt: skip
+        np.testing.assert_allclose(
+            converted[key].numpy(), stretched[key].numpy(), rtol=1e-5, atol=2e-6, err_msg=key
+        )
 
 
 def test_auto_stretch_falls_back_to_the_paper_stretch_when_there_is_no_noise(tmp_path):
@@ -293,8 +333,9 @@ def test_auto_stretch_falls_back_to_the_paper_stretch_when_there_is_no_noise(tmp
     images = np.zeros((6, 16, 16, 3), np.float32)
     images[:, 6:10, 6:10] = 2.0  # noise-free squares on an empty sky
     np.save(tmp_path / "flat.npy", images)
-    result = CliRunner().invoke(main, ["ingest", str(tmp_path / "flat.npy"), str(tmp_path / "ds"),
-                                       "--quiet"])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["ingest", str(tmp_path / "flat.npy"), str(tmp_path / "ds"), "--quiet"]
+    )
     assert result.exit_code == 0, result.output
     assert "measured no sky noise in any band of the first 6 cutouts" in result.output
     assert "flat.npy" in result.output and "the paper's stretch is used" in result.output

@@ -33,8 +33,12 @@ def test_a_constant_output_is_a_collapse(images):
     with pytest.raises(NetworkCollapsedError, match="cae: the network has collapsed to a constant"):
         check_reconstruction("cae", images, zeros, advice="try more --steps")
     with pytest.raises(NetworkCollapsedError, match="try more --steps"):
-        check_reconstruction("cae", images, np.broadcast_to(images.mean(0), images.shape) + 1e-9,
-                             advice="try more --steps")  # fmt: skip
+        check_reconstruction(
+            "cae",
+            images,
+            np.broadcast_to(images.mean(0), images.shape) + 1e-9,
+            advice="try more --steps",
+        )
     figures = check_reconstruction("cae", images, zeros, enforce=False)
     assert figures["output_spread"] == 0.0
 

@@ -70,8 +70,9 @@ def test_options_added_later_resume_older_runs_and_augmented_runs_resume_too(tmp
     with pytest.raises(ConfigError):
         Ledger(path, augmented, section="gan").resume("refuse")
     Ledger(tmp_path / "aug.json", augmented, section="gan").resume("refuse")
-    Ledger(tmp_path / "aug.json", stage_options(GanTrainConfig(augment=["flip"])),
-           section="gan").resume("refuse")  # fmt: skip
+    Ledger(
+        tmp_path / "aug.json", stage_options(GanTrainConfig(augment=["flip"])), section="gan"
+    ).resume("refuse")
 
 
 def test_a_damaged_record_is_a_clear_error(tmp_path):

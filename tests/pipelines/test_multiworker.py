@@ -104,9 +104,23 @@ def free_ports(n: int) -> list[int]:
 
 
 def train_gan(data, run, steps: int) -> list[str]:
-    return ["train", "gan", str(data), "--out", str(run), "--preset", "tiny16", "--steps",
-            str(steps), "--batch-size", "8", "--checkpoint-every", "2", "--no-check",
-            "--quiet"]  # fmt: skip
+    return [
+        "train",
+        "gan",
+        str(data),
+        "--out",
+        str(run),
+        "--preset",
+        "tiny16",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "8",
+        "--checkpoint-every",
+        "2",
+        "--no-check",
+        "--quiet",
+    ]
 
 
 class Cluster:
@@ -133,11 +147,22 @@ class Cluster:
                 "TF_CPP_MIN_LOG_LEVEL": "2",
             }
             with open(work / f"worker{index}.log", "w") as log:
-                self.processes.append(subprocess.Popen(
-                    [sys.executable, "-c", WORKER, str(run), str(work / f"worker{index}.json"),
-                     *commands[index]],
-                    env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-                ))  # fmt: skip
+                self.processes.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-c",
+                            WORKER,
+                            str(run),
+                            str(work / f"worker{index}.json"),
+                            *commands[index],
+                        ],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        text=True,
+                    )
+                )
 
     def log(self, index: int) -> str:
         return (self.work / f"worker{index}.log").read_text()
@@ -157,8 +182,10 @@ class Cluster:
             return [self.processes[i].wait(max(1.0, deadline - time.monotonic())) for i in only]
         except subprocess.TimeoutExpired:
             self.kill()
-            pytest.fail(f"workers still running after {timeout} s:\n{self.log(0)[-3000:]}\n"
-                        f"{self.log(1)[-3000:]}")  # fmt: skip
+            pytest.fail(
+                f"workers still running after {timeout} s:\n{self.log(0)[-3000:]}\n"
+                f"{self.log(1)[-3000:]}"
+            )
 
     def kill(self) -> None:
         for process in self.processes:
@@ -212,18 +239,40 @@ def test_two_workers_train_in_step_and_only_the_chief_writes_the_run(tiny_data, 
     events = [path.name for path in (run / "logs").iterdir()]
     assert len(events) == 1 and f".{cluster.processes[0].pid}." in events[0]
     assert sorted(str(path.relative_to(run)) for path in run.rglob("*")) == [
-        "checkpoints", "checkpoints/gan", "checkpoints/gan/checkpoint",
-        "checkpoints/gan/ckpt-2.data-00000-of-00001", "checkpoints/gan/ckpt-2.index",
-        "checkpoints/gan/ckpt-4.data-00000-of-00001", "checkpoints/gan/ckpt-4.index",
-        "critic.keras", "generator.keras", "logs", f"logs/{events[0]}", "run.json", "samples",
-        "samples/gan-step-000002.png", "samples/gan-step-000004.png", "samples/real.png",
+        "checkpoints",
+        "checkpoints/gan",
+        "checkpoints/gan/checkpoint",
+        "checkpoints/gan/ckpt-2.data-00000-of-00001",
+        "checkpoints/gan/ckpt-2.index",
+        "checkpoints/gan/ckpt-4.data-00000-of-00001",
+        "checkpoints/gan/ckpt-4.index",
+        "critic.keras",
+        "generator.keras",
+        "logs",
+        f"logs/{events[0]}",
+        "run.json",
+        "samples",
+        "samples/gan-step-000002.png",
+        "samples/gan-step-000004.png",
+        "samples/real.png",
         "training_gan.json",
-    ]  # fmt: skip
+    ]
 
     # The encoder on the same cluster: the same rules, and the chief alone calibrates.
     before = {path for path in run.rglob("*") if path.is_file()}
-    args = ["train", "encoder", str(run), "--steps", "2", "--batch-size", "8",
-            "--checkpoint-every", "2", "--no-check", "--quiet"]  # fmt: skip
+    args = [
+        "train",
+        "encoder",
+        str(run),
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--checkpoint-every",
+        "2",
+        "--no-check",
+        "--quiet",
+    ]
     encoder = Cluster(tmp_path / "work", run, args)
     assert encoder.wait(timeout=TIMEOUT) == [0, 0], encoder.log(1)[-3000:]
     for index in range(2):
@@ -234,11 +283,15 @@ def test_two_workers_train_in_step_and_only_the_chief_writes_the_run(tiny_data, 
     assert len(new_events) == 1 and f".{encoder.processes[0].pid}." in new_events[0]
     added = {path for path in run.rglob("*") if path.is_file()} - before
     assert sorted(str(path.relative_to(run)) for path in added) == [
-        "calibration.npz", "checkpoints/encoder/checkpoint",
-        "checkpoints/encoder/ckpt-2.data-00000-of-00001", "checkpoints/encoder/ckpt-2.index",
-        "encoder.keras", f"logs/{new_events[0]}", "samples/encoder-step-000002.png",
+        "calibration.npz",
+        "checkpoints/encoder/checkpoint",
+        "checkpoints/encoder/ckpt-2.data-00000-of-00001",
+        "checkpoints/encoder/ckpt-2.index",
+        "encoder.keras",
+        f"logs/{new_events[0]}",
+        "samples/encoder-step-000002.png",
         "training_encoder.json",
-    ]  # fmt: skip
+    ]
 
 
 def test_a_killed_worker_and_a_restart_of_both_resume_from_the_checkpoint(tiny_data, tmp_path):
@@ -279,11 +332,14 @@ def test_workers_that_see_different_checkpoints_stop_instead_of_hanging(tiny_dat
     # it would start from step 0 while the chief resumes from step 2, and wait forever on
     # collectives the chief has passed.
     run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
-    config = GanTrainConfig(preset="tiny16", steps=2, batch_size=8, checkpoint_every=2,
-                            check=False)  # fmt: skip
+    config = GanTrainConfig(preset="tiny16", steps=2, batch_size=8, checkpoint_every=2, check=False)
     run_train_gan(tiny_data, run, config, progress=False, echo=lambda *_: None)
-    cluster = Cluster(tmp_path / "work", run, train_gan(tiny_data, run, steps=4),
-                      other_args=train_gan(tiny_data, elsewhere, steps=4))  # fmt: skip
+    cluster = Cluster(
+        tmp_path / "work",
+        run,
+        train_gan(tiny_data, run, steps=4),
+        other_args=train_gan(tiny_data, elsewhere, steps=4),
+    )
     assert cluster.wait(timeout=TIMEOUT) == [1, 1]
     for index in range(2):
         assert "the workers found different checkpoints" in cluster.log(index)

@@ -102,11 +102,18 @@ def test_cold_start_is_the_anomaly_order(results_dir):
 def test_scores_are_relevance_scores_and_labelled_objects_come_last(results_dir):
     ranker, columns = ranker_of(results_dir, method="relevance")
     ids = columns["object_ids"]
-    labels = {int(ids[100]): INTERESTING, int(ids[105]): INTERESTING, int(ids[112]): ARTIFACT,
-              int(ids[3]): NORMAL}  # fmt: skip
-    expected = relevance_scores(columns["scores_sigma"], columns["feature_axes"],
-                                np.array([100, 105, 112, 3]),
-                                label_targets(list(labels.values())))  # fmt: skip
+    labels = {
+        int(ids[100]): INTERESTING,
+        int(ids[105]): INTERESTING,
+        int(ids[112]): ARTIFACT,
+        int(ids[3]): NORMAL,
+    }
+    expected = relevance_scores(
+        columns["scores_sigma"],
+        columns["feature_axes"],
+        np.array([100, 105, 112, 3]),
+        label_targets(list(labels.values())),
+    )
     # The space standardises in float32 (results.spaces) as relevance_scores does, in another
     # order: a few float32 roundings of scores of a few units.
     np.testing.assert_allclose(ranker.scores(labels), expected, atol=1e-5)
@@ -223,8 +230,10 @@ def test_rerank_writes_the_columns_into_every_catalog(tmp_path, fmt):
     assert list(best_first["rerank_score"]) == sorted(best_first["rerank_score"], reverse=True)
     assert rerank(folder, labels, echo=lambda *_: None)["version"] == 2  # counted in rerank.json
     assert json.loads((folder / RERANK_RECORD).read_text())["labels"] == {
-        INTERESTING: 2, ARTIFACT: 1, NORMAL: 0,
-    }  # fmt: skip
+        INTERESTING: 2,
+        ARTIFACT: 1,
+        NORMAL: 0,
+    }
     assert read_catalog(folder / f"catalog{fmt}").colnames == new.colnames  # replaced, not added
 
 
@@ -264,8 +273,9 @@ def test_rerank_command(results_dir, tmp_path):
         writer = csv.writer(handle)
         writer.writerow(["object_id", "label"])
         writer.writerows(interesting_labels(columns).items())
-    result = CliRunner().invoke(main, ["rerank", str(results_dir), "--labels", str(labels),
-                                       "--features", "latents"])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["rerank", str(results_dir), "--labels", str(labels), "--features", "latents"]
+    )
     assert result.exit_code == 0, result.output
     assert "3 labels" in result.output and "latents" in result.output
     assert "rerank_rank" in Table.read(results_dir / "catalog.fits").colnames
@@ -306,8 +316,10 @@ def learning_survey(n=3000, seed=0):
     anomaly = rng.normal(size=n)
     anomaly[:40] = rng.uniform(1.5, 3.5, 40)
     anomaly[40:80] = rng.uniform(3.0, 4.5, 40)
-    terms = {"extended_scores_sigma": rng.normal(size=n) + 2.0 * (kind == 1),
-             "scores_sigma": anomaly}  # fmt: skip
+    terms = {
+        "extended_scores_sigma": rng.normal(size=n) + 2.0 * (kind == 1),
+        "scores_sigma": anomaly,
+    }
     ids = np.arange(n, dtype=np.uint64) + np.uint64(BIG_ID)
     return ids, anomaly, features, terms, kind
 
@@ -355,8 +367,9 @@ def test_random_labels_stay_within_0_01_auroc_of_the_default():
     ids, anomaly, features, terms, kind = learning_survey(seed=1)
     ranker = Ranker(ids, anomaly, features, terms=terms)
     for seed in range(5):
-        score, labelled = scripted(ranker, ids, kind, {1}, rounds=5,
-                                   rng=np.random.default_rng(seed))  # fmt: skip
+        score, labelled = scripted(
+            ranker, ids, kind, {1}, rounds=5, rng=np.random.default_rng(seed)
+        )
         rest = np.setdiff1d(np.arange(len(ids)), labelled)
         target = kind[rest] > 0
         assert abs(area(score[rest], target) - area(anomaly[rest], target)) <= 0.01, seed
@@ -370,14 +383,19 @@ def test_cold_start_from_examples():
     assert (kind[top] == 1).mean() > 0.8  # the default's top 40 is mostly artifacts
     assert (kind[np.argsort(-anomaly)[:40]] == 1).mean() < 0.5
     # a label given wins over an example: the same object labelled artifact is no example
-    assert ranker.scores({int(ids[3]): ARTIFACT, int(ids[7]): ARTIFACT},
-                         like=[int(ids[3]), int(ids[7])]).argmax() != 3  # fmt: skip
+    assert (
+        ranker.scores(
+            {int(ids[3]): ARTIFACT, int(ids[7]): ARTIFACT}, like=[int(ids[3]), int(ids[7])]
+        ).argmax()
+        != 3
+    )
 
 
 def test_explain_names_the_terms_and_the_labelled_neighbours():
     ids, anomaly, features, terms, kind = learning_survey()
-    ranker = Ranker(ids, anomaly, features, terms=terms,
-                    blocks=[("residual_shape", 4), ("morphology", 2)])  # fmt: skip
+    ranker = Ranker(
+        ids, anomaly, features, terms=terms, blocks=[("residual_shape", 4), ("morphology", 2)]
+    )
     plain = ranker.explain(int(ids[5]))
     assert plain["contributions"][0]["name"] == "anomaly score" and plain["neighbours"] == []
     assert plain["rank"] == int((anomaly > anomaly[5]).sum()) + 1
@@ -398,8 +416,9 @@ def test_explain_names_the_terms_and_the_labelled_neighbours():
         "anomaly score",
     }
     # the wanted group's own block pushes it up: features 0-1 are in residual_shape
-    assert any(c["name"] == "residual_shape (labels)" and c["value"] > 0
-               for c in why["contributions"])  # fmt: skip
+    assert any(
+        c["name"] == "residual_shape (labels)" and c["value"] > 0 for c in why["contributions"]
+    )
     near = why["neighbours"]
     assert len(near) == 3 and all(n["label"] == INTERESTING for n in near)
     assert near[0]["distance"] <= near[-1]["distance"]
@@ -410,8 +429,17 @@ def test_explain_names_the_terms_and_the_labelled_neighbours():
 def test_rerank_command_like(results_dir):
     columns, _ = read_results(results_dir, with_vectors=True)
     ids = columns["object_ids"]
-    result = CliRunner().invoke(main, ["rerank", str(results_dir), "--features", "feature_axes",
-                                       "--like", f"{ids[101]},{ids[102]}"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "rerank",
+            str(results_dir),
+            "--features",
+            "feature_axes",
+            "--like",
+            f"{ids[101]},{ids[102]}",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "2 examples" in result.output
     table = read_catalog(results_dir / "catalog.fits")

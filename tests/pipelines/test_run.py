@@ -31,8 +31,9 @@ def test_networks_load_in_a_fresh_process(tmp_path):
         "import sys; from tfanomaly.pipelines.run import load_network; "
         f"g = load_network({str(tmp_path)!r}, 'generator'); print(type(g).__name__, g.count_params())"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=300)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-2:] == [
         "Generator",

@@ -102,8 +102,14 @@ def small(**kwargs):
 
 
 def test_results_catalog_and_sigma(tiny_run, tmp_path):
-    written = score(tiny_run / "run", tiny_run / "ds", tmp_path / "out", small(
-        store_images=True, catalog=CatalogConfig(select_sigma=1.0)), progress=False, echo=quiet)  # fmt: skip
+    written = score(
+        tiny_run / "run",
+        tiny_run / "ds",
+        tmp_path / "out",
+        small(store_images=True, catalog=CatalogConfig(select_sigma=1.0)),
+        progress=False,
+        echo=quiet,
+    )
     columns, attrs = read_results(tmp_path / "out", with_images=True)
     assert written["count"] == 150 and len(columns["object_ids"]) == 150
     for key in SCORE_KEYS:
@@ -117,19 +123,29 @@ def test_results_catalog_and_sigma(tiny_run, tmp_path):
     )
     with h5py.File(tiny_run / "s.h5") as f:
         truth = dict(zip(f["object_ids"][:].tolist(), f["labels"][:].tolist(), strict=True))
-    assert all(truth[int(i)] == label for i, label in
-               zip(columns["object_ids"], columns["labels"], strict=True))  # fmt: skip
+    assert all(
+        truth[int(i)] == label
+        for i, label in zip(columns["object_ids"], columns["labels"], strict=True)
+    )
     stats = json.loads((tmp_path / "out" / "score_stats.json").read_text())
     assert stats["scores"]["anomaly_scores"]["count"] == 150
     assert stats["inversion"]["steps"] == 3
     table = Table.read(tmp_path / "out" / "catalog.fits")
     assert table.colnames[:13] == [
-        "idx", "object_id", "ra", "dec", "score_normalized", "residual_score_normalized",
-        "feature_score_normalized", "linear_score_normalized", "extended_score_normalized",
+        "idx",
+        "object_id",
+        "ra",
+        "dec",
+        "score_normalized",
+        "residual_score_normalized",
+        "feature_score_normalized",
+        "linear_score_normalized",
+        "extended_score_normalized",
         "morphology_score_normalized",
         "discriminator_score_normalized",
-        "generator_score_normalized", "combined_score_normalized",
-    ]  # fmt: skip
+        "generator_score_normalized",
+        "combined_score_normalized",
+    ]
     assert table["object_id"].dtype == np.uint64
     assert set(table["object_id"]) == set(columns["object_ids"].tolist())  # exact above 2**53
     assert (np.diff(table["score_normalized"]) <= 0).all()
@@ -140,8 +156,14 @@ def test_results_catalog_and_sigma(tiny_run, tmp_path):
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_other_catalog_formats_keep_ids(tiny_run, tmp_path, suffix):
-    score(tiny_run / "run", tiny_run / "ds", tmp_path / "out",
-          small(catalog=CatalogConfig(catalog_format=suffix[1:])), progress=False, echo=quiet)  # fmt: skip
+    score(
+        tiny_run / "run",
+        tiny_run / "ds",
+        tmp_path / "out",
+        small(catalog=CatalogConfig(catalog_format=suffix[1:])),
+        progress=False,
+        echo=quiet,
+    )
     path = tmp_path / "out" / f"catalog{suffix}"
     if suffix == ".parquet":  # read with pyarrow itself, as a pandas or Spark user would
         import pyarrow.parquet as pq
@@ -156,8 +178,9 @@ def test_other_catalog_formats_keep_ids(tiny_run, tmp_path, suffix):
 
 
 def test_interrupted_scoring_resumes_to_the_same_result(tiny_run, tmp_path, monkeypatch):
-    reference = score(tiny_run / "run", tiny_run / "ds", tmp_path / "ref", small(),
-                      progress=False, echo=quiet)  # fmt: skip
+    reference = score(
+        tiny_run / "run", tiny_run / "ds", tmp_path / "ref", small(), progress=False, echo=quiet
+    )
     real_part = score_module._score_part
     calls = []
 
@@ -169,14 +192,21 @@ def test_interrupted_scoring_resumes_to_the_same_result(tiny_run, tmp_path, monk
 
     monkeypatch.setattr(score_module, "_score_part", interrupt_third)
     with pytest.raises(KeyboardInterrupt):
-        score(tiny_run / "run", tiny_run / "ds", tmp_path / "out", small(), progress=False,
-              echo=quiet)  # fmt: skip
+        score(
+            tiny_run / "run", tiny_run / "ds", tmp_path / "out", small(), progress=False, echo=quiet
+        )
     assert len(list((tmp_path / "out" / ".parts").glob("part-*.npz"))) == 2
     assert not (tmp_path / "out" / "results.h5").exists()
     monkeypatch.setattr(score_module, "_score_part", real_part)
     messages = []
-    score(tiny_run / "run", tiny_run / "ds", tmp_path / "out", small(), progress=False,
-          echo=messages.append)  # fmt: skip
+    score(
+        tiny_run / "run",
+        tiny_run / "ds",
+        tmp_path / "out",
+        small(),
+        progress=False,
+        echo=messages.append,
+    )
     assert "resuming: 2 part(s)" in messages[0]
     resumed, _ = read_results(tmp_path / "out")
     expected, _ = read_results(reference["results"])
@@ -188,12 +218,19 @@ def test_interrupted_scoring_resumes_to_the_same_result(tiny_run, tmp_path, monk
 def test_shards_merge_to_the_whole(tiny_run, tmp_path):
     from tfanomaly.results.catalog import merge_results
 
-    whole = score(tiny_run / "run", tiny_run / "ds", tmp_path / "whole", small(), progress=False,
-                  echo=quiet)  # fmt: skip
+    whole = score(
+        tiny_run / "run", tiny_run / "ds", tmp_path / "whole", small(), progress=False, echo=quiet
+    )
     parts = []
     for i in range(3):
-        score(tiny_run / "run", tiny_run / "ds", tmp_path / f"part{i}", small(shard=(i, 3)),
-              progress=False, echo=quiet)  # fmt: skip
+        score(
+            tiny_run / "run",
+            tiny_run / "ds",
+            tmp_path / f"part{i}",
+            small(shard=(i, 3)),
+            progress=False,
+            echo=quiet,
+        )
         parts.append(tmp_path / f"part{i}")
     assert sum(len(read_results(p)[0]["idxs"]) for p in parts) == 150
     merge_results(parts, tmp_path / "merged")
@@ -214,8 +251,15 @@ def test_shards_merge_to_the_whole(tiny_run, tmp_path):
 def test_reference_statistics_for_new_images(tiny_run, tmp_path):
     score(tiny_run / "run", tiny_run / "ds", tmp_path / "ref", small(), progress=False, echo=quiet)
     stats = json.loads((tmp_path / "ref" / "score_stats.json").read_text())["scores"]
-    score(tiny_run / "run", tiny_run / "ds", tmp_path / "new", small(shard=(0, 5)),
-          reference=tmp_path / "ref" / "score_stats.json", progress=False, echo=quiet)  # fmt: skip
+    score(
+        tiny_run / "run",
+        tiny_run / "ds",
+        tmp_path / "new",
+        small(shard=(0, 5)),
+        reference=tmp_path / "ref" / "score_stats.json",
+        progress=False,
+        echo=quiet,
+    )
     new, _ = read_results(tmp_path / "new")
     raw = new["disc_scores"].astype(np.float64)
     expected = (raw - stats["disc_scores"]["mean"]) / stats["disc_scores"]["std"]
@@ -223,8 +267,15 @@ def test_reference_statistics_for_new_images(tiny_run, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     with pytest.raises(InputError, match="not a tfanomaly score_stats.json"):
-        score(tiny_run / "run", tiny_run / "ds", tmp_path / "x", small(), reference=bad,
-              progress=False, echo=quiet)  # fmt: skip
+        score(
+            tiny_run / "run",
+            tiny_run / "ds",
+            tmp_path / "x",
+            small(),
+            reference=bad,
+            progress=False,
+            echo=quiet,
+        )
 
 
 def test_bad_score_options(tiny_run, tmp_path):

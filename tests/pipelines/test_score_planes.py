@@ -27,13 +27,25 @@ from tfanomaly.simulate.config import SurveyConfig
 
 
 def test_planes_from_the_survey_to_the_catalog(tmp_path):
-    simulate_survey(tmp_path / "s.h5", SurveyConfig(n_objects=80, size=16, seed=3,
-                    anomaly_fraction=0.3, planes=True), progress=False)  # fmt: skip
+    simulate_survey(
+        tmp_path / "s.h5",
+        SurveyConfig(n_objects=80, size=16, seed=3, anomaly_fraction=0.3, planes=True),
+        progress=False,
+    )
     ingest(tmp_path / "s.h5", tmp_path / "ds", IngestConfig(shard_size=40), progress=False)
-    train_gan(tmp_path / "ds", tmp_path / "run", GanTrainConfig(preset="tiny16", steps=2,
-              batch_size=8, checkpoint_every=2, check=False), progress=False, echo=quiet)  # fmt: skip
-    train_encoder(tmp_path / "run", EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2,
-                  check=False), progress=False, echo=quiet)  # fmt: skip
+    train_gan(
+        tmp_path / "ds",
+        tmp_path / "run",
+        GanTrainConfig(preset="tiny16", steps=2, batch_size=8, checkpoint_every=2, check=False),
+        progress=False,
+        echo=quiet,
+    )
+    train_encoder(
+        tmp_path / "run",
+        EncoderTrainConfig(steps=2, batch_size=8, checkpoint_every=2, check=False),
+        progress=False,
+        echo=quiet,
+    )
     calibration = Calibration.load(tmp_path / "run" / "calibration.npz")
     assert calibration.planes == ("variance", "mask")
     residual, extended = calibration.residuals["residual"], calibration.residuals["extended"]
@@ -45,8 +57,9 @@ def test_planes_from_the_survey_to_the_catalog(tmp_path):
     batch = next(iter(load_dataset(tmp_path / "ds", 80)))
     n_masked = batch["mask"].numpy().reshape(80, -1).sum(axis=1)
     order = np.argsort(columns["idxs"])
-    np.testing.assert_array_equal(columns["n_masked"][order],
-                                  n_masked[np.argsort(batch["idx"].numpy())])  # fmt: skip
+    np.testing.assert_array_equal(
+        columns["n_masked"][order], n_masked[np.argsort(batch["idx"].numpy())]
+    )
     assert n_masked.any()
 
     # The residual term against a numpy reference of the chi^2 with the variance (plus the
@@ -75,25 +88,48 @@ def test_planes_from_the_survey_to_the_catalog(tmp_path):
     spoilt = images.copy()
     spoilt[mask] = 1e6
     scorer = inverter.noise_score
-    np.testing.assert_allclose(scorer.residual_score(spoilt, recon, variance, mask),
-                               scorer.residual_score(images, recon, variance, mask), rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        scorer.residual_score(spoilt, recon, variance, mask),
+        scorer.residual_score(images, recon, variance, mask),
+        rtol=1e-6,
+    )
     # So does the extended term (its wide filter renormalised to the kept pixels): the linear
     # model of the filled image, held fixed, against the spoilt pixels.
     model = scorer.linear_reconstruction(images)
-    np.testing.assert_allclose(scorer.extended_score(spoilt, variance, mask, model),
-                               scorer.extended_score(images, variance, mask, model), rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        scorer.extended_score(spoilt, variance, mask, model),
+        scorer.extended_score(images, variance, mask, model),
+        rtol=1e-6,
+    )
 
     # Ignoring the planes gives the calibrated-scatter scores; the catalog still counts the mask.
-    score(tmp_path / "run", tmp_path / "ds", tmp_path / "plain", ScoreConfig(planes=False),
-          progress=False, echo=quiet)  # fmt: skip
+    score(
+        tmp_path / "run",
+        tmp_path / "ds",
+        tmp_path / "plain",
+        ScoreConfig(planes=False),
+        progress=False,
+        echo=quiet,
+    )
     plain, _ = read_results(tmp_path / "plain")
     np.testing.assert_array_equal(plain["n_masked"], columns["n_masked"])
 
     # The same from the command line: `score --no-planes` equals planes=False, and
     # `calibrate --no-planes` writes a calibration without the plane statistics.
     runner = CliRunner()
-    result = runner.invoke(main, ["score", str(tmp_path / "ds"), "--run", str(tmp_path / "run"),
-                                  "--out", str(tmp_path / "cli"), "--no-planes", "--quiet"])  # fmt: skip
+    result = runner.invoke(
+        main,
+        [
+            "score",
+            str(tmp_path / "ds"),
+            "--run",
+            str(tmp_path / "run"),
+            "--out",
+            str(tmp_path / "cli"),
+            "--no-planes",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     cli, _ = read_results(tmp_path / "cli")
     np.testing.assert_array_equal(cli["scores"], plain["scores"])

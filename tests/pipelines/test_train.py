@@ -36,8 +36,9 @@ def tiny_data(tmp_path_factory):
 
 def config(**kwargs):
     # A few steps learn nothing yet: the collapse check (tests/pipelines/test_learning.py) is off.
-    values = dict(preset="tiny16", steps=6, batch_size=8, checkpoint_every=2, log_every=1,
-                  check=False)  # fmt: skip
+    values = dict(
+        preset="tiny16", steps=6, batch_size=8, checkpoint_every=2, log_every=1, check=False
+    )
     values.update(kwargs)
     return GanTrainConfig(**values)
 
@@ -56,8 +57,11 @@ def test_train_writes_checkpoints_logs_samples_and_models(tiny_data, tmp_path):
     assert summary["steps"] == 6
     assert tf.train.latest_checkpoint(run / "checkpoints" / "gan").endswith("ckpt-6")
     assert sorted(p.name for p in (run / "samples").glob("*.png")) == [
-        "gan-step-000002.png", "gan-step-000004.png", "gan-step-000006.png", "real.png"
-    ]  # fmt: skip
+        "gan-step-000002.png",
+        "gan-step-000004.png",
+        "gan-step-000006.png",
+        "real.png",
+    ]
     assert {"gan/d_loss", "gan/g_loss", "gan/wasserstein", "gan/gp", "gan/preview"} <= event_tags(
         run / "logs"
     )
@@ -110,9 +114,24 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_the_same_command_resumes(tiny_data, tmp_path):
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "tfanomaly.cli", "train", "gan", str(tiny_data), "--out", str(run),
-           "--preset", "tiny16", "--batch-size", "8", "--checkpoint-every", "3", "--no-check",
-           "--quiet"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "tfanomaly.cli",
+        "train",
+        "gan",
+        str(tiny_data),
+        "--out",
+        str(run),
+        "--preset",
+        "tiny16",
+        "--batch-size",
+        "8",
+        "--checkpoint-every",
+        "3",
+        "--no-check",
+        "--quiet",
+    ]
     process = subprocess.Popen([*cmd, "--steps", "100000"], stdout=subprocess.PIPE, text=True)
     deadline = time.time() + 120
 
@@ -156,8 +175,9 @@ def test_training_under_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_pat
         print("replicas", strategy.num_replicas_in_sync, "steps", summary["steps"])
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "replicas 2 steps 4" in result.stdout
 
@@ -174,8 +194,10 @@ def test_generator_moving_average_is_checkpointed_resumed_and_saved(tiny_data, t
     assert any(not np.allclose(a, b) for a, b in zip(averaged, last, strict=True))
     # The checkpoint holds the average that generator.keras carries; a resumed run restores it
     # (restore asserts every saved object matched) and keeps averaging.
-    ema = sorted((k for k in reader.get_variable_to_shape_map() if k.startswith("ema/")),
-                 key=lambda k: int(k.split("/")[1][1:]))  # fmt: skip
+    ema = sorted(
+        (k for k in reader.get_variable_to_shape_map() if k.startswith("ema/")),
+        key=lambda k: int(k.split("/")[1][1:]),
+    )
     for key, value in zip(ema, averaged, strict=True):
         np.testing.assert_array_equal(reader.get_tensor(key), value)
     train_gan(tiny_data, run, config(steps=6, ema_decay=0.5), progress=False, echo=echo)
@@ -209,8 +231,13 @@ def test_moving_average_follows_its_formula():
 @pytest.mark.skipif(bf16_capped(), reason="oneDNN capped below its bf16 kernels aborts on them")
 def test_mixed_bfloat16_trains_with_float32_outputs(tiny_data, tmp_path):
     run = tmp_path / "run"
-    train_gan(tiny_data, run, config(steps=2, precision="mixed_bfloat16"), progress=False,
-              echo=lambda *_: None)  # fmt: skip
+    train_gan(
+        tiny_data,
+        run,
+        config(steps=2, precision="mixed_bfloat16"),
+        progress=False,
+        echo=lambda *_: None,
+    )
     assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
     generator = keras.models.load_model(run / "generator.keras")
     images = generator(tf.zeros((1, 8)))
@@ -234,7 +261,8 @@ def test_encoder_trains_through_the_frozen_gan_and_resumes(tiny_data, tmp_path):
     encoder = keras.models.load_model(run / "encoder.keras")
     assert encoder(tf.zeros((2, 16, 16, 3))).shape == (2, 8)
     messages = []
-    summary = train_encoder(run, dataclasses.replace(enc, steps=5), progress=False,
-                            echo=messages.append)  # fmt: skip
+    summary = train_encoder(
+        run, dataclasses.replace(enc, steps=5), progress=False, echo=messages.append
+    )
     assert summary["steps"] == 5 and "encoder from step 3" in messages[0]
     assert (run / "samples" / "encoder-step-000005.png").exists()

@@ -26,21 +26,38 @@ def cubes(n: int, size: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
     reals = np.clip(reals, 0, 1).astype(np.float32)
     reconstructed = np.clip(blob * reals.mean(axis=(1, 2), keepdims=True) * 1.6, 0, 1)
     reconstructed = reconstructed.astype(np.float32)
-    return {"reals": reals, "reconstructed": reconstructed,
-            "residuals": np.abs(reals - reconstructed)}  # fmt: skip
+    return {
+        "reals": reals,
+        "reconstructed": reconstructed,
+        "residuals": np.abs(reals - reconstructed),
+    }
 
 
-def write_results_file(folder, n: int = 50, size: int = 16, seed: int = 0, images: bool = True,
-                       vectors: bool = True, ids=None):  # fmt: skip
+def write_results_file(
+    folder,
+    n: int = 50,
+    size: int = 16,
+    seed: int = 0,
+    images: bool = True,
+    vectors: bool = True,
+    ids=None,
+):
     """A results folder written by tfanomaly's own writer (``catalog.write_results``), as
     ``score --store-images`` leaves it, with simulated kinds; returns the folder."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     columns = {key: rng.gamma(2.0, 1.0, n) for key in SCORE_KEYS}
-    columns["object_ids"] = (np.asarray(ids, np.uint64) if ids is not None
-                             else np.uint64(BIG_ID) + np.arange(n, dtype=np.uint64) * np.uint64(3))  # fmt: skip
-    columns.update(idxs=np.arange(n, dtype=np.int64) + 100, ra=rng.uniform(130, 140, n),
-                   dec=rng.uniform(-1, 4, n), labels=np.arange(n, dtype=np.int64) % len(KINDS))  # fmt: skip
+    columns["object_ids"] = (
+        np.asarray(ids, np.uint64)
+        if ids is not None
+        else np.uint64(BIG_ID) + np.arange(n, dtype=np.uint64) * np.uint64(3)
+    )
+    columns.update(
+        idxs=np.arange(n, dtype=np.int64) + 100,
+        ra=rng.uniform(130, 140, n),
+        dec=rng.uniform(-1, 4, n),
+        labels=np.arange(n, dtype=np.int64) % len(KINDS),
+    )
     if vectors:
         columns["latents"] = rng.normal(size=(n, 8)).astype(np.float32)
         columns["feature_axes"] = rng.normal(size=(n, 6)).astype(np.float32)
@@ -48,8 +65,11 @@ def write_results_file(folder, n: int = 50, size: int = 16, seed: int = 0, image
     if images:
         parts = [folder / "part.npz"]
         np.savez(parts[0], object_ids=columns["object_ids"], **cubes(n, size, seed))
-    attrs = {"kind_names": json.dumps(KINDS), "run": str(folder / "run"),
-             "data": str(folder / "ds")}  # fmt: skip
+    attrs = {
+        "kind_names": json.dumps(KINDS),
+        "run": str(folder / "run"),
+        "data": str(folder / "ds"),
+    }
     write_results(folder / "results.h5", columns, parts, attrs, score_statistics(columns))
     for part in parts:
         part.unlink()
@@ -84,8 +104,11 @@ def test_tfanomaly_results_columns_ranking_and_lazy_rows(tmp_path):
         assert view.object_ids.dtype == np.uint64 and int(view.object_ids[0]) == BIG_ID
         np.testing.assert_array_equal(view.object_ids, ids)
         assert view.row_of(BIG_ID + 3) == 1
-        assert list(view.sigma)[:3] == ["scores_sigma", "residual_scores_sigma",
-                                         "feature_scores_sigma"]  # fmt: skip
+        assert list(view.sigma)[:3] == [
+            "scores_sigma",
+            "residual_scores_sigma",
+            "feature_scores_sigma",
+        ]
         order = view.ranking()
         assert (np.diff(scores[order]) <= 0).all()
         real, reconstructed, residual = view.cubes(order[0])
@@ -117,8 +140,7 @@ def test_the_papers_layout(tmp_path):
         sigma = f["anomaly_scores_sigma"][:]
     with ResultsView(path) as view:
         assert view.layout == "paper" and view.sort_key == "anomaly_scores_sigma"
-        assert list(view.sigma) == ["disc_scores_sigma", "gen_scores_sigma",
-                                    "anomaly_scores_sigma"]  # fmt: skip
+        assert list(view.sigma) == ["disc_scores_sigma", "gen_scores_sigma", "anomaly_scores_sigma"]
         assert view.has_images and view.vector_keys == [] and view.kind(0) is None
         assert np.isnan(view.ra).all() and view.idxs is not None
         assert (np.diff(sigma[view.ranking()]) <= 0).all()
@@ -158,8 +180,9 @@ def test_a_survey_of_1e5_objects_keeps_only_ids_and_scores_in_memory(tmp_path):
         f["object_ids"] = np.arange(n, dtype=np.uint64) + np.uint64(BIG_ID)
         f["anomaly_scores_sigma"] = np.linspace(-1, 5, n)
         for key in ("reals", "reconstructed", "residuals"):  # unwritten chunks: a tiny file
-            f.create_dataset(key, (n, 96, 96, 3), "float32", chunks=(64, 96, 96, 3),
-                             compression="gzip")  # fmt: skip
+            f.create_dataset(
+                key, (n, 96, 96, 3), "float32", chunks=(64, 96, 96, 3), compression="gzip"
+            )
     tracemalloc.start()
     with ResultsView(path) as view:
         rows = view.ranking()[:20]

@@ -246,8 +246,17 @@ def test_catalog_table_optional_columns():
     columns["umap_x"], columns["umap_y"] = np.arange(6.0), -np.arange(6.0)
     columns["cluster"] = np.array([0, 0, 1, 1, -1, 2])
     table = catalog_table(columns)
-    assert table.colnames == ["idx", "object_id", "ra", "dec", *CATALOG_COLUMNS, "n_masked", "umap_x",
-                              "umap_y", "cluster"]  # fmt: skip
+    assert table.colnames == [
+        "idx",
+        "object_id",
+        "ra",
+        "dec",
+        *CATALOG_COLUMNS,
+        "n_masked",
+        "umap_x",
+        "umap_y",
+        "cluster",
+    ]
     assert np.isnan(table["ra"]).all() and np.isnan(table["dec"]).all()
     for row in table:
         k = int(row["idx"])

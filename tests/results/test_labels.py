@@ -41,15 +41,24 @@ def test_set_current_and_exact_ids(store):
     store.set(str(BIG_ID), label="Artifact ", note="satellite trail in g")
     current = store.current()
     assert set(current) == {TOP_ID, BIG_ID}
-    assert current[TOP_ID] == {"label": "interesting", "tags": ["merger", "tidal tail"],
-                               "note": "", "time": record["time"], "version": 2}  # fmt: skip
+    assert current[TOP_ID] == {
+        "label": "interesting",
+        "tags": ["merger", "tidal tail"],
+        "note": "",
+        "time": record["time"],
+        "version": 2,
+    }
     assert current[BIG_ID]["label"] == "artifact" and current[BIG_ID]["note"].endswith("in g")
     # Fields not given stay: a note alone keeps the label, new tags replace the old ones.
     store.set(TOP_ID, note="two nuclei")
     store.set(TOP_ID, tags="arc; ring,arc")
-    assert store.get(TOP_ID) | {"time": None} == {"label": "interesting", "tags": ["arc", "ring"],
-                                                  "note": "two nuclei", "time": None,
-                                                  "version": 0}  # fmt: skip
+    assert store.get(TOP_ID) | {"time": None} == {
+        "label": "interesting",
+        "tags": ["arc", "ring"],
+        "note": "two nuclei",
+        "time": None,
+        "version": 0,
+    }
     with sqlite3.connect(store.path) as db:  # ids are decimal text, exact
         assert (str(TOP_ID),) in db.execute("SELECT object_id FROM events").fetchall()
 
@@ -114,8 +123,9 @@ def test_a_killed_process_keeps_every_committed_label(tmp_path):
         "    print(k, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == -signal.SIGKILL and done.stdout.split()[-1] == "39"
     with LabelStore(path) as store:
         current = store.current()
@@ -164,8 +174,7 @@ def test_export_import_round_trip(store, tmp_path, suffix):
 
 def test_import_tables_from_elsewhere(store, tmp_path):
     table = tmp_path / "zoo.csv"
-    table.write_text("object_id,label,extra\n"
-                     f"{BIG_ID},Interesting,x\n{BIG_ID + 1},,y\n")  # fmt: skip
+    table.write_text(f"object_id,label,extra\n{BIG_ID},Interesting,x\n{BIG_ID + 1},,y\n")
     store.set(BIG_ID + 1, label="normal", tags=["kept"])
     assert import_labels(store, table, version=4) == 2
     assert store.get(BIG_ID)["label"] == "interesting" and store.get(BIG_ID)["version"] == 4
@@ -188,8 +197,10 @@ def test_import_tables_from_elsewhere(store, tmp_path):
 def test_one_undo_takes_back_a_whole_bulk_action(store):
     store.set(1, label="normal", tags=["kept"])
     members = [BIG_ID + k for k in range(40)] + [TOP_ID]
-    records = [{"object_id": oid, "label": "artifact", "tags": ["satellite trail", "cluster:7"]}
-               for oid in members]  # fmt: skip
+    records = [
+        {"object_id": oid, "label": "artifact", "tags": ["satellite trail", "cluster:7"]}
+        for oid in members
+    ]
     assert store.set_many(records) == 41
     store.set_many([{"object_id": 1, "label": "artifact", "tags": ["selection"]}])
     store.set(2, label="interesting")
@@ -234,11 +245,16 @@ def test_a_label_file_of_the_first_schema_opens_and_gains_batches(tmp_path):
             CREATE VIEW current_labels AS SELECT e.* FROM effective e
                 JOIN (SELECT object_id, MAX(seq) AS seq FROM effective GROUP BY object_id) latest
                 ON e.seq = latest.seq;
-            INSERT INTO meta VALUES ('schema_version', '1');""")  # fmt: skip
-        db.execute("INSERT INTO events (object_id, label, tags, time) VALUES (?, 'interesting', "
-                   "'[\"arc\"]', '2024-01-01T00:00:00.000Z')", (str(TOP_ID),))  # fmt: skip
-        db.execute("INSERT INTO events (object_id, label, time) VALUES ('5', 'normal', "
-                   "'2024-01-02T00:00:00.000Z')")  # fmt: skip
+            INSERT INTO meta VALUES ('schema_version', '1');""")
+        db.execute(
+            "INSERT INTO events (object_id, label, tags, time) VALUES (?, 'interesting', "
+            "'[\"arc\"]', '2024-01-01T00:00:00.000Z')",
+            (str(TOP_ID),),
+        )
+        db.execute(
+            "INSERT INTO events (object_id, label, time) VALUES ('5', 'normal', "
+            "'2024-01-02T00:00:00.000Z')"
+        )
     with LabelStore(path) as store:
         assert store.current()[TOP_ID]["tags"] == ["arc"] and store.get(5)["label"] == "normal"
         store.set_many([{"object_id": k, "label": "artifact", "tags": "cluster:0"} for k in (6, 7)])

@@ -14,8 +14,9 @@ def test_band_counts_become_rgb():
     assert (two[..., :2] == 1).all() and (two[..., 2] == 0).all()
     four = np.random.default_rng(0).random((4, 4, 4)).astype("f4")
     np.testing.assert_array_equal(rgb(four), four[..., :3])
-    np.testing.assert_array_equal(to_uint8(np.array([-1.0, 0.0, 0.5, 1.0, 2.0])),
-                                  [0, 0, 128, 255, 255])  # fmt: skip
+    np.testing.assert_array_equal(
+        to_uint8(np.array([-1.0, 0.0, 0.5, 1.0, 2.0])), [0, 0, 128, 255, 255]
+    )
 
 
 def test_png_decodes_to_the_same_pixels(tmp_path):

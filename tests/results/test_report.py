@@ -20,10 +20,16 @@ from tfanomaly.results.labels import LabelStore
 from tfanomaly.results.report import SCORE_LABELS, build_report
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--virtual-time-budget=20000",
-]  # fmt: skip
+]
 
 
 def chromium() -> str:
@@ -45,17 +51,30 @@ def test_report_renders_in_headless_chromium(scored, tmp_path):  # noqa: F811
     page = (tmp_path / "report.html").read_text()
     assert "http://" not in page.split("<body")[1][:2000] and "cdn.bokeh.org" not in page
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
-    dom = subprocess.run([browser, *CHROMIUM_FLAGS, *profile, "--dump-dom",
-                          (tmp_path / "report.html").as_uri()],
-                         capture_output=True, text=True, timeout=180).stdout  # fmt: skip
+    dom = subprocess.run(
+        [browser, *CHROMIUM_FLAGS, *profile, "--dump-dom", (tmp_path / "report.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    ).stdout
     body = re.search(r'<body data-map-points="(\d+)" data-gallery-images="(\d+)"', dom)
     assert body, "the report did not finish rendering in Chromium"
     assert int(body[1]) == 80  # one glyph per embedded object
     assert int(body[2]) == shown["gallery_images"] > 18
     screenshot = tmp_path / "report.png"
-    subprocess.run([browser, *CHROMIUM_FLAGS, *profile, "--window-size=1200,1600",
-                    f"--screenshot={screenshot}", (tmp_path / "report.html").as_uri()],
-                   capture_output=True, timeout=180, check=True)  # fmt: skip
+    subprocess.run(
+        [
+            browser,
+            *CHROMIUM_FLAGS,
+            *profile,
+            "--window-size=1200,1600",
+            f"--screenshot={screenshot}",
+            (tmp_path / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=180,
+        check=True,
+    )
     assert screenshot.stat().st_size > 50_000  # a page with a map and thumbnails, not a blank
     keep = os.environ.get("TFANOMALY_SCREENSHOT_DIR")
     if keep:
@@ -84,8 +103,9 @@ def test_cluster_table_sizes_typical_members_and_labels(tmp_path):
     assert "<h2>Clusters</h2>" in page and "3 embedded objects are in no cluster" in page
     assert "No label file" in page
     with LabelStore(folder / "labels.sqlite") as store:  # the explorer's label file
-        store.set_many([{"object_id": i, "label": "artifact", "tags": ["cluster:0"]}
-                        for i in members[0][:5]])  # fmt: skip
+        store.set_many(
+            [{"object_id": i, "label": "artifact", "tags": ["cluster:0"]} for i in members[0][:5]]
+        )
         store.set(members[1][0], label="interesting")
         store.set(7, label="normal")  # an object of another survey: not counted
     shown = build_report(

@@ -52,15 +52,26 @@ def test_grpc_and_rest_clients_score_like_local_scoring(exported, server, tmp_pa
         ("grpc", GrpcClient(f"127.0.0.1:{server.grpc_port}")),
         ("rest", RestClient(f"http://127.0.0.1:{server.rest_port}")),
     ):
-        score(None, folder / "ds", tmp_path / name, config, client=client, progress=False,
-              echo=lambda *_: None)  # fmt: skip
+        score(
+            None,
+            folder / "ds",
+            tmp_path / name,
+            config,
+            client=client,
+            progress=False,
+            echo=lambda *_: None,
+        )
         remote, _ = read_results(tmp_path / name)
         local, _ = read_results(folder / "scores")
         order_r, order_l = np.argsort(remote["object_ids"]), np.argsort(local["object_ids"])
         # The server scores in other batches than local scoring did: equal to rounding.
         keys = ("anomaly_scores", "gen_scores", "disc_scores", "anomaly_scores_sigma")
-        assert_scores_close({k: remote[k][order_r] for k in keys},
-                            {k: local[k][order_l] for k in keys}, keys, err_msg=name)  # fmt: skip
+        assert_scores_close(
+            {k: remote[k][order_r] for k in keys},
+            {k: local[k][order_l] for k in keys},
+            keys,
+            err_msg=name,
+        )
         assert (tmp_path / name / "catalog.fits").exists()
 
 
@@ -95,16 +106,28 @@ def test_grpc_metadata_status_and_errors(server):
     cases = [
         (dict(model="nope", images=images), grpc.StatusCode.NOT_FOUND, "Latest(nope)"),
         (dict(version=99, images=images), grpc.StatusCode.NOT_FOUND, "Specific(tfanomaly, 99)"),
-        (dict(signature="nope", images=images), grpc.StatusCode.FAILED_PRECONDITION,
-         'signature key "nope" not found'),
+        (
+            dict(signature="nope", images=images),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            'signature key "nope" not found',
+        ),
         (dict(pixels=images), grpc.StatusCode.INVALID_ARGUMENT, "alias not found in signature"),
-        (dict(images=images.astype(np.float64)), grpc.StatusCode.INVALID_ARGUMENT,
-         "to be float but double is provided"),
-        (dict(images=np.zeros((2, 32, 32, 3), np.float32)), grpc.StatusCode.INVALID_ARGUMENT,
-         "this model scores 16x16 cutouts with 3 band(s)"),
-        (dict(images=np.zeros((2, 16), np.float32)), grpc.StatusCode.INVALID_ARGUMENT,
-         "must have rank 4"),
-    ]  # fmt: skip
+        (
+            dict(images=images.astype(np.float64)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "to be float but double is provided",
+        ),
+        (
+            dict(images=np.zeros((2, 32, 32, 3), np.float32)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "this model scores 16x16 cutouts with 3 band(s)",
+        ),
+        (
+            dict(images=np.zeros((2, 16), np.float32)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "must have rank 4",
+        ),
+    ]
     for kwargs, code, message in cases:
         with pytest.raises(grpc.RpcError) as caught:
             predict(**kwargs)
@@ -119,11 +142,17 @@ def test_rest_formats_status_metadata_and_errors(server):
     code, rows = rest(server, "/v1/models/tfanomaly:predict", {"instances": images})
     assert code == 200 and len(rows["predictions"]) == 2
     assert set(rows["predictions"][0]) >= {"anomaly_score", "anomaly_score_sigma", "reconstruction"}
-    code, columns = rest(server, "/v1/models/tfanomaly/versions/1:predict",
-                         {"signature_name": "score_fast", "inputs": {"images": images}})  # fmt: skip
+    code, columns = rest(
+        server,
+        "/v1/models/tfanomaly/versions/1:predict",
+        {"signature_name": "score_fast", "inputs": {"images": images}},
+    )
     assert code == 200 and len(columns["outputs"]["disc_score"]) == 2
-    code, single = rest(server, "/v1/models/tfanomaly:predict",
-                        {"signature_name": "generate", "inputs": [[0.0] * 8]})  # fmt: skip
+    code, single = rest(
+        server,
+        "/v1/models/tfanomaly:predict",
+        {"signature_name": "generate", "inputs": [[0.0] * 8]},
+    )
     assert code == 200 and np.asarray(single["outputs"]).shape == (1, 16, 16, 3)
     code, status = rest(server, "/v1/models/tfanomaly")
     assert code == 200 and status["model_version_status"][0]["state"] == "AVAILABLE"
@@ -133,17 +162,29 @@ def test_rest_formats_status_metadata_and_errors(server):
     )
     for path, body, expected_code, message in [
         ("/v1/models/tfanomaly:predict", b"{bad json", 400, "JSON Parse error"),
-        ("/v1/models/tfanomaly:predict", {"instances": images, "inputs": images}, 400,
-         "exactly one"),
+        (
+            "/v1/models/tfanomaly:predict",
+            {"instances": images, "inputs": images},
+            400,
+            "exactly one",
+        ),
         ("/v1/models/nope:predict", {"instances": images}, 404, "Latest(nope)"),
         ("/v1/models/tfanomaly/versions/7:predict", {"instances": images}, 404, "Specific"),
-        ("/v1/models/tfanomaly:predict", {"signature_name": "x", "instances": images}, 400,
-         'signature key "x" not found'),
+        (
+            "/v1/models/tfanomaly:predict",
+            {"signature_name": "x", "instances": images},
+            400,
+            'signature key "x" not found',
+        ),
         ("/v1/models/tfanomaly:predict", {"instances": [[1.0, 2.0]]}, 400, "must have rank 4"),
-        ("/v1/models/tfanomaly:predict", {"instances": [[[["a"] * 3] * 16] * 16]}, 400,
-         "must hold numbers"),
+        (
+            "/v1/models/tfanomaly:predict",
+            {"instances": [[[["a"] * 3] * 16] * 16]},
+            400,
+            "must hold numbers",
+        ),
         ("/v1/models/tfanomaly:nope", {"instances": images}, 404, "Malformed request"),
-    ]:  # fmt: skip
+    ]:
         code, reply = rest(server, path, body)
         assert code == expected_code and message in reply["error"], (path, reply)
     assert rest(server, "/v1/models/tfanomaly")[0] == 200  # still serving

@@ -33,19 +33,38 @@ ROWS = 7
 @pytest.fixture(scope="module")
 def planes_export(tmp_path_factory):
     """A tiny16 run on a survey with planes, its catalog scored with them, and its export."""
-    folder = build_tiny_run(tmp_path_factory.mktemp("planes_export"), 64, seed=5,
-                            anomaly_fraction=0.3, shard_size=32, planes=True)  # fmt: skip
-    score(folder / "run", folder / "ds", folder / "scores",
-          ScoreConfig(batch_size=32, inversion=InversionConfig(steps=2)), progress=False,
-          echo=quiet)  # fmt: skip
+    folder = build_tiny_run(
+        tmp_path_factory.mktemp("planes_export"),
+        64,
+        seed=5,
+        anomaly_fraction=0.3,
+        shard_size=32,
+        planes=True,
+    )
+    score(
+        folder / "run",
+        folder / "ds",
+        folder / "scores",
+        ScoreConfig(batch_size=32, inversion=InversionConfig(steps=2)),
+        progress=False,
+        echo=quiet,
+    )
     written = export(folder / "run", folder / "models", scores_dir=folder / "scores")
     with h5py.File(folder / "s.h5") as f:
-        raw = {"images": f["images"][:ROWS], "variance": f["variances"][:ROWS],
-               "mask": f["masks"][:ROWS]}  # fmt: skip
+        raw = {
+            "images": f["images"][:ROWS],
+            "variance": f["variances"][:ROWS],
+            "mask": f["masks"][:ROWS],
+        }
         ids = f["object_ids"][:ROWS]
     np.savez(folder / "raw.npz", **raw)
-    return {"folder": folder, "path": written["path"], "ids": ids, "raw": raw,
-            "manifest": written["manifest"]}  # fmt: skip
+    return {
+        "folder": folder,
+        "path": written["path"],
+        "ids": ids,
+        "raw": raw,
+        "manifest": written["manifest"],
+    }
 
 
 def catalog_rows(folder, ids):
@@ -70,8 +89,10 @@ def test_score_planes_in_the_graph_mode_loader_equals_the_catalog(planes_export)
     planes) out; the flux-only default signature of the same model differs (calibrated scatter)."""
     folder, manifest = planes_export["folder"], planes_export["manifest"]
     assert PLANES_SIGNATURE in manifest["signatures"]
-    assert manifest["planes"] == {"planes": ["variance", "mask"],
-                                  "masked_bits": DatasetInfo.from_folder(folder / "ds").masked_bits}  # fmt: skip
+    assert manifest["planes"] == {
+        "planes": ["variance", "mask"],
+        "masked_bits": DatasetInfo.from_folder(folder / "ds").masked_bits,
+    }
     assert planes_export["raw"]["mask"].any()  # the survey flagged pixels of these objects
     script = textwrap.dedent(
         f"""
@@ -92,8 +113,9 @@ def test_score_planes_in_the_graph_mode_loader_equals_the_catalog(planes_export)
         print(json.dumps(out))
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     expected, catalog = catalog_rows(folder, planes_export["ids"])
@@ -118,13 +140,13 @@ def test_score_planes_masks_what_the_survey_flagged_and_checks_its_inputs(planes
     flagged = mask.copy()
     flagged[0, 2, 3, 1] |= low_bit
     flagged[1, 5, 5, 0] |= low_bit
-    expected = function(images=raw["images"], variance=raw["variance"],
-                        mask=tf.constant(flagged))  # fmt: skip
+    expected = function(images=raw["images"], variance=raw["variance"], mask=tf.constant(flagged))
     images[tuple(np.argwhere((mask & bits) != 0)[0])] = 1e6
     images[0, 2, 3, 1] = np.nan
     variance[1, 5, 5, 0], images[1, 5, 5, 0] = -1.0, 1e6
-    spoilt = function(images=tf.constant(images), variance=tf.constant(variance),
-                      mask=tf.constant(mask))  # fmt: skip
+    spoilt = function(
+        images=tf.constant(images), variance=tf.constant(variance), mask=tf.constant(mask)
+    )
     for name in ("linear_score", "extended_score", "morphology_score", "residual_score", "score"):
         assert np.all(np.isfinite(spoilt[name].numpy()))
         np.testing.assert_allclose(spoilt[name], expected[name], rtol=1e-5, err_msg=name)
@@ -144,12 +166,21 @@ def test_clients_score_a_data_set_with_planes_through_score_planes(planes_export
         calibration = Calibration.load(folder / "run" / CALIBRATION_FILE)
         for name, client in (
             ("grpc", GrpcClient(f"127.0.0.1:{server.grpc_port}", signature=PLANES_SIGNATURE)),
-            ("rest", RestClient(f"http://127.0.0.1:{server.rest_port}",
-                                signature=PLANES_SIGNATURE)),
-        ):  # fmt: skip
+            (
+                "rest",
+                RestClient(f"http://127.0.0.1:{server.rest_port}", signature=PLANES_SIGNATURE),
+            ),
+        ):
             config = ScoreConfig(batch_size=16, store_images=name == "grpc")
-            score(None, folder / "ds", tmp_path / name, config, client=client, progress=False,
-                  echo=quiet)  # fmt: skip
+            score(
+                None,
+                folder / "ds",
+                tmp_path / name,
+                config,
+                client=client,
+                progress=False,
+                echo=quiet,
+            )
             remote, _ = read_results(tmp_path / name)
             order_r = np.argsort(remote["object_ids"])
             # Every term the planes enter, and the paper's; the critic-feature term (and so the
@@ -157,9 +188,13 @@ def test_clients_score_a_data_set_with_planes_through_score_planes(planes_export
             # test bounds per object (tests/pipelines/test_beam.py, feature_term_atol).
             terms = [k for k in SCORE_KEYS if k not in ("scores", "feature_scores")]
             keys = [*terms, *(f"{k}_sigma" for k in terms)]
-            assert_scores_close({k: remote[k][order_r] for k in keys},
-                                {k: local[k][order_l] for k in keys}, keys, calibration,
-                                err_msg=name)  # fmt: skip
+            assert_scores_close(
+                {k: remote[k][order_r] for k in keys},
+                {k: local[k][order_l] for k in keys},
+                keys,
+                calibration,
+                err_msg=name,
+            )
             np.testing.assert_array_equal(remote["n_masked"][order_r], local["n_masked"][order_l])
     finally:
         server.stop()
@@ -195,8 +230,9 @@ def test_beam_score_sends_the_planes_to_score_planes(planes_export, tmp_path):
     from tfanomaly.pipelines.beam_score import BeamScoreConfig, beam_score
 
     folder = planes_export["folder"]
-    config = BeamScoreConfig(signature=PLANES_SIGNATURE, min_batch_size=4, max_batch_size=8,
-                             parse_batch_size=16)  # fmt: skip
+    config = BeamScoreConfig(
+        signature=PLANES_SIGNATURE, min_batch_size=4, max_batch_size=8, parse_batch_size=16
+    )
     beam_score(planes_export["path"], folder / "ds", tmp_path / "beam", config, echo=quiet)
     beam, _ = read_results(tmp_path / "beam")
     local, _ = read_results(folder / "scores")

@@ -30,9 +30,14 @@ SAVED_MODEL_CLI = str(Path(sys.executable).parent / "saved_model_cli")
 def exported(tmp_path_factory):
     """A tiny16 run, its scored catalog (the sigma reference) and one export of it."""
     folder = build_tiny_run(tmp_path_factory.mktemp("export"), 60, seed=9, shard_size=30)
-    score(folder / "run", folder / "ds", folder / "scores",
-          ScoreConfig(batch_size=32, inversion=InversionConfig(steps=4)), progress=False,
-          echo=quiet)  # fmt: skip
+    score(
+        folder / "run",
+        folder / "ds",
+        folder / "scores",
+        ScoreConfig(batch_size=32, inversion=InversionConfig(steps=4)),
+        progress=False,
+        echo=quiet,
+    )
     written = export(folder / "run", folder / "models", scores_dir=folder / "scores")
     with h5py.File(folder / "s.h5") as f:
         np.save(folder / "cutouts.npy", f["images"][:7])
@@ -56,8 +61,12 @@ def test_layout_versions_and_manifest(exported, tmp_path):
     assert manifest["training"]["gan"]["steps"] == 2
     assert set(manifest["score_statistics"]) == set(SCORE_KEYS)
     assert manifest["default_score"]["calibration"]["count"] > 0
-    again = export(exported["folder"] / "run", exported["folder"] / "models",
-                   ExportConfig(steps=0), scores_dir=exported["folder"] / "scores")  # fmt: skip
+    again = export(
+        exported["folder"] / "run",
+        exported["folder"] / "models",
+        ExportConfig(steps=0),
+        scores_dir=exported["folder"] / "scores",
+    )
     assert again["version"] == 2 and again["manifest"]["inversion"]["steps"] == 0
     with pytest.raises(ConfigError, match="score a reference catalog first"):
         export(exported["folder"] / "run", tmp_path / "models")
@@ -87,8 +96,9 @@ def test_graph_mode_session_loader_in_a_fresh_process_equals_in_process_scoring(
         print(json.dumps(out))
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     expected = catalog_scores(exported["folder"], exported["ids"])
@@ -106,18 +116,35 @@ def test_graph_mode_session_loader_in_a_fresh_process_equals_in_process_scoring(
 
 
 def test_saved_model_cli_show_and_run(exported, tmp_path):
-    show = subprocess.run([SAVED_MODEL_CLI, "show", "--dir", str(exported["path"]), "--all"],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    show = subprocess.run(
+        [SAVED_MODEL_CLI, "show", "--dir", str(exported["path"]), "--all"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert show.returncode == 0, show.stderr[-2000:]
     for name in ("serving_default", "score_fast", "reconstruct", "generate"):
         assert f"signature_def['{name}']" in show.stdout
     assert "anomaly_score_sigma" in show.stdout
     run = subprocess.run(
-        [SAVED_MODEL_CLI, "run", "--dir", str(exported["path"]), "--tag_set", "serve",
-         "--signature_def", "serving_default", "--inputs",
-         f"images={exported['folder'] / 'cutouts.npy'}", "--outdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            SAVED_MODEL_CLI,
+            "run",
+            "--dir",
+            str(exported["path"]),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"images={exported['folder'] / 'cutouts.npy'}",
+            "--outdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     saved = np.load(tmp_path / "anomaly_score.npy")
     expected = catalog_scores(exported["folder"], exported["ids"])["anomaly_scores"]

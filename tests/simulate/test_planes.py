@@ -90,8 +90,9 @@ def test_survey_file_and_cli_write_the_planes(tmp_path):
         stamps = simulate_stamps(config, 0, 6)
         np.testing.assert_array_equal(f["masks"][:], stamps["masks"])
         np.testing.assert_array_equal(f["variances"][:], stamps["variances"])
-    result = CliRunner().invoke(main, ["simulate", str(tmp_path / "b.h5"), "-n", "3", "--size",
-                                       "16", "--quiet", "--planes"])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["simulate", str(tmp_path / "b.h5"), "-n", "3", "--size", "16", "--quiet", "--planes"]
+    )
     assert result.exit_code == 0, result.output
     with h5py.File(tmp_path / "b.h5") as f:
         assert "masks" in f and '"SAT": 1' in f.attrs["mask_bits"]

@@ -55,7 +55,14 @@ def test_smooth_config_reproduces_the_simulator_before_substructure():
         [129.4600230495, 332.7410251179, 453.316913954],
         [146.3170369938, 331.2274882767, 417.2355217029],
     ]
-    expected_centre_i = [5.2172617912, 3.9273972511, 19.1041355133, 4.3979549408, 8.9769916534, 12.8018455505]  # fmt: skip
+    expected_centre_i = [
+        5.2172617912,
+        3.9273972511,
+        19.1041355133,
+        4.3979549408,
+        8.9769916534,
+        12.8018455505,
+    ]
     images = stamps["images"].astype(np.float64)
     np.testing.assert_allclose(images.sum(axis=(1, 2)), expected_sums, rtol=1e-5)
     np.testing.assert_allclose(images[:, 16, 16, 2], expected_centre_i, rtol=1e-5)

@@ -27,10 +27,14 @@ def _labels_option(command):
 @click.argument("results", type=_RESULTS)
 @_labels_option
 @config_options(ExploreConfig)
-@click.option("--embedding", type=click.Path(exists=True), default=None,
-              help="The clusters of the Clusters view: an embedding.h5 of `tfanomaly embed` (or "
-              "its CAE folder) [default: the umap_x, umap_y, cluster columns of the catalog "
-              "beside RESULTS, when it has them].")  # fmt: skip
+@click.option(
+    "--embedding",
+    type=click.Path(exists=True),
+    default=None,
+    help="The clusters of the Clusters view: an embedding.h5 of `tfanomaly embed` (or "
+    "its CAE folder) [default: the umap_x, umap_y, cluster columns of the catalog "
+    "beside RESULTS, when it has them].",
+)
 @_friendly_errors
 def explore_command(results, labels_path, embedding, **options):
     """Open RESULTS (a `tfanomaly score` folder, or a results HDF5 file such as the paper's
@@ -60,12 +64,16 @@ def explore_command(results, labels_path, embedding, **options):
         click.echo(f"warning: {warning}")
     if not explorer.view.has_images:
         click.echo(f"note: {explorer.view.images_hint()}")
-    click.echo(f"explore {len(explorer.view)} objects of {explorer.view.file} (labels: "
-               f"{explorer.store.path}, {int(explorer.labelled.sum())} so far)")  # fmt: skip
+    click.echo(
+        f"explore {len(explorer.view)} objects of {explorer.view.file} (labels: "
+        f"{explorer.store.path}, {int(explorer.labelled.sum())} so far)"
+    )
     clusters = explorer.clusters
     if clusters is not None:
-        click.echo(f"clusters: {len(clusters.groups())} from {clusters.source} "
-                   f"({int(clusters.embedded.sum())} objects in the map)")  # fmt: skip
+        click.echo(
+            f"clusters: {len(clusters.groups())} from {clusters.source} "
+            f"({int(clusters.embedded.sum())} objects in the map)"
+        )
     click.echo(f"open {server.url} in a browser (Ctrl-C stops)")
     try:
         server.serve_forever()
@@ -125,5 +133,7 @@ def labels_import(results, in_path, labels_path):
         count = store.set_many(records)
     click.echo(f"imported {count} rows from {in_path} -> {path}")
     if outside:
-        click.echo(f"note: {outside} of them are objects not in {results}; they are kept, for the "
-                   "results that have them")  # fmt: skip
+        click.echo(
+            f"note: {outside} of them are objects not in {results}; they are kept, for the "
+            "results that have them"
+        )

@@ -186,8 +186,13 @@ def embed_command(source, scores, quiet, **options):
     from tfanomaly.pipelines.characterise import embed
 
     config = build_config(EmbedConfig, options)
-    result = embed(source, config, scores_dir=scores, progress=not quiet,
-                   echo=(lambda *_: None) if quiet else click.echo)  # fmt: skip
+    result = embed(
+        source,
+        config,
+        scores_dir=scores,
+        progress=not quiet,
+        echo=(lambda *_: None) if quiet else click.echo,
+    )
     click.echo(
         f"embedded {result['objects']} objects ({result['space']}) in {result['clusters']} "
         f"cluster(s) -> {result['embedding']}; catalogs updated: "
@@ -288,5 +293,10 @@ def rerank_command(results, labels_path, like, **options):
     # Left at its default, the space falls back to one the file has (results scored before it).
     source = click.get_current_context().get_parameter_source("features")
     chosen = source is not click.core.ParameterSource.DEFAULT
-    rerank(results, labels, feature_key=config.features if chosen else None, like=examples,
-           echo=click.echo)  # fmt: skip
+    rerank(
+        results,
+        labels,
+        feature_key=config.features if chosen else None,
+        like=examples,
+        echo=click.echo,
+    )

@@ -26,8 +26,9 @@ def serve_command(model_base, **options):
 
     config = build_config(ServeConfig, options)
     host = config.host
-    server = LocalServer(model_base, host=host, grpc_port=config.grpc_port,
-                         rest_port=config.rest_port).start()  # fmt: skip
+    server = LocalServer(
+        model_base, host=host, grpc_port=config.grpc_port, rest_port=config.rest_port
+    ).start()
     models = ", ".join(f"{n} v{max(v)}" for n, v in server.registry.servables.items())
     click.echo(
         f"serving {models}: gRPC {host}:{server.grpc_port}, REST "

@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
-def explorer_server(results, config=None, labels_path=None, echo: Callable = print,
-                    embedding=None):  # fmt: skip
+def explorer_server(results, config=None, labels_path=None, echo: Callable = print, embedding=None):
     """An :class:`~tfanomaly.explore.app.ExploreServer` over ``results`` (a results folder or
     HDF5 file), bound and ready to ``serve_forever``; labels go to ``labels_path`` (default
     ``RESULTS/labels.sqlite``). Clusters come from ``embedding`` (an ``embedding.h5`` or its CAE

@@ -105,8 +105,11 @@ class ApiHandler(JsonErrors, tornado.web.RequestHandler):
         # Bound to the loopback address, answer only to its names: a web page whose own name
         # was pointed at 127.0.0.1 (DNS rebinding) cannot read or write the labels.
         if self.settings.get("loopback_only") and self.request.host_name not in LOOPBACK:
-            raise ApiError(403, f"this explorer answers to {self.request.host_name!r} only as "
-                           "127.0.0.1 or localhost (start it with --host to serve others)")  # fmt: skip
+            raise ApiError(
+                403,
+                f"this explorer answers to {self.request.host_name!r} only as "
+                "127.0.0.1 or localhost (start it with --host to serve others)",
+            )
 
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
@@ -227,8 +230,11 @@ class LabelsHandler(ApiHandler):
             raise ApiError(400, "give the object_id (as text: ids are 64-bit)")
         unknown = sorted(set(body) - {"object_id", "label", "tags", "note"})
         if unknown:
-            raise ApiError(400, f"unknown field(s) {', '.join(unknown)}; send object_id and any "
-                           "of label, tags, note")  # fmt: skip
+            raise ApiError(
+                400,
+                f"unknown field(s) {', '.join(unknown)}; send object_id and any "
+                "of label, tags, note",
+            )
         if all(body.get(k) is None for k in ("label", "tags", "note")):
             raise ApiError(400, "nothing to record: give a label, tags or a note")
         oid = self.object_id(body["object_id"])
@@ -241,8 +247,11 @@ class BulkLabelsHandler(ApiHandler):
         body = self.json_body()
         unknown = sorted(set(body) - {"cluster", "object_ids", "label", "tags", "note"})
         if unknown:
-            raise ApiError(400, f"unknown field(s) {', '.join(unknown)}; send cluster or "
-                           "object_ids, a label, and any of tags, note")  # fmt: skip
+            raise ApiError(
+                400,
+                f"unknown field(s) {', '.join(unknown)}; send cluster or "
+                "object_ids, a label, and any of tags, note",
+            )
         if ("cluster" in body) == ("object_ids" in body):
             raise ApiError(400, "give either a cluster or object_ids (a list of ids as text)")
         if "cluster" in body:
@@ -258,8 +267,9 @@ class BulkLabelsHandler(ApiHandler):
             if not isinstance(body["object_ids"], list) or not body["object_ids"]:
                 raise ApiError(400, "object_ids must be a non-empty list of ids (as text)")
             ids, batch_tag = [self.object_id(i) for i in body["object_ids"]], "selection"
-        done = self.explorer.label_many(ids, body.get("label"), body.get("tags"),
-                                        body.get("note"), batch_tag)  # fmt: skip
+        done = self.explorer.label_many(
+            ids, body.get("label"), body.get("tags"), body.get("note"), batch_tag
+        )
         self.send({**done, **self.explorer.state()})
 
 
@@ -315,9 +325,12 @@ def make_app(explorer: Explorer, loopback_only: bool = True) -> tornado.web.Appl
         (r"/api/clusters", ClustersHandler, api),
         (r"/api/map", MapHandler, api),
     ]
-    return tornado.web.Application(routes, default_handler_class=NotFoundHandler,
-                                   log_function=lambda handler: None,
-                                   loopback_only=loopback_only)  # fmt: skip
+    return tornado.web.Application(
+        routes,
+        default_handler_class=NotFoundHandler,
+        log_function=lambda handler: None,
+        loopback_only=loopback_only,
+    )
 
 
 class ExploreServer:
@@ -334,8 +347,10 @@ class ExploreServer:
         try:
             self._sockets = tornado.netutil.bind_sockets(port, host)
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose "
-                              "another --port (0: any free port)") from exc  # fmt: skip
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose "
+                "another --port (0: any free port)"
+            ) from exc
         self.host, self.port = host, self._sockets[0].getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else shown}:{self.port}/"

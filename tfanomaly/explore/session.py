@@ -42,20 +42,31 @@ def build_ranker(view: ResultsView, features: str = ExploreConfig.features):
         raise InputError("object ids are not unique in this file: re-ranking needs unique ids")
     have = available_spaces(view.vector_keys)
     space = features if features in have else next(iter(have), None)
-    terms = {key: np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-             for key, values in view.sigma.items()}  # fmt: skip
+    terms = {
+        key: np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        for key, values in view.sigma.items()
+    }
     anomaly = np.nan_to_num(view.sort_values, nan=0.0, posinf=0.0, neginf=0.0)
     if space is not None:
         vectors = space_vectors(view.vectors, space)
         blocks = [(key, view.vectors(key).shape[1]) for key in check_space(space)]
-        ranker = Ranker(view.object_ids, anomaly, vectors, prepared=True, terms=terms,
-                        blocks=blocks, preference=PreferenceConfig())  # fmt: skip
+        ranker = Ranker(
+            view.object_ids,
+            anomaly,
+            vectors,
+            prepared=True,
+            terms=terms,
+            blocks=blocks,
+            preference=PreferenceConfig(),
+        )
         return ranker, space
     if view.has_images:
         vectors = features_from_cubes(view.file, cube="residuals")
         return Ranker(view.object_ids, anomaly, vectors, terms=terms), "PCA of residuals"
-    raise InputError("no feature vectors and no image cubes in this file: re-ranking and "
-                     "'more like this' need one of them")  # fmt: skip
+    raise InputError(
+        "no feature vectors and no image cubes in this file: re-ranking and "
+        "'more like this' need one of them"
+    )
 
 
 def _finite(value, digits: int = 3):
@@ -84,9 +95,15 @@ class Explorer:
             make them).
     """
 
-    def __init__(self, view: ResultsView, store: LabelStore, config: ExploreConfig | None = None,
-                 ranker_factory: Callable | None = None, echo: Callable = print,
-                 clusters: ClusterMap | None = None):  # fmt: skip
+    def __init__(
+        self,
+        view: ResultsView,
+        store: LabelStore,
+        config: ExploreConfig | None = None,
+        ranker_factory: Callable | None = None,
+        echo: Callable = print,
+        clusters: ClusterMap | None = None,
+    ):
         self.view, self.store = view, store
         self.clusters = clusters
         self.config = config or ExploreConfig()
@@ -114,8 +131,9 @@ class Explorer:
         self._png_bytes = 0
         self._png_lock = threading.Lock()
         self._tasks: set[asyncio.Task] = set()
-        self.image_shape = (triptych_shape(view.image_shape, self.config.panel_size)
-                            if view.has_images else None)  # fmt: skip
+        self.image_shape = (
+            triptych_shape(view.image_shape, self.config.panel_size) if view.has_images else None
+        )
 
     # -- what the pages show ---------------------------------------------------------------
 
@@ -128,8 +146,13 @@ class Explorer:
         """One object as the page shows it (ids as text: JavaScript numbers lose uint64s)."""
         view = self.view
         oid = int(view.object_ids[row])
-        record = self.records.get(oid) or {"label": None, "tags": [], "note": "", "time": None,
-                                           "version": None}  # fmt: skip
+        record = self.records.get(oid) or {
+            "label": None,
+            "tags": [],
+            "note": "",
+            "time": None,
+            "version": None,
+        }
         return {
             "id": str(oid),
             "row": int(row),
@@ -181,8 +204,14 @@ class Explorer:
         pages = max(1, -(-len(rows) // size))
         number = min(max(0, number), pages - 1)
         chosen = rows[number * size : (number + 1) * size]
-        return {"page": number, "pages": pages, "size": size, "total": int(len(rows)),
-                "objects": [self.describe(r) for r in chosen], **self.state()}  # fmt: skip
+        return {
+            "page": number,
+            "pages": pages,
+            "size": size,
+            "total": int(len(rows)),
+            "objects": [self.describe(r) for r in chosen],
+            **self.state(),
+        }
 
     def queue_rows(self, unlabelled: bool = False) -> np.ndarray:
         """The rows of the queue in the current order (only those without a label: ``unlabelled``)."""
@@ -213,8 +242,9 @@ class Explorer:
         """:meth:`png` in the render thread, so that labels are taken while images decode."""
         return await asyncio.get_running_loop().run_in_executor(self._render, self.png, row)
 
-    def prefetch(self, number: int, size: int, unlabelled: bool = False,
-                 delay: float = PREFETCH_DELAY) -> None:  # fmt: skip
+    def prefetch(
+        self, number: int, size: int, unlabelled: bool = False, delay: float = PREFETCH_DELAY
+    ) -> None:
         """Render the triptychs of page ``number`` in the background, ``delay`` seconds from now
         (after the images of the page before were asked for; call from the event loop)."""
         rows = [int(r) for r in self.queue_rows(unlabelled)[number * size : (number + 1) * size]]
@@ -233,8 +263,7 @@ class Explorer:
         """Record a label, tags and/or a note of one object (committed when it returns)."""
         row = self.row_of(object_id)
         before = (self.records.get(int(object_id)) or {}).get("label")
-        record = self.store.set(object_id, label=label, tags=tags, note=note,
-                                version=self.version)  # fmt: skip
+        record = self.store.set(object_id, label=label, tags=tags, note=note, version=self.version)
         self.records[int(object_id)] = record
         self.labelled[row] = record["label"] is not None
         if record["label"] != before:  # a new label (the same one again is none)
@@ -242,8 +271,9 @@ class Explorer:
             self.schedule_rerank()
         return self.describe(row)
 
-    def label_many(self, object_ids, label, tags=None, note=None, batch_tag: str = "selection"
-                   ) -> dict:  # fmt: skip
+    def label_many(
+        self, object_ids, label, tags=None, note=None, batch_tag: str = "selection"
+    ) -> dict:
         """Label many objects in one bulk action (one transaction; one :meth:`undo` takes it all
         back): each gets ``label``, keeps its tags and gains ``tags`` and ``batch_tag`` (which
         names the action, ``cluster:7`` or ``selection``), and ``note`` when one is given.
@@ -260,8 +290,14 @@ class Explorer:
         records = []
         for oid in ids:
             own = (self.records.get(oid) or {}).get("tags", [])
-            records.append({"object_id": oid, "label": label, "note": note,
-                            "tags": own + [t for t in added if t not in own]})  # fmt: skip
+            records.append(
+                {
+                    "object_id": oid,
+                    "label": label,
+                    "note": note,
+                    "tags": own + [t for t in added if t not in own],
+                }
+            )
         self.store.set_many(records, version=self.version)
         changed = 0
         for oid, row in zip(ids, rows, strict=True):
@@ -308,17 +344,31 @@ class Explorer:
             return {"available": False, "hint": how_to_cluster(self.view.folder), "clusters": []}
         by_row = {self.view.rows[oid]: r["label"] for oid, r in self.records.items()}
         ids = self.view.object_ids
-        clusters = [{**c, "typical": [str(int(ids[r])) for r in c["typical"]]}
-                    for c in self.clusters.summaries(by_row, typical)]  # fmt: skip
-        return {"available": True, "hint": None, "source": str(self.clusters.source),
-                "clusters": clusters, "embedded": int(self.clusters.embedded.sum()),
-                "noise": self.clusters.noise}  # fmt: skip
+        clusters = [
+            {**c, "typical": [str(int(ids[r])) for r in c["typical"]]}
+            for c in self.clusters.summaries(by_row, typical)
+        ]
+        return {
+            "available": True,
+            "hint": None,
+            "source": str(self.clusters.source),
+            "clusters": clusters,
+            "embedded": int(self.clusters.embedded.sum()),
+            "noise": self.clusters.noise,
+        }
 
     def map_points(self) -> dict:
         """The embedded objects' ids, UMAP x and y, clusters and labels, column by column."""
         if self.clusters is None:
-            return {"available": False, "hint": how_to_cluster(self.view.folder), "ids": [],
-                    "x": [], "y": [], "cluster": [], "label": []}  # fmt: skip
+            return {
+                "available": False,
+                "hint": how_to_cluster(self.view.folder),
+                "ids": [],
+                "x": [],
+                "y": [],
+                "cluster": [],
+                "label": [],
+            }
         rows = np.flatnonzero(self.clusters.embedded)
         ids = self.view.object_ids[rows]
         return {
@@ -356,8 +406,9 @@ class Explorer:
     async def _build(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self.ranker, space = await loop.run_in_executor(self._pool, self.ranker_factory,
-                                                            self.view)  # fmt: skip
+            self.ranker, space = await loop.run_in_executor(
+                self._pool, self.ranker_factory, self.view
+            )
         except Exception as exc:  # labelling goes on without re-ranking, whatever the cause
             reason = str(exc) if isinstance(exc, TfanomalyError) else f"{type(exc).__name__}: {exc}"
             self.ranker_state, self.ranker_message = "unavailable", reason
@@ -398,8 +449,10 @@ class Explorer:
         self.version += 1
         self.pending = max(0, self.pending - counted)
         seeded = f" and {len(examples)} examples" if examples else ""
-        self.echo(f"ranking v{self.version}: re-ranked {len(self.view)} objects with "
-                  f"{len(labels)} labels{seeded} in {time.perf_counter() - started:.2f} s")  # fmt: skip
+        self.echo(
+            f"ranking v{self.version}: re-ranked {len(self.view)} objects with "
+            f"{len(labels)} labels{seeded} in {time.perf_counter() - started:.2f} s"
+        )
         self.schedule_rerank()
 
     def _ready_ranker(self):

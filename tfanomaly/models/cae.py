@@ -73,9 +73,18 @@ class CAE(PresetModel):
         >>> encoder = cae_encoder(cae)            # image -> 64 latent values
     """
 
-    def __init__(self, model_config: ModelConfig, latent_dim: int = CAE_LATENT_DIM, *,
-                 band_offset=None, band_scale=None, output: str = "linear", dtype=None,
-                 name: str = "cae", **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        latent_dim: int = CAE_LATENT_DIM,
+        *,
+        band_offset=None,
+        band_scale=None,
+        output: str = "linear",
+        dtype=None,
+        name: str = "cae",
+        **kwargs,
+    ):
         model_config.validate()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
@@ -102,11 +111,13 @@ class CAE(PresetModel):
         x = keras.layers.Conv2DTranspose(
             c.channels, c.kernel_size, strides=2, padding="same", dtype=dtype, name="cae_to_image"
         )(x)
-        x = crop_to_size(x, side * 2 ** len(c.critic_filters), c.image_size, dtype=dtype,
-                         name="cae_crop")  # fmt: skip
+        x = crop_to_size(
+            x, side * 2 ** len(c.critic_filters), c.image_size, dtype=dtype, name="cae_crop"
+        )
         if standardised:
-            x = BandScale(band_offset, band_scale, inverse=True, dtype="float32",
-                          name="cae_unstandardise")(x)  # fmt: skip
+            x = BandScale(
+                band_offset, band_scale, inverse=True, dtype="float32", name="cae_unstandardise"
+            )(x)
         reconstruction = keras.layers.Activation(output, dtype="float32", name="reconstruction")(x)
 
         # === Functional model ===
@@ -127,8 +138,14 @@ class CAE(PresetModel):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"latent_dim": self.latent_dim, "band_offset": self.band_offset,
-                       "band_scale": self.band_scale, "output": self.output_activation})  # fmt: skip
+        config.update(
+            {
+                "latent_dim": self.latent_dim,
+                "band_offset": self.band_offset,
+                "band_scale": self.band_scale,
+                "output": self.output_activation,
+            }
+        )
         return config
 
     @classmethod

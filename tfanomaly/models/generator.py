@@ -28,8 +28,7 @@ class Generator(PresetModel):
         (2, 32, 32, 3)
     """
 
-    def __init__(self, model_config: ModelConfig, *, dtype=None, name: str = "generator",
-                 **kwargs):  # fmt: skip
+    def __init__(self, model_config: ModelConfig, *, dtype=None, name: str = "generator", **kwargs):
         model_config.validate()
         c = model_config
         base, first = c.base_size, c.generator_filters[0]

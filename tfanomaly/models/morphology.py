@@ -16,8 +16,18 @@ import tensorflow as tf
 
 from tfanomaly.models.filters import band_mad_sigma, smooth
 
-NAMES = ("log_flux", "r50", "concentration", "asymmetry", "smoothness", "gini", "ellipticity",
-         "centroid_offset", "peak_fraction", "log_noise")  # fmt: skip
+NAMES = (
+    "log_flux",
+    "r50",
+    "concentration",
+    "asymmetry",
+    "smoothness",
+    "gini",
+    "ellipticity",
+    "centroid_offset",
+    "peak_fraction",
+    "log_noise",
+)
 
 
 def colour_names(bands: int) -> tuple[str, ...]:
@@ -110,8 +120,18 @@ def morphology(images, threshold: float = 2.0):
     offset = tf.sqrt(cx * cx + cy * cy)
     peak = tf.reduce_max(positive, axis=[1, 2]) / flux
 
-    columns = [tf.math.log(flux), r50, concentration, asymmetry, smoothness, gini,
-               ellipticity, offset, peak, tf.math.log(total_noise + 1e-12)]  # fmt: skip
+    columns = [
+        tf.math.log(flux),
+        r50,
+        concentration,
+        asymmetry,
+        smoothness,
+        gini,
+        ellipticity,
+        offset,
+        peak,
+        tf.math.log(total_noise + 1e-12),
+    ]
     if bands > 1:
         band_flux = tf.reduce_sum(images * inside[..., None], axis=[1, 2])
         band_flux = tf.maximum(band_flux, floor[:, None] / bands)

@@ -82,8 +82,9 @@ def standardised_columns(design: np.ndarray) -> np.ndarray:
     return np.clip(unit, -CLIP, CLIP).astype(np.float32)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, c: float,
-                 iterations: int = 25) -> np.ndarray:  # fmt: skip
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, c: float, iterations: int = 25
+) -> np.ndarray:
     """Weighted L2 logistic regression by Newton's method: (F + 1,) coefficients, the intercept
     last (not penalised). ``y`` in {0, 1}; minimises sum w log-loss + |beta|^2 / (2 c)."""
     x = np.concatenate([np.asarray(x, np.float64), np.ones((len(x), 1))], axis=1)
@@ -142,16 +143,22 @@ def _training_set(design, rows, targets, background, config):
     y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg) + len(background))])
     n = len(pos) + len(neg)
     half = max(n, MIN_WEIGHT) / 2.0  # a few labels still outweigh the L2 penalty
-    w = np.concatenate([
-        np.full(len(pos), half / max(len(pos), 1)),
-        np.full(len(neg), half / max(len(neg), 1)),
-        np.full(len(background), config.background_weight * half / max(len(background), 1)),
-    ])  # fmt: skip
+    w = np.concatenate(
+        [
+            np.full(len(pos), half / max(len(pos), 1)),
+            np.full(len(neg), half / max(len(neg), 1)),
+            np.full(len(background), config.background_weight * half / max(len(background), 1)),
+        ]
+    )
     return fit_rows, y, w
 
 
-def fit_preference(design: np.ndarray, rows: np.ndarray, targets: np.ndarray,
-                   config: PreferenceConfig | None = None) -> Preference | None:  # fmt: skip
+def fit_preference(
+    design: np.ndarray,
+    rows: np.ndarray,
+    targets: np.ndarray,
+    config: PreferenceConfig | None = None,
+) -> Preference | None:
     """The classifier of the labels (``targets`` +1 interesting, -1 other) on ``design``
     (standardised, :func:`standardised_columns`) and its gate; None without labels."""
     config = config or PreferenceConfig()
@@ -190,8 +197,9 @@ def _cross_validated(design, rows, targets, background, config) -> tuple[float, 
     for k in range(folds):
         keep = np.arange(len(rows)) != k
         bg_keep = bg_fold != k
-        fit_rows, y, w = _training_set(design, rows[keep], targets[keep], background[bg_keep],
-                                       config)  # fmt: skip
+        fit_rows, y, w = _training_set(
+            design, rows[keep], targets[keep], background[bg_keep], config
+        )
         if not (y > 0).any():
             held[k] = 0.0
             held_bg[~bg_keep] = 0.0

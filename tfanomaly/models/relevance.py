@@ -110,8 +110,9 @@ def anomaly_prior(anomaly: np.ndarray, scale: str = "rank") -> np.ndarray:
     return ndtri((rank + 0.5) / len(anomaly))
 
 
-def ranking_space(anomaly: np.ndarray, features: np.ndarray, config: RelevanceConfig, *,
-                  prepared: bool = False) -> np.ndarray:  # fmt: skip
+def ranking_space(
+    anomaly: np.ndarray, features: np.ndarray, config: RelevanceConfig, *, prepared: bool = False
+) -> np.ndarray:
     """(N, D + 1) float32: the standardised features and the anomaly score (over its standard
     deviation, times ``config.anomaly_coordinate``), where relevance is measured.
 
@@ -144,8 +145,9 @@ def nearest_squared_distances(space: np.ndarray, rows: np.ndarray) -> np.ndarray
     return np.maximum(out, TINY)  # rounding can make a distance slightly negative
 
 
-def relevance(space: np.ndarray, rows: np.ndarray, targets: np.ndarray,
-              config: RelevanceConfig) -> np.ndarray:  # fmt: skip
+def relevance(
+    space: np.ndarray, rows: np.ndarray, targets: np.ndarray, config: RelevanceConfig
+) -> np.ndarray:
     """(N,) relevance in [-1, 1]: tanh(power/2 * log(d_- / d_+)), d_+ the distance to the
     nearest interesting label, d_- to the nearest other label, in ``space``.
 
@@ -168,8 +170,13 @@ def relevance(space: np.ndarray, rows: np.ndarray, targets: np.ndarray,
     return np.tanh(0.25 * config.power * (np.log(d2_neg) - np.log(d2_pos)))
 
 
-def relevance_scores(anomaly: np.ndarray, features: np.ndarray, rows: np.ndarray,
-                     targets: np.ndarray, config: RelevanceConfig | None = None) -> np.ndarray:  # fmt: skip
+def relevance_scores(
+    anomaly: np.ndarray,
+    features: np.ndarray,
+    rows: np.ndarray,
+    targets: np.ndarray,
+    config: RelevanceConfig | None = None,
+) -> np.ndarray:
     """The score to rank by (higher first): the anomaly score moved by the relevance the labels
     give each object (see ``relevance``). With no labels, the anomaly order (cold start).
 

@@ -9,9 +9,23 @@ import tensorflow as tf
 
 from tfanomaly.models.filters import MAD_SIGMA, median
 
-NAMES = ("log_excess", "peak_1", "peak_4", "peak_16", "column_fraction", "row_fraction",
-         "inner_fraction", "middle_fraction", "centroid_offset", "elongation", "extent",
-         "grid_alignment", "diagonal_alignment", "positive_fraction", "top_band_purity")  # fmt: skip
+NAMES = (
+    "log_excess",
+    "peak_1",
+    "peak_4",
+    "peak_16",
+    "column_fraction",
+    "row_fraction",
+    "inner_fraction",
+    "middle_fraction",
+    "centroid_offset",
+    "elongation",
+    "extent",
+    "grid_alignment",
+    "diagonal_alignment",
+    "positive_fraction",
+    "top_band_purity",
+)
 TINY = 1e-9
 
 
@@ -65,8 +79,9 @@ def residual_shape(images, reconstructions):
     middle = tf.cast((radius >= height / 8.0) & (radius < height / 4.0), tf.float32)
 
     brightest = tf.argmax(flat, axis=1)
-    top_pixel = tf.gather(tf.reshape(z, [-1, height * width, bands]), brightest, axis=1,
-                          batch_dims=1)  # fmt: skip
+    top_pixel = tf.gather(
+        tf.reshape(z, [-1, height * width, bands]), brightest, axis=1, batch_dims=1
+    )
     top_energy = tf.square(top_pixel)
     band_excess = tf.reduce_sum(tf.nn.relu(tf.square(z) - 1.0), axis=[1, 2])  # (B, C)
 

@@ -96,14 +96,20 @@ class WGANGP(keras.Model):
         if contrastive > 0:
             width = critic.outputs[1].shape[-1]
             self.projection = keras.Sequential(
-                [keras.Input((width,)), keras.layers.Dense(128, activation="relu"),
-                 keras.layers.Dense(64)], name="projection")  # fmt: skip
+                [
+                    keras.Input((width,)),
+                    keras.layers.Dense(128, activation="relu"),
+                    keras.layers.Dense(64),
+                ],
+                name="projection",
+            )
         # G and D are built functional models: nothing is left for Keras to infer from data.
         self.built = True
 
     @classmethod
-    def from_preset(cls, preset: str | ModelConfig, channels: int | None = None,
-                    **kwargs) -> WGANGP:  # fmt: skip
+    def from_preset(
+        cls, preset: str | ModelConfig, channels: int | None = None, **kwargs
+    ) -> WGANGP:
         """A new WGAN-GP with an untrained ``Generator`` and ``Critic`` for a preset: a name of
         ``PRESETS``, a family with a size (``cpu64``) or a ModelConfig (as the networks'
         ``from_preset``), for ``channels`` bands if given; ``kwargs`` (``n_critic``, ``seed``...)
@@ -159,13 +165,17 @@ class WGANGP(keras.Model):
     def contrastive_loss(self, real):
         """Symmetric InfoNCE between two random views (flip, shift) of each real image."""
         views = [diff_augment(real, ("flip", "translation"), self.seed_generator) for _ in "ab"]
-        heads = [tf.math.l2_normalize(self.projection(self.critic(v, training=True)[1]), axis=1)
-                 for v in views]  # fmt: skip
+        heads = [
+            tf.math.l2_normalize(self.projection(self.critic(v, training=True)[1]), axis=1)
+            for v in views
+        ]
         logits = tf.matmul(heads[0], heads[1], transpose_b=True) / self.temperature
         labels = tf.range(tf.shape(real)[0])
         loss = keras.losses.sparse_categorical_crossentropy
-        return 0.5 * tf.reduce_mean(loss(labels, logits, from_logits=True) +
-                                    loss(labels, tf.transpose(logits), from_logits=True))  # fmt: skip
+        return 0.5 * tf.reduce_mean(
+            loss(labels, logits, from_logits=True)
+            + loss(labels, tf.transpose(logits), from_logits=True)
+        )
 
     def critic_score(self, images):
         """D's training-time score of ``images``, through the augmentation when it is on."""

@@ -199,8 +199,12 @@ def beam_score(
     # A folder per job: shards of an earlier, failed job are never gathered into this one.
     raw_prefix = f"{raw_root}/job-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}/raw_scores"
     if handler is None:
-        handler = ExportHandler(str(export_dir.resolve()), config.signature,
-                                config.min_batch_size, config.max_batch_size)  # fmt: skip
+        handler = ExportHandler(
+            str(export_dir.resolve()),
+            config.signature,
+            config.min_batch_size,
+            config.max_batch_size,
+        )
     options = PipelineOptions(list(pipeline_args))
     echo(
         f"beam-score: {info.count} cutouts in {len(info.files)} shard(s), export {export_dir} "
@@ -208,14 +212,26 @@ def beam_score(
     )
     started = time.perf_counter()
     with beam.Pipeline(options=options) as pipeline:
-        add_scoring(pipeline, list(info.files), tuple(info.shape), handler, raw_prefix,
-                    config.parse_batch_size, info.masked_bits if "mask" in info.planes else 0,
-                    send_planes)  # fmt: skip
+        add_scoring(
+            pipeline,
+            list(info.files),
+            tuple(info.shape),
+            handler,
+            raw_prefix,
+            config.parse_batch_size,
+            info.masked_bits if "mask" in info.planes else 0,
+            send_planes,
+        )
     seconds = time.perf_counter() - started
     columns = _checked_complete(gather_raw_scores(f"{raw_prefix}*.parquet"), info.count)
-    source = {"engine": "beam", "export": str(export_dir.resolve()), "model": manifest.get("name"),
-              "version": int(export_dir.name) if export_dir.name.isdigit() else None,
-              "signature": config.signature, "run": manifest.get("run")}  # fmt: skip
+    source = {
+        "engine": "beam",
+        "export": str(export_dir.resolve()),
+        "model": manifest.get("name"),
+        "version": int(export_dir.name) if export_dir.name.isdigit() else None,
+        "signature": config.signature,
+        "run": manifest.get("run"),
+    }
     inversion = dict(manifest.get("inversion") or {})
     if config.signature == "score_fast" and inversion:
         inversion["steps"] = 0
@@ -231,7 +247,9 @@ def beam_score(
     if local_raw:
         shutil.rmtree(out_dir / BEAM_PARTS, ignore_errors=True)
     written.update(
-        count=info.count, seconds=seconds, images_per_second=info.count / seconds,
+        count=info.count,
+        seconds=seconds,
+        images_per_second=info.count / seconds,
         raw_scores=None if local_raw else f"{raw_prefix}*.parquet",
-    )  # fmt: skip
+    )
     return written

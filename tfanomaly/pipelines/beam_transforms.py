@@ -68,8 +68,7 @@ class ExportHandler(ModelHandler):
             inside ``RunInference``.
     """
 
-    def __init__(self, export_dir: str, signature: str, min_batch_size: int,
-                 max_batch_size: int):  # fmt: skip
+    def __init__(self, export_dir: str, signature: str, min_batch_size: int, max_batch_size: int):
         super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size)
         self.export_dir, self.signature = str(export_dir), signature
         self.min_batch_size, self.max_batch_size = min_batch_size, max_batch_size
@@ -81,8 +80,11 @@ class ExportHandler(ModelHandler):
         return _Signature(tf.saved_model.load(self.export_dir), self.signature)
 
     def run_inference(self, batch, model: _Signature, inference_args=None):
-        inputs = {alias: np.stack([cutout[key] for cutout in batch])
-                  for alias, key in SIGNATURE_INPUTS.items() if key in batch[0]}  # fmt: skip
+        inputs = {
+            alias: np.stack([cutout[key] for cutout in batch])
+            for alias, key in SIGNATURE_INPUTS.items()
+            if key in batch[0]
+        }
         scores = model(**inputs)
         return [
             PredictionResult(cutout, {key: values[i] for key, values in scores.items()})
@@ -90,15 +92,23 @@ class ExportHandler(ModelHandler):
         ]
 
     def get_num_bytes(self, batch) -> int:
-        return sum(cutout[key].nbytes for cutout in batch for key in SIGNATURE_INPUTS.values()
-                   if key in cutout)  # fmt: skip
+        return sum(
+            cutout[key].nbytes
+            for cutout in batch
+            for key in SIGNATURE_INPUTS.values()
+            if key in cutout
+        )
 
     def get_metrics_namespace(self) -> str:
         return "tfanomaly"
 
 
-def parse_records(records: list[bytes], shape: tuple[int, int, int], masked_bits: int = 0,
-                  send_planes: tuple[str, ...] = ()):  # fmt: skip
+def parse_records(
+    records: list[bytes],
+    shape: tuple[int, int, int],
+    masked_bits: int = 0,
+    send_planes: tuple[str, ...] = (),
+):
     """(object id, cutout) for each serialized cutout of a batch, parsed by the data set's schema
     (tfanomaly.data.schema, in one TF call per batch): raw flux, the catalog columns and
     ``n_masked``, the pixels with any of ``masked_bits`` set (0 without a mask plane), as the
@@ -134,9 +144,16 @@ def raw_row(keyed: tuple[int, PredictionResult]) -> dict:
     return row
 
 
-def add_scoring(pipeline, files: list[str], shape: tuple[int, int, int], handler: ModelHandler,
-                raw_prefix: str, parse_batch_size: int, masked_bits: int = 0,
-                send_planes: tuple[str, ...] = ()):  # fmt: skip
+def add_scoring(
+    pipeline,
+    files: list[str],
+    shape: tuple[int, int, int],
+    handler: ModelHandler,
+    raw_prefix: str,
+    parse_batch_size: int,
+    masked_bits: int = 0,
+    send_planes: tuple[str, ...] = (),
+):
     """Add read -> parse -> RunInference -> Parquet to ``pipeline``.
 
     The manifest's shard list goes through ``ReadAllFromTFRecord``: each shard is its own source

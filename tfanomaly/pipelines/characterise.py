@@ -113,8 +113,9 @@ def _model_config(attrs: dict, image_shape) -> ModelConfig:
     return preset_for_data(AUTO, image_shape, source="the scored image cubes")
 
 
-def train_cae(scores_dir, out_dir, config: CaeTrainConfig, *, progress: bool = True,
-              echo: Callable = print) -> dict:  # fmt: skip
+def train_cae(
+    scores_dir, out_dir, config: CaeTrainConfig, *, progress: bool = True, echo: Callable = print
+) -> dict:
     """Train (or resume) the CAE on image cubes of a scored catalog; write ``out_dir/cae.keras``."""
     config.validate()
     scores_dir, out_dir = Path(scores_dir), Path(out_dir)
@@ -151,14 +152,21 @@ def train_cae(scores_dir, out_dir, config: CaeTrainConfig, *, progress: bool = T
     echo(f"CAE on {len(rows)} {config.images} ({config.selection}) of {scores_dir}")
     start = run_stage(stage, make_dataset, out_dir, config, progress, echo)
     check = check_reconstruction(
-        "train cae", images, cae.predict(images, batch_size=256, verbose=0),
+        "train cae",
+        images,
+        cae.predict(images, batch_size=256, verbose=0),
         advice="try more --steps or a lower --learning-rate; nothing was written to "
         f"{network_path(out_dir, 'cae')}",
         enforce=config.check,
-    )  # fmt: skip
+    )
     save_keras(cae, network_path(out_dir, "cae"))
-    return {"cae": network_path(out_dir, "cae"), "objects": len(rows), "resumed_from": start,
-            "steps": int(cae.optimizer.iterations.numpy()), "check": check}  # fmt: skip
+    return {
+        "cae": network_path(out_dir, "cae"),
+        "objects": len(rows),
+        "resumed_from": start,
+        "steps": int(cae.optimizer.iterations.numpy()),
+        "check": check,
+    }
 
 
 def band_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:
@@ -203,8 +211,11 @@ def embed(
         scores_dir = Path(scores_dir or run["scores"])
         trained = stage_record(run, "cae")
         columns, attrs = read_results(scores_dir)
-        selection = config.selection if config.selection != EmbedConfig.selection else (
-            trained["selection"])  # fmt: skip
+        selection = (
+            config.selection
+            if config.selection != EmbedConfig.selection
+            else (trained["selection"])
+        )
         rows = np.sort(select_objects(columns, selection, trained["select_key"]))
         images = _read_cube(scores_dir, trained["images"], rows)
         encoder = cae_encoder(load_network(source, "cae"))
@@ -220,8 +231,10 @@ def embed(
         if space not in have and space == DEFAULT_SPACE and have:
             # Results scored before the default space's vectors existed: the next best space.
             space = have[0]
-            echo(f"embed: {scores_dir} has no vectors for the default space {DEFAULT_SPACE}; "
-                 f"using {space} (score again with this tfanomaly version for the default)")  # fmt: skip
+            echo(
+                f"embed: {scores_dir} has no vectors for the default space {DEFAULT_SPACE}; "
+                f"using {space} (score again with this tfanomaly version for the default)"
+            )
         missing = [k for k in check_space(space) if k not in columns]
         if missing:
             raise InputError(
@@ -232,15 +245,22 @@ def embed(
         rows = np.sort(select_objects(columns, config.selection, config.select_key))
         vectors = space_vectors(lambda key: columns[key], space)[rows]
     else:
-        raise InputError(f"{source}: neither a results folder (results.h5) nor a trained CAE "
-                         "folder; run `tfanomaly score` or `tfanomaly train cae` first")  # fmt: skip
+        raise InputError(
+            f"{source}: neither a results folder (results.h5) nor a trained CAE "
+            "folder; run `tfanomaly score` or `tfanomaly train cae` first"
+        )
     echo(f"embed: {len(rows)} objects in the space {space} -> UMAP -> HDBSCAN")
-    reducer = umap.UMAP(n_neighbors=min(config.n_neighbors, len(rows) - 1),
-                        min_dist=config.min_dist, n_components=2, random_state=config.seed,
-                        n_jobs=1)  # fmt: skip
+    reducer = umap.UMAP(
+        n_neighbors=min(config.n_neighbors, len(rows) - 1),
+        min_dist=config.min_dist,
+        n_components=2,
+        random_state=config.seed,
+        n_jobs=1,
+    )
     embedding = reducer.fit_transform(vectors)
-    clusters = HDBSCAN(min_cluster_size=min(config.min_cluster_size, len(rows)),
-                       copy=True).fit_predict(embedding)  # fmt: skip
+    clusters = HDBSCAN(
+        min_cluster_size=min(config.min_cluster_size, len(rows)), copy=True
+    ).fit_predict(embedding)
     out_path = source / EMBEDDING_FILE
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
         f["vectors"] = vectors
@@ -249,20 +269,34 @@ def embed(
         f["umap_x"], f["umap_y"] = embedding[:, 0], embedding[:, 1]
         f["cluster"] = clusters
         f.attrs["space"] = space
-        f.attrs["umap"] = json.dumps({"n_neighbors": config.n_neighbors,
-                                      "min_dist": config.min_dist, "seed": config.seed})  # fmt: skip
+        f.attrs["umap"] = json.dumps(
+            {"n_neighbors": config.n_neighbors, "min_dist": config.min_dist, "seed": config.seed}
+        )
     n = len(columns["idxs"])
-    full = {"umap_x": np.full(n, np.nan), "umap_y": np.full(n, np.nan),
-            "cluster": np.full(n, -1, dtype=np.int64)}  # fmt: skip
+    full = {
+        "umap_x": np.full(n, np.nan),
+        "umap_y": np.full(n, np.nan),
+        "cluster": np.full(n, -1, dtype=np.int64),
+    }
     full["umap_x"][rows], full["umap_y"][rows] = embedding[:, 0], embedding[:, 1]
     full["cluster"][rows] = clusters
     kind_names = json_attr(attrs.get("kind_names"))
     table = catalog_table({**columns, **full}, kind_names)
-    written = [write_catalog(table, path) for suffix in CATALOG_FORMATS
-               for path in [scores_dir / f"catalog{suffix}"] if path.exists()]  # fmt: skip
-    result = {"embedding": out_path, "objects": len(rows), "catalogs": written, "space": space,
-              "clusters": int(clusters.max() + 1)}  # fmt: skip
+    written = [
+        write_catalog(table, path)
+        for suffix in CATALOG_FORMATS
+        for path in [scores_dir / f"catalog{suffix}"]
+        if path.exists()
+    ]
+    result = {
+        "embedding": out_path,
+        "objects": len(rows),
+        "catalogs": written,
+        "space": space,
+        "clusters": int(clusters.max() + 1),
+    }
     if "labels" in columns and kind_names and (columns["labels"][rows] > 0).sum() >= 2:
-        result["grouping"] = grouping_quality(vectors, clusters, columns["labels"][rows],
-                                              kind_names)  # fmt: skip
+        result["grouping"] = grouping_quality(
+            vectors, clusters, columns["labels"][rows], kind_names
+        )
     return result

@@ -157,12 +157,18 @@ def run_demo(out_dir, config: DemoConfig, progress: bool = True, echo: Callable 
     )
     cae = out_dir / "cae"
     echo(f"[9/11] train cae: the paper's CAE on the residuals of the high-anomaly sample -> {cae}")
-    trained = train_cae(scores, cae, CaeTrainConfig(steps=config.cae_steps, seed=config.seed,
-                                                    check=config.check),
-                        progress=progress, echo=echo)  # fmt: skip
+    trained = train_cae(
+        scores,
+        cae,
+        CaeTrainConfig(steps=config.cae_steps, seed=config.seed, check=config.check),
+        progress=progress,
+        echo=echo,
+    )
     check = trained["check"]
-    echo(f"      reconstructs its {trained['objects']} residual images with MSE "
-         f"{check['mse']:.3g}, {check['ratio']:.2f}x the mean image's")  # fmt: skip
+    echo(
+        f"      reconstructs its {trained['objects']} residual images with MSE "
+        f"{check['mse']:.3g}, {check['ratio']:.2f}x the mean image's"
+    )
     embedded = embed(scores, EmbedConfig(seed=config.seed), progress=progress, echo=echo)
     echo(
         f"[10/11] embed: UMAP + HDBSCAN of {embedded['objects']} objects in {embedded['space']}, "

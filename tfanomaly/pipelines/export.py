@@ -18,8 +18,9 @@ from tfanomaly.serving.saved_model import AnomalyScorer, save_version
 from tfanomaly.serving.signatures import PLANES_SIGNATURE, SIGNATURES
 
 
-def build_scorer(run_dir, *, scores_dir=None, steps: int | None = None,
-                 cae_dir=None) -> tuple[AnomalyScorer, dict]:  # fmt: skip
+def build_scorer(
+    run_dir, *, scores_dir=None, steps: int | None = None, cae_dir=None
+) -> tuple[AnomalyScorer, dict]:
     """The in-graph scorer of a trained run (raw flux in, the catalog's scores and their sigma
     values out): what ``export`` saves and ``tfanomaly.load_run`` scores arrays with.
 
@@ -55,14 +56,29 @@ def build_scorer(run_dir, *, scores_dir=None, steps: int | None = None,
         cae = cae_encoder(load_network(cae_dir, "cae"))
         cae_images = stage_record(load_run(cae_dir), "cae")["images"]
     masked_bits = _masked_bits(run, run_dir) if inverter.calibration.planes else None
-    scorer = AnomalyScorer(inverter, stats, shape, stretch=run_stretch(run), cae_encoder=cae,
-                           cae_images=cae_images, masked_bits=masked_bits)  # fmt: skip
-    return scorer, {"run": run, "stats": stats, "stats_path": stats_path, "inversion": inversion,
-                    "shape": shape, "masked_bits": masked_bits, "cae_dir": cae_dir}  # fmt: skip
+    scorer = AnomalyScorer(
+        inverter,
+        stats,
+        shape,
+        stretch=run_stretch(run),
+        cae_encoder=cae,
+        cae_images=cae_images,
+        masked_bits=masked_bits,
+    )
+    return scorer, {
+        "run": run,
+        "stats": stats,
+        "stats_path": stats_path,
+        "inversion": inversion,
+        "shape": shape,
+        "masked_bits": masked_bits,
+        "cae_dir": cae_dir,
+    }
 
 
-def export(run_dir, model_base, config: ExportConfig | None = None, *, scores_dir=None,
-           cae_dir=None) -> dict:  # fmt: skip
+def export(
+    run_dir, model_base, config: ExportConfig | None = None, *, scores_dir=None, cae_dir=None
+) -> dict:
     """Write the run as ``model_base/<config.name>/<next version>/`` (a SavedModel) and return its
     path.
 

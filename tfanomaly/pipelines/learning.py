@@ -28,8 +28,9 @@ def spread(images: np.ndarray) -> float:
     return float(images.reshape(len(images), -1).std(axis=0).mean())
 
 
-def check_reconstruction(name: str, targets: np.ndarray, outputs: np.ndarray, *,
-                         advice: str = "", enforce: bool = True) -> dict:  # fmt: skip
+def check_reconstruction(
+    name: str, targets: np.ndarray, outputs: np.ndarray, *, advice: str = "", enforce: bool = True
+) -> dict:
     """Compare a reconstruction ``outputs`` of ``targets`` (both (N, ...), N >= 2) with the mean
     image of the targets; return the figures and raise NetworkCollapsedError when the outputs are
     (nearly) constant or no closer to the targets than the mean image is.
@@ -43,8 +44,13 @@ def check_reconstruction(name: str, targets: np.ndarray, outputs: np.ndarray, *,
     outputs = np.asarray(outputs, dtype=np.float64)
     mse = float(np.mean((outputs - targets) ** 2))
     mean_mse = float(np.mean((targets - targets.mean(axis=0)) ** 2))
-    figures = {"mse": mse, "mean_image_mse": mean_mse, "ratio": mse / max(mean_mse, 1e-30),
-               "output_spread": spread(outputs), "target_spread": spread(targets)}  # fmt: skip
+    figures = {
+        "mse": mse,
+        "mean_image_mse": mean_mse,
+        "ratio": mse / max(mean_mse, 1e-30),
+        "output_spread": spread(outputs),
+        "target_spread": spread(targets),
+    }
     tail = f"; {advice}" if advice else ""
     if not enforce:
         return figures
@@ -65,8 +71,15 @@ def check_reconstruction(name: str, targets: np.ndarray, outputs: np.ndarray, *,
     return figures
 
 
-def check_samples(name: str, samples: np.ndarray, reals: np.ndarray, *, what: str = "samples",
-                  advice: str = "", enforce: bool = True) -> dict:  # fmt: skip
+def check_samples(
+    name: str,
+    samples: np.ndarray,
+    reals: np.ndarray,
+    *,
+    what: str = "samples",
+    advice: str = "",
+    enforce: bool = True,
+) -> dict:
     """Raise NetworkCollapsedError when ``samples`` (a generator's images for different z, or
     reconstructions of different images) vary across the set by less than ``SAMPLE_SPREAD_FLOOR``
     of the spread of the real images: every input gives (nearly) the same image (mode collapse).

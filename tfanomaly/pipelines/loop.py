@@ -84,9 +84,15 @@ class Ledger:
         entry = self._entry(self._read())
         return None if entry is None else entry.get("job")
 
-    def resume(self, on_change: str, *, clear: Callable[[], None] | None = None,
-               refusal: Callable[[list[str]], str] | None = None,
-               extra: dict | None = None, fields: dict | None = None) -> list[dict]:  # fmt: skip
+    def resume(
+        self,
+        on_change: str,
+        *,
+        clear: Callable[[], None] | None = None,
+        refusal: Callable[[list[str]], str] | None = None,
+        extra: dict | None = None,
+        fields: dict | None = None,
+    ) -> list[dict]:
         """Start or continue the job; return the units already finished.
 
         Args:
@@ -144,11 +150,15 @@ def stage_options(config) -> dict:
     def as_json(value):
         return json.loads(json.dumps(value))
 
-    defaults = {f.name: as_json(f.default) for f in dataclasses.fields(config)
-                if f.name in LATER_OPTIONS}  # fmt: skip
+    defaults = {
+        f.name: as_json(f.default) for f in dataclasses.fields(config) if f.name in LATER_OPTIONS
+    }
     options = as_json(dataclasses.asdict(config))
-    return {k: v for k, v in options.items()
-            if k not in FREE_OPTIONS and not (k in defaults and v == defaults[k])}  # fmt: skip
+    return {
+        k: v
+        for k, v in options.items()
+        if k not in FREE_OPTIONS and not (k in defaults and v == defaults[k])
+    }
 
 
 class TrainingDivergedError(TfanomalyError):
@@ -273,8 +283,18 @@ class _Monitor(keras.callbacks.Callback):
     ``previews``: off on the non-chief workers of a cluster, whose writer is a no-op too (the
     logs are the same on every worker: Keras averages them over the workers)."""
 
-    def __init__(self, stage: Stage, manager, steps: int, log_every: int, run_dir, bar, writer,
-                 start: int, previews: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        stage: Stage,
+        manager,
+        steps: int,
+        log_every: int,
+        run_dir,
+        bar,
+        writer,
+        start: int,
+        previews: bool = True,
+    ):
         super().__init__()
         self.stage, self.manager, self.steps, self.log_every = stage, manager, steps, log_every
         self.run_dir, self.bar, self.writer, self.previews = run_dir, bar, writer, previews
@@ -322,8 +342,15 @@ class _Monitor(keras.callbacks.Callback):
             tf.summary.image(f"{self.stage.name}/preview", grid[None], max_outputs=1)
 
 
-def run_stage(stage: Stage, make_dataset, run_dir: Path, config, progress: bool, echo,
-              out_dir: Path | None = None) -> int:  # fmt: skip
+def run_stage(
+    stage: Stage,
+    make_dataset,
+    run_dir: Path,
+    config,
+    progress: bool,
+    echo,
+    out_dir: Path | None = None,
+) -> int:
     """Restore the stage's newest checkpoint and train it to ``config.steps``; return the step it
     started from. ``make_dataset(start_step)`` gives the training data (its shuffle seed moves with
     the step, so a resumed run does not replay the batches it has seen). Checkpoints every
@@ -361,10 +388,24 @@ def run_stage(stage: Stage, make_dataset, run_dir: Path, config, progress: bool,
     else:
         writer = tf.summary.create_noop_writer()
     started = time.perf_counter()
-    with tqdm(total=config.steps, initial=start, unit="step", desc=f"train {stage.name}",
-              disable=not progress) as bar:  # fmt: skip
-        monitor = _Monitor(stage, manager, config.steps, config.log_every, out_dir, bar, writer,
-                           start, previews=chief)  # fmt: skip
+    with tqdm(
+        total=config.steps,
+        initial=start,
+        unit="step",
+        desc=f"train {stage.name}",
+        disable=not progress,
+    ) as bar:
+        monitor = _Monitor(
+            stage,
+            manager,
+            config.steps,
+            config.log_every,
+            out_dir,
+            bar,
+            writer,
+            start,
+            previews=chief,
+        )
         try:
             # One fit call for the whole run (a call per checkpoint costs a pipeline restart);
             # epochs only mark checkpoints, the monitor stops at exactly config.steps.
@@ -380,8 +421,11 @@ def run_stage(stage: Stage, make_dataset, run_dir: Path, config, progress: bool,
             if monitor.diverged_at is None and monitor.step() > start:
                 monitor.save()
             raise
-        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-                tf.errors.CancelledError) as exc:  # fmt: skip
+        except (
+            tf.errors.UnavailableError,
+            tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError,
+        ) as exc:
             if not multi_worker:
                 raise
             raise WorkerLostError(

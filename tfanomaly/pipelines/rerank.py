@@ -56,9 +56,19 @@ class Ranker:
         preference: the learned ranking's knobs.
     """
 
-    def __init__(self, object_ids, anomaly, features, config: RelevanceConfig | None = None, *,
-                 prepared: bool = False, terms: dict | None = None, blocks=None,
-                 method: str = "learned", preference: PreferenceConfig | None = None):  # fmt: skip
+    def __init__(
+        self,
+        object_ids,
+        anomaly,
+        features,
+        config: RelevanceConfig | None = None,
+        *,
+        prepared: bool = False,
+        terms: dict | None = None,
+        blocks=None,
+        method: str = "learned",
+        preference: PreferenceConfig | None = None,
+    ):
         self.object_ids = np.asarray(object_ids, dtype=np.uint64)
         self.anomaly = np.asarray(anomaly, dtype=np.float64)
         self.features = np.ascontiguousarray(features, dtype=np.float32)
@@ -105,8 +115,9 @@ class Ranker:
         self.space = "the given features"  # from_results names the space it read
 
     @classmethod
-    def from_results(cls, results_dir, feature_key: str | None = None, config=None,
-                     **kwargs) -> Ranker:  # fmt: skip
+    def from_results(
+        cls, results_dir, feature_key: str | None = None, config=None, **kwargs
+    ) -> Ranker:
         """A ranker over a tfanomaly results folder (its ``results.h5``), in the feature space
         ``feature_key`` (``results.spaces.SPACES``); without one, the default space, or the first
         space the file has when it was scored before the default's vectors existed. The space
@@ -126,8 +137,16 @@ class Ranker:
         vectors = space_vectors(lambda k: columns[k], key)
         terms = {k: columns[k] for k in sorted(columns) if k.endswith("_sigma")}
         blocks = [(block, columns[block].shape[1]) for block in check_space(key)]
-        ranker = cls(columns["object_ids"], columns[ANOMALY_KEY], vectors, config, prepared=True,
-                     terms=terms, blocks=blocks, **kwargs)  # fmt: skip
+        ranker = cls(
+            columns["object_ids"],
+            columns[ANOMALY_KEY],
+            vectors,
+            config,
+            prepared=True,
+            terms=terms,
+            blocks=blocks,
+            **kwargs,
+        )
         ranker.space = key
         return ranker
 
@@ -153,8 +172,9 @@ class Ranker:
         if len(rows) == 0:
             score = self._prior.copy()
         elif self.method == "relevance":
-            score = self._prior + self.config.weight * relevance(self._space, rows, targets,
-                                                                 self.config)  # fmt: skip
+            score = self._prior + self.config.weight * relevance(
+                self._space, rows, targets, self.config
+            )
         else:
             self.fitted = fit_preference(self._design, rows, targets, self.preference)
             if self.fitted is not None and any(labels.get(int(i)) == INTERESTING for i in like):
@@ -203,8 +223,9 @@ class Ranker:
             grouped: dict[str, float] = {}
             for name, value in zip(self._columns, parts, strict=True):
                 grouped[name] = grouped.get(name, 0.0) + float(value)
-            learned = [{"name": f"{name} (labels)", "value": value}
-                       for name, value in grouped.items()]  # fmt: skip
+            learned = [
+                {"name": f"{name} (labels)", "value": value} for name, value in grouped.items()
+            ]
         elif self.method == "relevance" and self._given:
             learned = [
                 {"name": "labelled neighbours", "value": float(score[row] - self._prior[row])}
@@ -219,23 +240,38 @@ class Ranker:
                 diff = self._unit[rows] - self._unit[row]
                 d = np.sqrt((diff * diff).sum(axis=1))
                 for k in np.argsort(d, kind="stable")[:neighbours]:
-                    near.append({"object_id": int(ids[k]), "label": self._given[ids[k]],
-                                 "distance": round(float(d[k]), 4)})  # fmt: skip
+                    near.append(
+                        {
+                            "object_id": int(ids[k]),
+                            "label": self._given[ids[k]],
+                            "distance": round(float(d[k]), 4),
+                        }
+                    )
         if fitted is None or fitted.gate == 0:
-            why = ("the anomaly score alone" if not self._given or self.method == "learned"
-                   else "the anomaly score and its labelled neighbours")  # fmt: skip
+            why = (
+                "the anomaly score alone"
+                if not self._given or self.method == "learned"
+                else "the anomaly score and its labelled neighbours"
+            )
             if self._given and self.method == "learned":
                 why += " (the labels do not yet separate in cross-validation)"
         else:
             main = [c["name"] for c in learned[:2]]
-            why = (f"the anomaly score and the labels' classifier (trust {fitted.gate:.2f}, "
-                   f"cross-validated AUROC {fitted.cv_auroc:.2f}), mostly through "
-                   f"{' and '.join(main)}")  # fmt: skip
-        return {"object_id": int(object_id), "rank": rank, "score": float(score[row]),
-                "gate": 0.0 if fitted is None else float(fitted.gate),
-                "cv_auroc": None if fitted is None else float(fitted.cv_auroc),
-                "contributions": contributions, "neighbours": near,
-                "summary": f"rank {rank}: {why}"}  # fmt: skip
+            why = (
+                f"the anomaly score and the labels' classifier (trust {fitted.gate:.2f}, "
+                f"cross-validated AUROC {fitted.cv_auroc:.2f}), mostly through "
+                f"{' and '.join(main)}"
+            )
+        return {
+            "object_id": int(object_id),
+            "rank": rank,
+            "score": float(score[row]),
+            "gate": 0.0 if fitted is None else float(fitted.gate),
+            "cv_auroc": None if fitted is None else float(fitted.cv_auroc),
+            "contributions": contributions,
+            "neighbours": near,
+            "summary": f"rank {rank}: {why}",
+        }
 
     def similar(self, object_id: int, k: int = 12) -> list[int]:
         """Ids of the k objects nearest to ``object_id`` in the feature space (not itself)."""
@@ -250,8 +286,9 @@ class Ranker:
         return [int(self.object_ids[r]) for r in near]
 
 
-def features_from_cubes(h5_path, cube: str = "residuals", size: int = 8, components: int = 16,
-                        *, chunk: int = 1024) -> np.ndarray:  # fmt: skip
+def features_from_cubes(
+    h5_path, cube: str = "residuals", size: int = 8, components: int = 16, *, chunk: int = 1024
+) -> np.ndarray:
     """Features for results files without vectors (the paper's results HDF5 has only scores and
     image cubes): each image of ``cube`` area-averaged to size x size, then projected on the
     ``components`` leading principal axes. Two passes of ``chunk`` images each (the mean and
@@ -327,8 +364,9 @@ def read_catalog(path):
                 else:
                     table[name] = column.to_numpy()
         elif fmt == "ascii.csv":
-            table = Table.read(path, format=fmt,
-                               converters={"object_id": [ascii.convert_numpy(np.uint64)]})  # fmt: skip
+            table = Table.read(
+                path, format=fmt, converters={"object_id": [ascii.convert_numpy(np.uint64)]}
+            )
         else:
             table = Table.read(path, format=fmt)
     except (OSError, ValueError, TypeError) as exc:
@@ -338,8 +376,9 @@ def read_catalog(path):
     return table
 
 
-def rerank(results_dir, labels: dict[int, str], *, feature_key=None, config=None, like=(),
-           echo=print) -> dict:  # fmt: skip
+def rerank(
+    results_dir, labels: dict[int, str], *, feature_key=None, config=None, like=(), echo=print
+) -> dict:
     """Re-rank a results folder under ``labels`` (object id -> label name): every catalog in it
     (``catalog*.fits/.csv/.parquet``) is written again, rows in their old order with every old
     column, plus ``rerank_score`` (higher first) and ``rerank_rank`` (1 = first, over the whole
@@ -390,11 +429,18 @@ def rerank(results_dir, labels: dict[int, str], *, feature_key=None, config=None
     }
     write_json_atomic(record_path, record)
     seeded = f" and {len(like)} examples" if like else ""
-    echo(f"re-ranked {len(score)} objects with {len(labels)} labels "
-         f"({', '.join(f'{c} {n}' for n, c in counts.items())}){seeded} in {feature_key}, version "
-         f"{record['version']}: {', '.join(map(str, written)) or 'no catalogs'}")  # fmt: skip
-    return {"catalogs": written, "record": record_path, "version": record["version"],
-            "n_labels": len(labels), "features": feature_key}  # fmt: skip
+    echo(
+        f"re-ranked {len(score)} objects with {len(labels)} labels "
+        f"({', '.join(f'{c} {n}' for n, c in counts.items())}){seeded} in {feature_key}, version "
+        f"{record['version']}: {', '.join(map(str, written)) or 'no catalogs'}"
+    )
+    return {
+        "catalogs": written,
+        "record": record_path,
+        "version": record["version"],
+        "n_labels": len(labels),
+        "features": feature_key,
+    }
 
 
 def read_labels(path) -> dict[int, str]:

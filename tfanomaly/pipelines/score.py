@@ -45,12 +45,18 @@ from tfanomaly.serving.signatures import PLANES_SIGNATURE
 PARTS = ".parts"
 # The results columns that come from the data set: results key -> key of a parsed batch
 # (tfanomaly.data.schema.parse_cutouts).
-BATCH_COLUMNS = {"idxs": "idx", "object_ids": "object_id", "ra": "ra", "dec": "dec",
-                 "labels": "label"}  # fmt: skip
+BATCH_COLUMNS = {
+    "idxs": "idx",
+    "object_ids": "object_id",
+    "ra": "ra",
+    "dec": "dec",
+    "labels": "label",
+}
 
 
-def _job_fingerprint(source, data_info: DatasetInfo, config: ScoreConfig,
-                     planes: bool = True) -> str:  # fmt: skip
+def _job_fingerprint(
+    source, data_info: DatasetInfo, config: ScoreConfig, planes: bool = True
+) -> str:
     """What the parts depend on: the networks' files (or the server), the data set, the options."""
     options = asdict(config)
     del options["catalog"], options["planes"]  # the catalogs are written after the parts
@@ -78,8 +84,13 @@ def _prepare_parts(out_dir: Path, fingerprint: str) -> Ledger:
 def describe_client(client) -> dict:
     """Who scores remotely: protocol, address, model, signature and version."""
     address = getattr(client, "url", None) or getattr(client, "target", None)
-    return {"client": type(client).__name__, "address": address, "model": client.model,
-            "signature": client.signature, "version": client.version}  # fmt: skip
+    return {
+        "client": type(client).__name__,
+        "address": address,
+        "model": client.model,
+        "signature": client.signature,
+        "version": client.version,
+    }
 
 
 def _local_scorer(inverter, stretch: LuptonStretch, planes: tuple[str, ...] = ()):
@@ -89,8 +100,9 @@ def _local_scorer(inverter, stretch: LuptonStretch, planes: tuple[str, ...] = ()
 
     def call(batch):
         stretched = stretch_batch({key: batch[key] for key in ("image", *planes)}, stretch)
-        out = inverter(stretched["image"], batch["image"], stretched.get("variance"),
-                       stretched.get("mask"))  # fmt: skip
+        out = inverter(
+            stretched["image"], batch["image"], stretched.get("variance"), stretched.get("mask")
+        )
         return {**out, "stretched": stretched["image"]}
 
     return call
@@ -117,14 +129,18 @@ def _remote_scorer(
             # The data pipeline has turned the mask bits into masked or not: every bit set (-1)
             # on a masked pixel, so that whatever bits the model leaves out, it leaves it out.
             inputs["mask"] = np.where(batch["mask"].numpy(), np.int32(-1), np.int32(0))
-            inputs["variance"] = (batch["variance"].numpy() if "variance" in batch
-                                  else np.zeros_like(raw))  # fmt: skip
+            inputs["variance"] = (
+                batch["variance"].numpy() if "variance" in batch else np.zeros_like(raw)
+            )
         out = client.predict(inputs)
         result = {k: out[k] for k in SCORE_OUTPUTS}
         if store_images:
             stretched = stretch(raw).numpy()
-            result.update(stretched=stretched, reconstruction=out["reconstruction"],
-                          residual=np.abs(stretched - out["reconstruction"]))  # fmt: skip
+            result.update(
+                stretched=stretched,
+                reconstruction=out["reconstruction"],
+                residual=np.abs(stretched - out["reconstruction"]),
+            )
         return result
 
     return call
@@ -189,14 +205,17 @@ def score(
         inverter = load_inverter(run_dir, config.inversion)
         used = scoring_planes(inverter.calibration, info, planes)
         if planes and inverter.calibration.planes and not used:
-            echo(f"note: {run_dir} was calibrated with the {' and '.join(inverter.calibration.planes)}"
-                 f" plane(s), which {data_dir} lacks: the residual terms use the calibrated "
-                 "scatter")  # fmt: skip
+            echo(
+                f"note: {run_dir} was calibrated with the {' and '.join(inverter.calibration.planes)}"
+                f" plane(s), which {data_dir} lacks: the residual terms use the calibrated "
+                "scatter"
+            )
         scorer = _local_scorer(inverter, run_stretch(run), used)
         source = run_dir
     else:
-        scorer = _remote_scorer(client, config.store_images, info.stretch,
-                                remote_planes(client.signature, info, planes))  # fmt: skip
+        scorer = _remote_scorer(
+            client, config.store_images, info.stretch, remote_planes(client.signature, info, planes)
+        )
         source = client
     out_dir.mkdir(parents=True, exist_ok=True)
     ledger = _prepare_parts(out_dir, _job_fingerprint(source, info, config, planes))
@@ -206,12 +225,20 @@ def score(
     # Raw flux: the served model stretches in its graph, the local scorer in _local_scorer.
     dataset = load_dataset(data_dir, config.batch_size, shard=config.shard, stretch=None)
     batches = iter(dataset.skip(len(done) * config.part_batches))
-    total = info.count if config.shard is None else len(range(config.shard[0], info.count,
-                                                              config.shard[1]))  # fmt: skip
+    total = (
+        info.count
+        if config.shard is None
+        else len(range(config.shard[0], info.count, config.shard[1]))
+    )
     parts = list(done)
     started, scored = time.perf_counter(), 0
-    with tqdm(total=total, initial=min(total, len(done) * config.part_batches * config.batch_size),
-              unit="cutout", desc="score", disable=not progress) as bar:  # fmt: skip
+    with tqdm(
+        total=total,
+        initial=min(total, len(done) * config.part_batches * config.batch_size),
+        unit="cutout",
+        desc="score",
+        disable=not progress,
+    ) as bar:
         while True:
             chunk = _score_part(scorer, batches, config, bar)
             if chunk is None:
@@ -276,8 +303,16 @@ def write_scores(
     if shard is not None:
         attrs["shard"] = f"{shard[0]}/{shard[1]}"
     catalog = catalog or CatalogConfig()
-    return finalize(out_dir, columns, list(parts), attrs, reference, catalog.suffix,
-                    catalog.select_sigma, catalog.select_key)  # fmt: skip
+    return finalize(
+        out_dir,
+        columns,
+        list(parts),
+        attrs,
+        reference,
+        catalog.suffix,
+        catalog.select_sigma,
+        catalog.select_key,
+    )
 
 
 def _score_part(scorer, batches, config: ScoreConfig, bar) -> dict | None:

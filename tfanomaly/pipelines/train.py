@@ -94,8 +94,9 @@ def train_gan(
         record_stage(out_dir, "gan", config, extra)
         if warning := bf16_warning(config.precision):
             echo(f"warning: {warning}")
-        start, steps = _train_gan(data_dir, run_dir, out_dir, config, model_config, strategy,
-                                  progress, echo)  # fmt: skip
+        start, steps = _train_gan(
+            data_dir, run_dir, out_dir, config, model_config, strategy, progress, echo
+        )
     return {
         "run": str(run_dir),
         "steps": steps,
@@ -108,8 +109,16 @@ def train_gan(
     }
 
 
-def _train_gan(data_dir, run_dir: Path, out_dir: Path, config: GanTrainConfig, model_config,
-               strategy, progress: bool, echo) -> tuple[int, int]:  # fmt: skip
+def _train_gan(
+    data_dir,
+    run_dir: Path,
+    out_dir: Path,
+    config: GanTrainConfig,
+    model_config,
+    strategy,
+    progress: bool,
+    echo,
+) -> tuple[int, int]:
     with precision(config.precision):
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
@@ -158,11 +167,13 @@ def _train_gan(data_dir, run_dir: Path, out_dir: Path, config: GanTrainConfig, m
         )
         reals = next(iter(load_dataset(data_dir, batch_size=64, shuffle=True, seed=1)))["image"]
         check_samples(
-            "train gan", gan.averaged_generator()(fixed_z, training=False).numpy(), reals.numpy(),
+            "train gan",
+            gan.averaged_generator()(fixed_z, training=False).numpy(),
+            reals.numpy(),
             advice="try another --seed, a lower --learning-rate or more --steps; the checkpoints "
             f"are kept in {run_dir / 'checkpoints' / 'gan'}, no network file was written",
             enforce=config.check,
-        )  # fmt: skip
+        )
         networks = {"generator": gan.averaged_generator(), "critic": gan.critic}
         if gan.ema_weights:
             networks["generator_raw"] = gan.generator
@@ -194,8 +205,15 @@ def train_encoder(
         return _train_encoder(run_dir, out_dir, config, data_dir, strategy, progress, echo)
 
 
-def _train_encoder(run_dir: Path, out_dir: Path, config: EncoderTrainConfig, data_dir, strategy,
-                   progress: bool, echo) -> dict:  # fmt: skip
+def _train_encoder(
+    run_dir: Path,
+    out_dir: Path,
+    config: EncoderTrainConfig,
+    data_dir,
+    strategy,
+    progress: bool,
+    echo,
+) -> dict:
     run = load_run(run_dir)
     require_networks(run_dir, "generator", "critic")
     data_dir = Path(data_dir or run["data"]["path"])
@@ -217,8 +235,10 @@ def _train_encoder(run_dir: Path, out_dir: Path, config: EncoderTrainConfig, dat
     def preview():
         reconstructions = trainer(preview_images).numpy()
         pairs = np.stack([preview_images.numpy(), reconstructions], axis=1)  # real above recon.
-        rows = [pairs[k : k + 8].transpose(1, 0, 2, 3, 4).reshape(-1, *pairs.shape[2:])
-                for k in range(0, 32, 8)]  # fmt: skip
+        rows = [
+            pairs[k : k + 8].transpose(1, 0, 2, 3, 4).reshape(-1, *pairs.shape[2:])
+            for k in range(0, 32, 8)
+        ]
         return tile(np.concatenate(rows), columns=8)
 
     stage = Stage(
@@ -239,12 +259,14 @@ def _train_encoder(run_dir: Path, out_dir: Path, config: EncoderTrainConfig, dat
         out_dir=out_dir,
     )
     check_samples(
-        "train encoder", trainer(preview_images).numpy(), preview_images.numpy(),
+        "train encoder",
+        trainer(preview_images).numpy(),
+        preview_images.numpy(),
         what="reconstructions of different images",
         advice="try a lower --learning-rate or more --steps; the checkpoints are kept, no "
         "encoder file was written",
         enforce=config.check,
-    )  # fmt: skip
+    )
     save_keras(trainer.encoder, network_path(out_dir, "encoder"))
     steps = int(trainer.optimizer.iterations.numpy())
     # The default score needs the run's noise and feature statistics: fit them now (seconds; no

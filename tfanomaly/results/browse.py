@@ -96,15 +96,20 @@ class ResultsView:
         self.attrs = {key: f.attrs[key] for key in ("run", "data") if key in f.attrs}
 
     def _sigma_keys(self) -> list[str]:
-        present = [key for key in self._h5 if key.endswith("_sigma")
-                   and self._h5[key].shape == (self.count,)]  # fmt: skip
+        present = [
+            key
+            for key in self._h5
+            if key.endswith("_sigma") and self._h5[key].shape == (self.count,)
+        ]
         return [k for k in SIGMA_KEYS if k in present] + sorted(set(present) - set(SIGMA_KEYS))
 
     def _column(self, key: str, dtype=np.float64) -> np.ndarray:
         data = self._h5[key]
         if data.shape != (self.count,):
-            raise InputError(f"{self.file}: '{key}' has shape {data.shape}, expected "
-                             f"({self.count},) as object_ids")  # fmt: skip
+            raise InputError(
+                f"{self.file}: '{key}' has shape {data.shape}, expected "
+                f"({self.count},) as object_ids"
+            )
         return data[:].astype(dtype)
 
     def close(self) -> None:
@@ -157,8 +162,9 @@ class ResultsView:
     def vectors(self, key: str) -> np.ndarray:
         """A feature-vector column (``latents`` or ``feature_axes``), (N, D) float32."""
         if key not in self.vector_keys:
-            raise InputError(f"{self.file}: no '{key}' vectors (has: "
-                             f"{', '.join(self.vector_keys) or 'none'})")  # fmt: skip
+            raise InputError(
+                f"{self.file}: no '{key}' vectors (has: {', '.join(self.vector_keys) or 'none'})"
+            )
         return np.asarray(self._h5[key][:], dtype=np.float32)
 
     def images_hint(self) -> str:
@@ -167,5 +173,7 @@ class ResultsView:
         run = self.attrs.get("run", "RUN")
         if not isinstance(run, str) or run.startswith("{"):
             run = "RUN"
-        return (f"no image cubes in {self.file}: rerun `tfanomaly score {data} --run {run} --out "
-                f"{self.folder} --store-images` to see the triptychs")  # fmt: skip
+        return (
+            f"no image cubes in {self.file}: rerun `tfanomaly score {data} --run {run} --out "
+            f"{self.folder} --store-images` to see the triptychs"
+        )

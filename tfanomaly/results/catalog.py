@@ -81,8 +81,14 @@ def write_results(
         n = len(columns["object_ids"])
         for key in cubes:
             shape = first[key].shape[1:]
-            f.create_dataset(key, (n, *shape), "float32", chunks=(min(n, 64), *shape),
-                             compression="gzip", compression_opts=1)  # fmt: skip
+            f.create_dataset(
+                key,
+                (n, *shape),
+                "float32",
+                chunks=(min(n, 64), *shape),
+                compression="gzip",
+                compression_opts=1,
+            )
         offset = 0
         for part in parts:
             with np.load(part) as data:
@@ -94,8 +100,9 @@ def write_results(
             f.attrs[key] = value if not isinstance(value, dict | list) else json.dumps(value)
 
 
-def read_results(path, with_images: bool = False,
-                 with_vectors: bool = False) -> tuple[dict[str, np.ndarray], dict]:  # fmt: skip
+def read_results(
+    path, with_images: bool = False, with_vectors: bool = False
+) -> tuple[dict[str, np.ndarray], dict]:
     """Columns (and optionally the image cubes and the feature vectors) and attributes of a
     results file."""
     path = Path(path)
@@ -105,8 +112,11 @@ def read_results(path, with_images: bool = False,
         raise InputError(f"{path}: no such results file; run `tfanomaly score` first")
     try:
         with h5py.File(path, "r") as f:
-            keys = [k for k in f.keys() if (with_images or k not in IMAGE_KEYS)
-                    and (with_vectors or k not in VECTOR_KEYS)]  # fmt: skip
+            keys = [
+                k
+                for k in f.keys()
+                if (with_images or k not in IMAGE_KEYS) and (with_vectors or k not in VECTOR_KEYS)
+            ]
             columns = {k: f[k][:] for k in keys}
             attrs = {k: f.attrs[k] for k in f.attrs}
     except OSError as exc:
@@ -202,8 +212,16 @@ def json_attr(value):
     return value
 
 
-def finalize(out_dir, columns, parts, attrs, reference=None, catalog_format=".fits",
-             select_sigma=None, select_key="score_normalized") -> dict:  # fmt: skip
+def finalize(
+    out_dir,
+    columns,
+    parts,
+    attrs,
+    reference=None,
+    catalog_format=".fits",
+    select_sigma=None,
+    select_key="score_normalized",
+) -> dict:
     """Sigma-normalise, write results.h5, score_stats.json and the catalog(s); return paths."""
     out_dir = Path(out_dir)
     # Scorers that do not read the mask plane (and results written before it) count none.

@@ -28,9 +28,11 @@ TYPICAL = 6  # members shown per cluster
 
 def how_to_cluster(results="RESULTS") -> str:
     """What to run to get clusters for a results folder (text with `code` spans)."""
-    return (f"no clusters for these results: run `tfanomaly embed {results}` (UMAP + HDBSCAN of "
-            "the high-anomaly sample; adds umap_x, umap_y, cluster to the catalog), or give "
-            "`--embedding FILE` (an embedding.h5)")  # fmt: skip
+    return (
+        f"no clusters for these results: run `tfanomaly embed {results}` (UMAP + HDBSCAN of "
+        "the high-anomaly sample; adds umap_x, umap_y, cluster to the catalog), or give "
+        "`--embedding FILE` (an embedding.h5)"
+    )
 
 
 @dataclass
@@ -69,12 +71,14 @@ class ClusterMap:
     def members(self, cluster: int) -> np.ndarray:
         groups = self.groups()
         if int(cluster) not in groups:
-            raise InputError(f"no cluster {cluster} (clusters: "
-                             f"{_ranges(sorted(groups)) or 'none'})")  # fmt: skip
+            raise InputError(
+                f"no cluster {cluster} (clusters: {_ranges(sorted(groups)) or 'none'})"
+            )
         return groups[int(cluster)]
 
-    def summaries(self, labels_by_row: dict[int, str] | None = None,
-                  typical: int = TYPICAL) -> list[dict]:  # fmt: skip
+    def summaries(
+        self, labels_by_row: dict[int, str] | None = None, typical: int = TYPICAL
+    ) -> list[dict]:
         """Per cluster (in cluster order): ``cluster``, ``size``, ``typical`` (the rows of the
         ``typical`` members nearest the centre), ``labels`` ({label: count} of the labels given
         in it, from ``labels_by_row``: row -> label) and ``labelled`` (their sum)."""
@@ -86,9 +90,15 @@ class ClusterMap:
         out = []
         for c, members in self.groups().items():
             given = counts.get(c, Counter())
-            out.append({"cluster": c, "size": int(len(members)), "typical": members[:typical],
-                        "labels": dict(sorted(given.items())),
-                        "labelled": int(sum(given.values()))})  # fmt: skip
+            out.append(
+                {
+                    "cluster": c,
+                    "size": int(len(members)),
+                    "typical": members[:typical],
+                    "labels": dict(sorted(given.items())),
+                    "labelled": int(sum(given.values())),
+                }
+            )
         return out
 
     @property
@@ -106,8 +116,10 @@ def _from_embedding(path: Path) -> tuple[np.ndarray, ...]:
         with h5py.File(path, "r") as f:
             missing = [k for k in ("object_ids", *CLUSTER_COLUMNS) if k not in f]
             if missing:
-                raise InputError(f"{path}: not an embedding file of `tfanomaly embed` (missing "
-                                 f"{', '.join(missing)})")  # fmt: skip
+                raise InputError(
+                    f"{path}: not an embedding file of `tfanomaly embed` (missing "
+                    f"{', '.join(missing)})"
+                )
             return tuple(f[k][:] for k in ("object_ids", *CLUSTER_COLUMNS))
     except OSError as exc:
         raise UnreadableFileError(f"{path}: not a readable HDF5 file: {exc}") from exc
@@ -179,8 +191,13 @@ def load_clusters(results_file, object_ids: np.ndarray, embedding=None) -> Clust
     full_x, full_y = np.full(n, np.nan), np.full(n, np.nan)
     full_cluster = np.full(n, NOISE, dtype=np.int64)
     found = 0
-    for oid, xi, yi, ci in zip(np.asarray(ids).astype(np.uint64).tolist(), x.tolist(),
-                               y.tolist(), np.asarray(cluster).tolist(), strict=True):  # fmt: skip
+    for oid, xi, yi, ci in zip(
+        np.asarray(ids).astype(np.uint64).tolist(),
+        x.tolist(),
+        y.tolist(),
+        np.asarray(cluster).tolist(),
+        strict=True,
+    ):
         row = where.get(oid)
         if row is None or not (np.isfinite(xi) and np.isfinite(yi)):
             continue
@@ -188,7 +205,9 @@ def load_clusters(results_file, object_ids: np.ndarray, embedding=None) -> Clust
         found += 1
     if not found:
         if embedding is not None:
-            raise InputError(f"{source}: none of its objects are in {results_file}; embed these "
-                             "results (`tfanomaly embed CAE --scores RESULTS`)")  # fmt: skip
+            raise InputError(
+                f"{source}: none of its objects are in {results_file}; embed these "
+                "results (`tfanomaly embed CAE --scores RESULTS`)"
+            )
         return None
     return ClusterMap(full_x, full_y, full_cluster, source)

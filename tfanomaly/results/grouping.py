@@ -54,8 +54,9 @@ def separation(clusters: np.ndarray, is_artifact: np.ndarray) -> float:
     return good / max(len(clusters), 1)
 
 
-def precision_similar(vectors: np.ndarray, labels: np.ndarray, queries: np.ndarray,
-                      k: int = 12) -> float:  # fmt: skip
+def precision_similar(
+    vectors: np.ndarray, labels: np.ndarray, queries: np.ndarray, k: int = 12
+) -> float:
     """ "More like this" over every object: mean fraction of the ``k`` nearest objects of each query
     row (an anomaly) that share its label."""
     from sklearn.neighbors import NearestNeighbors
@@ -70,8 +71,9 @@ def precision_similar(vectors: np.ndarray, labels: np.ndarray, queries: np.ndarr
     return float(np.mean(hits)) if hits else float("nan")
 
 
-def grouping_quality(vectors: np.ndarray, clusters: np.ndarray, labels: np.ndarray,
-                     kind_names) -> dict:  # fmt: skip
+def grouping_quality(
+    vectors: np.ndarray, clusters: np.ndarray, labels: np.ndarray, kind_names
+) -> dict:
     """The figures of a characterisation of labelled objects (``labels`` index ``kind_names``,
     0 = normal): ``vectors`` (N, D) where the neighbours are measured (the embedding or the map),
     ``clusters`` (N,) its clusters. Only the anomalies count.
@@ -115,5 +117,5 @@ def format_grouping(figures: dict) -> str:
             ""
             if np.isnan(separation)
             else f", in clusters >= 90% artifacts or astrophysical {separation:.0%}"
-        )  # fmt: skip
+        )
     )

@@ -98,8 +98,9 @@ def check_tags(tags) -> list[str]:
             raise InputError(f"tag {tag!r} is not text")
         tag = " ".join(tag.split())
         if "," in tag or ";" in tag or len(tag) > MAX_TAG:
-            raise InputError(f"tag '{tag[:MAX_TAG]}': no commas or semicolons, at most {MAX_TAG} "
-                             "characters")  # fmt: skip
+            raise InputError(
+                f"tag '{tag[:MAX_TAG]}': no commas or semicolons, at most {MAX_TAG} characters"
+            )
         if tag and tag not in clean:
             clean.append(tag)
     return clean
@@ -129,8 +130,9 @@ def _migrate(db: sqlite3.Connection) -> None:
         if "batch" not in {row[1] for row in db.execute("PRAGMA table_info(events)")}:
             db.execute("ALTER TABLE events ADD COLUMN batch INTEGER")  # version 1: no bulk actions
         db.execute(BATCH_INDEX)
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
-                   (str(SCHEMA_VERSION),))  # fmt: skip
+        db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
     except BaseException:
         db.execute("ROLLBACK")
         raise
@@ -138,8 +140,13 @@ def _migrate(db: sqlite3.Connection) -> None:
 
 
 def _record(row) -> dict:
-    return {"label": row["label"], "tags": json.loads(row["tags"]), "note": row["note"],
-            "time": row["time"], "version": int(row["version"])}  # fmt: skip
+    return {
+        "label": row["label"],
+        "tags": json.loads(row["tags"]),
+        "note": row["note"],
+        "time": row["time"],
+        "version": int(row["version"]),
+    }
 
 
 class LabelStore:
@@ -164,8 +171,9 @@ class LabelStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=10.0)  # fmt: skip
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -188,10 +196,13 @@ class LabelStore:
         return self._db.execute(
             "SELECT * FROM events WHERE object_id = ? AND undoes IS NULL AND seq NOT IN "
             "(SELECT undoes FROM events WHERE object_id = ? AND undoes IS NOT NULL) "
-            "ORDER BY seq DESC LIMIT 1", (key, key)).fetchone()  # fmt: skip
+            "ORDER BY seq DESC LIMIT 1",
+            (key, key),
+        ).fetchone()
 
-    def _append(self, oid: int, label, tags, note, version: int, time: str | None,
-                batch: int | None = None) -> dict:  # fmt: skip
+    def _append(
+        self, oid: int, label, tags, note, version: int, time: str | None, batch: int | None = None
+    ) -> dict:
         """One event with the object's whole new state: given fields replace, None keeps."""
         key = str(oid)
         previous = self._latest(key)
@@ -200,8 +211,11 @@ class LabelStore:
         tags = state["tags"] if tags is None else check_tags(tags)
         note = state["note"] if note is None else check_note(note)
         row = (key, label, json.dumps(tags), note, time or now(), int(version), batch)
-        self._db.execute("INSERT INTO events (object_id, label, tags, note, time, version, batch) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)", row)  # fmt: skip
+        self._db.execute(
+            "INSERT INTO events (object_id, label, tags, note, time, version, batch) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            row,
+        )
         return {"label": label, "tags": tags, "note": note, "time": row[4], "version": row[5]}
 
     def set(self, object_id, label=None, tags=None, note=None, version: int = 0) -> dict:
@@ -226,12 +240,19 @@ class LabelStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                batch = self._db.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM events"
-                                         ).fetchone()[0]  # fmt: skip
+                batch = self._db.execute(
+                    "SELECT COALESCE(MAX(batch), 0) + 1 FROM events"
+                ).fetchone()[0]
                 for item in records:
-                    self._append(parse_object_id(item["object_id"]), item.get("label"),
-                                 item.get("tags"), item.get("note"), version,
-                                 item.get("time") or None, batch)  # fmt: skip
+                    self._append(
+                        parse_object_id(item["object_id"]),
+                        item.get("label"),
+                        item.get("tags"),
+                        item.get("note"),
+                        version,
+                        item.get("time") or None,
+                        batch,
+                    )
                     count += 1
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -252,21 +273,25 @@ class LabelStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                last = self._db.execute("SELECT * FROM effective ORDER BY seq DESC LIMIT 1"
-                                        ).fetchone()  # fmt: skip
+                last = self._db.execute(
+                    "SELECT * FROM effective ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
                 if last is None:
                     self._db.execute("ROLLBACK")
                     return None
                 events = [last]
                 if last["batch"] is not None:
-                    events = self._db.execute("SELECT * FROM effective WHERE batch = ? ORDER BY "
-                                              "seq DESC", (last["batch"],)).fetchall()  # fmt: skip
+                    events = self._db.execute(
+                        "SELECT * FROM effective WHERE batch = ? ORDER BY seq DESC",
+                        (last["batch"],),
+                    ).fetchall()
                 stamp = now()
                 for event in events:
-                    self._db.execute("INSERT INTO events (object_id, tags, note, time, version, "
-                                     "undoes) VALUES (?, '[]', '', ?, ?, ?)",
-                                     (event["object_id"], stamp, event["version"],
-                                      event["seq"]))  # fmt: skip
+                    self._db.execute(
+                        "INSERT INTO events (object_id, tags, note, time, version, "
+                        "undoes) VALUES (?, '[]', '', ?, ?, ?)",
+                        (event["object_id"], stamp, event["version"], event["seq"]),
+                    )
                 # Each object once (a bulk action may name one twice), the most recent first.
                 taken = {}
                 for event in events:
@@ -279,8 +304,17 @@ class LabelStore:
         objects = []
         for key, event in reversed(taken.items()):
             row = after[key]
-            record = _record(row) if row else {"label": None, "tags": [], "note": "",
-                                               "time": None, "version": event["version"]}  # fmt: skip
+            record = (
+                _record(row)
+                if row
+                else {
+                    "label": None,
+                    "tags": [],
+                    "note": "",
+                    "time": None,
+                    "version": event["version"],
+                }
+            )
             objects.append({"object_id": int(key), **record, "undone": _record(event)})
         return {**objects[-1], "batch": last["batch"], "objects": objects}
 
@@ -303,8 +337,16 @@ class LabelStore:
             query, args = query + " WHERE object_id = ?", (str(parse_object_id(object_id)),)
         with self._lock:
             rows = self._db.execute(query + " ORDER BY seq", args).fetchall()
-        return [{"seq": row["seq"], "object_id": int(row["object_id"]), **_record(row),
-                 "undoes": row["undoes"], "batch": row["batch"]} for row in rows]  # fmt: skip
+        return [
+            {
+                "seq": row["seq"],
+                "object_id": int(row["object_id"]),
+                **_record(row),
+                "undoes": row["undoes"],
+                "batch": row["batch"],
+            }
+            for row in rows
+        ]
 
     def max_version(self) -> int:
         with self._lock:
@@ -325,8 +367,9 @@ def export_labels(store: LabelStore, out_path) -> int:
     out_path = Path(out_path)
     suffix = _table_format(out_path)
     current = sorted(store.current().items())
-    rows = [(oid, r["label"] or "", ",".join(r["tags"]), r["note"], r["time"])
-            for oid, r in current]  # fmt: skip
+    rows = [
+        (oid, r["label"] or "", ",".join(r["tags"]), r["note"], r["time"]) for oid, r in current
+    ]
     with atomic_path(out_path) as tmp:
         if suffix == ".csv":
             with tmp.open("w", newline="", encoding="utf-8") as handle:
@@ -377,8 +420,9 @@ def read_label_table(path) -> list[dict]:
     except (OSError, ValueError, csv.Error, UnicodeDecodeError) as exc:
         raise UnreadableFileError(f"{path}: not a readable label table: {exc}") from exc
     if "object_id" not in names:
-        raise InputError(f"{path}: a label table needs an object_id column (has: "
-                         f"{', '.join(names) or 'none'})")  # fmt: skip
+        raise InputError(
+            f"{path}: a label table needs an object_id column (has: {', '.join(names) or 'none'})"
+        )
     records = []
     for number, row in enumerate(rows, start=2 if suffix == ".csv" else 1):
         raw_id = row["object_id"]

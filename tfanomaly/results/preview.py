@@ -43,8 +43,12 @@ def encode_png(pixels: np.ndarray, level: int = 6) -> bytes:
     rows = np.zeros((height, 1 + width * 3), np.uint8)  # filter byte 0 (none) before each row
     rows[:, 1:] = pixels.reshape(height, width * 3)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
-            + _chunk(b"IDAT", zlib.compress(rows.tobytes(), level)) + _chunk(b"IEND", b""))  # fmt: skip
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(rows.tobytes(), level))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def tile(images: np.ndarray, columns: int, gap: int = 2, background: float = 1.0) -> np.ndarray:

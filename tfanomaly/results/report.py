@@ -105,11 +105,14 @@ def _labels_by_row(path: Path, where: dict[int, int]) -> dict[int, str] | None:
     return {where[oid]: r["label"] for oid, r in current.items() if oid in where and r["label"]}
 
 
-def _cluster_table(summaries: list[dict], uris: dict[int, str], ids, width: int, noise: int,
-                   labels_note: str) -> str:  # fmt: skip
+def _cluster_table(
+    summaries: list[dict], uris: dict[int, str], ids, width: int, noise: int, labels_note: str
+) -> str:
     """The cluster table: cluster, size, most typical members (thumbnails), labels given."""
-    head = "".join(f"<th style='{CELL};text-align:left'>{h}</th>" for h in
-                   ("cluster", "size", "most typical members", "labels"))  # fmt: skip
+    head = "".join(
+        f"<th style='{CELL};text-align:left'>{h}</th>"
+        for h in ("cluster", "size", "most typical members", "labels")
+    )
     rows = []
     for c in summaries[:MAX_CLUSTER_ROWS]:
         thumbs = "".join(
@@ -117,8 +120,13 @@ def _cluster_table(summaries: list[dict], uris: dict[int, str], ids, width: int,
             f'alt="{int(ids[r])}" style="image-rendering:pixelated;margin:1px">'
             for r in c["typical"]
         )
-        given = ", ".join(f"<b style='color:{LABEL_COLOURS.get(k, '#333')}'>{k}</b> {n}"
-                          for k, n in c["labels"].items()) or "none"  # fmt: skip
+        given = (
+            ", ".join(
+                f"<b style='color:{LABEL_COLOURS.get(k, '#333')}'>{k}</b> {n}"
+                for k, n in c["labels"].items()
+            )
+            or "none"
+        )
         cells = (c["cluster"], c["size"], thumbs, given)
         rows.append("<tr>" + "".join(f"<td style='{CELL}'>{v}</td>" for v in cells) + "</tr>")
     more = len(summaries) - MAX_CLUSTER_ROWS
@@ -126,10 +134,12 @@ def _cluster_table(summaries: list[dict], uris: dict[int, str], ids, width: int,
     if more > 0:
         notes.append(f"{more} smaller clusters not shown.")
     notes.append(labels_note)
-    return (f"<h2>Clusters</h2><p style='font:12px sans-serif'>{len(summaries)} clusters (HDBSCAN "
-            "on the UMAP map); the most typical members are those nearest the cluster's centre "
-            f"in the map. {' '.join(notes)}</p><table style='border-collapse:collapse'><tr>{head}</tr>"
-            f"{''.join(rows)}</table>")  # fmt: skip
+    return (
+        f"<h2>Clusters</h2><p style='font:12px sans-serif'>{len(summaries)} clusters (HDBSCAN "
+        "on the UMAP map); the most typical members are those nearest the cluster's centre "
+        f"in the map. {' '.join(notes)}</p><table style='border-collapse:collapse'><tr>{head}</tr>"
+        f"{''.join(rows)}</table>"
+    )
 
 
 def _insert_before_last(page: str, tag: str, text: str) -> str:
@@ -137,8 +147,14 @@ def _insert_before_last(page: str, tag: str, text: str) -> str:
     return page[:at] + text + page[at:]
 
 
-def build_report(results_dir, out_path=None, config: ReportConfig | None = None, *,
-                 embedding=None, labels_path=None) -> dict:  # fmt: skip
+def build_report(
+    results_dir,
+    out_path=None,
+    config: ReportConfig | None = None,
+    *,
+    embedding=None,
+    labels_path=None,
+) -> dict:
     """Write the HTML report for a scored catalog (with image cubes) and, with an embedding
     (``embedding``: an ``embedding.h5`` of ``tfanomaly embed`` or the folder that holds it;
     default ``RESULTS/embedding.h5`` when it exists), its UMAP map and beside it the cluster
@@ -159,12 +175,34 @@ def build_report(results_dir, out_path=None, config: ReportConfig | None = None,
         if any(k not in cubes for k in ("reals", "reconstructed", "residuals")):
             raise InputError(f"{results_dir}: no image cubes; score with --store-images")
         labels_path = Path(labels_path) if labels_path else default_label_path(results_dir)
-        return _build(results_dir, out_path, columns, attrs, cubes, embedding, config.top_n,
-                      config.thumb_size, config.sigma_cut, labels_path, config.typical)  # fmt: skip
+        return _build(
+            results_dir,
+            out_path,
+            columns,
+            attrs,
+            cubes,
+            embedding,
+            config.top_n,
+            config.thumb_size,
+            config.sigma_cut,
+            labels_path,
+            config.typical,
+        )
 
 
-def _build(results_dir, out_path, columns, attrs, cubes, embedding, top_n, thumb_size, sigma_cut,
-           labels_path, typical):  # fmt: skip
+def _build(
+    results_dir,
+    out_path,
+    columns,
+    attrs,
+    cubes,
+    embedding,
+    top_n,
+    thumb_size,
+    sigma_cut,
+    labels_path,
+    typical,
+):
     """The report's body; ``cubes`` is the open results file, read only for the rows shown."""
     from bokeh.embed import file_html
     from bokeh.layouts import column, row
@@ -186,14 +224,22 @@ def _build(results_dir, out_path, columns, attrs, cubes, embedding, top_n, thumb
 
     def caption(r: int) -> str:
         kind = f" {kind_names[labels[r]]}" if 0 <= labels[r] < len(kind_names) else ""
-        return (f"{int(columns['object_ids'][r])} {columns['scores_sigma'][r]:.1f}σ"
-                f"{kind}")  # fmt: skip
+        return f"{int(columns['object_ids'][r])} {columns['scores_sigma'][r]:.1f}σ{kind}"
 
-    parts = [Div(text=f"<h1>tfanomaly report</h1><p>{len(columns['idxs'])} scored cutouts from "
-                      f"{html.escape(str(attrs.get('data', '')))}; thumbnails: real | "
-                      f"reconstruction | residual, {thumb_size} px per panel.</p>")]  # fmt: skip
-    shown = {"objects": len(columns["idxs"]), "map_points": 0, "gallery_images": 0,
-             "clusters": 0, "labels_counted": None}  # fmt: skip
+    parts = [
+        Div(
+            text=f"<h1>tfanomaly report</h1><p>{len(columns['idxs'])} scored cutouts from "
+            f"{html.escape(str(attrs.get('data', '')))}; thumbnails: real | "
+            f"reconstruction | residual, {thumb_size} px per panel.</p>"
+        )
+    ]
+    shown = {
+        "objects": len(columns["idxs"]),
+        "map_points": 0,
+        "gallery_images": 0,
+        "clusters": 0,
+        "labels_counted": None,
+    }
     width = 3 * thumb_size * 2  # thumbnails shown at twice their pixel size
 
     embedding_path = Path(embedding)
@@ -203,57 +249,106 @@ def _build(results_dir, out_path, columns, attrs, cubes, embedding, top_n, thumb
             space = str(f.attrs.get("space", "CAE latents"))
         where = {int(i): k for k, i in enumerate(columns["object_ids"])}
         rows = np.array([where[int(i)] for i in ids])
-        source = ColumnDataSource(dict(
-            x=ux, y=uy, sigma=columns["scores_sigma"][rows],
-            object_id=[str(int(i)) for i in ids], cluster=clusters,
-            ra=columns["ra"][rows], dec=columns["dec"][rows],
-            disc=columns["disc_scores_sigma"][rows],
-            thumb=thumbnails(rows),
-        ))  # fmt: skip
-        mapper = LinearColorMapper(palette=Viridis256, low=float(np.min(source.data["sigma"])),
-                                   high=float(np.max(source.data["sigma"])))  # fmt: skip
-        plot = figure(title=f"UMAP of {space} (colour: default score σ)", width=760,
-                      height=600, tools="pan,wheel_zoom,box_zoom,reset,save")  # fmt: skip
+        source = ColumnDataSource(
+            dict(
+                x=ux,
+                y=uy,
+                sigma=columns["scores_sigma"][rows],
+                object_id=[str(int(i)) for i in ids],
+                cluster=clusters,
+                ra=columns["ra"][rows],
+                dec=columns["dec"][rows],
+                disc=columns["disc_scores_sigma"][rows],
+                thumb=thumbnails(rows),
+            )
+        )
+        mapper = LinearColorMapper(
+            palette=Viridis256,
+            low=float(np.min(source.data["sigma"])),
+            high=float(np.max(source.data["sigma"])),
+        )
+        plot = figure(
+            title=f"UMAP of {space} (colour: default score σ)",
+            width=760,
+            height=600,
+            tools="pan,wheel_zoom,box_zoom,reset,save",
+        )
         for c in sorted(set(clusters.tolist()) - {-1}):
             points = np.stack([ux[clusters == c], uy[clusters == c]], axis=1)
             if len(points) >= 3:
                 from scipy.spatial import ConvexHull
 
                 hull = points[ConvexHull(points).vertices]
-                plot.patch(hull[:, 0], hull[:, 1], fill_alpha=0.08, line_alpha=0.8,
-                           line_color="gray", fill_color="gray")  # fmt: skip
-        glyph = plot.scatter("x", "y", source=source, size=7, name="map_points",
-                             color={"field": "sigma", "transform": mapper})  # fmt: skip
+                plot.patch(
+                    hull[:, 0],
+                    hull[:, 1],
+                    fill_alpha=0.08,
+                    line_alpha=0.8,
+                    line_color="gray",
+                    fill_color="gray",
+                )
+        glyph = plot.scatter(
+            "x",
+            "y",
+            source=source,
+            size=7,
+            name="map_points",
+            color={"field": "sigma", "transform": mapper},
+        )
         plot.add_layout(ColorBar(color_mapper=mapper, title="score σ"), "right")
-        plot.add_tools(HoverTool(renderers=[glyph], tooltips="""
+        plot.add_tools(
+            HoverTool(
+                renderers=[glyph],
+                tooltips="""
             <div><img src="@thumb" width="{w}"><br>
             id @object_id, cluster @cluster<br>ra @ra{{0.0000}}, dec @dec{{0.0000}}<br>
             score @sigma{{0.00}}σ, paper's disc @disc{{0.00}}σ</div>""".replace(
-            "{w}", str(3 * thumb_size * 2)).replace("{{", "{").replace("}}", "}")))  # fmt: skip
+                    "{w}", str(3 * thumb_size * 2)
+                )
+                .replace("{{", "{")
+                .replace("}}", "}"),
+            )
+        )
         shown["map_points"] = len(ids)
         n = len(columns["object_ids"])
-        full = ClusterMap(np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int64),
-                          embedding_path)  # fmt: skip
+        full = ClusterMap(
+            np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int64), embedding_path
+        )
         full.x[rows], full.y[rows], full.cluster[rows] = ux, uy, clusters
         by_row = _labels_by_row(labels_path, where)
         summaries = full.summaries(by_row, typical)
         shown["clusters"] = len(summaries)
         shown["labels_counted"] = None if by_row is None else len(by_row)
-        labels_note = (f"Labels from {labels_path} ({len(by_row)} of these objects labelled)."
-                       if by_row is not None else f"No label file ({labels_path}): label with "
-                       "`tfanomaly explore`.")  # fmt: skip
+        labels_note = (
+            f"Labels from {labels_path} ({len(by_row)} of these objects labelled)."
+            if by_row is not None
+            else f"No label file ({labels_path}): label with `tfanomaly explore`."
+        )
         shown_rows = [r for c in summaries[:MAX_CLUSTER_ROWS] for r in c["typical"]]
         shown_rows = [int(r) for r in shown_rows]
         uris = dict(zip(shown_rows, thumbnails(np.array(shown_rows, np.int64)), strict=True))
         shown["gallery_images"] += len(shown_rows)
-        table = _cluster_table(summaries, uris, columns["object_ids"], 3 * thumb_size,
-                               full.noise, html.escape(labels_note))  # fmt: skip
+        table = _cluster_table(
+            summaries,
+            uris,
+            columns["object_ids"],
+            3 * thumb_size,
+            full.noise,
+            html.escape(labels_note),
+        )
         parts.append(row(plot, Div(text=table, width=3 * thumb_size * typical + 260)))
 
     galleries = []
     for key, label in SCORE_LABELS.items():
         top = np.argsort(-columns[key])[:top_n]
-        galleries.append(_gallery(f"top {len(top)} by {label} score", thumbnails(top), [caption(r) for r in top], width))  # fmt: skip
+        galleries.append(
+            _gallery(
+                f"top {len(top)} by {label} score",
+                thumbnails(top),
+                [caption(r) for r in top],
+                width,
+            )
+        )
         shown["gallery_images"] += len(top)
     parts.append(Div(text="<h2>Most anomalous</h2>" + "".join(galleries), width=1100))
 
@@ -261,23 +356,27 @@ def _build(results_dir, out_path, columns, attrs, cubes, embedding, top_n, thumb
     for key in SCORE_KEYS:
         values = columns[f"{key}_sigma"]
         counts, edges = np.histogram(values, bins=60)
-        hist = figure(title=f"{SCORE_LABELS[f'{key}_sigma']} score (σ)", width=360, height=260,
-                      tools="")  # fmt: skip
+        hist = figure(
+            title=f"{SCORE_LABELS[f'{key}_sigma']} score (σ)", width=360, height=260, tools=""
+        )
         hist.quad(top=counts, bottom=0, left=edges[:-1], right=edges[1:], alpha=0.7)
-        hist.add_layout(Span(location=sigma_cut, dimension="height", line_color="red",
-                             line_dash="dashed"))  # fmt: skip
+        hist.add_layout(
+            Span(location=sigma_cut, dimension="height", line_color="red", line_dash="dashed")
+        )
         histograms.append(hist)
     parts.append(row(*histograms))
     evaluation = _evaluation_html(results_dir)
     if evaluation:
         parts.append(Div(text=evaluation, width=900))
     # A marker the browser test reads once Bokeh has rendered the page.
-    probe = ("<script>const tfaProbe=setInterval(()=>{const d=window.Bokeh&&Bokeh.documents[0];"
-             "if(!d)return;clearInterval(tfaProbe);const m=d.get_model_by_name('map_points');"
-             "document.body.dataset.mapPoints=m?m.data_source.data.x.length:0;"
-             "document.body.dataset.galleryImages=[...d.all_models].filter(x=>typeof x.text=="
-             "'string').reduce((n,x)=>n+(x.text.match(/<img /g)||[]).length,0);"
-             "document.body.dataset.rendered='1';},100);</script>")  # fmt: skip
+    probe = (
+        "<script>const tfaProbe=setInterval(()=>{const d=window.Bokeh&&Bokeh.documents[0];"
+        "if(!d)return;clearInterval(tfaProbe);const m=d.get_model_by_name('map_points');"
+        "document.body.dataset.mapPoints=m?m.data_source.data.x.length:0;"
+        "document.body.dataset.galleryImages=[...d.all_models].filter(x=>typeof x.text=="
+        "'string').reduce((n,x)=>n+(x.text.match(/<img /g)||[]).length,0);"
+        "document.body.dataset.rendered='1';},100);</script>"
+    )
     page = file_html(column(*parts), resources=INLINE, title="tfanomaly report")
     # The inline BokehJS bundle itself contains "</body>" in strings: insert before the last
     # occurrence, the document's own tag.

@@ -30,8 +30,14 @@ class GrpcClient:
         >>> out = client.predict({"images": raw_flux})   # dict of numpy arrays
     """
 
-    def __init__(self, target: str, model: str = "tfanomaly", signature: str = "serving_default",
-                 version: int | None = None, timeout: float = 300.0):  # fmt: skip
+    def __init__(
+        self,
+        target: str,
+        model: str = "tfanomaly",
+        signature: str = "serving_default",
+        version: int | None = None,
+        timeout: float = 300.0,
+    ):
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -68,8 +74,14 @@ class RestClient:
         >>> out = RestClient("http://localhost:8501").predict({"images": raw_flux})
     """
 
-    def __init__(self, url: str, model: str = "tfanomaly", signature: str = "serving_default",
-                 version: int | None = None, timeout: float = 300.0):  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        model: str = "tfanomaly",
+        signature: str = "serving_default",
+        version: int | None = None,
+        timeout: float = 300.0,
+    ):
         self.url = url.rstrip("/")
         if "://" not in self.url:
             self.url = "http://" + self.url
@@ -79,10 +91,17 @@ class RestClient:
         path = f"/v1/models/{self.model}"
         if self.version is not None:
             path += f"/versions/{self.version}"
-        body = json.dumps({"signature_name": self.signature,
-                           "inputs": {k: np.asarray(v).tolist() for k, v in inputs.items()}})  # fmt: skip
-        request = urllib.request.Request(f"{self.url}{path}:predict", data=body.encode(),
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        body = json.dumps(
+            {
+                "signature_name": self.signature,
+                "inputs": {k: np.asarray(v).tolist() for k, v in inputs.items()},
+            }
+        )
+        request = urllib.request.Request(
+            f"{self.url}{path}:predict",
+            data=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as reply:
                 payload = json.loads(reply.read())

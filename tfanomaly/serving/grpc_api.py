@@ -30,8 +30,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         try:
             servable = self._servable(request.model_spec)
             inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-            outputs = run_signature(servable, request.model_spec.signature_name, inputs,
-                                    list(request.output_filter))  # fmt: skip
+            outputs = run_signature(
+                servable, request.model_spec.signature_name, inputs, list(request.output_filter)
+            )
         except ServingError as exc:
             context.abort(exc.code, exc.message)
         response = predict_pb2.PredictResponse()
@@ -46,8 +47,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         try:
             servable = self._servable(request.model_spec)
             if list(request.metadata_field) != ["signature_def"]:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   "Metadata field signature_def is the only one supported")  # fmt: skip
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "Metadata field signature_def is the only one supported",
+                )
         except ServingError as exc:
             context.abort(exc.code, exc.message)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
@@ -68,8 +71,9 @@ class ModelStatusServicer(model_service_pb2_grpc.ModelServiceServicer):
 
     def GetModelStatus(self, request, context):  # noqa: N802
         try:
-            servables = status_servables(self.registry, request.model_spec.name,
-                                         request.model_spec.version.value or None)  # fmt: skip
+            servables = status_servables(
+                self.registry, request.model_spec.name, request.model_spec.version.value or None
+            )
         except ServingError as exc:
             context.abort(exc.code, exc.message)
         response = get_model_status_pb2.GetModelStatusResponse()

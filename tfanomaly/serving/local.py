@@ -25,12 +25,19 @@ class LocalServer:
         >>> server.stop()
     """
 
-    def __init__(self, model_base, host: str = "127.0.0.1", grpc_port: int = 8500,
-                 rest_port: int = 8501, workers: int = 8):  # fmt: skip
+    def __init__(
+        self,
+        model_base,
+        host: str = "127.0.0.1",
+        grpc_port: int = 8500,
+        rest_port: int = 8501,
+        workers: int = 8,
+    ):
         self.registry = ModelRegistry(model_base)
         self.host = host
-        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
-                                options=GRPC_OPTIONS)  # fmt: skip
+        self.grpc = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=workers), options=GRPC_OPTIONS
+        )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.registry), self.grpc
         )

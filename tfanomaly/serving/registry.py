@@ -58,19 +58,23 @@ class ModelRegistry:
         saved = saved_model_pb2.SavedModel()
         saved.ParseFromString((path / "saved_model.pb").read_bytes())
         meta = next(m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags)
-        return Servable(model_dir.name, version, path, dict(loaded.signatures),
-                        dict(meta.signature_def), loaded)  # fmt: skip
+        return Servable(
+            model_dir.name, version, path, dict(loaded.signatures), dict(meta.signature_def), loaded
+        )
 
     def get(self, name: str, version: int | None = None) -> Servable:
         versions = self.servables.get(name)
         if not versions:
-            raise ServingError(grpc.StatusCode.NOT_FOUND,
-                               f"Servable not found for request: Latest({name})")  # fmt: skip
+            raise ServingError(
+                grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({name})"
+            )
         if version is None:
             return versions[max(versions)]
         if version not in versions:
-            raise ServingError(grpc.StatusCode.NOT_FOUND,
-                               f"Servable not found for request: Specific({name}, {version})")  # fmt: skip
+            raise ServingError(
+                grpc.StatusCode.NOT_FOUND,
+                f"Servable not found for request: Specific({name}, {version})",
+            )
         return versions[version]
 
 
@@ -78,13 +82,15 @@ def signature(servable: Servable, name: str):
     """The signature ``name`` ("" or None: serving_default): its name, function and SignatureDef."""
     name = name or "serving_default"
     if name not in servable.signatures:
-        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                           f'Serving signature key "{name}" not found.')  # fmt: skip
+        raise ServingError(
+            grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.'
+        )
     return name, servable.signatures[name], servable.signature_defs[name]
 
 
-def run_signature(servable: Servable, signature_name: str, inputs: dict[str, np.ndarray],
-                  output_filter=()) -> dict[str, np.ndarray]:  # fmt: skip
+def run_signature(
+    servable: Servable, signature_name: str, inputs: dict[str, np.ndarray], output_filter=()
+) -> dict[str, np.ndarray]:
     """Check inputs against the signature as TF Serving does, run it, return numpy outputs."""
     name, function, signature_def = signature(servable, signature_name)
     expected = dict(signature_def.inputs)
@@ -97,8 +103,10 @@ def run_signature(servable: Servable, signature_name: str, inputs: dict[str, np.
         )
     missing = sorted(set(expected) - set(inputs))
     if missing:
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"Missing input tensor alias(es): {', '.join(missing)}")  # fmt: skip
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"Missing input tensor alias(es): {', '.join(missing)}",
+        )
     feeds = {}
     for alias, value in inputs.items():
         shape = expected[alias].tensor_shape
@@ -122,8 +130,10 @@ def run_signature(servable: Servable, signature_name: str, inputs: dict[str, np.
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, _clean(exc.message)) from exc
     unknown = sorted(set(output_filter) - set(outputs))
     if unknown:
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"output tensor alias not found in signature: {', '.join(unknown)}")  # fmt: skip
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"output tensor alias not found in signature: {', '.join(unknown)}",
+        )
     keep = set(output_filter) or set(outputs)
     return {k: v.numpy() for k, v in outputs.items() if k in keep}
 

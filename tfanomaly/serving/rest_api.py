@@ -42,12 +42,16 @@ def _rows_to_columns(instances, aliases: list[str]) -> dict[str, np.ndarray]:
     if all(isinstance(row, dict) for row in instances):
         keys = set(instances[0])
         if any(set(row) != keys for row in instances):
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               "Failed to process element: all instances need the same inputs")  # fmt: skip
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "Failed to process element: all instances need the same inputs",
+            )
         return {k: np.asarray([row[k] for row in instances]) for k in keys}
     if len(aliases) != 1:
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           "instances must be objects naming the inputs of this signature")  # fmt: skip
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "instances must be objects naming the inputs of this signature",
+        )
     return {aliases[0]: np.asarray(instances)}
 
 
@@ -57,8 +61,10 @@ def _as_input(value: np.ndarray, signature_def, alias: str) -> np.ndarray:
         return value
     dtype = tf.dtypes.as_dtype(signature_def.inputs[alias].dtype).as_numpy_dtype
     if value.dtype.kind not in "fiub":
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"input '{alias}' must hold numbers, got {value.dtype}")  # fmt: skip
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"input '{alias}' must hold numbers, got {value.dtype}",
+        )
     return value.astype(dtype)
 
 
@@ -69,8 +75,10 @@ def rest_predict(registry: ModelRegistry, name: str, version, body: bytes) -> di
     except json.JSONDecodeError as exc:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"JSON Parse error: {exc}") from exc
     if not isinstance(request, dict) or ("instances" in request) == ("inputs" in request):
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           "Missing 'instances' or 'inputs' key (exactly one is needed)")  # fmt: skip
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Missing 'instances' or 'inputs' key (exactly one is needed)",
+        )
     servable = registry.get(name, version)
     signature_name, _, signature_def = signature(servable, request.get("signature_name"))
     aliases = sorted(signature_def.inputs)
@@ -78,8 +86,11 @@ def rest_predict(registry: ModelRegistry, name: str, version, body: bytes) -> di
         columns = _rows_to_columns(request["instances"], aliases)
     else:
         inputs = request["inputs"]
-        columns = ({k: np.asarray(v) for k, v in inputs.items()} if isinstance(inputs, dict)
-                   else {aliases[0]: np.asarray(inputs)})  # fmt: skip
+        columns = (
+            {k: np.asarray(v) for k, v in inputs.items()}
+            if isinstance(inputs, dict)
+            else {aliases[0]: np.asarray(inputs)}
+        )
     try:
         columns = {k: _as_input(v, signature_def, k) for k, v in columns.items()}
     except ValueError as exc:
@@ -98,11 +109,14 @@ def rest_predict(registry: ModelRegistry, name: str, version, body: bytes) -> di
 def rest_status(registry: ModelRegistry, name: str, version) -> dict:
     return {
         "model_version_status": [
-            {"version": str(s.version), "state": "AVAILABLE",
-             "status": {"error_code": "OK", "error_message": ""}}
+            {
+                "version": str(s.version),
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
             for s in status_servables(registry, name, version)
         ]
-    }  # fmt: skip
+    }
 
 
 def rest_metadata(registry: ModelRegistry, name: str, version) -> dict:
@@ -148,8 +162,9 @@ def rest_handler(registry: ModelRegistry):
                 elif method == "GET" and rest == "/metadata":
                     payload = rest_metadata(registry, name, version)
                 else:
-                    raise ServingError(grpc.StatusCode.NOT_FOUND,
-                                       f"Malformed request: {method} {self.path}")  # fmt: skip
+                    raise ServingError(
+                        grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} {self.path}"
+                    )
                 self._reply(HTTPStatus.OK, payload)
             except ServingError as exc:
                 self._reply(

@@ -34,9 +34,16 @@ class AnomalyScorer(tf.Module):
     delivers them, the scores the catalog has for a data set with planes out.
     """
 
-    def __init__(self, inverter: LatentInverter, stats: dict, image_shape, stretch=None,
-                 cae_encoder=None, cae_images: str = "residuals",
-                 masked_bits: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        inverter: LatentInverter,
+        stats: dict,
+        image_shape,
+        stretch=None,
+        cae_encoder=None,
+        cae_images: str = "residuals",
+        masked_bits: int | None = None,
+    ):
         super().__init__(name="tfanomaly_scorer")
         self.cae_encoder, self.cae_images = cae_encoder, cae_images
         self.planes = inverter.calibration.planes if inverter.calibration is not None else ()
@@ -76,13 +83,16 @@ class AnomalyScorer(tf.Module):
         """``tensor`` checked to be a batch of this model's cutouts (INVALID_ARGUMENT otherwise,
         with a message that starts with ``what`` to send and names the expected shape)."""
         height, width, bands = self.image_shape
-        return _checked(tensor, [height, width, bands],
-                        f"{what} as a 4-D batch (N, {height}, {width}, {bands})")  # fmt: skip
+        return _checked(
+            tensor, [height, width, bands], f"{what} as a 4-D batch (N, {height}, {width}, {bands})"
+        )
 
     def _flux(self, images):
         height, width, bands = self.image_shape
-        return self._checked_batch(images, f"this model scores {height}x{width} cutouts with {bands} "
-                             "band(s): send raw flux")  # fmt: skip
+        return self._checked_batch(
+            images,
+            f"this model scores {height}x{width} cutouts with {bands} band(s): send raw flux",
+        )
 
     def _prepare(self, images):
         """Check the shape, clean non-finite pixels, stretch: (stretched, flux)."""
@@ -100,8 +110,9 @@ class AnomalyScorer(tf.Module):
         variance = self._checked_batch(variance, "variance: send the flux variance")
         mask = self._checked_batch(mask, "mask: send the int32 mask bits")
         finite = tf.math.is_finite(images)
-        masked = tf.logical_or(tf.not_equal(tf.bitwise.bitwise_and(mask, self.masked_bits), 0),
-                               tf.logical_not(finite))  # fmt: skip
+        masked = tf.logical_or(
+            tf.not_equal(tf.bitwise.bitwise_and(mask, self.masked_bits), 0), tf.logical_not(finite)
+        )
         batch = {"image": tf.where(finite, images, tf.zeros_like(images))}
         if "variance" in self.planes:
             good = tf.logical_and(tf.math.is_finite(variance), variance > 0)
@@ -142,8 +153,12 @@ class AnomalyScorer(tf.Module):
         """The stretched image, its reconstruction G(z), the residual and z."""
         stretched, flux = self._prepare(images)
         out = self.inverter(stretched, flux)
-        return {"stretched": stretched, "reconstruction": out["reconstruction"],
-                "residual": out["residual"], "z": out["z"]}  # fmt: skip
+        return {
+            "stretched": stretched,
+            "reconstruction": out["reconstruction"],
+            "residual": out["residual"],
+            "z": out["z"],
+        }
 
     def _embed(self, images):
         """The CAE latent of each image's residual (or of the image, for a CAE trained on reals),

@@ -41,8 +41,9 @@ def _correlated(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     return sum(_TAPS[k] * rows[:, k : k + h] for k in range(3))
 
 
-def apply_survey_noise(images: np.ndarray, sigma: np.ndarray, noise: SurveyNoise,
-                       rng: np.random.Generator) -> np.ndarray:  # fmt: skip
+def apply_survey_noise(
+    images: np.ndarray, sigma: np.ndarray, noise: SurveyNoise, rng: np.random.Generator
+) -> np.ndarray:
     """(N, H, W, C) cutouts with white sky noise ``sigma`` (per band) -> the same scene with the
     noise of ``noise``: part of the white noise's variance replaced by correlated noise (the total
     per-pixel variance is unchanged), a background offset and gradient, quantisation, rescaling."""
