@@ -16,12 +16,12 @@ import numpy as np
 
 from tfanomaly.errors import InputError, TfanomalyError
 from tfanomaly.explore.images import triptych, triptych_shape
+from tfanomaly.explore.ranking import build_ranker
 from tfanomaly.pipelines.config import ExploreConfig
 from tfanomaly.results.browse import ResultsView
 from tfanomaly.results.clusters import TYPICAL, ClusterMap, how_to_cluster
 from tfanomaly.results.labels import LABELS, LabelStore, check_label, check_note, check_tags
 from tfanomaly.results.preview import encode_png
-from tfanomaly.results.spaces import available_spaces, check_space, space_vectors
 
 PNG_CACHE_BYTES = 64 * 2**20  # rendered triptychs kept: pages of 96-px objects
 PREFETCH_DELAY = 1.0  # seconds after a page is served before its next page is rendered
@@ -29,44 +29,6 @@ PREFETCH_DELAY = 1.0  # seconds after a page is served before its next page is r
 
 class UnknownObject(InputError):
     """An object id that is not in the results being explored."""
-
-
-def build_ranker(view: ResultsView, features: str = ExploreConfig.features):
-    """The ``pipelines.rerank.Ranker`` of a results file and a description of its feature space:
-    the space ``features`` (``results.spaces``; else the first other space the file has), else
-    PCA features of the residual images (the paper's files carry no vectors)."""
-    from tfanomaly.models.preference import PreferenceConfig
-    from tfanomaly.pipelines.rerank import Ranker, features_from_cubes
-
-    if not view.unique_ids:
-        raise InputError("object ids are not unique in this file: re-ranking needs unique ids")
-    have = available_spaces(view.vector_keys)
-    space = features if features in have else next(iter(have), None)
-    terms = {
-        key: np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-        for key, values in view.sigma.items()
-    }
-    anomaly = np.nan_to_num(view.sort_values, nan=0.0, posinf=0.0, neginf=0.0)
-    if space is not None:
-        vectors = space_vectors(view.vectors, space)
-        blocks = [(key, view.vectors(key).shape[1]) for key in check_space(space)]
-        ranker = Ranker(
-            view.object_ids,
-            anomaly,
-            vectors,
-            prepared=True,
-            terms=terms,
-            blocks=blocks,
-            preference=PreferenceConfig(),
-        )
-        return ranker, space
-    if view.has_images:
-        vectors = features_from_cubes(view.file, cube="residuals")
-        return Ranker(view.object_ids, anomaly, vectors, terms=terms), "PCA of residuals"
-    raise InputError(
-        "no feature vectors and no image cubes in this file: re-ranking and "
-        "'more like this' need one of them"
-    )
 
 
 def _finite(value, digits: int = 3):
