@@ -23,9 +23,10 @@ from pathlib import Path
 import common
 import numpy as np
 
+from tfanomaly.pipelines.config import EmbedConfig
 from tfanomaly.results.catalog import json_attr, read_results
 from tfanomaly.results.grouping import grouping_quality, precision_similar, purity_at
-from tfanomaly.results.spaces import SPACES, space_vectors
+from tfanomaly.results.spaces import DEFAULT_SPACE, SPACES, space_vectors
 
 TERM_KEYS = (
     "linear_scores_sigma",
@@ -93,16 +94,64 @@ def cae_space(columns: dict, rows: np.ndarray, cube: str, steps: int, model_conf
     return latents, check
 
 
-def evaluate_space(vectors, rows, labels, kind_names, seed: int) -> dict:
+def kind_purity(clusters: np.ndarray, kinds: np.ndarray) -> float:
+    """Mean, over the clusters holding at least 3 anomalies, of the share of their commonest kind
+    (``kinds`` > 0: the anomalies); what labelling a whole cluster at once relies on."""
+    shares = []
+    for cluster in np.unique(clusters[(clusters >= 0) & (kinds > 0)]):
+        members = kinds[(clusters == cluster) & (kinds > 0)]
+        if len(members) >= 3:
+            shares.append(np.bincount(members).max() / len(members))
+    return float(np.mean(shares)) if shares else float("nan")
+
+
+def cluster_settings(vectors, rows, labels, kind_names, seed: int) -> None:
+    """HDBSCAN settings on one space's UMAP map (the map as embed makes it)."""
     import umap
     from sklearn.cluster import HDBSCAN
 
+    embed = EmbedConfig(seed=seed)
     sample = vectors[rows]
-    embedding = umap.UMAP(n_neighbors=5, min_dist=0.1, random_state=seed, n_jobs=1).fit_transform(
-        sample
+    embedding = umap.UMAP(
+        n_neighbors=embed.n_neighbors, min_dist=embed.min_dist, random_state=seed, n_jobs=1
+    ).fit_transform(sample)
+    print(
+        "HDBSCAN settings (method, min_cluster_size, min_samples): ARI, separation, clusters, "
+        "noise, kind purity of the clusters"
     )
-    clusters = HDBSCAN(min_cluster_size=5, copy=True).fit_predict(embedding)
+    for method, size, samples in (
+        ("eom", 5, None),
+        ("eom", 5, 1),
+        ("eom", 5, 3),
+        ("leaf", 5, 3),
+        ("eom", 10, 3),
+    ):
+        clusters = HDBSCAN(
+            min_cluster_size=size, min_samples=samples, cluster_selection_method=method, copy=True
+        ).fit_predict(embedding)
+        f = grouping_quality(sample, clusters, labels[rows], kind_names)
+        print(
+            f"  {method} {size} {samples}: {f['ari']:.2f} {f['separation']:.2f} "
+            f"{clusters.max() + 1} {(clusters < 0).mean():.2f} "
+            f"{kind_purity(clusters, labels[rows]):.2f}"
+        )
+
+
+def evaluate_space(vectors, rows, labels, kind_names, seed: int) -> dict:
+    """The figures of one space, its map and clusters made with embed's settings."""
+    import umap
+    from sklearn.cluster import HDBSCAN
+
+    embed = EmbedConfig(seed=seed)
+    sample = vectors[rows]
+    embedding = umap.UMAP(
+        n_neighbors=embed.n_neighbors, min_dist=embed.min_dist, random_state=seed, n_jobs=1
+    ).fit_transform(sample)
+    clusters = HDBSCAN(
+        min_cluster_size=embed.min_cluster_size, min_samples=embed.min_samples, copy=True
+    ).fit_predict(embedding)
     figures = grouping_quality(sample, clusters, labels[rows], kind_names)
+    figures["kind_purity"] = kind_purity(clusters, labels[rows])
     anomalous = labels[rows] > 0
     figures["purity5_map"] = purity_at(embedding[anomalous], labels[rows][anomalous], 5)
     figures["clusters"] = int(clusters.max() + 1)
@@ -181,6 +230,7 @@ def main() -> None:
             f"{figures['clusters']:3d}"
         )
     print(f"chance purity@5 {results[wanted[0]]['chance5']:.2f}")
+    cluster_settings(spaces[DEFAULT_SPACE], rows, labels, kind_names, args.seed)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(

@@ -48,6 +48,7 @@ def test_report_renders_in_headless_chromium(scored, tmp_path):  # noqa: F811
     evaluate(scored / "scores", EvaluateConfig(baseline=False))
     shown = build_report(scored / "scores", tmp_path / "report.html", ReportConfig(top_n=6))
     assert shown["map_points"] == embedded["objects"] == 80
+    assert shown["map_kinds"] >= 2  # a labelled survey: the anomalies ringed by kind
     page = (tmp_path / "report.html").read_text()
     assert "http://" not in page.split("<body")[1][:2000] and "cdn.bokeh.org" not in page
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]

@@ -164,7 +164,9 @@ def evaluate_command(results, data, **options):
 
 @click.command("embed")
 @click.argument("source", type=click.Path(file_okay=False, exists=True))
-@config_options(EmbedConfig, exclude=("n_neighbors", "min_dist", "min_cluster_size", "seed"))
+@config_options(
+    EmbedConfig, exclude=("n_neighbors", "min_dist", "min_cluster_size", "min_samples", "seed")
+)
 @click.option(
     "--scores",
     type=click.Path(file_okay=False, exists=True),

@@ -259,7 +259,9 @@ def embed(
     )
     embedding = reducer.fit_transform(vectors)
     clusters = HDBSCAN(
-        min_cluster_size=min(config.min_cluster_size, len(rows)), copy=True
+        min_cluster_size=min(config.min_cluster_size, len(rows)),
+        min_samples=min(config.min_samples, len(rows)),
+        copy=True,
     ).fit_predict(embedding)
     out_path = source / EMBEDDING_FILE
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
@@ -270,7 +272,13 @@ def embed(
         f["cluster"] = clusters
         f.attrs["space"] = space
         f.attrs["umap"] = json.dumps(
-            {"n_neighbors": config.n_neighbors, "min_dist": config.min_dist, "seed": config.seed}
+            {
+                "n_neighbors": config.n_neighbors,
+                "min_dist": config.min_dist,
+                "seed": config.seed,
+                "min_cluster_size": config.min_cluster_size,
+                "min_samples": config.min_samples,
+            }
         )
     n = len(columns["idxs"])
     full = {

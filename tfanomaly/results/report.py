@@ -296,6 +296,7 @@ def _build(
             color={"field": "sigma", "transform": mapper},
         )
         plot.add_layout(ColorBar(color_mapper=mapper, title="score σ"), "right")
+        kinds = _kind_layer(plot, ux, uy, labels[rows], kind_names)
         plot.add_tools(
             HoverTool(
                 renderers=[glyph],
@@ -310,6 +311,7 @@ def _build(
             )
         )
         shown["map_points"] = len(ids)
+        shown["map_kinds"] = kinds
         n = len(columns["object_ids"])
         full = ClusterMap(
             np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int64), embedding_path
@@ -385,3 +387,29 @@ def _build(
         tmp.write_text(page)
     shown.update(path=out_path, bytes=out_path.stat().st_size)
     return shown
+
+
+def _kind_layer(plot, x, y, labels, kind_names) -> int:
+    """On a labelled (simulated) survey, ring each embedded anomaly in its kind's colour, with a
+    legend that hides a kind on a click: whether the map groups the kinds, at a glance. Returns
+    the number of kinds drawn."""
+    from bokeh.palettes import Category10
+
+    labels = np.asarray(labels)
+    present = [k for k in np.unique(labels) if 0 < k < len(kind_names)]
+    for index, kind in enumerate(present):
+        here = labels == kind
+        plot.scatter(
+            x[here],
+            y[here],
+            size=11,
+            fill_alpha=0,
+            line_width=2,
+            line_color=Category10[10][index % 10],
+            legend_label=str(kind_names[kind]),
+        )
+    if present:
+        plot.legend.location = "top_left"
+        plot.legend.click_policy = "hide"
+        plot.legend.label_text_font_size = "8pt"
+    return len(present)
