@@ -21,7 +21,7 @@ TensorFlow only with a name that needs it (training, scoring, export).
 - The score names (``SCORES``), the simulated kinds (``KIND_NAMES``), and the errors a user can
   cause (``TfanomalyError`` and its subclasses ``InputError``, ``ConfigError``, ``DatasetError``).
 
-Example:
+Examples:
     A small simulated survey, read back, and a few labels that re-rank it (no TensorFlow here):
 
     >>> import tempfile
@@ -306,7 +306,7 @@ def load_run(path, *, scores=None, steps: int | None = None) -> Run:
     Raises:
         ConfigError: not a run folder, a network or the calibration missing, no scored catalog.
 
-    Example:
+    Examples:
         >>> run = tfanomaly.load_run("run", scores="scores")  # doctest: +SKIP
         >>> images, table = tfanomaly.read_cutouts("new_cutouts.h5")  # doctest: +SKIP
         >>> scored = run.score(images, table["object_id"])  # doctest: +SKIP
@@ -324,7 +324,7 @@ def read_cutouts(path, start: int = 0, stop: int | None = None, *, bands=None):
         with ``idx``, ``object_id``, ``ra``, ``dec`` and, for labelled (simulated) surveys,
         ``label`` and ``kind``; ``table.meta`` names the bands.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from pathlib import Path
         >>> import tfanomaly
@@ -363,7 +363,7 @@ def read_catalog(path):
     ``score``, ``embed`` and ``rerank`` wrote (idx, object_id, ra, dec, the sigma of every score,
     n_masked, label and kind for simulated surveys, umap_x/umap_y/cluster, rerank_score/_rank).
 
-    Example:
+    Examples:
         >>> catalog = tfanomaly.read_catalog("scores")  # doctest: +SKIP
         >>> catalog[:10]["object_id", "score_normalized"]  # doctest: +SKIP
     """
@@ -393,7 +393,7 @@ def read_results(path):
     The image cubes and feature vectors stay in the file: ``read_cube(path, "residuals", rows)``
     reads rows of them (row = this table's row).
 
-    Example:
+    Examples:
         >>> results = tfanomaly.read_results("scores")  # doctest: +SKIP
         >>> top = np.argsort(-results["scores_sigma"])[:5]  # doctest: +SKIP
         >>> residuals = tfanomaly.read_cube("scores", "residuals", top)  # doctest: +SKIP
