@@ -143,9 +143,10 @@ def choose_stretch(
     ``fallback``.
 
     ``health`` (``data_health`` of that sample) sets the noise model: a band whose background is
-    clipped has its noise measured without the pixels at their image's minimum, a band's measured
-    noise is never taken below its quantisation step, nor the intensity's below the largest step;
-    the record's ``noise_model`` says what was changed and why."""
+    clipped has its noise measured without the pixels at their image's minimum, a band's noise
+    (also one measured as 0, where the rounding hides it) is never taken below its quantisation
+    step, nor the intensity's below the largest step; the record's ``noise_model`` says what was
+    changed and why."""
     if config.stretch == "paper":
         return {"mode": "paper", **LuptonStretch().get_config()}
     batch, masked = sample if sample is not None else _sample(source, config, planes)
@@ -204,7 +205,7 @@ def _health_noise(images, masked, sigma, health: dict, bands) -> tuple[np.ndarra
             )
             sigma[b] = again
         step = record["step"]
-        if step > 0 and 0 < sigma[b] < step:  # a noise-free band stays unmeasured
+        if step > 0 and not sigma[b] >= step:  # 0 or NaN too: noise hidden by the rounding
             why.append(f"noise {sigma[b]:.4g} below the quantisation step {step:.4g}: the step")
             sigma[b] = step
         if why:
