@@ -124,6 +124,10 @@ def ingest(source, out, bands, object_ids_path, overwrite, quiet, **options):
         )
     elif "fallback" in record:
         click.echo(f"warning: {record['fallback']}", err=True)
+    for line in (manifest.get("health") or {}).get("findings", []):
+        click.echo(line)
+    for band, why in (record.get("noise_model") or {}).items():
+        click.echo(f"stretch noise model ({band}): {why}")
 
 
 @click.command()
@@ -170,6 +174,13 @@ def inspect(data, gallery, check, as_json):
             f"planes: {', '.join(summary['planes'])}; masked bits {','.join(mask['masked'])} "
             f"({mask['masked_pixels']} pixel(s))"
         )
+    health = summary["health"]
+    if health is None:
+        click.echo("health: not recorded (ingested before tfanomaly measured data health)")
+    elif not health.get("findings"):
+        click.echo(f"health: no findings ({health.get('sample_cutouts', 0)} cutouts sampled)")
+    for line in (health or {}).get("findings", []):
+        click.echo(line)
     if check:
         bad = summary["corrupt_shards"]
         click.echo("checksums: all shards intact" if not bad else f"checksums: CORRUPT {bad}")

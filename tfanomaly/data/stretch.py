@@ -176,12 +176,13 @@ def _spread(values: np.ndarray) -> float:
     return spread
 
 
-def auto_stretch(band_sigma) -> LuptonStretch:
+def auto_stretch(band_sigma, floor: float = 0.0) -> LuptonStretch:
     """The paper's stretch with its softening scaled to the data: stretch = 0.5 x sigma_I /
     ``REFERENCE_INTENSITY_SIGMA``, sigma_I = sqrt(sum sigma_b^2) / bands the noise of the band-mean
-    intensity (Q stays 15). Flux units scaled by k give the same stretched images."""
+    intensity (Q stays 15), taken no lower than ``floor`` (a quantisation step). Flux units scaled
+    by k give the same stretched images."""
     band_sigma = np.asarray(band_sigma, dtype=np.float64)
-    intensity = float(np.sqrt(np.sum(band_sigma**2)) / len(band_sigma))
+    intensity = max(float(np.sqrt(np.sum(band_sigma**2)) / len(band_sigma)), float(floor))
     paper = LuptonStretch()
     return LuptonStretch(Q=paper.Q, stretch=paper.stretch * intensity / REFERENCE_INTENSITY_SIGMA)
 

@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import tfanomaly
+from tfanomaly.data.health import DuplicateFinder, data_health, findings
 from tfanomaly.data.manifest import FORMAT, FORMAT_VERSION, MANIFEST, STATE
 from tfanomaly.data.planes import INVALID, bitmask, flag_invalid, invalid_bit, selected_bits
 from tfanomaly.data.readers import open_source
@@ -125,17 +126,34 @@ def _prepare_batch(source, start: int, stop: int, config: IngestConfig, planes: 
     return batch, {**counts, **plane_counts, "masked_pixels": planes.masked_pixels(batch)}
 
 
-def choose_stretch(source, config: IngestConfig, planes: PlanePolicy) -> dict:
+def _sample(source, config: IngestConfig, planes: PlanePolicy):
+    """The first ``stretch_sample`` cutouts as they are stored, and their left-out pixels."""
+    batch, _ = _prepare_batch(source, 0, min(source.count, config.stretch_sample), config, planes)
+    masked = None if batch.masks is None else (batch.masks & np.int32(planes.masked_value)) != 0
+    return batch, masked
+
+
+def choose_stretch(
+    source, config: IngestConfig, planes: PlanePolicy, sample=None, health: dict | None = None
+) -> dict:
     """The manifest's ``stretch`` record: the paper's, or under ``auto`` the softening fitted to
     the sky noise of the first ``stretch_sample`` cutouts (as they are stored: resized, masked
     and invalid pixels left out). Where no band's noise can be measured there (noise-free or
     fully masked images), ``auto`` falls back to the paper's stretch and says why in the record's
-    ``fallback``."""
+    ``fallback``.
+
+    ``health`` (``data_health`` of that sample) sets the noise model: a band whose background is
+    clipped has its noise measured without the pixels at their image's minimum, a band's noise
+    (also one measured as 0, where the rounding hides it) is never taken below its quantisation
+    step, nor the intensity's below the largest step; the record's ``noise_model`` says what was
+    changed and why."""
     if config.stretch == "paper":
         return {"mode": "paper", **LuptonStretch().get_config()}
-    batch, _ = _prepare_batch(source, 0, min(source.count, config.stretch_sample), config, planes)
-    masked = None if batch.masks is None else (batch.masks & np.int32(planes.masked_value)) != 0
+    batch, masked = sample if sample is not None else _sample(source, config, planes)
     sigma = sky_sigma(batch.images, masked) if len(batch) else np.full(len(source.bands), np.nan)
+    noise_model = {}
+    if health is not None and len(batch):
+        sigma, noise_model = _health_noise(batch.images, masked, sigma, health, source.bands)
     measured = np.where(np.isfinite(sigma), sigma, 0.0)
     if not np.any(measured > 0):
         return {
@@ -147,15 +165,52 @@ def choose_stretch(source, config: IngestConfig, planes: PlanePolicy) -> dict:
                 "the paper's stretch is used"
             ),
         }
-    stretch = auto_stretch(measured)
+    steps = [health["bands"][str(b)]["step"] for b in source.bands] if health else [0.0]
+    intensity = float(np.sqrt(np.sum(measured**2)) / len(measured))
+    if intensity < max(steps):
+        noise_model["intensity"] = (
+            f"intensity sigma {intensity:.4g} below the quantisation step {max(steps):.4g}: "
+            "floored at the step"
+        )
+        intensity = max(steps)
+    stretch = auto_stretch(measured, floor=max(steps))
     return {
         "mode": "auto",
         **stretch.get_config(),
         "sky_sigma": {band: float(v) for band, v in zip(source.bands, sigma, strict=True)},
-        "intensity_sigma": float(np.sqrt(np.sum(measured**2)) / len(measured)),
+        "intensity_sigma": intensity,
         "reference_intensity_sigma": REFERENCE_INTENSITY_SIGMA,
         "sample_cutouts": len(batch),
+        **({"noise_model": noise_model} if noise_model else {}),
     }
+
+
+def _health_noise(images, masked, sigma, health: dict, bands) -> tuple[np.ndarray, dict]:
+    """The per-band sky noise under the data's health: remeasured without the clipped pixels
+    (those at their image's minimum) where the background is clipped, floored at the band's
+    quantisation step; and the reasons, by band."""
+    sigma = np.array(sigma, np.float64)
+    reasons = {}
+    for b, band in enumerate(bands):
+        record = health["bands"][str(band)]
+        why = []
+        if record["clipped"]:
+            x = images[..., b : b + 1]
+            clipped = x == np.nanmin(x, axis=(1, 2, 3), keepdims=True)
+            left_out = clipped if masked is None else clipped | masked[..., b : b + 1]
+            again = float(sky_sigma(x, left_out)[0])
+            why.append(
+                f"{record['at_minimum']:.0%} of pixels at the minimum (clipped background): "
+                f"noise {sigma[b]:.4g} remeasured without them: {again:.4g}"
+            )
+            sigma[b] = again
+        step = record["step"]
+        if step > 0 and not sigma[b] >= step:  # 0 or NaN too: noise hidden by the rounding
+            why.append(f"noise {sigma[b]:.4g} below the quantisation step {step:.4g}: the step")
+            sigma[b] = step
+        if why:
+            reasons[str(band)] = "; ".join(why)
+    return sigma, reasons
 
 
 def _write_shard(path: Path, batch: CutoutBatch, planes: PlanePolicy) -> None:
@@ -243,7 +298,9 @@ def ingest(
     out_dir = Path(out_dir)
     shape = resized_shape(source.shape, config.size, config.resize)
     planes = PlanePolicy(source, config)
-    stretch = choose_stretch(source, config, planes)
+    sample = _sample(source, config, planes)
+    health = data_health(sample[0].images, sample[0].object_ids, sample[1], source.bands)
+    stretch = choose_stretch(source, config, planes, sample, health)
     n_shards = math.ceil(source.count / config.shard_size)
     job = {
         "source": source.fingerprint(),
@@ -261,12 +318,20 @@ def ingest(
         disable=not progress,
         initial=sum(s["input_count"] for s in done),
     )
+    duplicates = DuplicateFinder()  # over every cutout, as they stream by
     for index in range(n_shards):
         name = shard_name(index, n_shards)
-        if name in done_files:
+        if name in done_files:  # written by an earlier run: only hashed
+            start, stop = (
+                index * config.shard_size,
+                min(source.count, (index + 1) * config.shard_size),
+            )
+            batch, _ = _prepare_batch(source, start, stop, config, planes)
+            duplicates.add(batch.images, batch.object_ids)
             continue
         start, stop = index * config.shard_size, min((index + 1) * config.shard_size, source.count)
         batch, counts = _prepare_batch(source, start, stop, config, planes)
+        duplicates.add(batch.images, batch.object_ids)
         _write_shard(out_dir / name, batch, planes)
         ledger.add(
             {
@@ -285,11 +350,14 @@ def ingest(
     bar.close()
     shards = sorted(ledger.units, key=lambda s: s["file"])
     manifest = _manifest(source, config, shards, time.perf_counter() - started)
+    health["duplicates"] = duplicates.result()
+    health["findings"] = findings(health)
     manifest.update(
         shape=list(shape),
         features=list(FEATURES) + list(planes.names),
         planes=planes.record(shards),
         stretch=stretch,
+        health=health,
         resize=(
             {"size": config.size, "method": config.resize, "input_shape": list(source.shape)}
             if config.size is not None

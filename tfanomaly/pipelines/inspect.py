@@ -57,7 +57,7 @@ def save_gallery(data_dir, path, per_row: int = 8, scale: int = 2) -> list[str]:
 
 def describe(data_dir, check: bool = False) -> dict:
     """A summary of the data set: counts, shape, bands, labels, NaN handling, its variance and mask
-    planes, its stretch, optional checksums."""
+    planes, its stretch, its data health (None before it was recorded), optional checksums."""
     data_dir = Path(data_dir)
     manifest = read_manifest(data_dir)
     info = DatasetInfo.from_folder(data_dir)
@@ -80,6 +80,8 @@ def describe(data_dir, check: bool = False) -> dict:
             **(manifest.get("stretch") or {}),
         },
         "resize": manifest.get("resize"),
+        # None for data sets ingested before data health was measured.
+        "health": manifest.get("health"),
     }
     if check:
         summary["corrupt_shards"] = verify(data_dir)
