@@ -52,28 +52,18 @@ def select_objects(columns: dict, selection: str, key: str) -> np.ndarray:
     """Row indices of the results that ``selection`` picks (see :class:`CaeTrainConfig`)."""
     if selection == "all":
         return np.arange(len(columns["object_ids"]))
+    ranked = selection == AUTO_SELECTION or selection.startswith(("top:", "sigma:"))
+    if ranked and key not in columns:
+        raise ConfigError(f"no results column '{key}' to cut on")
     if selection == AUTO_SELECTION:
-        if key not in columns:
-            raise ConfigError(f"no results column '{key}' to cut on")
         rows = np.flatnonzero(columns[key] > AUTO_SIGMA)
         if len(rows) < AUTO_FLOOR:
             rows = np.argsort(-columns[key], kind="stable")[:AUTO_TOP]
     elif selection.startswith("top:"):
-        if key not in columns:
-            raise ConfigError(f"no results column '{key}' to cut on")
-        try:
-            count = int(selection.split(":", 1)[1])
-        except ValueError as exc:
-            raise ConfigError(f"selection '{selection}': expected top:<count>") from exc
+        count = _selection_number(selection, int, "top:<count>")
         rows = np.argsort(-columns[key], kind="stable")[:count]
     elif selection.startswith("sigma:"):
-        if key not in columns:
-            raise ConfigError(f"no results column '{key}' to cut on")
-        try:
-            cut = float(selection.split(":", 1)[1])
-        except ValueError as exc:
-            raise ConfigError(f"selection '{selection}': expected sigma:<number>") from exc
-        rows = np.flatnonzero(columns[key] > cut)
+        rows = np.flatnonzero(columns[key] > _selection_number(selection, float, "sigma:<number>"))
     elif selection.startswith("ids:"):
         path = Path(selection.split(":", 1)[1])
         try:
@@ -94,6 +84,14 @@ def select_objects(columns: dict, selection: str, key: str) -> np.ndarray:
             "(lower the sigma cut or use --select all)"
         )
     return rows
+
+
+def _selection_number(selection: str, kind, form: str):
+    """The number after the colon of ``top:N`` or ``sigma:S`` (ConfigError naming ``form``)."""
+    try:
+        return kind(selection.split(":", 1)[1])
+    except ValueError as exc:
+        raise ConfigError(f"selection '{selection}': expected {form}") from exc
 
 
 def _read_cube(scores_dir: Path, cube: str, rows: np.ndarray) -> np.ndarray:
