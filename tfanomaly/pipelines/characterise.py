@@ -45,7 +45,7 @@ from tfanomaly.results.catalog import (
 from tfanomaly.results.clusters import EMBEDDING_FILE
 from tfanomaly.results.grouping import grouping_quality
 from tfanomaly.results.preview import tile
-from tfanomaly.results.spaces import DEFAULT_SPACE, available_spaces, check_space, space_vectors
+from tfanomaly.results.spaces import DEFAULT_SPACE, choose_space, space_vectors
 
 
 def select_objects(columns: dict, selection: str, key: str) -> np.ndarray:
@@ -224,21 +224,12 @@ def embed(
             raise ConfigError("--scores is for a CAE folder; give the results folder itself")
         scores_dir = source
         columns, attrs = read_results(scores_dir, with_vectors=True)
-        space = config.space
-        have = available_spaces(columns)
-        if space not in have and space == DEFAULT_SPACE and have:
-            # Results scored before the default space's vectors existed: the next best space.
-            space = have[0]
+        requested = None if config.space == DEFAULT_SPACE else config.space
+        space, fell_back = choose_space(requested, columns, scores_dir / "results.h5", "--space")
+        if fell_back:
             echo(
                 f"embed: {scores_dir} has no vectors for the default space {DEFAULT_SPACE}; "
                 f"using {space} (score again with this tfanomaly version for the default)"
-            )
-        missing = [k for k in check_space(space) if k not in columns]
-        if missing:
-            raise InputError(
-                f"{scores_dir / 'results.h5'}: no '{', '.join(missing)}' vectors for the space "
-                f"'{space}' (has: {', '.join(have) or 'none'}); score again with this tfanomaly "
-                "version or choose --space"
             )
         rows = np.sort(select_objects(columns, config.selection, config.select_key))
         vectors = space_vectors(lambda key: columns[key], space)[rows]

@@ -28,11 +28,9 @@ from tfanomaly.models.relevance import (
     ranking_space,
     relevance,
 )
-from tfanomaly.pipelines.config import RerankConfig
 from tfanomaly.results.catalog import CATALOG_FORMATS, read_results, write_catalog
-from tfanomaly.results.spaces import available_spaces, check_space, space_vectors
+from tfanomaly.results.spaces import check_space, choose_space, space_vectors
 
-DEFAULT_FEATURES = RerankConfig.features
 ANOMALY_KEY = "scores_sigma"
 RERANK_RECORD = "rerank.json"
 METHODS = ("learned", "relevance")  # learned: models.preference; relevance: the nearest-label vote
@@ -123,17 +121,7 @@ class Ranker:
         space the file has when it was scored before the default's vectors existed. The space
         used is the ranker's ``space``."""
         columns, _ = read_results(results_dir, with_vectors=True)
-        have = available_spaces(columns)
-        key = feature_key or DEFAULT_FEATURES
-        if key not in have and feature_key is None and have:
-            key = have[0]
-        missing = [k for k in check_space(key) if k not in columns]
-        if missing:
-            raise InputError(
-                f"{results_dir}: no '{', '.join(missing)}' vectors in results.h5 for the space "
-                f"'{key}' (spaces it has: {', '.join(have) or 'none'}); score again with this "
-                "tfanomaly version or choose another --features"
-            )
+        key, _ = choose_space(feature_key, columns, results_dir / "results.h5", "--features")
         vectors = space_vectors(lambda k: columns[k], key)
         terms = {k: columns[k] for k in sorted(columns) if k.endswith("_sigma")}
         blocks = [(block, columns[block].shape[1]) for block in check_space(key)]

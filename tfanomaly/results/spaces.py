@@ -54,3 +54,27 @@ def available_spaces(keys) -> list[str]:
     """The spaces whose every block is among the stored vector ``keys``."""
     keys = set(keys)
     return [name for name, blocks in SPACES.items() if set(blocks) <= keys]
+
+
+def choose_space(requested: str | None, keys, where, option: str) -> tuple[str, bool]:
+    """The space to compare objects in, given the vector ``keys`` a results file stores:
+    ``requested``, or with None the default, or (a file scored before the default's vectors
+    existed) the first space the file has. Returns ``(space, fell_back)``.
+
+    Raises:
+        InputError: naming ``where`` (the file) and ``option`` (how to choose another space) when
+            the space's vectors are missing.
+    """
+    have = available_spaces(keys)
+    space = requested or DEFAULT_SPACE
+    fell_back = requested is None and space not in have and bool(have)
+    if fell_back:
+        space = have[0]
+    missing = [key for key in check_space(space) if key not in set(keys)]
+    if missing:
+        raise InputError(
+            f"{where}: no '{', '.join(missing)}' vectors for the space '{space}' (spaces it has: "
+            f"{', '.join(have) or 'none'}); score again with this tfanomaly version or choose "
+            f"another {option}"
+        )
+    return space, fell_back
