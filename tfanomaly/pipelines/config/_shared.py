@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import field
+
 from tfanomaly.errors import ConfigError
 from tfanomaly.results.spaces import SPACES
 
@@ -43,3 +45,11 @@ def check_steps(config) -> None:
     for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name.replace('_', '-')} must be at least 1")
+
+
+def check_field():
+    """The ``check`` field of every training stage's config: the collapse check at the end of
+    training, switched off on the command line with ``--no-check``."""
+    return field(
+        default=True, metadata={"help": NO_CHECK_HELP, "flag": "--no-check", "is_flag": True}
+    )

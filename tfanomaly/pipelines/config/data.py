@@ -11,8 +11,8 @@ from tfanomaly.data.stretch import STRETCH_MODES
 from tfanomaly.errors import ConfigError
 from tfanomaly.pipelines.config._shared import (
     NAN_POLICIES,
-    NO_CHECK_HELP,
     STRETCH_SAMPLE,
+    check_field,
     split_names,
 )
 
@@ -143,12 +143,5 @@ class DemoConfig:
     )  # ~4 minutes for cpu32 on 2 cores
     encoder_steps: int = field(default=600, metadata={"help": "Encoder training steps."})  # ~30 s
     inversion_steps: int = 0  # encoder only: better and 13x faster here (the paper: 10)
-    check: bool = field(
-        default=True,
-        metadata={
-            "help": NO_CHECK_HELP,
-            "flag": "--no-check",
-            "is_flag": True,
-        },
-    )  # the collapse check at the end of each training stage
+    check: bool = check_field()  # the collapse check at the end of each training stage
     cae_steps: int = field(default=300, metadata={"help": "CAE training steps."})

@@ -9,8 +9,8 @@ from tfanomaly.errors import ConfigError
 from tfanomaly.pipelines.config._shared import (
     CUBES,
     FEATURE_SPACES,
-    NO_CHECK_HELP,
     SPACE_HELP,
+    check_field,
     check_steps,
 )
 from tfanomaly.results.spaces import DEFAULT_SPACE, check_space
@@ -67,14 +67,7 @@ class CaeTrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 10
     seed: int = field(default=0, metadata={"help": "Seed of the shuffle."})
-    check: bool = field(
-        default=True,
-        metadata={
-            "help": NO_CHECK_HELP,
-            "flag": "--no-check",
-            "is_flag": True,
-        },
-    )
+    check: bool = check_field()
 
     def validate(self) -> None:
         if self.images not in CUBES:

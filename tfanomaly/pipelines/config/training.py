@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.config import AUTO, check_preset_name, parse_augment
 from tfanomaly.models.score_config import InversionConfig, ScoreSettings
-from tfanomaly.pipelines.config._shared import NO_CHECK_HELP, PRECISIONS, check_steps
+from tfanomaly.pipelines.config._shared import PRECISIONS, check_field, check_steps
 
 
 @dataclass(frozen=True)
@@ -91,14 +91,7 @@ class GanTrainConfig:
             "README."
         },
     )
-    check: bool = field(
-        default=True,
-        metadata={
-            "help": NO_CHECK_HELP,
-            "flag": "--no-check",
-            "is_flag": True,
-        },
-    )
+    check: bool = check_field()
 
     def __post_init__(self):
         object.__setattr__(self, "augment", tuple(self.augment))  # JSON gives a list
@@ -144,14 +137,7 @@ class EncoderTrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 10
     seed: int = field(default=0, metadata={"help": "Seed of the data shuffle."})
-    check: bool = field(
-        default=True,
-        metadata={
-            "help": NO_CHECK_HELP,
-            "flag": "--no-check",
-            "is_flag": True,
-        },
-    )
+    check: bool = check_field()
 
     def validate(self) -> None:
         check_steps(self)
