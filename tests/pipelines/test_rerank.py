@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 from click.testing import CliRunner
-from conftest import BIG_ID
+from conftest import BIG_ID, quiet
 
 from tfanomaly.cli import main
 from tfanomaly.errors import InputError
@@ -216,7 +216,7 @@ def test_rerank_writes_the_columns_into_every_catalog(tmp_path, fmt):
     score = ranker.scores(labels)
     for name, old in before.items():
         new = read_catalog(folder / name)
-        assert new.colnames == [*old.colnames, "rerank_score", "rerank_rank"]
+        assert new.colnames == [*old.colnames, "rerank_score", "rerank_rank", "to_label"]
         for column in old.colnames:
             np.testing.assert_array_equal(new[column], old[column])
         assert new["object_id"].dtype == np.uint64
@@ -279,6 +279,7 @@ def test_rerank_command(results_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "3 labels" in result.output and "latents" in result.output
     assert "rerank_rank" in Table.read(results_dir / "catalog.fits").colnames
+    assert "next to label (mixed): 10 objects" in result.output
     assert json.loads((results_dir / RERANK_RECORD).read_text())["features"] == "latents"
     missing = CliRunner().invoke(main, ["rerank", str(results_dir)])
     assert missing.exit_code == 1
@@ -450,3 +451,41 @@ def test_rerank_command_like(results_dir):
     assert record["like"] == [str(ids[101]), str(ids[102])] and record["method"] == "learned"
     bad = CliRunner().invoke(main, ["rerank", str(results_dir), "--like", "12345"])
     assert bad.exit_code == 1 and "12345" in bad.output
+
+
+def test_rerank_writes_the_next_batch_to_label(results_dir):
+    columns, _ = read_results(results_dir, with_vectors=True)
+    labels = interesting_labels(columns)
+    done = rerank(
+        results_dir, labels, feature_key="feature_axes", query="diverse", batch=5, echo=quiet
+    )
+    ranker, _ = ranker_of(results_dir)
+    ranker.scores(labels)
+    assert done["to_label"] == ranker.to_label("diverse", 5)
+    assert not set(done["to_label"]) & set(labels)
+    table = Table.read(results_dir / "catalog.fits")
+    ids = np.asarray(table["object_id"], dtype=np.uint64)
+    batch = {int(i): int(p) for i, p in zip(ids, table["to_label"], strict=True) if p}
+    assert batch == {oid: k + 1 for k, oid in enumerate(done["to_label"])}
+    record = json.loads((results_dir / RERANK_RECORD).read_text())
+    assert record["query"] == "diverse" and record["to_label"] == [str(i) for i in done["to_label"]]
+    top = rerank(results_dir, labels, feature_key="feature_axes", query="top", echo=quiet)
+    score = ranker.scores(labels)
+    score[ranker.rows_of(list(labels))] = -np.inf
+    assert top["to_label"] == [int(i) for i in columns["object_ids"][np.argsort(-score)[:10]]]
+    result = CliRunner().invoke(
+        main, ["rerank", str(results_dir), "--like", str(ids[1]), "--query", "wide"]
+    )
+    assert result.exit_code == 2 and "wide" in result.output
+
+
+def test_order_puts_the_query_batch_first(results_dir):
+    ranker, columns = ranker_of(results_dir)
+    labels = interesting_labels(columns)
+    plain = ranker.order(labels)
+    mixed = ranker.order(labels, query="mixed", batch=10)
+    first = ranker.rows_of(ranker.to_label("mixed", 10))
+    assert mixed[:10].tolist() == first.tolist() and sorted(mixed) == sorted(plain)
+    assert mixed[:7].tolist() == plain[:7].tolist()
+    rest = [r for r in plain if r not in set(first.tolist())]
+    assert mixed[10:].tolist() == rest
