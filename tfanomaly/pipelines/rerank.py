@@ -121,6 +121,7 @@ class Ranker:
         ``feature_key`` (``results.spaces.SPACES``); without one, the default space, or the first
         space the file has when it was scored before the default's vectors existed. The space
         used is the ranker's ``space``."""
+        results_dir = Path(results_dir)
         columns, _ = read_results(results_dir, with_vectors=True)
         key, _ = choose_space(feature_key, columns, results_dir / "results.h5", "--features")
         vectors = space_vectors(lambda k: columns[k], key)
