@@ -37,13 +37,14 @@ def main(argv=None):
     anomaly = rng.normal(size=n)
     features = rng.normal(size=(n, 30)).astype(np.float32)
     terms = {f"t{k}_scores_sigma": rng.normal(size=n) for k in range(9)}
+    labelled = {count: rng.choice(n, count, replace=False) for count in (30, 50)}
+    for rows in labelled.values():
+        features[rows[::3], 0] += 3  # the interesting ones separate: the gate opens
     started = time.perf_counter()
     ranker = Ranker(ids, anomaly, features, prepared=True, terms=terms)
     print(f"machine: {model}; {n} objects; ranker built in {time.perf_counter() - started:.2f} s")
-    for count in (30, 50):
-        rows = rng.choice(n, count, replace=False)
+    for count, rows in labelled.items():
         labels = {int(r): ("interesting" if k % 3 == 0 else "normal") for k, r in enumerate(rows)}
-        features[rows[::3], 0] += 3  # the interesting ones separate: the gate opens
         ranker.scores(labels)
         for query in QUERIES:
             started = time.perf_counter()

@@ -84,10 +84,10 @@ def method_scores(name, survey: Survey, rows, targets, config: PreferenceConfig,
     ``uncertain`` query, ``rows -> signed distance to its decision boundary`` (None: none)."""
     prior = survey.prior
     method, _, knobs = name.partition(":")
-    if method == "learned":  # the shipped Ranker; learned:c=0.1,weight=2 overrides its knobs
+    if method == "learned":  # the shipped Ranker; learned:c=0.1+weight=2 overrides its knobs
         ranker = survey.ranker
         ranker.preference = dataclasses.replace(
-            config, **{k: float(v) for k, v in (kv.split("=") for kv in knobs.split(",") if kv)}
+            config, **{k: float(v) for k, v in (kv.split("=") for kv in knobs.split("+") if kv)}
         )
         ids = survey.object_ids[rows]
         labels = {
@@ -116,8 +116,8 @@ def method_scores(name, survey: Survey, rows, targets, config: PreferenceConfig,
         model.fit(survey.logreg_x[rows], targets > 0)
         score = model.decision_function(survey.logreg_x)
         return score, lambda r: score[r]
-    if method == "knn":  # knn or knn:k=5,weight=3: the prior plus the labels' kNN vote
-        opts = {k: float(v) for k, v in (kv.split("=") for kv in knobs.split(",") if kv)}
+    if method == "knn":  # knn or knn:k=5+weight=3: the prior plus the labels' kNN vote
+        opts = {k: float(v) for k, v in (kv.split("=") for kv in knobs.split("+") if kv)}
         x = survey.knn_unit
         d2 = ((x[:, None, :] - x[rows][None, :, :]) ** 2).sum(-1)
         k = min(int(opts.get("k", 5)), len(rows))
@@ -184,7 +184,15 @@ def users(survey: Survey):
             yield names[k], {k}
 
 
-METHODS = ("default", "logreg", "knn", "learned", "learned:c=0.1", "learned:c=10")
+METHODS = (
+    "default",
+    "logreg",
+    "knn",
+    "learned",
+    "learned:c=0.1",
+    "learned:gate_z=2",
+    "learned:gate_z=2+c=0.1",
+)
 
 
 def examples_of(survey: Survey, want, n, seed):
@@ -197,7 +205,7 @@ def examples_of(survey: Survey, want, n, seed):
 def summary(record: dict, r3: int) -> None:
     """Per start, query and method: per set the worst AUROC over users after round ``r3 + 1``,
     the worst first-100 gain over the default order (the default method's own first 100 from
-    the top), the worst AUROC minus the logistic regression's on the same labels; then the worst
+    the top; 1 where both found none), the worst AUROC minus the logistic regression's on the same labels; then the worst
     set's AUROC, the mean over users and sets, and the random labellers' worst |AUROC - default|.
     Sorted by the worst set, then the mean."""
     print(
@@ -219,8 +227,10 @@ def summary(record: dict, r3: int) -> None:
                 continue
             base = record[(set_name, "top", user, "top", "default")][r3]["first100"]
             x = res[r3]
+            # a kind absent from the default's first 100: any found is an unbounded gain
+            gain = x["first100"] / base if base else (np.inf if x["first100"] else 1.0)
             table.setdefault((query, method), {}).setdefault(set_name, []).append(
-                (x["auroc"], x["first100"] / max(base, 1), x["auroc"] - x["logreg_auroc"])
+                (x["auroc"], gain, x["auroc"] - x["logreg_auroc"])
             )
         rows = []
         for (query, method), by_set in table.items():
@@ -244,6 +254,30 @@ def summary(record: dict, r3: int) -> None:
             print(line)
 
 
+def markdown(record: dict, r3: int, query: str, method: str) -> None:
+    """The docs' table: per set, start and user, after round ``r3 + 1``, ``method`` with the
+    ``query`` strategy (AUROC / first 100), the same with ``top``, the default order's and the
+    logistic regression's on the same labels."""
+    print(
+        f"\n| family | start | user wants | {method}, {query} | {method}, top | default "
+        f"| logistic regression |\n|---|---|---|---|---|---|---|"
+    )
+    for key, res in record.items():
+        if len(key) != 5 or key[3] != query or key[4] != method:
+            continue
+        set_name, start, user, _, _ = key
+        x = res[r3]
+        top = record.get((set_name, start, user, "top", method), [None] * (r3 + 1))[r3]
+        base = record[(set_name, start, user, "top", "default")][r3]
+        cells = [
+            f"{x['auroc']:.3f} / {x['first100']}",
+            "" if top is None else f"{top['auroc']:.3f} / {top['first100']}",
+            f"{base['auroc']:.3f} / {base['first100']}",
+            f"{x['logreg_auroc']:.3f}",
+        ]
+        print(f"| {set_name} | {start} | {user} | " + " | ".join(cells) + " |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -257,7 +291,8 @@ def main(argv=None):
     parser.add_argument(
         "--methods",
         default=",".join(METHODS),
-        help="rankers: default, relevance, logreg, knn[:k=K,weight=W], learned[:c=C,weight=W]",
+        help="rankers: default, relevance, logreg, knn[:k=K+weight=W], learned[:KNOB=V+...] "
+        "(PreferenceConfig knobs)",
     )
     parser.add_argument("--queries", default=",".join(QUERIES), help="query strategies")
     parser.add_argument(
@@ -268,6 +303,12 @@ def main(argv=None):
     parser.add_argument("--examples", type=int, default=5)
     parser.add_argument("--config", default="{}", help="PreferenceConfig fields as JSON")
     parser.add_argument("--out", default=None, help="write every figure as JSON here")
+    parser.add_argument(
+        "--markdown",
+        default=None,
+        metavar="QUERY:METHOD",
+        help="with --merge, also print the docs' table of this strategy and ranker",
+    )
     parser.add_argument(
         "--merge",
         default=None,
@@ -281,6 +322,9 @@ def main(argv=None):
                 {tuple(k.split("|")): v for k, v in json.loads(Path(path).read_text()).items()}
             )
         summary(record, min(2, args.rounds - 1))
+        if args.markdown:
+            query, _, method = args.markdown.partition(":")
+            markdown(record, min(2, args.rounds - 1), query, method)
         return
     config = PreferenceConfig(**json.loads(args.config))
     methods, queries = args.methods.split(","), args.queries.split(",")
