@@ -16,6 +16,7 @@ from conftest import BIG_ID, quiet
 
 from tfanomaly.cli import main
 from tfanomaly.errors import InputError
+from tfanomaly.models.query import DEFAULT_QUERY, QUERIES
 from tfanomaly.models.relevance import (
     ARTIFACT,
     INTERESTING,
@@ -279,7 +280,7 @@ def test_rerank_command(results_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "3 labels" in result.output and "latents" in result.output
     assert "rerank_rank" in Table.read(results_dir / "catalog.fits").colnames
-    assert "next to label (mixed): 10 objects" in result.output
+    assert f"next to label ({DEFAULT_QUERY}): 10 objects" in result.output
     assert json.loads((results_dir / RERANK_RECORD).read_text())["features"] == "latents"
     missing = CliRunner().invoke(main, ["rerank", str(results_dir)])
     assert missing.exit_code == 1
@@ -374,6 +375,45 @@ def test_random_labels_stay_within_0_01_auroc_of_the_default():
         rest = np.setdiff1d(np.arange(len(ids)), labelled)
         target = kind[rest] > 0
         assert abs(area(score[rest], target) - area(anomaly[rest], target)) <= 0.01, seed
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_random_labels_of_each_query_stay_within_0_01_auroc_of_the_default(query):
+    """The same with the objects each query strategy shows (diverse ones reach far from the top)."""
+    ids, anomaly, features, terms, kind = learning_survey(seed=1)
+    ranker = Ranker(ids, anomaly, features, terms=terms)
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        labels: dict[int, str] = {}
+        score = ranker.scores(labels)
+        for _ in range(5):
+            for oid in ranker.to_label(query, 10):
+                labels[oid] = str(rng.choice([INTERESTING, ARTIFACT, NORMAL]))
+            score = ranker.scores(labels)
+        rest = np.setdiff1d(np.arange(len(ids)), ranker.rows_of(list(labels)))
+        target = kind[rest] > 0
+        assert abs(area(score[rest], target) - area(anomaly[rest], target)) <= 0.01, seed
+
+
+def test_a_diverse_user_finds_a_kind_the_top_never_shows():
+    """Wanted objects scoring below a block of artifacts: labelling the top 10 three times never
+    meets one, a diverse or mixed batch does, and the ranking then brings them up."""
+    ids, anomaly, features, terms, kind = learning_survey(seed=2)
+    anomaly = anomaly.copy()
+    anomaly[:40] = np.linspace(1.0, 2.0, 40)  # below the 40 artifacts and the top of the rest
+    ranker = Ranker(ids, anomaly, features, terms=terms)
+    found = {}
+    for query in ("top", "mixed", "diverse"):
+        labels: dict[int, str] = {}
+        ranker.scores(labels)
+        for _ in range(3):
+            for oid in ranker.to_label(query, 10):
+                labels[oid] = INTERESTING if kind[ranker.rows_of([oid])[0]] == 1 else ARTIFACT
+            score = ranker.scores(labels)
+        rest = np.setdiff1d(np.arange(len(ids)), ranker.rows_of(list(labels)))
+        found[query] = area(score[rest], kind[rest] == 1)
+    for query in ("mixed", "diverse"):
+        assert found[query] > 0.95 and found[query] > found["top"] + 0.02, found
 
 
 def test_cold_start_from_examples():
