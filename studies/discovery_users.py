@@ -1,21 +1,29 @@
 """Does the re-ranking learn what the astronomer wants? Scripted users on scored, labelled sets.
 
-Each round the user labels the top ``--batch`` not-yet-labelled objects of the current ranking
+Each round the user labels the ``--batch`` not-yet-labelled objects that a query strategy
+(``models.query``: ``top`` of the current ranking, ``uncertain``, ``diverse``, ``mixed``) shows,
 truthfully (the kind they want -> interesting, another anomaly kind -> artifact, normal ->
 normal), ``--rounds`` rounds. Users: one who wants every anomaly, one per kind who wants that
 kind, and a random labeller (interesting / artifact / normal at random; measured against every
-anomaly). After each round: AUROC and AP over the objects not yet labelled, and "first 100": the
-targets among the first 100 objects the user has seen (those labelled, then the ranking's next).
+anomaly). Starts: ``top`` (from the default order) and ``like`` (from ``--examples`` example ids
+of the wanted kind, as ``rerank --like``; every method takes them as interesting labels). After
+each round: AUROC and AP over the objects not yet labelled (nor given as examples), "first 100":
+the targets among the first 100 objects the user has seen (those labelled, then the ranking's
+next; examples not counted), and the logistic regression's AUROC on the same labels.
 
 Methods: ``default`` (the anomaly score, labels ignored), ``relevance`` (the nearest-label vote,
-``models.relevance``), ``logreg`` (the issue's baseline: balanced logistic regression, C=1, on the
-standardised feature_axes and every *_sigma column, labelled objects only; the default order while
-one class only), ``knn`` (label propagation: the prior plus the kNN vote of the labels over the
-default space), ``learned`` (``models.preference``: the gated classifier, the new default).
+``models.relevance``), ``logreg`` (balanced logistic regression, C=1, on the standardised
+feature_axes and every *_sigma column, labelled objects only; the default order while one class
+only), ``knn[:k=5+weight=3]`` (label propagation: the prior plus the kNN vote of the labels over
+the default space), ``learned[:KNOB=V+...]`` (``models.preference``, the shipped ranker, with
+PreferenceConfig knobs overridden). The summary ranks strategy x method by the worst set's worst
+user after round 3, then the mean; ``--merge`` prints it (and ``--markdown``, the docs' table)
+from the ``--out`` files of per-set runs.
 
-  python studies/discovery_users.py [--sets demo,colour,frames|name=RESULTS,...] [--rounds 5]
-      [--seeds 5]
-About 3 minutes on 2 cores.
+  python studies/discovery_users.py --sets name=RESULTS[,...] [--rounds 3] [--seeds 5]
+      [--queries top,uncertain,diverse,mixed] [--starts top,like] [--out FILE]
+  python studies/discovery_users.py --merge A.json,B.json [--markdown mixed:learned]
+About 10 minutes per set of 3,000-4,000 objects on 2 cores (all methods, queries and starts).
 """
 
 from __future__ import annotations
