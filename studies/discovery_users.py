@@ -233,10 +233,14 @@ def summary(record: dict, r3: int) -> None:
             set_name, s0, user, query, method = key if len(key) == 5 else (None,) * 5
             if s0 != start:
                 continue
-            base = record[(set_name, "top", user, "top", "default")][r3]["first100"]
             x = res[r3]
-            # a kind absent from the default's first 100: any found is an unbounded gain
-            gain = x["first100"] / base if base else (np.inf if x["first100"] else 1.0)
+            default = record.get((set_name, "top", user, "top", "default"))
+            if default is None:  # a run without the top strategy: no gain to measure
+                gain = np.nan
+            else:
+                # a kind absent from the default's first 100: any found is an unbounded gain
+                base = default[r3]["first100"]
+                gain = x["first100"] / base if base else (np.inf if x["first100"] else 1.0)
             table.setdefault((query, method), {}).setdefault(set_name, []).append(
                 (x["auroc"], gain, x["auroc"] - x["logreg_auroc"])
             )
@@ -247,7 +251,7 @@ def summary(record: dict, r3: int) -> None:
                 finite = [i for i in items if np.isfinite(i[0])]
                 means += [i[0] for i in finite]
                 a = min(i[0] for i in finite)
-                g = min(i[1] for i in items)
+                g = min((i[1] for i in items if not np.isnan(i[1])), default=np.nan)
                 d = min((i[2] for i in finite if np.isfinite(i[2])), default=np.nan)
                 floor = min(floor, a)
                 cells.append(f"{set_name}: {a:.3f} / {g:.1f}x / {d:+.3f}")
@@ -276,11 +280,11 @@ def markdown(record: dict, r3: int, query: str, method: str) -> None:
         set_name, start, user, _, _ = key
         x = res[r3]
         top = record.get((set_name, start, user, "top", method), [None] * (r3 + 1))[r3]
-        base = record[(set_name, start, user, "top", "default")][r3]
+        base = record.get((set_name, start, user, "top", "default"), [None] * (r3 + 1))[r3]
         cells = [
             f"{x['auroc']:.3f} / {x['first100']}",
             "" if top is None else f"{top['auroc']:.3f} / {top['first100']}",
-            f"{base['auroc']:.3f} / {base['first100']}",
+            "" if base is None else f"{base['auroc']:.3f} / {base['first100']}",
             f"{x['logreg_auroc']:.3f}",
         ]
         print(f"| {set_name} | {start} | {user} | " + " | ".join(cells) + " |")
@@ -396,9 +400,9 @@ def main(argv=None):
                     + " ".join(f"{d:+.3f}" for d in diffs.mean(0))
                     + f"; worst |diff| {np.abs(diffs).max():.3f}"
                 )
-    summary(record, r3)
     if args.out:
         Path(args.out).write_text(json.dumps({"|".join(k): v for k, v in record.items()}))
+    summary(record, r3)
 
 
 if __name__ == "__main__":

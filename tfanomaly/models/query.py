@@ -16,7 +16,7 @@ import numpy as np
 from tfanomaly.errors import ConfigError
 
 QUERIES = ("top", "uncertain", "diverse", "mixed")
-DEFAULT_QUERY = "mixed"
+DEFAULT_QUERY = "diverse"
 POOL = 200  # the high-scoring part a batch is drawn from (uncertain, diverse): the top unlabelled
 MIXED_TOP = 0.7  # mixed: this share of a batch from the top, the rest diverse
 
