@@ -227,8 +227,12 @@ def test_rerank_writes_the_columns_into_every_catalog(tmp_path, fmt):
         assert new["rerank_rank"].dtype.kind == "i"
     full = read_catalog(folder / f"catalog{fmt}")
     assert sorted(full["rerank_rank"]) == list(range(1, 121))
-    best_first = full[np.argsort(full["rerank_rank"])]
-    assert list(best_first["rerank_score"]) == sorted(best_first["rerank_score"], reverse=True)
+    shown = full[np.argsort(full["rerank_rank"])]
+    batch = shown[:10]  # the batch to label first, in its order, then the rest by score
+    assert list(batch["to_label"]) == list(range(1, 11))
+    rest = shown[10:]
+    assert (rest["to_label"] == 0).all()
+    assert list(rest["rerank_score"]) == sorted(rest["rerank_score"], reverse=True)
     assert rerank(folder, labels, echo=lambda *_: None)["version"] == 2  # counted in rerank.json
     assert json.loads((folder / RERANK_RECORD).read_text())["labels"] == {
         INTERESTING: 2,
@@ -479,6 +483,8 @@ def test_rerank_command_like(results_dir):
             "feature_axes",
             "--like",
             f"{ids[101]},{ids[102]}",
+            "--query",
+            "top",
         ],
     )
     assert result.exit_code == 0, result.output

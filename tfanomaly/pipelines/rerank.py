@@ -410,10 +410,11 @@ def rerank(
 ) -> dict:
     """Re-rank a results folder under ``labels`` (object id -> label name): every catalog in it
     (``catalog*.fits/.csv/.parquet``) is written again, rows in their old order with every old
-    column, plus ``rerank_score`` (higher first), ``rerank_rank`` (1 = first, over the whole
-    results file; labelled objects keep their place by score) and ``to_label`` (1 to ``batch``:
-    the next objects to label, in showing order, chosen by the strategy ``query`` of
-    ``models.query``; 0 for the others). ``RESULTS/rerank.json`` records the ranking's version
+    column, plus ``rerank_score`` (higher first), ``to_label`` (1 to ``batch``: the next objects
+    to label, in showing order, chosen by the strategy ``query`` of ``models.query``; 0 for the
+    others) and ``rerank_rank`` (1 = first, over the whole results file: the order the explorer's
+    queue shows, the batch to label first, then every other object by score, labelled ones
+    included). ``RESULTS/rerank.json`` records the ranking's version
     (one more than the last one written there), the labels' count, the batch to label and the
     settings. ``like``: ids of example objects (a cold start), ranked as interesting labels.
 
@@ -430,11 +431,16 @@ def rerank(
     like = [int(i) for i in like]
     ranker.rows_of(like, where="--like")
     score = ranker.scores(labels, like=like)
-    rank = np.empty(len(score), dtype=np.int64)
-    rank[np.argsort(-score, kind="stable")] = np.arange(1, len(score) + 1)
     to_label = ranker.to_label(query, batch)
+    first = ranker.rows_of(to_label)
     position = np.zeros(len(score), dtype=np.int64)
-    position[ranker.rows_of(to_label)] = np.arange(1, len(to_label) + 1)
+    position[first] = np.arange(1, len(first) + 1)
+    # The order to look at objects in, as the explorer's queue shows it: the batch to label, then
+    # every other object by score (a user who labels "the top of the ranking" labels the batch).
+    by_score = np.argsort(-score, kind="stable")
+    order = np.concatenate([first, by_score[position[by_score] == 0]])
+    rank = np.empty(len(score), dtype=np.int64)
+    rank[order] = np.arange(1, len(score) + 1)
     written = []
     for path in sorted(results_dir.glob("catalog*")):
         if path.suffix.lower() not in CATALOG_FORMATS or path.name.startswith("."):
