@@ -241,3 +241,45 @@ def test_tail_weights_favour_the_term_whose_outliers_stand_out():
         tail_weights({"a": np.full(N, 2.0)})
     with pytest.raises(ValueError, match="quantile"):
         tail_weights({"a": np.exp(core)}, quantile=0.3)
+
+
+def test_inspect_shows_a_runs_term_weights_and_the_terms_left_out(tmp_path):
+    from click.testing import CliRunner
+
+    from tfanomaly.cli import main
+
+    def inspect(*args):
+        return CliRunner().invoke(main, ["inspect", str(tmp_path), *args])
+
+    (tmp_path / "run.json").write_text('{"model": {"name": "tiny16"}, "gan": {}, "encoder": {}}')
+    result = inspect()
+    assert result.exit_code == 0, result.output
+    assert f"calibration: none (run `tfanomaly calibrate {tmp_path}`)" in result.output
+    c = four_term_calibration()
+    c.health = check_terms({t: continuous(k) for k, t in enumerate(c.terms)})
+    c.health["linear"] = check_term(three_valued())
+    c.save(tmp_path / "calibration.npz")
+    result = inspect()
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"{tmp_path}: run of tiny16 (gan, encoder)"
+    assert lines[2] == (
+        "default score: mean of the terms' robust z, weights residual 0.222, feature 0.111, "
+        "linear 0 (set 0.182), extended 0.333, morphology 0.333"
+    )
+    assert lines[3] == (
+        "term 'linear' left out of the default score: 97% of calibration cutouts share 3 values "
+        "(quantised images?)"
+    )
+    summary = json.loads(inspect("--json").output)["calibration"]
+    assert summary["term_weights"]["linear"] == 0.0
+    assert summary["nominal_weights"]["linear"] == pytest.approx(1 / 5.5)
+    assert summary["health"]["linear"]["reason"] == "quantised"
+    # Calibrated before the check: every term weighs as set, and the summary says so.
+    c.health = {}
+    c.save(tmp_path / "calibration.npz")
+    result = inspect()
+    assert "weights residual 0.182, feature 0.0909, linear 0.182" in result.output
+    assert "term health: not recorded" in result.output
+    result = inspect("--verify")
+    assert result.exit_code == 1 and "--gallery and --verify are for data sets" in result.output
