@@ -165,6 +165,10 @@ class NoiseAwareScore(tf.Module):
         self.settings = c.settings
         self.terms = c.terms
         self.weights = tf.constant(c.weights, tf.float32)
+        # The columns of the terms the score combines: a degenerate term is left out of the
+        # graph (gathered away, not weighed by 0: its z may be NaN, and NaN * 0 is NaN).
+        kept = c.kept_terms
+        self.kept = [i for i, term in enumerate(self.terms) if term in kept]
         self.planes = c.planes
         self.feature_mean = tf.constant(c.features.mean, tf.float32)
         self.components = tf.constant(c.features.components, tf.float32)
@@ -317,11 +321,16 @@ class NoiseAwareScore(tf.Module):
 
     def combine(self, terms, planes: bool = False):
         """The weighted mean (or max) of the terms' robust z (:meth:`standardised`; the two GAN
-        terms of older calibrations: (1 - w) residual + w feature)."""
+        terms of older calibrations: (1 - w) residual + w feature), the terms the calibration
+        found degenerate left out."""
         z = self.standardised(terms, planes)
+        weights = self.weights
+        if len(self.kept) < len(self.terms):
+            z = tf.gather(z, self.kept, axis=1)
+            weights = tf.gather(weights, self.kept)
         if self.settings.combine == "max" and len(terms) > 2:
             return tf.reduce_max(z, axis=1)
-        return tf.reduce_sum(z * self.weights, axis=1)
+        return tf.reduce_sum(z * weights, axis=1)
 
     def __call__(
         self, images, reconstructions, image_features, flux=None, variance=None, mask=None

@@ -98,8 +98,12 @@ def fit_features(settings: ScoreSettings, features: np.ndarray):
 
 
 def robust_log_scale(values: np.ndarray) -> tuple[float, float]:
-    """Median and MAD-sigma of log(values)."""
-    logs = np.log(np.maximum(np.asarray(values, np.float64), 1e-30))
+    """Median and MAD-sigma of log(values), over the finite values (none: centre 0, scale 1)."""
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return 0.0, 1.0
+    logs = np.log(np.maximum(values, 1e-30))
     centre = float(np.median(logs))
     scale = float(1.4826 * np.median(np.abs(logs - centre)))
     return centre, scale if scale > 0 else 1.0

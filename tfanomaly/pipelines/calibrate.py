@@ -41,6 +41,7 @@ from tfanomaly.models.score_fit import (
     robust_log_scale,
     sample_maps,
 )
+from tfanomaly.models.term_health import check_terms
 from tfanomaly.pipelines.config import CalibrateConfig
 from tfanomaly.pipelines.run import (
     CALIBRATION_FILE,
@@ -218,8 +219,9 @@ def standardise_pass(
     inverter, batches: Iterator, calibration: Calibration, inversion: InversionConfig, bar
 ) -> int:
     """The second pass: score the cutouts with the fitted numbers and set each term's robust
-    standardisation (median and MAD-sigma of its log), on both paths where there are planes.
-    Returns the number of cutouts scored."""
+    standardisation (median and MAD-sigma of its log), on both paths where there are planes, and
+    each term's health (``term_health.check_terms``: a degenerate term weighs 0). Returns the
+    number of cutouts scored."""
     # The same networks with the fitted numbers: both paths come out of one graph call (the
     # plane path's with the planes, the fallback's again from the same reconstructions).
     scorer = LatentInverter(
@@ -243,6 +245,12 @@ def standardise_pass(
     if calibration.planes:
         calibration.plane_standard = standardisation(plane_values)
     calibration.standard = standardisation(values)
+    calibration.health = check_terms(
+        {key.removesuffix("_score"): np.concatenate(column) for key, column in values.items()},
+        {key.removesuffix("_score"): np.concatenate(c) for key, c in plane_values.items()}
+        if calibration.planes
+        else None,
+    )
     return seen
 
 
@@ -328,8 +336,19 @@ def calibrate(
         "planes": list(used),
     }
     path = run_dir / CALIBRATION_FILE
+    # Where no term carries information the weights raise (naming the terms and why), before a
+    # calibration that could not score is written.
+    record = calibration.weights_record()
     calibration.save(path)
     seconds = time.perf_counter() - started
     with_planes = f" (with its {' and '.join(used)} plane{'s' * (len(used) > 1)})" if used else ""
     echo(f"calibrated the default score on {seen} cutouts of {data_dir}{with_planes} -> {path}")
-    return {"path": path, "count": seen, "seconds": seconds, "settings": settings.to_dict()}
+    for term, health in calibration.degenerate_terms().items():
+        echo(health.message(term))
+    return {
+        "path": path,
+        "count": seen,
+        "seconds": seconds,
+        "settings": settings.to_dict(),
+        **record,
+    }
