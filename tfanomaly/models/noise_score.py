@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from tfanomaly.models.calibration import Calibration, ResidualTerm
 from tfanomaly.models.filters import band_mad_sigma, smooth
-from tfanomaly.models.morphology import morphology
+from tfanomaly.models.morphology import legacy_count, morphology
 from tfanomaly.models.pixel_noise import smoothed_chi2
 
 # The robust linear projection's Cauchy scale, in MAD-sigmas of a band's residual (3-6 measured).
@@ -280,12 +280,28 @@ class NoiseAwareScore(tf.Module):
         model = self.linear_reconstruction(images) if model is None else model
         return self.residual_score(images, model, variance, mask, term="extended")
 
+    def morphology_invariant(self, bands: int) -> bool:
+        """Whether the calibration's morphology parameters are the flip-invariant ones with the
+        columns after the colours: False for one made before them (fewer columns), whose first
+        columns keep their definitions of then (``morphology(..., invariant=False)``)."""
+        if "morphology" not in self.terms:
+            return True
+        return self.morphology_centre.shape[0] > legacy_count(bands)
+
+    def morphology_parameters(self, flux):
+        """The raw morphology parameters (B, len(feature_names(C))) of the flux cutouts, in the
+        definitions the calibration was made with (:meth:`morphology_invariant`)."""
+        flux = tf.convert_to_tensor(flux, tf.float32)
+        return morphology(flux, invariant=self.morphology_invariant(flux.shape[-1]))
+
     def morphology_features(self, flux, parameters=None):
         """Standardised morphology parameters (B, F) of the raw flux cutouts (on the stretched
         images they lost 0.03-0.17 AUROC: the asinh flattens the profiles); ``parameters``: the
-        raw parameters ``morphology(flux)`` when they are already computed."""
-        parameters = morphology(flux) if parameters is None else parameters
-        standard = (parameters - self.morphology_centre) / self.morphology_scale
+        raw parameters :meth:`morphology_parameters` when they are already computed. A calibration
+        with fewer columns (made before the later parameters) reads the first F."""
+        parameters = self.morphology_parameters(flux) if parameters is None else parameters
+        columns = self.morphology_centre.shape[0]
+        standard = (parameters[:, :columns] - self.morphology_centre) / self.morphology_scale
         return tf.clip_by_value(standard, -50.0, 50.0)
 
     def morphology_score(self, flux, parameters=None):
@@ -363,7 +379,7 @@ class NoiseAwareScore(tf.Module):
                 function(images, variance, mask, model) if term in self.terms else zeros
             )
         if flux is not None:  # the raw parameters are also a characterisation space
-            out["morphology"] = morphology(flux)
+            out["morphology"] = self.morphology_parameters(flux)
         out["morphology_score"] = (
             self.morphology_score(flux, out["morphology"]) if "morphology" in self.terms else zeros
         )
