@@ -150,31 +150,50 @@ def _ring_radius_at(cumulative, counts, fraction):
     return tf.sqrt(area / np.pi)
 
 
-def _brightest_moment(positive, squared, flux, fraction: float = 0.2):
+def _brightest_moment(positive, ascending, squared, flux, fraction: float = 0.2):
     """Second moment (B,) of the brightest ``fraction`` of the light: the pixels in order of
     brightness until they hold it, the one that straddles it counted in part (so that the moment
-    moves continuously with the pixel values). ``squared``: (B, N) squared distances to the
-    centre of each flattened pixel."""
-    order = tf.argsort(positive, axis=1, direction="DESCENDING")
-    values = tf.gather(positive, order, batch_dims=1)
+    moves continuously with the pixel values). ``positive``: (B, N) flattened pixels,
+    ``ascending``: the same sorted, ``squared``: (B, N) their squared distances to the centre."""
+    values = tf.reverse(ascending, axis=[1])
     after = tf.cumsum(values, axis=1) / flux[:, None]
     before = after - values / flux[:, None]
     share = tf.clip_by_value(tf.math.divide_no_nan(fraction - before, after - before), 0.0, 1.0)
-    return tf.reduce_sum(share * values * tf.gather(squared, order, batch_dims=1), axis=1)
+    # The straddling pixel: the last with a share; the brighter ones count whole.
+    last = tf.maximum(tf.reduce_sum(tf.cast(share > 0.0, tf.int32), axis=1) - 1, 0)
+    threshold = tf.gather(values, last, batch_dims=1)[:, None]
+    part = tf.gather(share, last, batch_dims=1)[:, None]
+    weight = tf.where(positive > threshold, 1.0, tf.where(positive == threshold, part, 0.0))
+    return tf.reduce_sum(weight * positive * squared, axis=1)
+
+
+def _dilate(region):
+    """(B, H, W) maximum over each pixel's 3x3 neighbourhood (zeros beyond the edges), as two
+    one-dimensional maxima (a 3x3 max pool of one channel costs several times more)."""
+    padded = tf.pad(region, [[0, 0], [1, 1], [1, 1]])
+    rows = tf.maximum(tf.maximum(padded[:, :, :-2], padded[:, :, 1:-1]), padded[:, :, 2:])
+    return tf.maximum(tf.maximum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
 
 
 def _shape_mask(light, noise, size: int):
     """(B, H, W) soft binary mask of Pawlik et al. (2016): the 3x3-boxcar-smoothed light above
-    ``noise`` (a ramp from half of it), the region 8-connected to its brightest pixel (grown for
-    ``size`` steps: a max of the neighbours, capped by the mask)."""
+    ``noise`` (a ramp from half of it), the region 8-connected to its brightest pixel: grown by
+    the neighbours' maximum, capped by the mask, until it no longer changes (at most ``size``
+    steps; the same result as all of them, in as many steps as the batch's widest source needs)."""
     smoothed = tf.nn.avg_pool2d(light[..., None], 3, 1, "SAME")[..., 0]
     mask = tf.clip_by_value(2.0 * smoothed / (noise[:, None, None] + 1e-30) - 1.0, 0.0, 1.0)
     flat = tf.reshape(smoothed, [-1, size * size])
     seed = tf.reshape(tf.one_hot(tf.argmax(flat, axis=1), size * size), tf.shape(light))
-    region = seed * mask
-    for _ in range(size):
-        grown = tf.nn.max_pool2d(region[..., None], 3, 1, "SAME")[..., 0]
-        region = tf.minimum(grown, mask)
+
+    def grow(step, region, _):
+        grown = tf.minimum(_dilate(region), mask)
+        return step + 1, grown, tf.reduce_any(grown != region)
+
+    _, region, _ = tf.while_loop(
+        lambda step, _, changed: tf.logical_and(step < size, changed),
+        grow,
+        (tf.constant(0), seed * mask, tf.constant(True)),
+    )
     return region
 
 
@@ -239,7 +258,8 @@ def morphology(images, threshold: float = 2.0, invariant: bool = True):
     # M20: the brightest 20% of the light's second moment over the whole light's, both about the
     # centroid (which minimises the whole one).
     squared = tf.reshape(dx * dx + dy * dy, [-1, size * size])
-    brightest = _brightest_moment(tf.reshape(positive, [-1, size * size]), squared, flux)
+    flat = tf.reshape(positive, [-1, size * size])
+    brightest = _brightest_moment(flat, values, squared, flux)
     m20 = tf.math.log(tf.maximum(brightest, 1e-12) / ((xx + yy) * flux + 1e-12)) / np.log(10.0)
 
     # Shape asymmetry: the asymmetry of the mask alone (faint tails, debris, the outline).
