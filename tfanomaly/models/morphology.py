@@ -18,16 +18,17 @@ double, lopsided and an off-centre source) r20, r50, concentration and elliptici
 stamps as statmorph does (Spearman >= 0.93); the rest differ knowingly. The radii, concentration
 and asymmetries are about the cutout's centre (statmorph's: about the point that minimises the
 asymmetry), so an off-centre source is asymmetric and large here. The aperture reaches the noise
-level (statmorph's: 1.5 Petrosian radii, and the Petrosian segment for Gini and M20), which moves
-r80 (0.81) and M20 (0.44) outwards; the asymmetries keep the noise's own (statmorph subtracts the
-sky's: 0.46, shape asymmetry 0.78); the Gini counts the stamp's pixels outside the aperture as
-zeros, so it says how little of the stamp the light covers (-0.34: reported, not compared).
-Ellipticity is (a^2 - b^2) / (a^2 + b^2) of the second moments (statmorph: 1 - b/a, the same
-order). M20 takes exactly the brightest 20% of the light (the pixel that straddles 20% counts in
-part), so that it moves continuously with the pixel values. The shape asymmetry's mask is the
-3x3-boxcar-smoothed light above 1 sigma of the noise (a linear ramp from half of it), grown from
-the brightest smoothed pixel through 8-connected neighbours for as many steps as the cutout is
-wide, and rotated about the cutout's centre.
+level (statmorph's: 1.5 Petrosian radii), which moves r80 outwards (0.81); the asymmetries keep
+the noise's own (statmorph subtracts the sky's: 0.46, shape asymmetry 0.78). M20 reads the pixels
+above the surface brightness at the Petrosian radius as statmorph does, with that radius circular
+about the cutout's centre and the light smoothed by 3x3 pixels (statmorph: 0.2 Petrosian radii):
+0.81. The Gini (a column from before) counts the stamp's pixels outside the aperture as zeros, so
+it says how little of the stamp the light covers (-0.34: reported, not compared). Ellipticity is
+(a^2 - b^2) / (a^2 + b^2) of the second moments (statmorph: 1 - b/a, the same order). M20 takes
+exactly the brightest 20% of the light (the pixel that straddles 20% counts in part), so that it
+moves continuously with the pixel values. The shape asymmetry's mask is the 3x3-boxcar-smoothed
+light above 1 sigma of the noise (a linear ramp from half of it), grown from the brightest
+smoothed pixel through 8-connected neighbours, and rotated about the cutout's centre.
 
 The parameters after the colours (``EXTRA_NAMES``) came later; a stored vector or calibration with
 fewer columns reads the first ones, in the definitions of its time (``invariant=False``).
@@ -150,6 +151,28 @@ def _ring_radius_at(cumulative, counts, fraction):
     return tf.sqrt(area / np.pi)
 
 
+def _petrosian_level(ring_growth, counts, eta: float = 0.2):
+    """(B,) surface brightness at the Petrosian radius (where a ring's is ``eta`` times the mean
+    within it), in units of the light per pixel, from (B, rings) growth curves at the rings' ends
+    (``counts`` pixels in all): interpolated between the rings that straddle ``eta`` the first
+    time (the last ring where none does)."""
+    before = tf.pad(ring_growth[:, :-1], [[0, 0], [1, 0]])
+    pixels = np.diff(np.r_[0.0, counts]).astype(np.float32)
+    mean_within = ring_growth / counts
+    ratio = tf.math.divide_no_nan((ring_growth - before) / pixels, mean_within)
+    below = ratio < eta
+    rings = len(counts)
+    first = tf.where(
+        tf.reduce_any(below, axis=1), tf.argmax(tf.cast(below, tf.int32), axis=1), rings - 1
+    )
+    previous = tf.maximum(first - 1, 0)
+    r_high, r_low = tf.gather(ratio, first, batch_dims=1), tf.gather(ratio, previous, batch_dims=1)
+    m_high = tf.gather(mean_within, first, batch_dims=1)
+    m_low = tf.gather(mean_within, previous, batch_dims=1)
+    t = tf.clip_by_value(tf.math.divide_no_nan(r_low - eta, r_low - r_high), 0.0, 1.0)
+    return eta * (m_low + t * (m_high - m_low))
+
+
 def _brightest_moment(positive, ascending, squared, flux, fraction: float = 0.2):
     """Second moment (B,) of the brightest ``fraction`` of the light: the pixels in order of
     brightness until they hold it, the one that straddles it counted in part (so that the moment
@@ -175,15 +198,14 @@ def _dilate(region):
     return tf.maximum(tf.maximum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
 
 
-def _shape_mask(light, noise, size: int):
-    """(B, H, W) soft binary mask of Pawlik et al. (2016): the 3x3-boxcar-smoothed light above
+def _shape_mask(smoothed, noise, size: int):
+    """(B, H, W) soft binary mask of Pawlik et al. (2016): the (3x3-boxcar-) ``smoothed`` light above
     ``noise`` (a ramp from half of it), the region 8-connected to its brightest pixel: grown by
     the neighbours' maximum, capped by the mask, until it no longer changes (at most ``size``
     steps; the same result as all of them, in as many steps as the batch's widest source needs)."""
-    smoothed = tf.nn.avg_pool2d(light[..., None], 3, 1, "SAME")[..., 0]
     mask = tf.clip_by_value(2.0 * smoothed / (noise[:, None, None] + 1e-30) - 1.0, 0.0, 1.0)
     flat = tf.reshape(smoothed, [-1, size * size])
-    seed = tf.reshape(tf.one_hot(tf.argmax(flat, axis=1), size * size), tf.shape(light))
+    seed = tf.reshape(tf.one_hot(tf.argmax(flat, axis=1), size * size), tf.shape(smoothed))
 
     def grow(step, region, _):
         grown = tf.minimum(_dilate(region), mask)
@@ -223,9 +245,9 @@ def morphology(images, threshold: float = 2.0, invariant: bool = True):
     order, radii, ends = _radius_order(size)
     sorted_light = tf.gather(tf.reshape(positive, [-1, size * size]), order, axis=1)
     growth = tf.cumsum(sorted_light, axis=1) / flux[:, None]
+    counts = (ends + 1).astype(np.float32)
+    ring_growth = tf.gather(growth, ends, axis=1)
     if invariant:
-        counts = (ends + 1).astype(np.float32)
-        ring_growth = tf.gather(growth, ends, axis=1)
         r20, r50, r80 = (_ring_radius_at(ring_growth, counts, f) for f in (0.2, 0.5, 0.8))
     else:
         r20, r50, r80 = (_radius_at(growth, radii, f) for f in (0.2, 0.5, 0.8))
@@ -255,15 +277,29 @@ def morphology(images, threshold: float = 2.0, invariant: bool = True):
     offset = tf.sqrt(cx * cx + cy * cy)
     peak = tf.reduce_max(positive, axis=[1, 2]) / flux
 
+    # M20 and the shape asymmetry read the 3x3-boxcar-smoothed light.
+    boxcar = tf.nn.avg_pool2d(light[..., None], 3, 1, "SAME")[..., 0]
+
     # M20: the brightest 20% of the light's second moment over the whole light's, both about the
-    # centroid (which minimises the whole one).
-    squared = tf.reshape(dx * dx + dy * dy, [-1, size * size])
-    flat = tf.reshape(positive, [-1, size * size])
-    brightest = _brightest_moment(flat, values, squared, flux)
-    m20 = tf.math.log(tf.maximum(brightest, 1e-12) / ((xx + yy) * flux + 1e-12)) / np.log(10.0)
+    # centroid (which minimises the whole one), of the pixels whose smoothed light is above the
+    # surface brightness at the Petrosian radius (statmorph's segment for Gini and M20; the noise
+    # aperture's faint outskirts would dominate the whole moment).
+    petrosian = _petrosian_level(ring_growth, counts) * flux
+    segment = tf.clip_by_value(2.0 * boxcar / (petrosian[:, None, None] + 1e-30) - 1.0, 0.0, 1.0)
+    bright = tf.maximum(light, 0.0) * segment
+    bright_flux = tf.reduce_sum(bright, axis=[1, 2]) + floor
+    bx = tf.reduce_sum(bright * x, axis=[1, 2]) / bright_flux
+    by = tf.reduce_sum(bright * y, axis=[1, 2]) / bright_flux
+    squared = tf.square(x - bx[:, None, None]) + tf.square(y - by[:, None, None])
+    whole = tf.reduce_sum(bright * squared, axis=[1, 2])
+    bright = tf.reshape(bright, [-1, size * size])
+    ordered = tf.sort(bright, axis=1)
+    squared = tf.reshape(squared, [-1, size * size])
+    brightest = _brightest_moment(bright, ordered, squared, bright_flux)
+    m20 = tf.math.log(tf.maximum(brightest, 1e-12) / (whole + 1e-12)) / np.log(10.0)
 
     # Shape asymmetry: the asymmetry of the mask alone (faint tails, debris, the outline).
-    mask = _shape_mask(light, total_noise, size)
+    mask = _shape_mask(boxcar, total_noise, size)
     mask_area = tf.reduce_sum(mask, axis=[1, 2]) + 1e-12
     shape_asymmetry = tf.reduce_sum(tf.abs(mask - tf.reverse(mask, axis=[1, 2])), axis=[1, 2]) / (
         2.0 * mask_area
