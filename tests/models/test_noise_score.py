@@ -591,6 +591,36 @@ def test_calibrate_stage_of_a_run(tiny_run, tmp_path):
         calibrate(tmp_path / "run", progress=False)
 
 
+def test_calibrate_counts_the_copies_it_leaves_out_of_the_morphology_reference(
+    tiny_run, tmp_path, monkeypatch
+):
+    """Every other calibration cutout a flipped copy of the one before it (as overlapping tracts
+    give): the morphology reference keeps one of each, and the stage says how many it left out."""
+    import shutil
+
+    from tfanomaly.models.morphology import morphology
+    from tfanomaly.pipelines import calibrate as stage
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run / "run", run)
+
+    def with_copies(flux):
+        flux = np.array(flux)
+        pairs = len(flux) // 2
+        flux[1 : 2 * pairs : 2] = flux[0 : 2 * pairs : 2, :, ::-1]
+        return morphology(flux)
+
+    monkeypatch.setattr(stage, "morphology", with_copies)
+    messages = []
+    summary = stage.calibrate(
+        run, config=CalibrateConfig(fit_size=100), progress=False, echo=messages.append
+    )
+    c = Calibration.load(summary["path"])
+    assert summary["morphology_copies"] == c.info["morphology_copies"] == 50
+    assert c.morphology.reference.shape[0] == 50
+    assert messages[1].startswith("morphology reference: 50 cutouts left out as copies")
+
+
 def test_calibrate_leaves_out_a_quantised_term_and_score_records_the_weights(
     tiny_run, tmp_path, monkeypatch
 ):

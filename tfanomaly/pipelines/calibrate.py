@@ -210,8 +210,9 @@ def fit_calibration(
         )
         residuals.update(linear_terms)
     if "morphology" in terms:
-        morph = fit_morphology(settings, np.concatenate(samples.morphologies), rng)
+        *morph, copies = fit_morphology(settings, np.concatenate(samples.morphologies), rng)
         calibration.morphology = MorphologyReference(*morph)
+        calibration.info["morphology_copies"] = copies
     return calibration
 
 
@@ -322,6 +323,7 @@ def calibrate(
         calibration = fit_calibration(settings, samples, used, pixels_per_image, rng)
         del samples
         seen = standardise_pass(inverter, batches(), calibration, inversion, bar)
+    copies = calibration.info.get("morphology_copies")  # None without the morphology term
     calibration.info = {
         "data": str(data_dir.resolve()),
         "count": int(seen),
@@ -335,6 +337,8 @@ def calibrate(
         "linear_components": int(len(calibration.linear.components)) if linear else 0,
         "planes": list(used),
     }
+    if copies is not None:
+        calibration.info["morphology_copies"] = copies
     path = run_dir / CALIBRATION_FILE
     # Where no term carries information the weights raise (naming the terms and why), before a
     # calibration that could not score is written.
@@ -345,10 +349,18 @@ def calibrate(
     echo(f"calibrated the default score on {seen} cutouts of {data_dir}{with_planes} -> {path}")
     for term, health in calibration.degenerate_terms().items():
         echo(health.message(term))
-    return {
+    if copies:
+        echo(
+            f"morphology reference: {copies} cutouts left out as copies of another (the same "
+            "galaxy more than once: overlapping tracts, repeated visits)"
+        )
+    result = {
         "path": path,
         "count": seen,
         "seconds": seconds,
         "settings": settings.to_dict(),
         **record,
     }
+    if copies is not None:
+        result["morphology_copies"] = copies
+    return result
