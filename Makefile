@@ -38,8 +38,8 @@ docs: $(BIN)/tfanomaly
 
 # Every speed and memory benchmark of benchmarks/ (benchmarks/README.md), one after the other
 # (~40 min on 2 cores, estimated). The quality studies are in studies/ (studies/README.md).
-BENCHMARKS := bench_simulate bench_data bench_train bench_step_profile bench_score bench_serving \
-	bench_beam
+BENCHMARKS := bench_simulate bench_data bench_train bench_step_profile bench_score \
+	bench_morphology bench_serving bench_beam
 bench: $(BIN)/tfanomaly
 	cd benchmarks && for script in $(BENCHMARKS); do \
 		$(abspath $(BIN))/python $$script.py || exit 1; done

@@ -2,7 +2,9 @@
 the default's term weights were chosen. Each run's stored terms and calibration are combined
 again by the scorer's own ``NoiseAwareScore.combine`` with other weights: a grid of weights for
 the critic-feature, extended and morphology terms (the linear term at 1) is scored on the tuning
-sets, and the chosen weights, against equal ones, on every set.
+sets, and the chosen weights, against equal ones, on every set; then the fixed weights against
+the label-free per-set candidate ``term_health.tail_weights`` (each term by how far the upper tail
+of its log reaches beyond its core, measured on the set's own scored terms).
 
   python studies/quality_weights.py [--out studies/out/quality] [--grid 0.5,1,1.5]
       [--weights feature=0.5,extended=1.5,morphology=1.5]
@@ -23,6 +25,7 @@ from tfanomaly.models.score_config import (
     format_term_weights,
     parse_term_weights,
 )
+from tfanomaly.models.term_health import tail_weights
 
 
 def main() -> None:
@@ -54,6 +57,16 @@ def main() -> None:
             f"  {name:20s} {equal['auroc']:.3f}/{equal['average_precision']:.3f} -> "
             f"{weighted['auroc']:.3f}/{weighted['average_precision']:.3f}"
             + ("  (tuning set)" if name in common.TUNING else "")
+        )
+    print(f"\n{args.weights} -> tail_weights of the set's own terms (label-free), AUROC / AP")
+    for name, stored in sets.items():
+        terms = {t: stored.columns[f"{t}_scores"] for t in stored.calibration.terms}
+        tail = tail_weights(terms)
+        fixed, adaptive = (stored.metrics(w) for w in (chosen, tail))
+        print(
+            f"  {name:20s} {fixed['auroc']:.3f}/{fixed['average_precision']:.3f} -> "
+            f"{adaptive['auroc']:.3f}/{adaptive['average_precision']:.3f}  "
+            + ", ".join(f"{t} {w:.2f}" for t, w in tail.items())
         )
 
 

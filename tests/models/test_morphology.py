@@ -74,3 +74,42 @@ def test_parameters_do_not_depend_on_the_batch_and_move_smoothly():
     nudged = morphology(images * np.float32(1 + 1e-6)).numpy()
     changed = np.abs(nudged - whole)[:, 1:]  # log_flux moves by log(1 + 1e-6) itself
     assert changed.max() < 1e-3
+
+
+def test_new_parameters_follow_the_columns_before():
+    """r20, r80, M20 and the shape asymmetry come after the colours; the columns before are the
+    same numbers (up to the noise estimate's sample) whichever definitions are asked for."""
+    names = feature_names(3)
+    assert names[: len(names) - 4] == (*names[:10], "colour_0_1", "colour_1_2")
+    assert names[-4:] == ("r20", "r80", "m20", "shape_asymmetry")
+    rng = np.random.default_rng(4)
+    images = gaussian(sigma=2.5, colours=(1.0, 0.8, 0.6))[None] + rng.normal(
+        0, 0.02, (4, 32, 32, 3)
+    )
+    now, before = (
+        morphology(images.astype("f4")).numpy(),
+        morphology(images.astype("f4"), invariant=False).numpy(),
+    )
+    np.testing.assert_allclose(now, before, rtol=0.1, atol=0.05)
+
+
+def test_r20_r80_m20_and_shape_asymmetry_of_gaussians():
+    """A round Gaussian: r20 and r80 are sigma sqrt(2 ln 1.25) and sigma sqrt(2 ln 5), M20 the
+    log10 of the moment of its brightest 20% over the whole one within the Petrosian radius, and
+    its mask is symmetric (up to the noise at its edge); an off-centre source's is not."""
+    noise = np.random.default_rng(0).normal(0, 1e-3, (1, 32, 32, 1)).astype("f4")
+    sigma = 3.0
+    (p,) = params(gaussian(sigma=sigma)[None] + noise)
+    assert p["r20"] == pytest.approx(sigma * np.sqrt(2 * np.log(1.25)), rel=0.03)
+    assert p["r80"] == pytest.approx(sigma * np.sqrt(2 * np.log(5.0)), rel=0.03)
+    # Light within radius r of a Gaussian: 1 - exp(-u), u = r^2 / 2 sigma^2; its moment
+    # 2 sigma^2 (1 - (1 + u) exp(-u)). The Petrosian radius: u exp(-u) / (1 - exp(-u)) = 0.2,
+    # u_p = 2.6604; the brightest 20% of the light within it is the disc 1 - exp(-u) = 0.2 L.
+    # Within 0.05: the segment's ramp and 3x3 boxcar reach a little beyond u_p (-0.03 measured).
+    u_p = 2.660399058463685
+    u = -np.log(1 - 0.2 * (1 - np.exp(-u_p)))
+    moment = (1 - (1 + u) * np.exp(-u)) / (1 - (1 + u_p) * np.exp(-u_p))
+    assert p["m20"] == pytest.approx(np.log10(moment), abs=0.05)
+    assert p["shape_asymmetry"] < 0.05
+    (shifted,) = params(gaussian(sigma=sigma, centre=(5.0, -4.0))[None] + noise)
+    assert shifted["shape_asymmetry"] > 0.5

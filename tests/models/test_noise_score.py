@@ -556,6 +556,9 @@ def test_calibrate_stage_of_a_run(tiny_run, tmp_path):
     )
     assert first.terms == ScoreSettings().terms and first.linear.mean.shape == (16 * 16 * 3,)
     assert first.morphology.reference.shape[0] == 150  # fewer cutouts than reference_size
+    # Every term of a real (if untrained) run carries information: all healthy, nominal weights.
+    assert set(first.health) == set(first.terms) and not first.degenerate_terms()
+    np.testing.assert_array_equal(first.weights, first.nominal_weights)
     assert len(first.standard.scales) == len(first.terms) == 4 and (first.standard.scales > 0).all()
     assert (np.diff(first.residuals["residual"].edges, axis=1) >= 0).all() and (
         first.residuals["residual"].variances > 0
@@ -586,6 +589,86 @@ def test_calibrate_stage_of_a_run(tiny_run, tmp_path):
         (tmp_path / "run").mkdir()
         (tmp_path / "run" / "run.json").write_text('{"gan": {}, "model": {}, "data": {}}')
         calibrate(tmp_path / "run", progress=False)
+
+
+def test_calibrate_counts_the_copies_it_leaves_out_of_the_morphology_reference(
+    tiny_run, tmp_path, monkeypatch
+):
+    """Every other calibration cutout a flipped copy of the one before it (as overlapping tracts
+    give): the morphology reference keeps one of each, and the stage says how many it left out."""
+    import shutil
+
+    from tfanomaly.models.morphology import morphology
+    from tfanomaly.pipelines import calibrate as stage
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run / "run", run)
+
+    def with_copies(flux):
+        flux = np.array(flux)
+        pairs = len(flux) // 2
+        flux[1 : 2 * pairs : 2] = flux[0 : 2 * pairs : 2, :, ::-1]
+        return morphology(flux)
+
+    monkeypatch.setattr(stage, "morphology", with_copies)
+    messages = []
+    summary = stage.calibrate(
+        run, config=CalibrateConfig(fit_size=100), progress=False, echo=messages.append
+    )
+    c = Calibration.load(summary["path"])
+    assert summary["morphology_copies"] == c.info["morphology_copies"] == 50
+    assert c.morphology.reference.shape[0] == 50
+    assert messages[1].startswith("morphology reference: 50 cutouts left out as copies")
+
+
+def test_calibrate_leaves_out_a_quantised_term_and_score_records_the_weights(
+    tiny_run, tmp_path, monkeypatch
+):
+    """A term that takes three values on the calibration set (as on 8-bit, zero-clipped images)
+    is found degenerate by the stage: the line, the file's record, weight 0 in the score and in
+    the results' attributes."""
+    import shutil
+
+    from tfanomaly.pipelines.calibrate import calibrate
+    from tfanomaly.pipelines.config import ScoreConfig
+    from tfanomaly.pipelines.score import score
+    from tfanomaly.results.catalog import read_results
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run / "run", run)
+
+    def three_valued(self, images, variance=None, mask=None, model=None):
+        index = tf.cast(tf.reduce_sum(images, axis=[1, 2, 3]) * 1e3, tf.int64) % 3
+        return tf.gather(tf.constant([0.25, 0.5, 1.5]), index)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(NoiseAwareScore, "linear_score", three_valued)
+        messages = []
+        summary = calibrate(
+            run, config=CalibrateConfig(fit_size=100), progress=False, echo=messages.append
+        )
+    assert messages[1] == (
+        "term 'linear' left out of the default score: 100% of calibration cutouts share 3 values "
+        "(quantised images?)"
+    )
+    assert len(messages) == 2  # the other terms are healthy
+    c = Calibration.load(summary["path"])
+    assert c.health["linear"].reason == "quantised" and c.health["linear"].levels == 3
+    assert all(c.health[t].healthy for t in ("feature", "extended", "morphology"))
+    weights = dict(zip(c.terms, np.array([0.5, 0.0, 1.5, 1.5]) / 3.5, strict=True))
+    assert summary["term_weights"] == pytest.approx(weights)
+    assert summary["degenerate_terms"] == {"linear": c.health["linear"].detail}
+    # Scored with the real linear term again: computed and stored, but not in the score.
+    score(run, tiny_run / "ds", tmp_path / "scores", ScoreConfig(batch_size=64), progress=False)
+    columns, attrs = read_results(tmp_path / "scores")
+    assert json.loads(attrs["term_weights"]) == pytest.approx(weights)
+    assert json.loads(attrs["degenerate_terms"]) == {"linear": c.health["linear"].detail}
+    terms = np.stack([columns[f"{t}_scores"] for t in c.terms], axis=1)
+    z = (np.log(terms) - c.standard.centres) / c.standard.scales
+    assert np.isfinite(z).all() and (columns["linear_scores"] > 0).all()
+    np.testing.assert_allclose(
+        columns["scores"], z @ c.weights, atol=c.score_drift(1e-4) + 1e-5, rtol=0
+    )
 
 
 def test_variance_path_is_the_true_chi2_and_ignores_masked_pixels():

@@ -134,6 +134,11 @@ def test_beam_scores_and_catalogs_equal_the_in_process_scorer(scored, tmp_path):
     _, attrs = assert_same_as_in_process(scored, tmp_path / "out")
     source = json.loads(attrs["run"])
     assert source["engine"] == "beam" and source["signature"] == "serving_default"
+    # The weights the export's graph scored with, as the in-process catalog records them.
+    _, in_process = read_results(scored["folder"] / "scores")
+    for key in ("term_weights", "degenerate_terms"):
+        assert json.loads(attrs[key]) == json.loads(in_process[key]), key
+    assert json.loads(attrs["term_weights"]) == scored["calibration"].term_weights()
     stats = json.loads((tmp_path / "out" / "score_stats.json").read_text())
     expected_stats = json.loads((scored["folder"] / "scores" / "score_stats.json").read_text())
     assert stats["inversion"] == expected_stats["inversion"]

@@ -164,3 +164,38 @@ def test_signatures_in_process(exported):
         model.signatures["generate"](tf.zeros((3, 5)))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"a 4-D batch \(N, 16, 16, 3\)"):
         model.signatures["serving_default"](tf.zeros((3, 16, 16)))
+
+
+def test_an_export_leaves_out_a_degenerate_term_as_the_in_process_scorer_does(exported, tmp_path):
+    """The export builds its graph from the calibration: a term found degenerate weighs 0 there
+    as in the run's scorer, and the manifest records the weights."""
+    import shutil
+
+    from tfanomaly.models.term_health import TermHealth
+    from tfanomaly.pipelines.export import build_scorer
+
+    folder = exported["folder"]
+    shutil.copytree(folder / "run", tmp_path / "run")
+    path = tmp_path / "run" / CALIBRATION_FILE
+    calibration = Calibration.load(path)
+    why = "97% of calibration cutouts share 3 values (quantised images?)"
+    calibration.health = {term: TermHealth() for term in calibration.terms}
+    calibration.health["linear"] = TermHealth("degenerate", "quantised", why)
+    calibration.save(path)
+    written = export(tmp_path / "run", tmp_path / "models", scores_dir=folder / "scores")
+    recorded = written["manifest"]["default_score"]
+    assert recorded["term_weights"] == calibration.term_weights()
+    assert recorded["term_weights"]["linear"] == 0.0
+    assert recorded["degenerate_terms"] == {"linear": why}
+    images = tf.constant(np.load(folder / "cutouts.npy"))
+    served = tf.saved_model.load(str(written["path"])).signatures["serving_default"](images)
+    scorer, _ = build_scorer(tmp_path / "run", scores_dir=folder / "scores")
+    in_process = scorer.score(images)
+    atol = calibration.score_drift(NET_RTOL)
+    np.testing.assert_allclose(served["score"], in_process["score"], rtol=0, atol=atol)
+    # Its score is the weighted mean of the other terms' z, not the one with the nominal weights.
+    terms = np.stack([served[f"{t}_score"].numpy() for t in calibration.terms], axis=1)
+    z = (np.log(terms) - calibration.standard.centres) / calibration.standard.scales
+    np.testing.assert_allclose(served["score"], z @ calibration.weights, rtol=0, atol=atol + 1e-5)
+    nominal = z @ calibration.nominal_weights
+    assert np.abs(served["score"].numpy() - nominal).max() > 100 * atol

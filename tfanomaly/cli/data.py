@@ -9,6 +9,7 @@ import click
 
 from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
 from tfanomaly.cli.options import build_config, config_options, quiet_option
+from tfanomaly.errors import ConfigError
 from tfanomaly.pipelines.config import IngestConfig, SimulateConfig, split_names
 from tfanomaly.simulate.config import SurveyConfig
 
@@ -142,9 +143,19 @@ def inspect(data, gallery, check, as_json):
 
     The gallery has one row per anomaly kind for a labelled (simulated) survey, stretched as the
     models see the images (Lupton, R=i G=r B=g).
+
+    DATA may also be a run folder: then its default score, as calibrated: the calibration's
+    data, the terms and the weights the score gives them, and a line per term left out of it
+    because it carries no information on the calibration set (constant, quantised or NaN).
     """
     from tfanomaly.pipelines.inspect import describe, save_gallery
+    from tfanomaly.pipelines.run import is_run
 
+    if is_run(data):
+        if gallery or check:
+            raise ConfigError(f"{data} is a run folder: --gallery and --verify are for data sets")
+        _inspect_run(data, as_json)
+        return
     summary = describe(data, check=check)
     if gallery:
         summary["gallery"] = {"path": gallery, "rows": save_gallery(data, gallery)}
@@ -188,3 +199,33 @@ def inspect(data, gallery, check, as_json):
             sys.exit(1)
     if gallery:
         click.echo(f"gallery: {gallery} (rows: {', '.join(summary['gallery']['rows'])})")
+
+
+def _inspect_run(run_dir, as_json: bool) -> None:
+    """Print a run's default score as calibrated (``pipelines.inspect.describe_run``)."""
+    from tfanomaly.pipelines.inspect import describe_run
+
+    summary = describe_run(run_dir)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    stages = ", ".join(summary["stages"]) or "nothing trained"
+    click.echo(f"{summary['path']}: run of {summary['model']} ({stages})")
+    c = summary["calibration"]
+    if c is None:
+        click.echo(f"calibration: none (run `tfanomaly calibrate {run_dir}`)")
+        return
+    planes = f", planes {','.join(c['planes'])}" if c["planes"] else ""
+    click.echo(f"calibration {c['path']}: {c['count']} cutouts of {c['data']}{planes}")
+    weights = ", ".join(
+        f"{term} {weight:.3g}"
+        + (f" (set {c['nominal_weights'][term]:.3g})" if term in c["degenerate_terms"] else "")
+        for term, weight in c["term_weights"].items()
+    )
+    click.echo(f"default score: {c['combine']} of the terms' robust z, weights {weights}")
+    for term, why in c["degenerate_terms"].items():
+        click.echo(f"term '{term}' left out of the default score: {why}")
+    if c["health"] is None:
+        click.echo("term health: not recorded (calibrated before tfanomaly checked it)")
+    elif not c["degenerate_terms"]:
+        click.echo("term health: every term carries information on the calibration set")

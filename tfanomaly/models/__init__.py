@@ -9,8 +9,9 @@ that needs it is used.
 - ``scores``: the scores' names, as the inverter, the results file and the catalog give them.
 - The default score: ``score_config`` (ScoreSettings, InversionConfig, the term weights),
   ``calibration`` (the calibration record and its file), ``score_fit`` (fitting it),
-  ``noise_score`` (the score in the graph), and the pieces it reads: ``filters``, ``pixel_noise``,
-  ``morphology``.
+  ``noise_score`` (the score in the graph), ``term_health`` (which terms carry information on a
+  data set; a candidate per-data-set weighting), and the pieces it reads: ``filters``,
+  ``pixel_noise``, ``morphology``.
 - ``relevance``: the relevance learned from an astronomer's labels, combined with the score.
 """
 
@@ -32,6 +33,9 @@ _HOMES = {
     "residual_shape": "tfanomaly.models.residual_shape",
     "Calibration": "tfanomaly.models.calibration",
     "NoiseAwareScore": "tfanomaly.models.noise_score",
+    "TermHealth": "tfanomaly.models.term_health",
+    "check_term": "tfanomaly.models.term_health",
+    "tail_weights": "tfanomaly.models.term_health",
     "SCORES": "tfanomaly.models.scores",
     "Score": "tfanomaly.models.scores",
     "RelevanceConfig": "tfanomaly.models.relevance",

@@ -7,11 +7,13 @@ residual term (the GAN's ``residual``, the linear model's ``linear`` and ``exten
 knots, variances, plane variances, filter, top fraction), the critic features' Gaussian
 (:class:`FeatureGaussian`), the linear model (:class:`LinearModel`), the morphology reference set
 (:class:`MorphologyReference`) and the terms' robust standardisation (:class:`Standardisation`),
-one for the calibrated-scatter path and one for the plane path.
+one for the calibrated-scatter path and one for the plane path, and each term's health on the
+calibration set (:class:`~tfanomaly.models.term_health.TermHealth`: a degenerate term weighs 0).
 
 The file is an .npz with a ``part.name`` key per array (``residual.edges``,
-``features.components``, ...), the settings and the provenance as JSON. Files written before the
-per-term records (flat keys: ``edges``, ``linear_edges``, ``plane_log_scales``, ...) still load.
+``features.components``, ...), the settings, the provenance and the terms' health as JSON. Files
+written before the per-term records (flat keys: ``edges``, ``linear_edges``, ``plane_log_scales``,
+...) still load, and files written before the health check load with every term healthy.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from tfanomaly.errors import InputError
 from tfanomaly.fileio import atomic_path
 from tfanomaly.models.score_config import ScoreSettings
+from tfanomaly.models.term_health import TermHealth, effective_weights
 
 FORMAT = 2  # the per-term layout; files without a ``format`` key have the flat one
 RESIDUAL_TERMS = ("residual", "linear", "extended")  # the terms that read a chi^2 map
@@ -186,6 +189,8 @@ class Calibration:
         linear: the linear model (the ``linear`` and ``extended`` terms read it).
         morphology: the morphology term's reference set.
         plane_standard: the terms' log centres and scales on the plane path.
+        health: each term's health on the calibration set (a term without a record, as every
+            term of a file written before the check, is healthy); a degenerate term weighs 0.
     """
 
     settings: ScoreSettings
@@ -196,6 +201,7 @@ class Calibration:
     linear: LinearModel | None = None
     morphology: MorphologyReference | None = None
     plane_standard: Standardisation | None = None
+    health: dict[str, TermHealth] = field(default_factory=dict)
 
     @property
     def planes(self) -> tuple[str, ...]:
@@ -238,16 +244,52 @@ class Calibration:
                 f"{path}: calibration inconsistent with its terms {', '.join(self.terms)}; run "
                 "`tfanomaly calibrate` again"
             )
+        try:
+            self.weights  # noqa: B018 (raises where every term is degenerate)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
 
     @property
-    def weights(self) -> np.ndarray:
-        """Weight of each term's z in the default score (ScoreSettings.term_weights, normalised;
-        the two GAN terms of older calibrations: 1 - feature_weight and feature_weight)."""
+    def nominal_weights(self) -> np.ndarray:
+        """Weight of each term's z in the default score as the settings give it
+        (ScoreSettings.term_weights, normalised; the two GAN terms of older calibrations:
+        1 - feature_weight and feature_weight)."""
         if self.terms == ("residual", "feature"):
             w = self.settings.feature_weight
             return np.array([1.0 - w, w], np.float32)
         weights = np.array([self.settings.weight_of(term) for term in self.terms], np.float64)
         return (weights / weights.sum()).astype(np.float32)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Weight of each term's z in the default score: :attr:`nominal_weights`, with 0 for a
+        degenerate term and the others normalised again (``term_health.effective_weights``;
+        the nominal ones where every term is healthy)."""
+        return effective_weights(
+            self.terms, self.nominal_weights, self.health, self.settings.combine
+        )
+
+    @property
+    def kept_terms(self) -> tuple[str, ...]:
+        """The terms the default score combines: those not found degenerate."""
+        return tuple(t for t in self.terms if t not in self.health or self.health[t].healthy)
+
+    def degenerate_terms(self) -> dict[str, TermHealth]:
+        """The terms left out of the default score, with their health records."""
+        return {t: self.health[t] for t in self.terms if t not in self.kept_terms}
+
+    def term_weights(self) -> dict[str, float]:
+        """Term -> its weight in the default score (:attr:`weights`), for records and reports."""
+        return {t: float(w) for t, w in zip(self.terms, self.weights, strict=True)}
+
+    def weights_record(self) -> dict:
+        """The weights the default score scores with and the terms it leaves out, as the results
+        attributes and an export's manifest record them: ``term_weights`` (term -> weight) and
+        ``degenerate_terms`` (term -> why it is left out)."""
+        return {
+            "term_weights": self.term_weights(),
+            "degenerate_terms": {t: h.detail for t, h in self.degenerate_terms().items()},
+        }
 
     def score_drift(self, rtol: float) -> float:
         """How far the default score can move when every term drifts by ``rtol`` (relative):
@@ -258,7 +300,8 @@ class Calibration:
             plane = rtol / np.asarray(self.plane_standard.scales, np.float64)
             per_term = np.maximum(per_term, plane)
         if self.settings.combine == "max" and len(self.terms) > 2:
-            return float(per_term.max())
+            kept = [t in self.kept_terms for t in self.terms]
+            return float(per_term[kept].max())
         return float(np.sum(self.weights * per_term))
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -292,11 +335,27 @@ class Calibration:
                 format=np.int64(FORMAT),
                 settings=json.dumps(self.settings.to_dict()),
                 info=json.dumps(self.info),
+                health=json.dumps(self.health_record()),
             )
 
+    def health_record(self) -> dict:
+        """The terms' health as the file stores it: each term's record and its weight in the
+        default score (empty where no health was measured)."""
+        if not self.health:
+            return {}
+        weights = self.term_weights()
+        return {
+            term: {**self.health[term].to_dict(), "weight": weights[term]}
+            for term in self.terms
+            if term in self.health
+        }
+
     @classmethod
-    def from_arrays(cls, settings: ScoreSettings, arrays: dict, info: dict) -> Calibration:
-        """The calibration of the numbers ``arrays`` by their key in the file."""
+    def from_arrays(
+        cls, settings: ScoreSettings, arrays: dict, info: dict, health: dict | None = None
+    ) -> Calibration:
+        """The calibration of the numbers ``arrays`` by their key in the file; ``health``: the
+        terms' health records (:meth:`health_record`; none: every term healthy)."""
         residuals = {}
         for term in RESIDUAL_TERMS:
             if f"{term}.variances" in arrays:
@@ -323,6 +382,7 @@ class Calibration:
             linear=parts.get("linear_model"),
             morphology=parts.get("morphology"),
             plane_standard=parts.get("plane_standard"),
+            health={t: TermHealth.from_dict(r) for t, r in (health or {}).items()},
         )
 
     @classmethod
@@ -336,7 +396,9 @@ class Calibration:
                     arrays = {key: data[key] for key in data.files}
                 else:
                     arrays = flat_arrays(data)
-                calibration = cls.from_arrays(older_settings(settings), arrays, info)
+                # Files written before the health check have no record: every term healthy.
+                health = json.loads(str(data["health"])) if "health" in data else {}
+                calibration = cls.from_arrays(older_settings(settings), arrays, info, health)
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise InputError(f"{path}: not a readable tfanomaly calibration: {exc}") from exc
         calibration.check(path)

@@ -34,11 +34,18 @@ import tensorflow as tf
 
 from tfanomaly.models.calibration import Calibration, ResidualTerm
 from tfanomaly.models.filters import band_mad_sigma, smooth
-from tfanomaly.models.morphology import morphology
+from tfanomaly.models.morphology import legacy_count, morphology
 from tfanomaly.models.pixel_noise import smoothed_chi2
 
 # The robust linear projection's Cauchy scale, in MAD-sigmas of a band's residual (3-6 measured).
 ROBUST_SCALE = 4.0
+# Standardised morphology parameters closer than this are one cutout's copies (the same pixels,
+# flipped or turned by 90 degrees: tests/models/test_morphology_copies.py). Their sums over the
+# pixels in another order differ by ~sqrt(H W) float32 epsilons, a few 1e-6 of a parameter of
+# order 10, which a MAD-sigma as small as 0.01 turns into a few 1e-3 per column, ~1e-2 over 16;
+# distinct cutouts lie 0.3 and more apart (the noise alone moves the noise estimate by ~5%).
+# Measured on 3,000 noisy discs (16x16x3): copies at most 4e-5 apart, distinct ones at least 0.37.
+COPY_DISTANCE = 0.03
 
 
 class ResidualTable(NamedTuple):
@@ -165,6 +172,10 @@ class NoiseAwareScore(tf.Module):
         self.settings = c.settings
         self.terms = c.terms
         self.weights = tf.constant(c.weights, tf.float32)
+        # The columns of the terms the score combines: a degenerate term is left out of the
+        # graph (gathered away, not weighed by 0: its z may be NaN, and NaN * 0 is NaN).
+        kept = c.kept_terms
+        self.kept = [i for i, term in enumerate(self.terms) if term in kept]
         self.planes = c.planes
         self.feature_mean = tf.constant(c.features.mean, tf.float32)
         self.components = tf.constant(c.features.components, tf.float32)
@@ -187,7 +198,7 @@ class NoiseAwareScore(tf.Module):
         if "morphology" in self.terms:
             self.morphology_centre = tf.constant(c.morphology.centre, tf.float32)
             self.morphology_scale = tf.constant(c.morphology.scale, tf.float32)
-            self.morphology_reference = tf.constant(c.morphology.reference, tf.float32)
+            self.morphology_reference = tf.constant(c.morphology.reference, tf.float64)
 
     def uses_planes(self, variance=None, mask=None) -> bool:
         """Whether the plane path applies: the calibration was made with planes and every one of
@@ -276,35 +287,50 @@ class NoiseAwareScore(tf.Module):
         model = self.linear_reconstruction(images) if model is None else model
         return self.residual_score(images, model, variance, mask, term="extended")
 
+    def morphology_invariant(self, bands: int) -> bool:
+        """Whether the calibration's morphology parameters are the flip-invariant ones with the
+        columns after the colours: False for one made before them (fewer columns), whose first
+        columns keep their definitions of then (``morphology(..., invariant=False)``)."""
+        if "morphology" not in self.terms:
+            return True
+        return self.morphology_centre.shape[0] > legacy_count(bands)
+
+    def morphology_parameters(self, flux):
+        """The raw morphology parameters (B, len(feature_names(C))) of the flux cutouts, in the
+        definitions the calibration was made with (:meth:`morphology_invariant`)."""
+        flux = tf.convert_to_tensor(flux, tf.float32)
+        return morphology(flux, invariant=self.morphology_invariant(flux.shape[-1]))
+
     def morphology_features(self, flux, parameters=None):
         """Standardised morphology parameters (B, F) of the raw flux cutouts (on the stretched
         images they lost 0.03-0.17 AUROC: the asinh flattens the profiles); ``parameters``: the
-        raw parameters ``morphology(flux)`` when they are already computed."""
-        parameters = morphology(flux) if parameters is None else parameters
-        standard = (parameters - self.morphology_centre) / self.morphology_scale
+        raw parameters :meth:`morphology_parameters` when they are already computed. A calibration
+        with fewer columns (made before the later parameters) reads the first F."""
+        parameters = self.morphology_parameters(flux) if parameters is None else parameters
+        columns = self.morphology_centre.shape[0]
+        standard = (parameters[:, :columns] - self.morphology_centre) / self.morphology_scale
         return tf.clip_by_value(standard, -50.0, 50.0)
 
     def morphology_score(self, flux, parameters=None):
         """Mean distance to the k nearest calibration cutouts in standardised morphology
-        parameters; a reference that coincides with the image (itself) is left out."""
+        parameters; every reference closer than ``COPY_DISTANCE`` (a copy of the image: itself,
+        flipped or turned, from an overlapping tract) is left out, so that a galaxy the survey
+        holds several times does not look dense for being its own neighbour."""
         k = self.settings.morphology_neighbours
-        points = self.morphology_features(flux, parameters)
+        points = tf.cast(self.morphology_features(flux, parameters), tf.float64)
         reference = self.morphology_reference
-        # Candidates by |p|^2 - 2 p.r + |r|^2 (one matmul), then their distances again from the
-        # differences: the expansion loses small distances to rounding, and the distance to itself
-        # must come out as exactly 0 to be recognised.
-        approximate = (
+        # |p|^2 - 2 p.r + |r|^2 in float64: one matmul, and small distances (copies) come out to
+        # ~1e-7 of the parameters' scale instead of float32's ~1e-3.
+        squared = (
             tf.reduce_sum(tf.square(points), axis=1, keepdims=True)
             - 2.0 * tf.matmul(points, reference, transpose_b=True)
             + tf.reduce_sum(tf.square(reference), axis=1)[None, :]
         )
-        candidates = tf.math.top_k(-approximate, k=k + 2).indices
-        exact = tf.reduce_sum(tf.square(points[:, None, :] - tf.gather(reference, candidates)), 2)
-        nearest = tf.sqrt(-tf.math.top_k(-exact, k=k + 1).values)
-        itself = nearest[:, 0] < 1e-3
-        return tf.where(
-            itself, tf.reduce_mean(nearest[:, 1:], axis=1), tf.reduce_mean(nearest[:, :k], axis=1)
-        )
+        squared = tf.maximum(squared, 0.0)
+        copies = squared < COPY_DISTANCE**2
+        squared = tf.where(copies, tf.constant(np.inf, tf.float64), squared)
+        nearest = tf.sqrt(-tf.math.top_k(-squared, k=k).values)
+        return tf.cast(tf.reduce_mean(nearest, axis=1), tf.float32)
 
     def standardised(self, terms, planes: bool = False):
         """(B, terms) robust z of each term's log against the calibration set, the numbers that
@@ -317,11 +343,16 @@ class NoiseAwareScore(tf.Module):
 
     def combine(self, terms, planes: bool = False):
         """The weighted mean (or max) of the terms' robust z (:meth:`standardised`; the two GAN
-        terms of older calibrations: (1 - w) residual + w feature)."""
+        terms of older calibrations: (1 - w) residual + w feature), the terms the calibration
+        found degenerate left out."""
         z = self.standardised(terms, planes)
+        weights = self.weights
+        if len(self.kept) < len(self.terms):
+            z = tf.gather(z, self.kept, axis=1)
+            weights = tf.gather(weights, self.kept)
         if self.settings.combine == "max" and len(terms) > 2:
             return tf.reduce_max(z, axis=1)
-        return tf.reduce_sum(z * self.weights, axis=1)
+        return tf.reduce_sum(z * weights, axis=1)
 
     def __call__(
         self, images, reconstructions, image_features, flux=None, variance=None, mask=None
@@ -354,7 +385,7 @@ class NoiseAwareScore(tf.Module):
                 function(images, variance, mask, model) if term in self.terms else zeros
             )
         if flux is not None:  # the raw parameters are also a characterisation space
-            out["morphology"] = morphology(flux)
+            out["morphology"] = self.morphology_parameters(flux)
         out["morphology_score"] = (
             self.morphology_score(flux, out["morphology"]) if "morphology" in self.terms else zeros
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfanomaly.errors import ConfigError
-from tfanomaly.models.noise_score import plane_maps, project_linear
+from tfanomaly.models.noise_score import COPY_DISTANCE, plane_maps, project_linear
 from tfanomaly.models.score_config import ScoreSettings
 
 # Median of chi^2 with one degree of freedom: a robust variance is median(r^2) / this.
@@ -98,8 +98,12 @@ def fit_features(settings: ScoreSettings, features: np.ndarray):
 
 
 def robust_log_scale(values: np.ndarray) -> tuple[float, float]:
-    """Median and MAD-sigma of log(values)."""
-    logs = np.log(np.maximum(np.asarray(values, np.float64), 1e-30))
+    """Median and MAD-sigma of log(values), over the finite values (none: centre 0, scale 1)."""
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return 0.0, 1.0
+    logs = np.log(np.maximum(values, 1e-30))
     centre = float(np.median(logs))
     scale = float(1.4826 * np.median(np.abs(logs - centre)))
     return centre, scale if scale > 0 else 1.0
@@ -181,13 +185,46 @@ def fit_linear_levels(
     )
 
 
-def fit_morphology(settings: ScoreSettings, features: np.ndarray, rng: np.random.Generator):
-    """Median and MAD-sigma of each morphology parameter, and the standardised reference set
-    (``reference_size`` cutouts drawn at random) of the k-NN term."""
-    features = np.asarray(features, np.float64)
+def robust_centre_scale(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and MAD-sigma (floored: 1 where it is 0, plus 1e-6) of each column."""
     centre = np.median(features, axis=0)
     scale = 1.4826 * np.median(np.abs(features - centre), axis=0)
-    scale = np.where(scale > 0, scale, 1.0) + 1e-6
-    keep = rng.permutation(len(features))[: settings.reference_size]
-    reference = np.clip((features[keep] - centre) / scale, -50.0, 50.0)
-    return centre.astype(np.float32), scale.astype(np.float32), reference.astype(np.float32)
+    return centre, np.where(scale > 0, scale, 1.0) + 1e-6
+
+
+def first_copies(points: np.ndarray, tol: float = COPY_DISTANCE) -> np.ndarray:
+    """(N,) bool: True where a point lies within ``tol`` of an earlier point that is kept (not
+    itself a copy): the copies to drop, so that one of each group of copies stays."""
+    from scipy.spatial import cKDTree
+
+    copy = np.zeros(len(points), bool)
+    pairs = cKDTree(points).query_pairs(tol, output_type="ndarray")  # i < j
+    for i, j in pairs[np.argsort(pairs[:, 1], kind="stable")]:
+        # Sorted by the later point: whether i is a copy is settled before any of its pairs.
+        copy[j] |= not copy[i]
+    return copy
+
+
+def fit_morphology(settings: ScoreSettings, features: np.ndarray, rng: np.random.Generator):
+    """Median and MAD-sigma of each morphology parameter, the standardised reference set
+    (``reference_size`` cutouts drawn at random) of the k-NN term, and the number of cutouts left
+    out as copies of another (closer than ``COPY_DISTANCE`` in standardised parameters: a galaxy
+    of overlapping tracts or repeated visits counts once, in the statistics and the reference)."""
+    features = np.asarray(features, np.float64)
+    centre, scale = robust_centre_scale(features)
+    order = rng.permutation(len(features))
+    copies = first_copies(np.clip((features[order] - centre) / scale, -50.0, 50.0))
+    unique = features[order[~copies]]
+    if len(unique) <= settings.morphology_neighbours:
+        raise ConfigError(
+            f"the morphology term needs more than k = {settings.morphology_neighbours} distinct "
+            f"cutouts; the calibration set has {len(unique)} (and {int(copies.sum())} copies)"
+        )
+    centre, scale = robust_centre_scale(unique)
+    reference = np.clip((unique[: settings.reference_size] - centre) / scale, -50.0, 50.0)
+    return (
+        centre.astype(np.float32),
+        scale.astype(np.float32),
+        reference.astype(np.float32),
+        int(copies.sum()),
+    )

@@ -243,6 +243,12 @@ def beam_score(
         inversion,
         reference=reference,
         catalog=config.catalog,
+        # The export's graph scores with the weights its manifest records (older exports: none).
+        default_score={
+            key: value
+            for key, value in (manifest.get("default_score") or {}).items()
+            if key in ("term_weights", "degenerate_terms")
+        },
     )
     if local_raw:
         shutil.rmtree(out_dir / BEAM_PARTS, ignore_errors=True)

@@ -41,6 +41,7 @@ from tfanomaly.models.score_fit import (
     robust_log_scale,
     sample_maps,
 )
+from tfanomaly.models.term_health import check_terms
 from tfanomaly.pipelines.config import CalibrateConfig
 from tfanomaly.pipelines.run import (
     CALIBRATION_FILE,
@@ -209,8 +210,9 @@ def fit_calibration(
         )
         residuals.update(linear_terms)
     if "morphology" in terms:
-        morph = fit_morphology(settings, np.concatenate(samples.morphologies), rng)
+        *morph, copies = fit_morphology(settings, np.concatenate(samples.morphologies), rng)
         calibration.morphology = MorphologyReference(*morph)
+        calibration.info["morphology_copies"] = copies
     return calibration
 
 
@@ -218,8 +220,9 @@ def standardise_pass(
     inverter, batches: Iterator, calibration: Calibration, inversion: InversionConfig, bar
 ) -> int:
     """The second pass: score the cutouts with the fitted numbers and set each term's robust
-    standardisation (median and MAD-sigma of its log), on both paths where there are planes.
-    Returns the number of cutouts scored."""
+    standardisation (median and MAD-sigma of its log), on both paths where there are planes, and
+    each term's health (``term_health.check_terms``: a degenerate term weighs 0). Returns the
+    number of cutouts scored."""
     # The same networks with the fitted numbers: both paths come out of one graph call (the
     # plane path's with the planes, the fallback's again from the same reconstructions).
     scorer = LatentInverter(
@@ -243,6 +246,12 @@ def standardise_pass(
     if calibration.planes:
         calibration.plane_standard = standardisation(plane_values)
     calibration.standard = standardisation(values)
+    calibration.health = check_terms(
+        {key.removesuffix("_score"): np.concatenate(column) for key, column in values.items()},
+        {key.removesuffix("_score"): np.concatenate(c) for key, c in plane_values.items()}
+        if calibration.planes
+        else None,
+    )
     return seen
 
 
@@ -314,6 +323,7 @@ def calibrate(
         calibration = fit_calibration(settings, samples, used, pixels_per_image, rng)
         del samples
         seen = standardise_pass(inverter, batches(), calibration, inversion, bar)
+    copies = calibration.info.get("morphology_copies")  # None without the morphology term
     calibration.info = {
         "data": str(data_dir.resolve()),
         "count": int(seen),
@@ -327,9 +337,30 @@ def calibrate(
         "linear_components": int(len(calibration.linear.components)) if linear else 0,
         "planes": list(used),
     }
+    if copies is not None:
+        calibration.info["morphology_copies"] = copies
     path = run_dir / CALIBRATION_FILE
+    # Where no term carries information the weights raise (naming the terms and why), before a
+    # calibration that could not score is written.
+    record = calibration.weights_record()
     calibration.save(path)
     seconds = time.perf_counter() - started
     with_planes = f" (with its {' and '.join(used)} plane{'s' * (len(used) > 1)})" if used else ""
     echo(f"calibrated the default score on {seen} cutouts of {data_dir}{with_planes} -> {path}")
-    return {"path": path, "count": seen, "seconds": seconds, "settings": settings.to_dict()}
+    for term, health in calibration.degenerate_terms().items():
+        echo(health.message(term))
+    if copies:
+        echo(
+            f"morphology reference: {copies} cutouts left out as copies of another (the same "
+            "galaxy more than once: overlapping tracts, repeated visits)"
+        )
+    result = {
+        "path": path,
+        "count": seen,
+        "seconds": seconds,
+        "settings": settings.to_dict(),
+        **record,
+    }
+    if copies is not None:
+        result["morphology_copies"] = copies
+    return result

@@ -110,6 +110,8 @@ def export(
         "default_score": {
             "settings": calibration.settings.to_dict(),
             "calibration": calibration.info,
+            # The weights in the graph: a term found degenerate on the calibration set weighs 0.
+            **calibration.weights_record(),
         },
         "stretch": scorer.stretch.get_config(),
         "input": {

@@ -1,5 +1,5 @@
-"""A first look at an ingested data set: its manifest in words, checksums, and a gallery PNG with
-one row per anomaly kind (simulated surveys) or the first cutouts (real ones).
+"""A first look at an ingested data set (its manifest in words, checksums, and a gallery PNG with
+one row per anomaly kind or the first cutouts) or at a run's default score (its calibration).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import numpy as np
 
 from tfanomaly.data.dataset import load_dataset
 from tfanomaly.data.manifest import DatasetInfo, read_manifest, verify
+from tfanomaly.models.calibration import Calibration
+from tfanomaly.pipelines.run import CALIBRATION_FILE, load_run
 from tfanomaly.results.preview import save_png, tile
 
 
@@ -85,4 +87,36 @@ def describe(data_dir, check: bool = False) -> dict:
     }
     if check:
         summary["corrupt_shards"] = verify(data_dir)
+    return summary
+
+
+def describe_run(run_dir) -> dict:
+    """A summary of a run folder's default score: the trained stages and, where it is calibrated,
+    the calibration's data, terms, their weights as set (``nominal_weights``) and as the score
+    weighs them (``term_weights``: a term found degenerate on the calibration set weighs 0), each
+    term's health record (none: calibrated before the check) and the terms left out."""
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    summary = {
+        "path": str(run_dir),
+        "model": (run.get("model") or {}).get("name"),
+        "stages": [stage for stage in ("gan", "encoder") if stage in run],
+        "calibration": None,
+    }
+    path = run_dir / CALIBRATION_FILE
+    if not path.exists():
+        return summary
+    calibration = Calibration.load(path)
+    nominal = calibration.nominal_weights
+    summary["calibration"] = {
+        "path": str(path),
+        "data": calibration.info.get("data"),
+        "count": calibration.info.get("count"),
+        "planes": list(calibration.planes),
+        "terms": list(calibration.terms),
+        "combine": calibration.settings.combine,
+        "nominal_weights": dict(zip(calibration.terms, nominal.tolist(), strict=True)),
+        **calibration.weights_record(),
+        "health": {term: h.to_dict() for term, h in calibration.health.items()} or None,
+    }
     return summary

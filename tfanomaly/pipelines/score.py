@@ -212,11 +212,13 @@ def score(
             )
         scorer = _local_scorer(inverter, run_stretch(run), used)
         source = run_dir
+        weights = inverter.calibration.weights_record()
     else:
         scorer = _remote_scorer(
             client, config.store_images, info.stretch, remote_planes(client.signature, info, planes)
         )
         source = client
+        weights = None  # what the served model was calibrated with is in its export's manifest
     out_dir.mkdir(parents=True, exist_ok=True)
     ledger = _prepare_parts(out_dir, _job_fingerprint(source, info, config, planes))
     done = [out_dir / PARTS / unit["file"] for unit in ledger.units]
@@ -261,6 +263,7 @@ def score(
         shard=config.shard,
         reference=reference,
         catalog=config.catalog,
+        default_score=weights,
     )
     shutil.rmtree(out_dir / PARTS, ignore_errors=True)
     written.update(
@@ -288,17 +291,22 @@ def write_scores(
     shard: tuple[int, int] | None = None,
     reference=None,
     catalog: CatalogConfig | None = None,
+    default_score: dict | None = None,
 ) -> dict:
     """The last step of every scorer (in process, remote, on Beam): the sigma statistics,
     ``results.h5``, ``score_stats.json`` and the catalogs from the raw score ``columns`` of the
     data set ``info``; ``source`` names what scored (a run folder, or a JSON description) and
-    ``inversion`` its inversion settings; ``parts`` hold the image cubes, if any."""
+    ``inversion`` its inversion settings; ``parts`` hold the image cubes, if any;
+    ``default_score``: the default score's ``term_weights`` (term -> weight it scored with) and
+    ``degenerate_terms`` (term -> why left out) (``Calibration.weights_record``), stored as
+    attributes of the same names where known."""
     attrs = {
         "run": source,
         "data": str(Path(info.path).resolve()),
         "inversion": inversion,
         "kind_names": json.dumps(list(info.kind_names)) if info.kind_names else "",
         "tfanomaly_version": tfanomaly.__version__,
+        **(default_score or {}),
     }
     if shard is not None:
         attrs["shard"] = f"{shard[0]}/{shard[1]}"

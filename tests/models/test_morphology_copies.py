@@ -1,0 +1,149 @@
+"""The morphology term with a galaxy the survey holds more than once: copies (the same pixels,
+flipped or turned by 90 degrees) have the same parameters up to float32 rounding, the fit keeps
+one of each group, and the score leaves out every copy of the image, not only one."""
+
+import numpy as np
+import pytest
+
+from tfanomaly.errors import ConfigError
+from tfanomaly.models.calibration import MorphologyReference
+from tfanomaly.models.morphology import morphology
+from tfanomaly.models.noise_score import COPY_DISTANCE, NoiseAwareScore
+from tfanomaly.models.score_config import ScoreSettings
+from tfanomaly.models.score_fit import first_copies, fit_morphology
+
+from .test_noise_score import four_term_calibration
+
+SIZE, BANDS = 16, 3
+
+
+def galaxies(n: int, seed: int = 0) -> np.ndarray:
+    """(n, SIZE, SIZE, BANDS) noisy elliptical exponential discs of random size, shape, position
+    angle, brightness and colour, a little off the centre."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:SIZE, :SIZE] - (SIZE - 1) / 2.0
+    out = []
+    for _ in range(n):
+        angle, q, radius = rng.uniform(0, np.pi), rng.uniform(0.3, 1.0), rng.uniform(1.0, 3.0)
+        dx, dy = x - rng.normal(0, 0.5), y - rng.normal(0, 0.5)
+        u, v = dx * np.cos(angle) + dy * np.sin(angle), -dx * np.sin(angle) + dy * np.cos(angle)
+        profile = rng.uniform(0.5, 5.0) * np.exp(-np.hypot(u, v / q) / radius)
+        colours = rng.uniform(0.5, 1.5, BANDS)
+        out.append(profile[..., None] * colours + rng.normal(0, 0.05, (SIZE, SIZE, BANDS)))
+    return np.asarray(out, "f4")
+
+
+def turned(images: np.ndarray) -> list[np.ndarray]:
+    """The images flipped left-right, up-down and turned by 90, 180 and 270 degrees."""
+    return [
+        np.ascontiguousarray(t)
+        for t in (
+            images[:, :, ::-1],
+            images[:, ::-1],
+            np.rot90(images, 1, axes=(1, 2)),
+            np.rot90(images, 2, axes=(1, 2)),
+            np.rot90(images, 3, axes=(1, 2)),
+        )
+    ]
+
+
+def scorer_for(features: np.ndarray, reference_size: int = 1000) -> tuple[NoiseAwareScore, int]:
+    """The hand-made four-term scorer with the morphology numbers fitted on ``features``, and the
+    number of copies the fit left out."""
+    c = four_term_calibration(size=SIZE, bands=BANDS)
+    c.settings = ScoreSettings(
+        **{**c.settings.to_dict(), "morphology_neighbours": 3, "reference_size": reference_size}
+    )
+    *numbers, copies = fit_morphology(c.settings, features, np.random.default_rng(0))
+    c.morphology = MorphologyReference(*numbers)
+    return NoiseAwareScore(c), copies
+
+
+def test_flipped_and_turned_copies_have_the_same_parameters_up_to_rounding():
+    images = galaxies(64)
+    original = morphology(images).numpy()
+    centre = np.median(original, axis=0)
+    scale = 1.4826 * np.median(np.abs(original - centre), axis=0)
+    for copy in turned(images):
+        again = morphology(copy).numpy()
+        np.testing.assert_allclose(again, original, rtol=2e-5, atol=2e-5)
+        # In the standardised units of the term: far inside the copy distance.
+        distance = np.linalg.norm((again - original) / scale, axis=1)
+        assert distance.max() < COPY_DISTANCE / 10, distance.max()
+    # Distinct galaxies are far outside it.
+    standard = (original - centre) / scale
+    gaps = np.linalg.norm(standard[:, None] - standard[None], axis=2) + np.eye(len(images)) * 1e9
+    assert gaps.min() > 10 * COPY_DISTANCE
+
+
+def test_first_copies_keeps_one_of_each_group():
+    points = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 0.01], [5.0, 0.02], [0.0, 0.0], [9.0, 9.0]])
+    assert first_copies(points).tolist() == [False, False, True, True, True, False]
+    # A copy of a copy that is not itself near a kept point stays (chains do not spread).
+    chain = np.array([[0.0], [0.02], [0.04]])
+    assert first_copies(chain).tolist() == [False, True, False]
+
+
+def test_duplicated_normals_give_the_term_of_the_set_without_them():
+    """Every normal three times (itself and two turned copies) in the calibration set: the fit
+    drops the copies, and a normal's term is what it is without them."""
+    images = galaxies(120, seed=1)
+    once = morphology(images).numpy()
+    copies = [morphology(t).numpy() for t in turned(images)[:2]]
+    thrice = np.concatenate([once, *copies])
+    plain, dropped_none = scorer_for(once)
+    repeated, dropped = scorer_for(thrice)
+    assert (dropped_none, dropped) == (0, 2 * len(images))
+    normals = images[:20]
+    np.testing.assert_allclose(
+        repeated.morphology_score(normals).numpy(),
+        plain.morphology_score(normals).numpy(),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    # Without the fit's de-duplication (a reference with the copies, as a calibration made
+    # before kept them), the image's own copies are still all left out at score time.
+    with_copies = NoiseAwareScore(repeated_calibration(plain, thrice))
+    no_copies = NoiseAwareScore(repeated_calibration(plain, np.concatenate([once, copies[0]])))
+    got = with_copies.morphology_score(normals).numpy()
+    # The nearest others: each galaxy is there three (resp. two) times, k = 3.
+    assert np.all(got > 0)
+    reference = plain.morphology_reference.numpy()
+    standard = plain.morphology_features(normals).numpy()
+    distances = np.linalg.norm(standard[:, None] - reference[None], axis=2)
+    distances = np.sort(np.where(distances < COPY_DISTANCE, np.inf, distances), axis=1)
+    np.testing.assert_allclose(got, distances[:, 0], rtol=1e-4, atol=1e-4)  # 3 copies of nearest
+    np.testing.assert_allclose(
+        no_copies.morphology_score(normals).numpy(),
+        (2 * distances[:, 0] + distances[:, 1]) / 3,
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
+def repeated_calibration(scorer: NoiseAwareScore, features: np.ndarray):
+    """A calibration with ``scorer``'s centre and scale and every row of ``features`` in the
+    reference (copies included)."""
+    c = four_term_calibration(size=SIZE, bands=BANDS)
+    c.settings = scorer.settings
+    centre, scale = scorer.morphology_centre.numpy(), scorer.morphology_scale.numpy()
+    reference = np.clip((features - centre) / scale, -50.0, 50.0).astype("f4")
+    c.morphology = MorphologyReference(centre, scale, reference)
+    return c
+
+
+def test_a_flipped_copy_of_a_reference_cutout_is_left_out_as_itself():
+    images = galaxies(80, seed=2)
+    scorer, _ = scorer_for(morphology(images).numpy())
+    members = images[:10]  # in the reference set (reference_size covers every cutout)
+    expected = scorer.morphology_score(members).numpy()
+    for copy in turned(members):
+        np.testing.assert_allclose(
+            scorer.morphology_score(copy).numpy(), expected, rtol=1e-4, atol=1e-4
+        )
+
+
+def test_a_calibration_set_of_too_few_distinct_cutouts_is_refused():
+    features = morphology(galaxies(3, seed=3)).numpy()
+    with pytest.raises(ConfigError, match=r"set has 3 \(and 9 copies\)"):
+        fit_morphology(ScoreSettings(), np.concatenate([features] * 4), np.random.default_rng(0))
