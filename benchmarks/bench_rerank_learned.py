@@ -1,6 +1,7 @@
 """Re-ranking time of the learned ranking (``pipelines.rerank.Ranker``, ``method="learned"``) on
 synthetic arrays: 10^6 objects, a 30-dimensional space, 9 score terms, 30 and 50 labels (both
-classes, the cross-validated gate) and 3 examples. Target: under 2 s per re-rank.
+classes, the cross-validated gate) and 3 examples, the next ten to label chosen by each query
+strategy (``models.query``). Target: under 2 s per re-rank.
 
   python benchmarks/bench_rerank_learned.py [--n 1000000]
 """
@@ -13,6 +14,7 @@ import time
 
 import numpy as np
 
+from tfanomaly.models.query import QUERIES
 from tfanomaly.pipelines.rerank import Ranker
 
 
@@ -35,20 +37,22 @@ def main(argv=None):
     anomaly = rng.normal(size=n)
     features = rng.normal(size=(n, 30)).astype(np.float32)
     terms = {f"t{k}_scores_sigma": rng.normal(size=n) for k in range(9)}
+    labelled = {count: rng.choice(n, count, replace=False) for count in (30, 50)}
+    for rows in labelled.values():
+        features[rows[::3], 0] += 3  # the interesting ones separate: the gate opens
     started = time.perf_counter()
     ranker = Ranker(ids, anomaly, features, prepared=True, terms=terms)
     print(f"machine: {model}; {n} objects; ranker built in {time.perf_counter() - started:.2f} s")
-    for count in (30, 50):
-        rows = rng.choice(n, count, replace=False)
+    for count, rows in labelled.items():
         labels = {int(r): ("interesting" if k % 3 == 0 else "normal") for k, r in enumerate(rows)}
-        features[rows[::3], 0] += 3  # the interesting ones separate: the gate opens
         ranker.scores(labels)
-        started = time.perf_counter()
-        ranker.order(labels)
-        print(
-            f"{count} labels: order in {time.perf_counter() - started:.2f} s "
-            f"(gate {ranker.fitted.gate:.2f})"
-        )
+        for query in QUERIES:
+            started = time.perf_counter()
+            ranker.order(labels, query=query, batch=10)
+            print(
+                f"{count} labels, query {query}: order in {time.perf_counter() - started:.2f} s "
+                f"(gate {ranker.fitted.gate:.2f})"
+            )
     started = time.perf_counter()
     ranker.order({}, like=[1, 2, 3])
     print(f"3 examples: order in {time.perf_counter() - started:.2f} s")

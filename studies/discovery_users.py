@@ -1,26 +1,35 @@
 """Does the re-ranking learn what the astronomer wants? Scripted users on scored, labelled sets.
 
-Each round the user labels the top ``--batch`` not-yet-labelled objects of the current ranking
+Each round the user labels the ``--batch`` not-yet-labelled objects that a query strategy
+(``models.query``: ``top`` of the current ranking, ``uncertain``, ``diverse``, ``mixed``) shows,
 truthfully (the kind they want -> interesting, another anomaly kind -> artifact, normal ->
 normal), ``--rounds`` rounds. Users: one who wants every anomaly, one per kind who wants that
 kind, and a random labeller (interesting / artifact / normal at random; measured against every
-anomaly). After each round: AUROC and AP over the objects not yet labelled, and "first 100": the
-targets among the first 100 objects the user has seen (those labelled, then the ranking's next).
+anomaly). Starts: ``top`` (from the default order) and ``like`` (from ``--examples`` example ids
+of the wanted kind, as ``rerank --like``; every method takes them as interesting labels). After
+each round: AUROC and AP over the objects not yet labelled (nor given as examples), "first 100":
+the targets among the first 100 objects the user has seen (those labelled, then the ranking's
+next; examples not counted), and the logistic regression's AUROC on the same labels.
 
 Methods: ``default`` (the anomaly score, labels ignored), ``relevance`` (the nearest-label vote,
-``models.relevance``), ``logreg`` (the issue's baseline: balanced logistic regression, C=1, on the
-standardised feature_axes and every *_sigma column, labelled objects only; the default order while
-one class only), ``knn`` (label propagation: the prior plus the kNN vote of the labels over the
-default space), ``learned`` (``models.preference``: the gated classifier, the new default).
+``models.relevance``), ``logreg`` (balanced logistic regression, C=1, on the standardised
+feature_axes and every *_sigma column, labelled objects only; the default order while one class
+only), ``knn[:k=5+weight=3]`` (label propagation: the prior plus the kNN vote of the labels over
+the default space), ``learned[:KNOB=V+...]`` (``models.preference``, the shipped ranker, with
+PreferenceConfig knobs overridden). The summary ranks strategy x method by the worst set's worst
+user after round 3, then the mean; ``--merge`` prints it (and ``--markdown``, the docs' table)
+from the ``--out`` files of per-set runs.
 
-  python studies/discovery_users.py [--sets demo,colour,frames|name=RESULTS,...] [--rounds 5]
-      [--seeds 5]
-About 3 minutes on 2 cores.
+  python studies/discovery_users.py --sets name=RESULTS[,...] [--rounds 3] [--seeds 5]
+      [--queries top,uncertain,diverse,mixed] [--starts top,like] [--out FILE]
+  python studies/discovery_users.py --merge A.json,B.json [--markdown mixed:learned]
+About 10 minutes per set of 3,000-4,000 objects on 2 cores (all methods, queries and starts).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -29,6 +38,7 @@ import common
 import numpy as np
 
 from tfanomaly.models.preference import PreferenceConfig
+from tfanomaly.models.query import QUERIES, query_batch
 from tfanomaly.models.relevance import RelevanceConfig, anomaly_prior, ranking_space, relevance
 from tfanomaly.pipelines.rerank import Ranker
 from tfanomaly.results.catalog import read_results
@@ -77,50 +87,72 @@ class Survey:
         self.knn_unit = unit
 
 
-def method_scores(name, survey: Survey, rows, targets, config: PreferenceConfig):
+def method_scores(name, survey: Survey, rows, targets, config: PreferenceConfig, like=()):
+    """(score, boundary): the ranking of method ``name`` under these labels and, for the
+    ``uncertain`` query, ``rows -> signed distance to its decision boundary`` (None: none)."""
     prior = survey.prior
-    if len(rows) == 0 or name == "default":
-        return prior
-    if name == "relevance":
-        cfg = RelevanceConfig()
-        return prior + cfg.weight * relevance(survey.rel_space, rows, targets, cfg)
-    if name == "logreg":
-        if len(np.unique(targets)) < 2:
-            return prior
-        from sklearn.linear_model import LogisticRegression
-
-        model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
-        model.fit(survey.logreg_x[rows], targets > 0)
-        return model.decision_function(survey.logreg_x)
-    if name == "knn":
-        x = survey.knn_unit
-        d2 = ((x[:, None, :] - x[rows][None, :, :]) ** 2).sum(-1)
-        k = min(5, len(rows))
-        near = np.argpartition(d2, k - 1, axis=1)[:, :k]
-        w = 1.0 / (np.take_along_axis(d2, near, 1) + 1e-3)
-        vote = (w * targets[near]).sum(1) / w.sum(1)
-        return prior + 3.0 * vote
-    if name == "learned":  # the shipped Ranker
+    method, _, knobs = name.partition(":")
+    if method == "learned":  # the shipped Ranker; learned:c=0.1+weight=2 overrides its knobs
+        ranker = survey.ranker
+        ranker.preference = dataclasses.replace(
+            config, **{k: float(v) for k, v in (kv.split("=") for kv in knobs.split("+") if kv)}
+        )
         ids = survey.object_ids[rows]
         labels = {
             int(i): ("interesting" if t > 0 else "normal")
             for i, t in zip(ids, targets, strict=True)
         }
-        return survey.ranker.scores(labels)
+        score = ranker.scores(labels, like=[int(i) for i in survey.object_ids[list(like)]])
+        fitted = ranker.fitted
+        if fitted is None:
+            return score, None
+        return score, lambda r: ranker._design[r] @ fitted.coef + fitted.intercept
+    if len(like):  # the other methods take the examples as interesting labels
+        rows = np.concatenate([np.asarray(like, dtype=np.int64), np.asarray(rows, dtype=np.int64)])
+        targets = np.concatenate([np.ones(len(like)), np.asarray(targets, dtype=np.float64)])
+    if len(rows) == 0 or method == "default":
+        return prior, None
+    if method == "relevance":
+        cfg = RelevanceConfig()
+        return prior + cfg.weight * relevance(survey.rel_space, rows, targets, cfg), None
+    if method == "logreg":
+        if len(np.unique(targets)) < 2:
+            return prior, None
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+        model.fit(survey.logreg_x[rows], targets > 0)
+        score = model.decision_function(survey.logreg_x)
+        return score, lambda r: score[r]
+    if method == "knn":  # knn or knn:k=5+weight=3: the prior plus the labels' kNN vote
+        opts = {k: float(v) for k, v in (kv.split("=") for kv in knobs.split("+") if kv)}
+        x = survey.knn_unit
+        d2 = ((x[:, None, :] - x[rows][None, :, :]) ** 2).sum(-1)
+        k = min(int(opts.get("k", 5)), len(rows))
+        near = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        w = 1.0 / (np.take_along_axis(d2, near, 1) + 1e-3)
+        vote = (w * targets[near]).sum(1) / w.sum(1)
+        return prior + opts.get("weight", 3.0) * vote, lambda r: vote[r]
     raise ValueError(name)
 
 
-def simulate(survey: Survey, want, method, rounds, batch, config, rng=None):
-    """One scripted user: ``want`` is the set of wanted kinds (None: a random labeller)."""
+def next_rows(query, score, boundary, labelled, survey, batch):
+    return query_batch(query, score, labelled, survey.ranker._unit, batch, boundary=boundary)
+
+
+def simulate(survey: Survey, want, method, rounds, batch, config, rng=None, query="top", like=()):
+    """One scripted user: ``want`` is the set of wanted kinds (None: a random labeller); each
+    round they label the ``batch`` objects the ``query`` strategy shows; ``like``: rows of
+    examples of the wanted kind given before the first round (a cold start)."""
     n = len(survey.prior)
     target = np.isin(survey.kinds, list(want)) if want is not None else survey.kinds > 0
+    like = [int(r) for r in like]
     labelled, targets, out = [], [], []
-    score = method_scores(method, survey, np.array([], int), np.array([]), config)
+    score, boundary = method_scores(method, survey, np.array([], int), np.array([]), config, like)
     for _ in range(rounds):
         mask = np.ones(n, bool)
-        mask[labelled] = False
-        order = np.flatnonzero(mask)[np.argsort(-score[mask], kind="stable")]
-        shown = order[:batch]
+        mask[labelled + like] = False
+        shown = next_rows(query, score, boundary, ~mask, survey, batch)
         for r in shown:
             if want is None:
                 t = float(rng.choice([1.0, -1.0, -1.0]))
@@ -130,18 +162,22 @@ def simulate(survey: Survey, want, method, rounds, batch, config, rng=None):
             targets.append(t)
         rows, tg = np.array(labelled), np.array(targets)
         t0 = time.perf_counter()
-        score = method_scores(method, survey, rows, tg, config)
+        score, boundary = method_scores(method, survey, rows, tg, config, like)
         seconds = time.perf_counter() - t0
         mask = np.ones(n, bool)
-        mask[rows] = False
+        mask[labelled + like] = False
         order = np.flatnonzero(mask)[np.argsort(-score[mask], kind="stable")]
+        # seen: the labels given (not the examples, which the user brought), then the ranking's
         seen = np.concatenate([rows, order[: max(0, 100 - len(rows))]])[:100]
+        base, _ = method_scores("logreg", survey, rows, tg, config, like)
         out.append(
             {
                 "auroc": auroc(score[mask], target[mask]),
                 "ap": ap(score[mask], target[mask]),
                 "default_auroc": auroc(survey.prior[mask], target[mask]),
+                "logreg_auroc": auroc(base[mask], target[mask]),
                 "first100": int(target[seen].sum()),
+                "interesting": int((tg > 0).sum()),
                 "seconds": seconds,
             }
         )
@@ -156,7 +192,102 @@ def users(survey: Survey):
             yield names[k], {k}
 
 
-METHODS = ("default", "relevance", "logreg", "knn", "learned")
+METHODS = (
+    "default",
+    "logreg",
+    "knn",
+    "learned",
+    "learned:c=0.1",
+    "learned:gate_z=2",
+    "learned:gate_z=2+c=0.1",
+)
+
+
+def examples_of(survey: Survey, want, n, seed):
+    """``n`` rows of the wanted kinds at random: the examples a cold-start user brings."""
+    rows = np.flatnonzero(np.isin(survey.kinds, list(want)))
+    n = min(n, len(rows) // 2)
+    return np.sort(np.random.default_rng(seed).choice(rows, n, replace=False)) if n else rows[:0]
+
+
+def summary(record: dict, r3: int) -> None:
+    """Per start, query and method: per set the worst AUROC over users after round ``r3 + 1``,
+    the worst first-100 gain over the default order (the default method's own first 100 from
+    the top; 1 where both found none), the worst AUROC minus the logistic regression's on the same labels; then the worst
+    set's AUROC, the mean over users and sets, and the random labellers' worst |AUROC - default|.
+    Sorted by the worst set, then the mean."""
+    print(
+        f"\n=== after round {r3 + 1}, per set: worst AUROC over users / worst first-100 gain "
+        "over the default / worst AUROC minus the logistic regression's; then the worst set's "
+        "AUROC, the mean, and the random labellers' worst |AUROC - default|"
+    )
+    randoms: dict = {}
+    for key, diffs in record.items():
+        if key[1] == "random":
+            randoms.setdefault(key[2:], []).append(float(np.abs(np.array(diffs)).max()))
+    starts = sorted({k[1] for k in record if k[1] != "random"}, key=["top", "like"].index)
+    for start in starts:
+        print(f"-- start {start}")
+        table: dict = {}
+        for key, res in record.items():
+            set_name, s0, user, query, method = key if len(key) == 5 else (None,) * 5
+            if s0 != start:
+                continue
+            x = res[r3]
+            default = record.get((set_name, "top", user, "top", "default"))
+            if default is None:  # a run without the top strategy: no gain to measure
+                gain = np.nan
+            else:
+                # a kind absent from the default's first 100: any found is an unbounded gain
+                base = default[r3]["first100"]
+                gain = x["first100"] / base if base else (np.inf if x["first100"] else 1.0)
+            table.setdefault((query, method), {}).setdefault(set_name, []).append(
+                (x["auroc"], gain, x["auroc"] - x["logreg_auroc"])
+            )
+        rows = []
+        for (query, method), by_set in table.items():
+            cells, floor, means = [], 1.0, []
+            for set_name, items in by_set.items():
+                finite = [i for i in items if np.isfinite(i[0])]
+                means += [i[0] for i in finite]
+                a = min(i[0] for i in finite)
+                g = min((i[1] for i in items if not np.isnan(i[1])), default=np.nan)
+                d = min((i[2] for i in finite if np.isfinite(i[2])), default=np.nan)
+                floor = min(floor, a)
+                cells.append(f"{set_name}: {a:.3f} / {g:.1f}x / {d:+.3f}")
+            rnd = max(randoms.get((query, method), [0.0]))
+            line = (
+                f"{query:9s} {method:16s} "
+                + "; ".join(cells)
+                + f" | worst {floor:.3f} | mean {np.mean(means):.3f} | random {rnd:.3f}"
+            )
+            rows.append(((floor, float(np.mean(means))), line))
+        for _, line in sorted(rows, key=lambda r: (-r[0][0], -r[0][1])):
+            print(line)
+
+
+def markdown(record: dict, r3: int, query: str, method: str) -> None:
+    """The docs' table: per set, start and user, after round ``r3 + 1``, ``method`` with the
+    ``query`` strategy (AUROC / first 100), the same with ``top``, the default order's and the
+    logistic regression's on the same labels."""
+    print(
+        f"\n| family | start | user wants | {method}, {query} | {method}, top | default "
+        f"| logistic regression |\n|---|---|---|---|---|---|---|"
+    )
+    for key, res in record.items():
+        if len(key) != 5 or key[3] != query or key[4] != method:
+            continue
+        set_name, start, user, _, _ = key
+        x = res[r3]
+        top = record.get((set_name, start, user, "top", method), [None] * (r3 + 1))[r3]
+        base = record.get((set_name, start, user, "top", "default"), [None] * (r3 + 1))[r3]
+        cells = [
+            f"{x['auroc']:.3f} / {x['first100']}",
+            "" if top is None else f"{top['auroc']:.3f} / {top['first100']}",
+            "" if base is None else f"{base['auroc']:.3f} / {base['first100']}",
+            f"{x['logreg_auroc']:.3f}",
+        ]
+        print(f"| {set_name} | {start} | {user} | " + " | ".join(cells) + " |")
 
 
 def main(argv=None):
@@ -166,19 +297,54 @@ def main(argv=None):
         default=",".join(SETS),
         help="names of SETS, or name=RESULTS_FOLDER pairs (comma-separated)",
     )
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=5, help="random labellers per set")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="rankers: default, relevance, logreg, knn[:k=K+weight=W], learned[:KNOB=V+...] "
+        "(PreferenceConfig knobs)",
+    )
+    parser.add_argument("--queries", default=",".join(QUERIES), help="query strategies")
+    parser.add_argument(
+        "--starts",
+        default="top,like",
+        help="top: from the default order; like: from --examples examples of the wanted kind",
+    )
+    parser.add_argument("--examples", type=int, default=5)
     parser.add_argument("--config", default="{}", help="PreferenceConfig fields as JSON")
     parser.add_argument("--out", default=None, help="write every figure as JSON here")
+    parser.add_argument(
+        "--markdown",
+        default=None,
+        metavar="QUERY:METHOD",
+        help="with --merge, also print the docs' table of this strategy and ranker",
+    )
+    parser.add_argument(
+        "--merge",
+        default=None,
+        help="print the summary of earlier --out files (comma-separated) instead of running",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        record = {}
+        for path in args.merge.split(","):
+            record.update(
+                {tuple(k.split("|")): v for k, v in json.loads(Path(path).read_text()).items()}
+            )
+        summary(record, min(2, args.rounds - 1))
+        if args.markdown:
+            query, _, method = args.markdown.partition(":")
+            markdown(record, min(2, args.rounds - 1), query, method)
+        return
     config = PreferenceConfig(**json.loads(args.config))
-    methods = args.methods.split(",")
+    methods, queries = args.methods.split(","), args.queries.split(",")
+    starts = args.starts.split(",")
+    r3 = min(2, args.rounds - 1)
     print(common.machine())
     print(f"config: {config}")
     record = {}
-    worst = {m: {} for m in methods}
     for set_name in args.sets.split(","):
         set_name, _, folder = set_name.partition("=")
         survey = Survey(folder or SETS[set_name], config)
@@ -191,55 +357,52 @@ def main(argv=None):
         for user, want in users(survey):
             target = np.isin(survey.kinds, list(want))
             default_p100[user] = int(target[np.argsort(-survey.prior, kind="stable")[:100]].sum())
-        for user, want in users(survey):
-            print(
-                f"-- user wants {user} ({int(np.isin(survey.kinds, list(want)).sum())} "
-                f"targets; default first 100: {default_p100[user]})"
-            )
-            print(
-                f"{'method':10s} "
-                + " ".join(f"{'r' + str(r + 1):>17s}" for r in range(args.rounds))
-            )
-            for method in methods:
-                res = simulate(survey, want, method, args.rounds, args.batch, config)
-                record[(set_name, user, method)] = res
-                cells = " ".join(f"{x['auroc']:.3f}/{x['ap']:.2f}/{x['first100']:3d}" for x in res)
-                print(f"{method:10s} {cells}")
-                r3 = res[min(2, len(res) - 1)]
-                worst[method].setdefault(set_name, []).append(
-                    (r3["auroc"], r3["first100"] / max(default_p100[user], 1), user)
+        for start in starts:
+            for u, (user, want) in enumerate(users(survey)):
+                like = examples_of(survey, want, args.examples, u) if start == "like" else []
+                print(
+                    f"-- start {start}, user wants {user} "
+                    f"({int(np.isin(survey.kinds, list(want)).sum())} targets; default first 100: "
+                    f"{default_p100[user]}). Cells: AUROC/AP/first 100 per round | "
+                    f"logistic regression's AUROC on the same labels, round {r3 + 1}"
                 )
+                for query in queries:
+                    for method in methods:
+                        res = simulate(
+                            survey,
+                            want,
+                            method,
+                            args.rounds,
+                            args.batch,
+                            config,
+                            query=query,
+                            like=like,
+                        )
+                        record[(set_name, start, user, query, method)] = res
+                        cells = " ".join(
+                            f"{x['auroc']:.3f}/{x['ap']:.2f}/{x['first100']:3d}" for x in res
+                        )
+                        print(f"{query:9s} {method:16s} {cells} | {res[r3]['logreg_auroc']:.3f}")
         # random labellers: measured on every anomaly, against the default on the same objects
-        for method in [m for m in methods if m != "default"]:
-            diffs = []
-            for seed in range(args.seeds):
-                res = simulate(
-                    survey,
-                    None,
-                    method,
-                    args.rounds,
-                    args.batch,
-                    config,
-                    np.random.default_rng(seed),
+        for query in queries:
+            for method in [m for m in methods if m != "default"]:
+                diffs = []
+                for seed in range(args.seeds):
+                    rng = np.random.default_rng(seed)
+                    res = simulate(
+                        survey, None, method, args.rounds, args.batch, config, rng, query=query
+                    )
+                    diffs.append([x["auroc"] - x["default_auroc"] for x in res])
+                diffs = np.array(diffs)
+                record[(set_name, "random", query, method)] = diffs.tolist()
+                print(
+                    f"random labels, {query:9s} {method:16s}: AUROC - default per round, mean "
+                    + " ".join(f"{d:+.3f}" for d in diffs.mean(0))
+                    + f"; worst |diff| {np.abs(diffs).max():.3f}"
                 )
-                diffs.append([x["auroc"] - x["default_auroc"] for x in res])
-            diffs = np.array(diffs)
-            record[(set_name, "random", method)] = diffs.tolist()
-            print(
-                f"random labels, {method:9s}: AUROC - default per round, mean "
-                + " ".join(f"{d:+.3f}" for d in diffs.mean(0))
-                + f"; worst |diff| {np.abs(diffs).max():.3f}"
-            )
-    print("\n=== after round 3: worst AUROC over users / worst first-100 gain over the default")
-    for method in methods:
-        cells = []
-        for set_name, items in worst[method].items():
-            a = min(i[0] for i in items)
-            g = min(i[1] for i in items)
-            cells.append(f"{set_name}: {a:.3f} / {g:.1f}x")
-        print(f"{method:10s} " + "; ".join(cells))
     if args.out:
         Path(args.out).write_text(json.dumps({"|".join(k): v for k, v in record.items()}))
+    summary(record, r3)
 
 
 if __name__ == "__main__":

@@ -401,7 +401,7 @@ def grouped(tmp_path_factory):
 def test_find_more_like_this_seeds_the_ranking_and_why_explains_it_in_chromium(grouped, tmp_path):
     folder, group = grouped
     process, url = start_explore(
-        folder, "--labels", tmp_path / "labels.sqlite", "--page-size", "60"
+        folder, "--labels", tmp_path / "labels.sqlite", "--page-size", "60", "--query", "top"
     )
     driver = chrome(tmp_path / "profile")
     try:
@@ -455,6 +455,42 @@ def test_find_more_like_this_seeds_the_ranking_and_why_explains_it_in_chromium(g
         page.wait("document.body.dataset.version === '2'", "ranking v2")
         page.loaded(loads + 1)
         assert get(url, "/api/state")["examples"] == [] and page.ids() == before
+    finally:
+        driver.quit()
+        process.terminate()
+        process.wait(30)
+
+
+@pytest.mark.slow
+def test_the_query_selector_changes_which_objects_open_the_queue_in_chromium(grouped, tmp_path):
+    """The selector "next": top shows the anomaly order; diverse opens the queue with the best
+    object and then ones unlike it, among them the group apart from the rest."""
+    from selenium.webdriver.support.ui import Select
+
+    folder, group = grouped
+    process, url = start_explore(
+        folder, "--labels", tmp_path / "labels.sqlite", "--page-size", "60", "--query", "top"
+    )
+    driver = chrome(tmp_path / "profile")
+    try:
+        wait_for(url, lambda s: s["ranker"] == "ready")
+        page = Page(driver)
+        driver.get(url)
+        page.loaded()
+        before = page.ids()
+        selector = Select(driver.find_element(page.by.ID, "query"))
+        assert selector.first_selected_option.text == "top"
+        assert [o.text for o in selector.options] == ["top", "uncertain", "diverse", "mixed"]
+        loads = page.loads()
+        selector.select_by_visible_text("diverse")
+        page.wait("document.body.dataset.version === '1'", "ranking v1")
+        page.loaded(loads + 1)
+        after = page.ids()
+        assert get(url, "/api/state")["query"] == "diverse"
+        assert after != before and sorted(after) == sorted(before) and after[0] == before[0]
+        batch = after[:10]  # --rerank-every: the next ten to label
+        assert set(batch) & set(group) and not set(before[:10]) >= set(batch)
+        assert get(url, "/api/labels")["labels"] == {}  # choosing a strategy labels nothing
     finally:
         driver.quit()
         process.terminate()

@@ -29,7 +29,7 @@ def serve(results, labels, **options):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = write_results_file(tmp_path_factory.mktemp("explore") / "scores", n=50)
-    running = serve(folder, folder / "labels.sqlite", rerank_every=3, page_size=20)
+    running = serve(folder, folder / "labels.sqlite", rerank_every=3, page_size=20, query="top")
     wait_for(running.url, lambda s: s["ranker"] == "ready")
     yield running
     running.stop()
@@ -305,7 +305,7 @@ def test_a_restart_continues_from_the_labels(tmp_path):
 
 
 class BrokenRanker:
-    def order(self, labels):
+    def order(self, labels, *examples, **query):
         raise ValueError("singular matrix")
 
 
@@ -335,3 +335,30 @@ def test_a_failing_ranker_does_not_stop_the_labelling(tmp_path):
             assert [o["id"] for o in get(running.url, "/api/queue")["objects"]] == ids
         finally:
             running.stop()
+
+
+def test_the_query_strategy_sets_which_objects_open_the_queue(tmp_path):
+    folder = write_results_file(tmp_path / "scores", n=60, seed=5)
+    running = serve(folder, tmp_path / "labels.sqlite", rerank_every=5, query="top")
+    try:
+        state = wait_for(running.url, lambda s: s["ranker"] == "ready")
+        info = get(running.url, "/api/info")
+        assert state["query"] == "top" and info["queries"] == [
+            "top",
+            "uncertain",
+            "diverse",
+            "mixed",
+        ]
+        top = [o["id"] for o in get(running.url, "/api/queue?size=60")["objects"]]
+        assert post(running.url, "/api/query", {"query": "diverse"})["query"] == "diverse"
+        state = wait_for(running.url, lambda s: s["version"] == 1 and not s["reranking"])
+        shown = [o["id"] for o in get(running.url, "/api/queue?size=60")["objects"]]
+        assert shown != top and sorted(shown) == sorted(top)
+        assert shown[0] == top[0]  # the batch opens with the best-scored, then spreads
+        assert shown[:5] == [str(i) for i in running.explorer.ranker.to_label("diverse", 5)]
+        for body in ({"query": "random"}, {"query": 3}, {}):
+            status, _, payload = call(running.url, "/api/query", body)
+            assert status == 400 and "top" in payload["error"]
+        assert get(running.url, "/api/state")["query"] == "diverse"
+    finally:
+        running.stop()

@@ -46,7 +46,8 @@ def test_gate_opens_on_separable_labels_and_stays_shut_on_random_ones():
     rows = np.r_[0:8, 100:108]
     targets = np.r_[np.ones(8), -np.ones(8)]
     fitted = fit_preference(x, rows, targets)
-    assert fitted.gate == 1.0 and fitted.cv_auroc > 0.9
+    # AUROC 1 from 8 against 8 is z = 3.4: the gate (open from z = 2, full at 4) two-thirds open
+    assert fitted.gate > 0.6 and fitted.cv_auroc > 0.9
     score = fitted.unit_logit(x)
     assert score[8:30].min() > np.median(score)
     shut = 0

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from astropy.table import Table
 from click.testing import CliRunner
-from conftest import BIG_ID
+from conftest import BIG_ID, quiet
 
 from tfanomaly.cli import main
 from tfanomaly.errors import InputError
+from tfanomaly.models.query import DEFAULT_QUERY, QUERIES
 from tfanomaly.models.relevance import (
     ARTIFACT,
     INTERESTING,
@@ -216,7 +217,7 @@ def test_rerank_writes_the_columns_into_every_catalog(tmp_path, fmt):
     score = ranker.scores(labels)
     for name, old in before.items():
         new = read_catalog(folder / name)
-        assert new.colnames == [*old.colnames, "rerank_score", "rerank_rank"]
+        assert new.colnames == [*old.colnames, "rerank_score", "rerank_rank", "to_label"]
         for column in old.colnames:
             np.testing.assert_array_equal(new[column], old[column])
         assert new["object_id"].dtype == np.uint64
@@ -226,8 +227,12 @@ def test_rerank_writes_the_columns_into_every_catalog(tmp_path, fmt):
         assert new["rerank_rank"].dtype.kind == "i"
     full = read_catalog(folder / f"catalog{fmt}")
     assert sorted(full["rerank_rank"]) == list(range(1, 121))
-    best_first = full[np.argsort(full["rerank_rank"])]
-    assert list(best_first["rerank_score"]) == sorted(best_first["rerank_score"], reverse=True)
+    shown = full[np.argsort(full["rerank_rank"])]
+    batch = shown[:10]  # the batch to label first, in its order, then the rest by score
+    assert list(batch["to_label"]) == list(range(1, 11))
+    rest = shown[10:]
+    assert (rest["to_label"] == 0).all()
+    assert list(rest["rerank_score"]) == sorted(rest["rerank_score"], reverse=True)
     assert rerank(folder, labels, echo=lambda *_: None)["version"] == 2  # counted in rerank.json
     assert json.loads((folder / RERANK_RECORD).read_text())["labels"] == {
         INTERESTING: 2,
@@ -279,6 +284,7 @@ def test_rerank_command(results_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "3 labels" in result.output and "latents" in result.output
     assert "rerank_rank" in Table.read(results_dir / "catalog.fits").colnames
+    assert f"next to label ({DEFAULT_QUERY}): 10 objects" in result.output
     assert json.loads((results_dir / RERANK_RECORD).read_text())["features"] == "latents"
     missing = CliRunner().invoke(main, ["rerank", str(results_dir)])
     assert missing.exit_code == 1
@@ -375,6 +381,45 @@ def test_random_labels_stay_within_0_01_auroc_of_the_default():
         assert abs(area(score[rest], target) - area(anomaly[rest], target)) <= 0.01, seed
 
 
+@pytest.mark.parametrize("query", QUERIES)
+def test_random_labels_of_each_query_stay_within_0_01_auroc_of_the_default(query):
+    """The same with the objects each query strategy shows (diverse ones reach far from the top)."""
+    ids, anomaly, features, terms, kind = learning_survey(seed=1)
+    ranker = Ranker(ids, anomaly, features, terms=terms)
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        labels: dict[int, str] = {}
+        score = ranker.scores(labels)
+        for _ in range(5):
+            for oid in ranker.to_label(query, 10):
+                labels[oid] = str(rng.choice([INTERESTING, ARTIFACT, NORMAL]))
+            score = ranker.scores(labels)
+        rest = np.setdiff1d(np.arange(len(ids)), ranker.rows_of(list(labels)))
+        target = kind[rest] > 0
+        assert abs(area(score[rest], target) - area(anomaly[rest], target)) <= 0.01, seed
+
+
+def test_a_diverse_user_finds_a_kind_the_top_never_shows():
+    """Wanted objects scoring below a block of artifacts: labelling the top 10 three times never
+    meets one, a diverse or mixed batch does, and the ranking then brings them up."""
+    ids, anomaly, features, terms, kind = learning_survey(seed=2)
+    anomaly = anomaly.copy()
+    anomaly[:40] = np.linspace(1.0, 2.0, 40)  # below the 40 artifacts and the top of the rest
+    ranker = Ranker(ids, anomaly, features, terms=terms)
+    found = {}
+    for query in ("top", "mixed", "diverse"):
+        labels: dict[int, str] = {}
+        ranker.scores(labels)
+        for _ in range(3):
+            for oid in ranker.to_label(query, 10):
+                labels[oid] = INTERESTING if kind[ranker.rows_of([oid])[0]] == 1 else ARTIFACT
+            score = ranker.scores(labels)
+        rest = np.setdiff1d(np.arange(len(ids)), ranker.rows_of(list(labels)))
+        found[query] = area(score[rest], kind[rest] == 1)
+    for query in ("mixed", "diverse"):
+        assert found[query] > 0.95 and found[query] > found["top"] + 0.02, found
+
+
 def test_cold_start_from_examples():
     ids, anomaly, features, terms, kind = learning_survey()
     ranker = Ranker(ids, anomaly, features, terms=terms)
@@ -438,6 +483,8 @@ def test_rerank_command_like(results_dir):
             "feature_axes",
             "--like",
             f"{ids[101]},{ids[102]}",
+            "--query",
+            "top",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -450,3 +497,41 @@ def test_rerank_command_like(results_dir):
     assert record["like"] == [str(ids[101]), str(ids[102])] and record["method"] == "learned"
     bad = CliRunner().invoke(main, ["rerank", str(results_dir), "--like", "12345"])
     assert bad.exit_code == 1 and "12345" in bad.output
+
+
+def test_rerank_writes_the_next_batch_to_label(results_dir):
+    columns, _ = read_results(results_dir, with_vectors=True)
+    labels = interesting_labels(columns)
+    done = rerank(
+        results_dir, labels, feature_key="feature_axes", query="diverse", batch=5, echo=quiet
+    )
+    ranker, _ = ranker_of(results_dir)
+    ranker.scores(labels)
+    assert done["to_label"] == ranker.to_label("diverse", 5)
+    assert not set(done["to_label"]) & set(labels)
+    table = Table.read(results_dir / "catalog.fits")
+    ids = np.asarray(table["object_id"], dtype=np.uint64)
+    batch = {int(i): int(p) for i, p in zip(ids, table["to_label"], strict=True) if p}
+    assert batch == {oid: k + 1 for k, oid in enumerate(done["to_label"])}
+    record = json.loads((results_dir / RERANK_RECORD).read_text())
+    assert record["query"] == "diverse" and record["to_label"] == [str(i) for i in done["to_label"]]
+    top = rerank(results_dir, labels, feature_key="feature_axes", query="top", echo=quiet)
+    score = ranker.scores(labels)
+    score[ranker.rows_of(list(labels))] = -np.inf
+    assert top["to_label"] == [int(i) for i in columns["object_ids"][np.argsort(-score)[:10]]]
+    result = CliRunner().invoke(
+        main, ["rerank", str(results_dir), "--like", str(ids[1]), "--query", "wide"]
+    )
+    assert result.exit_code == 2 and "wide" in result.output
+
+
+def test_order_puts_the_query_batch_first(results_dir):
+    ranker, columns = ranker_of(results_dir)
+    labels = interesting_labels(columns)
+    plain = ranker.order(labels)
+    mixed = ranker.order(labels, query="mixed", batch=10)
+    first = ranker.rows_of(ranker.to_label("mixed", 10))
+    assert mixed[:10].tolist() == first.tolist() and sorted(mixed) == sorted(plain)
+    assert mixed[:7].tolist() == plain[:7].tolist()
+    rest = [r for r in plain if r not in set(first.tolist())]
+    assert mixed[10:].tolist() == rest

@@ -279,7 +279,10 @@ def rerank_command(results, labels_path, like, **options):
     artifact, normal): the anomaly score combined with a relevance learned from the labels in a
     feature space of the model. Adds the columns rerank_score and rerank_rank (1 = first) to
     every catalog in RESULTS; with no labels the order is the anomaly score's. --like seeds the
-    ranking with example objects before any label is given.
+    ranking with example objects before any label is given. The column to_label (1 to --batch,
+    else 0) marks the objects to label next, chosen by --query, and they come first in
+    rerank_rank (the rest by rerank_score): the top of the new ranking alone shows only what it
+    already believes in, so diverse and mixed show high-scoring objects unlike any labelled yet.
     """
     from pathlib import Path
 
@@ -300,5 +303,7 @@ def rerank_command(results, labels_path, like, **options):
         labels,
         feature_key=config.features if chosen else None,
         like=examples,
+        query=config.query,
+        batch=config.batch,
         echo=click.echo,
     )

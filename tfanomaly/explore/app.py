@@ -14,6 +14,8 @@ Routes:
     GET  /api/explain/<id>          why it ranks where it does: contributions, labelled neighbours
     POST /api/like                  {"object_id": "...", "keep"?: true}: "find more like this"
                                     seeds (or, keep false, unseeds) the ranking; re-ranks at once
+    POST /api/query                 {"query": "top" | "uncertain" | "diverse" | "mixed"}: which
+                                    objects open the queue (the next to label); re-ranks at once
     GET  /api/labels                every current label of this file's objects
     POST /api/labels                {"object_id": "...", "label"?, "tags"?, "note"?}
     POST /api/labels/bulk           {"cluster": k} or {"object_ids": ["...", ...]}, with "label",
@@ -39,6 +41,7 @@ import tornado.web
 
 from tfanomaly.errors import ConfigError, InputError, TfanomalyError
 from tfanomaly.explore.session import Explorer, RankerNotReady, UnknownObject
+from tfanomaly.models.query import QUERIES
 from tfanomaly.results.clusters import TYPICAL
 from tfanomaly.results.labels import parse_object_id
 
@@ -219,6 +222,14 @@ class LikeHandler(ApiHandler):
         self.send({**done, **self.explorer.state()})
 
 
+class QueryHandler(ApiHandler):
+    def post(self) -> None:
+        body = self.json_body()
+        if set(body) != {"query"} or not isinstance(body["query"], str):
+            raise ApiError(400, "send query: one of " + ", ".join(QUERIES))
+        self.send(self.explorer.set_query(body["query"]))
+
+
 class LabelsHandler(ApiHandler):
     def get(self) -> None:
         records = self.explorer.records
@@ -319,6 +330,7 @@ def make_app(explorer: Explorer, loopback_only: bool = True) -> tornado.web.Appl
         (rf"/api/similar/{ids}", SimilarHandler, api),
         (rf"/api/explain/{ids}", ExplainHandler, api),
         (r"/api/like", LikeHandler, api),
+        (r"/api/query", QueryHandler, api),
         (r"/api/labels", LabelsHandler, api),
         (r"/api/labels/bulk", BulkLabelsHandler, api),
         (r"/api/undo", UndoHandler, api),

@@ -17,6 +17,7 @@ import numpy as np
 from tfanomaly.errors import InputError, TfanomalyError
 from tfanomaly.explore.images import triptych, triptych_shape
 from tfanomaly.explore.ranking import build_ranker
+from tfanomaly.models.query import QUERIES, check_query
 from tfanomaly.pipelines.config import ExploreConfig
 from tfanomaly.results.browse import ResultsView
 from tfanomaly.results.clusters import TYPICAL, ClusterMap, how_to_cluster
@@ -77,6 +78,7 @@ class Explorer:
         self.pending = 0  # labels given since the last re-ranking
         self.examples: list[int] = []  # "find more like this": the ranking's seed objects
         self._seeded = False  # examples changed since the last re-ranking
+        self.query = self.config.query  # which objects open the queue (models.query)
         self.records = {oid: r for oid, r in store.current().items() if oid in view.rows}
         self.labelled = np.zeros(len(view), bool)
         for oid, record in self.records.items():
@@ -145,6 +147,7 @@ class Explorer:
             "rerank_every": self.config.rerank_every,
             "warnings": list(view.warnings),
             "has_clusters": self.clusters is not None,
+            "queries": list(QUERIES),
             **self.state(),
         }
 
@@ -155,6 +158,7 @@ class Explorer:
             "pending": self.pending,
             "reranking": self.reranking,
             "examples": [str(i) for i in self.examples],
+            "query": self.query,
             "ranker": self.ranker_state,
             "ranker_message": self.ranker_message,
         }
@@ -380,6 +384,8 @@ class Explorer:
         self.ranker_message = f"re-ranking in {space}"
         if self.ranking_labels():  # a restart: continue from the labels given so far
             await self.rerank()
+        elif self.query != "top":  # the anomaly order, the query's first batch in front
+            await self.rerank(count=False)
 
     def schedule_rerank(self) -> None:
         due = self.pending >= self.config.rerank_every or self._seeded
@@ -389,17 +395,21 @@ class Explorer:
             except RuntimeError:  # no running loop (a caller outside the server): rank later
                 pass
 
-    async def rerank(self) -> None:
-        """Re-rank with every label given so far; the queue takes the new order."""
+    async def rerank(self, count: bool = True) -> None:
+        """Re-rank with every label given so far; the queue takes the new order, the next
+        ``rerank_every`` objects of the query strategy in front (``count``: a new version)."""
         if self.reranking or self.ranker is None:
             return
         self.reranking = True
         labels, counted, examples = self.ranking_labels(), self.pending, list(self.examples)
         self._seeded = False
         started = time.perf_counter()
+        query, batch = self.query, self.config.rerank_every
+        given = (labels, examples) if examples or query != "top" else (labels,)
+        extra = {"query": query, "batch": batch} if query != "top" else {}
         try:
             order = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self.ranker.order, *((labels, examples) if examples else (labels,))
+                self._pool, lambda: self.ranker.order(*given, **extra)
             )
         except Exception as exc:  # the queue keeps its order; the labels are stored anyway
             self.ranker_message = f"the last re-ranking failed: {type(exc).__name__}: {exc}"
@@ -408,6 +418,9 @@ class Explorer:
         finally:
             self.reranking = False
         self.set_order(order)
+        if not count:
+            self.schedule_rerank()
+            return
         self.version += 1
         self.pending = max(0, self.pending - counted)
         seeded = f" and {len(examples)} examples" if examples else ""
@@ -416,6 +429,16 @@ class Explorer:
             f"{len(labels)} labels{seeded} in {time.perf_counter() - started:.2f} s"
         )
         self.schedule_rerank()
+
+    def set_query(self, query: str) -> dict:
+        """Choose which objects open the queue (``models.query.QUERIES``); the queue is
+        re-ranked at once when the ranker is ready (else when it is). Returns the state."""
+        check_query(query)
+        if query != self.query:
+            self.query = query
+            self._seeded = True  # due at once, or after the re-ranking under way
+            self.schedule_rerank()
+        return self.state()
 
     def _ready_ranker(self):
         if self.ranker is None:

@@ -51,10 +51,10 @@ class PreferenceConfig:
     """
 
     weight: float = 1.0
-    c: float = 1.0
+    c: float = 0.1
     background: int = 400
     background_weight: float = 0.5
-    gate_z: float = 1.0
+    gate_z: float = 2.0
     gate_span: float = 2.0
     seed: int = 0
     sink: float = 2.0

@@ -18,6 +18,7 @@ from tfanomaly.models.preference import (
     rejected_sink,
     standardised_columns,
 )
+from tfanomaly.models.query import DEFAULT_QUERY, check_query, query_batch
 from tfanomaly.models.relevance import (
     INTERESTING,
     LABELS,
@@ -120,6 +121,7 @@ class Ranker:
         ``feature_key`` (``results.spaces.SPACES``); without one, the default space, or the first
         space the file has when it was scored before the default's vectors existed. The space
         used is the ranker's ``space``."""
+        results_dir = Path(results_dir)
         columns, _ = read_results(results_dir, with_vectors=True)
         key, _ = choose_space(feature_key, columns, results_dir / "results.h5", "--features")
         vectors = space_vectors(lambda k: columns[k], key)
@@ -179,12 +181,43 @@ class Ranker:
         self.last_score = score
         return score.copy()
 
-    def order(self, labels: dict[int, str], like=()) -> np.ndarray:
-        """Row indices, best first; the labelled objects last."""
+    def order(
+        self, labels: dict[int, str], like=(), query: str = "top", batch: int = 10
+    ) -> np.ndarray:
+        """Row indices, best first; the labelled objects last. ``query``: the strategy of the next
+        ``batch`` objects to label (``models.query``), moved to the front (``top``: the ranking's
+        own order)."""
         score = self.scores(labels, like)
         rows, _ = self._labelled(labels)
         score[rows] = -np.inf
-        return np.argsort(-score, kind="stable")
+        order = np.argsort(-score, kind="stable")
+        if check_query(query) == "top":
+            return order
+        first = self.rows_of(self.to_label(query, batch))
+        rest = order[~np.isin(order, first)]
+        return np.concatenate([first, rest])
+
+    def to_label(self, query: str = DEFAULT_QUERY, size: int = 10) -> list[int]:
+        """Ids of the next ``size`` objects to label under the last :meth:`scores` (the anomaly
+        order before any), chosen by the strategy ``query`` (``models.query.QUERIES``): never an
+        object labelled or given as an example."""
+        score = self.last_score if self.last_score is not None else self._prior
+        labelled = np.zeros(len(score), bool)
+        labelled[self.rows_of(list(self._given))] = True
+        fitted = self.fitted
+
+        def boundary(rows):
+            return self._design[rows] @ fitted.coef.astype(np.float32) + fitted.intercept
+
+        rows = query_batch(
+            query,
+            score,
+            labelled,
+            self._unit,
+            size,
+            boundary=None if fitted is None else boundary,
+        )
+        return [int(i) for i in self.object_ids[rows]]
 
     def explain(self, object_id: int, top: int = 5, neighbours: int = 3) -> dict:
         """Why ``object_id`` ranks where it does under the last :meth:`scores`: its rank and score,
@@ -365,27 +398,49 @@ def read_catalog(path):
 
 
 def rerank(
-    results_dir, labels: dict[int, str], *, feature_key=None, config=None, like=(), echo=print
+    results_dir,
+    labels: dict[int, str],
+    *,
+    feature_key=None,
+    config=None,
+    like=(),
+    query: str = DEFAULT_QUERY,
+    batch: int = 10,
+    echo=print,
 ) -> dict:
     """Re-rank a results folder under ``labels`` (object id -> label name): every catalog in it
     (``catalog*.fits/.csv/.parquet``) is written again, rows in their old order with every old
-    column, plus ``rerank_score`` (higher first) and ``rerank_rank`` (1 = first, over the whole
-    results file; labelled objects keep their place by score). ``RESULTS/rerank.json`` records
-    the ranking's version (one more than the last one written there), the labels' count and the
+    column, plus ``rerank_score`` (higher first), ``to_label`` (1 to ``batch``: the next objects
+    to label, in showing order, chosen by the strategy ``query`` of ``models.query``; 0 for the
+    others) and ``rerank_rank`` (1 = first, over the whole results file: the order the explorer's
+    queue shows, the batch to label first, then every other object by score, labelled ones
+    included). ``RESULTS/rerank.json`` records the ranking's version
+    (one more than the last one written there), the labels' count, the batch to label and the
     settings. ``like``: ids of example objects (a cold start), ranked as interesting labels.
 
     Returns:
         dict with ``catalogs`` (paths written), ``record`` (the rerank.json path), ``version``,
-        ``n_labels`` and ``features``.
+        ``n_labels``, ``features`` and ``to_label`` (the batch's ids).
     """
     results_dir = Path(results_dir)
+    check_query(query)
+    if batch < 1:
+        raise ConfigError(f"the batch to label needs at least one object, got {batch}")
     ranker = Ranker.from_results(results_dir, feature_key, config)
     feature_key = ranker.space
     like = [int(i) for i in like]
     ranker.rows_of(like, where="--like")
     score = ranker.scores(labels, like=like)
+    to_label = ranker.to_label(query, batch)
+    first = ranker.rows_of(to_label)
+    position = np.zeros(len(score), dtype=np.int64)
+    position[first] = np.arange(1, len(first) + 1)
+    # The order to look at objects in, as the explorer's queue shows it: the batch to label, then
+    # every other object by score (a user who labels "the top of the ranking" labels the batch).
+    by_score = np.argsort(-score, kind="stable")
+    order = np.concatenate([first, by_score[position[by_score] == 0]])
     rank = np.empty(len(score), dtype=np.int64)
-    rank[np.argsort(-score, kind="stable")] = np.arange(1, len(score) + 1)
+    rank[order] = np.arange(1, len(score) + 1)
     written = []
     for path in sorted(results_dir.glob("catalog*")):
         if path.suffix.lower() not in CATALOG_FORMATS or path.name.startswith("."):
@@ -394,6 +449,7 @@ def rerank(
         rows = ranker.rows_of(np.asarray(table["object_id"], dtype=np.uint64), where=path)
         table["rerank_score"] = score[rows]
         table["rerank_rank"] = rank[rows]
+        table["to_label"] = position[rows]
         write_catalog(table, path)
         written.append(path)
     record_path = results_dir / RERANK_RECORD
@@ -409,6 +465,8 @@ def rerank(
         "n_labels": len(labels),
         "labels": counts,
         "like": [str(i) for i in like],
+        "query": query,
+        "to_label": [str(i) for i in to_label],
         "method": ranker.method,
         "preference": dataclasses.asdict(ranker.preference),
         "features": feature_key,
@@ -420,7 +478,8 @@ def rerank(
     echo(
         f"re-ranked {len(score)} objects with {len(labels)} labels "
         f"({', '.join(f'{c} {n}' for n, c in counts.items())}){seeded} in {feature_key}, version "
-        f"{record['version']}: {', '.join(map(str, written)) or 'no catalogs'}"
+        f"{record['version']}: {', '.join(map(str, written)) or 'no catalogs'}; next to label "
+        f"({query}): {len(to_label)} objects in the column to_label"
     )
     return {
         "catalogs": written,
@@ -428,6 +487,7 @@ def rerank(
         "version": record["version"],
         "n_labels": len(labels),
         "features": feature_key,
+        "to_label": to_label,
     }
 
 

@@ -360,6 +360,19 @@ async function seedRanking(id) {
   }
 }
 
+// Which objects open the queue (the next to label); the server re-ranks and the poll reloads.
+async function chooseQuery(name) {
+  try {
+    const result = await api("/api/query", { query: name });
+    toast(`next to label: ${name}; re-ranking…`);
+    document.body.dataset.query = result.query;
+    noteState(result);
+  } catch (error) {
+    toast(error.message, true);
+    $("query").value = document.body.dataset.query || state.info.query;
+  }
+}
+
 async function explainRank(id) {
   try {
     const why = await api(`/api/explain/${id}`);
@@ -643,7 +656,7 @@ async function poll() {
 
 document.addEventListener("keydown", async (event) => {
   const target = event.target;
-  if (target.matches("input, textarea")) {
+  if (target.matches("input, textarea, select")) {
     if (event.key === "Escape") target.blur();
     return;
   }
@@ -725,6 +738,10 @@ async function start() {
     localStorage.setItem("tfanomaly.unlabelled", unlabelled.checked ? "1" : "0");
     loadPage(0);
   });
+  const query = $("query");
+  for (const name of info.queries) query.append(el("option", { value: name, text: name }));
+  query.value = info.query;
+  query.addEventListener("change", () => chooseQuery(query.value));
   $("prev-page").addEventListener("click", () => loadPage(state.page - 1));
   $("next-page").addEventListener("click", () => loadPage(state.page + 1));
   $("gallery-close").addEventListener("click", closeGallery);
@@ -732,6 +749,7 @@ async function start() {
   $("tab-clusters").addEventListener("click", () => showView("clusters"));
   setUpMap();
   document.body.dataset.view = "queue";
+  document.body.dataset.query = info.query;
   $("gallery").addEventListener("click", (event) => {
     if (event.target === $("gallery")) closeGallery();
   });

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tfanomaly.errors import ConfigError
+from tfanomaly.models.query import DEFAULT_QUERY, QUERIES, check_query
 from tfanomaly.pipelines.config._shared import (
     CUBES,
     FEATURE_SPACES,
@@ -140,6 +141,9 @@ class RerankConfig:
             ``FEATURE_SPACES``).
         labels: the label file's name in the results folder (the explorer's SQLite label store;
             ``--labels`` may name another file, or a CSV with columns object_id,label).
+        query: how the next batch to label is chosen (``models.query``): ``top`` of the new
+            ranking, ``uncertain``, ``diverse`` or ``mixed``; written as the column ``to_label``.
+        batch: objects in that batch.
     """
 
     features: str = field(
@@ -150,8 +154,22 @@ class RerankConfig:
         },
     )
     labels: str = "labels.sqlite"
+    query: str = field(
+        default=DEFAULT_QUERY,
+        metadata={
+            "help": "How the next objects to label are chosen: top (the ranking's top), uncertain "
+            "(nearest the labels' decision boundary, among the high-scoring), diverse (high-scoring "
+            "but spread over the feature space, far from what is labelled) or mixed (top and "
+            "diverse); written as the catalog column to_label.",
+            "choices": QUERIES,
+        },
+    )
+    batch: int = field(default=10, metadata={"help": "Objects in the batch to label next."})
 
     def validate(self) -> None:
+        check_query(self.query)
+        if not 1 <= self.batch <= 10**5:
+            raise ConfigError(f"batch must be in 1-100000, got {self.batch}")
         if self.features not in FEATURE_SPACES:
             raise ConfigError(
                 f"unknown feature space '{self.features}'; choose one of {', '.join(FEATURE_SPACES)}"
@@ -172,6 +190,9 @@ class ExploreConfig:
         similar: objects "more like this" shows.
         features: the feature space re-ranking and similarity use (one of ``FEATURE_SPACES``;
             files without feature vectors use PCA features of their residual images).
+        query: which objects open the queue (``models.query``): the next ``rerank_every`` to
+            label, chosen ``top``, ``uncertain``, ``diverse`` or ``mixed``; the rest follow in
+            ranking order. The page's selector changes it.
     """
 
     host: str = field(
@@ -203,9 +224,20 @@ class ExploreConfig:
         },
     )
 
+    query: str = field(
+        default=DEFAULT_QUERY,
+        metadata={
+            "help": "Which objects open the queue, the next --rerank-every to label: top (the "
+            "ranking's top), uncertain, diverse or mixed (see `tfanomaly rerank --help`); the "
+            "page's selector changes it.",
+            "choices": QUERIES,
+        },
+    )
+
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be in 0-65535, got {self.port}")
+        check_query(self.query)
         for name, low, high in (
             ("rerank_every", 1, 10**6),
             ("page_size", 1, 200),
