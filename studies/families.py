@@ -473,10 +473,11 @@ def near_copy_fraction(points: np.ndarray) -> float:
 
 
 def morphology_variants(train_params, scored_params, names, same_rows: bool, rng) -> dict:
-    """Each morphology-term variant as (z on the scored rows, label-free multiplier): k-NN with
+    """Each morphology-term variant as (z on the scored rows, label-free multiplier), and the
+    fraction of training rows with a copy (all parameters): k-NN with
     k = 5/20/50, de-duplicated (references and query copies within COPY_DISTANCE left out), robust
     Mahalanobis and the mean of the two z, on all parameters and without log_flux/log_noise."""
-    variants = {}
+    variants, copies_all = {}, None
     reference_rows = rng.choice(len(train_params), min(REFERENCE_SIZE, len(train_params)), False)
     keep_all = np.ones(len(names), bool)
     keep_shape = np.array([name not in ("log_flux", "log_noise") for name in names])
@@ -494,6 +495,7 @@ def morphology_variants(train_params, scored_params, names, same_rows: bool, rng
         groups = close.radius_neighbors(reference, return_distance=False)
         unique = np.array([all(j >= i for j in group) for i, group in enumerate(groups)])
         copies = near_copy_fraction(train)
+        copies_all = copies if copies_all is None else copies_all
         raw, z, multiplier = {}, {}, {}
         for k in (5, 20, 50):
             for dedup in (False, True):
@@ -519,7 +521,7 @@ def morphology_variants(train_params, scored_params, names, same_rows: bool, rng
             multiplier[f"{a}+{b}"] = (multiplier[a] + multiplier[b]) / 2
         for name in MORPH_VARIANTS:
             variants[f"{name}/{subset}"] = z[name], multiplier[name]
-    return variants
+    return variants, copies_all
 
 
 def weight_grid() -> np.ndarray:
@@ -555,7 +557,7 @@ class Family:
         import tensorflow as tf
 
         from tfanomaly.models.calibration import Calibration
-        from tfanomaly.models.morphology import NAMES, colour_names
+        from tfanomaly.models.morphology import NAMES, feature_names
         from tfanomaly.models.noise_score import NoiseAwareScore
         from tfanomaly.pipelines.evaluate import SCORE_NAMES, metrics
         from tfanomaly.results.catalog import read_results
@@ -601,11 +603,14 @@ class Family:
         self.best_baseline = best
         params, train_params = columns["morphology"], train_columns["morphology"]
         width = params.shape[1]
-        names = NAMES + colour_names(width - len(NAMES) + 1) if width >= len(NAMES) else ()
-        if len(names) != width:  # parameters added since: name what is known, keep the rest
+        with h5py.File(source) as f:
+            names = feature_names(f["images"].shape[-1])
+        if len(names) != width:  # scored by another version: the first columns are NAMES
             names = tuple(NAMES) + tuple(f"extra_{j}" for j in range(width - len(NAMES)))
-        self.variants = {"stored": (self.z["morphology"], self.multiplier["morphology"])}
-        self.variants.update(morphology_variants(train_params, params, names, same_rows, rng))
+        variants, self.copies = morphology_variants(train_params, params, names, same_rows, rng)
+        # the package's term is a k-NN without de-duplication: copies count against it too
+        stored = self.multiplier["morphology"] * (1.0 - self.copies)
+        self.variants = {"stored": (self.z["morphology"], stored), **variants}
 
     def matrix(self, variant: str, label_free: bool) -> np.ndarray:
         """(N, 5) the z of TERMS, the morphology column the variant's; times the label-free
@@ -758,8 +763,8 @@ def analyse(out: Path, names) -> None:
         "## Margins of the all-family choice and of the current default, per family",
         "",
         "| family | best baseline (AUROC) | all-family choice AUROC / AP | margin "
-        "| current default AUROC / AP | margin |",
-        "|---|---|---|---|---|---|",
+        "| current default AUROC / AP | margin | best candidate on the family itself |",
+        "|---|---|---|---|---|---|---|",
     ]
     for i, name in enumerate(names):
         family = families[name]
@@ -767,7 +772,8 @@ def analyse(out: Path, names) -> None:
         lines.append(
             f"| {name} | {family.best_baseline[0]} ({best[i]:.3f}) | {fmt(found)} "
             f"| {found['auroc'] - best[i]:+.3f} | {fmt(family.default)} "
-            f"| {family.default['auroc'] - best[i]:+.3f} |"
+            f"| {family.default['auroc'] - best[i]:+.3f} "
+            f"| {auroc[i].max():.3f} ({describe(candidates[int(np.argmax(auroc[i]))])}) |"
         )
     lines += [
         "",
