@@ -40,6 +40,7 @@ OUT = common.OUT / "families"
 FAMILIES = (
     "ml_ready",
     "groups",
+    "groups_scattered",
     "duplicates",
     "radio",
     "real_colour_half",
@@ -241,10 +242,10 @@ def build_real_frames(path: Path) -> None:
     common.write_set(path, images, labels, common.ARTEFACTS, ("r",))
 
 
-def build_groups(path: Path, seed: int = 560) -> None:
+def build_groups_scattered(path: Path, seed: int = 560) -> None:
     """Real colour cutouts whose artefacts come in groups of 8-15 cutouts with the same artefact
-    (the same kind, position, angle, brightness and colour: one random stream per group), as a
-    satellite trail or a bad column crosses neighbouring stamps; ~6% anomalous."""
+    (the same kind, position, angle, brightness and colour: one random stream per group) laid over
+    unrelated cutouts; ~6% anomalous."""
     rng = np.random.default_rng(seed)
     images = colour_set(rng, COUNT)
     labels = np.zeros(COUNT, np.uint8)
@@ -258,6 +259,56 @@ def build_groups(path: Path, seed: int = 560) -> None:
             images[k] = common.inject(images[k], common.ARTEFACTS[kind], common.SKY_SIGMA / 2, draw)
             labels[k] = kind
     common.write_set(path, images, labels, common.ARTEFACTS, "gri")
+
+
+def crop(image: np.ndarray, y: int, x: int, side: int) -> np.ndarray:
+    """The (SIZE, SIZE, 3) cutout of ``image`` at (y, x) of ``side`` px, area-resized, in the
+    simulator's flux range (as common.colour_cutouts)."""
+    from PIL import Image
+
+    region = image[y : y + side, x : x + side].astype(np.float32)
+    return 0.5 * np.stack(
+        [
+            np.asarray(Image.fromarray(region[..., c]).resize((SIZE, SIZE), Image.Resampling.BOX))
+            for c in range(3)
+        ],
+        axis=-1,
+    )
+
+
+def build_groups(path: Path, seed: int = 580) -> None:
+    """Real colour cutouts where each artefact occurs in a group of 8-15 similar cutouts, as a
+    satellite trail or a bad column crosses neighbouring, overlapping stamps of one field: the
+    group's stamps are crops of the same frame, shifted by up to 15% of their side, and carry the
+    same artefact (kind, position, angle, brightness, colour: one random stream per group); ~6%
+    anomalous. The normal cutouts are common.colour_cutouts of the same frames."""
+    rng = np.random.default_rng(seed)
+    frames = common.colour_images(common.REAL_CACHE)
+    groups = []
+    while sum(len(members) for _, members in groups) < 0.06 * COUNT:
+        frame = frames[rng.integers(len(frames))]
+        h, w, _ = frame.shape
+        side = int(rng.uniform(0.3, 0.9) * min(h, w))
+        y0 = np.clip(h / 2 - side / 2 + rng.normal(0, 0.05 * h), 0, h - side)
+        x0 = np.clip(w / 2 - side / 2 + rng.normal(0, 0.05 * w), 0, w - side)
+        kind = int(rng.integers(1, len(common.ARTEFACTS)))
+        group_seed = int(rng.integers(2**31))
+        members = []
+        for _ in range(rng.integers(8, 16)):
+            dy, dx = rng.uniform(-0.15, 0.15, 2) * side
+            y = int(np.clip(y0 + dy, 0, h - side))
+            x = int(np.clip(x0 + dx, 0, w - side))
+            image = crop(frame, y, x, side) + rng.normal(0.0, common.SKY_SIGMA / 2, (SIZE, SIZE, 3))
+            draw = np.random.default_rng(group_seed)
+            members.append(common.inject(image, common.ARTEFACTS[kind], common.SKY_SIGMA / 2, draw))
+        groups.append((kind, members))
+    anomalies = np.stack([m for _, members in groups for m in members])
+    kinds = np.array([kind for kind, members in groups for _ in members], np.uint8)
+    normal = colour_set(rng, COUNT - len(anomalies))
+    images = np.concatenate([normal, anomalies.astype(np.float32)])
+    labels = np.concatenate([np.zeros(len(normal), np.uint8), kinds])
+    order = rng.permutation(len(images))
+    common.write_set(path, images[order], labels[order], common.ARTEFACTS, "gri")
 
 
 def turned(tile: np.ndarray, rng) -> np.ndarray:
@@ -296,6 +347,7 @@ BUILDERS = {
     "ml_ready": build_ml_ready,
     "radio": build_radio,
     "groups": build_groups,
+    "groups_scattered": build_groups_scattered,
     "duplicates": build_duplicates,
 }
 
