@@ -2,14 +2,15 @@
 (leave-one-family-out): which term weights and morphology-term variant hold on families they
 were not chosen on, against pixel and morphology baselines.
 
-Seven families of ~4000 32-px cutouts (~5% anomalies), each written when missing into --out/sets:
+Eight families of ~4000 32-px cutouts (~5% anomalies), each written when missing into --out/sets:
 ``sim`` (the simulator with survey noise, every kind), ``real_colour_half`` (real colour cutouts
 with artefacts; trained on one half, the other half scored as new survey images),
 ``real_frames`` (real one-band frames with artefacts), ``ml_ready`` (the simulator's astrophysical
 kinds in one band, as ML-ready catalogues ship them: per-image scaled, background clipped to 0,
 8-bit), ``radio`` (simulated radio sources, FR I / FR II; bent tails, X-shaped, one-sided jets and
 rings as anomalies; clipped and 8-bit), ``groups`` (real colour cutouts whose artefacts come in
-groups of 8-15 with the same geometry), ``duplicates`` (real frame tiles, every normal one three
+groups of 8-15 similar cutouts, overlapping stamps of one frame, with the same artefact),
+``groups_scattered`` (the same artefact over 8-15 unrelated cutouts), ``duplicates`` (real frame tiles, every normal one three
 times, flipped or turned). Each is run as a user would (ingest --stretch auto, train gan --preset
 cpu32 --steps 1000, train encoder --steps 600, score, evaluate), each stage skipped when its
 output exists, into --out/<family>/.
@@ -22,7 +23,7 @@ margin (its AUROC minus the best baseline's) over the other families is reported
 
   python studies/families.py [--out studies/out/families] [--families a,b] [--runs-only]
       [--analyse-only]
-About 7 minutes per family on 2 cores (the half-protocol family ~9); the analysis ~2 minutes.
+5-9 minutes per family on 2 cores (~55 for the eight); the analysis ~4 minutes.
 """
 
 from __future__ import annotations
