@@ -1,0 +1,929 @@
+"""The default score over data families, every setting chosen with the family left out
+(leave-one-family-out): which term weights and morphology-term variant hold on families they
+were not chosen on, against pixel and morphology baselines.
+
+Eight families of ~4000 32-px cutouts (~5% anomalies), each written when missing into --out/sets:
+``sim`` (the simulator with survey noise, every kind), ``real_colour_half`` (real colour cutouts
+with artefacts; trained on one half, the other half scored as new survey images),
+``real_frames`` (real one-band frames with artefacts), ``ml_ready`` (the simulator's astrophysical
+kinds in one band, as ML-ready catalogues ship them: per-image scaled, background clipped to 0,
+8-bit), ``radio`` (simulated radio sources, FR I / FR II; bent tails, X-shaped, one-sided jets and
+rings as anomalies; clipped and 8-bit), ``groups`` (real colour cutouts whose artefacts come in
+groups of 8-15 similar cutouts, overlapping stamps of one frame, with the same artefact),
+``groups_scattered`` (the same artefact over 8-15 unrelated cutouts), ``duplicates`` (real frame tiles, every normal one three
+times, flipped or turned). Each is run as a user would (ingest --stretch auto, train gan --preset
+cpu32 --steps 1000, train encoder --steps 600, score, evaluate), each stage skipped when its
+output exists, into --out/<family>/.
+
+The analysis reads what ``score`` stored: the terms' robust z (as the scorer has them), morphology
+term variants from the stored raw morphology parameters, and morphology baselines (isolation
+forest, 5-NN, robust Mahalanobis on standard non-parametric parameters computed here with numpy).
+For each family the candidate (weights x morphology variant x weighting) with the best worst
+margin (its AUROC minus the best baseline's) over the other families is reported on the family.
+
+  python studies/families.py [--out studies/out/families] [--families a,b] [--runs-only]
+      [--analyse-only]
+5-9 minutes per family on 2 cores (~55 for the eight); the analysis ~4 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import common
+import h5py
+import numpy as np
+
+OUT = common.OUT / "families"
+FAMILIES = (
+    "ml_ready",
+    "groups",
+    "groups_scattered",
+    "duplicates",
+    "radio",
+    "real_colour_half",
+    "real_frames",
+    "sim",
+)
+SIZE, COUNT, FRACTION = 32, 4000, 0.05
+ASTRO_KINDS = ("merger", "tidal_feature", "star_forming_clump", "lensed_arc")
+RADIO_KINDS = ("normal", "bent_tail", "x_shaped", "one_sided_jet", "ring_halo")
+
+
+# --- the family sets ------------------------------------------------------------------------
+
+
+def eight_bit(images: np.ndarray) -> np.ndarray:
+    """Each cutout divided by its maximum and quantised to 8 bits, as ML-ready catalogues ship."""
+    peak = images.reshape(len(images), -1).max(axis=1).reshape(-1, 1, 1, 1)
+    return np.round(images / np.maximum(peak, 1e-12) * 255.0) / 255.0
+
+
+def build_sim(path: Path) -> None:
+    """The simulator with survey noise (sim_noise's noise model), every kind, seed 510."""
+    from tfanomaly.pipelines.simulate import simulate_survey
+    from tfanomaly.simulate.config import SurveyConfig, sky_sigma
+    from tfanomaly.simulate.noise import SurveyNoise, apply_survey_noise
+
+    config = SurveyConfig(n_objects=COUNT, size=SIZE, seed=510, anomaly_fraction=FRACTION)
+    simulate_survey(path, config, workers=0, progress=False)
+    with h5py.File(path, "r+") as f:
+        rng = np.random.default_rng(510)
+        f["images"][...] = apply_survey_noise(
+            f["images"][...], sky_sigma(config), SurveyNoise(), rng
+        )
+
+
+def build_ml_ready(path: Path) -> None:
+    """The simulator's astrophysical kinds only, r band, background clipped at the median, per-image
+    scaled, 8-bit (seed 520)."""
+    from tfanomaly.pipelines.simulate import simulate_survey
+    from tfanomaly.simulate.config import ANOMALY_KINDS, KIND_NAMES, SurveyConfig
+
+    kinds = tuple(k for k in ASTRO_KINDS if k in ANOMALY_KINDS)
+    config = SurveyConfig(
+        n_objects=COUNT, size=SIZE, seed=520, anomaly_fraction=FRACTION, kinds=kinds
+    )
+    raw = path.with_suffix(".raw.h5")
+    simulate_survey(raw, config, workers=0, progress=False)
+    with h5py.File(raw) as f:
+        images, labels = f["images"][..., 1:2].astype(np.float64), f["labels"][...]
+    sky = np.median(images.reshape(len(images), -1), axis=1).reshape(-1, 1, 1, 1)
+    images = eight_bit(np.clip(images - sky, 0.0, None))
+    common.write_set(path, images, labels, KIND_NAMES, ("r",))
+    raw.unlink()
+
+
+def _blob(y, x, cy, cx, sa, sb, angle):
+    """An elliptical Gaussian of unit peak, widths ``sa`` along ``angle`` and ``sb`` across."""
+    dy, dx = y - cy, x - cx
+    u = dx * math.cos(angle) + dy * math.sin(angle)
+    v = -dx * math.sin(angle) + dy * math.cos(angle)
+    return np.exp(-0.5 * ((u / sa) ** 2 + (v / sb) ** 2))
+
+
+def _jet(y, x, cy, cx, angle, length, curvature, flux, rng, lobe: bool):
+    """Emission along a path from (cy, cx) at ``angle`` bending by ``curvature`` rad per px: a jet
+    fading and widening outwards, or (``lobe``) a faint channel ending in a lobe and hot spot."""
+    image = np.zeros_like(y)
+    steps = max(int(length * 2), 4)
+    py, px, heading = cy, cx, angle
+    for step in range(steps):
+        t = (step + 1) / steps
+        py += 0.5 * math.sin(heading)
+        px += 0.5 * math.cos(heading)
+        heading += 0.5 * curvature
+        width = 0.8 + 1.6 * t
+        weight = 0.1 if lobe else math.exp(-2.5 * t)
+        image += weight * _blob(y, x, py, px, width, width, heading)
+    if lobe:
+        size = rng.uniform(1.5, 3.0)
+        image += 2.5 * _blob(y, x, py, px, size, size * rng.uniform(0.6, 1.0), heading)
+        image += 2.0 * _blob(y, x, py, px, 0.8, 0.8, 0.0)  # the hot spot at the end
+    return flux * image / max(image.sum(), 1e-12)
+
+
+def radio_source(kind: str, rng) -> np.ndarray:
+    """One (SIZE, SIZE) radio-like source in units of the noise sigma (before clipping)."""
+    y, x = np.mgrid[:SIZE, :SIZE].astype(float)
+    cy, cx = (SIZE - 1) / 2 + rng.normal(0, 0.7, 2)
+    angle = rng.uniform(0, 2 * math.pi)
+    total = 10 ** rng.uniform(2.5, 3.5)  # integrated flux in sigma x pixels
+    core = rng.uniform(0.05, 0.3) * total
+    image = core * _blob(y, x, cy, cx, 0.9, 0.9, 0.0) / (2 * math.pi * 0.81)
+    lobe = rng.random() < 0.5  # FR II (lobes, hot spots) or FR I (jets fading outwards)
+    length = rng.uniform(5.0, 13.0)
+    ratio = rng.uniform(0.5, 2.0)
+    rest = total - core
+    if kind == "normal" and rng.random() < 0.15:
+        return image * total / core  # compact
+    if kind in ("normal", "x_shaped"):
+        for side, share in ((0, ratio / (1 + ratio)), (1, 1 / (1 + ratio))):
+            image += _jet(
+                y,
+                x,
+                cy,
+                cx,
+                angle + side * math.pi,
+                length * rng.uniform(0.8, 1.2),
+                rng.normal(0, 0.01),
+                rest * share,
+                rng,
+                lobe,
+            )
+        if kind == "x_shaped":  # a second, fainter pair of wings at 40-90 degrees
+            turn = rng.choice([-1, 1]) * rng.uniform(0.7, 1.57)
+            for side in (0, 1):
+                image += _jet(
+                    y,
+                    x,
+                    cy,
+                    cx,
+                    angle + turn + side * math.pi,
+                    length * rng.uniform(0.6, 1.0),
+                    0.0,
+                    rest * rng.uniform(0.2, 0.4),
+                    rng,
+                    False,
+                )
+    elif kind == "bent_tail":  # both jets swept back to one side (wide-angle / narrow-angle tail)
+        bend = rng.uniform(0.08, 0.2) * rng.choice([-1, 1])
+        opening = rng.uniform(0.3, 1.2)
+        for side in (1, -1):
+            image += _jet(
+                y,
+                x,
+                cy,
+                cx,
+                angle + side * (math.pi / 2 - opening / 2),
+                length,
+                -side * bend,
+                rest / 2,
+                rng,
+                lobe,
+            )
+    elif kind == "one_sided_jet":
+        image += _jet(y, x, cy, cx, angle, length, rng.normal(0, 0.02), rest, rng, lobe)
+    elif kind == "ring_halo":
+        r = np.hypot(y - cy, x - cx)
+        if rng.random() < 0.5:
+            radius, width = rng.uniform(4.0, 10.0), rng.uniform(0.8, 1.8)
+            shape = np.exp(-0.5 * ((r - radius) / width) ** 2)
+        else:
+            shape = np.exp(-0.5 * (r / rng.uniform(4.0, 8.0)) ** 2)
+        image += rest * shape / shape.sum()
+    else:
+        raise ValueError(kind)
+    return image
+
+
+def build_radio(path: Path, seed: int = 530) -> None:
+    """Simulated radio sources (FR I jets / FR II lobes; anomalies: bent tails, X-shaped, one-sided
+    jets, rings and haloes), Gaussian noise of sigma 1, clipped to 0 below 2 sigma, 8-bit."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(COUNT, np.uint8)
+    chosen = rng.choice(COUNT, size=round(FRACTION * COUNT), replace=False)
+    labels[chosen] = rng.integers(1, len(RADIO_KINDS), size=len(chosen))
+    images = np.empty((COUNT, SIZE, SIZE, 1))
+    for k in range(COUNT):
+        image = radio_source(RADIO_KINDS[labels[k]], rng) + rng.normal(0, 1, (SIZE, SIZE))
+        images[k, ..., 0] = np.where(image < 2.0, 0.0, image)
+    common.write_set(path, eight_bit(images), labels, RADIO_KINDS, ("radio",))
+
+
+def colour_set(rng, n: int) -> np.ndarray:
+    """``n`` real colour cutouts with the simulator's sky noise added (as real_colour_fresh)."""
+    images = common.colour_cutouts(common.colour_images(common.REAL_CACHE), n, SIZE, rng)
+    return (images + rng.normal(0.0, common.SKY_SIGMA / 2, images.shape)).astype(np.float32)
+
+
+def build_real_colour_half(path: Path) -> None:
+    """Real colour cutouts with artefacts (seed 540), 2 x COUNT: ``path`` the first half (trained
+    on), ``<stem>_score.h5`` the second (scored with the first half's run; other object ids)."""
+    rng = np.random.default_rng(540)
+    images, labels = common.with_artefacts(colour_set(rng, 2 * COUNT), FRACTION, rng)
+    score_path = path.with_name(path.stem + "_score.h5")
+    common.write_set(score_path, images[COUNT:], labels[COUNT:], common.ARTEFACTS, "gri")
+    with h5py.File(score_path, "r+") as f:
+        f["object_ids"][...] = f["object_ids"][...] + np.uint64(COUNT)
+    common.write_set(path, images[:COUNT], labels[:COUNT], common.ARTEFACTS, "gri")
+
+
+def build_real_frames(path: Path) -> None:
+    """Real one-band frame tiles (tuning and fresh frames) with artefacts (seed 550)."""
+    rng = np.random.default_rng(550)
+    frames = common.real_frames(common.REAL_CACHE)
+    names = common.TUNE_FRAMES + common.FRESH_FRAMES
+    images, labels = common.with_artefacts(
+        common.tiles(frames, names, COUNT, SIZE, rng), FRACTION, rng
+    )
+    common.write_set(path, images, labels, common.ARTEFACTS, ("r",))
+
+
+def build_groups_scattered(path: Path, seed: int = 560) -> None:
+    """Real colour cutouts whose artefacts come in groups of 8-15 cutouts with the same artefact
+    (the same kind, position, angle, brightness and colour: one random stream per group) laid over
+    unrelated cutouts; ~6% anomalous."""
+    rng = np.random.default_rng(seed)
+    images = colour_set(rng, COUNT)
+    labels = np.zeros(COUNT, np.uint8)
+    free = list(rng.permutation(COUNT))
+    while (labels > 0).sum() < 0.06 * COUNT:
+        members = [free.pop() for _ in range(rng.integers(8, 16))]
+        kind = int(rng.integers(1, len(common.ARTEFACTS)))
+        group_seed = int(rng.integers(2**31))
+        for k in members:
+            draw = np.random.default_rng(group_seed)
+            images[k] = common.inject(images[k], common.ARTEFACTS[kind], common.SKY_SIGMA / 2, draw)
+            labels[k] = kind
+    common.write_set(path, images, labels, common.ARTEFACTS, "gri")
+
+
+def crop(image: np.ndarray, y: int, x: int, side: int) -> np.ndarray:
+    """The (SIZE, SIZE, 3) cutout of ``image`` at (y, x) of ``side`` px, area-resized, in the
+    simulator's flux range (as common.colour_cutouts)."""
+    from PIL import Image
+
+    region = image[y : y + side, x : x + side].astype(np.float32)
+    return 0.5 * np.stack(
+        [
+            np.asarray(Image.fromarray(region[..., c]).resize((SIZE, SIZE), Image.Resampling.BOX))
+            for c in range(3)
+        ],
+        axis=-1,
+    )
+
+
+def build_groups(path: Path, seed: int = 580) -> None:
+    """Real colour cutouts where each artefact occurs in a group of 8-15 similar cutouts, as a
+    satellite trail or a bad column crosses neighbouring, overlapping stamps of one field: the
+    group's stamps are crops of the same frame, shifted by up to 15% of their side, and carry the
+    same artefact (kind, position, angle, brightness, colour: one random stream per group); ~6%
+    anomalous. The normal cutouts are common.colour_cutouts of the same frames."""
+    rng = np.random.default_rng(seed)
+    frames = common.colour_images(common.REAL_CACHE)
+    groups = []
+    while sum(len(members) for _, members in groups) < 0.06 * COUNT:
+        frame = frames[rng.integers(len(frames))]
+        h, w, _ = frame.shape
+        side = int(rng.uniform(0.3, 0.9) * min(h, w))
+        y0 = np.clip(h / 2 - side / 2 + rng.normal(0, 0.05 * h), 0, h - side)
+        x0 = np.clip(w / 2 - side / 2 + rng.normal(0, 0.05 * w), 0, w - side)
+        kind = int(rng.integers(1, len(common.ARTEFACTS)))
+        group_seed = int(rng.integers(2**31))
+        members = []
+        for _ in range(rng.integers(8, 16)):
+            dy, dx = rng.uniform(-0.15, 0.15, 2) * side
+            y = int(np.clip(y0 + dy, 0, h - side))
+            x = int(np.clip(x0 + dx, 0, w - side))
+            image = crop(frame, y, x, side) + rng.normal(0.0, common.SKY_SIGMA / 2, (SIZE, SIZE, 3))
+            draw = np.random.default_rng(group_seed)
+            members.append(common.inject(image, common.ARTEFACTS[kind], common.SKY_SIGMA / 2, draw))
+        groups.append((kind, members))
+    anomalies = np.stack([m for _, members in groups for m in members])
+    kinds = np.array([kind for kind, members in groups for _ in members], np.uint8)
+    normal = colour_set(rng, COUNT - len(anomalies))
+    images = np.concatenate([normal, anomalies.astype(np.float32)])
+    labels = np.concatenate([np.zeros(len(normal), np.uint8), kinds])
+    order = rng.permutation(len(images))
+    common.write_set(path, images[order], labels[order], common.ARTEFACTS, "gri")
+
+
+def turned(tile: np.ndarray, rng) -> np.ndarray:
+    """The same pixels, half the time flipped and/or turned by a multiple of 90 degrees."""
+    if rng.random() < 0.5:
+        return tile
+    tile = np.rot90(tile, rng.integers(4))
+    return tile[:, ::-1] if rng.random() < 0.5 else tile
+
+
+def build_duplicates(path: Path, seed: int = 570) -> None:
+    """Real frame tiles where every normal tile occurs three times (the same pixels, sometimes
+    flipped or turned, as overlapping tracts give); the anomalies (artefacts) are unique."""
+    rng = np.random.default_rng(seed)
+    frames = common.real_frames(common.REAL_CACHE)
+    names = common.TUNE_FRAMES + common.FRESH_FRAMES
+    n_anomalies = round(FRACTION * COUNT)
+    unique = (COUNT - n_anomalies) // 3
+    normal = common.tiles(frames, names, unique, SIZE, rng)
+    copies = np.stack([turned(normal[k // 3], rng) for k in range(3 * unique)])
+    fresh = common.tiles(frames, names, n_anomalies, SIZE, rng)
+    kinds = rng.integers(1, len(common.ARTEFACTS), size=n_anomalies)
+    for k in range(n_anomalies):
+        sigma = max(common.sky_noise(fresh[k][..., 0]), 1e-3 * common.SKY_SIGMA)
+        fresh[k] = common.inject(fresh[k], common.ARTEFACTS[kinds[k]], sigma, rng)
+    images = np.concatenate([copies, fresh])
+    labels = np.concatenate([np.zeros(len(copies), np.uint8), kinds.astype(np.uint8)])
+    order = rng.permutation(len(images))
+    common.write_set(path, images[order], labels[order], common.ARTEFACTS, ("r",))
+
+
+BUILDERS = {
+    "sim": build_sim,
+    "real_colour_half": build_real_colour_half,
+    "real_frames": build_real_frames,
+    "ml_ready": build_ml_ready,
+    "radio": build_radio,
+    "groups": build_groups,
+    "groups_scattered": build_groups_scattered,
+    "duplicates": build_duplicates,
+}
+
+
+def family_set(name: str, out: Path) -> Path:
+    """The family's HDF5 file (the trained-on one), written when missing."""
+    path = out / "sets" / f"{name}.h5"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        BUILDERS[name](path)
+    return path
+
+
+# --- the morphology baselines (numpy, independent of the package's morphology code) ----------
+
+SHAPE_NAMES = (
+    "r20",
+    "r50",
+    "r80",
+    "concentration",
+    "asymmetry",
+    "gini",
+    "m20",
+    "ellipticity",
+    "centroid_offset",
+    "peak_fraction",
+)
+
+
+def shape_parameters(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) raw flux -> (N, 10 + C - 1) standard non-parametric parameters of the band sum
+    (curve-of-growth radii r20/r50/r80 about the centre, concentration 5 log10 r80/r20, rotational
+    asymmetry, Gini and M20 of the pixels above 2 sigma of the stamp noise, ellipticity and centroid
+    offset from their moments, peak fraction), then the colours of adjacent bands."""
+    n, size, _, bands = images.shape
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2.0
+    radius = np.hypot(x, y).ravel()
+    order = np.argsort(radius, kind="stable")
+    area_radius = np.sqrt(np.arange(1, size * size + 1) / np.pi)
+    aperture = radius <= size / 2
+    out = np.zeros((n, len(SHAPE_NAMES) + bands - 1))
+    for k in range(n):
+        image = images[k].astype(np.float64)
+        total = image.sum(axis=-1)
+        diff = np.diff(total, axis=1).ravel()
+        noise = 1.4826 * np.median(np.abs(diff - np.median(diff))) / math.sqrt(2.0)
+        flat = total.ravel()
+        positive = np.where(aperture, np.maximum(flat, 0.0), 0.0)
+        flux = max(positive.sum(), 1e-12)
+        growth = np.cumsum(positive[order]) / flux
+        r20, r50, r80 = (area_radius[min(np.searchsorted(growth, f), len(growth) - 1)]
+                         for f in (0.2, 0.5, 0.8))  # fmt: skip
+        asym = np.abs(total - total[::-1, ::-1]).sum() / max(np.abs(total).sum(), 1e-12)
+        segment = aperture & (flat > 2.0 * noise) & (flat > 0)
+        if segment.sum() < 5:
+            segment = np.zeros_like(segment)
+            segment[np.argsort(-positive)[:5]] = True
+        values = flat[segment]
+        sorted_values = np.sort(np.abs(values))
+        m = len(sorted_values)
+        gini = ((2 * np.arange(1, m + 1) - m - 1) * sorted_values).sum() / max(
+            sorted_values.mean() * m * (m - 1), 1e-12
+        )
+        weights = np.maximum(values, 0.0) + 1e-12
+        sx, sy = x.ravel()[segment], y.ravel()[segment]
+        cx, cy = np.average(sx, weights=weights), np.average(sy, weights=weights)
+        r2 = (sx - cx) ** 2 + (sy - cy) ** 2
+        brightest = np.argsort(-values)
+        cumulative = np.cumsum(values[brightest])
+        top = brightest[: max(1, np.searchsorted(cumulative, 0.2 * values.sum()) + 1)]
+        m20 = math.log10(
+            max((weights[top] * r2[top]).sum(), 1e-12) / max((weights * r2).sum(), 1e-12)
+        )
+        cov = np.cov(np.stack([sx, sy]), aweights=weights)
+        low, high = np.sqrt(np.maximum(np.linalg.eigvalsh(cov), 1e-12))
+        colours = [
+            -2.5 * math.log10(max(image[..., b].ravel()[aperture].sum(), 1e-6)
+                              / max(image[..., b + 1].ravel()[aperture].sum(), 1e-6))
+            for b in range(bands - 1)
+        ]  # fmt: skip
+        out[k] = (
+            r20, r50, r80, 5 * math.log10(r80 / r20), asym, gini, m20, 1 - low / high,
+            math.hypot(cx, cy), positive.max() / flux, *colours,
+        )  # fmt: skip
+    return out
+
+
+def robust_standard(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Each array standardised by the training rows' median and MAD-sigma, clipped at +-50."""
+    centre = np.median(train, axis=0)
+    scale = 1.4826 * np.median(np.abs(train - centre), axis=0) + 1e-6
+    return [np.clip((a - centre) / scale, -50, 50) for a in (train, *others)]
+
+
+def knn_mean(reference, points, k, own=None, exclude_within=0.0):
+    """Mean distance of each point to its k nearest references, leaving out the reference that is
+    the point itself (``own``: the point's reference row, -1 for none) and, with
+    ``exclude_within``, every reference that close to it (its copies)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    extra = 12
+    neighbours = NearestNeighbors(n_neighbors=min(k + extra, len(reference))).fit(reference)
+    distances, found = neighbours.kneighbors(points)
+    drop = distances <= exclude_within if exclude_within > 0 else np.zeros(distances.shape, bool)
+    if own is not None:
+        drop |= found == np.asarray(own)[:, None]
+    kept = np.where(drop, np.inf, distances)
+    kept = np.sort(kept, axis=1)[:, :k]
+    kept = np.where(np.isfinite(kept), kept, np.nanmax(np.where(np.isfinite(kept), kept, 0)))
+    return kept.mean(axis=1)
+
+
+def robust_mahalanobis(train, points):
+    """Distance under a robust (MinCovDet) covariance of the training rows."""
+    from sklearn.covariance import EmpiricalCovariance, MinCovDet
+
+    try:
+        model = MinCovDet(random_state=0).fit(train)
+    except (ValueError, np.linalg.LinAlgError):
+        model = EmpiricalCovariance().fit(train)
+    return np.sqrt(np.maximum(model.mahalanobis(points), 0.0))
+
+
+def morphology_baselines(train_images, scored_images, same_rows: bool) -> dict[str, np.ndarray]:
+    """The external morphology baselines fitted on the training rows, scored on the scored rows:
+    isolation forest, 5-NN mean distance (itself left out), robust Mahalanobis distance."""
+    from sklearn.ensemble import IsolationForest
+
+    train_params = shape_parameters(train_images)
+    scored_params = train_params if same_rows else shape_parameters(scored_images)
+    train, scored = robust_standard(train_params, scored_params)
+    forest = IsolationForest(n_estimators=200, random_state=0).fit(train)
+    own = np.arange(len(scored)) if same_rows else None
+    return {
+        "morph. isol. forest": -forest.score_samples(scored),
+        "morph. 5-NN": knn_mean(train, scored, 5, own),
+        "morph. robust Mahalanobis": robust_mahalanobis(train, scored),
+    }
+
+
+# --- the candidates -------------------------------------------------------------------------
+
+TERMS = ("feature", "linear", "extended", "morphology", "residual")
+GRID = (0.0, 0.5, 1.0, 1.5, 2.0)
+DEFAULT_WEIGHTS = {"feature": 0.5, "linear": 1.0, "extended": 1.5, "morphology": 1.5}
+COPY_DISTANCE = 0.05  # standardised morphology units: closer than this is a copy
+REFERENCE_SIZE = 2000
+MORPH_VARIANTS = ("knn5", "knn20", "knn50", "dedup5", "dedup20", "maha", "knn20+maha",
+                  "dedup20+maha")  # fmt: skip
+
+
+def robust_z(train: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """z of log(values) by the median and MAD-sigma of log(train), as the scorer standardises."""
+    logs = np.log(np.maximum(train, 1e-30))
+    centre = np.median(logs)
+    scale = 1.4826 * np.median(np.abs(logs - centre))
+    return (np.log(np.maximum(values, 1e-30)) - centre) / max(scale, 1e-12)
+
+
+def degeneracy_multiplier(train: np.ndarray) -> float:
+    """The label-free weight multiplier of a term from its training distribution alone: 0 when
+    log(term) has no spread (MAD ~ 0), otherwise the fraction of distinct values (ties)."""
+    logs = np.log(np.maximum(train, 1e-30))
+    if 1.4826 * np.median(np.abs(logs - np.median(logs))) < 1e-3:
+        return 0.0
+    return len(np.unique(train)) / len(train)
+
+
+def near_copy_fraction(points: np.ndarray) -> float:
+    """Fraction of rows with another row within COPY_DISTANCE (copies of each other)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    distances, _ = NearestNeighbors(n_neighbors=2).fit(points).kneighbors(points)
+    return float((distances[:, 1] <= COPY_DISTANCE).mean())
+
+
+def morphology_variants(train_params, scored_params, names, same_rows: bool, rng) -> dict:
+    """Each morphology-term variant as (z on the scored rows, label-free multiplier), and the
+    fraction of training rows with a copy (all parameters): k-NN with
+    k = 5/20/50, de-duplicated (references and query copies within COPY_DISTANCE left out), robust
+    Mahalanobis and the mean of the two z, on all parameters and without log_flux/log_noise."""
+    variants, copies_all = {}, None
+    reference_rows = rng.choice(len(train_params), min(REFERENCE_SIZE, len(train_params)), False)
+    keep_all = np.ones(len(names), bool)
+    keep_shape = np.array([name not in ("log_flux", "log_noise") for name in names])
+    for subset, keep in (("all", keep_all), ("shape", keep_shape)):
+        train, scored = robust_standard(train_params[:, keep], scored_params[:, keep])
+        reference = train[reference_rows]
+        position = np.full(len(train), -1)
+        position[reference_rows] = np.arange(len(reference_rows))
+        own_train = position
+        own_scored = position if same_rows else None
+        # de-duplicated references: drop one of every pair closer than COPY_DISTANCE
+        from sklearn.neighbors import NearestNeighbors
+
+        close = NearestNeighbors(radius=COPY_DISTANCE).fit(reference)
+        groups = close.radius_neighbors(reference, return_distance=False)
+        unique = np.array([all(j >= i for j in group) for i, group in enumerate(groups)])
+        copies = near_copy_fraction(train)
+        copies_all = copies if copies_all is None else copies_all
+        raw, z, multiplier = {}, {}, {}
+        for k in (5, 20, 50):
+            for dedup in (False, True):
+                if dedup and k == 50:
+                    continue
+                name = f"{'dedup' if dedup else 'knn'}{k}"
+                ref = reference[unique] if dedup else reference
+                within = COPY_DISTANCE if dedup else 0.0
+                own_t = None if dedup else own_train
+                own_s = None if dedup else own_scored
+                train_term = knn_mean(ref, train, k, own_t, within)
+                raw[name] = knn_mean(ref, scored, k, own_s, within), train_term
+                multiplier[name] = degeneracy_multiplier(train_term) * (
+                    1.0 if dedup else 1.0 - copies
+                )
+        maha_train = robust_mahalanobis(reference, train)
+        raw["maha"] = robust_mahalanobis(reference, scored), maha_train
+        multiplier["maha"] = degeneracy_multiplier(maha_train)
+        for name, (values, train_values) in raw.items():
+            z[name] = robust_z(train_values, values)
+        for a, b in (("knn20", "maha"), ("dedup20", "maha")):
+            z[f"{a}+{b}"] = (z[a] + z[b]) / 2
+            multiplier[f"{a}+{b}"] = (multiplier[a] + multiplier[b]) / 2
+        for name in MORPH_VARIANTS:
+            variants[f"{name}/{subset}"] = z[name], multiplier[name]
+    return variants, copies_all
+
+
+def weight_grid() -> np.ndarray:
+    """(C, 5) every weighting of TERMS from GRID, normalised to sum 1, without repeats."""
+    import itertools
+
+    seen, rows = set(), []
+    for weights in itertools.product(GRID, repeat=len(TERMS)):
+        total = sum(weights)
+        if total == 0:
+            continue
+        key = tuple(round(w / total, 6) for w in weights)
+        if key not in seen:
+            seen.add(key)
+            rows.append(np.array(weights) / total)
+    return np.array(rows)
+
+
+def auroc_columns(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """AUROC of every column of ``scores`` (N, C) by the rank sum (ties broken by order)."""
+    ranks = np.empty(scores.shape, np.float64)
+    order = np.argsort(scores, axis=0, kind="stable")
+    np.put_along_axis(ranks, order, np.arange(1, len(scores) + 1, dtype=float)[:, None], axis=0)
+    positives = labels.sum()
+    negatives = len(labels) - positives
+    return (ranks[labels].sum(axis=0) - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+class Family:
+    """One family's stored terms, labels, baselines and morphology variants."""
+
+    def __init__(self, name: str, out: Path, rng):
+        import tensorflow as tf
+
+        from tfanomaly.models.calibration import Calibration
+        from tfanomaly.models.morphology import NAMES, feature_names
+        from tfanomaly.models.noise_score import NoiseAwareScore
+        from tfanomaly.pipelines.evaluate import SCORE_NAMES, metrics
+        from tfanomaly.results.catalog import read_results
+
+        folder = out / name
+        self.name = name
+        columns, _ = read_results(folder / "scores", with_vectors=True)
+        same_rows = name != "real_colour_half"
+        train_columns = (
+            columns if same_rows else read_results(folder / "scores_train", with_vectors=True)[0]
+        )
+        self.labels = columns["labels"] > 0
+        self.kinds = columns["labels"]
+        calibration = Calibration.load(folder / "run" / "calibration.npz")
+        scorer = NoiseAwareScore(calibration)
+        stored_terms = [tf.constant(columns[f"{t}_scores"]) for t in calibration.terms]
+        z = scorer.standardised(stored_terms).numpy()
+        self.z = {term: z[:, k] for k, term in enumerate(calibration.terms)}
+        self.z["residual"] = robust_z(train_columns["residual_scores"], columns["residual_scores"])
+        self.multiplier = {
+            term: degeneracy_multiplier(train_columns[f"{term}_scores"]) for term in TERMS
+        }
+        self.default = metrics(self.labels, columns["scores"])
+        self.terms = {
+            term: metrics(self.labels, columns[f"{term}_scores"])["auroc"] for term in TERMS
+        }
+        report = json.loads((folder / "scores" / "evaluation.json").read_text())["table"]["all"]
+        from tfanomaly.pipelines.evaluate import BASELINES
+
+        self.pixel = {SCORE_NAMES[k]: report[k] for k in BASELINES}
+        # the scored and training rows' raw flux, by object id, for the morphology baselines
+        source = family_set(name, out)
+        scored_source = source if same_rows else source.with_name(source.stem + "_score.h5")
+        self.morph_baselines = {
+            key: metrics(self.labels, values)
+            for key, values in morphology_baselines(
+                images_of(source, train_columns["object_ids"]),
+                images_of(scored_source, columns["object_ids"]),
+                same_rows,
+            ).items()
+        }
+        best = max({**self.pixel, **self.morph_baselines}.items(), key=lambda kv: kv[1]["auroc"])
+        self.best_baseline = best
+        params, train_params = columns["morphology"], train_columns["morphology"]
+        width = params.shape[1]
+        with h5py.File(source) as f:
+            names = feature_names(f["images"].shape[-1])
+        if len(names) != width:  # scored by another version: the first columns are NAMES
+            names = tuple(NAMES) + tuple(f"extra_{j}" for j in range(width - len(NAMES)))
+        variants, self.copies = morphology_variants(train_params, params, names, same_rows, rng)
+        # the package's term is a k-NN without de-duplication: copies count against it too
+        stored = self.multiplier["morphology"] * (1.0 - self.copies)
+        self.variants = {"stored": (self.z["morphology"], stored), **variants}
+
+    def matrix(self, variant: str, label_free: bool) -> np.ndarray:
+        """(N, 5) the z of TERMS, the morphology column the variant's; times the label-free
+        multipliers (renormalised by the weights later) when ``label_free``."""
+        z_morph, m_morph = self.variants[variant]
+        columns = [self.z[t] if t != "morphology" else z_morph for t in TERMS]
+        scale = [
+            (self.multiplier[t] if t != "morphology" else m_morph) if label_free else 1.0
+            for t in TERMS
+        ]
+        return np.stack(columns, axis=1), np.array(scale)
+
+
+def images_of(path: Path, object_ids: np.ndarray) -> np.ndarray:
+    """The cutouts of ``path`` in the order of ``object_ids``."""
+    with h5py.File(path) as f:
+        ids, images = f["object_ids"][...], f["images"][...]
+    where = {int(i): k for k, i in enumerate(ids)}
+    return images[[where[int(i)] for i in object_ids]]
+
+
+def candidate_aurocs(family: Family, grid: np.ndarray, variants) -> np.ndarray:
+    """(candidates,) AUROC of every (variant, weighting, weights) on the family: the candidates
+    enumerate variants x (fixed, label-free) x the grid rows with a morphology weight (the rows
+    without one once, under the variant "none")."""
+    morph = TERMS.index("morphology")
+    without, with_morph = grid[grid[:, morph] == 0], grid[grid[:, morph] > 0]
+    found = []
+    for label_free in (False, True):
+        z, scale = family.matrix("stored", label_free)
+        weights = without * scale
+        weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+        found.append(auroc_columns(family.labels, z @ weights.T))
+        for variant in variants:
+            z, scale = family.matrix(variant, label_free)
+            weights = with_morph * scale
+            weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+            found.append(auroc_columns(family.labels, z @ weights.T))
+    return np.concatenate(found)
+
+
+def candidate_names(grid: np.ndarray, variants) -> list[tuple[str, str, np.ndarray]]:
+    """(variant, weighting, weights) of each candidate, in candidate_aurocs' order."""
+    morph = TERMS.index("morphology")
+    without, with_morph = grid[grid[:, morph] == 0], grid[grid[:, morph] > 0]
+    names = []
+    for weighting in ("fixed", "label-free"):
+        names += [("none", weighting, w) for w in without]
+        for variant in variants:
+            names += [(variant, weighting, w) for w in with_morph]
+    return names
+
+
+def candidate_score(family: Family, candidate) -> np.ndarray:
+    variant, weighting, weights = candidate
+    z, scale = family.matrix("stored" if variant == "none" else variant, weighting != "fixed")
+    weights = weights * scale
+    return z @ (weights / max(weights.sum(), 1e-12))
+
+
+def describe(candidate) -> str:
+    variant, weighting, weights = candidate
+    shown = weights / weights[weights > 0].min()
+    text = " ".join(
+        f"{t[:4]}={w:g}" for t, w in zip(TERMS, np.round(shown, 2), strict=True) if w > 0
+    )
+    return f"{text}; morph: {variant}; {weighting}"
+
+
+def fmt(m: dict) -> str:
+    return f"{m['auroc']:.3f} / {m['average_precision']:.3f}"
+
+
+def analyse(out: Path, names) -> None:
+    from tfanomaly.pipelines.evaluate import metrics
+
+    rng = np.random.default_rng(0)
+    families = {name: Family(name, out, rng) for name in names}
+    grid = weight_grid()
+    variants = ["stored"] + [f"{v}/{s}" for s in ("all", "shape") for v in MORPH_VARIANTS]
+    candidates = candidate_names(grid, variants)
+    auroc = np.stack([candidate_aurocs(families[n], grid, variants) for n in names])
+    best = np.array([families[n].best_baseline[1]["auroc"] for n in names])
+    margin = auroc - best[:, None]
+    default_weights = np.array([DEFAULT_WEIGHTS.get(t, 0.0) for t in TERMS])
+    default_weights /= default_weights.sum()
+    lines = [
+        f"{len(candidates)} candidates ({len(grid)} weightings of {', '.join(TERMS)} from "
+        f"{GRID}; morphology variants {', '.join(variants)}; fixed or label-free weights)",
+        "",
+        "## Families: leave-one-family-out choice against the baselines",
+        "",
+        "| family | LOFO default AUROC / AP | best pixel baseline | best morphology baseline "
+        "| margin | best stored term | current default AUROC / AP | chosen setting |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    worst = None
+    for i, name in enumerate(names):
+        family = families[name]
+        others = [j for j in range(len(names)) if j != i]
+        if others:
+            floor = margin[others].min(axis=0)
+            mean = margin[others].mean(axis=0)
+            choice = int(np.lexsort((-mean, -floor))[0])
+        else:
+            choice = int(np.argmax(margin[i]))
+        found = metrics(family.labels, candidate_score(family, candidates[choice]))
+        pixel = max(family.pixel.items(), key=lambda kv: kv[1]["auroc"])
+        morph = max(family.morph_baselines.items(), key=lambda kv: kv[1]["auroc"])
+        gap = found["auroc"] - best[i]
+        term = max(family.terms.items(), key=lambda kv: kv[1])
+        lines.append(
+            f"| {name} | {fmt(found)} | {fmt(pixel[1])} ({pixel[0]}) | {fmt(morph[1])} "
+            f"({morph[0]}) | {gap:+.3f} | {term[1]:.3f} ({term[0]}) | {fmt(family.default)} "
+            f"| {describe(candidates[choice])} |"
+        )
+        if worst is None or gap < worst[1]:
+            worst = (name, gap, found, family.default["auroc"] - best[i])
+    lines.append(
+        f"| worst family | {worst[0]}: {fmt(worst[2])} | | | {worst[1]:+.3f} | | "
+        f"current default's margin there {worst[3]:+.3f} | |"
+    )
+    floor, mean = margin.min(axis=0), margin.mean(axis=0)
+    chosen = int(np.lexsort((-mean, -floor))[0])
+    lofo = []
+    for i in range(len(names)):
+        others = [j for j in range(len(names)) if j != i]
+        if others:
+            lofo.append(int(np.lexsort((-margin[others].mean(0), -margin[others].min(0)))[0]))
+    current = [
+        k
+        for k, c in enumerate(candidates)
+        if c[0] == "stored" and c[1] == "fixed" and np.allclose(c[2], default_weights)
+    ]
+    lines += [
+        "",
+        f"All families: the choice is {describe(candidates[chosen])} (worst margin "
+        f"{floor[chosen]:+.3f}, mean {mean[chosen]:+.3f}); the leave-one-out choices are "
+        f"{len(set(lofo))} distinct setting(s), "
+        f"{sum(c == chosen for c in lofo)} of {len(lofo)} the same as the all-family choice.",
+    ]
+    if current:
+        k = current[0]
+        lines.append(
+            f"The current default (stored morphology term, fixed weights) as a candidate: worst "
+            f"margin {floor[k]:+.3f}, mean {mean[k]:+.3f}."
+        )
+    lines += [
+        "",
+        "## Margins of the all-family choice and of the current default, per family",
+        "",
+        "| family | best baseline (AUROC) | all-family choice AUROC / AP | margin "
+        "| current default AUROC / AP | margin | best candidate on the family itself |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, name in enumerate(names):
+        family = families[name]
+        found = metrics(family.labels, candidate_score(family, candidates[chosen]))
+        lines.append(
+            f"| {name} | {family.best_baseline[0]} ({best[i]:.3f}) | {fmt(found)} "
+            f"| {found['auroc'] - best[i]:+.3f} | {fmt(family.default)} "
+            f"| {family.default['auroc'] - best[i]:+.3f} "
+            f"| {auroc[i].max():.3f} ({describe(candidates[int(np.argmax(auroc[i]))])}) |"
+        )
+    lines += [
+        "",
+        "## Morphology term variants alone (AUROC; label-free multiplier in brackets)",
+        "",
+        "| variant | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for variant in variants:
+        cells = []
+        for name in names:
+            z, m = families[name].variants[variant]
+            cells.append(f"{metrics(families[name].labels, z)['auroc']:.3f} ({m:.2f})")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    lines += ["", "## Stored terms alone (AUROC; label-free multiplier in brackets)", ""]
+    lines += ["| term | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for term in TERMS:
+        cells = [
+            f"{families[n].terms[term]:.3f} ({families[n].multiplier[term]:.2f})" for n in names
+        ]
+        lines.append(f"| {term} | " + " | ".join(cells) + " |")
+    lines += ["", "## Every baseline (AUROC / AP)", ""]
+    lines += ["| baseline | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key in list(families[names[0]].pixel) + list(families[names[0]].morph_baselines):
+        cells = [fmt({**families[n].pixel, **families[n].morph_baselines}[key]) for n in names]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    print(text, flush=True)
+    (out / "families.md").write_text(common.machine() + "\n\n" + text + "\n")
+
+
+# --- the runs -------------------------------------------------------------------------------
+
+
+def run_family(name: str, out: Path, timings: dict) -> None:
+    """Ingest, train gan, train encoder, score, evaluate, each skipped when its output exists.
+    The half family: trained on the first half; the second half ingested alone and scored with
+    the first half's run (``scores``), the first half scored too (``scores_train``)."""
+    from tfanomaly.data.manifest import MANIFEST
+    from tfanomaly.pipelines.config import IngestConfig, ScoreConfig
+    from tfanomaly.pipelines.evaluate import evaluate
+    from tfanomaly.pipelines.ingest import ingest
+    from tfanomaly.pipelines.score import score
+
+    source = family_set(name, out)
+    folder = out / name
+    mine = timings.setdefault(name, {})
+    timed = common.stage_timer(mine)
+    data, run = common.user_run(
+        folder,
+        source,
+        stretch=IngestConfig.stretch,
+        preset=common.PRESETS[SIZE],
+        gan_steps=1000,
+        encoder_steps=600,
+        timings=mine,
+    )
+    if name == "real_colour_half":
+        if not (folder / "scores_train" / "results.h5").exists():
+            train, quiet = folder / "scores_train", common.quiet
+            timed("score train", score, run, data, train, ScoreConfig(), progress=False, echo=quiet)
+        data = folder / "tfrecords_score"
+        if not (data / MANIFEST).exists():
+            config = IngestConfig(shard_size=1024, stretch=IngestConfig.stretch)
+            score_source = source.with_name(source.stem + "_score.h5")
+            timed("ingest score", ingest, score_source, data, config, progress=False)
+    results = folder / "scores"
+    if not (results / "evaluation.json").exists():
+        timed("score", score, run, data, results, ScoreConfig(), progress=False, echo=common.quiet)
+        timed("evaluate", evaluate, results, data_dir=data)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--runs-only", action="store_true", help="run, do not analyse")
+    parser.add_argument("--analyse-only", action="store_true", help="analyse finished runs")
+    args = parser.parse_args()
+    print(common.machine(), flush=True)
+    out = Path(args.out)
+    wanted = args.families.split(",")
+    unknown = set(wanted) - set(FAMILIES)
+    if unknown:
+        parser.error(f"--families: unknown {sorted(unknown)}; the families are {FAMILIES}")
+    if not args.analyse_only:
+        timings_file = out / "timings.json"
+        for name in wanted:
+            family_set(name, out)
+        for name in wanted:
+            timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+            run_family(name, out, timings)
+            timings_file.write_text(json.dumps(timings, indent=1))
+            print(f"{name}: done {timings.get(name)}", flush=True)
+    if not args.runs_only:
+        analyse(out, [name for name in wanted if (out / name / "scores").exists()])
+
+
+if __name__ == "__main__":
+    main()
