@@ -861,11 +861,15 @@ def analyse(out: Path, names) -> None:
 # --- the runs -------------------------------------------------------------------------------
 
 
-def run_family(name: str, out: Path, timings: dict) -> None:
+def run_family(name: str, out: Path, timings: dict, rescore: bool = False) -> None:
     """Ingest, train gan, train encoder, score, evaluate, each skipped when its output exists.
     The half family: trained on the first half; the second half ingested alone and scored with
-    the first half's run (``scores``), the first half scored too (``scores_train``)."""
+    the first half's run (``scores``), the first half scored too (``scores_train``). ``rescore``:
+    calibrate again and score again with the same networks (after the default score changed)."""
+    import shutil
+
     from tfanomaly.data.manifest import MANIFEST
+    from tfanomaly.pipelines.calibrate import calibrate
     from tfanomaly.pipelines.config import IngestConfig, ScoreConfig
     from tfanomaly.pipelines.evaluate import evaluate
     from tfanomaly.pipelines.ingest import ingest
@@ -884,6 +888,10 @@ def run_family(name: str, out: Path, timings: dict) -> None:
         encoder_steps=600,
         timings=mine,
     )
+    if rescore:
+        timed("calibrate", calibrate, run, data, progress=False, echo=common.quiet)
+        for results in (folder / "scores", folder / "scores_train"):
+            shutil.rmtree(results, ignore_errors=True)
     if name == "real_colour_half":
         if not (folder / "scores_train" / "results.h5").exists():
             train, quiet = folder / "scores_train", common.quiet
@@ -905,6 +913,12 @@ def main() -> None:
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--runs-only", action="store_true", help="run, do not analyse")
     parser.add_argument("--analyse-only", action="store_true", help="analyse finished runs")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="calibrate and score the finished runs again (same networks), as the default "
+        "score now is",
+    )
     args = parser.parse_args()
     print(common.machine(), flush=True)
     out = Path(args.out)
@@ -918,7 +932,7 @@ def main() -> None:
             family_set(name, out)
         for name in wanted:
             timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
-            run_family(name, out, timings)
+            run_family(name, out, timings, rescore=args.rescore)
             timings_file.write_text(json.dumps(timings, indent=1))
             print(f"{name}: done {timings.get(name)}", flush=True)
     if not args.runs_only:

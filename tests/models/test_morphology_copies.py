@@ -7,7 +7,7 @@ import pytest
 
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.calibration import MorphologyReference
-from tfanomaly.models.morphology import morphology
+from tfanomaly.models.morphology import morphology, term_columns
 from tfanomaly.models.noise_score import COPY_DISTANCE, NoiseAwareScore
 from tfanomaly.models.score_config import ScoreSettings
 from tfanomaly.models.score_fit import first_copies, fit_morphology
@@ -127,6 +127,7 @@ def repeated_calibration(scorer: NoiseAwareScore, features: np.ndarray):
     c = four_term_calibration(size=SIZE, bands=BANDS)
     c.settings = scorer.settings
     centre, scale = scorer.morphology_centre.numpy(), scorer.morphology_scale.numpy()
+    features = features[:, term_columns(c.settings.morphology_parameters, features.shape[1])]
     reference = np.clip((features - centre) / scale, -50.0, 50.0).astype("f4")
     c.morphology = MorphologyReference(centre, scale, reference)
     return c

@@ -144,7 +144,7 @@ def four_term_calibration(
 ):
     """The hand-made calibration with a linear model (both filters' numbers) and a morphology
     reference set; least squares unless ``robust_iterations``."""
-    from tfanomaly.models.morphology import feature_names
+    from tfanomaly.models.morphology import feature_names, term_columns
 
     rng = np.random.default_rng(seed)
     c = calibration(
@@ -155,6 +155,8 @@ def four_term_calibration(
             morphology_neighbours=3,
             terms=ALL,
             robust_iterations=robust_iterations,
+            # Fixed here, so that the tests do not follow the package's default weights.
+            term_weights=(("feature", 0.5), ("extended", 1.5), ("morphology", 1.5)),
         )
     )
     dims = size * size * bands
@@ -162,7 +164,8 @@ def four_term_calibration(
     c.linear = LinearModel(rng.uniform(0, 0.2, dims).astype("f4"), axes.T.astype("f4"))
     c.residuals["linear"] = residual_term(c.settings, "linear", rng, bands)
     c.residuals["extended"] = residual_term(c.settings, "extended", rng, bands, 0.1, 0.5)
-    n_features = len(feature_names(bands))
+    which = c.settings.morphology_parameters
+    n_features = len(term_columns(which, len(feature_names(bands))))
     c.morphology = MorphologyReference(
         rng.normal(size=n_features).astype("f4"),
         rng.uniform(0.5, 2.0, n_features).astype("f4"),
@@ -369,7 +372,7 @@ def test_four_terms_combine_by_mean_or_max_of_standardised_logs(combine):
     np.testing.assert_allclose(
         scorer.standardised([tf.constant(t) for t in terms.T]), z, rtol=1e-5, atol=1e-5
     )
-    # The default weights: feature 0.5, extended and morphology 1.5, the rest 1, normalised.
+    # The calibration's weights: feature 0.5, extended and morphology 1.5, the rest 1, normalised.
     weights = np.array([1.0, 0.5, 1.0, 1.5, 1.5]) / 5.5
     assert c.terms == ALL
     np.testing.assert_allclose(c.weights, weights, rtol=1e-6)
@@ -655,7 +658,10 @@ def test_calibrate_leaves_out_a_quantised_term_and_score_records_the_weights(
     c = Calibration.load(summary["path"])
     assert c.health["linear"].reason == "quantised" and c.health["linear"].levels == 3
     assert all(c.health[t].healthy for t in ("feature", "extended", "morphology"))
-    weights = dict(zip(c.terms, np.array([0.5, 0.0, 1.5, 1.5]) / 3.5, strict=True))
+    nominal = dict(zip(c.terms, c.nominal_weights.astype(float), strict=True))
+    weights = {
+        t: 0.0 if t == "linear" else w / (1.0 - nominal["linear"]) for t, w in nominal.items()
+    }
     assert summary["term_weights"] == pytest.approx(weights)
     assert summary["degenerate_terms"] == {"linear": c.health["linear"].detail}
     # Scored with the real linear term again: computed and stored, but not in the score.

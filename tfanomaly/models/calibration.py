@@ -423,4 +423,6 @@ def older_settings(settings: dict) -> ScoreSettings:
     settings.setdefault("robust_iterations", 0)
     # Before the term weights, the terms' z had equal weights.
     settings.setdefault("term_weights", [])
+    # Before the choice of the morphology term's parameters, it read every one.
+    settings.setdefault("morphology_parameters", "all")
     return ScoreSettings(**settings)

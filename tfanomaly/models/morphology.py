@@ -66,6 +66,24 @@ def feature_names(bands: int) -> tuple[str, ...]:
     return NAMES + colour_names(bands) + EXTRA_NAMES
 
 
+# The parameters the morphology term can read: every one, or the shape ones (every parameter but
+# the brightness and the noise, which say how bright and how deep a cutout is, not its shape:
+# measured over eight data families, docs Results > Detection > Families).
+NOT_SHAPE = ("log_flux", "log_noise")
+
+
+def term_columns(which: str, count: int) -> list[int]:
+    """The columns of the ``count`` parameters ``morphology()`` computes that the morphology term
+    reads with ``ScoreSettings.morphology_parameters`` = ``which``: "all" every one, "shape" all
+    but ``NOT_SHAPE``."""
+    names = feature_names(count - len(NAMES) - len(EXTRA_NAMES) + 1)
+    if which == "all":
+        return list(range(count))
+    if which == "shape":
+        return [i for i, name in enumerate(names) if name not in NOT_SHAPE]
+    raise ValueError(f"morphology parameters: {which!r}, not shape or all")
+
+
 def legacy_count(bands: int) -> int:
     """The number of parameters before ``EXTRA_NAMES`` (and the flip-invariant definitions)."""
     return len(NAMES) + bands - 1

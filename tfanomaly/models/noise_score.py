@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from tfanomaly.models.calibration import Calibration, ResidualTerm
 from tfanomaly.models.filters import band_mad_sigma, smooth
-from tfanomaly.models.morphology import legacy_count, morphology
+from tfanomaly.models.morphology import legacy_count, morphology, term_columns
 from tfanomaly.models.pixel_noise import smoothed_chi2
 
 # The robust linear projection's Cauchy scale, in MAD-sigmas of a band's residual (3-6 measured).
@@ -291,7 +291,7 @@ class NoiseAwareScore(tf.Module):
         """Whether the calibration's morphology parameters are the flip-invariant ones with the
         columns after the colours: False for one made before them (fewer columns), whose first
         columns keep their definitions of then (``morphology(..., invariant=False)``)."""
-        if "morphology" not in self.terms:
+        if "morphology" not in self.terms or self.settings.morphology_parameters != "all":
             return True
         return self.morphology_centre.shape[0] > legacy_count(bands)
 
@@ -305,10 +305,15 @@ class NoiseAwareScore(tf.Module):
         """Standardised morphology parameters (B, F) of the raw flux cutouts (on the stretched
         images they lost 0.03-0.17 AUROC: the asinh flattens the profiles); ``parameters``: the
         raw parameters :meth:`morphology_parameters` when they are already computed. A calibration
-        with fewer columns (made before the later parameters) reads the first F."""
+        with fewer columns (made before the later parameters) reads the first F; the term's
+        parameters are ``ScoreSettings.morphology_parameters`` (``term_columns``)."""
         parameters = self.morphology_parameters(flux) if parameters is None else parameters
-        columns = self.morphology_centre.shape[0]
-        standard = (parameters[:, :columns] - self.morphology_centre) / self.morphology_scale
+        if self.settings.morphology_parameters == "all":
+            parameters = parameters[:, : self.morphology_centre.shape[0]]
+        else:
+            which = term_columns(self.settings.morphology_parameters, parameters.shape[1])
+            parameters = tf.gather(parameters, which, axis=1)
+        standard = (parameters - self.morphology_centre) / self.morphology_scale
         return tf.clip_by_value(standard, -50.0, 50.0)
 
     def morphology_score(self, flux, parameters=None):

@@ -11,10 +11,17 @@ from tfanomaly.errors import ConfigError
 
 SCORE_TERMS = ("residual", "feature", "linear", "extended", "morphology")
 SCORE_COMBINES = ("mean", "max")
+# The morphology term's parameter sets (tfanomaly.models.morphology.term_columns reads them).
+MORPHOLOGY_PARAMETERS = ("shape", "all")
 DEFAULT_TERMS = ("feature", "linear", "extended", "morphology")
-# The default score's weights of its terms' z (README "Detection quality on real images", fifth
-# round: chosen on the three tuning sets).
-DEFAULT_TERM_WEIGHTS = (("feature", 0.5), ("extended", 1.5), ("morphology", 1.5))
+# The default score's weights of its terms' z, chosen over eight data families with each family
+# left out of the choice in turn (docs Results > Detection > Families): the extended residual and
+# the morphology density carry over to families they were not chosen on; the critic features and
+# the linear residual did not (they stay computed and stored, with weight 0).
+DEFAULT_TERM_WEIGHTS = (("feature", 0.0), ("linear", 0.0), ("extended", 1.0), ("morphology", 2.0))
+# The morphology term's k: more than the members of a group of similar anomalies (a trail over
+# neighbouring stamps), which a smaller k counts as each other's dense neighbourhood.
+DEFAULT_MORPHOLOGY_NEIGHBOURS = 20
 # The linear model's components by default: 50 per 32x32 pixels of cutout, within these bounds
 # (README "Detection quality on real images", sixth round: measured at 32 and 48 px).
 LINEAR_COMPONENTS_PER_1024_PIXELS = 50
@@ -96,6 +103,9 @@ class ScoreSettings:
         extended_sigma: width in pixels of the extended term's Gaussian filter.
         extended_top_fraction: the extended term's top fraction of the chi^2 map.
         morphology_neighbours: k of the morphology term's k-NN distance.
+        morphology_parameters: the parameters the morphology term reads: ``shape`` (every
+            parameter but the brightness and the noise level) or ``all`` (calibrations made
+            before the choice).
         reference_size: calibration cutouts kept as the morphology term's reference set.
     """
 
@@ -174,7 +184,21 @@ class ScoreSettings:
     )
     extended_sigma: float = 3.0
     extended_top_fraction: float = 0.3
-    morphology_neighbours: int = 5
+    morphology_neighbours: int = field(
+        default=DEFAULT_MORPHOLOGY_NEIGHBOURS,
+        metadata={
+            "help": "k of the morphology term's k-NN distance (more than the size of a group "
+            "of similar anomalies)."
+        },
+    )
+    morphology_parameters: str = field(
+        default="shape",
+        metadata={
+            "help": "The morphology term's parameters: shape (all but the brightness and the "
+            "noise level) or all.",
+            "choices": MORPHOLOGY_PARAMETERS,
+        },
+    )
     reference_size: int = 2000
 
     def __post_init__(self):
@@ -237,6 +261,11 @@ class ScoreSettings:
             )
         if not 0 <= self.robust_iterations <= 20:
             raise ConfigError(f"robust iterations must be in [0, 20], got {self.robust_iterations}")
+        if self.morphology_parameters not in MORPHOLOGY_PARAMETERS:
+            raise ConfigError(
+                f"morphology parameters must be one of {', '.join(MORPHOLOGY_PARAMETERS)}, got "
+                f"{self.morphology_parameters!r}"
+            )
         if self.morphology_neighbours < 1 or self.reference_size <= self.morphology_neighbours:
             raise ConfigError("the morphology term needs k >= 1 and more reference cutouts than k")
 

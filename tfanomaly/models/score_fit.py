@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfanomaly.errors import ConfigError
+from tfanomaly.models.morphology import term_columns
 from tfanomaly.models.noise_score import COPY_DISTANCE, plane_maps, project_linear
 from tfanomaly.models.score_config import ScoreSettings
 
@@ -206,11 +207,12 @@ def first_copies(points: np.ndarray, tol: float = COPY_DISTANCE) -> np.ndarray:
 
 
 def fit_morphology(settings: ScoreSettings, features: np.ndarray, rng: np.random.Generator):
-    """Median and MAD-sigma of each morphology parameter, the standardised reference set
+    """Median and MAD-sigma of each morphology parameter the term reads, the standardised reference set
     (``reference_size`` cutouts drawn at random) of the k-NN term, and the number of cutouts left
     out as copies of another (closer than ``COPY_DISTANCE`` in standardised parameters: a galaxy
     of overlapping tracts or repeated visits counts once, in the statistics and the reference)."""
     features = np.asarray(features, np.float64)
+    features = features[:, term_columns(settings.morphology_parameters, features.shape[1])]
     centre, scale = robust_centre_scale(features)
     order = rng.permutation(len(features))
     copies = first_copies(np.clip((features[order] - centre) / scale, -50.0, 50.0))
