@@ -144,7 +144,14 @@ def test_a_flipped_copy_of_a_reference_cutout_is_left_out_as_itself():
         )
 
 
-def test_a_calibration_set_of_too_few_distinct_cutouts_is_refused():
+def test_a_calibration_set_of_one_distinct_cutout_is_refused_and_of_three_kept_once_each():
     features = morphology(galaxies(3, seed=3)).numpy()
-    with pytest.raises(ConfigError, match=r"set has 3 \(and 9 copies\)"):
-        fit_morphology(ScoreSettings(), np.concatenate([features] * 4), np.random.default_rng(0))
+    with pytest.raises(ConfigError, match=r"set has 1 \(and 3 copies\)"):
+        fit_morphology(
+            ScoreSettings(), np.repeat(features[:1], 4, axis=0), np.random.default_rng(0)
+        )
+    # Fewer distinct cutouts than k + 1: all of them, once (calibrate then lowers k).
+    *_, reference, copies = fit_morphology(
+        ScoreSettings(), np.concatenate([features] * 4), np.random.default_rng(0)
+    )
+    assert reference.shape[0] == 3 and copies == 9

@@ -106,9 +106,18 @@ def test_train_encoder_calibrate_score_export(tmp_path, write, size, bands, trai
         echo=quiet,
     )
     if recalibrate:
+        lines = []
         calibrate(
-            run, config=CalibrateConfig(fit_size=N // 2, batch_size=8), progress=False, echo=quiet
+            run,
+            config=CalibrateConfig(fit_size=N // 2, batch_size=8),
+            progress=False,
+            echo=lines.append,
         )
+        # 12 calibration cutouts, fewer than the morphology term's k + 1: k is lowered to 11.
+        lowered = Calibration.load(run / CALIBRATION_FILE)
+        k = lowered.settings.morphology_neighbours
+        assert k == len(lowered.morphology.reference) - 1 == N // 2 - 1
+        assert f"morphology term: k = {k} neighbours, not 20" in lines[-1]
     calibration = Calibration.load(run / CALIBRATION_FILE)
     assert calibration.info["feature_size"] == expected.feature_size
     assert calibration.info["count"] == (N // 2 if recalibrate else N)

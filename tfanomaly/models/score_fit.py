@@ -217,10 +217,10 @@ def fit_morphology(settings: ScoreSettings, features: np.ndarray, rng: np.random
     order = rng.permutation(len(features))
     copies = first_copies(np.clip((features[order] - centre) / scale, -50.0, 50.0))
     unique = features[order[~copies]]
-    if len(unique) <= settings.morphology_neighbours:
+    if len(unique) < 2:
         raise ConfigError(
-            f"the morphology term needs more than k = {settings.morphology_neighbours} distinct "
-            f"cutouts; the calibration set has {len(unique)} (and {int(copies.sum())} copies)"
+            f"the morphology term needs at least 2 distinct cutouts; the calibration set has "
+            f"{len(unique)} (and {int(copies.sum())} copies)"
         )
     centre, scale = robust_centre_scale(unique)
     reference = np.clip((unique[: settings.reference_size] - centre) / scale, -50.0, 50.0)

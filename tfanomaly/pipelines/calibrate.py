@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +212,11 @@ def fit_calibration(
     if "morphology" in terms:
         *morph, copies = fit_morphology(settings, np.concatenate(samples.morphologies), rng)
         calibration.morphology = MorphologyReference(*morph)
+        # A small calibration set has fewer distinct cutouts than k + 1: the term takes all but
+        # the image itself (calibrate says so).
+        k = min(settings.morphology_neighbours, len(calibration.morphology.reference) - 1)
+        if k < settings.morphology_neighbours:
+            calibration.settings = replace(settings, morphology_neighbours=k)
         calibration.info["morphology_copies"] = copies
     return calibration
 
@@ -354,11 +359,17 @@ def calibrate(
             f"morphology reference: {copies} cutouts left out as copies of another (the same "
             "galaxy more than once: overlapping tracts, repeated visits)"
         )
+    k = calibration.settings.morphology_neighbours
+    if k < settings.morphology_neighbours:
+        echo(
+            f"morphology term: k = {k} neighbours, not {settings.morphology_neighbours}: the "
+            f"calibration set has {k + 1} distinct cutouts"
+        )
     result = {
         "path": path,
         "count": seen,
         "seconds": seconds,
-        "settings": settings.to_dict(),
+        "settings": calibration.settings.to_dict(),
         **record,
     }
     if copies is not None:
