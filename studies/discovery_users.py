@@ -19,7 +19,8 @@ the default space), ``learned[:KNOB=V+...]`` (``models.preference``, the shipped
 PreferenceConfig knobs overridden; ``axes=1``: the standardised feature_axes added to its design).
 A query strategy may take ``:pool=P`` (the objects ``uncertain``/``diverse`` draw from: P objects,
 0 every object, under 1 that fraction; default ``models.query.POOL``) and ``+grow=G`` (the pool
-times G each round), e.g. ``diverse:pool=200+grow=3``. The summary ranks strategy x method by
+times G per batch labelled; 1 with a pool given), e.g. ``diverse:pool=200+grow=1``, the fixed
+pool of earlier versions. The summary ranks strategy x method by
 the worst set's worst user after round 3, then the mean; ``--merge`` prints it (and
 ``--markdown``, the docs' table) from the ``--out`` files of per-set runs.
 
@@ -152,17 +153,20 @@ def method_scores(name, survey: Survey, rows, targets, config: PreferenceConfig,
     raise ValueError(name)
 
 
-def next_rows(query, score, boundary, labelled, survey, batch, round_=0):
-    """``query[:pool=P]``: the strategy, its pool P objects (0: every object; P<1: that fraction
-    of the objects; default ``models.query.POOL``); ``:grow=G``: the pool times G per round."""
+def next_rows(query, score, boundary, labelled, survey, batch):
+    """``query[:pool=P+grow=G]``: the strategy, its pool P objects (0: every object; under 1:
+    that fraction of them) growing G times per batch labelled; without knobs, the shipped
+    ``models.query`` defaults; with a pool and no growth, a fixed pool."""
     name, _, knobs = query.partition(":")
     opts = {k: float(v) for k, v in (kv.split("=") for kv in knobs.split("+") if kv)}
-    n = len(score)
-    pool = opts.get("pool", POOL)
-    pool = n if pool == 0 else (int(round(pool * n)) if pool < 1 else int(pool))
-    pool = min(n, int(pool * opts.get("grow", 1.0) ** round_))
+    extra = {}
+    if opts:
+        n = len(score)
+        pool = opts.get("pool", POOL)
+        pool = n if pool == 0 else (int(round(pool * n)) if pool < 1 else int(pool))
+        extra = {"pool": pool, "growth": opts.get("grow", 1.0)}
     return query_batch(
-        name, score, labelled, survey.ranker._unit, batch, boundary=boundary, pool=pool
+        name, score, labelled, survey.ranker._unit, batch, boundary=boundary, **extra
     )
 
 
@@ -175,10 +179,10 @@ def simulate(survey: Survey, want, method, rounds, batch, config, rng=None, quer
     like = [int(r) for r in like]
     labelled, targets, out = [], [], []
     score, boundary = method_scores(method, survey, np.array([], int), np.array([]), config, like)
-    for round_ in range(rounds):
+    for _ in range(rounds):
         mask = np.ones(n, bool)
         mask[labelled + like] = False
-        shown = next_rows(query, score, boundary, ~mask, survey, batch, round_)
+        shown = next_rows(query, score, boundary, ~mask, survey, batch)
         for r in shown:
             if want is None:
                 t = float(rng.choice([1.0, -1.0, -1.0]))
@@ -336,7 +340,7 @@ def main(argv=None):
         "--queries",
         default=",".join(QUERIES),
         help="query strategies, each with an optional :pool=P (objects; 0: all; under 1: a "
-        "fraction) and +grow=G (the pool times G per round)",
+        "fraction) and +grow=G (the pool times G per batch labelled)",
     )
     parser.add_argument(
         "--starts",
