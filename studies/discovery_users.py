@@ -16,9 +16,13 @@ Methods: ``default`` (the anomaly score, labels ignored), ``relevance`` (the nea
 feature_axes and every *_sigma column, labelled objects only; the default order while one class
 only), ``knn[:k=5+weight=3]`` (label propagation: the prior plus the kNN vote of the labels over
 the default space), ``learned[:KNOB=V+...]`` (``models.preference``, the shipped ranker, with
-PreferenceConfig knobs overridden). The summary ranks strategy x method by the worst set's worst
-user after round 3, then the mean; ``--merge`` prints it (and ``--markdown``, the docs' table)
-from the ``--out`` files of per-set runs.
+PreferenceConfig knobs overridden; ``axes=1``: the standardised feature_axes added to its design).
+A query strategy may take ``:pool=P`` (the objects ``uncertain``/``diverse`` draw from: P objects,
+0 every object, under 1 that fraction; default ``models.query.POOL``) and ``+grow=G`` (the pool
+times G per batch labelled; 1 with a pool given), e.g. ``diverse:pool=200+grow=1``, the fixed
+pool of earlier versions. The summary ranks strategy x method by
+the worst set's worst user after round 3, then the mean; ``--merge`` prints it (and
+``--markdown``, the docs' table) from the ``--out`` files of per-set runs.
 
   python studies/discovery_users.py --sets name=RESULTS[,...] [--rounds 3] [--seeds 5]
       [--queries top,uncertain,diverse,mixed] [--starts top,like] [--out FILE]
@@ -37,8 +41,8 @@ from pathlib import Path
 import common
 import numpy as np
 
-from tfanomaly.models.preference import PreferenceConfig
-from tfanomaly.models.query import QUERIES, query_batch
+from tfanomaly.models.preference import PreferenceConfig, standardised_columns
+from tfanomaly.models.query import POOL, QUERIES, query_batch
 from tfanomaly.models.relevance import RelevanceConfig, anomaly_prior, ranking_space, relevance
 from tfanomaly.pipelines.rerank import Ranker
 from tfanomaly.results.catalog import read_results
@@ -71,6 +75,8 @@ class Survey:
         columns, attrs = read_results(folder, with_vectors=True)
         self.object_ids = columns["object_ids"]
         self.ranker = Ranker.from_results(folder, preference=config)
+        self.folder, self.config = folder, config
+        self._axes_ranker = None
         self.kinds = np.asarray(columns["labels"])
         self.kind_names = json.loads(attrs["kind_names"])
         self.anomaly = np.asarray(columns["scores_sigma"], np.float64)
@@ -85,6 +91,17 @@ class Survey:
         self.rel_space = ranking_space(self.anomaly, self.space, RelevanceConfig(), prepared=True)
         unit = self.space
         self.knn_unit = unit
+        self.feature_axes = np.asarray(columns["feature_axes"], np.float64)
+
+    def axes_ranker(self) -> Ranker:
+        """The shipped ranker with the feature_axes columns added to the learned ranking's
+        design (beside the space, the sigma columns and the prior)."""
+        if self._axes_ranker is None:
+            extra = standardised_columns(self.feature_axes)
+            ranker = Ranker.from_results(self.folder, preference=self.config)
+            ranker._design = np.concatenate([ranker._design, extra], axis=1)
+            self._axes_ranker = ranker
+        return self._axes_ranker
 
 
 def method_scores(name, survey: Survey, rows, targets, config: PreferenceConfig, like=()):
@@ -93,10 +110,10 @@ def method_scores(name, survey: Survey, rows, targets, config: PreferenceConfig,
     prior = survey.prior
     method, _, knobs = name.partition(":")
     if method == "learned":  # the shipped Ranker; learned:c=0.1+weight=2 overrides its knobs
-        ranker = survey.ranker
-        ranker.preference = dataclasses.replace(
-            config, **{k: float(v) for k, v in (kv.split("=") for kv in knobs.split("+") if kv)}
-        )
+        opts = {k: float(v) for k, v in (kv.split("=") for kv in knobs.split("+") if kv)}
+        # axes=1: the feature_axes columns added to the design
+        ranker = survey.axes_ranker() if opts.pop("axes", 0) else survey.ranker
+        ranker.preference = dataclasses.replace(config, **opts)
         ids = survey.object_ids[rows]
         labels = {
             int(i): ("interesting" if t > 0 else "normal")
@@ -137,7 +154,20 @@ def method_scores(name, survey: Survey, rows, targets, config: PreferenceConfig,
 
 
 def next_rows(query, score, boundary, labelled, survey, batch):
-    return query_batch(query, score, labelled, survey.ranker._unit, batch, boundary=boundary)
+    """``query[:pool=P+grow=G]``: the strategy, its pool P objects (0: every object; under 1:
+    that fraction of them) growing G times per batch labelled; without knobs, the shipped
+    ``models.query`` defaults; with a pool and no growth, a fixed pool."""
+    name, _, knobs = query.partition(":")
+    opts = {k: float(v) for k, v in (kv.split("=") for kv in knobs.split("+") if kv)}
+    extra = {}
+    if opts:
+        n = len(score)
+        pool = opts.get("pool", POOL)
+        pool = n if pool == 0 else (int(round(pool * n)) if pool < 1 else int(pool))
+        extra = {"pool": pool, "growth": opts.get("grow", 1.0)}
+    return query_batch(
+        name, score, labelled, survey.ranker._unit, batch, boundary=boundary, **extra
+    )
 
 
 def simulate(survey: Survey, want, method, rounds, batch, config, rng=None, query="top", like=()):
@@ -306,7 +336,12 @@ def main(argv=None):
         help="rankers: default, relevance, logreg, knn[:k=K+weight=W], learned[:KNOB=V+...] "
         "(PreferenceConfig knobs)",
     )
-    parser.add_argument("--queries", default=",".join(QUERIES), help="query strategies")
+    parser.add_argument(
+        "--queries",
+        default=",".join(QUERIES),
+        help="query strategies, each with an optional :pool=P (objects; 0: all; under 1: a "
+        "fraction) and +grow=G (the pool times G per batch labelled)",
+    )
     parser.add_argument(
         "--starts",
         default="top,like",

@@ -89,3 +89,26 @@ def test_a_wrong_strategy_or_size_is_a_config_error():
         query_batch("random", np.zeros(3), np.zeros(3, bool), np.zeros((3, 1)))
     with pytest.raises(ConfigError, match="at least one"):
         query_batch("top", np.zeros(3), np.zeros(3, bool), np.zeros((3, 1)), 0)
+
+
+def test_the_diverse_pool_grows_with_the_batches_labelled():
+    """200 objects of group 0 score highest, 10 of group 1 come next: the first batch is drawn
+    from the best 20 (group 0 only), later ones from a pool three times larger per batch
+    labelled, which reaches group 1; a fixed pool (growth 1) never does."""
+    rng = np.random.default_rng(2)
+    group = np.repeat([0, 1], [200, 10])
+    space = (np.where(group[:, None] == 1, 10.0, 0.0) + rng.normal(size=(210, 2))).astype(
+        np.float32
+    )
+    score = np.where(group == 1, 0.0, 1.0 + rng.uniform(size=210))
+    labelled = np.zeros(210, bool)
+    first = query_batch("diverse", score, labelled, space, 5, pool=20)
+    assert set(group[first]) == {0}
+    labelled[first] = True
+    fixed = query_batch("diverse", score, labelled, space, 5, pool=20, growth=1.0)
+    assert set(group[fixed]) == {0}
+    labelled[fixed] = True  # two batches labelled: a pool of 20 * 3**2 = 180
+    assert set(group[query_batch("diverse", score, labelled, space, 5, pool=20)]) == {0}
+    labelled[query_batch("diverse", score, labelled, space, 5, pool=20)] = True
+    grown = query_batch("diverse", score, labelled, space, 5, pool=20)  # 20 * 3**3 = 540
+    assert 1 in set(group[grown]) and not labelled[grown].any()

@@ -4,7 +4,8 @@ is least sure of, or top-ranked ones spread over the feature space. NumPy only.
 A ranking learns only from what it shows: "label the top 10" confirms what it already believes,
 and a kind absent from its top is never labelled. ``diverse`` (after Astronomaly's Protege) picks
 from the high-scoring part of the ranking by greedy farthest-point sampling in the feature space,
-far from every object labelled so far, so that each batch shows kinds not yet seen.
+far from every object labelled so far, so that each batch shows kinds not yet seen; its pool grows
+with each batch labelled, so that kinds the anomaly score ranks low come up in later rounds.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from tfanomaly.errors import ConfigError
 
 QUERIES = ("top", "uncertain", "diverse", "mixed")
 DEFAULT_QUERY = "diverse"
-POOL = 200  # the high-scoring part a batch is drawn from (uncertain, diverse): the top unlabelled
+POOL = 200  # the high-scoring part the first batch is drawn from (uncertain, diverse)
+# ... and it grows this many times with each batch already labelled (200, 600, 1800, ...), so that
+# kinds the anomaly score ranks low are shown after the first rounds; bounded by POOL_MAX, which
+# keeps a batch cheap on a large catalog.
+POOL_GROWTH = 3.0
+POOL_MAX = 5000
 MIXED_TOP = 0.7  # mixed: this share of a batch from the top, the rest diverse
 
 
@@ -54,7 +60,8 @@ def farthest_points(
         # Pools and labels are small (hundreds): a dense block of distances, in chunks of labels.
         for start in range(0, len(ref), 2048):
             block = ref[start : start + 2048]
-            d = ((x[:, None, :] - block[None, :, :]) ** 2).sum(-1).min(axis=1)
+            d = (x * x).sum(1)[:, None] + (block * block).sum(1)[None, :] - 2.0 * x @ block.T
+            d = np.maximum(d, 0.0).min(axis=1)
             d2 = np.minimum(d2, d)
     chosen: list[int] = []
     taken = np.zeros(len(pool), bool)
@@ -79,6 +86,7 @@ def query_batch(
     *,
     boundary: Callable[[np.ndarray], np.ndarray] | None = None,
     pool: int = POOL,
+    growth: float = POOL_GROWTH,
     mixed_top: float = MIXED_TOP,
 ) -> np.ndarray:
     """The rows to show next, in showing order.
@@ -86,8 +94,8 @@ def query_batch(
     Args:
         strategy: ``top`` (the ranking's top), ``uncertain`` (of the ``pool`` best-scored, those
             nearest the classifier's decision boundary; without a classifier yet, ``diverse``),
-            ``diverse`` (of the ``pool`` best-scored, greedy farthest-point in ``space`` from the
-            labelled objects and each other) or ``mixed`` (``mixed_top`` of the batch from the
+            ``diverse`` (of the best-scored, a pool growing with the labels, greedy
+            farthest-point in ``space`` from the labelled objects and each other) or ``mixed`` (``mixed_top`` of the batch from the
             top, the rest diverse).
         score: (N,) the ranking's score, higher first.
         labelled: (N,) bool, objects already labelled (never shown again).
@@ -95,7 +103,10 @@ def query_batch(
         size: objects in the batch.
         boundary: ``rows -> (len(rows),)`` signed distance to the classifier's decision boundary
             (its logit), or None without a classifier.
-        pool: the high-scoring unlabelled objects ``uncertain`` and ``diverse`` choose from.
+        pool: the high-scoring unlabelled objects ``uncertain`` and ``mixed`` choose from, and
+            ``diverse`` while less than one batch is labelled.
+        growth: ``diverse`` draws from ``pool * growth ** b`` objects (at most ``POOL_MAX``),
+            ``b`` the number of whole batches of ``size`` already labelled.
         mixed_top: the share of a ``mixed`` batch taken from the top.
 
     Returns:
@@ -107,14 +118,18 @@ def query_batch(
         raise ConfigError("a query batch needs at least one object")
     if strategy == "top":
         return top_unlabelled(score, labelled, size)
-    candidates = top_unlabelled(score, labelled, max(pool, size))
     seen = np.flatnonzero(labelled)
-    if strategy == "uncertain" and boundary is not None:
+    if strategy == "diverse" or (strategy == "uncertain" and boundary is None):
+        batches = int(labelled.sum()) // size
+        grown = int(min(pool * float(growth) ** min(batches, 64), max(pool, POOL_MAX)))
+        return farthest_points(
+            space, top_unlabelled(score, labelled, max(grown, size)), size, seen, True
+        )
+    candidates = top_unlabelled(score, labelled, max(pool, size))
+    if strategy == "uncertain":
         distance = np.abs(np.asarray(boundary(candidates), dtype=np.float64))
         return candidates[np.argsort(distance, kind="stable")[:size]]
-    if strategy == "mixed":
-        n_top = min(size, int(round(mixed_top * size)))
-        top, rest = candidates[:n_top], candidates[n_top:]
-        spread = farthest_points(space, rest, size - n_top, np.concatenate([seen, top]), False)
-        return np.concatenate([top, spread]).astype(np.int64)
-    return farthest_points(space, candidates, size, seen, True)
+    n_top = min(size, int(round(mixed_top * size)))
+    top, rest = candidates[:n_top], candidates[n_top:]
+    spread = farthest_points(space, rest, size - n_top, np.concatenate([seen, top]), False)
+    return np.concatenate([top, spread]).astype(np.int64)
