@@ -737,13 +737,21 @@ def fmt(m: dict) -> str:
     return f"{m['auroc']:.3f} / {m['average_precision']:.3f}"
 
 
-def analyse(out: Path, names) -> None:
+def analyse(out: Path, names, only=None) -> None:
+    """The tables into ``out/families.md``; ``only``: the morphology variants to choose from
+    (``stored``, ``dedup20/shape``, ...; all when None), the tables then into
+    ``out/families_only.md``."""
     from tfanomaly.pipelines.evaluate import metrics
 
     rng = np.random.default_rng(0)
     families = {name: Family(name, out, rng) for name in names}
     grid = weight_grid()
     variants = ["stored"] + [f"{v}/{s}" for s in ("all", "shape") for v in MORPH_VARIANTS]
+    if only:
+        unknown = set(only) - set(variants)
+        if unknown:
+            raise SystemExit(f"--variants: unknown {sorted(unknown)}; the variants are {variants}")
+        variants = [v for v in variants if v in only]
     candidates = candidate_names(grid, variants)
     auroc = np.stack([candidate_aurocs(families[n], grid, variants) for n in names])
     best = np.array([families[n].best_baseline[1]["auroc"] for n in names])
@@ -855,7 +863,9 @@ def analyse(out: Path, names) -> None:
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     print(text, flush=True)
-    (out / "families.md").write_text(common.machine() + "\n\n" + text + "\n")
+    (out / ("families_only.md" if only else "families.md")).write_text(
+        common.machine() + "\n\n" + text + "\n"
+    )
 
 
 # --- the runs -------------------------------------------------------------------------------
@@ -914,6 +924,12 @@ def main() -> None:
     parser.add_argument("--runs-only", action="store_true", help="run, do not analyse")
     parser.add_argument("--analyse-only", action="store_true", help="analyse finished runs")
     parser.add_argument(
+        "--variants",
+        default="",
+        help="choose among these morphology-term variants only, comma-separated (e.g. the ones "
+        "that count copies once: stored,dedup5/all,dedup20/all,...)",
+    )
+    parser.add_argument(
         "--rescore",
         action="store_true",
         help="calibrate and score the finished runs again (same networks), as the default "
@@ -936,7 +952,8 @@ def main() -> None:
             timings_file.write_text(json.dumps(timings, indent=1))
             print(f"{name}: done {timings.get(name)}", flush=True)
     if not args.runs_only:
-        analyse(out, [name for name in wanted if (out / name / "scores").exists()])
+        only = args.variants.split(",") if args.variants else None
+        analyse(out, [name for name in wanted if (out / name / "scores").exists()], only)
 
 
 if __name__ == "__main__":
