@@ -37,6 +37,8 @@ import common
 import h5py
 import numpy as np
 
+from tfanomaly.models.score_config import DEFAULT_TERM_WEIGHTS
+
 OUT = common.OUT / "families"
 FAMILIES = (
     "ml_ready",
@@ -493,7 +495,9 @@ def morphology_baselines(train_images, scored_images, same_rows: bool) -> dict[s
 
 TERMS = ("feature", "linear", "extended", "morphology", "residual")
 GRID = (0.0, 0.5, 1.0, 1.5, 2.0)
-DEFAULT_WEIGHTS = {"feature": 0.5, "linear": 1.0, "extended": 1.5, "morphology": 1.5}
+# The package's default weights (a term they do not name weighs 1, the residual is not a default
+# term): the shipped default as a candidate.
+DEFAULT_WEIGHTS = dict(DEFAULT_TERM_WEIGHTS)
 COPY_DISTANCE = 0.05  # standardised morphology units: closer than this is a copy
 REFERENCE_SIZE = 2000
 MORPH_VARIANTS = ("knn5", "knn20", "knn50", "dedup5", "dedup20", "maha", "knn20+maha",
@@ -816,7 +820,7 @@ def analyse(out: Path, names, only=None) -> None:
     if current:
         k = current[0]
         lines.append(
-            f"The current default (stored morphology term, fixed weights) as a candidate: worst "
+            f"The package's default (stored morphology term, its weights) as a candidate: worst "
             f"margin {floor[k]:+.3f}, mean {mean[k]:+.3f}."
         )
     lines += [
