@@ -401,8 +401,9 @@ def shape_parameters(images: np.ndarray) -> np.ndarray:
         positive = np.where(aperture, np.maximum(flat, 0.0), 0.0)
         flux = max(positive.sum(), 1e-12)
         growth = np.cumsum(positive[order]) / flux
-        r20, r50, r80 = (area_radius[min(np.searchsorted(growth, f), len(growth) - 1)]
-                         for f in (0.2, 0.5, 0.8))  # fmt: skip
+        r20, r50, r80 = (
+            area_radius[min(np.searchsorted(growth, f), len(growth) - 1)] for f in (0.2, 0.5, 0.8)
+        )
         asym = np.abs(total - total[::-1, ::-1]).sum() / max(np.abs(total).sum(), 1e-12)
         segment = aperture & (flat > 2.0 * noise) & (flat > 0)
         if segment.sum() < 5:
@@ -427,14 +428,26 @@ def shape_parameters(images: np.ndarray) -> np.ndarray:
         cov = np.cov(np.stack([sx, sy]), aweights=weights)
         low, high = np.sqrt(np.maximum(np.linalg.eigvalsh(cov), 1e-12))
         colours = [
-            -2.5 * math.log10(max(image[..., b].ravel()[aperture].sum(), 1e-6)
-                              / max(image[..., b + 1].ravel()[aperture].sum(), 1e-6))
+            -2.5
+            * math.log10(
+                max(image[..., b].ravel()[aperture].sum(), 1e-6)
+                / max(image[..., b + 1].ravel()[aperture].sum(), 1e-6)
+            )
             for b in range(bands - 1)
-        ]  # fmt: skip
+        ]
         out[k] = (
-            r20, r50, r80, 5 * math.log10(r80 / r20), asym, gini, m20, 1 - low / high,
-            math.hypot(cx, cy), positive.max() / flux, *colours,
-        )  # fmt: skip
+            r20,
+            r50,
+            r80,
+            5 * math.log10(r80 / r20),
+            asym,
+            gini,
+            m20,
+            1 - low / high,
+            math.hypot(cx, cy),
+            positive.max() / flux,
+            *colours,
+        )
     return out
 
 
@@ -500,8 +513,16 @@ GRID = (0.0, 0.5, 1.0, 1.5, 2.0)
 DEFAULT_WEIGHTS = dict(DEFAULT_TERM_WEIGHTS)
 COPY_DISTANCE = 0.05  # standardised morphology units: closer than this is a copy
 REFERENCE_SIZE = 2000
-MORPH_VARIANTS = ("knn5", "knn20", "knn50", "dedup5", "dedup20", "maha", "knn20+maha",
-                  "dedup20+maha")  # fmt: skip
+MORPH_VARIANTS = (
+    "knn5",
+    "knn20",
+    "knn50",
+    "dedup5",
+    "dedup20",
+    "maha",
+    "knn20+maha",
+    "dedup20+maha",
+)
 
 
 def robust_z(train: np.ndarray, values: np.ndarray) -> np.ndarray:
