@@ -405,11 +405,10 @@ class Explorer:
         self._seeded = False
         started = time.perf_counter()
         query, batch = self.query, self.config.rerank_every
-        given = (labels, examples) if examples or query != "top" else (labels,)
-        extra = {"query": query, "batch": batch} if query != "top" else {}
         try:
             order = await asyncio.get_running_loop().run_in_executor(
-                self._pool, lambda: self.ranker.order(*given, **extra)
+                self._pool,
+                lambda: self.ranker.order(labels, examples, query=query, batch=batch),
             )
         except Exception as exc:  # the queue keeps its order; the labels are stored anyway
             self.ranker_message = f"the last re-ranking failed: {type(exc).__name__}: {exc}"

@@ -45,6 +45,14 @@ def top_unlabelled(score: np.ndarray, labelled: np.ndarray, k: int) -> np.ndarra
     return part[np.lexsort((part, -score[part]))].astype(np.int64)
 
 
+def batch_first(score: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Rows in the order an astronomer sees them: the batch to label ``first`` (rows, in showing
+    order), then every other row by ``score``, higher first (ties by row)."""
+    first = np.asarray(first, dtype=np.int64)
+    by_score = np.argsort(-np.asarray(score), kind="stable")
+    return np.concatenate([first, by_score[~np.isin(by_score, first)]])
+
+
 def farthest_points(
     space: np.ndarray, pool: np.ndarray, k: int, seen: np.ndarray, first: bool
 ) -> np.ndarray:

@@ -207,10 +207,11 @@ def first_copies(points: np.ndarray, tol: float = COPY_DISTANCE) -> np.ndarray:
 
 
 def fit_morphology(settings: ScoreSettings, features: np.ndarray, rng: np.random.Generator):
-    """Median and MAD-sigma of each morphology parameter the term reads, the standardised reference set
-    (``reference_size`` cutouts drawn at random) of the k-NN term, and the number of cutouts left
-    out as copies of another (closer than ``COPY_DISTANCE`` in standardised parameters: a galaxy
-    of overlapping tracts or repeated visits counts once, in the statistics and the reference)."""
+    """Median and MAD-sigma of each morphology parameter the term reads, the standardised
+    reference set (``reference_size`` cutouts drawn at random) of the k-NN term, and the number
+    of cutouts left out as copies of another (closer than ``COPY_DISTANCE`` in standardised
+    parameters: a galaxy of overlapping tracts or repeated visits counts once, in the statistics
+    and the reference)."""
     features = np.asarray(features, np.float64)
     features = features[:, term_columns(settings.morphology_parameters, features.shape[1])]
     centre, scale = robust_centre_scale(features)

@@ -18,7 +18,7 @@ from tfanomaly.models.preference import (
     rejected_sink,
     standardised_columns,
 )
-from tfanomaly.models.query import DEFAULT_QUERY, check_query, query_batch
+from tfanomaly.models.query import DEFAULT_QUERY, batch_first, check_query, query_batch
 from tfanomaly.models.relevance import (
     INTERESTING,
     LABELS,
@@ -190,12 +190,9 @@ class Ranker:
         score = self.scores(labels, like)
         rows, _ = self._labelled(labels)
         score[rows] = -np.inf
-        order = np.argsort(-score, kind="stable")
         if check_query(query) == "top":
-            return order
-        first = self.rows_of(self.to_label(query, batch))
-        rest = order[~np.isin(order, first)]
-        return np.concatenate([first, rest])
+            return np.argsort(-score, kind="stable")
+        return batch_first(score, self.rows_of(self.to_label(query, batch)))
 
     def to_label(self, query: str = DEFAULT_QUERY, size: int = 10) -> list[int]:
         """Ids of the next ``size`` objects to label under the last :meth:`scores` (the anomaly
@@ -437,8 +434,7 @@ def rerank(
     position[first] = np.arange(1, len(first) + 1)
     # The order to look at objects in, as the explorer's queue shows it: the batch to label, then
     # every other object by score (a user who labels "the top of the ranking" labels the batch).
-    by_score = np.argsort(-score, kind="stable")
-    order = np.concatenate([first, by_score[position[by_score] == 0]])
+    order = batch_first(score, first)
     rank = np.empty(len(score), dtype=np.int64)
     rank[order] = np.arange(1, len(score) + 1)
     written = []
