@@ -9,6 +9,7 @@ another results folder (labels go to a temporary file), and ``TFANOMALY_SCREENSH
 keeps the screenshot as ``explorer.png`` (how README's picture is made).
 """
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -61,6 +62,28 @@ def chrome(profile: Path):
     ):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=Service(driver))
+
+
+@contextlib.contextmanager
+def explorer_in_chrome(folder, tmp_path, *args, ranker_ready: bool = True):
+    """``tfanomaly explore folder --labels tmp_path/labels.sqlite *args`` in headless Chromium,
+    the page loaded (after the ranker is ready, with ``ranker_ready``): (process, url, driver,
+    page). The browser and the server stop on leaving, also when Chromium is skipped."""
+    process, url = start_explore(folder, "--labels", tmp_path / "labels.sqlite", *args)
+    try:
+        driver = chrome(tmp_path / "profile")
+        try:
+            if ranker_ready:
+                wait_for(url, lambda s: s["ranker"] == "ready")
+            page = Page(driver)
+            driver.get(url)
+            page.loaded()
+            yield process, url, driver, page
+        finally:
+            driver.quit()
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -147,15 +170,12 @@ class Page:
 def test_label_rerank_reload_and_more_like_this_in_chromium(results, tmp_path):
     from selenium.webdriver.common.keys import Keys
 
-    process, url = start_explore(
-        results, "--labels", tmp_path / "labels.sqlite", "--rerank-every", "2"
-    )
-    driver = chrome(tmp_path / "profile")
-    try:
-        wait_for(url, lambda s: s["ranker"] == "ready")
-        page = Page(driver)
-        driver.get(url)
-        page.loaded()
+    with explorer_in_chrome(results, tmp_path, "--rerank-every", "2") as (
+        process,
+        url,
+        driver,
+        page,
+    ):
         assert driver.find_element(page.by.ID, "version").text == "ranking v0"
         before = page.ids()
         assert len(before) == min(20, get(url, "/api/info")["objects"])
@@ -266,10 +286,6 @@ def test_label_rerank_reload_and_more_like_this_in_chromium(results, tmp_path):
         assert labels[top]["version"] == 1
         page.wait("document.body.dataset.page === '0'", "the queue on its first page")
         assert not set(labels) & set(page.ids())  # ranked: the labelled objects go last
-    finally:
-        driver.quit()
-        process.terminate()
-        process.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -288,13 +304,13 @@ def stored(path) -> dict:
 def test_label_a_whole_cluster_in_one_click_and_undo_it_in_chromium(clustered, tmp_path):
     folder, members = clustered
     labels = tmp_path / "labels.sqlite"
-    process, url = start_explore(folder, "--labels", labels, "--rerank-every", "100")
-    assert any("clusters: 3 from" in line for line in process.printed)
-    driver = chrome(tmp_path / "profile")
-    try:
-        page = Page(driver)
-        driver.get(url)
-        page.loaded()
+    with explorer_in_chrome(folder, tmp_path, "--rerank-every", "100", ranker_ready=False) as (
+        process,
+        url,
+        driver,
+        page,
+    ):
+        assert any("clusters: 3 from" in line for line in process.printed)
         driver.find_element(page.by.ID, "tab-clusters").click()
         page.wait("Number(document.body.dataset.clusterLoads || 0) >= 1", "the clusters")
         assert page.js("return document.getElementById('queue').hidden;")
@@ -377,10 +393,6 @@ def test_label_a_whole_cluster_in_one_click_and_undo_it_in_chromium(clustered, t
         page.wait("!document.getElementById('queue').hidden", "the queue")
         page.loaded()
         assert not page.js("return document.querySelector('#queue .badge');")
-    finally:
-        driver.quit()
-        process.terminate()
-        process.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -400,15 +412,8 @@ def grouped(tmp_path_factory):
 @pytest.mark.slow
 def test_find_more_like_this_seeds_the_ranking_and_why_explains_it_in_chromium(grouped, tmp_path):
     folder, group = grouped
-    process, url = start_explore(
-        folder, "--labels", tmp_path / "labels.sqlite", "--page-size", "60", "--query", "top"
-    )
-    driver = chrome(tmp_path / "profile")
-    try:
-        wait_for(url, lambda s: s["ranker"] == "ready")
-        page = Page(driver)
-        driver.get(url)
-        page.loaded()
+    args = ("--page-size", "60", "--query", "top")
+    with explorer_in_chrome(folder, tmp_path, *args) as (process, url, driver, page):
         before = page.ids()
         example = max(group, key=before.index)  # the group's lowest-ranked member
         loads = page.loads()
@@ -455,10 +460,6 @@ def test_find_more_like_this_seeds_the_ranking_and_why_explains_it_in_chromium(g
         page.wait("document.body.dataset.version === '2'", "ranking v2")
         page.loaded(loads + 1)
         assert get(url, "/api/state")["examples"] == [] and page.ids() == before
-    finally:
-        driver.quit()
-        process.terminate()
-        process.wait(30)
 
 
 @pytest.mark.slow
@@ -468,15 +469,8 @@ def test_the_query_selector_changes_which_objects_open_the_queue_in_chromium(gro
     from selenium.webdriver.support.ui import Select
 
     folder, group = grouped
-    process, url = start_explore(
-        folder, "--labels", tmp_path / "labels.sqlite", "--page-size", "60", "--query", "top"
-    )
-    driver = chrome(tmp_path / "profile")
-    try:
-        wait_for(url, lambda s: s["ranker"] == "ready")
-        page = Page(driver)
-        driver.get(url)
-        page.loaded()
+    args = ("--page-size", "60", "--query", "top")
+    with explorer_in_chrome(folder, tmp_path, *args) as (process, url, driver, page):
         before = page.ids()
         selector = Select(driver.find_element(page.by.ID, "query"))
         assert selector.first_selected_option.text == "top"
@@ -491,7 +485,3 @@ def test_the_query_selector_changes_which_objects_open_the_queue_in_chromium(gro
         batch = after[:10]  # --rerank-every: the next ten to label
         assert set(batch) & set(group) and not set(before[:10]) >= set(batch)
         assert get(url, "/api/labels")["labels"] == {}  # choosing a strategy labels nothing
-    finally:
-        driver.quit()
-        process.terminate()
-        process.wait(30)
