@@ -23,6 +23,7 @@ from pathlib import Path
 import common
 import numpy as np
 
+from tfanomaly.pipelines.characterise import map_and_cluster
 from tfanomaly.pipelines.config import EmbedConfig
 from tfanomaly.results.catalog import json_attr, read_results
 from tfanomaly.results.grouping import grouping_quality, precision_similar, purity_at
@@ -107,14 +108,10 @@ def kind_purity(clusters: np.ndarray, kinds: np.ndarray) -> float:
 
 def cluster_settings(vectors, rows, labels, kind_names, seed: int) -> None:
     """HDBSCAN settings on one space's UMAP map (the map as embed makes it)."""
-    import umap
     from sklearn.cluster import HDBSCAN
 
-    embed = EmbedConfig(seed=seed)
     sample = vectors[rows]
-    embedding = umap.UMAP(
-        n_neighbors=embed.n_neighbors, min_dist=embed.min_dist, random_state=seed, n_jobs=1
-    ).fit_transform(sample)
+    embedding, _ = map_and_cluster(sample, EmbedConfig(seed=seed))
     print(
         "HDBSCAN settings (method, min_cluster_size, min_samples): ARI, separation, clusters, "
         "noise, kind purity of the clusters"
@@ -139,17 +136,8 @@ def cluster_settings(vectors, rows, labels, kind_names, seed: int) -> None:
 
 def evaluate_space(vectors, rows, labels, kind_names, seed: int) -> dict:
     """The figures of one space, its map and clusters made with embed's settings."""
-    import umap
-    from sklearn.cluster import HDBSCAN
-
-    embed = EmbedConfig(seed=seed)
     sample = vectors[rows]
-    embedding = umap.UMAP(
-        n_neighbors=embed.n_neighbors, min_dist=embed.min_dist, random_state=seed, n_jobs=1
-    ).fit_transform(sample)
-    clusters = HDBSCAN(
-        min_cluster_size=embed.min_cluster_size, min_samples=embed.min_samples, copy=True
-    ).fit_predict(embedding)
+    embedding, clusters = map_and_cluster(sample, EmbedConfig(seed=seed))
     figures = grouping_quality(sample, clusters, labels[rows], kind_names)
     figures["kind_purity"] = kind_purity(clusters, labels[rows])
     anomalous = labels[rows] > 0

@@ -175,6 +175,28 @@ def band_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:
     return flat.mean(axis=0).tolist(), np.where(std > 0, std, 1.0).tolist()
 
 
+def map_and_cluster(vectors: np.ndarray, config: EmbedConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The 2-D UMAP map (N, 2) of ``vectors`` (N, D) and its HDBSCAN clusters (N,), -1 for
+    noise, with ``config``'s settings (bounded by N)."""
+    import umap
+    from sklearn.cluster import HDBSCAN
+
+    count = len(vectors)
+    embedding = umap.UMAP(
+        n_neighbors=min(config.n_neighbors, count - 1),
+        min_dist=config.min_dist,
+        n_components=2,
+        random_state=config.seed,
+        n_jobs=1,
+    ).fit_transform(vectors)
+    clusters = HDBSCAN(
+        min_cluster_size=min(config.min_cluster_size, count),
+        min_samples=min(config.min_samples, count),
+        copy=True,
+    ).fit_predict(embedding)
+    return embedding, clusters
+
+
 def embed(
     source,
     config: EmbedConfig | None = None,
@@ -196,9 +218,6 @@ def embed(
     -1 in the catalogs. Returns the paths and counts (and, for a labelled survey, how well the
     map groups the anomaly kinds: ``grouping``).
     """
-    import umap
-    from sklearn.cluster import HDBSCAN
-
     config = config or EmbedConfig()
     config.validate()
     source = Path(source)
@@ -239,19 +258,7 @@ def embed(
             "folder; run `tfanomaly score` or `tfanomaly train cae` first"
         )
     echo(f"embed: {len(rows)} objects in the space {space} -> UMAP -> HDBSCAN")
-    reducer = umap.UMAP(
-        n_neighbors=min(config.n_neighbors, len(rows) - 1),
-        min_dist=config.min_dist,
-        n_components=2,
-        random_state=config.seed,
-        n_jobs=1,
-    )
-    embedding = reducer.fit_transform(vectors)
-    clusters = HDBSCAN(
-        min_cluster_size=min(config.min_cluster_size, len(rows)),
-        min_samples=min(config.min_samples, len(rows)),
-        copy=True,
-    ).fit_predict(embedding)
+    embedding, clusters = map_and_cluster(vectors, config)
     out_path = source / EMBEDDING_FILE
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
         f["vectors"] = vectors
