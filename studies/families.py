@@ -18,11 +18,11 @@ output exists, into --out/<family>/.
 The analysis reads what ``score`` stored: the terms' robust z (as the scorer has them), morphology
 term variants from the stored raw morphology parameters, and morphology baselines (isolation
 forest, 5-NN, robust Mahalanobis on standard non-parametric parameters computed here with numpy).
-For each family the candidate (weights x morphology variant x weighting) with the best worst
+For each family the candidate (weights x morphology variant x weighting x combiner) with the best worst
 margin (its AUROC minus the best baseline's) over the other families is reported on the family.
 
   python studies/families.py [--out studies/out/families] [--families a,b] [--runs-only]
-      [--analyse-only]
+      [--analyse-only] [--combiners mean,positive,exp2,exp1]
 5-9 minutes per family on 2 cores (~55 for the eight); the analysis ~4 minutes.
 """
 
@@ -513,6 +513,14 @@ GRID = (0.0, 0.5, 1.0, 1.5, 2.0)
 DEFAULT_WEIGHTS = dict(DEFAULT_TERM_WEIGHTS)
 COPY_DISTANCE = 0.05  # standardised morphology units: closer than this is a copy
 REFERENCE_SIZE = 2000
+# How the weighted terms combine: a weighted mean of each term's z (the package's), or of a
+# monotone transform of it that lets one term's tail carry an object (an "or" of the terms).
+COMBINERS = {
+    "mean": lambda z: z,
+    "positive": lambda z: np.maximum(z, 0.0),
+    "exp2": lambda z: np.exp(np.clip(z, -20.0, 20.0) / 2.0),
+    "exp1": lambda z: np.exp(np.clip(z, -20.0, 20.0)),
+}
 MORPH_VARIANTS = (
     "knn5",
     "knn20",
@@ -710,62 +718,65 @@ def images_of(path: Path, object_ids: np.ndarray) -> np.ndarray:
     return images[[where[int(i)] for i in object_ids]]
 
 
-def candidate_aurocs(family: Family, grid: np.ndarray, variants) -> np.ndarray:
-    """(candidates,) AUROC of every (variant, weighting, weights) on the family: the candidates
-    enumerate variants x (fixed, label-free) x the grid rows with a morphology weight (the rows
-    without one once, under the variant "none")."""
+def candidate_aurocs(family: Family, grid: np.ndarray, variants, combiners) -> np.ndarray:
+    """(candidates,) AUROC of every (variant, weighting, weights, combiner) on the family: the
+    candidates enumerate combiners x (fixed, label-free) x variants x the grid rows with a
+    morphology weight (the rows without one once, under the variant "none")."""
     morph = TERMS.index("morphology")
     without, with_morph = grid[grid[:, morph] == 0], grid[grid[:, morph] > 0]
     found = []
-    for label_free in (False, True):
-        z, scale = family.matrix("stored", label_free)
-        weights = without * scale
-        weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
-        found.append(auroc_columns(family.labels, z @ weights.T))
-        for variant in variants:
-            z, scale = family.matrix(variant, label_free)
-            weights = with_morph * scale
+    for combiner in combiners:
+        transform = COMBINERS[combiner]
+        for label_free in (False, True):
+            z, scale = family.matrix("stored", label_free)
+            weights = without * scale
             weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
-            found.append(auroc_columns(family.labels, z @ weights.T))
+            found.append(auroc_columns(family.labels, transform(z) @ weights.T))
+            for variant in variants:
+                z, scale = family.matrix(variant, label_free)
+                weights = with_morph * scale
+                weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+                found.append(auroc_columns(family.labels, transform(z) @ weights.T))
     return np.concatenate(found)
 
 
-def candidate_names(grid: np.ndarray, variants) -> list[tuple[str, str, np.ndarray]]:
-    """(variant, weighting, weights) of each candidate, in candidate_aurocs' order."""
+def candidate_names(grid: np.ndarray, variants, combiners) -> list[tuple]:
+    """(variant, weighting, weights, combiner) of each candidate, in candidate_aurocs' order."""
     morph = TERMS.index("morphology")
     without, with_morph = grid[grid[:, morph] == 0], grid[grid[:, morph] > 0]
     names = []
-    for weighting in ("fixed", "label-free"):
-        names += [("none", weighting, w) for w in without]
-        for variant in variants:
-            names += [(variant, weighting, w) for w in with_morph]
+    for combiner in combiners:
+        for weighting in ("fixed", "label-free"):
+            names += [("none", weighting, w, combiner) for w in without]
+            for variant in variants:
+                names += [(variant, weighting, w, combiner) for w in with_morph]
     return names
 
 
 def candidate_score(family: Family, candidate) -> np.ndarray:
-    variant, weighting, weights = candidate
+    variant, weighting, weights, combiner = candidate
     z, scale = family.matrix("stored" if variant == "none" else variant, weighting != "fixed")
     weights = weights * scale
-    return z @ (weights / max(weights.sum(), 1e-12))
+    return COMBINERS[combiner](z) @ (weights / max(weights.sum(), 1e-12))
 
 
 def describe(candidate) -> str:
-    variant, weighting, weights = candidate
+    variant, weighting, weights, combiner = candidate
     shown = weights / weights[weights > 0].min()
     text = " ".join(
         f"{t[:4]}={w:g}" for t, w in zip(TERMS, np.round(shown, 2), strict=True) if w > 0
     )
-    return f"{text}; morph: {variant}; {weighting}"
+    return f"{text}; morph: {variant}; {weighting}; {combiner}"
 
 
 def fmt(m: dict) -> str:
     return f"{m['auroc']:.3f} / {m['average_precision']:.3f}"
 
 
-def analyse(out: Path, names, only=None) -> None:
+def analyse(out: Path, names, only=None, combiners=("mean",)) -> None:
     """The tables into ``out/families.md``; ``only``: the morphology variants to choose from
     (``stored``, ``dedup20/shape``, ...; all when None), the tables then into
-    ``out/families_only.md``."""
+    ``out/families_only.md``; ``combiners``: how the weighted terms combine (``COMBINERS``)."""
     from tfanomaly.pipelines.evaluate import metrics
 
     rng = np.random.default_rng(0)
@@ -777,15 +788,16 @@ def analyse(out: Path, names, only=None) -> None:
         if unknown:
             raise SystemExit(f"--variants: unknown {sorted(unknown)}; the variants are {variants}")
         variants = [v for v in variants if v in only]
-    candidates = candidate_names(grid, variants)
-    auroc = np.stack([candidate_aurocs(families[n], grid, variants) for n in names])
+    candidates = candidate_names(grid, variants, combiners)
+    auroc = np.stack([candidate_aurocs(families[n], grid, variants, combiners) for n in names])
     best = np.array([families[n].best_baseline[1]["auroc"] for n in names])
     margin = auroc - best[:, None]
     default_weights = np.array([DEFAULT_WEIGHTS.get(t, 0.0) for t in TERMS])
     default_weights /= default_weights.sum()
     lines = [
         f"{len(candidates)} candidates ({len(grid)} weightings of {', '.join(TERMS)} from "
-        f"{GRID}; morphology variants {', '.join(variants)}; fixed or label-free weights)",
+        f"{GRID}; morphology variants {', '.join(variants)}; fixed or label-free weights; "
+        f"combined by {', '.join(combiners)})",
         "",
         "## Families: leave-one-family-out choice against the baselines",
         "",
@@ -829,7 +841,10 @@ def analyse(out: Path, names, only=None) -> None:
     current = [
         k
         for k, c in enumerate(candidates)
-        if c[0] == "stored" and c[1] == "fixed" and np.allclose(c[2], default_weights)
+        if c[0] == "stored"
+        and c[1] == "fixed"
+        and c[3] == "mean"
+        and np.allclose(c[2], default_weights)
     ]
     lines += [
         "",
@@ -960,7 +975,15 @@ def main() -> None:
         help="calibrate and score the finished runs again (same networks), as the default "
         "score now is",
     )
+    parser.add_argument(
+        "--combiners",
+        default="mean",
+        help=f"how the weighted terms combine, comma-separated, among {', '.join(COMBINERS)}",
+    )
     args = parser.parse_args()
+    combiners = args.combiners.split(",")
+    if set(combiners) - set(COMBINERS):
+        parser.error(f"--combiners: unknown {sorted(set(combiners) - set(COMBINERS))}")
     print(common.machine(), flush=True)
     out = Path(args.out)
     wanted = args.families.split(",")
@@ -978,7 +1001,8 @@ def main() -> None:
             print(f"{name}: done {timings.get(name)}", flush=True)
     if not args.runs_only:
         only = args.variants.split(",") if args.variants else None
-        analyse(out, [name for name in wanted if (out / name / "scores").exists()], only)
+        done = [name for name in wanted if (out / name / "scores").exists()]
+        analyse(out, done, only, combiners)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ __all__ = [
     "read_labels",
     "LABELS",
     "Ranker",
+    "example_columns",
     "SCORES",
     "KIND_NAMES",
     "TfanomalyError",

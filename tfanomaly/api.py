@@ -17,7 +17,8 @@ TensorFlow only with a name that needs it (training, scoring, export).
 - Readers that give astropy Tables: ``read_cutouts``, ``read_catalog``, ``read_results``, and
   ``read_cube`` for the image cubes and feature vectors of a results file.
 - Labels and re-ranking: ``LabelStore``, ``read_labels``, ``export_labels``, ``import_labels``,
-  ``LABELS``, ``Ranker``.
+  ``LABELS``, ``Ranker``, and ``example_columns`` (example cutouts from a file, scored as a
+  catalog was, for ``Ranker.from_results(examples=...)``).
 - The score names (``SCORES``), the simulated kinds (``KIND_NAMES``), and the errors a user can
   cause (``TfanomalyError`` and its subclasses ``InputError``, ``ConfigError``, ``DatasetError``).
 
@@ -107,6 +108,7 @@ _HOMES = {
     "read_labels": "tfanomaly.pipelines.rerank",
     "LABELS": "tfanomaly.models.relevance",
     "Ranker": "tfanomaly.pipelines.rerank",
+    "example_columns": "tfanomaly.pipelines.rerank",
     # vocabulary and errors
     "SCORES": "tfanomaly.models.scores",
     "KIND_NAMES": "tfanomaly.simulate.config",

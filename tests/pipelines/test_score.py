@@ -334,3 +334,59 @@ def test_evaluate_table_with_baseline(tiny_run, tmp_path):
     assert set(row) == {*SCORE_KEYS, *BASELINES}
     assert all(0 <= row[k]["auroc"] <= 1 for k in row)
     assert (tmp_path / "out" / "evaluation.csv").read_text().startswith("group,score,")
+
+
+def test_example_cutouts_from_a_file_are_scored_as_the_catalog_and_seed_the_ranking(
+    tiny_run, tmp_path
+):
+    """``rerank --like-cutouts``: cutouts that are not in the catalog are scored by the run that
+    scored it (the same sigma reference and inversion: a copy of a catalog object gets its
+    columns), join the ranking as interesting examples and raise the objects like them; the
+    catalogs keep ranks 1..N with no example among them."""
+    from click.testing import CliRunner
+
+    from tfanomaly.cli import main
+    from tfanomaly.pipelines.rerank import example_columns
+
+    results = tmp_path / "out"
+    score(tiny_run / "run", tiny_run / "ds", results, small(), progress=False, echo=quiet)
+    columns, _ = read_results(results, with_vectors=True)
+    with h5py.File(tiny_run / "s.h5") as f:
+        flux, ids, kinds = f["images"][:], f["object_ids"][:], f["labels"][:]
+    where = {int(i): r for r, i in enumerate(columns["object_ids"])}
+    # Copies of catalog objects of the commonest anomalous kind, as a user's file of examples.
+    kind = np.bincount(kinds[kinds > 0]).argmax()
+    picked = np.flatnonzero(kinds == kind)[:3]
+    found = example_columns(results, flux[picked])
+    rows = np.array([where[int(i)] for i in ids[picked]])
+    for key in ("scores_sigma", "disc_scores_sigma", "morphology", "residual_shape"):
+        np.testing.assert_allclose(found[key], columns[key][rows], rtol=1e-3, atol=1e-3)
+    np.save(tmp_path / "examples.npy", flux[picked])
+    result = CliRunner().invoke(
+        main,
+        ["rerank", str(results), "--like-cutouts", str(tmp_path / "examples.npy")]
+        + ["--query", "top"],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{len(picked)} examples" in result.output
+    table = Table.read(results / "catalog.fits")
+    assert sorted(table["rerank_rank"].tolist()) == list(range(1, 151))
+    record = json.loads((results / "rerank.json").read_text())
+    assert len(picked) >= 2 and record["like_cutouts"]["count"] == len(picked)
+    rank = dict(zip(table["object_id"].tolist(), table["rerank_rank"].tolist(), strict=True))
+    before = dict(
+        zip(
+            columns["object_ids"].tolist(),
+            (-columns["scores_sigma"]).argsort().argsort() + 1,
+            strict=True,
+        )
+    )
+    copies = [int(i) for i in ids[picked]]
+    assert all(rank[i] <= before[i] for i in copies)
+    assert np.mean([rank[i] for i in copies]) <= 15  # the first tenth
+    # A file at another size: a message naming the shapes, no traceback.
+    np.save(tmp_path / "wrong.npy", flux[:2, :8, :8])
+    wrong = CliRunner().invoke(
+        main, ["rerank", str(results), "--like-cutouts", str(tmp_path / "wrong.npy")]
+    )
+    assert wrong.exit_code != 0 and "(8, 8, 3)" in wrong.output and "(16, 16, 3)" in wrong.output

@@ -273,13 +273,29 @@ def report_command(results, embedding, out_path, labels_path, **options):
     help="Object ids of examples of what you look for (a cold start): ranked as interesting "
     "labels, so that objects like them come first.",
 )
+@click.option(
+    "--like-cutouts",
+    type=click.Path(exists=True),
+    default=None,
+    help="A file of example cutouts of what you look for that are not in the catalog (HDF5, "
+    ".npy/.npz or a folder of FITS files, as ingest reads them; raw flux at the run's size and "
+    "bands): scored by the run and ranked as interesting examples, like --like.",
+)
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="The run that scores --like-cutouts [default: the run that scored RESULTS].",
+)
 @_friendly_errors
-def rerank_command(results, labels_path, like, **options):
+def rerank_command(results, labels_path, like, like_cutouts, run_dir, **options):
     """Re-rank the catalogs of the folder RESULTS with an astronomer's labels (interesting,
     artifact, normal): the anomaly score combined with a relevance learned from the labels in a
     feature space of the model. Adds the columns rerank_score and rerank_rank (1 = first) to
     every catalog in RESULTS; with no labels the order is the anomaly score's. --like seeds the
-    ranking with example objects before any label is given. The column to_label (1 to --batch,
+    ranking with example objects before any label is given (--like-cutouts with cutouts from a
+    file, e.g. known objects of another survey at the same size and bands). The column to_label (1 to --batch,
     else 0) marks the objects to label next, chosen by --query, and they come first in
     rerank_rank (the rest by rerank_score): the top of the new ranking alone shows only what it
     already believes in, so diverse and mixed show high-scoring objects unlike any labelled yet.
@@ -294,7 +310,8 @@ def rerank_command(results, labels_path, like, **options):
 
     examples = [parse_object_id(i.strip()) for i in (like or "").split(",") if i.strip()]
     path = Path(labels_path) if labels_path else Path(results) / config.labels
-    labels = read_labels(path) if labels_path or path.exists() or not examples else {}
+    seeded = examples or like_cutouts
+    labels = read_labels(path) if labels_path or path.exists() or not seeded else {}
     # Left at its default, the space falls back to one the file has (results scored before it).
     source = click.get_current_context().get_parameter_source("features")
     chosen = source is not click.core.ParameterSource.DEFAULT
@@ -303,6 +320,8 @@ def rerank_command(results, labels_path, like, **options):
         labels,
         feature_key=config.features if chosen else None,
         like=examples,
+        like_cutouts=like_cutouts,
+        run_dir=run_dir,
         query=config.query,
         batch=config.batch,
         echo=click.echo,

@@ -8,6 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from tfanomaly.errors import ConfigError, InputError
@@ -29,7 +30,13 @@ from tfanomaly.models.relevance import (
     ranking_space,
     relevance,
 )
-from tfanomaly.results.catalog import CATALOG_FORMATS, read_results, write_catalog
+from tfanomaly.results.catalog import (
+    CATALOG_FORMATS,
+    VECTOR_KEYS,
+    VECTOR_OUTPUTS,
+    read_results,
+    write_catalog,
+)
 from tfanomaly.results.spaces import check_space, choose_space, space_vectors
 
 ANOMALY_KEY = "scores_sigma"
@@ -112,17 +119,23 @@ class Ranker:
         self._given: dict[int, str] = {}
         self.version = 0
         self.space = "the given features"  # from_results names the space it read
+        self.example_ids: list[int] = []  # objects from example cutouts (from_results)
 
     @classmethod
     def from_results(
-        cls, results_dir, feature_key: str | None = None, config=None, **kwargs
+        cls, results_dir, feature_key: str | None = None, config=None, *, examples=None, **kwargs
     ) -> Ranker:
         """A ranker over a tfanomaly results folder (its ``results.h5``), in the feature space
         ``feature_key`` (``results.spaces.SPACES``); without one, the default space, or the first
         space the file has when it was scored before the default's vectors existed. The space
-        used is the ranker's ``space``."""
+        used is the ranker's ``space``. ``examples``: the columns of example cutouts that are not
+        in the catalog (:func:`example_columns`), added as objects of their own whose ids are the
+        ranker's ``example_ids`` (give them as ``like`` to rank objects like them first)."""
         results_dir = Path(results_dir)
         columns, _ = read_results(results_dir, with_vectors=True)
+        example_ids: list[int] = []
+        if examples:
+            columns, example_ids = _with_examples(columns, examples)
         key, _ = choose_space(feature_key, columns, results_dir / "results.h5", "--features")
         vectors = space_vectors(lambda k: columns[k], key)
         terms = {k: columns[k] for k in sorted(columns) if k.endswith("_sigma")}
@@ -138,6 +151,7 @@ class Ranker:
             **kwargs,
         )
         ranker.space = key
+        ranker.example_ids = example_ids
         return ranker
 
     def rows_of(self, object_ids, where="labels") -> np.ndarray:
@@ -304,6 +318,78 @@ class Ranker:
         return [int(self.object_ids[r]) for r in near]
 
 
+def _with_examples(columns: dict, examples: dict) -> tuple[dict, list[int]]:
+    """The results ``columns`` with the example rows ``examples`` (same keys) appended under new
+    ids after the catalog's largest; every key the ranker reads must be in both."""
+    ids = np.asarray(columns["object_ids"], dtype=np.uint64)
+    count = {len(np.asarray(v)) for v in examples.values()}
+    if len(count) != 1:
+        raise InputError(f"examples: columns of different lengths {sorted(count)}")
+    (e,) = count
+    first = int(ids.max()) + 1 if len(ids) else 0
+    if first + e > np.iinfo(np.uint64).max:
+        raise InputError("examples: no free object ids above the catalog's")
+    joined = {}
+    for key, values in columns.items():
+        if key == "object_ids":
+            joined[key] = np.concatenate([ids, np.arange(first, first + e, dtype=np.uint64)])
+        elif key == ANOMALY_KEY or key.endswith("_sigma") or key in VECTOR_KEYS:
+            if key not in examples:
+                raise InputError(f"examples: no '{key}' values (the catalog has them)")
+            joined[key] = np.concatenate([values, np.asarray(examples[key], values.dtype)])
+    return joined, list(range(first, first + e))
+
+
+def read_example_cutouts(path) -> np.ndarray:
+    """(E, H, W, C) raw flux of the example cutouts in ``path`` (a survey file ``ingest``
+    reads); an InputError naming the file when it holds none."""
+    from tfanomaly.data.readers import open_source
+
+    source = open_source(path)
+    if source.count == 0:
+        raise InputError(f"{path}: no cutouts to use as examples")
+    return np.asarray(source.read(0, source.count).images, dtype=np.float32)
+
+
+def example_columns(results_dir, images, *, run_dir=None, batch_size: int = 64) -> dict:
+    """Example cutouts that are not in a scored catalog, scored as it was: raw flux ``images``
+    (E, H, W, C), bands last, through the run that scored ``results_dir`` (or ``run_dir``) with
+    the catalog's inversion settings and sigma reference (its ``score_stats.json``). Returns the
+    ``*_sigma`` score keys and the vector keys ``results.h5`` has, for
+    ``Ranker.from_results(examples=...)``."""
+    import tensorflow as tf
+
+    from tfanomaly.models.scores import SCORES
+    from tfanomaly.pipelines.export import build_scorer
+
+    results_dir = Path(results_dir)
+    if run_dir is None:
+        with h5py.File(results_dir / "results.h5", "r") as f:
+            run_dir = str(f.attrs.get("run", ""))
+        if not run_dir or not Path(run_dir).is_dir():
+            raise ConfigError(
+                f"{results_dir}: scored by '{run_dir}', not a run folder here: give the run "
+                "that scored it (--run)"
+            )
+    images = np.asarray(images, dtype=np.float32)
+    scorer, made = build_scorer(run_dir, scores_dir=results_dir)
+    shape = tuple(made["shape"])
+    if images.ndim != 4 or images.shape[1:] != shape:
+        raise InputError(
+            f"example cutouts of shape {images.shape[1:]}: the run {run_dir} takes {shape} "
+            "(height, width, bands)"
+        )
+    pieces: dict[str, list] = {}
+    for start in range(0, len(images), batch_size):
+        out = scorer.describe(tf.constant(images[start : start + batch_size]))
+        for name, value in out.items():
+            pieces.setdefault(name, []).append(np.asarray(value))
+    out = {name: np.concatenate(values) for name, values in pieces.items()}
+    columns = {s.sigma: out[f"{s.output}_sigma"] for s in SCORES if f"{s.output}_sigma" in out}
+    columns.update({key: out[name] for name, key in VECTOR_OUTPUTS.items() if name in out})
+    return columns
+
+
 def features_from_cubes(
     h5_path, cube: str = "residuals", size: int = 8, components: int = 16, *, chunk: int = 1024
 ) -> np.ndarray:
@@ -401,6 +487,8 @@ def rerank(
     feature_key=None,
     config=None,
     like=(),
+    like_cutouts=None,
+    run_dir=None,
     query: str = DEFAULT_QUERY,
     batch: int = 10,
     echo=print,
@@ -413,7 +501,10 @@ def rerank(
     queue shows, the batch to label first, then every other object by score, labelled ones
     included). ``RESULTS/rerank.json`` records the ranking's version
     (one more than the last one written there), the labels' count, the batch to label and the
-    settings. ``like``: ids of example objects (a cold start), ranked as interesting labels.
+    settings. ``like``: ids of example objects (a cold start), ranked as interesting labels;
+    ``like_cutouts``: a file of example cutouts that are not in the catalog (any survey file
+    ``ingest`` reads: HDF5, .npy/.npz, a folder of FITS files), scored by the run that scored
+    the catalog (or ``run_dir``) and ranked as interesting examples too.
 
     Returns:
         dict with ``catalogs`` (paths written), ``record`` (the rerank.json path), ``version``,
@@ -423,11 +514,17 @@ def rerank(
     check_query(query)
     if batch < 1:
         raise ConfigError(f"the batch to label needs at least one object, got {batch}")
-    ranker = Ranker.from_results(results_dir, feature_key, config)
+    examples = None
+    if like_cutouts is not None:
+        images = read_example_cutouts(like_cutouts)
+        examples = example_columns(results_dir, images, run_dir=run_dir)
+    ranker = Ranker.from_results(results_dir, feature_key, config, examples=examples)
     feature_key = ranker.space
     like = [int(i) for i in like]
     ranker.rows_of(like, where="--like")
-    score = ranker.scores(labels, like=like)
+    # The example cutouts are rows after the catalog's: they seed the ranking, not the catalogs.
+    catalog_rows = len(ranker.object_ids) - len(ranker.example_ids)
+    score = ranker.scores(labels, like=like + ranker.example_ids)[:catalog_rows]
     to_label = ranker.to_label(query, batch)
     first = ranker.rows_of(to_label)
     position = np.zeros(len(score), dtype=np.int64)
@@ -461,6 +558,9 @@ def rerank(
         "n_labels": len(labels),
         "labels": counts,
         "like": [str(i) for i in like],
+        "like_cutouts": {"path": str(like_cutouts), "count": len(ranker.example_ids)}
+        if like_cutouts is not None
+        else None,
         "query": query,
         "to_label": [str(i) for i in to_label],
         "method": ranker.method,
@@ -470,7 +570,8 @@ def rerank(
         "catalogs": [p.name for p in written],
     }
     write_json_atomic(record_path, record)
-    seeded = f" and {len(like)} examples" if like else ""
+    given = len(like) + len(ranker.example_ids)
+    seeded = f" and {given} examples" if given else ""
     echo(
         f"re-ranked {len(score)} objects with {len(labels)} labels "
         f"({', '.join(f'{c} {n}' for n, c in counts.items())}){seeded} in {feature_key}, version "

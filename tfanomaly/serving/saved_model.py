@@ -15,7 +15,7 @@ import tensorflow as tf
 from tfanomaly.data.dataset import apply_mask, stretch_batch
 from tfanomaly.data.stretch import LuptonStretch
 from tfanomaly.models.inverter import LatentInverter
-from tfanomaly.results.catalog import SCORE_KEYS, SCORE_OUTPUTS
+from tfanomaly.results.catalog import SCORE_KEYS, SCORE_OUTPUTS, VECTOR_OUTPUTS
 from tfanomaly.serving.signatures import PLANES_SIGNATURE
 
 MODEL_NAME = "tfanomaly"
@@ -159,6 +159,16 @@ class AnomalyScorer(tf.Module):
             "residual": out["residual"],
             "z": out["z"],
         }
+
+    def describe(self, images) -> dict:
+        """What ``score`` returns and the per-object vectors the score stage stores
+        (``results.catalog.VECTOR_OUTPUTS``: z, the critic feature axes, the residual's shape, the
+        morphology parameters), for cutouts compared with a scored catalog in this process (an
+        example from a file, "find more like this"). Not a signature of the SavedModel."""
+        out = self.inverter(*self._prepare(images))
+        result = self._scores(out)
+        result.update({name: out[name] for name in VECTOR_OUTPUTS if name in out})
+        return result
 
     def _embed(self, images):
         """The CAE latent of each image's residual (or of the image, for a CAE trained on reals),
