@@ -38,6 +38,7 @@ import h5py
 import numpy as np
 
 from tfanomaly.models.score_config import DEFAULT_TERM_WEIGHTS
+from tfanomaly.models.term_health import NOISE_MODEL_TERMS, noise_model_finding
 
 OUT = common.OUT / "families"
 FAMILIES = (
@@ -512,6 +513,9 @@ GRID = (0.0, 0.5, 1.0, 1.5, 2.0)
 # term): the shipped default as a candidate.
 DEFAULT_WEIGHTS = dict(DEFAULT_TERM_WEIGHTS)
 COPY_DISTANCE = 0.05  # standardised morphology units: closer than this is a copy
+# Fixed weights, times the label-free multipliers, and either with the noise-model terms at 0 where
+# the data's health has a finding (the package's default, ``calibrate --noise-terms auto``).
+WEIGHTINGS = ("fixed", "label-free", "health", "label-free+health")
 REFERENCE_SIZE = 2000
 # How the weighted terms combine: a weighted mean of each term's z (the package's), or of a
 # monotone transform of it that lets one term's tail carry an object (an "or" of the terms).
@@ -697,16 +701,25 @@ class Family:
         # the package's term is a k-NN without de-duplication: copies count against it too
         stored = self.multiplier["morphology"] * (1.0 - self.copies)
         self.variants = {"stored": (self.z["morphology"], stored), **variants}
+        manifest = json.loads((folder / "tfrecords" / "manifest.json").read_text())
+        self.noise_finding = noise_model_finding(manifest.get("health"))
 
-    def matrix(self, variant: str, label_free: bool) -> np.ndarray:
-        """(N, 5) the z of TERMS, the morphology column the variant's; times the label-free
-        multipliers (renormalised by the weights later) when ``label_free``."""
+    def matrix(self, variant: str, weighting: str) -> np.ndarray:
+        """(N, 5) the z of TERMS, the morphology column the variant's, and the weights' multipliers
+        (renormalised by the weights later): the label-free ones with ``label-free``, and 0 for
+        the noise-model terms with ``health`` where the data's health at ingest has a finding
+        (``calibrate --noise-terms auto``, the package's default)."""
+        label_free, health = weighting.startswith("label-free"), weighting.endswith("health")
         z_morph, m_morph = self.variants[variant]
         columns = [self.z[t] if t != "morphology" else z_morph for t in TERMS]
         scale = [
             (self.multiplier[t] if t != "morphology" else m_morph) if label_free else 1.0
             for t in TERMS
         ]
+        if health and self.noise_finding:
+            scale = [
+                0.0 if t in NOISE_MODEL_TERMS else m for t, m in zip(TERMS, scale, strict=True)
+            ]
         return np.stack(columns, axis=1), np.array(scale)
 
 
@@ -720,20 +733,20 @@ def images_of(path: Path, object_ids: np.ndarray) -> np.ndarray:
 
 def candidate_aurocs(family: Family, grid: np.ndarray, variants, combiners) -> np.ndarray:
     """(candidates,) AUROC of every (variant, weighting, weights, combiner) on the family: the
-    candidates enumerate combiners x (fixed, label-free) x variants x the grid rows with a
+    candidates enumerate combiners x WEIGHTINGS x variants x the grid rows with a
     morphology weight (the rows without one once, under the variant "none")."""
     morph = TERMS.index("morphology")
     without, with_morph = grid[grid[:, morph] == 0], grid[grid[:, morph] > 0]
     found = []
     for combiner in combiners:
         transform = COMBINERS[combiner]
-        for label_free in (False, True):
-            z, scale = family.matrix("stored", label_free)
+        for weighting in WEIGHTINGS:
+            z, scale = family.matrix("stored", weighting)
             weights = without * scale
             weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
             found.append(auroc_columns(family.labels, transform(z) @ weights.T))
             for variant in variants:
-                z, scale = family.matrix(variant, label_free)
+                z, scale = family.matrix(variant, weighting)
                 weights = with_morph * scale
                 weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
                 found.append(auroc_columns(family.labels, transform(z) @ weights.T))
@@ -746,7 +759,7 @@ def candidate_names(grid: np.ndarray, variants, combiners) -> list[tuple]:
     without, with_morph = grid[grid[:, morph] == 0], grid[grid[:, morph] > 0]
     names = []
     for combiner in combiners:
-        for weighting in ("fixed", "label-free"):
+        for weighting in WEIGHTINGS:
             names += [("none", weighting, w, combiner) for w in without]
             for variant in variants:
                 names += [(variant, weighting, w, combiner) for w in with_morph]
@@ -755,7 +768,7 @@ def candidate_names(grid: np.ndarray, variants, combiners) -> list[tuple]:
 
 def candidate_score(family: Family, candidate) -> np.ndarray:
     variant, weighting, weights, combiner = candidate
-    z, scale = family.matrix("stored" if variant == "none" else variant, weighting != "fixed")
+    z, scale = family.matrix("stored" if variant == "none" else variant, weighting)
     weights = weights * scale
     return COMBINERS[combiner](z) @ (weights / max(weights.sum(), 1e-12))
 
@@ -796,7 +809,7 @@ def analyse(out: Path, names, only=None, combiners=("mean",)) -> None:
     default_weights /= default_weights.sum()
     lines = [
         f"{len(candidates)} candidates ({len(grid)} weightings of {', '.join(TERMS)} from "
-        f"{GRID}; morphology variants {', '.join(variants)}; fixed or label-free weights; "
+        f"{GRID}; morphology variants {', '.join(variants)}; weights {', '.join(WEIGHTINGS)}; "
         f"combined by {', '.join(combiners)})",
         "",
         "## Families: leave-one-family-out choice against the baselines",
@@ -842,7 +855,7 @@ def analyse(out: Path, names, only=None, combiners=("mean",)) -> None:
         k
         for k, c in enumerate(candidates)
         if c[0] == "stored"
-        and c[1] == "fixed"
+        and c[1] == "health"
         and c[3] == "mean"
         and np.allclose(c[2], default_weights)
     ]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import build_tiny_run
+from conftest import build_tiny_run, quiet
 from scipy.ndimage import gaussian_filter
 from sklearn.metrics import roc_auc_score
 
@@ -622,6 +622,44 @@ def test_calibrate_counts_the_copies_it_leaves_out_of_the_morphology_reference(
     assert summary["morphology_copies"] == c.info["morphology_copies"] == 50
     assert c.morphology.reference.shape[0] == 50
     assert messages[1].startswith("morphology reference: 50 cutouts left out as copies")
+
+
+def test_calibrate_leaves_out_the_noise_model_terms_of_8_bit_images_per_image_scaled(
+    tiny_run, tmp_path
+):
+    """A data set whose health at ingest found images scaled one by one and quantised to 8 bits
+    (as ML-ready catalogues ship them): calibrate weighs the linear and extended terms 0 and says
+    why; --noise-terms keep weighs them as before."""
+    import shutil
+
+    from tfanomaly.data.manifest import MANIFEST
+    from tfanomaly.pipelines.calibrate import calibrate
+
+    data, run = tmp_path / "ds", tmp_path / "run"
+    shutil.copytree(tiny_run / "ds", data)
+    shutil.copytree(tiny_run / "run", run)
+    manifest = json.loads((data / MANIFEST).read_text())
+    band = {"step": 1 / 255, "levels": 256, "at_minimum": 0.6, "zero": 0.6, "clipped": True}
+    manifest["health"] = {
+        **(manifest.get("health") or {}),
+        "bands": dict.fromkeys(manifest["bands"], band),
+        "normalised": {"by": "max", "value": 1.0},
+    }
+    (data / MANIFEST).write_text(json.dumps(manifest))
+    messages = []
+    summary = calibrate(
+        run, data, CalibrateConfig(fit_size=100), progress=False, echo=messages.append
+    )
+    c = Calibration.load(summary["path"])
+    assert set(c.degenerate_terms()) == {"linear", "extended"}
+    assert {h.reason for h in c.degenerate_terms().values()} == {"noise_model"}
+    weights = dict(zip(c.terms, c.weights, strict=True))
+    assert weights["linear"] == weights["extended"] == 0 and weights["morphology"] > 0
+    assert any("term 'linear' left out" in m and "normalised one by one" in m for m in messages)
+    kept = calibrate(
+        run, data, CalibrateConfig(fit_size=100, noise_terms="keep"), progress=False, echo=quiet
+    )
+    assert not Calibration.load(kept["path"]).degenerate_terms()
 
 
 def test_calibrate_leaves_out_a_quantised_term_and_score_records_the_weights(

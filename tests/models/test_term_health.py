@@ -14,9 +14,12 @@ from tfanomaly.models.noise_score import NoiseAwareScore
 from tfanomaly.models.score_fit import robust_log_scale
 from tfanomaly.models.term_health import (
     COLLAPSED_SPREAD,
+    NOISE_MODEL_TERMS,
     TermHealth,
     check_term,
     check_terms,
+    leave_out_noise_terms,
+    noise_model_finding,
     tail_weights,
 )
 
@@ -283,3 +286,40 @@ def test_inspect_shows_a_runs_term_weights_and_the_terms_left_out(tmp_path):
     assert "term health: not recorded" in result.output
     result = inspect("--verify")
     assert result.exit_code == 1 and "--gallery and --verify are for data sets" in result.output
+
+
+def health_record(step=0.0, levels=None, normalised=None):
+    """A manifest's data health record of one band, as ingest writes it."""
+    band = {"step": step, "levels": levels, "at_minimum": 0.5, "zero": 0.5, "clipped": True}
+    return {"bands": {"r": band}, "normalised": normalised}
+
+
+def test_the_noise_model_finding_reads_the_data_health():
+    """Images scaled one by one, or a band in 8-bit steps: the noise-model terms have no survey
+    noise to compare with; a clipped background alone, 16-bit steps or no record: they have."""
+    assert noise_model_finding(None) == noise_model_finding({}) == ""
+    assert noise_model_finding(health_record()) == ""  # clipped only (real frames)
+    assert noise_model_finding(health_record(step=1.5e-5, levels=65536)) == ""  # 16 bits
+    eight = noise_model_finding(health_record(step=1 / 255, levels=256))
+    assert eight == "band r quantised to 8 bits"
+    both = noise_model_finding(
+        health_record(step=1 / 255, levels=256, normalised={"by": "max", "value": 1.0})
+    )
+    assert both.startswith("every image is scaled to the same max") and "8 bits" in both
+
+
+def test_noise_model_terms_are_left_out_with_the_finding_and_the_rest_keeps_its_weight():
+    terms = ("feature", "linear", "extended", "morphology")
+    health = check_terms({t: continuous(seed) for seed, t in enumerate(terms)})
+    assert leave_out_noise_terms(health, terms, "") == []
+    marked = leave_out_noise_terms(health, terms, "band r quantised to 8 bits")
+    assert marked == [t for t in terms if t in NOISE_MODEL_TERMS] == ["linear", "extended"]
+    for term in marked:
+        assert health[term].reason == "noise_model" and not health[term].healthy
+        assert "8 bits" in health[term].message(term) and health[term].count == N
+    assert health["feature"].healthy and health["morphology"].healthy
+    # A term already degenerate for its own values keeps that reason.
+    health["linear"] = check_term(three_valued())
+    health["extended"] = check_term(continuous(7))
+    leave_out_noise_terms(health, terms, "band r quantised to 8 bits")
+    assert health["linear"].reason == "quantised" and health["extended"].reason == "noise_model"

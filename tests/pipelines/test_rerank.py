@@ -367,6 +367,40 @@ def test_the_ranker_learns_what_the_user_wants():
     assert ranker.fitted.gate > 0
 
 
+def test_one_interesting_label_lifts_its_like_before_the_gate_opens():
+    """One wanted object among ten labels cannot pass a cross-validation (the gate stays shut),
+    yet the classifier's best matches rise at once: more wanted objects in the first 30 than
+    without the lift, every one of them explained as a best match."""
+    import dataclasses
+
+    from tfanomaly.models.preference import PreferenceConfig
+
+    ids, anomaly, features, terms, kind = learning_survey(seed=3)
+    anomaly = anomaly.copy()
+    anomaly[:40] = np.linspace(0.5, 2.0, 40)  # the wanted kind, below the artifacts
+    wanted = int(ids[39])  # the best-scored wanted object
+    top = [int(i) for i in ids[np.argsort(-anomaly)[:9]] if int(i) != wanted][:9]
+    labels = {wanted: INTERESTING, **dict.fromkeys(top, ARTIFACT)}
+    found = {}
+    for lift in (0.0, PreferenceConfig().lift):
+        ranker = Ranker(
+            ids,
+            anomaly,
+            features,
+            terms=terms,
+            preference=dataclasses.replace(PreferenceConfig(), lift=lift),
+        )
+        order = ranker.order(labels)
+        assert ranker.fitted.gate == 0
+        found[lift] = int((kind[order[:30]] == 1).sum())
+    assert found[PreferenceConfig().lift] >= found[0.0] + 10, found
+    first = int(ids[order[0]])
+    assert kind[order[0]] == 1
+    why = ranker.explain(first)
+    assert "best matches" in why["summary"]
+    assert any(c["name"] == "a best match of the labels' classifier" for c in why["contributions"])
+
+
 def test_random_labels_stay_within_0_01_auroc_of_the_default():
     """Labels that carry no information (a random labeller, five rounds of ten) must not move the
     ranking: the gate stays shut, AUROC within 0.01 of the anomaly order's."""

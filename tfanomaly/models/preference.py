@@ -16,6 +16,13 @@ against chance; it opens from ``gate_z`` and is fully open ``gate_span`` sigma l
 carry no information (random labels) keep the gate shut, so the ranking stays the anomaly order.
 With interesting labels only, the held-out interesting objects are measured against held-out
 unlabelled ones instead, and the gate is the same z-score.
+
+Before the evidence is in (one to three interesting labels cannot pass a cross-validation), the
+classifier's best matches are lifted: ``lift * (1 - gate) * b``, ``b`` 0 below the top
+``lift_fraction`` of its logit and 1 at the top tenth of that, so that objects like the first
+interesting ones come up at once while labels that carry no information can reorder only that
+small fraction of the catalog (measured with scripted users on eight data families: docs,
+Results > Discovery).
 """
 
 from __future__ import annotations
@@ -48,6 +55,10 @@ class PreferenceConfig:
         sink_fraction: the fraction of all objects within the sink's scale distance.
         example_gate: the least gate when examples are given ("find more like this", ``--like``):
             the astronomer says what they want, so the classifier is trusted from one example.
+        lift: how far the classifier's best matches rise before the evidence opens the gate
+            (prior units, scaled by 1 - gate): only the top ``lift_fraction`` of its logit moves,
+            so labels that carry no information reorder few objects.
+        lift_fraction: the fraction of objects the lift can raise.
     """
 
     weight: float = 1.0
@@ -60,6 +71,8 @@ class PreferenceConfig:
     sink: float = 2.0
     sink_fraction: float = 0.01
     example_gate: float = 1.0
+    lift: float = 3.0
+    lift_fraction: float = 0.01
 
     def validate(self) -> None:
         for name in ("weight", "background_weight"):
@@ -216,6 +229,15 @@ def _cross_validated(design, rows, targets, background, config) -> tuple[float, 
         auc = auroc(pos, held_bg)
         return auc, chance_z(auc, pos_n, len(held_bg))
     return 0.5, 0.0  # a single interesting label among others: no evidence yet
+
+
+def lift_bump(unit_logit: np.ndarray, fraction: float) -> np.ndarray:
+    """(N,) in [0, 1]: 0 below the logit's ``1 - fraction`` quantile, 1 above its
+    ``1 - fraction / 10`` quantile, linear in between: the classifier's best matches."""
+    if fraction <= 0 or len(unit_logit) == 0:
+        return np.zeros(len(unit_logit))
+    low, high = np.quantile(unit_logit, [1.0 - fraction, 1.0 - fraction / 10.0])
+    return np.clip((unit_logit - low) / max(high - low, 1e-9), 0.0, 1.0)
 
 
 def rejected_sink(space: np.ndarray, rows: np.ndarray, config: PreferenceConfig) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tfanomaly.data.dataset import load_dataset, stretch_batch
-from tfanomaly.data.manifest import DatasetInfo
+from tfanomaly.data.manifest import DatasetInfo, read_manifest
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.calibration import (
     Calibration,
@@ -41,7 +41,11 @@ from tfanomaly.models.score_fit import (
     robust_log_scale,
     sample_maps,
 )
-from tfanomaly.models.term_health import check_terms
+from tfanomaly.models.term_health import (
+    check_terms,
+    leave_out_noise_terms,
+    noise_model_finding,
+)
 from tfanomaly.pipelines.config import CalibrateConfig
 from tfanomaly.pipelines.run import (
     CALIBRATION_FILE,
@@ -328,6 +332,9 @@ def calibrate(
         calibration = fit_calibration(settings, samples, used, pixels_per_image, rng)
         del samples
         seen = standardise_pass(inverter, batches(), calibration, inversion, bar)
+    if config.noise_terms == "auto":
+        finding = noise_model_finding(read_manifest(data_dir).get("health"))
+        leave_out_noise_terms(calibration.health, calibration.terms, finding)
     copies = calibration.info.get("morphology_copies")  # None without the morphology term
     calibration.info = {
         "data": str(data_dir.resolve()),

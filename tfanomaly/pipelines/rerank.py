@@ -16,6 +16,7 @@ from tfanomaly.fileio import write_json_atomic
 from tfanomaly.models.preference import (
     PreferenceConfig,
     fit_preference,
+    lift_bump,
     rejected_sink,
     standardised_columns,
 )
@@ -115,6 +116,7 @@ class Ranker:
         parts = [self._unit, *(v[:, None] for v in terms.values()), self._prior[:, None]]
         self._design = standardised_columns(np.concatenate(parts, axis=1))
         self.fitted = None  # the last learned fit (``explain`` reads it)
+        self._lifted = None
         self.last_score = None
         self._given: dict[int, str] = {}
         self.version = 0
@@ -173,6 +175,7 @@ class Ranker:
         rows, targets = check_labelled(rows, targets, len(self._prior))
         self.version += 1
         self.fitted = None
+        self._lifted = None  # the lift of the classifier's best matches (explain reads it)
         if len(rows) == 0:
             score = self._prior.copy()
         elif self.method == "relevance":
@@ -188,9 +191,16 @@ class Ranker:
             score = self._prior.copy()
             if self.fitted is None:  # other labels only: their neighbourhoods sink
                 score -= rejected_sink(self._unit, rows, self.preference)
-            elif self.fitted.gate > 0:
-                pull = self.preference.weight * self.fitted.gate
-                score += pull * self.fitted.unit_logit(self._design)
+            else:
+                gate, knobs = self.fitted.gate, self.preference
+                if gate > 0 or knobs.lift > 0:
+                    unit = self.fitted.unit_logit(self._design)
+                    score += knobs.weight * gate * unit
+                    if knobs.lift > 0 and gate < 1:
+                        self._lifted = (
+                            knobs.lift * (1 - gate) * lift_bump(unit, knobs.lift_fraction)
+                        )
+                        score += self._lifted
         self._given = labels
         self.last_score = score
         return score.copy()
@@ -262,6 +272,9 @@ class Ranker:
             learned = [
                 {"name": "labelled neighbours", "value": float(score[row] - self._prior[row])}
             ]
+        lifted = 0.0 if self._lifted is None else float(self._lifted[row])
+        if lifted > 0:
+            learned.append({"name": "a best match of the labels' classifier", "value": lifted})
         learned.sort(key=lambda c: -abs(c["value"]))
         contributions += learned[: max(0, top - 1)]
         near = []
@@ -285,6 +298,8 @@ class Ranker:
                 if not self._given or self.method == "learned"
                 else "the anomaly score and its labelled neighbours"
             )
+            if lifted > 0:
+                why += ", lifted as one of the best matches of the labels' classifier"
             if self._given and self.method == "learned":
                 why += " (the labels do not yet separate in cross-validation)"
         else:

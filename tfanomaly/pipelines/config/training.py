@@ -157,6 +157,10 @@ class CalibrateConfig:
         settings: the default score's settings (what is fitted).
         inversion: the latent inversion's settings the cutouts are reconstructed with.
         planes: use the data set's variance and mask planes where it has them.
+        noise_terms: ``auto``: the terms that compare the residual with the survey's noise
+            (``term_health.NOISE_MODEL_TERMS``) weigh 0 where the data's health at ingest finds
+            images scaled one by one or quantised to 8 bits (``term_health.noise_model_finding``);
+            ``keep``: they keep their weights.
     """
 
     fit_size: int = field(default=5000, metadata={"help": "Cutouts to calibrate on."})
@@ -174,8 +178,20 @@ class CalibrateConfig:
             "flag": "--planes/--no-planes",
         },
     )
+    noise_terms: str = field(
+        default="auto",
+        metadata={
+            "help": "auto: leave the noise-model terms (linear, extended, residual) out of the "
+            "default score where the data's health at ingest finds images scaled one by one or "
+            "quantised to 8 bits (their pixel differences are rounding and scaling, not survey "
+            "noise); keep: weigh them as --term-weights says.",
+            "choices": ("auto", "keep"),
+        },
+    )
 
     def validate(self) -> None:
         if self.fit_size < 2 or self.pixels_per_image < 1 or self.batch_size < 1:
             raise ConfigError("fit size must be at least 2, pixels and batch size at least 1")
+        if self.noise_terms not in ("auto", "keep"):
+            raise ConfigError(f"noise terms: '{self.noise_terms}', not auto or keep")
         self.settings.validate()
