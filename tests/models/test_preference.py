@@ -10,6 +10,7 @@ from tfanomaly.errors import ConfigError
 from tfanomaly.models.preference import (
     PreferenceConfig,
     auroc,
+    chance_z,
     fit_logistic,
     fit_preference,
     rejected_sink,
@@ -43,13 +44,15 @@ def design(seed=0, n=600):
 
 def test_gate_opens_on_separable_labels_and_stays_shut_on_random_ones():
     x = design()
-    rows = np.r_[0:8, 100:108]
-    targets = np.r_[np.ones(8), -np.ones(8)]
+    rows = np.r_[0:12, 100:112]
+    targets = np.r_[np.ones(12), -np.ones(12)]
     fitted = fit_preference(x, rows, targets)
-    # AUROC 1 from 8 against 8 is z = 3.4: the gate (open from z = 2, full at 4) two-thirds open
-    assert fitted.gate > 0.6 and fitted.cv_auroc > 0.9
+    # AUROC 1 from 12 against 12 is z = 4.2: the gate (open from z = 3, full at 5) half open
+    config = PreferenceConfig()
+    expected = (chance_z(1.0, 12, 12) - config.gate_z) / config.gate_span
+    assert fitted.cv_auroc == 1.0 and fitted.gate == pytest.approx(expected) and expected > 0.5
     score = fitted.unit_logit(x)
-    assert score[8:30].min() > np.median(score)
+    assert score[12:30].min() > np.median(score)
     shut = 0
     for seed in range(10):
         rng = np.random.default_rng(seed)
@@ -61,9 +64,9 @@ def test_gate_opens_on_separable_labels_and_stays_shut_on_random_ones():
 
 def test_examples_alone_open_the_gate_and_other_labels_alone_fit_nothing():
     x = design()
-    fitted = fit_preference(x, np.array([0, 1, 2]), np.ones(3))
+    fitted = fit_preference(x, np.array([0, 1, 2, 3, 4]), np.ones(5))
     assert fitted.gate > 0
-    assert fitted.unit_logit(x)[3:30].mean() > fitted.unit_logit(x)[30:].mean() + 2
+    assert fitted.unit_logit(x)[5:30].mean() > fitted.unit_logit(x)[30:].mean() + 2
     assert fit_preference(x, np.array([100, 101]), -np.ones(2)) is None
     assert fit_preference(x, np.array([], int), np.array([])) is None
 

@@ -65,7 +65,7 @@ class PreferenceConfig:
     c: float = 0.1
     background: int = 400
     background_weight: float = 0.5
-    gate_z: float = 2.0
+    gate_z: float = 3.0
     gate_span: float = 2.0
     seed: int = 0
     sink: float = 2.0
