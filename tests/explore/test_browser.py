@@ -485,3 +485,36 @@ def test_the_query_selector_changes_which_objects_open_the_queue_in_chromium(gro
         batch = after[:10]  # --rerank-every: the next ten to label
         assert set(batch) & set(group) and not set(before[:10]) >= set(batch)
         assert get(url, "/api/labels")["labels"] == {}  # choosing a strategy labels nothing
+
+
+@pytest.mark.slow
+def test_the_explorer_starts_from_example_cutouts_of_a_file_in_chromium(results, tmp_path):
+    """explore --like-cutouts: copies of catalog objects of one kind, given as a file of cutouts
+    that are not in the catalog, come up in the queue (--query top: the ranking's own order)
+    ahead of where the anomaly order had them, and the page says what the ranking started from."""
+    import h5py
+    import numpy as np
+
+    from tfanomaly.results.catalog import read_results
+
+    survey = results.parent / "s.h5"
+    if not survey.exists():
+        pytest.skip("needs the tiny run's survey beside its results")
+    with h5py.File(survey) as f:
+        flux, ids, kinds = f["images"][:], f["object_ids"][:], f["labels"][:]
+    kind = np.bincount(kinds[kinds > 0]).argmax()
+    picked = np.flatnonzero(kinds == kind)[:3]
+    np.save(tmp_path / "examples.npy", flux[picked])
+    columns, _ = read_results(results)
+    before = [str(i) for i in columns["object_ids"][np.argsort(-columns["scores_sigma"])]]
+    copies = [str(i) for i in ids[picked]]
+    args = ("--like-cutouts", tmp_path / "examples.npy", "--query", "top")
+    with explorer_in_chrome(results, tmp_path, *args) as (process, url, driver, page):
+        queue = page.ids()
+        title = driver.find_element(page.by.ID, "progress").get_attribute("title")
+        assert f"from {len(picked)} example cutouts" in title
+        assert all(oid in queue for oid in copies), (copies, queue)
+        assert np.mean([queue.index(c) for c in copies]) < np.mean(
+            [before.index(c) for c in copies]
+        )
+        assert not set(queue) - set(before)  # only catalog objects in the queue

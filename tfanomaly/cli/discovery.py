@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from tfanomaly.cli._common import _friendly_errors
+from tfanomaly.cli._common import _friendly_errors, example_options, parse_like
 from tfanomaly.cli.options import build_config, config_options
 from tfanomaly.pipelines.config import ExploreConfig
 
@@ -35,8 +35,9 @@ def _labels_option(command):
     "its CAE folder) [default: the umap_x, umap_y, cluster columns of the catalog "
     "beside RESULTS, when it has them].",
 )
+@example_options
 @_friendly_errors
-def explore_command(results, labels_path, embedding, **options):
+def explore_command(results, labels_path, embedding, like, like_cutouts, run_dir, **options):
     """Open RESULTS (a `tfanomaly score` folder, or a results HDF5 file such as the paper's
     results_gri_lambda0.3_3sigd.h5) in a local web app, and label its objects in a browser.
 
@@ -54,11 +55,33 @@ def explore_command(results, labels_path, embedding, **options):
     a rectangle dragged on the map, with a tag (e.g. 'satellite trail') and a tag naming the
     action (cluster:7, selection); they are ordinary labels, the re-ranking learns from them, and
     one undo (u) takes the whole action back.
+
+    --like and --like-cutouts start the ranking from examples of what you look for, as "find
+    more" (f) on a card does: ids of objects of RESULTS, or cutouts from a file that are not in
+    it (scored by the run first).
     """
+    from pathlib import Path
+
     from tfanomaly.explore import explorer_server
 
     config = build_config(ExploreConfig, options)
-    server = explorer_server(results, config, labels_path, echo=click.echo, embedding=embedding)
+    examples = None
+    if like_cutouts:
+        from tfanomaly.pipelines.rerank import example_columns, read_example_cutouts
+
+        folder = Path(results) if Path(results).is_dir() else Path(results).parent
+        images = read_example_cutouts(like_cutouts)
+        examples = example_columns(folder, images, run_dir=run_dir)
+        click.echo(f"scored {len(images)} example cutouts of {like_cutouts}")
+    server = explorer_server(
+        results,
+        config,
+        labels_path,
+        echo=click.echo,
+        embedding=embedding,
+        like=parse_like(like),
+        examples=examples,
+    )
     explorer = server.explorer
     for warning in explorer.view.warnings:
         click.echo(f"warning: {warning}")

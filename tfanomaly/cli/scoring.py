@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import click
 
-from tfanomaly.cli._common import _friendly_errors, _uses_tensorflow
+from tfanomaly.cli._common import (
+    _friendly_errors,
+    _uses_tensorflow,
+    example_options,
+    parse_like,
+)
 from tfanomaly.cli.options import (
     build_config,
     config_options,
@@ -266,28 +271,7 @@ def report_command(results, embedding, out_path, labels_path, **options):
     f"object_id,label [default: RESULTS/{RerankConfig.labels}].",
 )
 @config_options(RerankConfig)
-@click.option(
-    "--like",
-    default=None,
-    metavar="ID[,ID...]",
-    help="Object ids of examples of what you look for (a cold start): ranked as interesting "
-    "labels, so that objects like them come first.",
-)
-@click.option(
-    "--like-cutouts",
-    type=click.Path(exists=True),
-    default=None,
-    help="A file of example cutouts of what you look for that are not in the catalog (HDF5, "
-    ".npy/.npz or a folder of FITS files, as ingest reads them; raw flux at the run's size and "
-    "bands): scored by the run and ranked as interesting examples, like --like.",
-)
-@click.option(
-    "--run",
-    "run_dir",
-    type=click.Path(file_okay=False, exists=True),
-    default=None,
-    help="The run that scores --like-cutouts [default: the run that scored RESULTS].",
-)
+@example_options
 @_friendly_errors
 def rerank_command(results, labels_path, like, like_cutouts, run_dir, **options):
     """Re-rank the catalogs of the folder RESULTS with an astronomer's labels (interesting,
@@ -306,9 +290,7 @@ def rerank_command(results, labels_path, like, like_cutouts, run_dir, **options)
 
     config = build_config(RerankConfig, options)
     config.validate()
-    from tfanomaly.results.labels import parse_object_id
-
-    examples = [parse_object_id(i.strip()) for i in (like or "").split(",") if i.strip()]
+    examples = parse_like(like)
     path = Path(labels_path) if labels_path else Path(results) / config.labels
     seeded = examples or like_cutouts
     labels = read_labels(path) if labels_path or path.exists() or not seeded else {}

@@ -16,12 +16,22 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
-def explorer_server(results, config=None, labels_path=None, echo: Callable = print, embedding=None):
+def explorer_server(
+    results,
+    config=None,
+    labels_path=None,
+    echo: Callable = print,
+    embedding=None,
+    like=(),
+    examples=None,
+):
     """An :class:`~tfanomaly.explore.app.ExploreServer` over ``results`` (a results folder or
     HDF5 file), bound and ready to ``serve_forever``; labels go to ``labels_path`` (default
     ``RESULTS/labels.sqlite``). Clusters come from ``embedding`` (an ``embedding.h5`` or its CAE
     folder), else from the catalog beside the results when it has the cluster columns (an
-    unreadable catalog is a warning: the explorer runs without clusters)."""
+    unreadable catalog is a warning: the explorer runs without clusters). The ranking starts from
+    the example objects ``like`` (ids) and the example cutouts ``examples`` (their columns,
+    ``pipelines.rerank.example_columns``), as "find more" does."""
     from tfanomaly.errors import TfanomalyError
     from tfanomaly.explore.app import ExploreServer
     from tfanomaly.explore.session import Explorer
@@ -43,7 +53,16 @@ def explorer_server(results, config=None, labels_path=None, echo: Callable = pri
             view.warnings.append(f"no clusters: {exc}")
             clusters = None
         store = LabelStore(labels_path or default_label_path(results))
-        explorer = Explorer(view, store, config, echo=echo, clusters=clusters)
+        factory = None
+        if examples:
+            from tfanomaly.explore.ranking import build_ranker
+
+            def factory(v):
+                return build_ranker(v, config.features, examples)
+
+        explorer = Explorer(
+            view, store, config, factory, echo=echo, clusters=clusters, examples=like
+        )
         return ExploreServer(explorer, config.host, config.port)
     except BaseException:
         view.close()

@@ -12,27 +12,35 @@ from tfanomaly.results.browse import ResultsView
 from tfanomaly.results.spaces import available_spaces, check_space, space_vectors
 
 
-def build_ranker(view: ResultsView, features: str = ExploreConfig.features):
+def build_ranker(view: ResultsView, features: str = ExploreConfig.features, examples=None):
     """The ``pipelines.rerank.Ranker`` of a results file and a description of its feature space:
     the space ``features`` (``results.spaces``; else the first other space the file has), else
-    PCA features of the residual images (the paper's files carry no vectors)."""
+    PCA features of the residual images (the paper's files carry no vectors). ``examples``: the
+    columns of example cutouts from a file (``pipelines.rerank.example_columns``), rows after the
+    file's whose ids are the ranker's ``example_ids`` (a space of vectors is needed)."""
     from tfanomaly.models.preference import PreferenceConfig
-    from tfanomaly.pipelines.rerank import Ranker, features_from_cubes
+    from tfanomaly.pipelines.rerank import Ranker, features_from_cubes, with_examples
 
     if not view.unique_ids:
         raise InputError("object ids are not unique in this file: re-ranking needs unique ids")
     have = available_spaces(view.vector_keys)
     space = features if features in have else next(iter(have), None)
+    columns = {"object_ids": view.object_ids, **view.sigma}
+    example_ids: list[int] = []
+    if examples:
+        if space is None:
+            raise InputError("example cutouts need a results file with feature vectors")
+        columns.update({key: view.vectors(key) for key in check_space(space)})
+        columns, example_ids = with_examples(columns, examples)
     terms = {
-        key: np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-        for key, values in view.sigma.items()
+        key: np.nan_to_num(columns[key], nan=0.0, posinf=0.0, neginf=0.0) for key in view.sigma
     }
-    anomaly = np.nan_to_num(view.sort_values, nan=0.0, posinf=0.0, neginf=0.0)
+    anomaly = terms[view.sort_key]
     if space is not None:
-        vectors = space_vectors(view.vectors, space)
+        vectors = space_vectors(lambda key: columns.get(key, view.vectors(key)), space)
         blocks = [(key, view.vectors(key).shape[1]) for key in check_space(space)]
         ranker = Ranker(
-            view.object_ids,
+            columns["object_ids"],
             anomaly,
             vectors,
             prepared=True,
@@ -40,6 +48,7 @@ def build_ranker(view: ResultsView, features: str = ExploreConfig.features):
             blocks=blocks,
             preference=PreferenceConfig(),
         )
+        ranker.example_ids = example_ids
         return ranker, space
     if view.has_images:
         vectors = features_from_cubes(view.file, cube="residuals")

@@ -66,6 +66,7 @@ class Explorer:
         ranker_factory: Callable | None = None,
         echo: Callable = print,
         clusters: ClusterMap | None = None,
+        examples=(),
     ):
         self.view, self.store = view, store
         self.clusters = clusters
@@ -76,8 +77,13 @@ class Explorer:
         self.set_order(view.ranking())
         self.version = store.max_version()
         self.pending = 0  # labels given since the last re-ranking
-        self.examples: list[int] = []  # "find more like this": the ranking's seed objects
-        self._seeded = False  # examples changed since the last re-ranking
+        # "find more like this": the ranking's seed objects (``examples``: ids to start from)
+        self.examples: list[int] = []
+        for oid in examples:
+            self.row_of(oid)
+            self.examples.append(int(oid))
+        self.file_examples: list[int] = []  # the ranker's rows of example cutouts from a file
+        self._seeded = bool(self.examples)  # examples changed since the last re-ranking
         self.query = self.config.query  # which objects open the queue (models.query)
         self.records = {oid: r for oid, r in store.current().items() if oid in view.rows}
         self.labelled = np.zeros(len(view), bool)
@@ -380,12 +386,16 @@ class Explorer:
             self.ranker_state, self.ranker_message = "unavailable", reason
             self.echo(f"re-ranking is off: {reason}")
             return
-        self.ranker_state = "ready"
+        self.file_examples = list(getattr(self.ranker, "example_ids", []))
         self.ranker_message = f"re-ranking in {space}"
+        if self.file_examples:
+            self.ranker_message += f", from {len(self.file_examples)} example cutouts"
         if self.ranking_labels():  # a restart: continue from the labels given so far
             await self.rerank()
-        elif self.query != "top":  # the anomaly order, the query's first batch in front
+        elif self.query != "top" or self.examples or self.file_examples:
+            # the anomaly order (or the examples'), the query's first batch in front
             await self.rerank(count=False)
+        self.ranker_state = "ready"  # the queue in its first ranked order
 
     def schedule_rerank(self) -> None:
         due = self.pending >= self.config.rerank_every or self._seeded
@@ -402,13 +412,14 @@ class Explorer:
             return
         self.reranking = True
         labels, counted, examples = self.ranking_labels(), self.pending, list(self.examples)
+        seeds = examples + self.file_examples
         self._seeded = False
         started = time.perf_counter()
         query, batch = self.query, self.config.rerank_every
         try:
             order = await asyncio.get_running_loop().run_in_executor(
                 self._pool,
-                lambda: self.ranker.order(labels, examples, query=query, batch=batch),
+                lambda: self.ranker.order(labels, seeds, query=query, batch=batch),
             )
         except Exception as exc:  # the queue keeps its order; the labels are stored anyway
             self.ranker_message = f"the last re-ranking failed: {type(exc).__name__}: {exc}"
@@ -416,13 +427,13 @@ class Explorer:
             return
         finally:
             self.reranking = False
-        self.set_order(order)
+        self.set_order(order[order < len(self.view)])  # not the example cutouts' rows
         if not count:
             self.schedule_rerank()
             return
         self.version += 1
         self.pending = max(0, self.pending - counted)
-        seeded = f" and {len(examples)} examples" if examples else ""
+        seeded = f" and {len(seeds)} examples" if seeds else ""
         self.echo(
             f"ranking v{self.version}: re-ranked {len(self.view)} objects with "
             f"{len(labels)} labels{seeded} in {time.perf_counter() - started:.2f} s"

@@ -137,7 +137,7 @@ class Ranker:
         columns, _ = read_results(results_dir, with_vectors=True)
         example_ids: list[int] = []
         if examples:
-            columns, example_ids = _with_examples(columns, examples)
+            columns, example_ids = with_examples(columns, examples)
         key, _ = choose_space(feature_key, columns, results_dir / "results.h5", "--features")
         vectors = space_vectors(lambda k: columns[k], key)
         terms = {k: columns[k] for k in sorted(columns) if k.endswith("_sigma")}
@@ -333,9 +333,10 @@ class Ranker:
         return [int(self.object_ids[r]) for r in near]
 
 
-def _with_examples(columns: dict, examples: dict) -> tuple[dict, list[int]]:
-    """The results ``columns`` with the example rows ``examples`` (same keys) appended under new
-    ids after the catalog's largest; every key the ranker reads must be in both."""
+def with_examples(columns: dict, examples: dict) -> tuple[dict, list[int]]:
+    """The results ``columns`` (``object_ids``, the ``*_sigma`` keys, the vector keys) with the
+    example rows ``examples`` (:func:`example_columns`) appended under new ids after the
+    catalog's largest, and those ids; every key the ranker reads must be in both."""
     ids = np.asarray(columns["object_ids"], dtype=np.uint64)
     count = {len(np.asarray(v)) for v in examples.values()}
     if len(count) != 1:
