@@ -18,11 +18,13 @@ output exists, into --out/<family>/.
 The analysis reads what ``score`` stored: the terms' robust z (as the scorer has them), morphology
 term variants from the stored raw morphology parameters, and morphology baselines (isolation
 forest, 5-NN, robust Mahalanobis on standard non-parametric parameters computed here with numpy).
-For each family the candidate (weights x morphology variant x weighting x combiner) with the best worst
-margin (its AUROC minus the best baseline's) over the other families is reported on the family.
+For each family the candidate (weights x morphology variant x weighting x combiner) with the best
+worst margin (its AUROC minus the best baseline's) over the other families is reported on the
+family; candidates within NOISE (0.01) of that worst margin are not distinct, and among them the
+best worst AP margin (its AP minus the best baseline's) decides.
 
   python studies/families.py [--out studies/out/families] [--families a,b] [--runs-only]
-      [--analyse-only] [--combiners mean,positive,exp2,exp1]
+      [--analyse-only] [--combiners mean,softmax,positive,exp1]
 5-9 minutes per family on 2 cores (~55 for the eight); the analysis ~4 minutes.
 """
 
@@ -37,7 +39,7 @@ import common
 import h5py
 import numpy as np
 
-from tfanomaly.models.score_config import DEFAULT_TERM_WEIGHTS
+from tfanomaly.models.score_config import DEFAULT_TERM_WEIGHTS, SOFTMAX_TEMPERATURE, ScoreSettings
 from tfanomaly.models.term_health import NOISE_MODEL_TERMS, noise_model_finding
 
 OUT = common.OUT / "families"
@@ -519,12 +521,17 @@ WEIGHTINGS = ("fixed", "label-free", "health", "label-free+health")
 REFERENCE_SIZE = 2000
 # How the weighted terms combine: a weighted mean of each term's z (the package's), or of a
 # monotone transform of it that lets one term's tail carry an object (an "or" of the terms).
+# "softmax" is the package's (``ScoreSettings.combine``, tau log sum w exp(z / tau)): the weighted
+# sum of exp(z / tau) ranks the same.
 COMBINERS = {
     "mean": lambda z: z,
+    "softmax": lambda z: np.exp(np.clip(z, -40.0, 40.0) / SOFTMAX_TEMPERATURE),
     "positive": lambda z: np.maximum(z, 0.0),
-    "exp2": lambda z: np.exp(np.clip(z, -20.0, 20.0) / 2.0),
     "exp1": lambda z: np.exp(np.clip(z, -20.0, 20.0)),
 }
+# Choices whose worst AUROC margins are closer than this are not distinct (~200 anomalies per
+# family): among them, the one with the best worst AP margin is chosen, then the best mean.
+NOISE = 0.01
 MORPH_VARIANTS = (
     "knn5",
     "knn20",
@@ -630,14 +637,27 @@ def weight_grid() -> np.ndarray:
     return np.array(rows)
 
 
-def auroc_columns(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """AUROC of every column of ``scores`` (N, C) by the rank sum (ties broken by order)."""
-    ranks = np.empty(scores.shape, np.float64)
-    order = np.argsort(scores, axis=0, kind="stable")
-    np.put_along_axis(ranks, order, np.arange(1, len(scores) + 1, dtype=float)[:, None], axis=0)
-    positives = labels.sum()
-    negatives = len(labels) - positives
-    return (ranks[labels].sum(axis=0) - positives * (positives + 1) / 2) / (positives * negatives)
+def ranked_columns(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUROC and average precision of every column of ``scores`` (N, C), from one descending sort
+    per column (ties broken by order)."""
+    order = np.argsort(-scores, axis=0, kind="stable")
+    hits = labels[order]
+    found = np.cumsum(hits, axis=0)
+    n, positives = len(labels), int(labels.sum())
+    rank = np.arange(1, n + 1, dtype=np.float64)[:, None]
+    ap = np.where(hits, found / rank, 0.0).sum(axis=0) / positives
+    below = (n - rank) - (positives - found)  # negatives ranked below each positive
+    auroc = np.where(hits, below, 0.0).sum(axis=0) / (positives * (n - positives))
+    return auroc, ap
+
+
+def choose(auroc_margin: np.ndarray, ap_margin: np.ndarray, rows) -> int:
+    """The candidate with the best worst AUROC margin over the families ``rows``; among those
+    within NOISE of it, the best worst AP margin, then the best mean AUROC margin."""
+    floor = auroc_margin[rows].min(axis=0)
+    near = floor >= floor.max() - NOISE
+    ap_floor = np.where(near, ap_margin[rows].min(axis=0), -np.inf)
+    return int(np.lexsort((-auroc_margin[rows].mean(axis=0), -ap_floor))[0])
 
 
 class Family:
@@ -731,8 +751,8 @@ def images_of(path: Path, object_ids: np.ndarray) -> np.ndarray:
     return images[[where[int(i)] for i in object_ids]]
 
 
-def candidate_aurocs(family: Family, grid: np.ndarray, variants, combiners) -> np.ndarray:
-    """(candidates,) AUROC of every (variant, weighting, weights, combiner) on the family: the
+def candidate_metrics(family: Family, grid: np.ndarray, variants, combiners) -> np.ndarray:
+    """(candidates,) AUROC and AP of every (variant, weighting, weights, combiner) on the family: the
     candidates enumerate combiners x WEIGHTINGS x variants x the grid rows with a
     morphology weight (the rows without one once, under the variant "none")."""
     morph = TERMS.index("morphology")
@@ -744,13 +764,13 @@ def candidate_aurocs(family: Family, grid: np.ndarray, variants, combiners) -> n
             z, scale = family.matrix("stored", weighting)
             weights = without * scale
             weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
-            found.append(auroc_columns(family.labels, transform(z) @ weights.T))
+            found.append(ranked_columns(family.labels, transform(z) @ weights.T))
             for variant in variants:
                 z, scale = family.matrix(variant, weighting)
                 weights = with_morph * scale
                 weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
-                found.append(auroc_columns(family.labels, transform(z) @ weights.T))
-    return np.concatenate(found)
+                found.append(ranked_columns(family.labels, transform(z) @ weights.T))
+    return tuple(np.concatenate([f[k] for f in found]) for k in (0, 1))
 
 
 def candidate_names(grid: np.ndarray, variants, combiners) -> list[tuple]:
@@ -802,9 +822,13 @@ def analyse(out: Path, names, only=None, combiners=("mean",)) -> None:
             raise SystemExit(f"--variants: unknown {sorted(unknown)}; the variants are {variants}")
         variants = [v for v in variants if v in only]
     candidates = candidate_names(grid, variants, combiners)
-    auroc = np.stack([candidate_aurocs(families[n], grid, variants, combiners) for n in names])
+    metrics_of = [candidate_metrics(families[n], grid, variants, combiners) for n in names]
+    auroc = np.stack([m[0] for m in metrics_of])
     best = np.array([families[n].best_baseline[1]["auroc"] for n in names])
+    best_ap = np.array([families[n].best_baseline[1]["average_precision"] for n in names])
     margin = auroc - best[:, None]
+    ap_margin = np.stack([m[1] for m in metrics_of]) - best_ap[:, None]
+    del metrics_of
     default_weights = np.array([DEFAULT_WEIGHTS.get(t, 0.0) for t in TERMS])
     default_weights /= default_weights.sum()
     lines = [
@@ -823,9 +847,7 @@ def analyse(out: Path, names, only=None, combiners=("mean",)) -> None:
         family = families[name]
         others = [j for j in range(len(names)) if j != i]
         if others:
-            floor = margin[others].min(axis=0)
-            mean = margin[others].mean(axis=0)
-            choice = int(np.lexsort((-mean, -floor))[0])
+            choice = choose(margin, ap_margin, others)
         else:
             choice = int(np.argmax(margin[i]))
         found = metrics(family.labels, candidate_score(family, candidates[choice]))
@@ -845,24 +867,25 @@ def analyse(out: Path, names, only=None, combiners=("mean",)) -> None:
         f"current default's margin there {worst[3]:+.3f} | |"
     )
     floor, mean = margin.min(axis=0), margin.mean(axis=0)
-    chosen = int(np.lexsort((-mean, -floor))[0])
+    chosen = choose(margin, ap_margin, list(range(len(names))))
     lofo = []
     for i in range(len(names)):
         others = [j for j in range(len(names)) if j != i]
         if others:
-            lofo.append(int(np.lexsort((-margin[others].mean(0), -margin[others].min(0)))[0]))
+            lofo.append(choose(margin, ap_margin, others))
     current = [
         k
         for k, c in enumerate(candidates)
         if c[0] == "stored"
         and c[1] == "health"
-        and c[3] == "mean"
+        and c[3] == ScoreSettings().combine
         and np.allclose(c[2], default_weights)
     ]
     lines += [
         "",
         f"All families: the choice is {describe(candidates[chosen])} (worst margin "
-        f"{floor[chosen]:+.3f}, mean {mean[chosen]:+.3f}); the leave-one-out choices are "
+        f"{floor[chosen]:+.3f}, mean {mean[chosen]:+.3f}, worst AP margin "
+        f"{ap_margin[:, chosen].min():+.3f}); the leave-one-out choices are "
         f"{len(set(lofo))} distinct setting(s), "
         f"{sum(c == chosen for c in lofo)} of {len(lofo)} the same as the all-family choice.",
     ]
@@ -870,7 +893,8 @@ def analyse(out: Path, names, only=None, combiners=("mean",)) -> None:
         k = current[0]
         lines.append(
             f"The package's default (stored morphology term, its weights) as a candidate: worst "
-            f"margin {floor[k]:+.3f}, mean {mean[k]:+.3f}."
+            f"margin {floor[k]:+.3f}, mean {mean[k]:+.3f}, worst AP margin "
+            f"{ap_margin[:, k].min():+.3f}."
         )
     lines += [
         "",
@@ -990,7 +1014,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--combiners",
-        default="mean",
+        default="mean,softmax",
         help=f"how the weighted terms combine, comma-separated, among {', '.join(COMBINERS)}",
     )
     args = parser.parse_args()

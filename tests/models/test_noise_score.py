@@ -23,7 +23,7 @@ from tfanomaly.models.calibration import (
 )
 from tfanomaly.models.filters import gaussian_kernel, smooth
 from tfanomaly.models.noise_score import NoiseAwareScore, interpolate_levels, residual_maps
-from tfanomaly.models.score_config import ScoreSettings
+from tfanomaly.models.score_config import SOFTMAX_TEMPERATURE, ScoreSettings
 from tfanomaly.models.score_fit import fit_features, fit_levels, robust_log_scale
 from tfanomaly.pipelines.config import CalibrateConfig
 
@@ -359,8 +359,18 @@ def test_morphology_term_is_the_knn_distance_leaving_out_the_image_itself():
     np.testing.assert_allclose(scorer.morphology_score(images), expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("combine", ["mean", "max"])
-def test_four_terms_combine_by_mean_or_max_of_standardised_logs(combine):
+def combined(z, weights, combine):
+    """The default score of the terms' z (N, T) with ``weights``, as ``combine`` says, in NumPy."""
+    if combine == "max":
+        return z.max(axis=1)
+    if combine == "softmax":
+        tau = SOFTMAX_TEMPERATURE
+        return tau * np.log(np.exp(z / tau) @ np.asarray(weights, np.float64))
+    return z @ weights
+
+
+@pytest.mark.parametrize("combine", ["mean", "max", "softmax"])
+def test_four_terms_combine_by_mean_max_or_softmax_of_standardised_logs(combine):
     c = four_term_calibration(combine)
     images = np.random.default_rng(9).uniform(0, 1, (6, 16, 16, 3)).astype("f4")
     recon = np.clip(images + 0.05, 0, 1).astype("f4")
@@ -376,11 +386,13 @@ def test_four_terms_combine_by_mean_or_max_of_standardised_logs(combine):
     weights = np.array([1.0, 0.5, 1.0, 1.5, 1.5]) / 5.5
     assert c.terms == ALL
     np.testing.assert_allclose(c.weights, weights, rtol=1e-6)
-    expected = z.max(axis=1) if combine == "max" else z @ weights
-    np.testing.assert_allclose(out["score"], expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out["score"], combined(z, weights, combine), rtol=1e-4, atol=1e-4)
+    if combine == "softmax":  # between the weighted mean and the max
+        assert (out["score"] >= z @ weights - 1e-4).all()
+        assert (out["score"] <= z.max(axis=1) + 1e-4).all()
     assert c.score_drift(1e-4) == pytest.approx(
         1e-4 / c.standard.scales.min()
-        if combine == "max"
+        if combine != "mean"
         else np.sum(weights * 1e-4 / c.standard.scales),
         rel=1e-5,
     )
@@ -710,9 +722,9 @@ def test_calibrate_leaves_out_a_quantised_term_and_score_records_the_weights(
     terms = np.stack([columns[f"{t}_scores"] for t in c.terms], axis=1)
     z = (np.log(terms) - c.standard.centres) / c.standard.scales
     assert np.isfinite(z).all() and (columns["linear_scores"] > 0).all()
-    np.testing.assert_allclose(
-        columns["scores"], z @ c.weights, atol=c.score_drift(1e-4) + 1e-5, rtol=0
-    )
+    assert c.settings.combine == "softmax"  # the default: tau log sum w exp(z / tau)
+    expected = combined(z, c.weights, "softmax")
+    np.testing.assert_allclose(columns["scores"], expected, atol=c.score_drift(1e-4) + 1e-5, rtol=0)
 
 
 def test_variance_path_is_the_true_chi2_and_ignores_masked_pixels():

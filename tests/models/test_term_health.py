@@ -23,7 +23,7 @@ from tfanomaly.models.term_health import (
     tail_weights,
 )
 
-from .test_noise_score import four_term_calibration
+from .test_noise_score import combined, four_term_calibration
 
 N = 2000
 
@@ -125,7 +125,7 @@ def inputs(seed=9):
     return images, recon, features, images
 
 
-@pytest.mark.parametrize("combine", ["mean", "max"])
+@pytest.mark.parametrize("combine", ["mean", "max", "softmax"])
 def test_a_degenerate_term_weighs_0_and_is_left_out_of_the_score(combine):
     c = with_health(four_term_calibration(combine), linear="quantised", residual="constant")
     nominal = np.array([1.0, 0.5, 1.0, 1.5, 1.5]) / 5.5
@@ -139,7 +139,8 @@ def test_a_degenerate_term_weighs_0_and_is_left_out_of_the_score(combine):
     terms = np.stack([out[f"{t}_score"] for t in c.terms], axis=1)
     z = (np.log(terms) - c.standard.centres) / c.standard.scales
     kept = z[:, [1, 3, 4]]
-    expected = kept.max(axis=1) if combine == "max" else z @ expected_weights
+    # The max of the kept terms; the mean and softmax weigh the left-out ones 0.
+    expected = kept.max(axis=1) if combine == "max" else combined(z, expected_weights, combine)
     np.testing.assert_allclose(out["score"], expected, rtol=1e-4, atol=1e-4)
     # A NaN in a left-out term does not reach the score (it is not weighed by 0, but dropped).
     nan = [tf.constant(t) for t in terms.T]
@@ -147,7 +148,7 @@ def test_a_degenerate_term_weighs_0_and_is_left_out_of_the_score(combine):
     assert np.isfinite(scorer.combine(nan).numpy()).all()
     drift = 1e-4 / c.standard.scales.astype("f8")
     assert c.score_drift(1e-4) == pytest.approx(
-        drift[[1, 3, 4]].max() if combine == "max" else np.sum(expected_weights * drift), rel=1e-5
+        drift[[1, 3, 4]].max() if combine != "mean" else np.sum(expected_weights * drift), rel=1e-5
     )
     assert c.weights_record() == {
         "term_weights": dict(zip(c.terms, expected_weights.astype("f4").tolist(), strict=True)),

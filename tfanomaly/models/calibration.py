@@ -299,7 +299,8 @@ class Calibration:
         if self.planes:
             plane = rtol / np.asarray(self.plane_standard.scales, np.float64)
             per_term = np.maximum(per_term, plane)
-        if self.settings.combine == "max" and len(self.terms) > 2:
+        if self.settings.combine in ("max", "softmax") and len(self.terms) > 2:
+            # a max, or a softmax (its gradient is a set of weights that sum to 1)
             kept = [t in self.kept_terms for t in self.terms]
             return float(per_term[kept].max())
         return float(np.sum(self.weights * per_term))
@@ -425,4 +426,6 @@ def older_settings(settings: dict) -> ScoreSettings:
     settings.setdefault("term_weights", [])
     # Before the choice of the morphology term's parameters, it read every one.
     settings.setdefault("morphology_parameters", "all")
+    # Before the softmax, the terms' z were combined by their (weighted) mean.
+    settings.setdefault("combine", "mean")
     return ScoreSettings(**settings)

@@ -15,7 +15,7 @@ reconstruction (``residual``) and against a linear (PCA) model of the data set (
 ``extended``: through a wider filter, over a larger fraction of the pixels). The ``feature`` term
 is the Mahalanobis distance of f(x) (the critic's last feature map) under a probabilistic-PCA
 Gaussian fitted to the calibration set; the ``morphology`` term the k-NN distance in standardised
-morphology parameters of the raw flux. The default score is the weighted mean (or the max) of the
+morphology parameters of the raw flux. The default score is the softmax (or the weighted mean, or the max) of the
 combined terms' robust z of log (``ScoreSettings.terms``, ``term_weights``, ``combine``).
 
 Where the data set carries variance and mask planes (and the calibration was made with them), the
@@ -36,6 +36,7 @@ from tfanomaly.models.calibration import Calibration, ResidualTerm
 from tfanomaly.models.filters import band_mad_sigma, smooth
 from tfanomaly.models.morphology import legacy_count, morphology, term_columns
 from tfanomaly.models.pixel_noise import smoothed_chi2
+from tfanomaly.models.score_config import SOFTMAX_TEMPERATURE
 
 # The robust linear projection's Cauchy scale, in MAD-sigmas of a band's residual (3-6 measured).
 ROBUST_SCALE = 4.0
@@ -347,9 +348,10 @@ class NoiseAwareScore(tf.Module):
         return (logs - self.log_centres) / self.log_scales
 
     def combine(self, terms, planes: bool = False):
-        """The weighted mean (or max) of the terms' robust z (:meth:`standardised`; the two GAN
-        terms of older calibrations: (1 - w) residual + w feature), the terms the calibration
-        found degenerate left out."""
+        """The terms' robust z (:meth:`standardised`) combined as ``settings.combine`` says: their
+        softmax (tau log sum w exp(z / tau)), weighted mean or max; the two GAN terms of older
+        calibrations: (1 - w) residual + w feature. The terms the calibration found degenerate are
+        left out."""
         z = self.standardised(terms, planes)
         weights = self.weights
         if len(self.kept) < len(self.terms):
@@ -357,6 +359,10 @@ class NoiseAwareScore(tf.Module):
             weights = tf.gather(weights, self.kept)
         if self.settings.combine == "max" and len(terms) > 2:
             return tf.reduce_max(z, axis=1)
+        if self.settings.combine == "softmax" and len(terms) > 2:
+            # tau * log(sum w exp(z / tau)); a weight of 0 is log 0 = -inf, which leaves it out
+            tau = SOFTMAX_TEMPERATURE
+            return tau * tf.reduce_logsumexp(z / tau + tf.math.log(weights), axis=1)
         return tf.reduce_sum(z * weights, axis=1)
 
     def __call__(

@@ -251,7 +251,7 @@ def effective_weights(
         return nominal
     kept = np.array([t not in bad for t in terms])
     weights = np.where(kept, nominal.astype(np.float64), 0.0)
-    if not kept.any() or (combine == "mean" and weights.sum() <= 0):
+    if not kept.any() or (combine != "max" and weights.sum() <= 0):
         why = "; ".join(f"'{t}': {h.detail}" for t, h in bad.items())
         raise InputError(
             "no term of the default score carries information on this data set ("
