@@ -69,6 +69,19 @@ def assert_scores_close(
             )
 
 
+def combined(z, weights, combine="softmax"):
+    """The default score of the terms' z (N, T) with ``weights``, as ``ScoreSettings.combine``
+    says, in NumPy (a max over every column given)."""
+    from tfanomaly.models.score_config import SOFTMAX_TEMPERATURE
+
+    if combine == "max":
+        return z.max(axis=1)
+    if combine == "softmax":
+        tau = SOFTMAX_TEMPERATURE
+        return tau * np.log(np.exp(z / tau) @ np.asarray(weights, np.float64))
+    return z @ weights
+
+
 def make_cutouts(n=20, size=16, bands=3, seed=0):
     """Raw-flux-like cutouts: sky noise plus a Gaussian blob, float32 (n, size, size, bands)."""
     rng = np.random.default_rng(seed)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import build_tiny_run, quiet
+from conftest import build_tiny_run, combined, quiet
 from scipy.ndimage import gaussian_filter
 from sklearn.metrics import roc_auc_score
 
@@ -23,7 +23,7 @@ from tfanomaly.models.calibration import (
 )
 from tfanomaly.models.filters import gaussian_kernel, smooth
 from tfanomaly.models.noise_score import NoiseAwareScore, interpolate_levels, residual_maps
-from tfanomaly.models.score_config import SOFTMAX_TEMPERATURE, ScoreSettings
+from tfanomaly.models.score_config import ScoreSettings
 from tfanomaly.models.score_fit import fit_features, fit_levels, robust_log_scale
 from tfanomaly.pipelines.config import CalibrateConfig
 
@@ -357,16 +357,6 @@ def test_morphology_term_is_the_knn_distance_leaving_out_the_image_itself():
     expected = distances[:, :3].mean(axis=1)
     expected[0] = distances[0, 1:].mean()
     np.testing.assert_allclose(scorer.morphology_score(images), expected, rtol=1e-4, atol=1e-5)
-
-
-def combined(z, weights, combine):
-    """The default score of the terms' z (N, T) with ``weights``, as ``combine`` says, in NumPy."""
-    if combine == "max":
-        return z.max(axis=1)
-    if combine == "softmax":
-        tau = SOFTMAX_TEMPERATURE
-        return tau * np.log(np.exp(z / tau) @ np.asarray(weights, np.float64))
-    return z @ weights
 
 
 @pytest.mark.parametrize("combine", ["mean", "max", "softmax"])

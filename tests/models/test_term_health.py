@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import combined
 
 from tfanomaly.errors import InputError
 from tfanomaly.models.calibration import Calibration
@@ -23,7 +24,7 @@ from tfanomaly.models.term_health import (
     tail_weights,
 )
 
-from .test_noise_score import combined, four_term_calibration
+from .test_noise_score import four_term_calibration
 
 N = 2000
 

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import NET_RTOL, assert_scores_close, build_tiny_run, quiet
+from conftest import NET_RTOL, assert_scores_close, build_tiny_run, combined, quiet
 
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.calibration import Calibration
@@ -195,9 +195,11 @@ def test_an_export_leaves_out_a_degenerate_term_as_the_in_process_scorer_does(ex
     in_process = scorer.score(images)
     atol = calibration.score_drift(NET_RTOL)
     np.testing.assert_allclose(served["score"], in_process["score"], rtol=0, atol=atol)
-    # Its score is the weighted mean of the other terms' z, not the one with the nominal weights.
+    # Its score combines the other terms' z, not all of them with the nominal weights.
     terms = np.stack([served[f"{t}_score"].numpy() for t in calibration.terms], axis=1)
     z = (np.log(terms) - calibration.standard.centres) / calibration.standard.scales
-    np.testing.assert_allclose(served["score"], z @ calibration.weights, rtol=0, atol=atol + 1e-5)
-    nominal = z @ calibration.nominal_weights
+    combine = calibration.settings.combine
+    expected = combined(z, calibration.weights, combine)
+    np.testing.assert_allclose(served["score"], expected, rtol=0, atol=atol + 1e-5)
+    nominal = combined(z, calibration.nominal_weights, combine)
     assert np.abs(served["score"].numpy() - nominal).max() > 100 * atol
