@@ -196,19 +196,6 @@ class Run:
             )
         return np.ascontiguousarray(array, dtype=dtype)
 
-    def _batches(self, function, batch_size: int, *arrays):
-        """``function`` over ``arrays`` in batches; its outputs' arrays, concatenated."""
-        import tensorflow as tf
-
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-        pieces: dict[str, list] = {}
-        for start in range(0, len(arrays[0]), batch_size):
-            out = function(*(tf.constant(a[start : start + batch_size]) for a in arrays))
-            for key, value in out.items():
-                pieces.setdefault(key, []).append(value.numpy())
-        return {key: np.concatenate(values) for key, values in pieces.items()}
-
     def score(
         self,
         images,
@@ -270,7 +257,9 @@ class Run:
             function = self._scorer.score_planes
         else:
             function = self._scorer.score_fast if fast else self._scorer.score
-        out = self._batches(function, batch_size, *arrays) if n else {}
+        from tfanomaly.serving.saved_model import call_in_batches
+
+        out = call_in_batches(function, batch_size, *arrays) if n else {}
         columns = {"index": np.arange(n, dtype=np.int64)}
         if object_ids is not None:
             columns["object_id"] = object_ids.astype(np.uint64)
@@ -291,7 +280,9 @@ class Run:
         run's inversion: the ``reals``, ``reconstructed`` and ``residuals`` that ``score
         --store-images`` stores."""
         images = self._checked(images, "images")
-        return self._batches(self._scorer.reconstruct, batch_size, images)
+        from tfanomaly.serving.saved_model import call_in_batches
+
+        return call_in_batches(self._scorer.reconstruct, batch_size, images)
 
 
 def load_run(path, *, scores=None, steps: int | None = None) -> Run:

@@ -60,19 +60,9 @@ def explore_command(results, labels_path, embedding, like, like_cutouts, run_dir
     more" (f) on a card does: ids of objects of RESULTS, or cutouts from a file that are not in
     it (scored by the run first).
     """
-    from pathlib import Path
-
     from tfanomaly.explore import explorer_server
 
     config = build_config(ExploreConfig, options)
-    examples = None
-    if like_cutouts:
-        from tfanomaly.pipelines.rerank import example_columns, read_example_cutouts
-
-        folder = Path(results) if Path(results).is_dir() else Path(results).parent
-        images = read_example_cutouts(like_cutouts)
-        examples = example_columns(folder, images, run_dir=run_dir)
-        click.echo(f"scored {len(images)} example cutouts of {like_cutouts}")
     server = explorer_server(
         results,
         config,
@@ -80,7 +70,8 @@ def explore_command(results, labels_path, embedding, like, like_cutouts, run_dir
         echo=click.echo,
         embedding=embedding,
         like=parse_like(like),
-        examples=examples,
+        like_cutouts=like_cutouts,
+        run_dir=run_dir,
     )
     explorer = server.explorer
     for warning in explorer.view.warnings:

@@ -23,15 +23,16 @@ def explorer_server(
     echo: Callable = print,
     embedding=None,
     like=(),
-    examples=None,
+    like_cutouts=None,
+    run_dir=None,
 ):
     """An :class:`~tfanomaly.explore.app.ExploreServer` over ``results`` (a results folder or
     HDF5 file), bound and ready to ``serve_forever``; labels go to ``labels_path`` (default
     ``RESULTS/labels.sqlite``). Clusters come from ``embedding`` (an ``embedding.h5`` or its CAE
     folder), else from the catalog beside the results when it has the cluster columns (an
     unreadable catalog is a warning: the explorer runs without clusters). The ranking starts from
-    the example objects ``like`` (ids) and the example cutouts ``examples`` (their columns,
-    ``pipelines.rerank.example_columns``), as "find more" does."""
+    the example objects ``like`` (ids) and the example cutouts of the file ``like_cutouts``,
+    scored by the run that scored the results (or ``run_dir``), as "find more" does."""
     from tfanomaly.errors import TfanomalyError
     from tfanomaly.explore.app import ExploreServer
     from tfanomaly.explore.session import Explorer
@@ -54,8 +55,13 @@ def explorer_server(
             clusters = None
         store = LabelStore(labels_path or default_label_path(results))
         factory = None
-        if examples:
+        if like_cutouts is not None:
             from tfanomaly.explore.ranking import build_ranker
+            from tfanomaly.pipelines.rerank import example_columns, read_example_cutouts
+
+            images = read_example_cutouts(like_cutouts)
+            examples = example_columns(view.file.parent, images, run_dir=run_dir)
+            echo(f"scored {len(images)} example cutouts of {like_cutouts}")
 
             def factory(v):
                 return build_ranker(v, config.features, examples)

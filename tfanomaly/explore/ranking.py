@@ -26,19 +26,20 @@ def build_ranker(view: ResultsView, features: str = ExploreConfig.features, exam
     have = available_spaces(view.vector_keys)
     space = features if features in have else next(iter(have), None)
     columns = {"object_ids": view.object_ids, **view.sigma}
+    if space is not None:  # each block read from the file once
+        columns.update({key: view.vectors(key) for key in check_space(space)})
     example_ids: list[int] = []
     if examples:
         if space is None:
             raise InputError("example cutouts need a results file with feature vectors")
-        columns.update({key: view.vectors(key) for key in check_space(space)})
         columns, example_ids = with_examples(columns, examples)
     terms = {
         key: np.nan_to_num(columns[key], nan=0.0, posinf=0.0, neginf=0.0) for key in view.sigma
     }
     anomaly = terms[view.sort_key]
     if space is not None:
-        vectors = space_vectors(lambda key: columns.get(key, view.vectors(key)), space)
-        blocks = [(key, view.vectors(key).shape[1]) for key in check_space(space)]
+        vectors = space_vectors(lambda key: columns[key], space)
+        blocks = [(key, columns[key].shape[1]) for key in check_space(space)]
         ranker = Ranker(
             columns["object_ids"],
             anomaly,

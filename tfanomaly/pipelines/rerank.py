@@ -349,7 +349,7 @@ def with_examples(columns: dict, examples: dict) -> tuple[dict, list[int]]:
     for key, values in columns.items():
         if key == "object_ids":
             joined[key] = np.concatenate([ids, np.arange(first, first + e, dtype=np.uint64)])
-        elif key == ANOMALY_KEY or key.endswith("_sigma") or key in VECTOR_KEYS:
+        elif key.endswith("_sigma") or key in VECTOR_KEYS:  # ANOMALY_KEY among them
             if key not in examples:
                 raise InputError(f"examples: no '{key}' values (the catalog has them)")
             joined[key] = np.concatenate([values, np.asarray(examples[key], values.dtype)])
@@ -373,10 +373,9 @@ def example_columns(results_dir, images, *, run_dir=None, batch_size: int = 64) 
     the catalog's inversion settings and sigma reference (its ``score_stats.json``). Returns the
     ``*_sigma`` score keys and the vector keys ``results.h5`` has, for
     ``Ranker.from_results(examples=...)``."""
-    import tensorflow as tf
-
     from tfanomaly.models.scores import SCORES
     from tfanomaly.pipelines.export import build_scorer
+    from tfanomaly.serving.saved_model import call_in_batches
 
     results_dir = Path(results_dir)
     if run_dir is None:
@@ -395,12 +394,7 @@ def example_columns(results_dir, images, *, run_dir=None, batch_size: int = 64) 
             f"example cutouts of shape {images.shape[1:]}: the run {run_dir} takes {shape} "
             "(height, width, bands)"
         )
-    pieces: dict[str, list] = {}
-    for start in range(0, len(images), batch_size):
-        out = scorer.describe(tf.constant(images[start : start + batch_size]))
-        for name, value in out.items():
-            pieces.setdefault(name, []).append(np.asarray(value))
-    out = {name: np.concatenate(values) for name, values in pieces.items()}
+    out = call_in_batches(scorer.describe, batch_size, images)
     columns = {s.sigma: out[f"{s.output}_sigma"] for s in SCORES if f"{s.output}_sigma" in out}
     columns.update({key: out[name] for name, key in VECTOR_OUTPUTS.items() if name in out})
     return columns

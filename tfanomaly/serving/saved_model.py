@@ -10,10 +10,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from tfanomaly.data.dataset import apply_mask, stretch_batch
 from tfanomaly.data.stretch import LuptonStretch
+from tfanomaly.errors import ConfigError
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.results.catalog import SCORE_KEYS, SCORE_OUTPUTS, VECTOR_OUTPUTS
 from tfanomaly.serving.signatures import PLANES_SIGNATURE
@@ -198,6 +200,20 @@ def _checked(tensor, inner_shape: list[int], message: str):
     with tf.control_dependencies([tf.debugging.Assert(ok, [message, shape])]):
         tensor = tf.identity(tensor)
     return tf.ensure_shape(tensor, [None, *inner_shape])
+
+
+def call_in_batches(function, batch_size: int, *arrays) -> dict:
+    """``function`` (a scorer's signature or method, tensors in, a dict of tensors out) over
+    ``arrays`` (NumPy, the same length) in batches of ``batch_size``: its outputs' arrays,
+    concatenated (none for empty arrays)."""
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    pieces: dict[str, list] = {}
+    for start in range(0, len(arrays[0]), batch_size):
+        out = function(*(tf.constant(a[start : start + batch_size]) for a in arrays))
+        for key, value in out.items():
+            pieces.setdefault(key, []).append(np.asarray(value))
+    return {key: np.concatenate(values) for key, values in pieces.items()}
 
 
 def save_scorer(scorer: AnomalyScorer, path) -> None:
