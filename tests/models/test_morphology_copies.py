@@ -7,7 +7,7 @@ import pytest
 
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.calibration import MorphologyReference
-from tfanomaly.models.morphology import morphology, term_columns
+from tfanomaly.models.morphology import constant_cutouts, morphology, term_columns
 from tfanomaly.models.noise_score import COPY_DISTANCE, NoiseAwareScore
 from tfanomaly.models.score_config import ScoreSettings
 from tfanomaly.models.score_fit import first_copies, fit_morphology
@@ -144,9 +144,28 @@ def test_a_flipped_copy_of_a_reference_cutout_is_left_out_as_itself():
         )
 
 
+def test_a_constant_cutout_has_no_shape_and_the_distance_0():
+    """Cutouts of one value in every pixel (0, a fill value) are constant; one pixel or one band
+    apart from that they are not. The term gives a constant cutout 0: it is a copy of every other
+    constant one, and would otherwise stand as far from the galaxies as its parameters' floor."""
+    images = galaxies(60, seed=4)
+    scorer, _ = scorer_for(morphology(images).numpy())
+    blanks = np.zeros((4, SIZE, SIZE, BANDS), "f4")
+    blanks[1] = 7.5
+    blanks[2, 3, 5, 1] = 1e-3  # one pixel of one band
+    blanks[3, ..., 0] = 2.0  # one band brighter than the others
+    assert constant_cutouts(blanks).numpy().tolist() == [True, True, False, False]
+    assert not constant_cutouts(images).numpy().any()
+    got = scorer.morphology_score(np.concatenate([blanks, images[:5]])).numpy()
+    assert got[0] == got[1] == 0.0 and (got[2:] > 0).all()
+    np.testing.assert_allclose(
+        got[4:], scorer.morphology_score(images[:5]).numpy(), rtol=1e-6, atol=1e-6
+    )
+
+
 def test_a_calibration_set_of_one_distinct_cutout_is_refused_and_of_three_kept_once_each():
     features = morphology(galaxies(3, seed=3)).numpy()
-    with pytest.raises(ConfigError, match=r"set has 1 \(and 3 copies\)"):
+    with pytest.raises(ConfigError, match=r"set has 1 \(and 3 copies;"):
         fit_morphology(
             ScoreSettings(), np.repeat(features[:1], 4, axis=0), np.random.default_rng(0)
         )

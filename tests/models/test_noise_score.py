@@ -626,6 +626,46 @@ def test_calibrate_counts_the_copies_it_leaves_out_of_the_morphology_reference(
     assert messages[1].startswith("morphology reference: 50 cutouts left out as copies")
 
 
+def test_calibrate_leaves_constant_cutouts_out_of_its_statistics(tiny_run, tmp_path, monkeypatch):
+    """A quarter of the calibration cutouts constant (off the footprint: every pixel 0): the
+    morphology reference and every term's standardisation are fitted on the others, so the
+    constant ones neither crowd the reference as copies of each other nor move the centres."""
+    import shutil
+
+    import tensorflow as tf
+
+    from tfanomaly.pipelines import calibrate as stage
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run / "run", run)
+    plain = stage.cutouts
+
+    def with_blanks(*args, **kwargs):
+        for batch, flux in plain(*args, **kwargs):
+            blank = np.arange(len(flux)) % 4 == 0
+            flux = tf.where(blank[:, None, None, None], 0.0, flux)
+            image = tf.where(blank[:, None, None, None], 0.0, batch["image"])
+            yield {**batch, "image": image}, flux
+
+    counted, standardisation = [], stage.standardisation
+
+    def counting(values):
+        counted.append({key: len(np.concatenate(column)) for key, column in values.items()})
+        return standardisation(values)
+
+    monkeypatch.setattr(stage, "standardisation", counting)
+    monkeypatch.setattr(stage, "cutouts", with_blanks)
+    summary = stage.calibrate(run, config=CalibrateConfig(fit_size=100), progress=False, echo=quiet)
+    c = Calibration.load(summary["path"])
+    assert summary["count"] == 100 and counted == [dict.fromkeys(counted[0], 75)]
+    # 75 cutouts with light, no copy among them: the 25 constant ones are not 24 copies of one.
+    assert c.morphology.reference.shape[0] == 75 and c.info["morphology_copies"] == 0
+    assert not c.degenerate_terms()
+    scorer = NoiseAwareScore(c)
+    blanks = np.zeros((3, 16, 16, 3), "f4") + np.array([0.0, 1.0, -2.0], "f4")[:, None, None, None]
+    np.testing.assert_array_equal(scorer.morphology_score(blanks).numpy(), 0.0)
+
+
 def test_calibrate_leaves_out_the_noise_model_terms_of_8_bit_images_per_image_scaled(
     tiny_run, tmp_path
 ):

@@ -237,6 +237,14 @@ def _shape_mask(smoothed, noise, size: int):
     return region
 
 
+def constant_cutouts(flux):
+    """(B,) bool: the cutouts whose pixels all have one value in every band (off the survey's
+    footprint, a fill value, wholly masked). They hold no light, so no shape: the morphology term
+    gives them a distance of 0, and the calibration leaves them out of its statistics."""
+    flux = tf.convert_to_tensor(flux, tf.float32)
+    return tf.reduce_max(flux, axis=[1, 2, 3]) <= tf.reduce_min(flux, axis=[1, 2, 3])
+
+
 def morphology(images, threshold: float = 2.0, invariant: bool = True):
     """(B, H, W, C) flux (or any monotone stretch of it) -> (B, len(feature_names(C))) float32.
 

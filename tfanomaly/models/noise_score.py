@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from tfanomaly.models.calibration import Calibration, ResidualTerm
 from tfanomaly.models.filters import band_mad_sigma, smooth
-from tfanomaly.models.morphology import legacy_count, morphology, term_columns
+from tfanomaly.models.morphology import constant_cutouts, legacy_count, morphology, term_columns
 from tfanomaly.models.pixel_noise import smoothed_chi2
 from tfanomaly.models.score_config import SOFTMAX_TEMPERATURE
 
@@ -321,7 +321,8 @@ class NoiseAwareScore(tf.Module):
         """Mean distance to the k nearest calibration cutouts in standardised morphology
         parameters; every reference closer than ``COPY_DISTANCE`` (a copy of the image: itself,
         flipped or turned, from an overlapping tract) is left out, so that a galaxy the survey
-        holds several times does not look dense for being its own neighbour."""
+        holds several times does not look dense for being its own neighbour. A constant cutout
+        (``constant_cutouts``: no light, no shape) has the distance 0."""
         k = self.settings.morphology_neighbours
         points = tf.cast(self.morphology_features(flux, parameters), tf.float64)
         reference = self.morphology_reference
@@ -336,7 +337,10 @@ class NoiseAwareScore(tf.Module):
         copies = squared < COPY_DISTANCE**2
         squared = tf.where(copies, tf.constant(np.inf, tf.float64), squared)
         nearest = tf.sqrt(-tf.math.top_k(-squared, k=k).values)
-        return tf.cast(tf.reduce_mean(nearest, axis=1), tf.float32)
+        distance = tf.cast(tf.reduce_mean(nearest, axis=1), tf.float32)
+        # A constant cutout has no shape (its parameters are the noise floor's), and every other
+        # one is a copy of it: it would stand far from all references it is not a copy of.
+        return tf.where(constant_cutouts(flux), 0.0, distance)
 
     def standardised(self, terms, planes: bool = False):
         """(B, terms) robust z of each term's log against the calibration set, the numbers that

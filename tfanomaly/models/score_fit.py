@@ -221,7 +221,7 @@ def fit_morphology(settings: ScoreSettings, features: np.ndarray, rng: np.random
     if len(unique) < 2:
         raise ConfigError(
             f"the morphology term needs at least 2 distinct cutouts; the calibration set has "
-            f"{len(unique)} (and {int(copies.sum())} copies)"
+            f"{len(unique)} (and {int(copies.sum())} copies; constant cutouts are left out)"
         )
     centre, scale = robust_centre_scale(unique)
     reference = np.clip((unique[: settings.reference_size] - centre) / scale, -50.0, 50.0)

@@ -29,7 +29,7 @@ from tfanomaly.models.calibration import (
     Standardisation,
 )
 from tfanomaly.models.inverter import LatentInverter
-from tfanomaly.models.morphology import morphology
+from tfanomaly.models.morphology import constant_cutouts, morphology
 from tfanomaly.models.score_config import InversionConfig, ScoreSettings
 from tfanomaly.models.score_fit import (
     fit_features,
@@ -98,7 +98,7 @@ def sample_pass(
     brightness-binned scatter; the GAN's is always fitted, its term stored even where the score
     does not combine it), keep the critic features (for the Gaussian), the first
     ``linear_count`` cutouts (for the linear model, where a term reads it) and the morphology
-    parameters (for the k-NN reference set)."""
+    parameters of the cutouts that are not constant (for the k-NN reference set)."""
     terms = settings.terms
     linear = "linear" in terms or "extended" in terms  # both read the linear model
     samples = Samples()
@@ -124,8 +124,8 @@ def sample_pass(
         if linear and samples.count < linear_count:
             left = linear_count - samples.count
             samples.pixels.append({key: np.asarray(value[:left]) for key, value in batch.items()})
-        if "morphology" in terms:
-            samples.morphologies.append(morphology(flux).numpy())
+        if "morphology" in terms:  # a constant cutout has no shape (nor a place among shapes)
+            samples.morphologies.append(morphology(flux).numpy()[~constant_cutouts(flux).numpy()])
         samples.count += n
         bar.update(n)
     return samples
@@ -230,8 +230,8 @@ def standardise_pass(
 ) -> int:
     """The second pass: score the cutouts with the fitted numbers and set each term's robust
     standardisation (median and MAD-sigma of its log), on both paths where there are planes, and
-    each term's health (``term_health.check_terms``: a degenerate term weighs 0). Returns the
-    number of cutouts scored."""
+    each term's health (``term_health.check_terms``: a degenerate term weighs 0), all over the
+    cutouts that are not constant (``constant_cutouts``). Returns the number of cutouts scored."""
     # The same networks with the fitted numbers: both paths come out of one graph call (the
     # plane path's with the planes, the fallback's again from the same reconstructions).
     scorer = LatentInverter(
@@ -244,14 +244,22 @@ def standardise_pass(
     for batch, flux in batches:
         images = batch["image"]
         out = scorer(images, flux, batch.get("variance"), batch.get("mask"))
+        # Constant cutouts (no light: off the footprint, a fill value) would put a spike at the
+        # floor of every term and move its centre and scale by their share of the set.
+        data = ~constant_cutouts(flux).numpy()
         if calibration.planes:
             for key, column in plane_values.items():
-                column.append(out[key].numpy())
+                column.append(out[key].numpy()[data])
             out = scorer.noise_score(images, out["reconstruction"], out["features"], flux)
         for key, column in values.items():
-            column.append(out[key].numpy())
+            column.append(out[key].numpy()[data])
         seen += len(images)
         bar.update(len(images))
+    if not sum(len(column) for column in values[keys[0]]):
+        raise ConfigError(
+            f"every one of the {seen} calibration cutouts is constant (one value in every pixel): "
+            "there is nothing to calibrate on; see the data's health in `tfanomaly inspect`"
+        )
     if calibration.planes:
         calibration.plane_standard = standardisation(plane_values)
     calibration.standard = standardisation(values)
