@@ -10,7 +10,7 @@ from tfanomaly.models.calibration import MorphologyReference
 from tfanomaly.models.morphology import constant_cutouts, morphology, term_columns
 from tfanomaly.models.noise_score import COPY_DISTANCE, NoiseAwareScore
 from tfanomaly.models.score_config import ScoreSettings
-from tfanomaly.models.score_fit import first_copies, fit_morphology
+from tfanomaly.models.score_fit import first_copies, fit_morphology, trimmed_reference
 
 from .test_noise_score import four_term_calibration
 
@@ -47,16 +47,24 @@ def turned(images: np.ndarray) -> list[np.ndarray]:
     ]
 
 
-def scorer_for(features: np.ndarray, reference_size: int = 1000) -> tuple[NoiseAwareScore, int]:
-    """The hand-made four-term scorer with the morphology numbers fitted on ``features``, and the
-    number of copies the fit left out."""
+def scorer_for(
+    features: np.ndarray, reference_size: int = 1000, k: int = 3, trim: float = 0.0
+) -> tuple[NoiseAwareScore, int, int]:
+    """The hand-made four-term scorer with the morphology numbers fitted on ``features`` (k
+    neighbours; ``trim``: the reference's trim, by default every distinct cutout kept), the
+    number of copies the fit left out and the number it trimmed."""
     c = four_term_calibration(size=SIZE, bands=BANDS)
     c.settings = ScoreSettings(
-        **{**c.settings.to_dict(), "morphology_neighbours": 3, "reference_size": reference_size}
+        **{
+            **c.settings.to_dict(),
+            "morphology_neighbours": k,
+            "reference_size": reference_size,
+            "reference_trim": trim,
+        }
     )
-    *numbers, copies = fit_morphology(c.settings, features, np.random.default_rng(0))
+    *numbers, copies, trimmed = fit_morphology(c.settings, features, np.random.default_rng(0))
     c.morphology = MorphologyReference(*numbers)
-    return NoiseAwareScore(c), copies
+    return NoiseAwareScore(c), copies, trimmed
 
 
 def test_flipped_and_turned_copies_have_the_same_parameters_up_to_rounding():
@@ -91,8 +99,8 @@ def test_duplicated_normals_give_the_term_of_the_set_without_them():
     once = morphology(images).numpy()
     copies = [morphology(t).numpy() for t in turned(images)[:2]]
     thrice = np.concatenate([once, *copies])
-    plain, dropped_none = scorer_for(once)
-    repeated, dropped = scorer_for(thrice)
+    plain, dropped_none, _ = scorer_for(once)
+    repeated, dropped, _ = scorer_for(thrice)
     assert (dropped_none, dropped) == (0, 2 * len(images))
     normals = images[:20]
     np.testing.assert_allclose(
@@ -135,7 +143,7 @@ def repeated_calibration(scorer: NoiseAwareScore, features: np.ndarray):
 
 def test_a_flipped_copy_of_a_reference_cutout_is_left_out_as_itself():
     images = galaxies(80, seed=2)
-    scorer, _ = scorer_for(morphology(images).numpy())
+    scorer, *_ = scorer_for(morphology(images).numpy())
     members = images[:10]  # in the reference set (reference_size covers every cutout)
     expected = scorer.morphology_score(members).numpy()
     for copy in turned(members):
@@ -149,7 +157,7 @@ def test_a_constant_cutout_has_no_shape_and_the_distance_0():
     apart from that they are not. The term gives a constant cutout 0: it is a copy of every other
     constant one, and would otherwise stand as far from the galaxies as its parameters' floor."""
     images = galaxies(60, seed=4)
-    scorer, _ = scorer_for(morphology(images).numpy())
+    scorer, *_ = scorer_for(morphology(images).numpy())
     blanks = np.zeros((4, SIZE, SIZE, BANDS), "f4")
     blanks[1] = 7.5
     blanks[2, 3, 5, 1] = 1e-3  # one pixel of one band
@@ -170,7 +178,60 @@ def test_a_calibration_set_of_one_distinct_cutout_is_refused_and_of_three_kept_o
             ScoreSettings(), np.repeat(features[:1], 4, axis=0), np.random.default_rng(0)
         )
     # Fewer distinct cutouts than k + 1: all of them, once (calibrate then lowers k).
-    *_, reference, copies = fit_morphology(
+    *_, reference, copies, trimmed = fit_morphology(
         ScoreSettings(), np.concatenate([features] * 4), np.random.default_rng(0)
     )
-    assert reference.shape[0] == 3 and copies == 9
+    assert reference.shape[0] == 3 and copies == 9 and trimmed == 0
+
+
+def test_the_reference_leaves_out_its_most_isolated_cutouts():
+    """A tight cloud with a tenth of points far out, some of them a group of near-twins: the
+    trim leaves out exactly the far ones (a group is isolated at k beyond its size), keeps the
+    order and at least k + 1 rows, and leaves the set alone at 0."""
+    rng = np.random.default_rng(5)
+    cloud = rng.normal(0, 1, (270, 4))
+    loners = rng.normal(0, 1, (20, 4)) + rng.choice([-12.0, 12.0], (20, 4))
+    group = np.full((10, 4), 9.0) + rng.normal(0, 0.05, (10, 4))
+    points = rng.permutation(np.concatenate([cloud, loners, group]))
+    kept = trimmed_reference(points, k=12, fraction=0.1)
+    assert len(kept) == 270 and np.all(np.abs(kept).max(axis=1) < 6)
+    rows = [np.flatnonzero((points == row).all(axis=1))[0] for row in kept]
+    assert rows == sorted(rows)
+    # A group larger than k is its own neighbourhood: it stays where k is smaller than it.
+    assert np.isclose(trimmed_reference(points, k=5, fraction=0.1), 9.0, atol=0.5).all(1).any()
+    assert trimmed_reference(points, k=12, fraction=0.0) is points
+    assert len(trimmed_reference(points[:10], k=12, fraction=0.5)) == 10
+    assert len(trimmed_reference(points[:20], k=12, fraction=0.9)) == 13
+
+
+def test_the_trimmed_reference_scores_a_group_of_similar_anomalies_as_outliers():
+    """Anomalies of one kind in the calibration set (alike, off the galaxies in two parameters, 8
+    with k = 10): in the untrimmed reference they are the neighbours of the anomalies scored
+    later, which then look less odd; trimmed away, they leave those standing out."""
+    columns = term_columns("shape", morphology(galaxies(1)).shape[1])
+    galaxy_parameters = morphology(galaxies(400, seed=6)).numpy()
+    centre, spread = np.median(galaxy_parameters, axis=0), galaxy_parameters.std(axis=0)
+    rng = np.random.default_rng(7)
+
+    def odd(n):  # one point 10 spreads off the galaxies, and a small scatter about it
+        values = centre + rng.normal(0, 0.05, (n, len(centre))) * spread
+        values[:, columns[:2]] += 10.0 * spread[columns[:2]]
+        return values.astype("f4")
+
+    calibration_set = np.concatenate([galaxy_parameters[:192], odd(8)])
+    kept, _, none = scorer_for(calibration_set, k=10)
+    trimmed, _, count = scorer_for(calibration_set, k=10, trim=0.1)
+    assert (none, count) == (0, 20)
+    fresh = {"odd": odd(20), "normal": galaxy_parameters[200:260]}
+    blank = np.ones((1, SIZE, SIZE, BANDS), "f4")  # flux for the call, not a constant cutout
+    blank[0, 0, 0, 0] = 2.0
+
+    def separation(scorer):  # AUROC of the fresh anomalies against the fresh normals
+        scores = {
+            key: scorer.morphology_score(np.repeat(blank, len(values), 0), values).numpy()
+            for key, values in fresh.items()
+        }
+        return (scores["odd"][:, None] > scores["normal"][None]).mean()
+
+    got = separation(trimmed), separation(kept)
+    assert got[0] > 0.95 and got[1] < 0.9, got  # (1.0, 0.8x)

@@ -560,7 +560,8 @@ def test_calibrate_stage_of_a_run(tiny_run, tmp_path):
         first.features.mean.shape[0],
     )
     assert first.terms == ScoreSettings().terms and first.linear.mean.shape == (16 * 16 * 3,)
-    assert first.morphology.reference.shape[0] == 150  # fewer cutouts than reference_size
+    # Fewer cutouts than reference_size: all of them, the 10% farthest from the others left out.
+    assert first.morphology.reference.shape[0] == 135 and first.info["morphology_trimmed"] == 15
     # Every term of a real (if untrained) run carries information: all healthy, nominal weights.
     assert set(first.health) == set(first.terms) and not first.degenerate_terms()
     np.testing.assert_array_equal(first.weights, first.nominal_weights)
@@ -622,8 +623,10 @@ def test_calibrate_counts_the_copies_it_leaves_out_of_the_morphology_reference(
     )
     c = Calibration.load(summary["path"])
     assert summary["morphology_copies"] == c.info["morphology_copies"] == 50
-    assert c.morphology.reference.shape[0] == 50
+    # One of each pair, then the 10% farthest from the others left out (a line each).
+    assert c.morphology.reference.shape[0] == 45 and c.info["morphology_trimmed"] == 5
     assert messages[1].startswith("morphology reference: 50 cutouts left out as copies")
+    assert messages[2].startswith("morphology reference: 45 cutouts; the 5 farthest")
 
 
 def test_calibrate_leaves_constant_cutouts_out_of_its_statistics(tiny_run, tmp_path, monkeypatch):
@@ -658,8 +661,10 @@ def test_calibrate_leaves_constant_cutouts_out_of_its_statistics(tiny_run, tmp_p
     summary = stage.calibrate(run, config=CalibrateConfig(fit_size=100), progress=False, echo=quiet)
     c = Calibration.load(summary["path"])
     assert summary["count"] == 100 and counted == [dict.fromkeys(counted[0], 75)]
-    # 75 cutouts with light, no copy among them: the 25 constant ones are not 24 copies of one.
-    assert c.morphology.reference.shape[0] == 75 and c.info["morphology_copies"] == 0
+    # 75 cutouts with light, no copy among them (the 25 constant ones are not 24 copies of one),
+    # less the 10% farthest from the others.
+    assert c.info["morphology_copies"] == 0 and c.info["morphology_trimmed"] == 7
+    assert c.morphology.reference.shape[0] == 68
     assert not c.degenerate_terms()
     scorer = NoiseAwareScore(c)
     blanks = np.zeros((3, 16, 16, 3), "f4") + np.array([0.0, 1.0, -2.0], "f4")[:, None, None, None]
@@ -734,7 +739,8 @@ def test_calibrate_leaves_out_a_quantised_term_and_score_records_the_weights(
         "term 'linear' left out of the default score: 100% of calibration cutouts share 3 values "
         "(quantised images?)"
     )
-    assert len(messages) == 2  # the other terms are healthy
+    # the other terms are healthy
+    assert [m for m in messages if "left out of the default score" in m] == [messages[1]]
     c = Calibration.load(summary["path"])
     assert c.health["linear"].reason == "quantised" and c.health["linear"].levels == 3
     assert all(c.health[t].healthy for t in ("feature", "extended", "morphology"))

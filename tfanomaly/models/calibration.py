@@ -428,4 +428,6 @@ def older_settings(settings: dict) -> ScoreSettings:
     settings.setdefault("morphology_parameters", "all")
     # Before the softmax, the terms' z were combined by their (weighted) mean.
     settings.setdefault("combine", "mean")
+    # Before the trimmed reference, it kept every distinct cutout drawn.
+    settings.setdefault("reference_trim", 0.0)
     return ScoreSettings(**settings)

@@ -113,7 +113,11 @@ class ScoreSettings:
         morphology_parameters: the parameters the morphology term reads: ``shape`` (every
             parameter but the brightness and the noise level) or ``all`` (calibrations made
             before the choice).
-        reference_size: calibration cutouts kept as the morphology term's reference set.
+        reference_size: at most this many distinct calibration cutouts make the morphology
+            term's reference set (calibrations made before took 2000).
+        reference_trim: the fraction of the reference set left out for standing farthest from
+            their k nearest others, the calibration set's own anomalies (0: none, as
+            calibrations made before).
     """
 
     smooth_sigma: float = field(
@@ -208,7 +212,15 @@ class ScoreSettings:
             "choices": MORPHOLOGY_PARAMETERS,
         },
     )
-    reference_size: int = 2000
+    reference_size: int = 5000
+    reference_trim: float = field(
+        default=0.1,
+        metadata={
+            "help": "Fraction of the morphology reference set left out for standing farthest "
+            "from their k nearest others (the calibration set's own anomalies, which would "
+            "otherwise be neighbours of the anomalies scored); 0 keeps them."
+        },
+    )
 
     def __post_init__(self):
         object.__setattr__(self, "terms", tuple(self.terms))  # JSON gives a list
@@ -279,6 +291,8 @@ class ScoreSettings:
             )
         if self.morphology_neighbours < 1 or self.reference_size <= self.morphology_neighbours:
             raise ConfigError("the morphology term needs k >= 1 and more reference cutouts than k")
+        if not 0 <= self.reference_trim < 1:
+            raise ConfigError(f"reference trim must be in [0, 1), got {self.reference_trim}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

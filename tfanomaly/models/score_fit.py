@@ -206,12 +206,28 @@ def first_copies(points: np.ndarray, tol: float = COPY_DISTANCE) -> np.ndarray:
     return copy
 
 
+def trimmed_reference(reference: np.ndarray, k: int, fraction: float) -> np.ndarray:
+    """The rows of ``reference`` (distinct points) without the ``fraction`` that stand farthest
+    from their ``k`` nearest others (mean distance), at least k + 1 kept, in their order: the
+    calibration set's own anomalies (a few percent, some in groups of similar ones), which would
+    otherwise be the neighbours that make the anomalies scored later look dense."""
+    keep = max(k + 1, int(round((1.0 - fraction) * len(reference))))
+    if fraction <= 0 or keep >= len(reference):
+        return reference
+    from scipy.spatial import cKDTree
+
+    distances, _ = cKDTree(reference).query(reference, k=k + 1)  # the first is the point itself
+    isolation = distances[:, 1:].mean(axis=1)
+    return reference[np.sort(np.argsort(isolation, kind="stable")[:keep])]
+
+
 def fit_morphology(settings: ScoreSettings, features: np.ndarray, rng: np.random.Generator):
     """Median and MAD-sigma of each morphology parameter the term reads, the standardised
-    reference set (``reference_size`` cutouts drawn at random) of the k-NN term, and the number
-    of cutouts left out as copies of another (closer than ``COPY_DISTANCE`` in standardised
-    parameters: a galaxy of overlapping tracts or repeated visits counts once, in the statistics
-    and the reference)."""
+    reference set of the k-NN term (at most ``reference_size`` distinct cutouts drawn at random,
+    the ``reference_trim`` most isolated of them left out: :func:`trimmed_reference`), the
+    number of cutouts left out as copies of another (closer than ``COPY_DISTANCE`` in
+    standardised parameters: a galaxy of overlapping tracts or repeated visits counts once, in
+    the statistics and the reference) and the number trimmed."""
     features = np.asarray(features, np.float64)
     features = features[:, term_columns(settings.morphology_parameters, features.shape[1])]
     centre, scale = robust_centre_scale(features)
@@ -224,10 +240,12 @@ def fit_morphology(settings: ScoreSettings, features: np.ndarray, rng: np.random
             f"{len(unique)} (and {int(copies.sum())} copies; constant cutouts are left out)"
         )
     centre, scale = robust_centre_scale(unique)
-    reference = np.clip((unique[: settings.reference_size] - centre) / scale, -50.0, 50.0)
+    drawn = np.clip((unique[: settings.reference_size] - centre) / scale, -50.0, 50.0)
+    reference = trimmed_reference(drawn, settings.morphology_neighbours, settings.reference_trim)
     return (
         centre.astype(np.float32),
         scale.astype(np.float32),
         reference.astype(np.float32),
         int(copies.sum()),
+        len(drawn) - len(reference),
     )

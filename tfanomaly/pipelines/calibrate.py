@@ -214,14 +214,16 @@ def fit_calibration(
         )
         residuals.update(linear_terms)
     if "morphology" in terms:
-        *morph, copies = fit_morphology(settings, np.concatenate(samples.morphologies), rng)
+        *morph, copies, trimmed = fit_morphology(
+            settings, np.concatenate(samples.morphologies), rng
+        )
         calibration.morphology = MorphologyReference(*morph)
         # A small calibration set has fewer distinct cutouts than k + 1: the term takes all but
         # the image itself (calibrate says so).
         k = min(settings.morphology_neighbours, len(calibration.morphology.reference) - 1)
         if k < settings.morphology_neighbours:
             calibration.settings = replace(settings, morphology_neighbours=k)
-        calibration.info["morphology_copies"] = copies
+        calibration.info.update(morphology_copies=copies, morphology_trimmed=trimmed)
     return calibration
 
 
@@ -343,7 +345,13 @@ def calibrate(
     if config.noise_terms == "auto":
         finding = noise_model_finding(read_manifest(data_dir).get("health"))
         leave_out_noise_terms(calibration.health, calibration.terms, finding)
-    copies = calibration.info.get("morphology_copies")  # None without the morphology term
+    # What the fit says about the morphology reference (nothing without the morphology term).
+    reference_record = {
+        key: calibration.info[key]
+        for key in ("morphology_copies", "morphology_trimmed")
+        if key in calibration.info
+    }
+    copies = reference_record.get("morphology_copies")
     calibration.info = {
         "data": str(data_dir.resolve()),
         "count": int(seen),
@@ -357,8 +365,7 @@ def calibrate(
         "linear_components": int(len(calibration.linear.components)) if linear else 0,
         "planes": list(used),
     }
-    if copies is not None:
-        calibration.info["morphology_copies"] = copies
+    calibration.info.update(reference_record)
     path = run_dir / CALIBRATION_FILE
     # Where no term carries information the weights raise (naming the terms and why), before a
     # calibration that could not score is written.
@@ -374,6 +381,12 @@ def calibrate(
             f"morphology reference: {copies} cutouts left out as copies of another (the same "
             "galaxy more than once: overlapping tracts, repeated visits)"
         )
+    if reference_record.get("morphology_trimmed"):
+        echo(
+            f"morphology reference: {len(calibration.morphology.reference)} cutouts; the "
+            f"{reference_record['morphology_trimmed']} farthest from their neighbours left out "
+            f"as the calibration set's own anomalies (--reference-trim {settings.reference_trim})"
+        )
     k = calibration.settings.morphology_neighbours
     if k < settings.morphology_neighbours:
         echo(
@@ -387,6 +400,5 @@ def calibrate(
         "settings": calibration.settings.to_dict(),
         **record,
     }
-    if copies is not None:
-        result["morphology_copies"] = copies
+    result.update(reference_record)
     return result
