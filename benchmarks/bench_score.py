@@ -31,7 +31,7 @@ from tfanomaly.models.critic import Critic
 from tfanomaly.models.encoder import Encoder
 from tfanomaly.models.generator import Generator
 from tfanomaly.models.inverter import LatentInverter
-from tfanomaly.models.morphology import feature_names
+from tfanomaly.models.morphology import feature_names, term_columns
 from tfanomaly.models.score_config import InversionConfig, ScoreSettings
 
 
@@ -44,7 +44,8 @@ def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) ->
     edges = np.tile(np.linspace(0, 1, settings.n_bins - 1, dtype="f4"), (config.channels, 1))
     variances = np.ones((config.channels, settings.n_bins), "f4")
     pixels = config.image_size**2 * config.channels
-    n_morph = len(feature_names(config.channels))
+    # The columns the term reads (``--morphology-parameters``) of the parameters computed.
+    n_morph = len(term_columns(settings.morphology_parameters, len(feature_names(config.channels))))
     residuals = {"residual": ResidualTerm.fitted(settings, "residual", edges, variances)}
     parts = {}
     if "linear" in settings.terms or "extended" in settings.terms:
@@ -54,7 +55,9 @@ def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) ->
         for term in ("linear", "extended"):
             residuals[term] = ResidualTerm.fitted(settings, term, edges, variances)
     if "morphology" in settings.terms:
-        reference = rng.normal(size=(settings.reference_size, n_morph)).astype("f4")
+        # A calibration set of reference_size distinct cutouts, less the trimmed ones.
+        count = round(settings.reference_size * (1.0 - settings.reference_trim))
+        reference = rng.normal(size=(count, n_morph)).astype("f4")
         parts["morphology"] = MorphologyReference(
             np.zeros(n_morph, "f4"), np.ones(n_morph, "f4"), reference
         )
