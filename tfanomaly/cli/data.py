@@ -229,3 +229,18 @@ def _inspect_run(run_dir, as_json: bool) -> None:
         click.echo("term health: not recorded (calibrated before tfanomaly checked it)")
     elif not c["degenerate_terms"]:
         click.echo("term health: every term carries information on the calibration set")
+    morph = c["morphology"]
+    if morph:
+        left = [
+            f"{morph[key]} {what}"
+            for key, what in (
+                ("trimmed", "as the calibration set's own anomalies"),
+                ("copies", "as copies"),
+            )
+            if morph[key]
+        ]
+        click.echo(
+            f"morphology term: {morph['neighbours']}-NN over {morph['reference']} reference "
+            f"cutouts ({morph['parameters']} parameters)"
+            + (f"; left out: {', '.join(left)}" if left else "")
+        )

@@ -94,7 +94,9 @@ def describe_run(run_dir) -> dict:
     """A summary of a run folder's default score: the trained stages and, where it is calibrated,
     the calibration's data, terms, their weights as set (``nominal_weights``) and as the score
     weighs them (``term_weights``: a term found degenerate on the calibration set weighs 0), each
-    term's health record (none: calibrated before the check) and the terms left out."""
+    term's health record (none: calibrated before the check), the terms left out and the
+    morphology term's reference set (its size, k, the copies and the most isolated cutouts the
+    calibration left out of it)."""
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     summary = {
@@ -118,5 +120,15 @@ def describe_run(run_dir) -> dict:
         "nominal_weights": dict(zip(calibration.terms, nominal.tolist(), strict=True)),
         **calibration.weights_record(),
         "health": {term: h.to_dict() for term, h in calibration.health.items()} or None,
+        "morphology": None,
     }
+    if "morphology" in calibration.terms:
+        summary["calibration"]["morphology"] = {
+            "neighbours": calibration.settings.morphology_neighbours,
+            "parameters": calibration.settings.morphology_parameters,
+            "reference": len(calibration.morphology.reference),
+            # None: calibrated before the copies (or the trim) were counted
+            "copies": calibration.info.get("morphology_copies"),
+            "trimmed": calibration.info.get("morphology_trimmed"),
+        }
     return summary
