@@ -541,6 +541,8 @@ def test_calibration_file_round_trip_and_errors(tmp_path):
         Calibration.load(tmp_path / "bad.npz")
     with pytest.raises(ConfigError, match="top fraction"):
         ScoreSettings(top_fraction=0).validate()
+    with pytest.raises(ConfigError, match=r"reference trim must be in \[0, 1\), got 1.0"):
+        ScoreSettings(reference_trim=1.0).validate()
 
 
 @pytest.fixture(scope="module")
