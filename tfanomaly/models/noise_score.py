@@ -15,8 +15,9 @@ reconstruction (``residual``) and against a linear (PCA) model of the data set (
 ``extended``: through a wider filter, over a larger fraction of the pixels). The ``feature`` term
 is the Mahalanobis distance of f(x) (the critic's last feature map) under a probabilistic-PCA
 Gaussian fitted to the calibration set; the ``morphology`` term the k-NN distance in standardised
-morphology parameters of the raw flux. The default score is the softmax (or the weighted mean, or the max) of the
-combined terms' robust z of log (``ScoreSettings.terms``, ``term_weights``, ``combine``).
+morphology parameters of the raw flux. The default score is the softmax (or the weighted mean, or
+the max) of the combined terms' robust z of log (``ScoreSettings.terms``, ``term_weights``,
+``combine``).
 
 Where the data set carries variance and mask planes (and the calibration was made with them), the
 residual terms are a true chi^2 instead: the residual smoothed with the kernel renormalised to the

@@ -364,8 +364,8 @@ def calibrate(
         "linear_fit_count": int(min(linear_count, seen)) if linear else 0,
         "linear_components": int(len(calibration.linear.components)) if linear else 0,
         "planes": list(used),
+        **reference_record,
     }
-    calibration.info.update(reference_record)
     path = run_dir / CALIBRATION_FILE
     # Where no term carries information the weights raise (naming the terms and why), before a
     # calibration that could not score is written.
