@@ -3,8 +3,9 @@ stability under float32 rounding and batching."""
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from tfanomaly.models.morphology import feature_names, morphology, stamp_noise
+from tfanomaly.models.morphology import _shape_mask, feature_names, morphology, stamp_noise
 
 
 def gaussian(size=32, sigma=2.0, q=1.0, flux=100.0, centre=(0.0, 0.0), colours=(1.0,)):
@@ -113,3 +114,46 @@ def test_r20_r80_m20_and_shape_asymmetry_of_gaussians():
     assert p["shape_asymmetry"] < 0.05
     (shifted,) = params(gaussian(sigma=sigma, centre=(5.0, -4.0))[None] + noise)
     assert shifted["shape_asymmetry"] > 0.5
+
+
+def one_step_shape_mask(smoothed, noise):
+    """The shape mask's growth written plainly (NumPy): one 3x3 dilation capped by the mask per
+    step, until nothing changes or ``size`` steps."""
+    size = smoothed.shape[1]
+    mask = np.clip(2.0 * smoothed / (noise[:, None, None] + 1e-30) - 1.0, 0.0, 1.0)
+    region = np.zeros_like(mask)
+    for b in range(len(mask)):
+        y, x = np.unravel_index(np.argmax(smoothed[b]), (size, size))
+        region[b, y, x] = mask[b, y, x]
+    for _ in range(size):
+        padded = np.pad(region, [(0, 0), (1, 1), (1, 1)])
+        grown = np.max(
+            [padded[:, i : i + size, j : j + size] for i in range(3) for j in range(3)], axis=0
+        )
+        grown = np.minimum(grown, mask)
+        if np.array_equal(grown, region):
+            break
+        region = grown
+    return region
+
+
+@pytest.mark.parametrize("size", [3, 9, 13, 16])
+def test_shape_mask_grows_as_one_dilation_per_step(size):
+    """The batched growth (four dilations per check, the batch as channels) gives the one-step
+    loop's mask exactly: soft ramps, a source that fills the stamp, and a spiral corridor longer
+    than ``size`` steps, which both stop growing at the cap."""
+    rng = np.random.default_rng(size)
+    blobs = rng.uniform(0.0, 3.0, (3, size, size)).astype("f4")
+    spiral = np.zeros((size, size), "f4")
+    top, left, bottom, right = 0, 0, size - 1, size - 1
+    while top <= bottom and left <= right:  # a one-pixel corridor winding inwards
+        spiral[top, left : right + 1] = 1.0
+        spiral[top : bottom + 1, right] = 1.0
+        spiral[bottom, left : right + 1] = 1.0
+        spiral[top + 2 : bottom + 1, left] = 1.0
+        top, left, bottom, right = top + 2, left + 2, bottom - 2, right - 2
+    spiral[0, 0] = 5.0  # the brightest pixel: the growth starts at the corridor's end
+    smoothed = np.concatenate([blobs, spiral[None], np.full((1, size, size), 4.0, "f4")])
+    noise = np.array([1.0, 2.0, 4.0, 0.5, 1.0], "f4")
+    got = _shape_mask(tf.constant(smoothed), tf.constant(noise), size).numpy()
+    np.testing.assert_array_equal(got, one_step_shape_mask(smoothed, noise))
