@@ -273,29 +273,64 @@ def test_robust_projection_leaves_a_cosmic_ray_in_the_residual():
             assert misfit < 1.2 * noise_only and kept > 0.998
 
 
-def test_extended_term_is_the_linear_residual_through_the_wide_filter():
-    """The extended term: the PCA model's residual smoothed by ``extended_sigma`` (scipy's
-    Gaussian filter), over its own binned scatter, mean of the top ``extended_top_fraction``."""
-    c = four_term_calibration()
-    scorer = NoiseAwareScore(c)
-    images = np.random.default_rng(17).uniform(0, 1, (4, 16, 16, 3)).astype("f4")
-    model = scorer.linear_reconstruction(images).numpy().astype("f8")
+def expected_extended(c, images, model, stride):
+    """The extended term written with scipy: the residual and model through the wide Gaussian at
+    every ``stride``-th pixel, chi^2 over the binned scatter, mean of the top fraction."""
     sigma = c.settings.extended_sigma
-    assert sigma == 3.0 and c.settings.extended_top_fraction == 0.3
     radius = len(gaussian_kernel(sigma)) // 2
     kwargs = {"sigma": (0, sigma, sigma, 0), "mode": "reflect", "radius": (0, radius, radius, 0)}
-    residual = gaussian_filter(images - model, **kwargs)
-    level = gaussian_filter(model, **kwargs)
+    residual = gaussian_filter(images - model, **kwargs)[:, ::stride, ::stride]
+    level = gaussian_filter(model, **kwargs)[:, ::stride, ::stride]
     chi2 = np.empty_like(residual)
     for b in range(3):
         chi2[..., b] = residual[..., b] ** 2 / variance_at(
             level[..., b], c.residuals["extended"].edges[b], c.residuals["extended"].variances[b]
         )
-    k = round(0.3 * 16 * 16 * 3)
-    expected = np.sort(chi2.reshape(4, -1), axis=1)[:, -k:].mean(axis=1)
+    k = round(c.settings.extended_top_fraction * chi2[0].size)
+    return np.sort(chi2.reshape(len(images), -1), axis=1)[:, -k:].mean(axis=1)
+
+
+def test_extended_term_is_the_linear_residual_through_the_wide_filter():
+    """The extended term: the PCA model's residual smoothed by ``extended_sigma`` (scipy's
+    Gaussian filter) at every ``extended_stride``-th pixel, over its own binned scatter, mean of
+    the top ``extended_top_fraction``."""
+    c = four_term_calibration()
+    scorer = NoiseAwareScore(c)
+    images = np.random.default_rng(17).uniform(0, 1, (4, 16, 16, 3)).astype("f4")
+    model = scorer.linear_reconstruction(images).numpy().astype("f8")
+    settings = c.settings
+    assert settings.extended_sigma == 3.0 and settings.extended_top_fraction == 0.3
+    assert settings.extended_stride == c.residuals["extended"].stride == 2
+    expected = expected_extended(c, images, model, 2)
     np.testing.assert_allclose(scorer.extended_score(images), expected, rtol=2e-4)
     # The same model, two filters: the linear term reads the 1-px one.
     assert not np.allclose(scorer.linear_score(images), expected, rtol=0.1)
+    # The wide filter leaves little between the pixels read: every pixel gives nearly the same.
+    every = expected_extended(c, images, model, 1)
+    np.testing.assert_allclose(expected, every, rtol=0.1)
+    assert not np.allclose(expected, every, rtol=1e-4)
+
+
+def test_older_calibrations_read_the_extended_map_at_every_pixel(tmp_path):
+    """A calibration written before the extended term's stride reads every pixel, as it did."""
+    c = four_term_calibration()
+    c.save(tmp_path / "c.npz")
+    with np.load(tmp_path / "c.npz") as data:
+        files = {k: data[k] for k in data.files}
+    settings = json.loads(str(files["settings"]))
+    settings.pop("extended_stride")
+    files["settings"] = np.array(json.dumps(settings))
+    np.savez(tmp_path / "old.npz", **files)
+    old = Calibration.load(tmp_path / "old.npz")
+    assert old.settings.extended_stride == old.residuals["extended"].stride == 1
+    images = np.random.default_rng(17).uniform(0, 1, (4, 16, 16, 3)).astype("f4")
+    scorer = NoiseAwareScore(old)
+    model = scorer.linear_reconstruction(images).numpy().astype("f8")
+    np.testing.assert_allclose(
+        scorer.extended_score(images), expected_extended(old, images, model, 1), rtol=2e-4
+    )
+    with pytest.raises(ConfigError, match=r"extended stride must be 1 to the extended sigma"):
+        ScoreSettings(extended_stride=4).validate()
 
 
 def test_a_calibration_without_the_extended_numbers_is_refused(tmp_path):

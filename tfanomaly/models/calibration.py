@@ -37,12 +37,12 @@ def _no_planes() -> np.ndarray:
     return np.zeros((0, 0), np.float32)
 
 
-def residual_filter(settings: ScoreSettings, term: str) -> tuple[float, float]:
-    """(filter sigma, top fraction) of a residual term: the extended term's own, else the
-    PSF-scale filter and top fraction that the GAN's and the linear term share."""
+def residual_filter(settings: ScoreSettings, term: str) -> tuple[float, float, int]:
+    """(filter sigma, top fraction, stride) of a residual term: the extended term's own, else the
+    PSF-scale filter and top fraction that the GAN's and the linear term share, on every pixel."""
     if term == "extended":
-        return settings.extended_sigma, settings.extended_top_fraction
-    return settings.smooth_sigma, settings.top_fraction
+        return settings.extended_sigma, settings.extended_top_fraction, settings.extended_stride
+    return settings.smooth_sigma, settings.top_fraction, 1
 
 
 def knots_of(edges: np.ndarray) -> np.ndarray:
@@ -69,6 +69,7 @@ class ResidualTerm:
         plane_variances: (bands, n_bins) the variance beyond the propagated pixel variance in each
             bin (the model's misfit; with a mask plane only: the whole scatter of the masked
             smoothing), on the same edges; empty without the plane path.
+        stride: the chi^2 map is read at every ``stride``-th pixel of each row and column.
     """
 
     edges: np.ndarray
@@ -76,13 +77,14 @@ class ResidualTerm:
     sigma: float
     top_fraction: float
     plane_variances: np.ndarray = field(default_factory=_no_planes)
+    stride: int = 1
 
     @classmethod
     def fitted(cls, settings: ScoreSettings, term: str, edges, variances, plane_variances=None):
-        """The record of ``term`` with its filter and top fraction from ``settings``."""
-        sigma, top = residual_filter(settings, term)
+        """The record of ``term`` with its filter, top fraction and stride from ``settings``."""
+        sigma, top, stride = residual_filter(settings, term)
         planes = _no_planes() if plane_variances is None else plane_variances
-        return cls(edges, variances, sigma, top, planes)
+        return cls(edges, variances, sigma, top, planes, stride)
 
     @property
     def knots(self) -> np.ndarray:
@@ -430,4 +432,6 @@ def older_settings(settings: dict) -> ScoreSettings:
     settings.setdefault("combine", "mean")
     # Before the trimmed reference, it kept every distinct cutout drawn.
     settings.setdefault("reference_trim", 0.0)
+    # Before the extended term's stride, its chi^2 map was read at every pixel.
+    settings.setdefault("extended_stride", 1)
     return ScoreSettings(**settings)

@@ -17,8 +17,11 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
     return (taps / taps.sum()).astype(np.float32)
 
 
-def smooth(images, sigma: float):
-    """Separable Gaussian smoothing of (B, H, W, C) per channel, edges mirrored (stock TF ops)."""
+def smooth(images, sigma: float, stride: int = 1):
+    """Separable Gaussian smoothing of (B, H, W, C) per channel, edges mirrored (stock TF ops).
+    ``stride``: only every ``stride``-th pixel of each row and column from the first, (B,
+    ceil(H / stride), ceil(W / stride), C): the full smoothing's ``[:, ::stride, ::stride]``, at a
+    fraction of the cost."""
     taps = gaussian_kernel(sigma)
     half = len(taps) // 2
     images = tf.convert_to_tensor(images, tf.float32)
@@ -28,8 +31,8 @@ def smooth(images, sigma: float):
     images = tf.pad(images, [[0, 0], [half, half], [half, half], [0, 0]], mode="SYMMETRIC")
     row = tf.constant(np.tile(taps[None, :, None, None], (1, 1, channels, 1)))
     column = tf.constant(np.tile(taps[:, None, None, None], (1, 1, channels, 1)))
-    out = tf.nn.depthwise_conv2d(images, row, [1, 1, 1, 1], "VALID")
-    return tf.nn.depthwise_conv2d(out, column, [1, 1, 1, 1], "VALID")
+    out = tf.nn.depthwise_conv2d(images, row, [1, 1, stride, 1], "VALID")
+    return tf.nn.depthwise_conv2d(out, column, [1, stride, 1, 1], "VALID")
 
 
 MAD_SIGMA = 1.4826  # the MAD of a Gaussian times this is its sigma

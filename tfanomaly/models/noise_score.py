@@ -53,13 +53,14 @@ COPY_DISTANCE = 0.03
 class ResidualTable(NamedTuple):
     """What one residual term's chi^2 map reads: the brightness knots (``ResidualTerm.knots``), the
     calibrated variances at them, the plane path's (empty without planes), the filter width and
-    the top fraction of the summary."""
+    the top fraction of the summary, and the stride of the map's pixels it reads."""
 
     knots: tf.Tensor
     variances: tf.Tensor
     plane_variances: tf.Tensor
     sigma: float
     top_fraction: float
+    stride: int
 
 
 _NONE = np.zeros((0, 0), np.float32)  # a table's plane variances where there is no plane path
@@ -73,6 +74,7 @@ def residual_table(term: ResidualTerm, planes: bool) -> ResidualTable:
         tf.constant(term.plane_variances if planes else _NONE, tf.float32),
         term.sigma,
         term.top_fraction,
+        term.stride,
     )
 
 
@@ -84,12 +86,26 @@ def interpolate_levels(knots, values, levels):
     a reconstruction (which differs between CPUs and between eager and graph execution) cannot
     move a pixel across a bin edge and its variance by a whole step.
     """
-    n = tf.shape(knots)[1]
+    knots = tf.convert_to_tensor(knots, tf.float32)
+    values = tf.convert_to_tensor(values, tf.float32)
+    bands, n = tf.shape(knots)[0], tf.shape(knots)[1]
     above = tf.searchsorted(knots, levels, side="right")  # in [0, K]
-    low = tf.clip_by_value(above - 1, 0, n - 1)
-    high = tf.clip_by_value(above, 0, n - 1)
-    x0, x1 = tf.gather(knots, low, batch_dims=1), tf.gather(knots, high, batch_dims=1)
-    v0, v1 = tf.gather(values, low, batch_dims=1), tf.gather(values, high, batch_dims=1)
+    # Each of the K + 1 places a level can fall in -> (x0, x1, v0, v1): the knots and values
+    # that straddle it (the end knot twice beyond the ends), one row per band and place, so that
+    # one gather of rows reads all four (four gathers of one value each cost twice as much).
+    places = tf.range(n + 1)
+    low, high = tf.clip_by_value(places - 1, 0, n - 1), tf.clip_by_value(places, 0, n - 1)
+    rows = tf.stack(
+        [
+            tf.gather(knots, low, axis=1),
+            tf.gather(knots, high, axis=1),
+            tf.gather(values, low, axis=1),
+            tf.gather(values, high, axis=1),
+        ],
+        axis=-1,
+    )  # (bands, K + 1, 4)
+    flat = above + (n + 1) * tf.range(bands)[:, None]
+    x0, x1, v0, v1 = tf.unstack(tf.gather(tf.reshape(rows, [-1, 4]), flat), axis=-1)
     t = tf.clip_by_value(tf.math.divide_no_nan(levels - x0, x1 - x0), 0.0, 1.0)
     return v0 + t * (v1 - v0)
 
@@ -105,19 +121,24 @@ def level_variances(knots, variances, levels):
     return tf.transpose(tf.reshape(model, tf.gather(shape, [3, 0, 1, 2])), [1, 2, 3, 0])
 
 
-def residual_maps(images, reconstructions, sigma: float):
-    """The smoothed residual and the smoothed reconstruction, the two maps the score reads."""
-    return smooth(images - reconstructions, sigma), smooth(reconstructions, sigma)
+def residual_maps(images, reconstructions, sigma: float, stride: int = 1):
+    """The smoothed residual and the smoothed reconstruction, the two maps the score reads (at
+    every ``stride``-th pixel of each row and column)."""
+    return (
+        smooth(images - reconstructions, sigma, stride),
+        smooth(reconstructions, sigma, stride),
+    )
 
 
-def plane_maps(images, reconstructions, sigma: float, variance=None, mask=None):
+def plane_maps(images, reconstructions, sigma: float, variance=None, mask=None, stride: int = 1):
     """The maps the residual terms read: (smoothed residual, smoothed reconstruction, propagated
     pixel variance of the smoothed residual, kept). Without planes: :func:`residual_maps` (edges
     mirrored), no pixel variance (0) and every pixel kept (1). With ``variance`` and/or ``mask``
     (stretched units, True = left out): ``pixel_noise.smoothed_chi2``'s residual smoothed with the
     kernel renormalised to the kept pixels and its propagated variance (0 without ``variance``),
-    and kept 0 at masked pixels."""
-    residual, level = residual_maps(images, reconstructions, sigma)
+    and kept 0 at masked pixels. ``stride``: the maps at every ``stride``-th pixel of each row and
+    column from the first (``ResidualTerm.stride``)."""
+    residual, level = residual_maps(images, reconstructions, sigma, stride)
     if variance is None and mask is None:
         return residual, level, tf.zeros_like(residual), tf.ones_like(residual)
     residuals = tf.convert_to_tensor(images, tf.float32) - reconstructions
@@ -125,7 +146,8 @@ def plane_maps(images, reconstructions, sigma: float, variance=None, mask=None):
         variance = tf.zeros_like(residuals)
     out = smoothed_chi2(residuals, variance, mask, sigma)
     kept = tf.ones_like(residuals) if mask is None else 1.0 - tf.cast(mask, tf.float32)
-    return out["smoothed"], level, out["smoothed_variance"], kept
+    every = (slice(None), slice(None, None, stride), slice(None, None, stride))
+    return out["smoothed"][every], level, out["smoothed_variance"][every], kept[every]
 
 
 def project_linear(mean, components, images, iterations: int = 0):
@@ -219,7 +241,8 @@ class NoiseAwareScore(tf.Module):
         in the stretched units and channel order of ``images``) m is the misfit beyond the pixel
         noise (``plane_variances``), so in the sky, where the model fits, it is the true chi^2.
         ``term``: whose numbers and filter (``residual``: the GAN's; ``linear``, ``extended``: the
-        linear model's through the PSF-scale and the wide filter).
+        linear model's through the PSF-scale and the wide filter). The map is (B, H, W, C) at
+        every ``stride``-th pixel of the term (the extended term's ``extended_stride``).
         """
         planes = variance is not None or mask is not None
         if planes and not self.planes:
@@ -227,7 +250,7 @@ class NoiseAwareScore(tf.Module):
         table = self.residual_tables[term]
         binned = table.plane_variances if planes else table.variances
         residual, level, noise, kept = plane_maps(
-            images, reconstructions, table.sigma, variance, mask
+            images, reconstructions, table.sigma, variance, mask, table.stride
         )
         model = level_variances(table.knots, binned, level)
         # The reshape from tf.shape loses the static shape where the batch size is unknown (an

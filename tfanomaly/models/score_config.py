@@ -110,6 +110,10 @@ class ScoreSettings:
             before it): pixels it cannot fit lose their pull and stay in the residual.
         extended_sigma: width in pixels of the extended term's Gaussian filter.
         extended_top_fraction: the extended term's top fraction of the chi^2 map.
+        extended_stride: the extended term's chi^2 map is read at every ``extended_stride``-th
+            pixel of each row and column: its wide filter leaves little between them (the
+            smoothed map varies over ~sigma pixels), and the lookup and the top fraction cost a
+            quarter at 2 (1: every pixel, as calibrations made before).
         morphology_neighbours: k of the morphology term's k-NN distance.
         morphology_parameters: the parameters the morphology term reads: ``shape`` (every
             parameter but the brightness and the noise level) or ``all`` (calibrations made
@@ -198,6 +202,7 @@ class ScoreSettings:
     )
     extended_sigma: float = 3.0
     extended_top_fraction: float = 0.3
+    extended_stride: int = 2
     morphology_neighbours: int = field(
         default=DEFAULT_MORPHOLOGY_NEIGHBOURS,
         metadata={
@@ -247,6 +252,11 @@ class ScoreSettings:
             raise ConfigError(f"top fraction must be in (0, 1], got {self.top_fraction}")
         if not 0.0 < self.extended_sigma <= 8.0:
             raise ConfigError(f"extended sigma must be in (0, 8] pixels, got {self.extended_sigma}")
+        if not 1 <= self.extended_stride <= max(1.0, self.extended_sigma):
+            raise ConfigError(
+                f"extended stride must be 1 to the extended sigma ({self.extended_sigma:g}), "
+                f"got {self.extended_stride}"
+            )
         if not 0.0 < self.extended_top_fraction <= 1.0:
             raise ConfigError(
                 f"extended top fraction must be in (0, 1], got {self.extended_top_fraction}"
