@@ -29,6 +29,19 @@ def timed(fn, seconds: float, min_runs: int = 2) -> float:
     return (time.perf_counter() - started) / runs
 
 
+def timed_against(fn, baseline, seconds: float, pairs: int = 3) -> tuple[float, float]:
+    """(seconds per call of ``fn``, its time over ``baseline``'s), each the median over ``pairs``
+    turns that time the baseline and then ``fn`` for ``seconds / pairs`` each: a shared or
+    throttled machine slows both sides of a turn alike, so the ratio holds where the times do
+    not."""
+    times, ratios = [], []
+    for _ in range(pairs):
+        base = timed(baseline, seconds / pairs)
+        times.append(timed(fn, seconds / pairs))
+        ratios.append(times[-1] / base)
+    return sorted(times)[pairs // 2], sorted(ratios)[pairs // 2]
+
+
 def conv_peak_gflops(seconds: float) -> float:
     """Measured fp32 5x5 convolution throughput (32 x 48 x 48 x 128 -> 128), in GFLOP/s."""
     import tensorflow as tf
