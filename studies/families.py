@@ -655,14 +655,18 @@ def ranked_columns(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, 
     return auroc, ap
 
 
-def choose(auroc_margin: np.ndarray, ap_margin: np.ndarray, rows) -> int:
+def choose(auroc_margin: np.ndarray, ap_margin: np.ndarray, rows, incumbent=None) -> int:
     """The candidate with the best worst AUROC margin over the families ``rows``; among those
     within NOISE of it, those within NOISE_AP of the best worst AP margin; among those, the best
-    mean AUROC margin."""
+    mean AUROC margin. ``incumbent``: a candidate kept wherever it is among the tied ones (the
+    shipped default changes only for a candidate better beyond the noise; not for the left-out
+    choices, as the shipped default was chosen with every family)."""
     floor = auroc_margin[rows].min(axis=0)
     near = floor >= floor.max() - NOISE
     ap_floor = np.where(near, ap_margin[rows].min(axis=0), -np.inf)
     near &= ap_floor >= ap_floor.max() - NOISE_AP
+    if incumbent is not None and near[incumbent]:
+        return int(incumbent)
     return int(np.argmax(np.where(near, auroc_margin[rows].mean(axis=0), -np.inf)))
 
 
@@ -873,12 +877,6 @@ def analyse(out: Path, names, only=None, combiners=("mean",)) -> None:
         f"current default's margin there {worst[3]:+.3f} | |"
     )
     floor, mean = margin.min(axis=0), margin.mean(axis=0)
-    chosen = choose(margin, ap_margin, list(range(len(names))))
-    lofo = []
-    for i in range(len(names)):
-        others = [j for j in range(len(names)) if j != i]
-        if others:
-            lofo.append(choose(margin, ap_margin, others))
     current = [
         k
         for k, c in enumerate(candidates)
@@ -887,9 +885,24 @@ def analyse(out: Path, names, only=None, combiners=("mean",)) -> None:
         and c[3] == ScoreSettings().combine
         and np.allclose(c[2], default_weights)
     ]
+    everyone = list(range(len(names)))
+    strict = choose(margin, ap_margin, everyone)
+    chosen = choose(margin, ap_margin, everyone, current[0] if current else None)
+    lofo = []
+    for i in range(len(names)):
+        others = [j for j in range(len(names)) if j != i]
+        if others:
+            lofo.append(choose(margin, ap_margin, others))
+    kept = ""
+    if chosen != strict:
+        kept = (
+            f" (the package's default, kept: tied within the noise with the best, "
+            f"{describe(candidates[strict])}: worst margin {floor[strict]:+.3f}, mean "
+            f"{mean[strict]:+.3f}, worst AP margin {ap_margin[:, strict].min():+.3f})"
+        )
     lines += [
         "",
-        f"All families: the choice is {describe(candidates[chosen])} (worst margin "
+        f"All families: the choice is {describe(candidates[chosen])}{kept} (worst margin "
         f"{floor[chosen]:+.3f}, mean {mean[chosen]:+.3f}, worst AP margin "
         f"{ap_margin[:, chosen].min():+.3f}); the leave-one-out choices are "
         f"{len(set(lofo))} distinct setting(s), "
