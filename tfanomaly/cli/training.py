@@ -92,9 +92,9 @@ def calibrate_command(run_dir, data, quiet, **options):
     reconstruction, per band (sky noise where the stamp is dark, model misfit where it is
     bright), a Gaussian (probabilistic PCA) of the critic's features, a PCA model of the cutouts
     with the scatter of its residual through the 1-px and the 3-px filter, and a reference set of
-    morphology parameters. The default score is the --weights mean of the robust z of log of its
-    --terms (critic features, the residual against the PCA model at both filters, morphology
-    density). A term that carries no information on these cutouts (constant, a handful of values
+    morphology parameters. The default score combines the robust z of log of its --terms
+    (critic features, the residual against the PCA model at both filters, morphology density)
+    with the --weights, by their softmax (--combine). A term that carries no information on these cutouts (constant, a handful of values
     as on quantised images, or NaN for many) weighs 0, with a line that says why; `inspect RUN`
     shows the weights.
     Rerun it to calibrate on other data or with other settings; score again afterwards.
