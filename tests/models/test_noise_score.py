@@ -311,17 +311,23 @@ def test_extended_term_is_the_linear_residual_through_the_wide_filter():
     assert not np.allclose(expected, every, rtol=1e-4)
 
 
-def test_older_calibrations_read_the_extended_map_at_every_pixel(tmp_path):
-    """A calibration written before the extended term's stride reads every pixel, as it did."""
-    c = four_term_calibration()
-    c.save(tmp_path / "c.npz")
-    with np.load(tmp_path / "c.npz") as data:
+def saved_without(c, folder, *keys):
+    """``c`` saved as ``folder/c.npz``, and as ``folder/old.npz`` without the settings ``keys`` (a
+    file written before those settings existed): the old file's path."""
+    c.save(folder / "c.npz")
+    with np.load(folder / "c.npz") as data:
         files = {k: data[k] for k in data.files}
     settings = json.loads(str(files["settings"]))
-    settings.pop("extended_stride")
-    files["settings"] = np.array(json.dumps(settings))
-    np.savez(tmp_path / "old.npz", **files)
-    old = Calibration.load(tmp_path / "old.npz")
+    for key in keys:
+        settings.pop(key)
+    files["settings"] = json.dumps(settings)
+    np.savez(folder / "old.npz", **files)
+    return folder / "old.npz"
+
+
+def test_older_calibrations_read_the_extended_map_at_every_pixel(tmp_path):
+    """A calibration written before the extended term's stride reads every pixel, as it did."""
+    old = Calibration.load(saved_without(four_term_calibration(), tmp_path, "extended_stride"))
     assert old.settings.extended_stride == old.residuals["extended"].stride == 1
     images = np.random.default_rng(17).uniform(0, 1, (4, 16, 16, 3)).astype("f4")
     scorer = NoiseAwareScore(old)
@@ -456,14 +462,8 @@ def test_term_weights_parse_validate_and_default_to_equal_in_older_calibrations(
     np.testing.assert_allclose(three.weights, [0.25, 0.25, 0.5])
     # A calibration written before the weights: every term weighs the same, as it did.
     c = four_term_calibration()
-    c.save(tmp_path / "c.npz")
-    with np.load(tmp_path / "c.npz") as data:
-        files = {k: data[k] for k in data.files}
-    settings = json.loads(str(files["settings"]))
-    settings.pop("term_weights")
-    files["settings"] = json.dumps(settings)
-    np.savez(tmp_path / "old.npz", **files)
-    np.testing.assert_allclose(Calibration.load(tmp_path / "old.npz").weights, np.full(5, 0.2))
+    old = saved_without(c, tmp_path, "term_weights")
+    np.testing.assert_allclose(Calibration.load(old).weights, np.full(5, 0.2))
     np.testing.assert_allclose(Calibration.load(tmp_path / "c.npz").weights, c.weights)
 
 
