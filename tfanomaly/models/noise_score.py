@@ -138,9 +138,11 @@ def plane_maps(images, reconstructions, sigma: float, variance=None, mask=None, 
     kernel renormalised to the kept pixels and its propagated variance (0 without ``variance``),
     and kept 0 at masked pixels. ``stride``: the maps at every ``stride``-th pixel of each row and
     column from the first (``ResidualTerm.stride``)."""
-    residual, level = residual_maps(images, reconstructions, sigma, stride)
     if variance is None and mask is None:
+        residual, level = residual_maps(images, reconstructions, sigma, stride)
         return residual, level, tf.zeros_like(residual), tf.ones_like(residual)
+    # The residual through the renormalised kernel below: only the level is smoothed plainly.
+    level = smooth(reconstructions, sigma, stride)
     residuals = tf.convert_to_tensor(images, tf.float32) - reconstructions
     if variance is None:
         variance = tf.zeros_like(residuals)
