@@ -22,11 +22,15 @@ A query strategy may take ``:pool=P`` (the objects ``uncertain``/``diverse`` dra
 times G per batch labelled; 1 with a pool given), e.g. ``diverse:pool=200+grow=1``, the fixed
 pool of earlier versions. The summary ranks strategy x method by
 the worst set's worst user after round 3, then the mean; ``--merge`` prints it (and
-``--markdown``, the docs' table) from the ``--out`` files of per-set runs.
+``--markdown``, the docs' table) from the ``--out`` files of per-set runs. ``--ceiling`` prints,
+per set and user, how far any ranker in the learned ranking's space can go: a logistic regression
+on its design fitted with every object's label (5-fold cross-validated AUROC), beside the learned
+ranking's AUROC after three rounds from ``--merge``'s runs.
 
   python studies/discovery_users.py --sets name=RESULTS[,...] [--rounds 3] [--seeds 5]
       [--queries top,uncertain,diverse,mixed] [--starts top,like] [--out FILE]
   python studies/discovery_users.py --merge A.json,B.json [--markdown mixed:learned]
+  python studies/discovery_users.py --sets name=RESULTS[,...] --ceiling [--merge A.json,...]
 About 10 minutes per set of 3,000-4,000 objects on 2 cores (all methods, queries and starts).
 """
 
@@ -320,6 +324,45 @@ def markdown(record: dict, r3: int, query: str, method: str) -> None:
         print(f"| {set_name} | {start} | {user} | " + " | ".join(cells) + " |")
 
 
+def ceilings(survey: Survey, folds: int = 5) -> dict[str, float]:
+    """User -> the cross-validated AUROC of a logistic regression (balanced classes, the learned
+    ranking's C) on the learned ranking's own design (space, sigma columns, prior) fitted with
+    every object's label: the most any ranker of that space can reach, whatever the labels."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    design = survey.ranker._design
+    out = {}
+    for user, want in users(survey):
+        target = np.isin(survey.kinds, list(want))
+        if target.sum() < folds:
+            continue
+        model = LogisticRegression(C=survey.config.c, class_weight="balanced", max_iter=5000)
+        split = StratifiedKFold(folds, shuffle=True, random_state=0)
+        held = cross_val_predict(model, design, target, cv=split, method="decision_function")
+        out[user] = auroc(held, target)
+    return out
+
+
+def ceiling_table(sets: list[tuple[str, str]], config, record: dict, r3: int) -> None:
+    """The docs' table of :func:`ceilings`, with the learned ranking's AUROC after round ``r3 + 1``
+    (``diverse`` query) from the top and from examples where ``record`` has them."""
+    print(
+        "\n| family | user wants | targets | ceiling (every label) | learned, from the top "
+        "| learned, from 5 examples | default order |\n|---|---|---|---|---|---|---|"
+    )
+    for set_name, folder in sets:
+        survey = Survey(folder, config)
+        for user, value in ceilings(survey).items():
+            want = dict(users(survey))[user]
+            cells = []
+            for start, method in (("top", "learned"), ("like", "learned"), ("top", "default")):
+                res = record.get((set_name, start, user, "diverse", method))
+                cells.append("" if res is None else f"{res[r3]['auroc']:.3f}")
+            n = int(np.isin(survey.kinds, list(want)).sum())
+            print(f"| {set_name} | {user} | {n} | {value:.3f} | " + " | ".join(cells) + " |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -357,17 +400,29 @@ def main(argv=None):
         help="with --merge, also print the docs' table of this strategy and ranker",
     )
     parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="print each user's ceiling in the learned ranking's space (beside --merge's runs)",
+    )
+    parser.add_argument(
         "--merge",
         default=None,
         help="print the summary of earlier --out files (comma-separated) instead of running",
     )
     args = parser.parse_args(argv)
+    record = {}
+    for path in args.merge.split(",") if args.merge else []:
+        record.update(
+            {tuple(k.split("|")): v for k, v in json.loads(Path(path).read_text()).items()}
+        )
+    if args.ceiling:
+        print(common.machine())
+        sets = [s.partition("=")[::2] for s in args.sets.split(",")]
+        sets = [(name, folder or SETS[name]) for name, folder in sets]
+        config = PreferenceConfig(**json.loads(args.config))
+        ceiling_table(sets, config, record, min(2, args.rounds - 1))
+        return
     if args.merge:
-        record = {}
-        for path in args.merge.split(","):
-            record.update(
-                {tuple(k.split("|")): v for k, v in json.loads(Path(path).read_text()).items()}
-            )
         summary(record, min(2, args.rounds - 1))
         if args.markdown:
             query, _, method = args.markdown.partition(":")
