@@ -45,6 +45,7 @@ def test_ml_ready_cutouts_floor_the_auto_stretch_at_the_step(tmp_path):
     assert stretch["stretch"] >= step
     assert all(v >= step for v in stretch["sky_sigma"].values())
     assert "clipped background" in " ".join(stretch["noise_model"].values())
+    assert DatasetInfo.from_folder(tmp_path / "ds").health == health  # what calibrate reads
     shown = CliRunner().invoke(main, ["inspect", str(tmp_path / "ds")])
     assert shown.exit_code == 0, shown.output
     assert "health: band g quantised in steps of 0.003922" in shown.output

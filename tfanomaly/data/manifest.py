@@ -35,6 +35,8 @@ class DatasetInfo:
     masked_bits: int = 0
     # The manifest's stretch record (None: the paper's Q=15, stretch=0.5).
     stretch_config: dict | None = field(default=None, hash=False, compare=False)
+    # What ingest found about the images (``data.health``; None: ingested before it looked).
+    health: dict | None = field(default=None, hash=False, compare=False)
 
     @property
     def stretch(self) -> LuptonStretch:
@@ -58,6 +60,7 @@ class DatasetInfo:
             planes=tuple(name for name in ("variance", "mask") if name in planes),
             masked_bits=int((planes.get("mask") or {}).get("masked_value", 0)),
             stretch_config=manifest.get("stretch"),
+            health=manifest.get("health"),
         )
 
 

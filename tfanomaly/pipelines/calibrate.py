@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tfanomaly.data.dataset import load_dataset, stretch_batch
-from tfanomaly.data.manifest import DatasetInfo, read_manifest
+from tfanomaly.data.manifest import DatasetInfo
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.calibration import (
     Calibration,
@@ -343,7 +343,7 @@ def calibrate(
         del samples
         seen = standardise_pass(inverter, batches(), calibration, inversion, bar)
     if config.noise_terms == "auto":
-        finding = noise_model_finding(read_manifest(data_dir).get("health"))
+        finding = noise_model_finding(info.health)
         leave_out_noise_terms(calibration.health, calibration.terms, finding)
     # What the fit says about the morphology reference (nothing without the morphology term).
     reference_record = {
