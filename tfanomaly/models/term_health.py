@@ -270,8 +270,13 @@ def tail_weights(values: dict, quantile: float = 0.99) -> dict[str, float]:
     calibration values (term -> array; 1.72 for a log-normal term, more where a tail of
     outliers stands out), normalised to sum to 1; a degenerate term (:func:`check_term`) 0.
 
-    Example:
-        >>> weights = tail_weights({"feature": feature_values, "linear": linear_values})
+    Example (a term with a tail of outliers weighs more than a log-normal one):
+        >>> rng = np.random.default_rng(0)
+        >>> tailed = np.exp(rng.normal(size=1000))
+        >>> tailed[:20] *= 100.0
+        >>> weights = tail_weights({"feature": np.exp(rng.normal(size=1000)), "linear": tailed})
+        >>> bool(weights["linear"] > weights["feature"])
+        True
     """
     if not 0.5 < quantile < 1.0:
         raise ValueError(f"quantile must be in (0.5, 1), got {quantile}")
