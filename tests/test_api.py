@@ -76,6 +76,26 @@ def test_docstring_examples_run():
     assert result.attempted > 10 and result.failed == 0
 
 
+def test_every_module_s_docstring_examples_run():
+    """The examples the API reference shows run as written (those that need a survey, a run or a
+    server are marked to skip), in every module of the package."""
+    import pkgutil
+
+    attempted, failed = 0, []
+    for info in pkgutil.walk_packages(tfanomaly.__path__, "tfanomaly."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        result = doctest.testmod(
+            module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False
+        )
+        attempted += result.attempted
+        if result.failed:
+            failed.append(info.name)
+    assert not failed, f"docstring examples fail in {failed}"
+    assert attempted > 60
+
+
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
     """A tiny16 run and its scored catalog (with the image cubes): the score stage's output."""

@@ -34,7 +34,10 @@ class LuptonStretch:
         minimum: flux mapped to black (subtracted from every band).
 
     Example:
-        >>> stretched = LuptonStretch()(raw_flux_batch)   # (B, H, W, C) -> (B, H, W, C) in [0, 1]
+        >>> raw_flux = np.array([[[[0.0, 0.1, 10.0]]]], np.float32)  # (B, H, W, C)
+        >>> stretched = LuptonStretch()(raw_flux)  # the same shape, float32 in [0, 1]
+        >>> bool(stretched.numpy().min() >= 0.0 and stretched.numpy().max() <= 1.0)
+        True
     """
 
     Q: float = 15.0

@@ -41,7 +41,11 @@ class Critic(PresetModel):
         name: the model's name.
 
     Example:
+        >>> import numpy as np
+        >>> images = np.zeros((2, 32, 32, 3), np.float32)  # stretched, in [0, 1]
         >>> score, features = Critic.from_preset("cpu32")(images)
+        >>> tuple(score.shape), features.shape[0]
+        ((2, 1), 2)
     """
 
     def __init__(self, model_config: ModelConfig, *, dtype=None, name: str = "critic", **kwargs):

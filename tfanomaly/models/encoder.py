@@ -23,8 +23,9 @@ class Encoder(PresetModel):
         name: the model's name.
 
     Example:
-        >>> Encoder.from_preset("cpu32")(images).shape
-        (B, 64)
+        >>> import numpy as np
+        >>> tuple(Encoder.from_preset("cpu32")(np.zeros((2, 32, 32, 3), np.float32)).shape)
+        (2, 64)
     """
 
     def __init__(self, model_config: ModelConfig, *, dtype=None, name: str = "encoder", **kwargs):

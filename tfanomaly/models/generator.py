@@ -24,7 +24,7 @@ class Generator(PresetModel):
 
     Example:
         >>> g = Generator.from_preset("cpu32")
-        >>> g(keras.random.normal((2, 64))).shape
+        >>> tuple(g(keras.random.normal((2, 64))).shape)
         (2, 32, 32, 3)
     """
 

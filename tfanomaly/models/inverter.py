@@ -38,11 +38,18 @@ class LatentInverter(tf.Module):
         config: steps, Adam settings and lambda.
         calibration: the default score's calibration; without it only the paper's scores come out.
 
-    Example:
-        >>> inverter = LatentInverter(generator, critic, encoder, InversionConfig(steps=10))
-        >>> out = inverter(stretched_images, raw_flux_images)
-        >>> out = inverter(batch["image"], flux, batch["variance"], batch["mask"])  # planes
-        >>> out["score"], out["anomaly_score"], out["gen_score"], out["disc_score"]
+    Example (untrained cpu32 networks; a trained run's come from ``load_inverter``):
+        >>> import numpy as np
+        >>> from tfanomaly.models import Critic, Encoder, Generator
+        >>> nets = [model.from_preset("cpu32") for model in (Generator, Critic, Encoder)]
+        >>> inverter = LatentInverter(*nets, InversionConfig(steps=2))
+        >>> images = np.full((2, 32, 32, 3), 0.5, np.float32)  # stretched, in [0, 1]
+        >>> out = inverter(images)
+        >>> out["anomaly_score"].shape, out["gen_score"].shape, out["disc_score"].shape
+        (TensorShape([2]), TensorShape([2]), TensorShape([2]))
+
+    With a calibration, ``inverter(stretched, raw_flux)`` also gives the default ``score``; with
+    planes, ``inverter(batch["image"], flux, batch["variance"], batch["mask"])``.
     """
 
     def __init__(

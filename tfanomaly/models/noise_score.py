@@ -187,9 +187,9 @@ class NoiseAwareScore(tf.Module):
     """The default score in TF ops, from a :class:`Calibration` (constants in the graph).
 
     Example:
-        >>> scorer = NoiseAwareScore(Calibration.load("run/calibration.npz"))
-        >>> out = scorer(stretched, reconstructions, critic(stretched)[1], raw_flux)
-        >>> out["score"], out["residual_score"], out["feature_score"]
+        >>> scorer = NoiseAwareScore(Calibration.load("run/calibration.npz"))  # doctest: +SKIP
+        >>> out = scorer(stretched, reconstructions, critic(stretched)[1], raw_flux)  # doctest: +SKIP
+        >>> out["score"], out["residual_score"], out["feature_score"]  # doctest: +SKIP
     """
 
     def __init__(self, calibration: Calibration):

@@ -52,9 +52,20 @@ def smoothed_chi2(residuals, variances, masks, sigma: float) -> dict:
         (B,) int32: masked pixels per image, counted over every band.
 
     Example:
-        >>> out = smoothed_chi2(batch["image"] - reconstruction, batch["variance"],
-        ...                     batch["mask"], sigma=1.5)
-        >>> residual_term = tf.reduce_mean(out["chi2"], axis=[1, 2, 3])
+        >>> residuals = np.zeros((1, 8, 8, 1), np.float32)
+        >>> residuals[0, 4, 4, 0] = 3.0  # image - reconstruction
+        >>> variances = np.ones_like(residuals)
+        >>> masks = np.zeros(residuals.shape, bool)
+        >>> masks[0, 0, :, 0] = True  # a masked row
+        >>> out = smoothed_chi2(residuals, variances, masks, sigma=1.0)
+        >>> chi2, n_masked = out["chi2"].numpy(), out["n_masked"].numpy()
+        >>> int(n_masked.sum()), float(chi2[0, 0, 0, 0])
+        (8, 0.0)
+        >>> bool(chi2[0, 4, 4, 0] > chi2[0, 1, 1, 0])
+        True
+
+    With a data set's batch: ``smoothed_chi2(batch["image"] - reconstruction, batch["variance"],
+    batch["mask"], sigma=1.5)``.
     """
     residuals = tf.convert_to_tensor(residuals, tf.float32)
     variances = tf.convert_to_tensor(variances, tf.float32)

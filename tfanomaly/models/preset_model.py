@@ -32,6 +32,7 @@ class PresetModel(keras.Model):
         **kwargs: ``name``, ``trainable``.
 
     Example:
+        >>> from tfanomaly.models import Critic
         >>> critic = Critic.from_preset("cpu32")
         >>> Critic.from_config(critic.get_config()).model_config == critic.model_config
         True

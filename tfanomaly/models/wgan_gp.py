@@ -44,9 +44,9 @@ class WGANGP(keras.Model):
         temperature: the InfoNCE temperature.
 
     Example:
-        >>> gan = WGANGP.from_preset("cpu32", seed=0)
-        >>> gan.compile(d_optimizer=adam(), g_optimizer=adam())
-        >>> gan.fit(image_dataset(..., batch_size=5 * 32, repeat=True), steps_per_epoch=100)
+        >>> gan = WGANGP.from_preset("cpu32", seed=0)  # doctest: +SKIP
+        >>> gan.compile(d_optimizer=adam(), g_optimizer=adam())  # doctest: +SKIP
+        >>> gan.fit(image_dataset(..., batch_size=5 * 32, repeat=True), steps_per_epoch=100)  # doctest: +SKIP
     """
 
     def __init__(

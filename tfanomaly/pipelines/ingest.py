@@ -288,7 +288,7 @@ def ingest(
     resumes from the last finished shard when the input and options are unchanged.
 
     Example:
-        >>> manifest = ingest("survey.h5", "survey_tfrecords", IngestConfig(shard_size=1024))
+        >>> manifest = ingest("survey.h5", "survey_tfrecords", IngestConfig(shard_size=1024))  # doctest: +SKIP
     """
     config = config or IngestConfig()
     config.validate()

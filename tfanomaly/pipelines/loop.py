@@ -52,10 +52,18 @@ class Ledger:
     with another architecture). ``section`` keeps several jobs in one file (a run folder's
     ``run.json`` holds one entry per trained stage beside the run's own fields).
 
-    Example:
+    Example (a job of shards, killed after the first and run again):
+        >>> out = Path(tempfile.mkdtemp())
+        >>> job = {"source": "survey.h5", "shard_size": 1024}
         >>> ledger = Ledger(out / ".ingest-state.json", job)
-        >>> done = ledger.resume("restart", clear=remove_old_shards)
-        >>> ledger.add({"file": "cutouts-00000-of-00004.tfrecord", "count": 2048})
+        >>> ledger.resume("restart")
+        []
+        >>> _ = (out / "cutouts-00000.tfrecord").write_bytes(b"...")  # the shard is written
+        >>> ledger.add({"file": "cutouts-00000.tfrecord", "count": 1024})
+        >>> Ledger(out / ".ingest-state.json", job).resume("restart")  # after a kill
+        [{'file': 'cutouts-00000.tfrecord', 'count': 1024}]
+        >>> Ledger(out / ".ingest-state.json", {**job, "shard_size": 512}).resume("restart")
+        []
         >>> ledger.close()  # the job is complete: the record goes
     """
 

@@ -58,7 +58,7 @@ def simulate_survey(
         ``stamps_per_second``, ``path``.
 
     Example:
-        >>> simulate_survey("survey.h5", SurveyConfig(n_objects=500, size=48), workers=0)
+        >>> simulate_survey("survey.h5", SurveyConfig(n_objects=500, size=48), workers=0)  # doctest: +SKIP
     """
     config.validate()
     if not isinstance(workers, int) or workers < 0:

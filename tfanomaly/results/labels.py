@@ -160,10 +160,16 @@ class LabelStore:
         path: the SQLite file; created with its folder when missing.
 
     Example:
-        >>> store = LabelStore("scores/labels.sqlite")
-        >>> store.set(2**60 + 7, label="interesting", tags=["merger"], note="tidal bridge?")
-        >>> labels = store.current()  # {2**60 + 7: {"label": "interesting", "tags": ...}}
-        >>> store.undo()  # takes the last change back
+        >>> import tempfile
+        >>> store = LabelStore(Path(tempfile.mkdtemp()) / "labels.sqlite")
+        >>> _ = store.set(2**60 + 7, label="interesting", tags=["merger"], note="tidal bridge?")
+        >>> _ = store.set(2**60 + 7, label="artifact")
+        >>> record = store.current()[2**60 + 7]
+        >>> record["label"], record["tags"]
+        ('artifact', ['merger'])
+        >>> store.undo()  # takes the last change back # doctest: +ELLIPSIS
+        {...'label': 'interesting'...}
+        >>> store.close()
     """
 
     def __init__(self, path):

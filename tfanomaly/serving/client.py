@@ -26,8 +26,8 @@ class GrpcClient:
     """Calls a signature over gRPC with tensorflow-serving-api's PredictionService stub.
 
     Example:
-        >>> client = GrpcClient("localhost:8500")
-        >>> out = client.predict({"images": raw_flux})   # dict of numpy arrays
+        >>> client = GrpcClient("localhost:8500")  # doctest: +SKIP
+        >>> out = client.predict({"images": raw_flux})   # dict of numpy arrays  # doctest: +SKIP
     """
 
     def __init__(
@@ -71,7 +71,7 @@ class RestClient:
     """Calls a signature through TF Serving's REST API, columnar format ("inputs"/"outputs").
 
     Example:
-        >>> out = RestClient("http://localhost:8501").predict({"images": raw_flux})
+        >>> out = RestClient("http://localhost:8501").predict({"images": raw_flux})  # doctest: +SKIP
     """
 
     def __init__(

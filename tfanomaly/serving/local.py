@@ -20,9 +20,8 @@ class LocalServer:
     """gRPC and REST servers over one model registry, started in background threads.
 
     Example:
-        >>> server = LocalServer("models", grpc_port=8500, rest_port=8501).start()
-        >>> ...
-        >>> server.stop()
+        >>> server = LocalServer("models", grpc_port=8500, rest_port=8501).start()  # doctest: +SKIP
+        >>> server.stop()  # doctest: +SKIP
     """
 
     def __init__(
