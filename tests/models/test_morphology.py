@@ -78,11 +78,12 @@ def test_parameters_do_not_depend_on_the_batch_and_move_smoothly():
 
 
 def test_new_parameters_follow_the_columns_before():
-    """r20, r80, M20 and the shape asymmetry come after the colours; the columns before are the
-    same numbers (up to the noise estimate's sample) whichever definitions are asked for."""
+    """r20, r80, M20, the shape asymmetry and the segment Gini come after the colours, in the
+    order they were added; the columns before are the same numbers (up to the noise estimate's
+    sample) whichever definitions are asked for."""
     names = feature_names(3)
-    assert names[: len(names) - 4] == (*names[:10], "colour_0_1", "colour_1_2")
-    assert names[-4:] == ("r20", "r80", "m20", "shape_asymmetry")
+    assert names[: len(names) - 5] == (*names[:10], "colour_0_1", "colour_1_2")
+    assert names[-5:] == ("r20", "r80", "m20", "shape_asymmetry", "segment_gini")
     rng = np.random.default_rng(4)
     images = gaussian(sigma=2.5, colours=(1.0, 0.8, 0.6))[None] + rng.normal(
         0, 0.02, (4, 32, 32, 3)
@@ -114,6 +115,34 @@ def test_r20_r80_m20_and_shape_asymmetry_of_gaussians():
     assert p["shape_asymmetry"] < 0.05
     (shifted,) = params(gaussian(sigma=sigma, centre=(5.0, -4.0))[None] + noise)
     assert shifted["shape_asymmetry"] > 0.5
+
+
+def test_segment_gini_is_statmorphs_gini_over_the_aperture_pixels():
+    """Without noise every pixel with light is in the aperture at full weight: the segment Gini
+    is statmorph's sum (2i - n - 1) x_i / (mean(x) n (n - 1)) over those pixels, whatever the
+    stamp around them; the stamp's Gini counts the empty pixels too. Light spread evenly: 0;
+    one pixel holding most of it: near 1. With noise, pixels on the aperture's ramp count in
+    part, and the value moves continuously with the light."""
+    rng = np.random.default_rng(3)
+    values = rng.uniform(0.1, 5.0, 40).astype("f4")
+    for size in (16, 32):
+        image = np.zeros((1, size, size, 1), "f4")
+        image[0, 3, 3 : 3 + 8, 0] = values[:8]
+        image[0, 6:10, 5:13, 0] = values[8:].reshape(4, 8)
+        (p,) = params(image)
+        x = np.sort(values.astype(np.float64))
+        n = len(x)
+        expected = ((2 * np.arange(1, n + 1) - n - 1) * x).sum() / (x.mean() * n * (n - 1))
+        assert p["segment_gini"] == pytest.approx(expected, abs=1e-5)
+    assert p["gini"] > p["segment_gini"] + 0.5  # 984 empty pixels count as the faintest
+    flat = np.zeros((1, 16, 16, 1), "f4")
+    flat[0, 4:12, 4:12, 0] = 1.0
+    assert params(flat)[0]["segment_gini"] == pytest.approx(0.0, abs=1e-6)
+    flat[0, 8, 8, 0] = 1000.0
+    assert params(flat)[0]["segment_gini"] > 0.9
+    noisy = gaussian(sigma=2.5)[None] + rng.normal(0, 0.02, (1, 32, 32, 1))
+    a, b = (params((noisy * k).astype("f4"))[0]["segment_gini"] for k in (1.0, 1.0 + 1e-4))
+    assert 0.3 < a < 0.9 and abs(a - b) < 1e-3
 
 
 def one_step_shape_mask(smoothed, noise):

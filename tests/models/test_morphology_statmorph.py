@@ -24,6 +24,7 @@ SHARED = {
     "concentration": "concentration",
     "asymmetry": "asymmetry",
     "gini": "gini",
+    "segment_gini": "gini",
     "m20": "m20",
     "shape_asymmetry": "shape_asymmetry",
     "ellipticity": "ellipticity_centroid",
@@ -33,12 +34,21 @@ SHARED = {
 CENTRED = ("r20", "r50", "r80", "concentration", "asymmetry", "shape_asymmetry")
 # Where the definitions differ knowingly (module docstring of tfanomaly.models.morphology), the
 # lowest rank correlation accepted, else 0.9 (measured on these stamps: r80 0.81, asymmetry 0.46,
-# shape_asymmetry 0.78, m20 0.81, gini -0.34); None: reported, not compared. r80 reaches out to
+# shape_asymmetry 0.78, m20 0.81, segment_gini 0.70, gini -0.34); None: reported, not compared. r80 reaches out to
 # the noise-level aperture (statmorph: 1.5 Petrosian radii); the asymmetries keep the noise's own
 # (statmorph subtracts the sky's); M20's Petrosian radius is circular about the cutout's centre
-# and its segment smoothed by 3x3 pixels (statmorph: 0.2 Petrosian radii); the Gini counts the
-# stamp's pixels outside the aperture as zeros (how much of the stamp the light covers).
-LOWEST = {"r80": 0.75, "asymmetry": 0.4, "shape_asymmetry": 0.7, "m20": 0.75, "gini": None}
+# and its segment smoothed by 3x3 pixels (statmorph: 0.2 Petrosian radii); the segment Gini is
+# statmorph's sum over the noise aperture's pixels (statmorph's: over the Petrosian segment); the
+# Gini counts the stamp's pixels outside the aperture as zeros (how much of the stamp the light
+# covers).
+LOWEST = {
+    "r80": 0.75,
+    "asymmetry": 0.4,
+    "shape_asymmetry": 0.7,
+    "m20": 0.75,
+    "segment_gini": 0.6,
+    "gini": None,
+}
 
 
 def sersic(n, r_eff, ellip, theta, x0=0.0, y0=0.0, amplitude=1.0):

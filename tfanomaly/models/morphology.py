@@ -23,7 +23,9 @@ the noise's own (statmorph subtracts the sky's: 0.46, shape asymmetry 0.78). M20
 above the surface brightness at the Petrosian radius as statmorph does, with that radius circular
 about the cutout's centre and the light smoothed by 3x3 pixels (statmorph: 0.2 Petrosian radii):
 0.81. The Gini (a column from before) counts the stamp's pixels outside the aperture as zeros, so
-it says how little of the stamp the light covers (-0.34: reported, not compared). Ellipticity is
+it says how little of the stamp the light covers (-0.34: reported, not compared); the segment
+Gini is statmorph's sum over the aperture's pixels alone, each weighted by the aperture's ramp
+(statmorph's segment for it is M20's, above the Petrosian surface brightness: 0.70). Ellipticity is
 (a^2 - b^2) / (a^2 + b^2) of the second moments (statmorph: 1 - b/a, the same order). M20 takes
 exactly the brightest 20% of the light (the pixel that straddles 20% counts in part), so that it
 moves continuously with the pixel values. The shape asymmetry's mask is the 3x3-boxcar-smoothed
@@ -54,7 +56,7 @@ NAMES = (
     "log_noise",
 )
 # After the colours, so that vectors and calibrations with the columns before still read theirs.
-EXTRA_NAMES = ("r20", "r80", "m20", "shape_asymmetry")
+EXTRA_NAMES = ("r20", "r80", "m20", "shape_asymmetry", "segment_gini")
 
 
 def colour_names(bands: int) -> tuple[str, ...]:
@@ -208,6 +210,30 @@ def _brightest_moment(positive, ascending, squared, flux, fraction: float = 0.2)
     return tf.reduce_sum(weight * positive * squared, axis=1)
 
 
+def _segment_gini(ascending, level):
+    """(B,) Gini of the aperture's pixels alone (Lotz et al. 2004, statmorph's: the pixels of
+    the source's segment), each weighted by the aperture's ramp: ``ascending`` (B, N) the
+    aperture-weighted light ``inside * light`` sorted, ``level`` (B,) the light where the ramp
+    reaches 1 (``threshold`` times the noise). Each pixel's light and weight come back from its
+    weighted light (which grows with the light), so the sort of the stamp's Gini serves this one:
+    ``p = light`` from ``level`` up, ``p = (2 light / level - 1) light`` on the ramp from half
+    of it. With weights 0 or 1 it is statmorph's sum (2i - n - 1) x_i / (mean(x) n (n - 1)) over
+    the n pixels of the segment."""
+    level = level[:, None]
+    light = tf.where(
+        ascending >= level, ascending, 0.25 * level * (1.0 + tf.sqrt(1.0 + 8.0 * ascending / level))
+    )
+    weight = tf.clip_by_value(2.0 * light / level - 1.0, 0.0, 1.0)
+    weighted = weight * light
+    total_weight = tf.reduce_sum(weight, axis=1)
+    total = tf.reduce_sum(weighted, axis=1)
+    ranked = tf.reduce_sum(weighted * (2.0 * tf.cumsum(weight, axis=1) - weight), axis=1)
+    # sum w x (2 W_i - w) - W sum w x over (W - 1) sum w x: 0 for a single pixel
+    return tf.math.divide_no_nan(
+        ranked - total_weight * total, tf.maximum(total_weight - 1.0, 1e-6) * total
+    )
+
+
 _GROWTH_STEPS = 4  # dilations per convergence check of the shape mask's growth
 
 
@@ -300,6 +326,7 @@ def morphology(images, threshold: float = 2.0, invariant: bool = True):
     n = values.shape[1]
     ranks = tf.constant(2.0 * np.arange(1, n + 1) - n - 1, tf.float32)
     gini = tf.reduce_sum(ranks * values, axis=1) / (flux * (n - 1))
+    segment_gini = _segment_gini(values, threshold * total_noise + 1e-30)
 
     # Second moments about the light's centroid.
     y, x = np.mgrid[:size, :size].astype(np.float32) - (size - 1) / 2.0
@@ -358,5 +385,5 @@ def morphology(images, threshold: float = 2.0, invariant: bool = True):
         band_flux = tf.maximum(band_flux, floor[:, None] / bands)
         magnitudes = -2.5 * tf.math.log(band_flux) / np.log(10.0)
         columns += [magnitudes[:, b] - magnitudes[:, b + 1] for b in range(bands - 1)]
-    columns += [r20, r80, m20, shape_asymmetry]
+    columns += [r20, r80, m20, shape_asymmetry, segment_gini]
     return tf.stack(columns, axis=1)

@@ -339,6 +339,8 @@ class NoiseAwareScore(tf.Module):
             parameters = parameters[:, : self.morphology_centre.shape[0]]
         else:
             which = term_columns(self.settings.morphology_parameters, parameters.shape[1])
+            # later parameters come last: a calibration made before them reads the first ones
+            which = which[: self.morphology_centre.shape[0]]
             parameters = tf.gather(parameters, which, axis=1)
         standard = (parameters - self.morphology_centre) / self.morphology_scale
         return tf.clip_by_value(standard, -50.0, 50.0)
