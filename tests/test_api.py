@@ -76,11 +76,12 @@ def test_docstring_examples_run():
     assert result.attempted > 10 and result.failed == 0
 
 
-def test_every_module_s_docstring_examples_run():
+def test_every_module_s_docstring_examples_run(tmp_path, monkeypatch):
     """The examples the API reference shows run as written (those that need a survey, a run or a
-    server are marked to skip), in every module of the package."""
+    server are marked to skip), in every module of the package (in a folder of their own)."""
     import pkgutil
 
+    monkeypatch.chdir(tmp_path)
     attempted, failed = 0, []
     for info in pkgutil.walk_packages(tfanomaly.__path__, "tfanomaly."):
         if info.name.endswith("__main__"):
