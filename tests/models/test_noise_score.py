@@ -400,6 +400,28 @@ def test_morphology_term_is_the_knn_distance_leaving_out_the_image_itself():
     np.testing.assert_allclose(scorer.morphology_score(images), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_a_calibration_made_before_the_segment_gini_reads_the_parameters_before_it(tmp_path):
+    """The shape parameters of a calibration made before the last column (the segment Gini) are
+    the first ones of today's, standardised by its own numbers; its distances come from them
+    alone, after a save and a load too."""
+    from sklearn.neighbors import NearestNeighbors
+
+    c = four_term_calibration()
+    images = np.random.default_rng(8).uniform(0, 1, (5, 16, 16, 3)).astype("f4")
+    now = NoiseAwareScore(c).morphology_features(images).numpy()
+    m = c.morphology
+    c.morphology = MorphologyReference(m.centre[:-1], m.scale[:-1], m.reference[:, :-1])
+    c.save(tmp_path / "calibration.npz")
+    before = NoiseAwareScore(Calibration.load(tmp_path / "calibration.npz"))
+    points = before.morphology_features(images).numpy()
+    assert points.shape == (5, now.shape[1] - 1)
+    np.testing.assert_array_equal(points, now[:, :-1])
+    distances, _ = NearestNeighbors(n_neighbors=3).fit(m.reference[:, :-1]).kneighbors(points)
+    np.testing.assert_allclose(
+        before.morphology_score(images), distances.mean(axis=1), rtol=1e-4, atol=1e-5
+    )
+
+
 @pytest.mark.parametrize("combine", ["mean", "max", "softmax"])
 def test_four_terms_combine_by_mean_max_or_softmax_of_standardised_logs(combine):
     c = four_term_calibration(combine)
