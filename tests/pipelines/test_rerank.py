@@ -33,6 +33,7 @@ from tfanomaly.pipelines.rerank import (
     read_catalog,
     read_labels,
     rerank,
+    with_examples,
 )
 from tfanomaly.results.catalog import SCORE_KEYS, finalize, read_results
 from tfanomaly.results.spaces import DEFAULT_SPACE
@@ -569,3 +570,19 @@ def test_order_puts_the_query_batch_first(results_dir):
     assert mixed[:7].tolist() == plain[:7].tolist()
     rest = [r for r in plain if r not in set(first.tolist())]
     assert mixed[10:].tolist() == rest
+
+
+def test_example_vectors_from_a_later_version_read_the_catalog_s_columns():
+    """Example cutouts scored today against a catalog scored before later parameters (which come
+    last): the examples keep the catalog's columns; vectors with fewer values are refused."""
+    columns = {
+        "object_ids": np.array([5, 9], np.uint64),
+        "scores_sigma": np.array([0.1, 2.0]),
+        "morphology": np.arange(6, dtype=np.float32).reshape(2, 3),
+    }
+    examples = {"scores_sigma": np.array([1.0]), "morphology": np.array([[7.0, 8.0, 9.0, 10.0]])}
+    joined, ids = with_examples(columns, examples)
+    assert ids == [10] and joined["object_ids"].tolist() == [5, 9, 10]
+    np.testing.assert_array_equal(joined["morphology"][-1], [7.0, 8.0, 9.0])
+    with pytest.raises(InputError, match="'morphology' vectors of 2 values, the catalog's have 3"):
+        with_examples(columns, {**examples, "morphology": np.array([[7.0, 8.0]])})

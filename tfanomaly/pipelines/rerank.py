@@ -352,7 +352,16 @@ def with_examples(columns: dict, examples: dict) -> tuple[dict, list[int]]:
         elif key.endswith("_sigma") or key in VECTOR_KEYS:  # ANOMALY_KEY among them
             if key not in examples:
                 raise InputError(f"examples: no '{key}' values (the catalog has them)")
-            joined[key] = np.concatenate([values, np.asarray(examples[key], values.dtype)])
+            extra = np.asarray(examples[key], values.dtype)
+            if extra.ndim == 2 and values.ndim == 2 and extra.shape[1] != values.shape[1]:
+                if extra.shape[1] < values.shape[1]:
+                    raise InputError(
+                        f"examples: '{key}' vectors of {extra.shape[1]} values, the catalog's "
+                        f"have {values.shape[1]}"
+                    )
+                # a catalog scored before later parameters (which come last) has the first ones
+                extra = extra[:, : values.shape[1]]
+            joined[key] = np.concatenate([values, extra])
     return joined, list(range(first, first + e))
 
 
