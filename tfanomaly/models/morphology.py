@@ -297,7 +297,8 @@ def morphology(images, threshold: float = 2.0, invariant: bool = True):
     floor = 1e-6 * tf.reduce_max(tf.abs(light), axis=[1, 2]) + 1e-12
     # The aperture: pixels above ``threshold`` times the noise, with a linear ramp from half of it
     # (continuous in the pixel values, so float32 rounding moves the parameters only by as much).
-    level = light / (threshold * total_noise[:, None, None] + 1e-30)
+    full = threshold * total_noise + 1e-30  # (B,) the light where the ramp reaches 1
+    level = light / full[:, None, None]
     inside = tf.clip_by_value(2.0 * level - 1.0, 0.0, 1.0)
     positive = inside * tf.maximum(light, 0.0)
     flux = tf.reduce_sum(positive, axis=[1, 2]) + floor
@@ -326,7 +327,7 @@ def morphology(images, threshold: float = 2.0, invariant: bool = True):
     n = values.shape[1]
     ranks = tf.constant(2.0 * np.arange(1, n + 1) - n - 1, tf.float32)
     gini = tf.reduce_sum(ranks * values, axis=1) / (flux * (n - 1))
-    segment_gini = _segment_gini(values, threshold * total_noise + 1e-30)
+    segment_gini = _segment_gini(values, full)
 
     # Second moments about the light's centroid.
     y, x = np.mgrid[:size, :size].astype(np.float32) - (size - 1) / 2.0
