@@ -324,10 +324,11 @@ def markdown(record: dict, r3: int, query: str, method: str) -> None:
         print(f"| {set_name} | {start} | {user} | " + " | ".join(cells) + " |")
 
 
-def ceilings(survey: Survey, folds: int = 5) -> dict[str, float]:
-    """User -> the cross-validated AUROC of a logistic regression (balanced classes, the learned
+def ceilings(survey: Survey, folds: int = 5) -> dict[str, tuple[float, int]]:
+    """User -> (the cross-validated AUROC of a logistic regression (balanced classes, the learned
     ranking's C) on the learned ranking's own design (space, sigma columns, prior) fitted with
-    every object's label: the most any ranker of that space can reach, whatever the labels."""
+    every object's label: the most any ranker of that space can reach, whatever the labels; the
+    user's number of targets)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -340,7 +341,7 @@ def ceilings(survey: Survey, folds: int = 5) -> dict[str, float]:
         model = LogisticRegression(C=survey.config.c, class_weight="balanced", max_iter=5000)
         split = StratifiedKFold(folds, shuffle=True, random_state=0)
         held = cross_val_predict(model, design, target, cv=split, method="decision_function")
-        out[user] = auroc(held, target)
+        out[user] = (auroc(held, target), int(target.sum()))
     return out
 
 
@@ -353,13 +354,11 @@ def ceiling_table(sets: list[tuple[str, str]], config, record: dict, r3: int) ->
     )
     for set_name, folder in sets:
         survey = Survey(folder, config)
-        for user, value in ceilings(survey).items():
-            want = dict(users(survey))[user]
+        for user, (value, n) in ceilings(survey).items():
             cells = []
             for start, method in (("top", "learned"), ("like", "learned"), ("top", "default")):
                 res = record.get((set_name, start, user, "diverse", method))
                 cells.append("" if res is None else f"{res[r3]['auroc']:.3f}")
-            n = int(np.isin(survey.kinds, list(want)).sum())
             print(f"| {set_name} | {user} | {n} | {value:.3f} | " + " | ".join(cells) + " |")
 
 
