@@ -45,7 +45,9 @@ def survey_columns(n=120, seed=0):
     """A scored catalog with vectors: a background, an interesting cluster (rows 100-109, modest
     scores) and an artifact cluster (rows 110-119, the highest scores); ids above 2**53."""
     rng = np.random.default_rng(seed)
-    columns = {key: rng.gamma(2.0, 1.0, n).astype(np.float32) for key in SCORE_KEYS}
+    # the score columns from their own stream: the survey stays the same whatever the score terms
+    terms = np.random.default_rng(seed + 1)
+    columns = {key: terms.gamma(2.0, 1.0, n).astype(np.float32) for key in SCORE_KEYS}
     scores = rng.normal(0.0, 1.0, n)
     scores[100:110] = rng.uniform(1.0, 1.5, 10)
     scores[110:120] = rng.uniform(3.0, 4.0, 10)
