@@ -510,15 +510,24 @@ def morphology_baselines(train_images, scored_images, same_rows: bool) -> dict[s
 
 # --- the candidates -------------------------------------------------------------------------
 
-TERMS = ("feature", "linear", "extended", "morphology", "residual")
+TERMS = ("feature", "linear", "extended", "morphology", "residual", "residual_shape")
 GRID = (0.0, 0.5, 1.0, 1.5, 2.0)
 # The package's default weights (a term they do not name weighs 1, the residual is not a default
 # term): the shipped default as a candidate.
 DEFAULT_WEIGHTS = dict(DEFAULT_TERM_WEIGHTS)
+# ``--rescore`` calibrates every candidate term (the stored terms), the ones the default leaves
+# out at weight 0: the default score as shipped, every term's values stored for the candidates.
+STUDY_SETTINGS = ScoreSettings(
+    terms=tuple(dict.fromkeys((*DEFAULT_WEIGHTS, *TERMS))),
+    term_weights=tuple(
+        (t, DEFAULT_WEIGHTS.get(t, 0.0)) for t in dict.fromkeys((*DEFAULT_WEIGHTS, *TERMS))
+    ),
+)
 COPY_DISTANCE = 0.05  # standardised morphology units: closer than this is a copy
 # Fixed weights, times the label-free multipliers, and either with the noise-model terms at 0 where
 # the data's health has a finding (the package's default, ``calibrate --noise-terms auto``).
 WEIGHTINGS = ("fixed", "label-free", "health", "label-free+health")
+SHORT = {t: t[:4] for t in TERMS} | {"residual_shape": "rsha"}  # in the tables
 REFERENCE_SIZE = 2000
 # How the weighted terms combine: a weighted mean of each term's z (the package's), or of a
 # monotone transform of it that lets one term's tail carry an object (an "or" of the terms).
@@ -761,16 +770,18 @@ def images_of(path: Path, object_ids: np.ndarray) -> np.ndarray:
     return images[[where[int(i)] for i in object_ids]]
 
 
-def candidate_metrics(family: Family, grid: np.ndarray, variants, combiners) -> np.ndarray:
+def candidate_metrics(
+    family: Family, grid: np.ndarray, variants, combiners, weightings=WEIGHTINGS
+) -> np.ndarray:
     """(candidates,) AUROC and AP of every (variant, weighting, weights, combiner) on the family: the
-    candidates enumerate combiners x WEIGHTINGS x variants x the grid rows with a
+    candidates enumerate combiners x weightings x variants x the grid rows with a
     morphology weight (the rows without one once, under the variant "none")."""
     morph = TERMS.index("morphology")
     without, with_morph = grid[grid[:, morph] == 0], grid[grid[:, morph] > 0]
     found = []
     for combiner in combiners:
         transform = COMBINERS[combiner]
-        for weighting in WEIGHTINGS:
+        for weighting in weightings:
             z, scale = family.matrix("stored", weighting)
             weights = without * scale
             weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
@@ -783,13 +794,13 @@ def candidate_metrics(family: Family, grid: np.ndarray, variants, combiners) -> 
     return tuple(np.concatenate([f[k] for f in found]) for k in (0, 1))
 
 
-def candidate_names(grid: np.ndarray, variants, combiners) -> list[tuple]:
+def candidate_names(grid: np.ndarray, variants, combiners, weightings=WEIGHTINGS) -> list[tuple]:
     """(variant, weighting, weights, combiner) of each candidate, in candidate_aurocs' order."""
     morph = TERMS.index("morphology")
     without, with_morph = grid[grid[:, morph] == 0], grid[grid[:, morph] > 0]
     names = []
     for combiner in combiners:
-        for weighting in WEIGHTINGS:
+        for weighting in weightings:
             names += [("none", weighting, w, combiner) for w in without]
             for variant in variants:
                 names += [(variant, weighting, w, combiner) for w in with_morph]
@@ -807,7 +818,7 @@ def describe(candidate) -> str:
     variant, weighting, weights, combiner = candidate
     shown = weights / weights[weights > 0].min()
     text = " ".join(
-        f"{t[:4]}={w:g}" for t, w in zip(TERMS, np.round(shown, 2), strict=True) if w > 0
+        f"{SHORT[t]}={w:g}" for t, w in zip(TERMS, np.round(shown, 2), strict=True) if w > 0
     )
     return f"{text}; morph: {variant}; {weighting}; {combiner}"
 
@@ -816,7 +827,7 @@ def fmt(m: dict) -> str:
     return f"{m['auroc']:.3f} / {m['average_precision']:.3f}"
 
 
-def analyse(out: Path, names, only=None, combiners=("mean",)) -> None:
+def analyse(out: Path, names, only=None, combiners=("mean",), weightings=WEIGHTINGS) -> None:
     """The tables into ``out/families.md``; ``only``: the morphology variants to choose from
     (``stored``, ``dedup20/shape``, ...; all when None), the tables then into
     ``out/families_only.md``; ``combiners``: how the weighted terms combine (``COMBINERS``)."""
@@ -831,8 +842,10 @@ def analyse(out: Path, names, only=None, combiners=("mean",)) -> None:
         if unknown:
             raise SystemExit(f"--variants: unknown {sorted(unknown)}; the variants are {variants}")
         variants = [v for v in variants if v in only]
-    candidates = candidate_names(grid, variants, combiners)
-    metrics_of = [candidate_metrics(families[n], grid, variants, combiners) for n in names]
+    candidates = candidate_names(grid, variants, combiners, weightings)
+    metrics_of = [
+        candidate_metrics(families[n], grid, variants, combiners, weightings) for n in names
+    ]
     auroc = np.stack([m[0] for m in metrics_of])
     best = np.array([families[n].best_baseline[1]["auroc"] for n in names])
     best_ap = np.array([families[n].best_baseline[1]["average_precision"] for n in names])
@@ -843,7 +856,7 @@ def analyse(out: Path, names, only=None, combiners=("mean",)) -> None:
     default_weights /= default_weights.sum()
     lines = [
         f"{len(candidates)} candidates ({len(grid)} weightings of {', '.join(TERMS)} from "
-        f"{GRID}; morphology variants {', '.join(variants)}; weights {', '.join(WEIGHTINGS)}; "
+        f"{GRID}; morphology variants {', '.join(variants)}; weights {', '.join(weightings)}; "
         f"combined by {', '.join(combiners)})",
         "",
         "## Families: leave-one-family-out choice against the baselines",
@@ -976,7 +989,7 @@ def run_family(name: str, out: Path, timings: dict, rescore: bool = False) -> No
 
     from tfanomaly.data.manifest import MANIFEST
     from tfanomaly.pipelines.calibrate import calibrate
-    from tfanomaly.pipelines.config import IngestConfig, ScoreConfig
+    from tfanomaly.pipelines.config import CalibrateConfig, IngestConfig, ScoreConfig
     from tfanomaly.pipelines.evaluate import evaluate
     from tfanomaly.pipelines.ingest import ingest
     from tfanomaly.pipelines.score import score
@@ -995,7 +1008,8 @@ def run_family(name: str, out: Path, timings: dict, rescore: bool = False) -> No
         timings=mine,
     )
     if rescore:
-        timed("calibrate", calibrate, run, data, progress=False, echo=common.quiet)
+        config = CalibrateConfig(settings=STUDY_SETTINGS)
+        timed("calibrate", calibrate, run, data, config, progress=False, echo=common.quiet)
         for results in (folder / "scores", folder / "scores_train"):
             shutil.rmtree(results, ignore_errors=True)
     if name == "real_colour_half":
@@ -1036,6 +1050,11 @@ def main() -> None:
         default="mean,softmax",
         help=f"how the weighted terms combine, comma-separated, among {', '.join(COMBINERS)}",
     )
+    parser.add_argument(
+        "--weightings",
+        default=",".join(WEIGHTINGS),
+        help=f"how the weights are set, comma-separated, among {', '.join(WEIGHTINGS)}",
+    )
     args = parser.parse_args()
     combiners = args.combiners.split(",")
     if set(combiners) - set(COMBINERS):
@@ -1058,7 +1077,10 @@ def main() -> None:
     if not args.runs_only:
         only = args.variants.split(",") if args.variants else None
         done = [name for name in wanted if (out / name / "scores").exists()]
-        analyse(out, done, only, combiners)
+        weightings = args.weightings.split(",")
+        if set(weightings) - set(WEIGHTINGS):
+            parser.error(f"--weightings: unknown {sorted(set(weightings) - set(WEIGHTINGS))}")
+        analyse(out, done, only, combiners, weightings)
 
 
 if __name__ == "__main__":
