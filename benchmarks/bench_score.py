@@ -21,8 +21,8 @@ import tensorflow as tf
 from tfanomaly.models.calibration import (
     Calibration,
     FeatureGaussian,
+    KnnReference,
     LinearModel,
-    MorphologyReference,
     ResidualTerm,
     Standardisation,
 )
@@ -32,12 +32,14 @@ from tfanomaly.models.encoder import Encoder
 from tfanomaly.models.generator import Generator
 from tfanomaly.models.inverter import LatentInverter
 from tfanomaly.models.morphology import feature_names, term_columns
+from tfanomaly.models.residual_shape import feature_names as shape_names
 from tfanomaly.models.score_config import InversionConfig, ScoreSettings
 
 
 def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) -> Calibration:
     """A calibration of the right shapes (the default score costs the same whatever its numbers);
-    the linear (and extended) and morphology parts only where ``settings.terms`` has them."""
+    the linear (and extended), morphology and residual-shape parts only where ``settings.terms``
+    has them."""
     config, settings = get_preset(preset), settings or ScoreSettings()
     dims, rng = config.feature_size, np.random.default_rng(0)
     axes = np.linalg.qr(rng.normal(size=(dims, settings.n_components)))[0].T
@@ -58,8 +60,15 @@ def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) ->
         # A calibration set of reference_size distinct cutouts, less the trimmed ones.
         count = round(settings.reference_size * (1.0 - settings.reference_trim))
         reference = rng.normal(size=(count, n_morph)).astype("f4")
-        parts["morphology"] = MorphologyReference(
+        parts["morphology"] = KnnReference(
             np.zeros(n_morph, "f4"), np.ones(n_morph, "f4"), reference
+        )
+    if "residual_shape" in settings.terms:
+        n_shape = len(shape_names(config.channels))
+        count = round(settings.reference_size * (1.0 - settings.reference_trim))
+        reference = rng.normal(size=(count, n_shape)).astype("f4")
+        parts["residual_shape"] = KnnReference(
+            np.zeros(n_shape, "f4"), np.ones(n_shape, "f4"), reference
         )
     features = FeatureGaussian(
         np.zeros(dims, "f4"), axes.astype("f4"), np.ones(settings.n_components, "f4"), 1.0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tfanomaly.errors import ConfigError
-from tfanomaly.models.calibration import MorphologyReference
+from tfanomaly.models.calibration import KnnReference
 from tfanomaly.models.morphology import constant_cutouts, morphology, term_columns
 from tfanomaly.models.noise_score import COPY_DISTANCE, NoiseAwareScore
 from tfanomaly.models.score_config import ScoreSettings
@@ -63,7 +63,7 @@ def scorer_for(
         }
     )
     *numbers, copies, trimmed = fit_morphology(c.settings, features, np.random.default_rng(0))
-    c.morphology = MorphologyReference(*numbers)
+    c.morphology = KnnReference(*numbers)
     return NoiseAwareScore(c), copies, trimmed
 
 
@@ -137,7 +137,7 @@ def repeated_calibration(scorer: NoiseAwareScore, features: np.ndarray):
     centre, scale = scorer.morphology_centre.numpy(), scorer.morphology_scale.numpy()
     features = features[:, term_columns(c.settings.morphology_parameters, features.shape[1])]
     reference = np.clip((features - centre) / scale, -50.0, 50.0).astype("f4")
-    c.morphology = MorphologyReference(centre, scale, reference)
+    c.morphology = KnnReference(centre, scale, reference)
     return c
 
 

@@ -15,8 +15,8 @@ from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.models.calibration import (
     Calibration,
     FeatureGaussian,
+    KnnReference,
     LinearModel,
-    MorphologyReference,
     ResidualTerm,
     Standardisation,
     knots_of,
@@ -166,7 +166,7 @@ def four_term_calibration(
     c.residuals["extended"] = residual_term(c.settings, "extended", rng, bands, 0.1, 0.5)
     which = c.settings.morphology_parameters
     n_features = len(term_columns(which, len(feature_names(bands))))
-    c.morphology = MorphologyReference(
+    c.morphology = KnnReference(
         rng.normal(size=n_features).astype("f4"),
         rng.uniform(0.5, 2.0, n_features).astype("f4"),
         rng.normal(size=(n_reference, n_features)).astype("f4"),
@@ -410,7 +410,7 @@ def test_a_calibration_made_before_the_segment_gini_reads_the_parameters_before_
     images = np.random.default_rng(8).uniform(0, 1, (5, 16, 16, 3)).astype("f4")
     now = NoiseAwareScore(c).morphology_features(images).numpy()
     m = c.morphology
-    c.morphology = MorphologyReference(m.centre[:-1], m.scale[:-1], m.reference[:, :-1])
+    c.morphology = KnnReference(m.centre[:-1], m.scale[:-1], m.reference[:, :-1])
     c.save(tmp_path / "calibration.npz")
     before = NoiseAwareScore(Calibration.load(tmp_path / "calibration.npz"))
     points = before.morphology_features(images).numpy()
@@ -734,8 +734,8 @@ def test_calibrate_leaves_out_the_noise_model_terms_of_8_bit_images_per_image_sc
     tiny_run, tmp_path
 ):
     """A data set whose health at ingest found images scaled one by one and quantised to 8 bits
-    (as ML-ready catalogues ship them): calibrate weighs the linear and extended terms 0 and says
-    why; --noise-terms keep weighs them as before."""
+    (as ML-ready catalogues ship them): calibrate weighs the linear, extended and residual-shape
+    terms 0 and says why; --noise-terms keep weighs them as before."""
     import shutil
 
     from tfanomaly.data.manifest import MANIFEST
@@ -757,10 +757,11 @@ def test_calibrate_leaves_out_the_noise_model_terms_of_8_bit_images_per_image_sc
         run, data, CalibrateConfig(fit_size=100), progress=False, echo=messages.append
     )
     c = Calibration.load(summary["path"])
-    assert set(c.degenerate_terms()) == {"linear", "extended"}
+    assert set(c.degenerate_terms()) == {"linear", "extended", "residual_shape"}
     assert {h.reason for h in c.degenerate_terms().values()} == {"noise_model"}
     weights = dict(zip(c.terms, c.weights, strict=True))
-    assert weights["linear"] == weights["extended"] == 0 and weights["morphology"] > 0
+    assert weights["linear"] == weights["extended"] == weights["residual_shape"] == 0
+    assert weights["morphology"] == 1
     assert any("term 'linear' left out" in m and "normalised one by one" in m for m in messages)
     kept = calibrate(
         run, data, CalibrateConfig(fit_size=100, noise_terms="keep"), progress=False, echo=quiet
@@ -802,7 +803,7 @@ def test_calibrate_leaves_out_a_quantised_term_and_score_records_the_weights(
     assert [m for m in messages if "left out of the default score" in m] == [messages[1]]
     c = Calibration.load(summary["path"])
     assert c.health["linear"].reason == "quantised" and c.health["linear"].levels == 3
-    assert all(c.health[t].healthy for t in ("feature", "extended", "morphology"))
+    assert all(c.health[t].healthy for t in c.terms if t != "linear")
     nominal = dict(zip(c.terms, c.nominal_weights.astype(float), strict=True))
     weights = {
         t: 0.0 if t == "linear" else w / (1.0 - nominal["linear"]) for t, w in nominal.items()
@@ -854,3 +855,80 @@ def test_variance_path_is_the_true_chi2_and_ignores_masked_pixels():
     assert scorer.uses_planes(variance, mask) and not scorer.uses_planes(variance)
     expected = scorer.combine([with_planes["residual_score"], with_planes["feature_score"]], True)
     np.testing.assert_allclose(with_planes["score"], expected, rtol=1e-6)
+
+
+def shape_calibration(n_reference=40, seed=9):
+    """The hand-made calibration with the residual-shape term's reference set."""
+    from tfanomaly.models.residual_shape import feature_names
+
+    rng = np.random.default_rng(seed)
+    c = calibration(
+        ScoreSettings(
+            n_bins=4,
+            n_components=3,
+            morphology_neighbours=3,
+            terms=("residual", "feature", "residual_shape"),
+            term_weights=(),
+        )
+    )
+    n = len(feature_names(3))
+    c.residual_shape = KnnReference(
+        rng.normal(size=n).astype("f4"),
+        rng.uniform(0.5, 2.0, n).astype("f4"),
+        rng.normal(size=(n_reference, n)).astype("f4"),
+    )
+    c.standard = Standardisation(np.zeros(3, "f4"), np.ones(3, "f4"))
+    return c
+
+
+def test_residual_shape_term_is_the_knn_distance_of_the_standardised_descriptors(tmp_path):
+    from sklearn.neighbors import NearestNeighbors
+
+    from tfanomaly.models.residual_shape import residual_shape
+
+    c = shape_calibration()
+    c.save(tmp_path / "c.npz")  # the term's reference set is part of the file
+    c = Calibration.load(tmp_path / "c.npz")
+    scorer = NoiseAwareScore(c)
+    rng = np.random.default_rng(10)
+    images = rng.uniform(0, 1, (5, 16, 16, 3)).astype("f4")
+    images[4] = 0.25  # a constant cutout: no misfit, no shape
+    models = rng.uniform(0, 1, images.shape).astype("f4")
+    shape = residual_shape(images, models).numpy()
+    points = np.clip((shape - c.residual_shape.centre) / c.residual_shape.scale, -50, 50)
+    reference = c.residual_shape.reference.copy()
+    reference[0] = points[0]  # a calibration cutout's own descriptors are left out as a copy
+    c.residual_shape.reference = reference
+    scorer = NoiseAwareScore(c)
+    distances, _ = NearestNeighbors(n_neighbors=4).fit(reference).kneighbors(points)
+    expected = distances[:, :3].mean(axis=1)
+    expected[0] = distances[0, 1:].mean()
+    expected[4] = 0.0
+    np.testing.assert_allclose(
+        scorer.residual_shape_score(images, shape), expected, rtol=1e-4, atol=1e-5
+    )
+    critic = rng.normal(size=(5, c.features.mean.shape[0])).astype("f4")
+    out = scorer(images, models, critic)
+    np.testing.assert_allclose(out["residual_shape"], shape, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["residual_shape_score"], expected, rtol=1e-4, atol=1e-5)
+    # a calibration file that names the term without its reference set is refused
+    c.residual_shape = None
+    c.save(tmp_path / "cut.npz")
+    with pytest.raises(InputError, match="inconsistent"):
+        Calibration.load(tmp_path / "cut.npz")
+
+
+def test_calibrate_fits_the_residual_shape_reference_and_score_writes_the_term(tiny_run):
+    from tfanomaly.pipelines.calibrate import calibrate
+
+    run = tiny_run / "run"
+    settings = ScoreSettings(terms=("feature", "linear", "morphology", "residual_shape"))
+    summary = calibrate(
+        run, config=CalibrateConfig(settings=settings), progress=False, echo=lambda _: None
+    )
+    c = Calibration.load(summary["path"])
+    # 150 cutouts, the 10% farthest from their neighbours left out, as the morphology's
+    assert c.residual_shape.reference.shape[0] == 135 and c.info["residual_shape_trimmed"] == 15
+    assert c.residual_shape.reference.shape[1] == c.residual_shape.centre.shape[0] == 18
+    assert "residual_shape" in c.health and c.health["residual_shape"].healthy
+    assert len(c.standard.scales) == 4 and c.standard.scales[3] > 0

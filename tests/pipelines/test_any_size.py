@@ -117,7 +117,7 @@ def test_train_encoder_calibrate_score_export(tmp_path, write, size, bands, trai
         lowered = Calibration.load(run / CALIBRATION_FILE)
         k = lowered.settings.morphology_neighbours
         assert k == len(lowered.morphology.reference) - 1 == N // 2 - 1
-        assert f"morphology term: k = {k} neighbours, not 20" in lines[-1]
+        assert f"k-NN terms: k = {k} neighbours, not 20" in lines[-1]
     calibration = Calibration.load(run / CALIBRATION_FILE)
     assert calibration.info["feature_size"] == expected.feature_size
     assert calibration.info["count"] == (N // 2 if recalibrate else N)

@@ -131,7 +131,7 @@ def test_results_catalog_and_sigma(tiny_run, tmp_path):
     assert stats["scores"]["anomaly_scores"]["count"] == 150
     assert stats["inversion"]["steps"] == 3
     table = Table.read(tmp_path / "out" / "catalog.fits")
-    assert table.colnames[:13] == [
+    assert table.colnames[:14] == [
         "idx",
         "object_id",
         "ra",
@@ -142,6 +142,7 @@ def test_results_catalog_and_sigma(tiny_run, tmp_path):
         "linear_score_normalized",
         "extended_score_normalized",
         "morphology_score_normalized",
+        "residual_shape_score_normalized",
         "discriminator_score_normalized",
         "generator_score_normalized",
         "combined_score_normalized",

@@ -89,10 +89,10 @@ def score_command(data, run_dir, server, rest, out, reference, quiet, **options)
     Each image is inverted into the generator's latent space (start E(x), then --steps Adam steps
     on z, in one compiled graph). The default score (catalog column score_normalized, the sort
     order) combines the robust z of the calibration's terms (by default a weighted softmax): the
-    critic-feature density, the noise-aware residual against the data set's PCA model through
-    a 1-px and a 3-px filter (with the variance and mask planes where the data has them) and the
-    k-NN density of morphology parameters (see `calibrate`); the GAN's noise-aware residual is
-    stored beside them. The paper's scores come too: gen (sum |x - G(z)|), disc
+    noise-aware residual against the data set's PCA model through a 1-px and a 3-px filter (with
+    the variance and mask planes where the data has them), the k-NN density of morphology
+    parameters and the k-NN density of the GAN residual's shape (see `calibrate`); the GAN's
+    noise-aware residual and the critic-feature density are stored beside them. The paper's scores come too: gen (sum |x - G(z)|), disc
     (sum |f(x) - f(G(z))|) and anomaly ((1-lam) gen + lam disc).
     Every score also in sigma units against the catalog. A served model applies its own inversion
     settings. Interrupted runs resume when rerun.

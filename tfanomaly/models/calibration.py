@@ -5,8 +5,9 @@
 A :class:`Calibration` is made of one record per part of the score: a :class:`ResidualTerm` per
 residual term (the GAN's ``residual``, the linear model's ``linear`` and ``extended``: brightness
 knots, variances, plane variances, filter, top fraction), the critic features' Gaussian
-(:class:`FeatureGaussian`), the linear model (:class:`LinearModel`), the morphology reference set
-(:class:`MorphologyReference`) and the terms' robust standardisation (:class:`Standardisation`),
+(:class:`FeatureGaussian`), the linear model (:class:`LinearModel`), the reference sets of the
+k-NN terms (morphology, residual shape: :class:`KnnReference`) and the terms' robust
+standardisation (:class:`Standardisation`),
 one for the calibrated-scatter path and one for the plane path, and each term's health on the
 calibration set (:class:`~tfanomaly.models.term_health.TermHealth`: a degenerate term weighs 0).
 
@@ -31,6 +32,7 @@ from tfanomaly.models.term_health import TermHealth, effective_weights
 
 FORMAT = 2  # the per-term layout; files without a ``format`` key have the flat one
 RESIDUAL_TERMS = ("residual", "linear", "extended")  # the terms that read a chi^2 map
+KNN_TERMS = ("morphology", "residual_shape")  # the k-NN density terms, each with a KnnReference
 
 
 def _no_planes() -> np.ndarray:
@@ -116,9 +118,10 @@ class LinearModel:
 
 
 @dataclass
-class MorphologyReference:
-    """The morphology term's numbers: median ``centre`` and MAD-sigma ``scale`` of each parameter
-    (F,), and the standardised ``reference`` set (R, F) of the k-NN distance."""
+class KnnReference:
+    """A k-NN density term's numbers (the morphology term's, the residual-shape term's): median
+    ``centre`` and MAD-sigma ``scale`` of each column of its vectors (F,), and the standardised
+    ``reference`` set (R, F) of the k-NN distance."""
 
     centre: np.ndarray
     scale: np.ndarray
@@ -143,7 +146,8 @@ class Standardisation:
 PARTS = {
     "features": FeatureGaussian,
     "linear_model": LinearModel,
-    "morphology": MorphologyReference,
+    "morphology": KnnReference,
+    "residual_shape": KnnReference,
     "standard": Standardisation,
     "plane_standard": Standardisation,
 }
@@ -190,6 +194,7 @@ class Calibration:
             with (none: the calibration has only the calibrated-scatter path).
         linear: the linear model (the ``linear`` and ``extended`` terms read it).
         morphology: the morphology term's reference set.
+        residual_shape: the residual-shape term's reference set.
         plane_standard: the terms' log centres and scales on the plane path.
         health: each term's health on the calibration set (a term without a record, as every
             term of a file written before the check, is healthy); a degenerate term weighs 0.
@@ -201,7 +206,8 @@ class Calibration:
     standard: Standardisation
     info: dict
     linear: LinearModel | None = None
-    morphology: MorphologyReference | None = None
+    morphology: KnnReference | None = None
+    residual_shape: KnnReference | None = None
     plane_standard: Standardisation | None = None
     health: dict[str, TermHealth] = field(default_factory=dict)
 
@@ -224,7 +230,7 @@ class Calibration:
                 term in ("linear", "extended")
                 and (self.linear is None or term not in self.residuals)
             )
-            or (term == "morphology" and self.morphology is None)
+            or (term in KNN_TERMS and getattr(self, term) is None)
         ]
         if self.planes:
             needs = ["residual", *(t for t in ("linear", "extended") if t in self.terms)]
@@ -319,6 +325,7 @@ class Calibration:
             "features": self.features,
             "linear_model": self.linear,
             "morphology": self.morphology,
+            "residual_shape": self.residual_shape,
             "standard": self.standard,
             "plane_standard": self.plane_standard,
         }
@@ -384,6 +391,7 @@ class Calibration:
             info=info,
             linear=parts.get("linear_model"),
             morphology=parts.get("morphology"),
+            residual_shape=parts.get("residual_shape"),
             plane_standard=parts.get("plane_standard"),
             health={t: TermHealth.from_dict(r) for t, r in (health or {}).items()},
         )

@@ -120,10 +120,11 @@ class LatentInverter(tf.Module):
             "gen_score": pixel,
             "disc_score": feature,
             "anomaly_score": loss,
-            "residual_shape": residual_shape(images, reconstructions),
         }
-        if self.noise_score is not None:
+        if self.noise_score is not None:  # it computes the residual's shape for its own term
             out.update(
                 self.noise_score(images, reconstructions, image_features, flux, variance, mask)
             )
+        else:
+            out["residual_shape"] = residual_shape(images, reconstructions)
         return out

@@ -15,7 +15,9 @@ reconstruction (``residual``) and against a linear (PCA) model of the data set (
 ``extended``: through a wider filter, over a larger fraction of the pixels). The ``feature`` term
 is the Mahalanobis distance of f(x) (the critic's last feature map) under a probabilistic-PCA
 Gaussian fitted to the calibration set; the ``morphology`` term the k-NN distance in standardised
-morphology parameters of the raw flux. The default score is the softmax (or the weighted mean, or
+morphology parameters of the raw flux; the ``residual_shape`` term the k-NN distance in the
+standardised descriptors of the GAN residual's shape (a misfit unlike the calibration set's
+misfits). The default score is the softmax (or the weighted mean, or
 the max) of the combined terms' robust z of log (``ScoreSettings.terms``, ``term_weights``,
 ``combine``).
 
@@ -37,6 +39,7 @@ from tfanomaly.models.calibration import Calibration, ResidualTerm
 from tfanomaly.models.filters import band_mad_sigma, smooth
 from tfanomaly.models.morphology import constant_cutouts, legacy_count, morphology, term_columns
 from tfanomaly.models.pixel_noise import smoothed_chi2
+from tfanomaly.models.residual_shape import residual_shape
 from tfanomaly.models.score_config import SOFTMAX_TEMPERATURE
 
 # The robust linear projection's Cauchy scale, in MAD-sigmas of a band's residual (3-6 measured).
@@ -48,6 +51,26 @@ ROBUST_SCALE = 4.0
 # distinct cutouts lie 0.3 and more apart (the noise alone moves the noise estimate by ~5%).
 # Measured on 3,000 noisy discs (16x16x3): copies at most 4e-5 apart, distinct ones at least 0.37.
 COPY_DISTANCE = 0.03
+
+
+def knn_distance(points, reference, k: int):
+    """(B,) mean distance of each standardised point (B, F) to its ``k`` nearest rows of the
+    ``reference`` set (R, F, float64); every reference closer than ``COPY_DISTANCE`` (a copy of
+    the image: itself, flipped or turned, from an overlapping tract) is left out, so that a
+    galaxy the survey holds several times does not look dense for being its own neighbour."""
+    points = tf.cast(points, tf.float64)
+    # |p|^2 - 2 p.r + |r|^2 in float64: one matmul, and small distances (copies) come out to
+    # ~1e-7 of the parameters' scale instead of float32's ~1e-3.
+    squared = (
+        tf.reduce_sum(tf.square(points), axis=1, keepdims=True)
+        - 2.0 * tf.matmul(points, reference, transpose_b=True)
+        + tf.reduce_sum(tf.square(reference), axis=1)[None, :]
+    )
+    squared = tf.maximum(squared, 0.0)
+    copies = squared < COPY_DISTANCE**2
+    squared = tf.where(copies, tf.constant(np.inf, tf.float64), squared)
+    nearest = tf.sqrt(-tf.math.top_k(-squared, k=k).values)
+    return tf.cast(tf.reduce_mean(nearest, axis=1), tf.float32)
 
 
 class ResidualTable(NamedTuple):
@@ -225,6 +248,10 @@ class NoiseAwareScore(tf.Module):
             self.morphology_centre = tf.constant(c.morphology.centre, tf.float32)
             self.morphology_scale = tf.constant(c.morphology.scale, tf.float32)
             self.morphology_reference = tf.constant(c.morphology.reference, tf.float64)
+        if "residual_shape" in self.terms:
+            self.shape_centre = tf.constant(c.residual_shape.centre, tf.float32)
+            self.shape_scale = tf.constant(c.residual_shape.scale, tf.float32)
+            self.shape_reference = tf.constant(c.residual_shape.reference, tf.float64)
 
     def uses_planes(self, variance=None, mask=None) -> bool:
         """Whether the plane path applies: the calibration was made with planes and every one of
@@ -347,28 +374,25 @@ class NoiseAwareScore(tf.Module):
 
     def morphology_score(self, flux, parameters=None):
         """Mean distance to the k nearest calibration cutouts in standardised morphology
-        parameters; every reference closer than ``COPY_DISTANCE`` (a copy of the image: itself,
-        flipped or turned, from an overlapping tract) is left out, so that a galaxy the survey
-        holds several times does not look dense for being its own neighbour. A constant cutout
+        parameters (:func:`knn_distance`: copies of the image left out). A constant cutout
         (``constant_cutouts``: no light, no shape) has the distance 0."""
-        k = self.settings.morphology_neighbours
-        points = tf.cast(self.morphology_features(flux, parameters), tf.float64)
-        reference = self.morphology_reference
-        # |p|^2 - 2 p.r + |r|^2 in float64: one matmul, and small distances (copies) come out to
-        # ~1e-7 of the parameters' scale instead of float32's ~1e-3.
-        squared = (
-            tf.reduce_sum(tf.square(points), axis=1, keepdims=True)
-            - 2.0 * tf.matmul(points, reference, transpose_b=True)
-            + tf.reduce_sum(tf.square(reference), axis=1)[None, :]
+        points = self.morphology_features(flux, parameters)
+        distance = knn_distance(
+            points, self.morphology_reference, self.settings.morphology_neighbours
         )
-        squared = tf.maximum(squared, 0.0)
-        copies = squared < COPY_DISTANCE**2
-        squared = tf.where(copies, tf.constant(np.inf, tf.float64), squared)
-        nearest = tf.sqrt(-tf.math.top_k(-squared, k=k).values)
-        distance = tf.cast(tf.reduce_mean(nearest, axis=1), tf.float32)
         # A constant cutout has no shape (its parameters are the noise floor's), and every other
         # one is a copy of it: it would stand far from all references it is not a copy of.
         return tf.where(constant_cutouts(flux), 0.0, distance)
+
+    def residual_shape_score(self, images, shape):
+        """Mean distance to the k nearest calibration cutouts in the standardised descriptors of
+        the GAN residual's shape ``shape`` (:func:`~tfanomaly.models.residual_shape.residual_shape`
+        of ``images`` and their reconstructions): a misfit whose shape (one pixel, a line, a ring,
+        off-centre, in one band) the calibration set's misfits have not got. A constant cutout
+        has the distance 0."""
+        standard = tf.clip_by_value((shape - self.shape_centre) / self.shape_scale, -50.0, 50.0)
+        distance = knn_distance(standard, self.shape_reference, self.settings.morphology_neighbours)
+        return tf.where(constant_cutouts(images), 0.0, distance)
 
     def standardised(self, terms, planes: bool = False):
         """(B, terms) robust z of each term's log against the calibration set, the numbers that
@@ -431,6 +455,12 @@ class NoiseAwareScore(tf.Module):
             out["morphology"] = self.morphology_parameters(flux)
         out["morphology_score"] = (
             self.morphology_score(flux, out["morphology"]) if "morphology" in self.terms else zeros
+        )
+        out["residual_shape"] = residual_shape(images, reconstructions)
+        out["residual_shape_score"] = (
+            self.residual_shape_score(images, out["residual_shape"])
+            if "residual_shape" in self.terms
+            else zeros
         )
         out["score"] = self.combine([out[f"{term}_score"] for term in self.terms], planes)
         out["feature_axes"] = self.feature_axes(image_features)

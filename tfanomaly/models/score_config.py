@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from tfanomaly.errors import ConfigError
 
-SCORE_TERMS = ("residual", "feature", "linear", "extended", "morphology")
+SCORE_TERMS = ("residual", "feature", "linear", "extended", "morphology", "residual_shape")
 SCORE_COMBINES = ("mean", "max", "softmax")
 # The softmax combine's temperature, in z units: tau * log(sum_t w_t exp(z_t / tau)), a weighted
 # mean of exp(z / 2) on the scale of z. Chosen over eight data families with each left out
@@ -18,13 +18,19 @@ SCORE_COMBINES = ("mean", "max", "softmax")
 SOFTMAX_TEMPERATURE = 2.0
 # The morphology term's parameter sets (tfanomaly.models.morphology.term_columns reads them).
 MORPHOLOGY_PARAMETERS = ("shape", "all")
-DEFAULT_TERMS = ("feature", "linear", "extended", "morphology")
+DEFAULT_TERMS = ("linear", "extended", "morphology", "residual_shape")
 # The default score's weights of its terms' z, chosen over eight data families by the worst
 # margin over the baselines (ties within the noise: by the worst AP margin, then the mean), each
 # family left out of the choice in turn (docs Results > Detection > Families): the morphology
-# density first, then the extended residual; the critic features and the linear residual, which
-# won on the earlier tuning sets, with a small weight.
-DEFAULT_TERM_WEIGHTS = (("feature", 1.0), ("linear", 1.0), ("extended", 2.0), ("morphology", 3.0))
+# density first, then the density of the GAN residual's shape, the linear and extended residuals
+# with a small weight; the critic features, which won on the earlier tuning sets, are left out
+# (stored as their column, as the GAN's residual is).
+DEFAULT_TERM_WEIGHTS = (
+    ("linear", 1.0),
+    ("extended", 1.0),
+    ("morphology", 4.0),
+    ("residual_shape", 3.0),
+)
 # The morphology term's k: more than the members of a group of similar anomalies (a trail over
 # neighbouring stamps), which a smaller k counts as each other's dense neighbourhood.
 DEFAULT_MORPHOLOGY_NEIGHBOURS = 20
@@ -96,7 +102,10 @@ class ScoreSettings:
             ``extended`` (the linear model's residual again, through the wider
             ``extended_sigma`` filter and over the ``extended_top_fraction`` of the pixels: faint
             extended misfit, such as tidal features, which the PSF-scale filter averages away),
-            ``morphology`` (k-NN distance in standard morphology parameters of the flux).
+            ``morphology`` (k-NN distance in standard morphology parameters of the flux),
+            ``residual_shape`` (k-NN distance in the descriptors of the GAN residual's shape,
+            :mod:`tfanomaly.models.residual_shape`: what the generator could not reproduce, and
+            whether other cutouts' misfits look like it).
         combine: how the terms' robust z of log combine: ``softmax`` (the weighted mean of
             exp(z / tau) on the scale of z, :data:`SOFTMAX_TEMPERATURE`), ``mean`` (weighted) or
             ``max``.
@@ -114,12 +123,13 @@ class ScoreSettings:
             pixel of each row and column: its wide filter leaves little between them (the
             smoothed map varies over ~sigma pixels), and the lookup and the top fraction cost a
             quarter at 2 (1: every pixel, as calibrations made before).
-        morphology_neighbours: k of the morphology term's k-NN distance.
+        morphology_neighbours: k of the morphology and residual-shape terms' k-NN distances.
         morphology_parameters: the parameters the morphology term reads: ``shape`` (every
             parameter but the brightness and the noise level) or ``all`` (calibrations made
             before the choice).
-        reference_size: at most this many distinct calibration cutouts make the morphology
-            term's reference set (calibrations made before took 2000).
+        reference_size: at most this many distinct calibration cutouts make the reference set
+            of the morphology term and of the residual-shape term (calibrations made before
+            took 2000).
         reference_trim: the fraction of the reference set left out for standing farthest from
             their k nearest others, the calibration set's own anomalies (0: none, as
             calibrations made before).
@@ -155,7 +165,8 @@ class ScoreSettings:
             "linear (the same residual against a PCA model of the data), extended"
             " (that linear residual through a 3-px filter, over the top 30% of "
             "the pixels: faint extended light), morphology (k-NN density of "
-            "morphology parameters).",
+            "morphology parameters), residual_shape (k-NN density of the shape "
+            "of the GAN's residual: how concentrated, elongated, aligned it is).",
             "cli_default": ",".join(DEFAULT_TERMS),
             "parse": parse_terms,
         },
@@ -206,8 +217,8 @@ class ScoreSettings:
     morphology_neighbours: int = field(
         default=DEFAULT_MORPHOLOGY_NEIGHBOURS,
         metadata={
-            "help": "k of the morphology term's k-NN distance (more than the size of a group "
-            "of similar anomalies)."
+            "help": "k of the k-NN distances of the morphology and residual_shape terms "
+            "(more than the size of a group of similar anomalies)."
         },
     )
     morphology_parameters: str = field(
@@ -222,7 +233,8 @@ class ScoreSettings:
     reference_trim: float = field(
         default=0.1,
         metadata={
-            "help": "Fraction of the morphology reference set left out for standing farthest "
+            "help": "Fraction of the reference sets of the k-NN terms (morphology, "
+            "residual_shape) left out for standing farthest "
             "from their k nearest others (the calibration set's own anomalies, which would "
             "otherwise be neighbours of the anomalies scored); 0 keeps them."
         },

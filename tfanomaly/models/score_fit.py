@@ -1,6 +1,6 @@
 """Fitting the default score's numbers on a data set (what ``tfanomaly calibrate`` runs, see
 :mod:`tfanomaly.pipelines.calibrate`): the residual terms' brightness-binned scatter, the critic
-features' Gaussian, the linear model and the morphology reference set, and the terms' robust
+features' Gaussian, the linear model and the k-NN terms' reference sets, and the terms' robust
 standardisation. The record they fill is :class:`~tfanomaly.models.calibration.Calibration`.
 """
 
@@ -221,22 +221,23 @@ def trimmed_reference(reference: np.ndarray, k: int, fraction: float) -> np.ndar
     return reference[np.sort(np.argsort(isolation, kind="stable")[:keep])]
 
 
-def fit_morphology(settings: ScoreSettings, features: np.ndarray, rng: np.random.Generator):
-    """Median and MAD-sigma of each morphology parameter the term reads, the standardised
-    reference set of the k-NN term (at most ``reference_size`` distinct cutouts drawn at random,
-    the ``reference_trim`` most isolated of them left out: :func:`trimmed_reference`), the
-    number of cutouts left out as copies of another (closer than ``COPY_DISTANCE`` in
-    standardised parameters: a galaxy of overlapping tracts or repeated visits counts once, in
-    the statistics and the reference) and the number trimmed."""
-    features = np.asarray(features, np.float64)
-    features = features[:, term_columns(settings.morphology_parameters, features.shape[1])]
-    centre, scale = robust_centre_scale(features)
-    order = rng.permutation(len(features))
-    copies = first_copies(np.clip((features[order] - centre) / scale, -50.0, 50.0))
-    unique = features[order[~copies]]
+def fit_reference(
+    settings: ScoreSettings, vectors: np.ndarray, rng: np.random.Generator, term: str
+):
+    """A k-NN term's numbers from its calibration vectors (N, F): the median and MAD-sigma of each
+    column, the standardised reference set (at most ``reference_size`` distinct cutouts drawn at
+    random, the ``reference_trim`` most isolated of them left out: :func:`trimmed_reference`),
+    the number of cutouts left out as copies of another (closer than ``COPY_DISTANCE`` in
+    standardised units: a galaxy of overlapping tracts or repeated visits counts once, in the
+    statistics and the reference) and the number trimmed. ``term`` names the term in errors."""
+    vectors = np.asarray(vectors, np.float64)
+    centre, scale = robust_centre_scale(vectors)
+    order = rng.permutation(len(vectors))
+    copies = first_copies(np.clip((vectors[order] - centre) / scale, -50.0, 50.0))
+    unique = vectors[order[~copies]]
     if len(unique) < 2:
         raise ConfigError(
-            f"the morphology term needs at least 2 distinct cutouts; the calibration set has "
+            f"the {term} term needs at least 2 distinct cutouts; the calibration set has "
             f"{len(unique)} (and {int(copies.sum())} copies; constant cutouts are left out)"
         )
     centre, scale = robust_centre_scale(unique)
@@ -249,3 +250,11 @@ def fit_morphology(settings: ScoreSettings, features: np.ndarray, rng: np.random
         int(copies.sum()),
         len(drawn) - len(reference),
     )
+
+
+def fit_morphology(settings: ScoreSettings, features: np.ndarray, rng: np.random.Generator):
+    """:func:`fit_reference` of the morphology parameters the term reads
+    (``settings.morphology_parameters``)."""
+    features = np.asarray(features, np.float64)
+    features = features[:, term_columns(settings.morphology_parameters, features.shape[1])]
+    return fit_reference(settings, features, rng, "morphology")

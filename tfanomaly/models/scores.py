@@ -39,8 +39,8 @@ SCORES: tuple[Score, ...] = (
         "score",
         "scores",
         "score_normalized",
-        "default: critic features, linear model (two filters), morphology, combined",
-        "default (feat+lin+ext+morph)",
+        "default: linear model (two filters), morphology, residual shape, combined",
+        "default (lin+ext+morph+shape)",
     ),
     Score(
         "residual_score",
@@ -53,7 +53,7 @@ SCORES: tuple[Score, ...] = (
         "feature_score",
         "feature_scores",
         "feature_score_normalized",
-        "default's feature term: Mahalanobis distance of the critic features",
+        "the critic features' Mahalanobis distance (stored, not in the default)",
         "critic-feature density",
     ),
     Score(
@@ -76,6 +76,13 @@ SCORES: tuple[Score, ...] = (
         "morphology_score_normalized",
         "default's physical term: k-NN distance in morphology parameters",
         "morphology k-NN density",
+    ),
+    Score(
+        "residual_shape_score",
+        "residual_shape_scores",
+        "residual_shape_score_normalized",
+        "default's misfit-shape term: k-NN distance in the GAN residual's shape descriptors",
+        "residual-shape k-NN density",
     ),
     Score(
         "disc_score",

@@ -47,7 +47,8 @@ REASONS = ("non_finite", "constant", "quantised", "noise_model")
 # pixel differences are the rounding and the scaling. On the two such families of the leave-one-
 # family-out study (ML-ready galaxies, radio sources) these terms rank near chance (AUROC
 # 0.36-0.68) while the critic features and the morphology term hold (docs: Results > Detection).
-NOISE_MODEL_TERMS = ("residual", "linear", "extended")
+# The residual-shape term reads the GAN residual in units of each band's noise too.
+NOISE_MODEL_TERMS = ("residual", "linear", "extended", "residual_shape")
 EIGHT_BIT_LEVELS = 256  # a band quantised in at most this many levels over an image's range
 
 

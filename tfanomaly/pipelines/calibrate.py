@@ -23,8 +23,8 @@ from tfanomaly.errors import ConfigError
 from tfanomaly.models.calibration import (
     Calibration,
     FeatureGaussian,
+    KnnReference,
     LinearModel,
-    MorphologyReference,
     ResidualTerm,
     Standardisation,
 )
@@ -37,6 +37,7 @@ from tfanomaly.models.score_fit import (
     fit_linear,
     fit_linear_levels,
     fit_morphology,
+    fit_reference,
     linear_model,
     robust_log_scale,
     sample_maps,
@@ -73,13 +74,15 @@ def cutouts(data_dir, count: int, batch_size: int, seed: int, planes: tuple[str,
 class Samples:
     """What the first pass keeps for the fits: the residual samples of the calibrated-scatter path
     and of the plane path (:func:`~tfanomaly.models.score_fit.sample_maps`, per batch), the critic
-    features, the linear model's cutouts (with their planes) and the morphology parameters."""
+    features, the linear model's cutouts (with their planes), the morphology parameters and the
+    residual-shape descriptors."""
 
     residual: list = field(default_factory=list)
     planes: list = field(default_factory=list)
     features: list = field(default_factory=list)
     pixels: list = field(default_factory=list)
     morphologies: list = field(default_factory=list)
+    shapes: list = field(default_factory=list)
     count: int = 0
     bands: int = 0
 
@@ -98,7 +101,8 @@ def sample_pass(
     brightness-binned scatter; the GAN's is always fitted, its term stored even where the score
     does not combine it), keep the critic features (for the Gaussian), the first
     ``linear_count`` cutouts (for the linear model, where a term reads it) and the morphology
-    parameters of the cutouts that are not constant (for the k-NN reference set)."""
+    parameters and residual-shape descriptors of the cutouts that are not constant (for the k-NN
+    terms' reference sets)."""
     terms = settings.terms
     linear = "linear" in terms or "extended" in terms  # both read the linear model
     samples = Samples()
@@ -124,8 +128,11 @@ def sample_pass(
         if linear and samples.count < linear_count:
             left = linear_count - samples.count
             samples.pixels.append({key: np.asarray(value[:left]) for key, value in batch.items()})
-        if "morphology" in terms:  # a constant cutout has no shape (nor a place among shapes)
-            samples.morphologies.append(morphology(flux).numpy()[~constant_cutouts(flux).numpy()])
+        data = ~constant_cutouts(flux).numpy()  # no shape (nor a place among shapes)
+        if "morphology" in terms:
+            samples.morphologies.append(morphology(flux).numpy()[data])
+        if "residual_shape" in terms:
+            samples.shapes.append(out["residual_shape"].numpy()[data])
         samples.count += n
         bar.update(n)
     return samples
@@ -217,13 +224,23 @@ def fit_calibration(
         *morph, copies, trimmed = fit_morphology(
             settings, np.concatenate(samples.morphologies), rng
         )
-        calibration.morphology = MorphologyReference(*morph)
+        calibration.morphology = KnnReference(*morph)
         # A small calibration set has fewer distinct cutouts than k + 1: the term takes all but
         # the image itself (calibrate says so).
         k = min(settings.morphology_neighbours, len(calibration.morphology.reference) - 1)
         if k < settings.morphology_neighbours:
             calibration.settings = replace(settings, morphology_neighbours=k)
         calibration.info.update(morphology_copies=copies, morphology_trimmed=trimmed)
+    if "residual_shape" in terms:
+        *shape, copies, trimmed = fit_reference(
+            settings, np.concatenate(samples.shapes), rng, "residual_shape"
+        )
+        calibration.residual_shape = KnnReference(*shape)
+        # both k-NN terms read morphology_neighbours: the smaller reference sets it
+        k = min(calibration.settings.morphology_neighbours, len(shape[2]) - 1)
+        if k < calibration.settings.morphology_neighbours:
+            calibration.settings = replace(calibration.settings, morphology_neighbours=k)
+        calibration.info.update(residual_shape_trimmed=trimmed)
     return calibration
 
 
@@ -345,10 +362,10 @@ def calibrate(
     if config.noise_terms == "auto":
         finding = noise_model_finding(info.health)
         leave_out_noise_terms(calibration.health, calibration.terms, finding)
-    # What the fit says about the morphology reference (nothing without the morphology term).
+    # What the fits say about the k-NN terms' reference sets (nothing without those terms).
     reference_record = {
         key: calibration.info[key]
-        for key in ("morphology_copies", "morphology_trimmed")
+        for key in ("morphology_copies", "morphology_trimmed", "residual_shape_trimmed")
         if key in calibration.info
     }
     copies = reference_record.get("morphology_copies")
@@ -387,10 +404,16 @@ def calibrate(
             f"{reference_record['morphology_trimmed']} farthest from their neighbours left out "
             f"as the calibration set's own anomalies (--reference-trim {settings.reference_trim})"
         )
+    if reference_record.get("residual_shape_trimmed"):
+        echo(
+            f"residual-shape reference: {len(calibration.residual_shape.reference)} cutouts; the "
+            f"{reference_record['residual_shape_trimmed']} farthest from their neighbours left "
+            f"out (--reference-trim {settings.reference_trim})"
+        )
     k = calibration.settings.morphology_neighbours
     if k < settings.morphology_neighbours:
         echo(
-            f"morphology term: k = {k} neighbours, not {settings.morphology_neighbours}: the "
+            f"k-NN terms: k = {k} neighbours, not {settings.morphology_neighbours}: the "
             f"calibration set has {k + 1} distinct cutouts"
         )
     result = {

@@ -181,7 +181,8 @@ class CalibrateConfig:
     noise_terms: str = field(
         default="auto",
         metadata={
-            "help": "auto: leave the noise-model terms (linear, extended, residual) out of the "
+            "help": "auto: leave the noise-model terms (linear, extended, residual, "
+            "residual_shape) out of the "
             "default score where the data's health at ingest finds images scaled one by one or "
             "quantised to 8 bits (their pixel differences are rounding and scaling, not survey "
             "noise); keep: weigh them as --term-weights says.",
