@@ -397,13 +397,15 @@ def test_label_a_whole_cluster_in_one_click_and_undo_it_in_chromium(clustered, t
 
 @pytest.fixture(scope="module")
 def grouped(tmp_path_factory):
-    """A results folder whose latents hold a group of ten objects (rows 0-9) apart from the rest."""
+    """A results folder whose latents hold a group of ten objects (rows 0-9) apart from the rest
+    (in two of the eight latent axes: among the design's columns, the synthetic score columns
+    are noise, one more of them with every score term)."""
     import h5py
 
     folder = write_results_file(tmp_path_factory.mktemp("like_browser") / "scores", n=60)
     with h5py.File(folder / "results.h5", "r+") as f:
         latents = f["latents"][:]
-        latents[:10, 0] += 8.0
+        latents[:10, :2] += 8.0
         f["latents"][...] = latents
         ids = [str(int(i)) for i in f["object_ids"][:10]]
     return folder, ids

@@ -46,7 +46,9 @@ def write_results_file(
     ``score --store-images`` leaves it, with simulated kinds; returns the folder."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    columns = {key: rng.gamma(2.0, 1.0, n) for key in SCORE_KEYS}
+    # the score columns from their own stream: the survey stays the same whatever the score terms
+    terms = np.random.default_rng(seed + 1)
+    columns = {key: terms.gamma(2.0, 1.0, n) for key in SCORE_KEYS}
     columns["object_ids"] = (
         np.asarray(ids, np.uint64)
         if ids is not None
