@@ -24,7 +24,7 @@ from tfanomaly.models.term_health import (
     tail_weights,
 )
 
-from .test_noise_score import four_term_calibration
+from .test_noise_score import four_term_calibration, shape_calibration
 
 N = 2000
 
@@ -303,6 +303,26 @@ def test_inspect_shows_a_runs_term_weights_and_the_terms_left_out(tmp_path):
     assert "term health: not recorded" in result.output
     result = inspect("--verify")
     assert result.exit_code == 1 and "--gallery and --verify are for data sets" in result.output
+    # The residual-shape term's reference set, as the morphology term's.
+    shaped = shape_calibration()
+    shaped.info.update(residual_shape_copies=2, residual_shape_trimmed=4)
+    shaped.save(tmp_path / "calibration.npz")
+    shape_k, shape_count = (
+        shaped.settings.morphology_neighbours,
+        len(shaped.residual_shape.reference),
+    )
+    assert inspect().output.splitlines()[-1] == (
+        f"residual-shape term: {shape_k}-NN over {shape_count} reference cutouts; left out: 4 as "
+        "the calibration set's own anomalies, 2 as copies"
+    )
+    summary = json.loads(inspect("--json").output)["calibration"]
+    assert summary["residual_shape"] == {
+        "neighbours": 3,
+        "reference": 40,
+        "copies": 2,
+        "trimmed": 4,
+    }
+    assert summary["morphology"] is None
 
 
 def health_record(step=0.0, levels=None, normalised=None):

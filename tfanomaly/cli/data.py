@@ -229,18 +229,24 @@ def _inspect_run(run_dir, as_json: bool) -> None:
         click.echo("term health: not recorded (calibrated before tfanomaly checked it)")
     elif not c["degenerate_terms"]:
         click.echo("term health: every term carries information on the calibration set")
-    morph = c["morphology"]
-    if morph:
-        left = [
-            f"{morph[key]} {what}"
-            for key, what in (
-                ("trimmed", "as the calibration set's own anomalies"),
-                ("copies", "as copies"),
-            )
-            if morph[key]
-        ]
-        click.echo(
-            f"morphology term: {morph['neighbours']}-NN over {morph['reference']} reference "
-            f"cutouts ({morph['parameters']} parameters)"
-            + (f"; left out: {', '.join(left)}" if left else "")
+    for term, name in (("morphology", "morphology"), ("residual_shape", "residual-shape")):
+        record = c.get(term)
+        if record:
+            click.echo(f"{name} term: {reference_summary(record)}")
+
+
+def reference_summary(record: dict) -> str:
+    """A k-NN term's reference set in words (``inspect``): k, its size, the parameters it reads
+    (the morphology term's) and the cutouts the calibration left out of it."""
+    left = [
+        f"{record[key]} {what}"
+        for key, what in (
+            ("trimmed", "as the calibration set's own anomalies"),
+            ("copies", "as copies"),
         )
+        if record.get(key)
+    ]
+    reads = f" ({record['parameters']} parameters)" if record.get("parameters") else ""
+    return f"{record['neighbours']}-NN over {record['reference']} reference cutouts{reads}" + (
+        f"; left out: {', '.join(left)}" if left else ""
+    )

@@ -240,7 +240,7 @@ def fit_calibration(
         k = min(calibration.settings.morphology_neighbours, len(shape[2]) - 1)
         if k < calibration.settings.morphology_neighbours:
             calibration.settings = replace(calibration.settings, morphology_neighbours=k)
-        calibration.info.update(residual_shape_trimmed=trimmed)
+        calibration.info.update(residual_shape_copies=copies, residual_shape_trimmed=trimmed)
     return calibration
 
 
@@ -365,7 +365,12 @@ def calibrate(
     # What the fits say about the k-NN terms' reference sets (nothing without those terms).
     reference_record = {
         key: calibration.info[key]
-        for key in ("morphology_copies", "morphology_trimmed", "residual_shape_trimmed")
+        for key in (
+            "morphology_copies",
+            "morphology_trimmed",
+            "residual_shape_copies",
+            "residual_shape_trimmed",
+        )
         if key in calibration.info
     }
     copies = reference_record.get("morphology_copies")
@@ -409,6 +414,11 @@ def calibrate(
             f"residual-shape reference: {len(calibration.residual_shape.reference)} cutouts; the "
             f"{reference_record['residual_shape_trimmed']} farthest from their neighbours left "
             f"out (--reference-trim {settings.reference_trim})"
+            + (
+                f", {reference_record['residual_shape_copies']} as copies of another"
+                if reference_record.get("residual_shape_copies")
+                else ""
+            )
         )
     k = calibration.settings.morphology_neighbours
     if k < settings.morphology_neighbours:

@@ -96,7 +96,7 @@ def describe_run(run_dir) -> dict:
     weighs them (``term_weights``: a term found degenerate on the calibration set weighs 0), each
     term's health record (none: calibrated before the check), the terms left out and the
     morphology term's reference set (its size, k, the copies and the most isolated cutouts the
-    calibration left out of it)."""
+    calibration left out of it) and the residual-shape term's (the same)."""
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     summary = {
@@ -121,6 +121,7 @@ def describe_run(run_dir) -> dict:
         **calibration.weights_record(),
         "health": {term: h.to_dict() for term, h in calibration.health.items()} or None,
         "morphology": None,
+        "residual_shape": None,
     }
     if "morphology" in calibration.terms:
         summary["calibration"]["morphology"] = {
@@ -130,5 +131,12 @@ def describe_run(run_dir) -> dict:
             # None: calibrated before the copies (or the trim) were counted
             "copies": calibration.info.get("morphology_copies"),
             "trimmed": calibration.info.get("morphology_trimmed"),
+        }
+    if "residual_shape" in calibration.terms:
+        summary["calibration"]["residual_shape"] = {
+            "neighbours": calibration.settings.morphology_neighbours,
+            "reference": len(calibration.residual_shape.reference),
+            "copies": calibration.info.get("residual_shape_copies"),
+            "trimmed": calibration.info.get("residual_shape_trimmed"),
         }
     return summary
