@@ -47,7 +47,8 @@ def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) ->
     variances = np.ones((config.channels, settings.n_bins), "f4")
     pixels = config.image_size**2 * config.channels
     # The columns the term reads (``--morphology-parameters``) of the parameters computed.
-    n_morph = len(term_columns(settings.morphology_parameters, len(feature_names(config.channels))))
+    channels = config.channels
+    n_morph = len(term_columns(settings.morphology_parameters, len(feature_names(channels))))
     residuals = {"residual": ResidualTerm.fitted(settings, "residual", edges, variances)}
     parts = {}
     if "linear" in settings.terms or "extended" in settings.terms:
@@ -56,20 +57,12 @@ def synthetic_calibration(preset: str, settings: ScoreSettings | None = None) ->
         parts["linear"] = LinearModel(np.zeros(pixels, "f4"), basis.T.astype("f4"))
         for term in ("linear", "extended"):
             residuals[term] = ResidualTerm.fitted(settings, term, edges, variances)
-    if "morphology" in settings.terms:
-        # A calibration set of reference_size distinct cutouts, less the trimmed ones.
-        count = round(settings.reference_size * (1.0 - settings.reference_trim))
-        reference = rng.normal(size=(count, n_morph)).astype("f4")
-        parts["morphology"] = KnnReference(
-            np.zeros(n_morph, "f4"), np.ones(n_morph, "f4"), reference
-        )
-    if "residual_shape" in settings.terms:
-        n_shape = len(shape_names(config.channels))
-        count = round(settings.reference_size * (1.0 - settings.reference_trim))
-        reference = rng.normal(size=(count, n_shape)).astype("f4")
-        parts["residual_shape"] = KnnReference(
-            np.zeros(n_shape, "f4"), np.ones(n_shape, "f4"), reference
-        )
+    # A calibration set of reference_size distinct cutouts, less the trimmed ones.
+    count = round(settings.reference_size * (1.0 - settings.reference_trim))
+    for term, width in (("morphology", n_morph), ("residual_shape", len(shape_names(channels)))):
+        if term in settings.terms:
+            reference = rng.normal(size=(count, width)).astype("f4")
+            parts[term] = KnnReference(np.zeros(width, "f4"), np.ones(width, "f4"), reference)
     features = FeatureGaussian(
         np.zeros(dims, "f4"), axes.astype("f4"), np.ones(settings.n_components, "f4"), 1.0
     )

@@ -517,11 +517,10 @@ GRID = (0.0, 0.5, 1.0, 1.5, 2.0)
 DEFAULT_WEIGHTS = dict(DEFAULT_TERM_WEIGHTS)
 # ``--rescore`` calibrates every candidate term (the stored terms), the ones the default leaves
 # out at weight 0: the default score as shipped, every term's values stored for the candidates.
+_STUDY_TERMS = tuple(dict.fromkeys((*DEFAULT_WEIGHTS, *TERMS)))
 STUDY_SETTINGS = ScoreSettings(
-    terms=tuple(dict.fromkeys((*DEFAULT_WEIGHTS, *TERMS))),
-    term_weights=tuple(
-        (t, DEFAULT_WEIGHTS.get(t, 0.0)) for t in dict.fromkeys((*DEFAULT_WEIGHTS, *TERMS))
-    ),
+    terms=_STUDY_TERMS,
+    term_weights=tuple((t, DEFAULT_WEIGHTS.get(t, 0.0)) for t in _STUDY_TERMS),
 )
 COPY_DISTANCE = 0.05  # standardised morphology units: closer than this is a copy
 # Fixed weights, times the label-free multipliers, and either with the noise-model terms at 0 where

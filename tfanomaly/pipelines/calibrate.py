@@ -21,6 +21,7 @@ from tfanomaly.data.dataset import load_dataset, stretch_batch
 from tfanomaly.data.manifest import DatasetInfo
 from tfanomaly.errors import ConfigError
 from tfanomaly.models.calibration import (
+    KNN_TERMS,
     Calibration,
     FeatureGaussian,
     KnnReference,
@@ -220,27 +221,25 @@ def fit_calibration(
             settings, samples.pixels, planes, pixels_per_image, rng
         )
         residuals.update(linear_terms)
-    if "morphology" in terms:
-        *morph, copies, trimmed = fit_morphology(
-            settings, np.concatenate(samples.morphologies), rng
-        )
-        calibration.morphology = KnnReference(*morph)
-        # A small calibration set has fewer distinct cutouts than k + 1: the term takes all but
-        # the image itself (calibrate says so).
-        k = min(settings.morphology_neighbours, len(calibration.morphology.reference) - 1)
-        if k < settings.morphology_neighbours:
-            calibration.settings = replace(settings, morphology_neighbours=k)
-        calibration.info.update(morphology_copies=copies, morphology_trimmed=trimmed)
-    if "residual_shape" in terms:
-        *shape, copies, trimmed = fit_reference(
+    fits = {
+        "morphology": lambda: fit_morphology(settings, np.concatenate(samples.morphologies), rng),
+        "residual_shape": lambda: fit_reference(
             settings, np.concatenate(samples.shapes), rng, "residual_shape"
-        )
-        calibration.residual_shape = KnnReference(*shape)
-        # both k-NN terms read morphology_neighbours: the smaller reference sets it
-        k = min(calibration.settings.morphology_neighbours, len(shape[2]) - 1)
-        if k < calibration.settings.morphology_neighbours:
-            calibration.settings = replace(calibration.settings, morphology_neighbours=k)
-        calibration.info.update(residual_shape_copies=copies, residual_shape_trimmed=trimmed)
+        ),
+    }
+    knn_terms = [term for term in KNN_TERMS if term in terms]
+    for term in knn_terms:
+        *numbers, copies, trimmed = fits[term]()
+        setattr(calibration, term, KnnReference(*numbers))
+        calibration.info.update({f"{term}_copies": copies, f"{term}_trimmed": trimmed})
+    # A small calibration set has fewer distinct cutouts than k + 1: the k-NN terms (which share
+    # k) take all but the image itself of the smaller reference set (calibrate says so).
+    k = min(
+        [settings.morphology_neighbours]
+        + [len(getattr(calibration, term).reference) - 1 for term in knn_terms]
+    )
+    if k < settings.morphology_neighbours:
+        calibration.settings = replace(settings, morphology_neighbours=k)
     return calibration
 
 
@@ -365,12 +364,7 @@ def calibrate(
     # What the fits say about the k-NN terms' reference sets (nothing without those terms).
     reference_record = {
         key: calibration.info[key]
-        for key in (
-            "morphology_copies",
-            "morphology_trimmed",
-            "residual_shape_copies",
-            "residual_shape_trimmed",
-        )
+        for key in (f"{term}_{what}" for term in KNN_TERMS for what in ("copies", "trimmed"))
         if key in calibration.info
     }
     copies = reference_record.get("morphology_copies")

@@ -10,7 +10,7 @@ import numpy as np
 
 from tfanomaly.data.dataset import load_dataset
 from tfanomaly.data.manifest import DatasetInfo, read_manifest, verify
-from tfanomaly.models.calibration import Calibration
+from tfanomaly.models.calibration import KNN_TERMS, Calibration
 from tfanomaly.pipelines.run import CALIBRATION_FILE, load_run
 from tfanomaly.results.preview import save_png, tile
 
@@ -120,23 +120,19 @@ def describe_run(run_dir) -> dict:
         "nominal_weights": dict(zip(calibration.terms, nominal.tolist(), strict=True)),
         **calibration.weights_record(),
         "health": {term: h.to_dict() for term, h in calibration.health.items()} or None,
-        "morphology": None,
-        "residual_shape": None,
+        **dict.fromkeys(KNN_TERMS),
     }
-    if "morphology" in calibration.terms:
-        summary["calibration"]["morphology"] = {
-            "neighbours": calibration.settings.morphology_neighbours,
-            "parameters": calibration.settings.morphology_parameters,
-            "reference": len(calibration.morphology.reference),
-            # None: calibrated before the copies (or the trim) were counted
-            "copies": calibration.info.get("morphology_copies"),
-            "trimmed": calibration.info.get("morphology_trimmed"),
-        }
-    if "residual_shape" in calibration.terms:
-        summary["calibration"]["residual_shape"] = {
-            "neighbours": calibration.settings.morphology_neighbours,
-            "reference": len(calibration.residual_shape.reference),
-            "copies": calibration.info.get("residual_shape_copies"),
-            "trimmed": calibration.info.get("residual_shape_trimmed"),
-        }
+    for term in KNN_TERMS:
+        if term in calibration.terms:
+            summary["calibration"][term] = {
+                "neighbours": calibration.settings.morphology_neighbours,
+                "reference": len(getattr(calibration, term).reference),
+                # None: calibrated before the copies (or the trim) were counted
+                "copies": calibration.info.get(f"{term}_copies"),
+                "trimmed": calibration.info.get(f"{term}_trimmed"),
+            }
+    if summary["calibration"]["morphology"]:
+        summary["calibration"]["morphology"]["parameters"] = (
+            calibration.settings.morphology_parameters
+        )
     return summary
