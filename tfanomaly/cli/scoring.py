@@ -92,8 +92,9 @@ def score_command(data, run_dir, server, rest, out, reference, quiet, **options)
     noise-aware residual against the data set's PCA model through a 1-px and a 3-px filter (with
     the variance and mask planes where the data has them), the k-NN density of morphology
     parameters and the k-NN density of the GAN residual's shape (see `calibrate`); the GAN's
-    noise-aware residual and the critic-feature density are stored beside them. The paper's scores come too: gen (sum |x - G(z)|), disc
-    (sum |f(x) - f(G(z))|) and anomaly ((1-lam) gen + lam disc).
+    noise-aware residual and the critic-feature density are stored beside them. The paper's
+    scores come too: gen (sum |x - G(z)|), disc (sum |f(x) - f(G(z))|) and anomaly
+    ((1-lam) gen + lam disc).
     Every score also in sigma units against the catalog. A served model applies its own inversion
     settings. Interrupted runs resume when rerun.
     """

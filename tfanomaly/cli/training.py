@@ -91,10 +91,11 @@ def calibrate_command(run_dir, data, quiet, **options):
     On --fit-size cutouts: the scatter of the PSF-smoothed residual at each brightness of the
     reconstruction, per band (sky noise where the stamp is dark, model misfit where it is
     bright), a Gaussian (probabilistic PCA) of the critic's features, a PCA model of the cutouts
-    with the scatter of its residual through the 1-px and the 3-px filter, and a reference set of
-    morphology parameters. The default score combines the robust z of log of its --terms
-    (critic features, the residual against the PCA model at both filters, morphology density)
-    with the --weights, by their softmax (--combine). A term that carries no information on
+    with the scatter of its residual through the 1-px and the 3-px filter, and reference sets of
+    morphology parameters and of the GAN residual's shape descriptors. The default score
+    combines the robust z of log of its --terms (the residual against the PCA model at both
+    filters, morphology density, residual-shape density) with the --weights, by their softmax
+    (--combine). A term that carries no information on
     these cutouts (constant, a handful of values as on quantised images, or NaN for many) weighs
     0, with a line that says why; `inspect RUN` shows the weights.
     Rerun it to calibrate on other data or with other settings; score again afterwards.
