@@ -4,6 +4,8 @@ measured peak, the same inversion written the naive way (eager loop, Keras Adam 
 tf.Variable), and peak memory while scoring data sets 10x and 40x larger than the batch.
 
 Usage: python benchmarks/bench_score.py [--presets cpu32,cpu48,hsc96] [--seconds 10]
+       python benchmarks/bench_score.py --presets cpu32 --default-only --seconds 60 --pairs 12
+(the default score's ratio alone, timed in more turns: its run-to-run spread is +-0.1 in three)
 """
 
 from __future__ import annotations
@@ -157,11 +159,13 @@ print(before / 1024, after / 1024)
     return before, after
 
 
-def bench_preset(preset: str, seconds: float, peak: float) -> None:
+def bench_preset(
+    preset: str, seconds: float, peak: float, default_only: bool = False, pairs: int = 3
+) -> None:
     size = get_preset(preset).image_size
     batch = 32 if preset == "hsc96" else 128
     images = tf.random.uniform((batch, size, size, 3))
-    for steps in (10, 0):
+    for steps in () if default_only else (10, 0):
         inverter = inverter_for(preset, steps)
         per_call = _common.timed(lambda inv=inverter: inv(images)["anomaly_score"].numpy(), seconds)
         # The profiler does not look inside the while_loop's body function: add one gradient
@@ -191,10 +195,10 @@ def bench_preset(preset: str, seconds: float, peak: float) -> None:
     # The morphology reference as calibrations made it before the trim: 2000 cutouts, untrimmed.
     before_trim = ScoreSettings(reference_size=2000, reference_trim=0.0)
     variants += [ScoreSettings(robust_iterations=0), before_trim, default]
-    for settings in variants:
+    for settings in [default] if default_only else variants:
         noise_aware = inverter_for(preset, 0, default_score=True, settings=settings)
         with_score, ratio = _common.timed_against(
-            lambda inv=noise_aware: inv(images, images)["score"].numpy(), plain, seconds
+            lambda inv=noise_aware: inv(images, images)["score"].numpy(), plain, seconds, pairs
         )
         label = "+".join(settings.terms)
         if settings == default:
@@ -205,9 +209,9 @@ def bench_preset(preset: str, seconds: float, peak: float) -> None:
             label = "default, least-squares linear"
         print(
             f"{preset} encoder only + {label}: {batch / with_score:8,.0f} images/s "
-            f"({ratio:.2f}x the time of encoder-only paper scores, timed in turns)"
+            f"({ratio:.2f}x the time of encoder-only paper scores, the median of {pairs} turns)"
         )
-    if preset == "cpu32":
+    if preset == "cpu32" and not default_only:
         inverter = inverter_for(preset, 10)
         graph = _common.timed(lambda: inverter(images)["z"].numpy(), seconds)
         eager = _common.timed(lambda: naive_inversion(inverter, images, 10), seconds, min_runs=1)
@@ -221,6 +225,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--presets", default="cpu32,cpu48,hsc96")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--default-only",
+        action="store_true",
+        help="time the default score against encoder-only scoring alone (no variants, "
+        "inversion, eager comparison or memory)",
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="turns of the timed ratios")
     args = parser.parse_args()
     print(_common.machine())
     peak = _common.conv_peak_gflops(args.seconds / 2)
@@ -228,7 +239,9 @@ def main() -> None:
         f"TF {tf.__version__}, {os.cpu_count()} CPU cores; fp32 5x5 conv peak {peak:,.0f} GFLOP/s"
     )
     for preset in filter(None, args.presets.split(",")):  # --presets "" measures memory only
-        bench_preset(preset, args.seconds, peak)
+        bench_preset(preset, args.seconds, peak, args.default_only, args.pairs)
+    if args.default_only:
+        return
     batch = 128
     for factor in (10, 40):
         before, after = peak_rss_scoring(factor * batch, batch)

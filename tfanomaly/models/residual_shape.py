@@ -51,9 +51,9 @@ def residual_shape(images, reconstructions):
     residual = images - tf.convert_to_tensor(reconstructions, tf.float32)
     _, height, width, bands = residual.shape
     per_band = tf.reshape(tf.transpose(residual, [0, 3, 1, 2]), [-1, bands, height * width])
-    centre = median(per_band)[:, None, None, :]  # (B, 1, 1, C)
-    scale = MAD_SIGMA * median(tf.abs(per_band - median(per_band)[..., None]))
-    z = (residual - centre) / (scale[:, None, None, :] + 1e-6)
+    centre = median(per_band)  # (B, C)
+    scale = MAD_SIGMA * median(tf.abs(per_band - centre[..., None]))
+    z = (residual - centre[:, None, None, :]) / (scale[:, None, None, :] + 1e-6)
     excess = tf.nn.relu(tf.reduce_sum(tf.square(z), axis=-1) - 2.0 * bands)  # (B, H, W)
     total = tf.reduce_sum(excess, axis=[1, 2])
     p = excess / (total[:, None, None] + TINY)
