@@ -218,7 +218,9 @@ class ScoreSettings:
         default=DEFAULT_MORPHOLOGY_NEIGHBOURS,
         metadata={
             "help": "k of the k-NN distances of the morphology and residual_shape terms "
-            "(more than the size of a group of similar anomalies)."
+            "(more than the size of a group of similar anomalies); --morphology-neighbours "
+            "is the same option's former name.",
+            "flag": ("--reference-neighbours", "--morphology-neighbours"),
         },
     )
     morphology_parameters: str = field(
