@@ -979,11 +979,12 @@ def analyse(out: Path, names, only=None, combiners=("mean",), weightings=WEIGHTI
 # --- the runs -------------------------------------------------------------------------------
 
 
-def run_family(name: str, out: Path, timings: dict, rescore: bool = False) -> None:
+def run_family(name: str, out: Path, timings: dict, rescore: bool = False, seed: int = 1) -> None:
     """Ingest, train gan, train encoder, score, evaluate, each skipped when its output exists.
     The half family: trained on the first half; the second half ingested alone and scored with
     the first half's run (``scores``), the first half scored too (``scores_train``). ``rescore``:
-    calibrate again and score again with the same networks (after the default score changed)."""
+    calibrate again and score again with the same networks (after the default score changed).
+    ``seed``: the networks' training seed."""
     import shutil
 
     from tfanomaly.data.manifest import MANIFEST
@@ -1005,6 +1006,7 @@ def run_family(name: str, out: Path, timings: dict, rescore: bool = False) -> No
         gan_steps=1000,
         encoder_steps=600,
         timings=mine,
+        seed=seed,
     )
     if rescore:
         config = CalibrateConfig(settings=STUDY_SETTINGS)
@@ -1045,6 +1047,13 @@ def main() -> None:
         "score now is",
     )
     parser.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="the networks' training seed (another seed, with --out elsewhere and its sets/ "
+        "linked to these: how much a second training moves the figures)",
+    )
+    parser.add_argument(
         "--combiners",
         default="mean,softmax",
         help=f"how the weighted terms combine, comma-separated, among {', '.join(COMBINERS)}",
@@ -1070,7 +1079,7 @@ def main() -> None:
             family_set(name, out)
         for name in wanted:
             timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
-            run_family(name, out, timings, rescore=args.rescore)
+            run_family(name, out, timings, rescore=args.rescore, seed=args.seed)
             timings_file.write_text(json.dumps(timings, indent=1))
             print(f"{name}: done {timings.get(name)}", flush=True)
     if not args.runs_only:
