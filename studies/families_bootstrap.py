@@ -3,7 +3,8 @@ the shipped default's AUROC and AP margins over the best baseline of that family
 baselines of ``evaluate`` and the study's morphology baselines, computed again on the same rows),
 with a paired, stratified bootstrap: the anomalies and the normals resampled with replacement, both
 scores read on the same resampled rows, the margin's 95% interval and its chance of reaching the
-+0.03 target. The column "margin, 95% interval" of docs/results/detection.md "Families".
++0.03 target: the tables "How sure the margins are" and "A second training" of
+docs/results/detection.md.
 
   python studies/families_bootstrap.py [--out studies/out/families] [--resamples 2000]
 About a minute a family (the pixel baselines); no network runs.
