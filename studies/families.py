@@ -581,6 +581,20 @@ def near_copy_fraction(points: np.ndarray) -> float:
     return float((distances[:, 1] <= COPY_DISTANCE).mean())
 
 
+def family_morphology_baselines(name: str, out: Path, columns, train_columns) -> dict:
+    """:func:`morphology_baselines` on a family's scored rows (``columns``), fitted on its
+    training rows (``train_columns``; the same rows but for the half family, whose scored half
+    is its own file), from the raw flux of each row's object id."""
+    same_rows = name != "real_colour_half"
+    source = family_set(name, out)
+    scored_source = source if same_rows else source.with_name(source.stem + "_score.h5")
+    return morphology_baselines(
+        images_of(source, train_columns["object_ids"]),
+        images_of(scored_source, columns["object_ids"]),
+        same_rows,
+    )
+
+
 def morphology_variants(train_params, scored_params, names, same_rows: bool, rng) -> dict:
     """Each morphology-term variant as (z on the scored rows, label-free multiplier), and the
     fraction of training rows with a copy (all parameters): k-NN with
@@ -716,17 +730,13 @@ class Family:
         from tfanomaly.pipelines.evaluate import BASELINES
 
         self.pixel = {SCORE_NAMES[k]: report[k] for k in BASELINES}
-        # the scored and training rows' raw flux, by object id, for the morphology baselines
-        source = family_set(name, out)
-        scored_source = source if same_rows else source.with_name(source.stem + "_score.h5")
         self.morph_baselines = {
             key: metrics(self.labels, values)
-            for key, values in morphology_baselines(
-                images_of(source, train_columns["object_ids"]),
-                images_of(scored_source, columns["object_ids"]),
-                same_rows,
+            for key, values in family_morphology_baselines(
+                name, out, columns, train_columns
             ).items()
         }
+        source = family_set(name, out)
         best = max({**self.pixel, **self.morph_baselines}.items(), key=lambda kv: kv[1]["auroc"])
         self.best_baseline = best
         params, train_params = columns["morphology"], train_columns["morphology"]

@@ -29,15 +29,8 @@ def family_scores(name: str, out: Path) -> tuple[np.ndarray, np.ndarray, dict[st
 
     folder = out / name
     columns, attrs = read_results(folder / "scores")
-    same_rows = name != "real_colour_half"
-    train = columns if same_rows else read_results(folder / "scores_train")[0]
-    source = families.family_set(name, out)
-    scored_source = source if same_rows else source.with_name(source.stem + "_score.h5")
-    baselines = families.morphology_baselines(
-        families.images_of(source, train["object_ids"]),
-        families.images_of(scored_source, columns["object_ids"]),
-        same_rows,
-    )
+    train = columns if name != "real_colour_half" else read_results(folder / "scores_train")[0]
+    baselines = families.family_morphology_baselines(name, out, columns, train)
     baselines.update(baseline_scores(attrs["data"], columns["object_ids"]))
     return columns["labels"] > 0, columns["scores"], baselines
 

@@ -296,7 +296,7 @@ def test_the_k_nn_terms_neighbours_take_their_name_and_its_former_one(flag):
     """k of both k-NN terms is --reference-neighbours (beside --reference-size and -trim);
     the former --morphology-neighbours still sets it."""
     command = dict(commands())["calibrate"]
-    ctx = command.make_context("calibrate", ["RUN", "DATA", flag, "7"], resilient_parsing=True)
+    ctx = command.make_context("calibrate", ["RUN", flag, "7"], resilient_parsing=True)
     assert ctx.params["morphology_neighbours"] == 7
     help_text = CliRunner().invoke(main, ["calibrate", "--help"], terminal_width=200).output
     assert "--reference-neighbours, --morphology-neighbours" in help_text
