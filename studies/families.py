@@ -24,6 +24,14 @@ family; candidates within NOISE (0.01) of that worst margin are not distinct, no
 them within NOISE_AP (0.02) of the best worst AP margin (its AP minus the best baseline's); the
 best mean AUROC margin decides between those.
 
+Four fresh families are run the same way but never analysed with these, so no choice sees them:
+``fresh_colour`` and ``fresh_frames`` (other draws of the real colour cutouts and frame tiles with
+six kinds no family above has: optical ghosts, masked strips, band offsets, transients, scattered
+light, bleed trails), ``fresh_sim`` and ``fresh_sim_bright`` (another, numpy-only galaxy code:
+Sersic bulge and disk, Moffat PSF, with rings, polar rings, dust lanes, quasars, compact blue
+dwarfs and double nuclei; a faint sample and one as bright as the simulator's).
+``families_bootstrap.py --families`` reports them.
+
   python studies/families.py [--out studies/out/families] [--families a,b] [--runs-only]
       [--analyse-only] [--combiners mean,softmax,positive,exp1]
 5-9 minutes per family on 2 cores (~55 for the eight); the analysis ~4 minutes.
@@ -54,6 +62,10 @@ FAMILIES = (
     "real_frames",
     "sim",
 )
+# Kinds that no family above has (ghosts, masked strips, band offsets, transients, scattered
+# light, bleed trails), on other draws of the real cutouts: run as the others, never analysed
+# with them, so never in a choice (families_bootstrap.py --families reports them).
+FRESH_FAMILIES = ("fresh_colour", "fresh_frames", "fresh_sim", "fresh_sim_bright")
 SIZE, COUNT, FRACTION = 32, 4000, 0.05
 ASTRO_KINDS = ("merger", "tidal_feature", "star_forming_clump", "lensed_arc")
 RADIO_KINDS = ("normal", "bent_tail", "x_shaped", "one_sided_jet", "ring_halo")
@@ -347,6 +359,209 @@ def build_duplicates(path: Path, seed: int = 570) -> None:
     common.write_set(path, images[order], labels[order], common.ARTEFACTS, ("r",))
 
 
+# --- fresh families: kinds no family above has, never in a choice ---------------------------
+
+FRESH_KINDS = (
+    "normal",
+    "ghost",
+    "masked_strip",
+    "band_offset",
+    "transient",
+    "scattered_light",
+    "saturation_bleed",
+)
+
+
+def inject_fresh(image: np.ndarray, kind: str, sigma: float, rng) -> np.ndarray:
+    """One of FRESH_KINDS laid over a (H, W, C) flux cutout whose sky noise is ``sigma``: an
+    optical ghost (a defocused reflection: a ring of radius 3-10 px, 2-8 sigma, tinted), a masked
+    strip (2-5 rows or columns of exactly 0, a chip gap or missing data), a band offset (one band
+    scaled by 0.4-0.7 or 1.5-2.5: a calibration error; with one band, the cutout's light scaled),
+    a transient (a point source of 8-40 sigma in one band, 2-9 px from the centre), scattered
+    light (a gradient of 4-12 sigma across the stamp) or a saturated star's bleed trail (a flat
+    saturated core and a 1-2 px wide vertical trail at the saturation level)."""
+    out = image.copy()
+    size, channels = image.shape[0], image.shape[2]
+    y, x = np.mgrid[:size, :size].astype(float)
+    if kind == "ghost":
+        y0, x0 = rng.uniform(0.1, 0.9, 2) * size
+        radius, width = rng.uniform(3.0, 10.0), rng.uniform(0.8, 2.0)
+        ring = np.exp(-0.5 * ((np.hypot(y - y0, x - x0) - radius) / width) ** 2)
+        out += ring[..., None] * rng.uniform(2.0, 8.0) * sigma * rng.uniform(0.3, 1.7, channels)
+    elif kind == "masked_strip":
+        width = int(rng.integers(2, 6))
+        start = int(rng.integers(0, size - width))
+        if rng.random() < 0.5:
+            out[start : start + width] = 0.0
+        else:
+            out[:, start : start + width] = 0.0
+    elif kind == "band_offset":
+        band = int(rng.integers(channels))
+        factor = rng.uniform(0.4, 0.7) if rng.random() < 0.5 else rng.uniform(1.5, 2.5)
+        out[..., band] *= factor
+    elif kind == "transient":
+        distance, angle = rng.uniform(2.0, 9.0), rng.uniform(0, 2 * math.pi)
+        y0, x0 = size / 2 + distance * math.sin(angle), size / 2 + distance * math.cos(angle)
+        width = rng.uniform(0.8, 1.5)
+        point = np.exp(-0.5 * ((y - y0) ** 2 + (x - x0) ** 2) / width**2)
+        out[..., int(rng.integers(channels))] += point * rng.uniform(8.0, 40.0) * sigma
+    elif kind == "scattered_light":
+        angle = rng.uniform(0, 2 * math.pi)
+        ramp = ((x - size / 2) * math.cos(angle) + (y - size / 2) * math.sin(angle)) / size + 0.5
+        out += ramp[..., None] * rng.uniform(4.0, 12.0) * sigma * rng.uniform(0.6, 1.4, channels)
+    elif kind == "saturation_bleed":
+        y0, x0 = rng.uniform(0.15, 0.85, 2) * size
+        level = rng.uniform(200.0, 1000.0) * sigma
+        star = level * (1.0 + ((x - x0) ** 2 + (y - y0) ** 2) / 2.0**2) ** -2.5
+        half = rng.uniform(0.5, 1.0)
+        length = rng.uniform(5.0, 15.0)
+        trail = (np.abs(x - x0) <= half) & (np.abs(y - y0) <= length)
+        star = np.where(trail, level, np.minimum(star, level))
+        out = np.maximum(out, star[..., None] * np.ones(channels))
+    else:
+        raise ValueError(kind)
+    return out
+
+
+def with_fresh_kinds(images: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """The cutouts with FRACTION of them carrying one of FRESH_KINDS; labels index it."""
+    labels = np.zeros(len(images), np.uint8)
+    chosen = rng.choice(len(images), size=round(FRACTION * len(images)), replace=False)
+    labels[chosen] = rng.integers(1, len(FRESH_KINDS), size=len(chosen))
+    out = images.copy()
+    for k in chosen:
+        sigma = max(common.sky_noise(images[k][..., 0]), 1e-3 * common.SKY_SIGMA)
+        out[k] = inject_fresh(images[k], FRESH_KINDS[labels[k]], sigma, rng)
+    return out, labels
+
+
+def build_fresh_colour(path: Path) -> None:
+    """Real colour cutouts (other draws, seed 600) with FRESH_KINDS."""
+    rng = np.random.default_rng(600)
+    images, labels = with_fresh_kinds(colour_set(rng, COUNT), rng)
+    common.write_set(path, images, labels, FRESH_KINDS, "gri")
+
+
+def build_fresh_frames(path: Path) -> None:
+    """Real one-band frame tiles (other draws, seed 610) with FRESH_KINDS."""
+    rng = np.random.default_rng(610)
+    frames = common.real_frames(common.REAL_CACHE)
+    tiles = common.tiles(frames, common.TUNE_FRAMES + common.FRESH_FRAMES, COUNT, SIZE, rng)
+    images, labels = with_fresh_kinds(tiles, rng)
+    common.write_set(path, images, labels, FRESH_KINDS, ("r",))
+
+
+SIM_KINDS = (
+    "normal",
+    "ring",
+    "polar_ring",
+    "dust_lane",
+    "quasar",
+    "compact_blue",
+    "dual_nucleus",
+)
+
+
+def _sersic(y, x, y0, x0, radius, index, q, angle):
+    """A Sersic profile of unit central value (b_n ~ 2n - 1/3)."""
+    dy, dx = y - y0, x - x0
+    u = dx * math.cos(angle) + dy * math.sin(angle)
+    v = -dx * math.sin(angle) + dy * math.cos(angle)
+    r = np.sqrt(u**2 + (v / q) ** 2)
+    return np.exp(-(2.0 * index - 1.0 / 3.0) * ((r / radius) ** (1.0 / index)))
+
+
+def fresh_galaxy(kind: str, rng, size: int = SIZE, brightness: float = 400.0) -> np.ndarray:
+    """A (size, size, 3) gri galaxy of another simple code than the package's simulator: a Sersic
+    bulge and exponential disk (numpy, no GalSim), a Moffat PSF (beta 3, FWHM 1.5-2.6 px) by FFT,
+    red or blue colours, a neighbour in a third of the stamps, and sky and source noise; the
+    anomalous kinds are SIM_KINDS: a collisional ring, a polar ring, an edge-on disk with a dust
+    lane, a quasar (a point source outshining its host), a compact blue star-forming dwarf, and
+    two nuclei. ``brightness``: the median total flux in units of the r band's sky noise per
+    pixel (400: a faint sample, peak S/N ~15; 2000: as bright as the simulator's, ~70)."""
+    y, x = np.mgrid[:size, :size].astype(float)
+    c = size / 2 - 0.5 + rng.normal(0, 0.5, 2)
+    radius, q, angle = rng.uniform(2.0, 6.0), rng.uniform(0.35, 1.0), rng.uniform(0, math.pi)
+    red = rng.random() < 0.5
+    bulge_fraction = rng.uniform(0.3, 0.8) if red else rng.uniform(0.0, 0.3)
+    disk = _sersic(y, x, *c, radius, 1.0, q, angle)
+    bulge = _sersic(y, x, *c, 0.4 * radius, rng.uniform(2.0, 4.0), min(1.0, q + 0.3), angle)
+    light = bulge_fraction * bulge / bulge.sum() + (1 - bulge_fraction) * disk / disk.sum()
+    colour = np.array([0.5, 1.0, 1.4]) if red else np.array([0.9, 1.0, 1.05])
+    flux = rng.lognormal(math.log(brightness), 0.6)
+    bands = [light * colour[b] * flux for b in range(3)]
+    if kind == "ring":
+        ring_radius = rng.uniform(1.5, 2.5) * radius
+        ring = np.exp(-0.5 * ((np.hypot(y - c[0], x - c[1]) - ring_radius) / 1.0) ** 2)
+        ring *= flux * rng.uniform(0.3, 0.6) / ring.sum()
+        bands = [bands[b] * 0.5 + ring * (1.1, 1.0, 0.8)[b] for b in range(3)]
+    elif kind == "polar_ring":
+        ring = _sersic(y, x, *c, rng.uniform(1.5, 2.5) * radius, 0.5, 0.15, angle + math.pi / 2)
+        ring -= _sersic(y, x, *c, radius, 0.5, 0.15, angle + math.pi / 2)
+        ring = np.clip(ring, 0, None)
+        ring *= flux * rng.uniform(0.3, 0.6) / max(ring.sum(), 1e-9)
+        bands = [bands[b] + ring * (1.0, 1.0, 0.9)[b] for b in range(3)]
+    elif kind == "dust_lane":
+        disk = _sersic(y, x, *c, radius * 1.3, 1.0, 0.15, angle)
+        u = -(x - c[1]) * math.sin(angle) + (y - c[0]) * math.cos(angle)
+        lane = 1.0 - rng.uniform(0.6, 0.9) * np.exp(-0.5 * (u / 0.7) ** 2)
+        bands = [
+            disk / disk.sum() * flux * colour[b] * lane ** (1.4, 1.0, 0.7)[b] for b in range(3)
+        ]
+    elif kind == "quasar":
+        bands = [b * 0.5 for b in bands]
+        point = np.zeros((size, size))
+        point[int(round(c[0])), int(round(c[1]))] = flux * rng.uniform(1.0, 3.0)
+        bands = [bands[b] + point * (1.0, 0.9, 0.8)[b] for b in range(3)]
+    elif kind == "compact_blue":
+        compact = _sersic(y, x, *c, rng.uniform(0.5, 1.0), 1.0, rng.uniform(0.7, 1.0), angle)
+        compact *= flux * 0.7 / compact.sum()
+        bands = [compact * (1.6, 1.0, 0.7)[b] for b in range(3)]
+    elif kind == "dual_nucleus":
+        offset, turn = rng.uniform(2.0, 4.0), rng.uniform(0, 2 * math.pi)
+        second = _sersic(
+            y, x, c[0] + offset * math.sin(turn), c[1] + offset * math.cos(turn), 0.6, 2.0, 1.0, 0
+        )
+        first = _sersic(y, x, *c, 0.6, 2.0, 1.0, 0)
+        nuclei = (first / first.sum() + second / second.sum()) * flux * 0.25
+        bands = [bands[b] + nuclei * colour[b] for b in range(3)]
+    elif kind != "normal":
+        raise ValueError(kind)
+    if rng.random() < 1 / 3:  # a neighbour
+        n0 = rng.uniform(0, size, 2)
+        neighbour = _sersic(y, x, *n0, rng.uniform(1.0, 3.0), 1.0, rng.uniform(0.4, 1.0), 0.3)
+        share = rng.lognormal(math.log(brightness * 0.375), 0.7) / neighbour.sum()
+        bands = [bands[b] + neighbour * share * colour[::-1][b] for b in range(3)]
+    fwhm = rng.uniform(1.5, 2.6)
+    alpha = fwhm / (2 * math.sqrt(2 ** (1 / 3.0) - 1))
+    ry, rx = np.minimum(y, size - y), np.minimum(x, size - x)  # distances on the FFT's torus
+    psf = (1 + (ry**2 + rx**2) / alpha**2) ** -3.0
+    psf_f = np.fft.rfft2(psf / psf.sum())
+    image = np.stack([np.fft.irfft2(np.fft.rfft2(b) * psf_f, s=(size, size)) for b in bands], -1)
+    sky = np.array([0.8, 1.0, 1.3])
+    noisy = image + rng.normal(0.0, 1.0, image.shape) * np.sqrt(
+        sky**2 + np.clip(image, 0, None) / 20
+    )
+    return noisy.astype(np.float32)
+
+
+def build_fresh_sim(path: Path, seed: int = 620, brightness: float = 400.0) -> None:
+    """FRACTION of SIM_KINDS among normal fresh_galaxy cutouts: a faint sample."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(COUNT, np.uint8)
+    chosen = rng.choice(COUNT, size=round(FRACTION * COUNT), replace=False)
+    labels[chosen] = rng.integers(1, len(SIM_KINDS), size=len(chosen))
+    images = np.stack(
+        [fresh_galaxy(SIM_KINDS[kind], rng, brightness=brightness) for kind in labels]
+    )
+    common.write_set(path, images, labels, SIM_KINDS, "gri")
+
+
+def build_fresh_sim_bright(path: Path) -> None:
+    """As fresh_sim (other draws, seed 630), five times as bright: the simulator's S/N."""
+    build_fresh_sim(path, seed=630, brightness=2000.0)
+
+
 BUILDERS = {
     "sim": build_sim,
     "real_colour_half": build_real_colour_half,
@@ -356,6 +571,10 @@ BUILDERS = {
     "groups": build_groups,
     "groups_scattered": build_groups_scattered,
     "duplicates": build_duplicates,
+    "fresh_colour": build_fresh_colour,
+    "fresh_frames": build_fresh_frames,
+    "fresh_sim": build_fresh_sim,
+    "fresh_sim_bright": build_fresh_sim_bright,
 }
 
 
@@ -1080,9 +1299,11 @@ def main() -> None:
     print(common.machine(), flush=True)
     out = Path(args.out)
     wanted = args.families.split(",")
-    unknown = set(wanted) - set(FAMILIES)
+    unknown = set(wanted) - set(FAMILIES + FRESH_FAMILIES)
     if unknown:
-        parser.error(f"--families: unknown {sorted(unknown)}; the families are {FAMILIES}")
+        parser.error(
+            f"--families: unknown {sorted(unknown)}; the families are {FAMILIES + FRESH_FAMILIES}"
+        )
     if not args.analyse_only:
         timings_file = out / "timings.json"
         for name in wanted:
@@ -1095,6 +1316,7 @@ def main() -> None:
     if not args.runs_only:
         only = args.variants.split(",") if args.variants else None
         done = [name for name in wanted if (out / name / "scores").exists()]
+        done = [name for name in done if name in FAMILIES]  # the fresh ones: never in a choice
         weightings = args.weightings.split(",")
         if set(weightings) - set(WEIGHTINGS):
             parser.error(f"--weightings: unknown {sorted(set(weightings) - set(WEIGHTINGS))}")

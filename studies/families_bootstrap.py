@@ -57,6 +57,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=families.OUT)
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--families",
+        default=",".join(families.FAMILIES),
+        help="comma-separated, among the families and the fresh ones "
+        f"({', '.join(families.FRESH_FAMILIES)})",
+    )
     args = parser.parse_args()
     from tfanomaly.pipelines.evaluate import SCORE_NAMES
 
@@ -65,7 +71,7 @@ def main() -> None:
         "| family | best baseline | margin, 95% interval | P(margin >= 0.03) | AP margin, 95% interval |"
     )
     print("|---|---|---|---|---|")
-    for name in families.FAMILIES:
+    for name in args.families.split(","):
         labels, default, baselines = family_scores(name, args.out)
         best = max(baselines, key=lambda key: roc_auc_score(labels, baselines[key]))
         auroc, ap = paired_bootstrap(labels, default, baselines[best], args.resamples, rng)
