@@ -1283,6 +1283,12 @@ def main() -> None:
         "linked to these: how much a second training moves the figures)",
     )
     parser.add_argument(
+        "--fresh-in-choice",
+        action="store_true",
+        help="analyse the fresh families named in --families with the others, each left out in "
+        "turn like them (they are then development families, no longer fresh)",
+    )
+    parser.add_argument(
         "--combiners",
         default="mean,softmax",
         help=f"how the weighted terms combine, comma-separated, among {', '.join(COMBINERS)}",
@@ -1316,7 +1322,8 @@ def main() -> None:
     if not args.runs_only:
         only = args.variants.split(",") if args.variants else None
         done = [name for name in wanted if (out / name / "scores").exists()]
-        done = [name for name in done if name in FAMILIES]  # the fresh ones: never in a choice
+        if not args.fresh_in_choice:  # the fresh ones: never in a choice
+            done = [name for name in done if name in FAMILIES]
         weightings = args.weightings.split(",")
         if set(weightings) - set(WEIGHTINGS):
             parser.error(f"--weightings: unknown {sorted(set(weightings) - set(WEIGHTINGS))}")
