@@ -10,7 +10,7 @@ from tfanomaly.models.calibration import KnnReference
 from tfanomaly.models.morphology import constant_cutouts, morphology, term_columns
 from tfanomaly.models.noise_score import COPY_DISTANCE, NoiseAwareScore
 from tfanomaly.models.score_config import ScoreSettings
-from tfanomaly.models.score_fit import first_copies, fit_morphology, trimmed_reference
+from tfanomaly.models.score_fit import first_copies, fit_morphology, knn_units, trimmed_reference
 
 from .test_noise_score import four_term_calibration
 
@@ -136,7 +136,7 @@ def repeated_calibration(scorer: NoiseAwareScore, features: np.ndarray):
     c.settings = scorer.settings
     centre, scale = scorer.morphology_centre.numpy(), scorer.morphology_scale.numpy()
     features = features[:, term_columns(c.settings.morphology_parameters, features.shape[1])]
-    reference = np.clip((features - centre) / scale, -50.0, 50.0).astype("f4")
+    reference = knn_units((features - centre) / scale, c.settings.morphology_units).astype("f4")
     c.morphology = KnnReference(centre, scale, reference)
     return c
 
@@ -235,3 +235,47 @@ def test_the_trimmed_reference_scores_a_group_of_similar_anomalies_as_outliers()
 
     got = separation(trimmed), separation(kept)
     assert got[0] > 0.95 and got[1] < 0.9, got  # (1.0, 0.8x)
+
+
+def test_asinh_units_let_no_one_parameter_outweigh_a_shape_that_differs_in_several():
+    """A neighbour's light moving one parameter 40 sigma off, against a shape 3 sigma off in
+    eight: in the robust z the first is farther from the centre; in asinh units the second."""
+    one, several = np.zeros(15), np.zeros(15)
+    one[0], several[:8] = 40.0, 3.0
+    clip = [np.linalg.norm(knn_units(z, "clip")) for z in (one, several)]
+    asinh = [np.linalg.norm(knn_units(z, "asinh")) for z in (one, several)]
+    assert clip[0] > clip[1] and asinh[0] < asinh[1], (clip, asinh)
+    # Near the centre the two agree to first order; the clip at +-50 comes first.
+    np.testing.assert_allclose(
+        knn_units(np.array([1e-3, -1e-3]), "asinh"), [1e-3, -1e-3], rtol=1e-6
+    )
+    assert knn_units(np.array([1e6]), "asinh")[0] == pytest.approx(np.arcsinh(50.0))
+
+
+def test_the_graph_reads_the_units_the_reference_was_fitted_in():
+    images = galaxies(60, seed=3)
+    parameters = morphology(images).numpy()
+    for units in ("asinh", "clip"):
+        c = four_term_calibration(size=SIZE, bands=BANDS)
+        c.settings = ScoreSettings(**{**c.settings.to_dict(), "morphology_units": units})
+        *numbers, _, _ = fit_morphology(c.settings, parameters, np.random.default_rng(0))
+        c.morphology = KnnReference(*numbers)
+        scorer = NoiseAwareScore(c)
+        columns = term_columns(c.settings.morphology_parameters, parameters.shape[1])
+        centre, scale = c.morphology.centre, c.morphology.scale
+        expected = knn_units((parameters[:, columns] - centre) / scale, units)
+        got = scorer.morphology_features(images, parameters).numpy()
+        # float32 division and asinh: a few ulps of values up to asinh(50) ~ 4.6 (or 50)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        # The reference set is in the same units: no value beyond the clip's image.
+        bound = np.arcsinh(50.0) if units == "asinh" else 50.0
+        assert np.abs(c.morphology.reference).max() <= bound + 1e-5
+
+
+def test_a_calibration_made_before_the_units_reads_the_robust_z_as_it_is():
+    from tfanomaly.models.calibration import older_settings
+
+    assert ScoreSettings().morphology_units == "asinh"
+    assert older_settings({}).morphology_units == "clip"
+    with pytest.raises(ConfigError, match="morphology units"):
+        ScoreSettings(morphology_units="log").validate()

@@ -180,15 +180,15 @@ def test_an_export_leaves_out_a_degenerate_term_as_the_in_process_scorer_does(ex
     calibration = Calibration.load(path)
     why = "97% of calibration cutouts share 3 values (quantised images?)"
     calibration.health = {term: TermHealth() for term in calibration.terms}
-    # A term the default weighs (extended), so that leaving it out moves the score.
-    assert calibration.nominal_weights[calibration.terms.index("extended")] > 0
-    calibration.health["extended"] = TermHealth("degenerate", "quantised", why)
+    # A term the default weighs (residual_shape), so that leaving it out moves the score.
+    assert calibration.nominal_weights[calibration.terms.index("residual_shape")] > 0
+    calibration.health["residual_shape"] = TermHealth("degenerate", "quantised", why)
     calibration.save(path)
     written = export(tmp_path / "run", tmp_path / "models", scores_dir=folder / "scores")
     recorded = written["manifest"]["default_score"]
     assert recorded["term_weights"] == calibration.term_weights()
-    assert recorded["term_weights"]["extended"] == 0.0
-    assert recorded["degenerate_terms"] == {"extended": why}
+    assert recorded["term_weights"]["residual_shape"] == 0.0
+    assert recorded["degenerate_terms"] == {"residual_shape": why}
     images = tf.constant(np.load(folder / "cutouts.npy"))
     served = tf.saved_model.load(str(written["path"])).signatures["serving_default"](images)
     scorer, _ = build_scorer(tmp_path / "run", scores_dir=folder / "scores")

@@ -360,7 +360,8 @@ class NoiseAwareScore(tf.Module):
         images they lost 0.03-0.17 AUROC: the asinh flattens the profiles); ``parameters``: the
         raw parameters :meth:`morphology_parameters` when they are already computed. A calibration
         with fewer columns (made before the later parameters) reads the first F; the term's
-        parameters are ``ScoreSettings.morphology_parameters`` (``term_columns``)."""
+        parameters are ``ScoreSettings.morphology_parameters`` (``term_columns``), in its units
+        ``ScoreSettings.morphology_units``."""
         parameters = self.morphology_parameters(flux) if parameters is None else parameters
         if self.settings.morphology_parameters == "all":
             parameters = parameters[:, : self.morphology_centre.shape[0]]
@@ -370,7 +371,9 @@ class NoiseAwareScore(tf.Module):
             which = which[: self.morphology_centre.shape[0]]
             parameters = tf.gather(parameters, which, axis=1)
         standard = (parameters - self.morphology_centre) / self.morphology_scale
-        return tf.clip_by_value(standard, -50.0, 50.0)
+        clipped = tf.clip_by_value(standard, -50.0, 50.0)
+        # score_fit.knn_units: the units the reference set was fitted in
+        return tf.math.asinh(clipped) if self.settings.morphology_units == "asinh" else clipped
 
     def morphology_score(self, flux, parameters=None):
         """Mean distance to the k nearest calibration cutouts in standardised morphology

@@ -18,18 +18,23 @@ SCORE_COMBINES = ("mean", "max", "softmax")
 SOFTMAX_TEMPERATURE = 2.0
 # The morphology term's parameter sets (tfanomaly.models.morphology.term_columns reads them).
 MORPHOLOGY_PARAMETERS = ("shape", "all")
+# The units of the morphology term's k-NN: each parameter's robust z (clipped at +-50), through
+# asinh or as it is. asinh(z) is z near the centre and grows as log(2z) in the tails, so that one
+# parameter far out (a neighbour's light moving the centroid) does not outweigh a shape that
+# differs in several (docs Results > Detection > Fresh families).
+MORPHOLOGY_UNITS = ("asinh", "clip")
 DEFAULT_TERMS = ("linear", "extended", "morphology", "residual_shape")
-# The default score's weights of its terms' z, chosen over eight data families by the worst
+# The default score's weights of its terms' z, chosen over twelve data families by the worst
 # margin over the baselines (ties within the noise: by the worst AP margin, then the mean), each
 # family left out of the choice in turn (docs Results > Detection > Families): the morphology
-# density first, then the density of the GAN residual's shape, the linear and extended residuals
-# with a small weight; the critic features, which won on the earlier tuning sets, are left out
-# (stored as their column, as the GAN's residual is).
+# density (in asinh units) first, then the density of the GAN residual's shape. The linear and
+# extended residuals weigh 0 (on galaxies drawn by another code they rank near chance and pulled
+# the default below the morphology term alone); their columns stay, as the critic features' do.
 DEFAULT_TERM_WEIGHTS = (
-    ("linear", 1.0),
-    ("extended", 1.0),
-    ("morphology", 4.0),
-    ("residual_shape", 3.0),
+    ("linear", 0.0),
+    ("extended", 0.0),
+    ("morphology", 3.0),
+    ("residual_shape", 1.0),
 )
 # The morphology term's k: more than the members of a group of similar anomalies (a trail over
 # neighbouring stamps), which a smaller k counts as each other's dense neighbourhood.
@@ -127,6 +132,8 @@ class ScoreSettings:
         morphology_parameters: the parameters the morphology term reads: ``shape`` (every
             parameter but the brightness and the noise level) or ``all`` (calibrations made
             before the choice).
+        morphology_units: the units of the morphology term's k-NN distance: ``asinh`` of each
+            parameter's robust z, or the robust z itself, ``clip`` (calibrations made before).
         reference_size: at most this many distinct calibration cutouts make the reference set
             of the morphology term and of the residual-shape term (calibrations made before
             took 2000).
@@ -231,6 +238,15 @@ class ScoreSettings:
             "choices": MORPHOLOGY_PARAMETERS,
         },
     )
+    morphology_units: str = field(
+        default="asinh",
+        metadata={
+            "help": "Units of the morphology term's k-NN distance: asinh of each parameter's "
+            "robust z (a parameter far out counts as log(2z): no one parameter outweighs a "
+            "shape that differs in several) or clip (the robust z itself).",
+            "choices": MORPHOLOGY_UNITS,
+        },
+    )
     reference_size: int = 5000
     reference_trim: float = field(
         default=0.1,
@@ -313,6 +329,11 @@ class ScoreSettings:
             raise ConfigError(
                 f"morphology parameters must be one of {', '.join(MORPHOLOGY_PARAMETERS)}, got "
                 f"{self.morphology_parameters!r}"
+            )
+        if self.morphology_units not in MORPHOLOGY_UNITS:
+            raise ConfigError(
+                f"morphology units must be one of {', '.join(MORPHOLOGY_UNITS)}, got "
+                f"{self.morphology_units!r}"
             )
         if self.morphology_neighbours < 1 or self.reference_size <= self.morphology_neighbours:
             raise ConfigError("the morphology term needs k >= 1 and more reference cutouts than k")

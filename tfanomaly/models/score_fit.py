@@ -206,34 +206,58 @@ def first_copies(points: np.ndarray, tol: float = COPY_DISTANCE) -> np.ndarray:
     return copy
 
 
-def trimmed_reference(reference: np.ndarray, k: int, fraction: float) -> np.ndarray:
-    """The rows of ``reference`` (distinct points) without the ``fraction`` that stand farthest
-    from their ``k`` nearest others (mean distance), at least k + 1 kept, in their order: the
-    calibration set's own anomalies (a few percent, some in groups of similar ones), which would
-    otherwise be the neighbours that make the anomalies scored later look dense."""
+def trimmed_rows(reference: np.ndarray, k: int, fraction: float) -> np.ndarray:
+    """The indices, in order, of the rows of ``reference`` (distinct points) without the
+    ``fraction`` that stand farthest from their ``k`` nearest others (mean distance), at least
+    k + 1 kept: the calibration set's own anomalies (a few percent, some in groups of similar
+    ones), which would otherwise be the neighbours that make the anomalies scored later look
+    dense."""
     keep = max(k + 1, int(round((1.0 - fraction) * len(reference))))
     if fraction <= 0 or keep >= len(reference):
-        return reference
+        return np.arange(len(reference))
     from scipy.spatial import cKDTree
 
     distances, _ = cKDTree(reference).query(reference, k=k + 1)  # the first is the point itself
     isolation = distances[:, 1:].mean(axis=1)
-    return reference[np.sort(np.argsort(isolation, kind="stable")[:keep])]
+    return np.sort(np.argsort(isolation, kind="stable")[:keep])
+
+
+def trimmed_reference(reference: np.ndarray, k: int, fraction: float) -> np.ndarray:
+    """The rows of ``reference`` that :func:`trimmed_rows` keeps (``reference`` itself where it
+    keeps every one)."""
+    rows = trimmed_rows(reference, k, fraction)
+    return reference if len(rows) == len(reference) else reference[rows]
+
+
+def knn_units(standard: np.ndarray, units: str = "clip") -> np.ndarray:
+    """A k-NN term's robust z in the units of its distance (``ScoreSettings.morphology_units``
+    for the morphology term): clipped at +-50, then through asinh with ``asinh``. The scorer's
+    graph computes the same (``NoiseAwareScore.morphology_features``)."""
+    clipped = np.clip(standard, -50.0, 50.0)
+    return np.arcsinh(clipped) if units == "asinh" else clipped
 
 
 def fit_reference(
-    settings: ScoreSettings, vectors: np.ndarray, rng: np.random.Generator, term: str
+    settings: ScoreSettings,
+    vectors: np.ndarray,
+    rng: np.random.Generator,
+    term: str,
+    units: str = "clip",
 ):
     """A k-NN term's numbers from its calibration vectors (N, F): the median and MAD-sigma of each
     column, the standardised reference set (at most ``reference_size`` distinct cutouts drawn at
-    random, the ``reference_trim`` most isolated of them left out: :func:`trimmed_reference`),
+    random, the ``reference_trim`` most isolated of them left out: :func:`trimmed_rows`),
     the number of cutouts left out as copies of another (closer than ``COPY_DISTANCE`` in
     standardised units: a galaxy of overlapping tracts or repeated visits counts once, in the
-    statistics and the reference) and the number trimmed. ``term`` names the term in errors."""
+    statistics and the reference) and the number trimmed. Copies and the trim are judged on the
+    robust z (clipped); the reference set is in the term's ``units`` (:func:`knn_units`), so that
+    asinh, which draws far-out points together, neither makes near-twins far out copies nor keeps
+    a far-out group of the calibration set's anomalies from being trimmed. ``term`` names the
+    term in errors."""
     vectors = np.asarray(vectors, np.float64)
     centre, scale = robust_centre_scale(vectors)
     order = rng.permutation(len(vectors))
-    copies = first_copies(np.clip((vectors[order] - centre) / scale, -50.0, 50.0))
+    copies = first_copies(knn_units((vectors[order] - centre) / scale))
     unique = vectors[order[~copies]]
     if len(unique) < 2:
         raise ConfigError(
@@ -241,8 +265,9 @@ def fit_reference(
             f"{len(unique)} (and {int(copies.sum())} copies; constant cutouts are left out)"
         )
     centre, scale = robust_centre_scale(unique)
-    drawn = np.clip((unique[: settings.reference_size] - centre) / scale, -50.0, 50.0)
-    reference = trimmed_reference(drawn, settings.morphology_neighbours, settings.reference_trim)
+    drawn = knn_units((unique[: settings.reference_size] - centre) / scale)
+    kept = trimmed_rows(drawn, settings.morphology_neighbours, settings.reference_trim)
+    reference = knn_units(drawn[kept], units)
     return (
         centre.astype(np.float32),
         scale.astype(np.float32),
@@ -254,7 +279,7 @@ def fit_reference(
 
 def fit_morphology(settings: ScoreSettings, features: np.ndarray, rng: np.random.Generator):
     """:func:`fit_reference` of the morphology parameters the term reads
-    (``settings.morphology_parameters``)."""
+    (``settings.morphology_parameters``), in its units (``settings.morphology_units``)."""
     features = np.asarray(features, np.float64)
     features = features[:, term_columns(settings.morphology_parameters, features.shape[1])]
-    return fit_reference(settings, features, rng, "morphology")
+    return fit_reference(settings, features, rng, "morphology", settings.morphology_units)
