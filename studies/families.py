@@ -2,7 +2,7 @@
 (leave-one-family-out): which term weights and morphology-term variant hold on families they
 were not chosen on, against pixel and morphology baselines.
 
-Eight families of ~4000 32-px cutouts (~5% anomalies), each written when missing into --out/sets:
+Twelve families of ~4000 32-px cutouts (~5% anomalies), each written when missing into --out/sets:
 ``sim`` (the simulator with survey noise, every kind), ``real_colour_half`` (real colour cutouts
 with artefacts; trained on one half, the other half scored as new survey images),
 ``real_frames`` (real one-band frames with artefacts), ``ml_ready`` (the simulator's astrophysical
@@ -24,17 +24,17 @@ family; candidates within NOISE (0.01) of that worst margin are not distinct, no
 them within NOISE_AP (0.02) of the best worst AP margin (its AP minus the best baseline's); the
 best mean AUROC margin decides between those.
 
-Four fresh families are run the same way but never analysed with these, so no choice sees them:
+The last four were built as fresh families, run and reported before any choice saw them:
 ``fresh_colour`` and ``fresh_frames`` (other draws of the real colour cutouts and frame tiles with
 six kinds no family above has: optical ghosts, masked strips, band offsets, transients, scattered
 light, bleed trails), ``fresh_sim`` and ``fresh_sim_bright`` (another, numpy-only galaxy code:
 Sersic bulge and disk, Moffat PSF, with rings, polar rings, dust lanes, quasars, compact blue
-dwarfs and double nuclei; a faint sample and one as bright as the simulator's).
-``families_bootstrap.py --families`` reports them.
+dwarfs and double nuclei; a faint sample and one as bright as the simulator's). FRESH_FAMILIES
+holds such families while no choice has seen them.
 
   python studies/families.py [--out studies/out/families] [--families a,b] [--runs-only]
       [--analyse-only] [--combiners mean,softmax,positive,exp1]
-5-9 minutes per family on 2 cores (~55 for the eight); the analysis ~4 minutes.
+5-9 minutes per family on 2 cores (~80 for the twelve); the analysis ~10 minutes.
 """
 
 from __future__ import annotations
@@ -61,11 +61,18 @@ FAMILIES = (
     "real_colour_half",
     "real_frames",
     "sim",
+    # Built as fresh families (kinds no family above had, another galaxy code), first scored
+    # with no choice having seen them, then made development families (docs Results >
+    # Detection > Fresh families).
+    "fresh_colour",
+    "fresh_frames",
+    "fresh_sim",
+    "fresh_sim_bright",
 )
-# Kinds that no family above has (ghosts, masked strips, band offsets, transients, scattered
-# light, bleed trails), on other draws of the real cutouts: run as the others, never analysed
-# with them, so never in a choice (families_bootstrap.py --families reports them).
-FRESH_FAMILIES = ("fresh_colour", "fresh_frames", "fresh_sim", "fresh_sim_bright")
+# Families run as the others but never analysed with them, so in no choice, until they are
+# moved into FAMILIES (``--fresh-in-choice`` analyses them too); families_bootstrap.py
+# --families reports them. None now: the next check on data no choice saw needs new ones.
+FRESH_FAMILIES: tuple[str, ...] = ()
 SIZE, COUNT, FRACTION = 32, 4000, 0.05
 ASTRO_KINDS = ("merger", "tidal_feature", "star_forming_clump", "lensed_arc")
 RADIO_KINDS = ("normal", "bent_tail", "x_shaped", "one_sided_jet", "ring_halo")

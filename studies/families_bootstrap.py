@@ -60,8 +60,7 @@ def main() -> None:
     parser.add_argument(
         "--families",
         default=",".join(families.FAMILIES),
-        help="comma-separated, among the families and the fresh ones "
-        f"({', '.join(families.FRESH_FAMILIES)})",
+        help="comma-separated, among the families and the fresh ones (FRESH_FAMILIES)",
     )
     args = parser.parse_args()
     from tfanomaly.pipelines.evaluate import SCORE_NAMES
