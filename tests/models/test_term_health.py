@@ -277,17 +277,22 @@ def test_inspect_shows_a_runs_term_weights_and_the_terms_left_out(tmp_path):
         "(quantised images?)"
     )
     k, count = c.settings.morphology_neighbours, len(c.morphology.reference)
-    assert lines[-1] == f"morphology term: {k}-NN over {count} reference cutouts (shape parameters)"
+    units = c.settings.morphology_units
+    assert lines[-1] == (
+        f"morphology term: {k}-NN over {count} reference cutouts (shape parameters, {units} units)"
+    )
     c.info.update(morphology_copies=3, morphology_trimmed=40)
     c.save(tmp_path / "calibration.npz")
     assert inspect().output.splitlines()[-1] == (
-        f"morphology term: {k}-NN over {count} reference cutouts (shape parameters); left out: "
+        f"morphology term: {k}-NN over {count} reference cutouts (shape parameters, {units} "
+        "units); left out: "
         "40 as the calibration set's own anomalies, 3 as copies"
     )
     summary = json.loads(inspect("--json").output)["calibration"]
     assert summary["morphology"] == {
         "neighbours": k,
         "parameters": "shape",
+        "units": units,
         "reference": count,
         "copies": 3,
         "trimmed": 40,

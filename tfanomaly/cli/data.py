@@ -237,7 +237,8 @@ def _inspect_run(run_dir, as_json: bool) -> None:
 
 def reference_summary(record: dict) -> str:
     """A k-NN term's reference set in words (``inspect``): k, its size, the parameters it reads
-    (the morphology term's) and the cutouts the calibration left out of it."""
+    and the units of its distance (the morphology term's) and the cutouts the calibration left
+    out of it."""
     left = [
         f"{record[key]} {what}"
         for key, what in (
@@ -246,7 +247,8 @@ def reference_summary(record: dict) -> str:
         )
         if record.get(key)
     ]
-    reads = f" ({record['parameters']} parameters)" if record.get("parameters") else ""
+    units = f", {record['units']} units" if record.get("units") else ""
+    reads = f" ({record['parameters']} parameters{units})" if record.get("parameters") else ""
     return f"{record['neighbours']}-NN over {record['reference']} reference cutouts{reads}" + (
         f"; left out: {', '.join(left)}" if left else ""
     )

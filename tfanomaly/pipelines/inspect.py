@@ -135,4 +135,5 @@ def describe_run(run_dir) -> dict:
         summary["calibration"]["morphology"]["parameters"] = (
             calibration.settings.morphology_parameters
         )
+        summary["calibration"]["morphology"]["units"] = calibration.settings.morphology_units
     return summary
