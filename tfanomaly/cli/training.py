@@ -94,8 +94,8 @@ def calibrate_command(run_dir, data, quiet, **options):
     with the scatter of its residual through the 1-px and the 3-px filter, and reference sets of
     morphology parameters and of the GAN residual's shape descriptors. The default score
     combines the robust z of log of its --terms (the residual against the PCA model at both
-    filters, morphology density, residual-shape density) with the --weights, by their softmax
-    (--combine). A term that carries no information on
+    filters, weighed 0 and stored; the morphology density, in asinh units; the residual-shape
+    density) with the --weights, by their softmax (--combine). A term that carries no information on
     these cutouts (constant, a handful of values as on quantised images, or NaN for many) weighs
     0, with a line that says why; `inspect RUN` shows the weights.
     Rerun it to calibrate on other data or with other settings; score again afterwards.
