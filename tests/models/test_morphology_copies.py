@@ -279,3 +279,31 @@ def test_a_calibration_made_before_the_units_reads_the_robust_z_as_it_is():
     assert older_settings({}).morphology_units == "clip"
     with pytest.raises(ConfigError, match="morphology units"):
         ScoreSettings(morphology_units="log").validate()
+
+
+def test_copies_are_judged_on_the_robust_z_where_the_distance_is_in_asinh_units():
+    """Far out, asinh draws points together: a cutout 30 sigma off with a calibration cutout
+    0.5 sigma beside it (a near twin, not a copy) is 0.017 from it in asinh units, within
+    COPY_DISTANCE. The score judges copies on the robust z, as the fit does: the exact copy is
+    left out, the near twin is the nearest neighbour."""
+    images = galaxies(80, seed=4)
+    scorer, *_ = scorer_for(morphology(images).numpy())
+    assert scorer.settings.morphology_units == "asinh"
+    c = repeated_calibration(scorer, morphology(images).numpy())
+    far = images[:1]
+    shift = np.zeros(c.morphology.centre.shape, "f4")
+    shift[0] = 30.0
+    c.morphology.centre = c.morphology.centre - shift * c.morphology.scale
+    standard = NoiseAwareScore(c).morphology_standard(far).numpy()[0]
+    rng = np.random.default_rng(0)
+    rows = np.vstack([standard, standard + 0.5 * (shift > 0), rng.normal(size=(20, len(shift)))])
+    c.morphology.reference = np.arcsinh(rows).astype("f4")
+    points, reference = np.arcsinh(standard), np.arcsinh(rows.astype("f4").astype("f8"))
+    distances = np.linalg.norm(reference - points, axis=1)
+    assert distances[1] < COPY_DISTANCE < np.linalg.norm(rows[1] - standard)  # a twin in asinh
+    expected = np.sort(distances[1:])[:3].mean()  # the copy (row 0) left out, the twin kept
+    got = NoiseAwareScore(c).morphology_score(far).numpy()[0]
+    # float32 parameters and asinh: ~1e-6 of distances of order 0.02-5
+    assert got == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    # Left out as a copy, the twin would leave the three rows ~4-5 away.
+    assert np.sort(distances[2:])[:3].mean() - got > 1.0

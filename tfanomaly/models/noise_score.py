@@ -53,11 +53,21 @@ ROBUST_SCALE = 4.0
 COPY_DISTANCE = 0.03
 
 
-def knn_distance(points, reference, k: int):
+# At most this many references beyond the k nearest may be copies of one image (the fit keeps one
+# of each group of copies, so a reference has none closer than COPY_DISTANCE; a point can be
+# within it of a handful at most).
+COPY_SLACK = 8
+
+
+def knn_distance(points, reference, k: int, copy_points=None, copy_reference=None):
     """(B,) mean distance of each standardised point (B, F) to its ``k`` nearest rows of the
     ``reference`` set (R, F, float64); every reference closer than ``COPY_DISTANCE`` (a copy of
     the image: itself, flipped or turned, from an overlapping tract) is left out, so that a
-    galaxy the survey holds several times does not look dense for being its own neighbour."""
+    galaxy the survey holds several times does not look dense for being its own neighbour.
+    Copies are judged in the units ``copy_points`` and ``copy_reference`` give (the robust z
+    where the distance is in asinh units: ``score_fit.fit_reference`` judges them so), else in
+    the distance's own; among the ``k + COPY_SLACK`` nearest, since a copy in the robust z is at
+    least as near in asinh units."""
     points = tf.cast(points, tf.float64)
     # |p|^2 - 2 p.r + |r|^2 in float64: one matmul, and small distances (copies) come out to
     # ~1e-7 of the parameters' scale instead of float32's ~1e-3.
@@ -67,8 +77,12 @@ def knn_distance(points, reference, k: int):
         + tf.reduce_sum(tf.square(reference), axis=1)[None, :]
     )
     squared = tf.maximum(squared, 0.0)
-    copies = squared < COPY_DISTANCE**2
-    squared = tf.where(copies, tf.constant(np.inf, tf.float64), squared)
+    nearest = tf.math.top_k(-squared, k=min(k + COPY_SLACK, int(reference.shape[0])))
+    copy_points = points if copy_points is None else tf.cast(copy_points, tf.float64)
+    copy_reference = reference if copy_reference is None else copy_reference
+    offsets = copy_points[:, None, :] - tf.gather(copy_reference, nearest.indices)
+    copies = tf.reduce_sum(tf.square(offsets), axis=2) < COPY_DISTANCE**2
+    squared = tf.where(copies, tf.constant(np.inf, tf.float64), -nearest.values)
     nearest = tf.sqrt(-tf.math.top_k(-squared, k=k).values)
     return tf.cast(tf.reduce_mean(nearest, axis=1), tf.float32)
 
@@ -248,6 +262,11 @@ class NoiseAwareScore(tf.Module):
             self.morphology_centre = tf.constant(c.morphology.centre, tf.float32)
             self.morphology_scale = tf.constant(c.morphology.scale, tf.float32)
             self.morphology_reference = tf.constant(c.morphology.reference, tf.float64)
+            self.asinh_units = self.settings.morphology_units == "asinh"
+            # the reference's robust z, where copies are judged (asinh is exact to ~1e-5 here)
+            self.morphology_copy_reference = (
+                tf.math.sinh(self.morphology_reference) if self.asinh_units else None
+            )
         if "residual_shape" in self.terms:
             self.shape_centre = tf.constant(c.residual_shape.centre, tf.float32)
             self.shape_scale = tf.constant(c.residual_shape.scale, tf.float32)
@@ -355,13 +374,13 @@ class NoiseAwareScore(tf.Module):
         flux = tf.convert_to_tensor(flux, tf.float32)
         return morphology(flux, invariant=self.morphology_invariant(flux.shape[-1]))
 
-    def morphology_features(self, flux, parameters=None):
-        """Standardised morphology parameters (B, F) of the raw flux cutouts (on the stretched
-        images they lost 0.03-0.17 AUROC: the asinh flattens the profiles); ``parameters``: the
-        raw parameters :meth:`morphology_parameters` when they are already computed. A calibration
-        with fewer columns (made before the later parameters) reads the first F; the term's
-        parameters are ``ScoreSettings.morphology_parameters`` (``term_columns``), in its units
-        ``ScoreSettings.morphology_units``."""
+    def morphology_standard(self, flux, parameters=None):
+        """The robust z (B, F) of the term's morphology parameters of the raw flux cutouts,
+        clipped at +-50 (on the stretched images they lost 0.03-0.17 AUROC: the asinh flattens
+        the profiles); ``parameters``: the raw parameters :meth:`morphology_parameters` when they
+        are already computed. A calibration with fewer columns (made before the later parameters)
+        reads the first F; the term's parameters are ``ScoreSettings.morphology_parameters``
+        (``term_columns``)."""
         parameters = self.morphology_parameters(flux) if parameters is None else parameters
         if self.settings.morphology_parameters == "all":
             parameters = parameters[:, : self.morphology_centre.shape[0]]
@@ -371,17 +390,29 @@ class NoiseAwareScore(tf.Module):
             which = which[: self.morphology_centre.shape[0]]
             parameters = tf.gather(parameters, which, axis=1)
         standard = (parameters - self.morphology_centre) / self.morphology_scale
-        clipped = tf.clip_by_value(standard, -50.0, 50.0)
-        # score_fit.knn_units: the units the reference set was fitted in
-        return tf.math.asinh(clipped) if self.settings.morphology_units == "asinh" else clipped
+        return tf.clip_by_value(standard, -50.0, 50.0)
+
+    def morphology_features(self, flux, parameters=None):
+        """:meth:`morphology_standard` in the term's units ``ScoreSettings.morphology_units``:
+        the points of its k-NN distance."""
+        return self.morphology_units(self.morphology_standard(flux, parameters))
+
+    def morphology_units(self, standard):
+        """The robust z in the units the reference set was fitted in (``score_fit.knn_units``)."""
+        return tf.math.asinh(standard) if self.asinh_units else standard
 
     def morphology_score(self, flux, parameters=None):
         """Mean distance to the k nearest calibration cutouts in standardised morphology
-        parameters (:func:`knn_distance`: copies of the image left out). A constant cutout
-        (``constant_cutouts``: no light, no shape) has the distance 0."""
-        points = self.morphology_features(flux, parameters)
+        parameters (:func:`knn_distance`: copies of the image left out, judged on the robust z
+        as the fit judges them). A constant cutout (``constant_cutouts``: no light, no shape)
+        has the distance 0."""
+        standard = self.morphology_standard(flux, parameters)
         distance = knn_distance(
-            points, self.morphology_reference, self.settings.morphology_neighbours
+            self.morphology_units(standard),
+            self.morphology_reference,
+            self.settings.morphology_neighbours,
+            copy_points=standard,
+            copy_reference=self.morphology_copy_reference,
         )
         # A constant cutout has no shape (its parameters are the noise floor's), and every other
         # one is a copy of it: it would stand far from all references it is not a copy of.
