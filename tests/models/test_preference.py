@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfanomaly.errors import ConfigError
+from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.models.preference import (
     PreferenceConfig,
+    asinh_columns,
     auroc,
     chance_z,
     fit_logistic,
@@ -33,6 +34,23 @@ def test_fit_logistic_matches_sklearn():
 def test_auroc_counts_ties_half():
     assert auroc(np.array([2.0, 3.0]), np.array([1.0])) == 1.0
     assert auroc(np.array([1.0]), np.array([1.0])) == 0.5
+
+
+def test_a_few_objects_far_out_do_not_set_a_score_columns_scale():
+    """A sigma column whose bulk is N(0, 1) with 1% of the objects at 1000 sigma: standardised by
+    its standard deviation the bulk would spread over 0.01; through the robust z and asinh it
+    keeps most of a unit spread, in the same order. A constant column comes out 0."""
+    rng = np.random.default_rng(0)
+    column = rng.normal(size=1000)
+    column[:10] = 1000.0
+    x = asinh_columns(np.stack([column, np.full(1000, 3.0)], axis=1))
+    assert x.dtype == np.float32 and np.isfinite(x).all()
+    np.testing.assert_allclose([x[:, 0].mean(), x[:, 0].std()], [0.0, 1.0], atol=1e-5)
+    assert x[10:, 0].std() > 0.5 > 0.05 > standardised_columns(column[:, None])[10:].std()
+    assert (np.argsort(x[10:, 0], kind="stable") == np.argsort(column[10:], kind="stable")).all()
+    assert (x[:, 1] == 0).all()
+    with pytest.raises(InputError, match="finite"):
+        asinh_columns(np.array([[np.nan, 1.0]]))
 
 
 def design(seed=0, n=600):

@@ -3,11 +3,12 @@ a regularised classifier of the labels whose influence grows with the evidence t
 them. NumPy and SciPy, no TensorFlow.
 
 The classifier is an L2-regularised logistic regression (classes balanced) on a design matrix of
-the characterisation space (``results.spaces``), the score terms' sigma columns and the prior, each
-column standardised. Unlabelled objects are used too: a fixed random sample of them stands in as
-weak negatives (anomalies are rare, so a random object is almost always normal), which lets the
-classifier learn from interesting labels alone (a cold start from examples) and from other labels
-alone (the kinds already rejected sink).
+the characterisation space (``results.spaces``; each column standardised and clipped), the score
+terms' sigma columns and the prior (each through asinh of its robust z: :func:`asinh_columns`).
+Unlabelled objects are used too: a fixed random sample of them stands in as weak negatives
+(anomalies are rare, so a random object is almost always normal), which lets the classifier learn
+from interesting labels alone (a cold start from examples) and from other labels alone (the kinds
+already rejected sink).
 
 The ranking score is ``prior + weight * gate * f``, ``f`` the classifier's logit on a robust unit
 scale and ``gate`` in [0, 1] the evidence that it separates the labels: cross-validated (each label
@@ -33,7 +34,7 @@ import numpy as np
 
 from tfanomaly.errors import ConfigError, InputError
 
-CLIP = 8.0  # standardised design columns are clipped here
+CLIP = 8.0  # the feature-space block's standardised values are clipped here
 MIN_WEIGHT = 10.0  # the labelled objects weigh at least as much as ten
 
 
@@ -85,14 +86,38 @@ class PreferenceConfig:
 
 
 def standardised_columns(design: np.ndarray) -> np.ndarray:
-    """(N, F) float32 columns at zero median and unit robust spread, clipped at +-CLIP."""
-    design = np.asarray(design, dtype=np.float64)
-    if design.ndim != 2 or not np.isfinite(design).all():
-        raise InputError(f"the design matrix must be a finite (N, F) array, got {design.shape}")
+    """(N, F) float32 columns at zero median and unit standard deviation, clipped at +-CLIP: the
+    learned ranking's feature-space block."""
+    design = _finite(design)
     centre = np.median(design, axis=0)
     spread = design.std(axis=0)
     unit = (design - centre) / np.where(spread > 0, spread, np.inf)
     return np.clip(unit, -CLIP, CLIP).astype(np.float32)
+
+
+def asinh_columns(design: np.ndarray) -> np.ndarray:
+    """(N, F) float32: each column's robust z (median, MAD-sigma; the standard deviation where the
+    MAD is 0; constant columns 0) through asinh, then at zero mean and unit variance: the learned
+    ranking's score columns (each term's sigma and the prior). asinh is z near the median and
+    grows as log(2z) beyond a few sigma, so that the few objects far out in a term (those the
+    score already ranks first) do not set its scale for the rest; over twelve data families the
+    ranking from five examples rose from 0.922 to 0.928 in the mean (docs, Results > Discovery)."""
+    design = _finite(design)
+    centre = np.median(design, axis=0)
+    spread = 1.4826 * np.median(np.abs(design - centre), axis=0)
+    spread = np.where(spread > 0, spread, design.std(axis=0))
+    unit = np.arcsinh((design - centre) / np.where(spread > 0, spread, np.inf))
+    deviation = unit.std(axis=0)
+    return ((unit - unit.mean(axis=0)) / np.where(deviation > 0, deviation, np.inf)).astype(
+        np.float32
+    )
+
+
+def _finite(design: np.ndarray) -> np.ndarray:
+    design = np.asarray(design, dtype=np.float64)
+    if design.ndim != 2 or not np.isfinite(design).all():
+        raise InputError(f"the design matrix must be a finite (N, F) array, got {design.shape}")
+    return design
 
 
 def fit_logistic(

@@ -15,6 +15,7 @@ from tfanomaly.errors import ConfigError, InputError
 from tfanomaly.fileio import write_json_atomic
 from tfanomaly.models.preference import (
     PreferenceConfig,
+    asinh_columns,
     fit_preference,
     lift_bump,
     rejected_sink,
@@ -102,8 +103,9 @@ class Ranker:
         self.method = method
         self.preference = preference or PreferenceConfig()
         self.preference.validate()
-        # The learned ranking's design: the features, the score terms and the prior, each column
-        # standardised; the names ``explain`` groups the columns by.
+        # The learned ranking's design: the features (standardised, clipped), the score terms and
+        # the prior (robust z through asinh: preference.asinh_columns); the names ``explain``
+        # groups the columns by.
         terms = {k: np.asarray(v, dtype=np.float64) for k, v in (terms or {}).items()}
         for key, values in terms.items():
             if values.shape != (n,):
@@ -113,8 +115,10 @@ class Ranker:
             raise InputError(f"ranker: blocks {widths} do not add up to the features' width")
         self._columns = [name for name, w in widths for _ in range(w)]
         self._columns += [*terms, "anomaly score"]
-        parts = [self._unit, *(v[:, None] for v in terms.values()), self._prior[:, None]]
-        self._design = standardised_columns(np.concatenate(parts, axis=1))
+        scores = np.stack([*terms.values(), self._prior], axis=1)
+        self._design = np.concatenate(
+            [standardised_columns(self._unit), asinh_columns(scores)], axis=1
+        )
         self.fitted = None  # the last learned fit (``explain`` reads it)
         self._lifted = None
         self.last_score = None
