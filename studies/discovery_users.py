@@ -26,6 +26,9 @@ the worst set's worst user after round 3, then the mean; ``--merge`` prints it (
 per set and user, how far any ranker in the learned ranking's space can go: a logistic regression
 on its design fitted with every object's label (5-fold cross-validated AUROC), beside the learned
 ranking's AUROC after three rounds from ``--merge``'s runs.
+``--design`` rebuilds the learned ranking's design another way, for comparison: ``clipped`` (every
+column standardised and clipped, as before the score columns' asinh) or ``asinh`` (every column,
+the feature space's too, through ``asinh_columns``); ``shipped`` is the package's.
 
   python studies/discovery_users.py --sets name=RESULTS[,...] [--rounds 3] [--seeds 5]
       [--queries top,uncertain,diverse,mixed] [--starts top,like] [--out FILE]
@@ -45,7 +48,7 @@ from pathlib import Path
 import common
 import numpy as np
 
-from tfanomaly.models.preference import PreferenceConfig, standardised_columns
+from tfanomaly.models.preference import PreferenceConfig, asinh_columns, standardised_columns
 from tfanomaly.models.query import POOL, QUERIES, query_batch
 from tfanomaly.models.relevance import RelevanceConfig, anomaly_prior, ranking_space, relevance
 from tfanomaly.pipelines.rerank import Ranker
@@ -74,8 +77,24 @@ def ap(score, target) -> float:
     return float(average_precision_score(target, score)) if target.sum() else float("nan")
 
 
+DESIGNS = ("shipped", "clipped", "asinh")
+
+
+def design_matrix(ranker: Ranker, sigma: np.ndarray, design: str) -> np.ndarray:
+    """The learned ranking's design of ``ranker`` (its feature space, the ``sigma`` columns in
+    the order ``Ranker.from_results`` reads them, the prior) built as ``design`` (DESIGNS)."""
+    if design == "shipped":
+        return ranker._design
+    scores = np.concatenate([sigma, ranker._prior[:, None]], axis=1)
+    if design == "clipped":
+        return standardised_columns(np.concatenate([ranker._unit, scores], axis=1))
+    if design == "asinh":
+        return np.concatenate([asinh_columns(ranker._unit), asinh_columns(scores)], axis=1)
+    raise ValueError(f"design {design!r}, not one of {DESIGNS}")
+
+
 class Survey:
-    def __init__(self, folder, config):
+    def __init__(self, folder, config, design: str = "shipped"):
         columns, attrs = read_results(folder, with_vectors=True)
         self.object_ids = columns["object_ids"]
         self.ranker = Ranker.from_results(folder, preference=config)
@@ -89,6 +108,7 @@ class Survey:
             [np.asarray(columns[k], np.float64) for k in sorted(columns) if k.endswith("_sigma")],
             axis=1,
         )
+        self.ranker._design = design_matrix(self.ranker, sigma, design)
         self.space = space_vectors(lambda k: columns[k], DEFAULT_SPACE)
         raw = np.concatenate([columns["feature_axes"], sigma], axis=1)
         self.logreg_x = (raw - raw.mean(0)) / np.where(raw.std(0) > 0, raw.std(0), 1)
@@ -345,7 +365,9 @@ def ceilings(survey: Survey, folds: int = 5) -> dict[str, tuple[float, int]]:
     return out
 
 
-def ceiling_table(sets: list[tuple[str, str]], config, record: dict, r3: int) -> None:
+def ceiling_table(
+    sets: list[tuple[str, str]], config, record: dict, r3: int, design: str = "shipped"
+) -> None:
     """The docs' table of :func:`ceilings`, with the learned ranking's AUROC after round ``r3 + 1``
     (``diverse`` query) from the top and from examples where ``record`` has them."""
     print(
@@ -353,7 +375,7 @@ def ceiling_table(sets: list[tuple[str, str]], config, record: dict, r3: int) ->
         "| learned, from 5 examples | default order |\n|---|---|---|---|---|---|---|"
     )
     for set_name, folder in sets:
-        survey = Survey(folder, config)
+        survey = Survey(folder, config, design)
         for user, (value, n) in ceilings(survey).items():
             cells = []
             for start, method in (("top", "learned"), ("like", "learned"), ("top", "default")):
@@ -391,6 +413,13 @@ def main(argv=None):
     )
     parser.add_argument("--examples", type=int, default=5)
     parser.add_argument("--config", default="{}", help="PreferenceConfig fields as JSON")
+    parser.add_argument(
+        "--design",
+        default="shipped",
+        choices=DESIGNS,
+        help="the learned ranking's design: the package's, or as it was built before (clipped) or "
+        "every column through asinh",
+    )
     parser.add_argument("--out", default=None, help="write every figure as JSON here")
     parser.add_argument(
         "--markdown",
@@ -419,7 +448,7 @@ def main(argv=None):
         sets = [s.partition("=")[::2] for s in args.sets.split(",")]
         sets = [(name, folder or SETS[name]) for name, folder in sets]
         config = PreferenceConfig(**json.loads(args.config))
-        ceiling_table(sets, config, record, min(2, args.rounds - 1))
+        ceiling_table(sets, config, record, min(2, args.rounds - 1), args.design)
         return
     if args.merge:
         summary(record, min(2, args.rounds - 1))
@@ -436,7 +465,7 @@ def main(argv=None):
     record = {}
     for set_name in args.sets.split(","):
         set_name, _, folder = set_name.partition("=")
-        survey = Survey(folder or SETS[set_name], config)
+        survey = Survey(folder or SETS[set_name], config, args.design)
         n_anom = int((survey.kinds > 0).sum())
         print(
             f"\n=== {set_name}: {len(survey.kinds)} objects, {n_anom} anomalies, "
