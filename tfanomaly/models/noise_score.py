@@ -262,10 +262,11 @@ class NoiseAwareScore(tf.Module):
             self.morphology_centre = tf.constant(c.morphology.centre, tf.float32)
             self.morphology_scale = tf.constant(c.morphology.scale, tf.float32)
             self.morphology_reference = tf.constant(c.morphology.reference, tf.float64)
-            self.asinh_units = self.settings.morphology_units == "asinh"
             # the reference's robust z, where copies are judged (asinh is exact to ~1e-5 here)
             self.morphology_copy_reference = (
-                tf.math.sinh(self.morphology_reference) if self.asinh_units else None
+                tf.math.sinh(self.morphology_reference)
+                if self.settings.morphology_units == "asinh"
+                else None
             )
         if "residual_shape" in self.terms:
             self.shape_centre = tf.constant(c.residual_shape.centre, tf.float32)
@@ -399,7 +400,7 @@ class NoiseAwareScore(tf.Module):
 
     def morphology_units(self, standard):
         """The robust z in the units the reference set was fitted in (``score_fit.knn_units``)."""
-        return tf.math.asinh(standard) if self.asinh_units else standard
+        return tf.math.asinh(standard) if self.settings.morphology_units == "asinh" else standard
 
     def morphology_score(self, flux, parameters=None):
         """Mean distance to the k nearest calibration cutouts in standardised morphology

@@ -232,7 +232,7 @@ def trimmed_reference(reference: np.ndarray, k: int, fraction: float) -> np.ndar
 def knn_units(standard: np.ndarray, units: str = "clip") -> np.ndarray:
     """A k-NN term's robust z in the units of its distance (``ScoreSettings.morphology_units``
     for the morphology term): clipped at +-50, then through asinh with ``asinh``. The scorer's
-    graph computes the same (``NoiseAwareScore.morphology_features``)."""
+    graph computes the same (``NoiseAwareScore.morphology_units``)."""
     clipped = np.clip(standard, -50.0, 50.0)
     return np.arcsinh(clipped) if units == "asinh" else clipped
 
