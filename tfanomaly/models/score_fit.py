@@ -222,13 +222,6 @@ def trimmed_rows(reference: np.ndarray, k: int, fraction: float) -> np.ndarray:
     return np.sort(np.argsort(isolation, kind="stable")[:keep])
 
 
-def trimmed_reference(reference: np.ndarray, k: int, fraction: float) -> np.ndarray:
-    """The rows of ``reference`` that :func:`trimmed_rows` keeps (``reference`` itself where it
-    keeps every one)."""
-    rows = trimmed_rows(reference, k, fraction)
-    return reference if len(rows) == len(reference) else reference[rows]
-
-
 def knn_units(standard: np.ndarray, units: str = "clip") -> np.ndarray:
     """A k-NN term's robust z in the units of its distance (``ScoreSettings.morphology_units``
     for the morphology term): clipped at +-50, then through asinh with ``asinh``. The scorer's
