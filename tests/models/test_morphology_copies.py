@@ -280,6 +280,12 @@ def test_a_calibration_made_before_the_units_reads_the_robust_z_as_it_is():
     assert older_settings({}).morphology_units == "clip"
     with pytest.raises(ConfigError, match="morphology units"):
         ScoreSettings(morphology_units="log").validate()
+    # The residual-shape term's units came later: a calibration in asinh morphology units
+    # made before them reads its descriptors' robust z as it is.
+    assert ScoreSettings().residual_shape_units == "asinh"
+    assert older_settings({"morphology_units": "asinh"}).residual_shape_units == "clip"
+    with pytest.raises(ConfigError, match="residual-shape units"):
+        ScoreSettings(residual_shape_units="log").validate()
 
 
 def test_copies_are_judged_on_the_robust_z_where_the_distance_is_in_asinh_units():

@@ -881,21 +881,26 @@ def shape_calibration(n_reference=40, seed=9):
     return c
 
 
-def test_residual_shape_term_is_the_knn_distance_of_the_standardised_descriptors(tmp_path):
+@pytest.mark.parametrize("units", ["asinh", "clip"])
+def test_residual_shape_term_is_the_knn_distance_of_the_standardised_descriptors(tmp_path, units):
+    """The k-NN distance of the descriptors' robust z in the term's units (``asinh``, the
+    default, or ``clip``), a calibration cutout's own descriptors left out as a copy."""
     from sklearn.neighbors import NearestNeighbors
 
     from tfanomaly.models.residual_shape import residual_shape
+    from tfanomaly.models.score_fit import knn_units
 
     c = shape_calibration()
+    c.settings = ScoreSettings(**{**c.settings.to_dict(), "residual_shape_units": units})
     c.save(tmp_path / "c.npz")  # the term's reference set is part of the file
     c = Calibration.load(tmp_path / "c.npz")
-    scorer = NoiseAwareScore(c)
+    assert c.settings.residual_shape_units == units
     rng = np.random.default_rng(10)
     images = rng.uniform(0, 1, (5, 16, 16, 3)).astype("f4")
     images[4] = 0.25  # a constant cutout: no misfit, no shape
     models = rng.uniform(0, 1, images.shape).astype("f4")
     shape = residual_shape(images, models).numpy()
-    points = np.clip((shape - c.residual_shape.centre) / c.residual_shape.scale, -50, 50)
+    points = knn_units((shape - c.residual_shape.centre) / c.residual_shape.scale, units)
     reference = c.residual_shape.reference.copy()
     reference[0] = points[0]  # a calibration cutout's own descriptors are left out as a copy
     c.residual_shape.reference = reference
@@ -930,5 +935,10 @@ def test_calibrate_fits_the_residual_shape_reference_and_score_writes_the_term(t
     # 150 cutouts, the 10% farthest from their neighbours left out, as the morphology's
     assert c.residual_shape.reference.shape[0] == 135 and c.info["residual_shape_trimmed"] == 15
     assert c.residual_shape.reference.shape[1] == c.residual_shape.centre.shape[0] == 18
+    # in the default units, asinh of the robust z: no value beyond the clip's image
+    assert c.settings.residual_shape_units == "asinh"
+    # (whose robust z reach past it here: a reference in the robust z itself would not pass)
+    assert np.abs(c.residual_shape.reference).max() <= np.arcsinh(50.0) + 1e-5
+    assert np.abs(np.sinh(c.residual_shape.reference)).max() > np.arcsinh(50.0)
     assert "residual_shape" in c.health and c.health["residual_shape"].healthy
     assert len(c.standard.scales) == 4 and c.standard.scales[3] > 0

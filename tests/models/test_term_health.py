@@ -317,8 +317,8 @@ def test_inspect_shows_a_runs_term_weights_and_the_terms_left_out(tmp_path):
         len(shaped.residual_shape.reference),
     )
     assert inspect().output.splitlines()[-1] == (
-        f"residual-shape term: {shape_k}-NN over {shape_count} reference cutouts; left out: 4 as "
-        "the calibration set's own anomalies, 2 as copies"
+        f"residual-shape term: {shape_k}-NN over {shape_count} reference cutouts (asinh units); "
+        "left out: 4 as the calibration set's own anomalies, 2 as copies"
     )
     summary = json.loads(inspect("--json").output)["calibration"]
     assert summary["residual_shape"] == {
@@ -326,6 +326,7 @@ def test_inspect_shows_a_runs_term_weights_and_the_terms_left_out(tmp_path):
         "reference": 40,
         "copies": 2,
         "trimmed": 4,
+        "units": "asinh",
     }
     assert summary["morphology"] is None
 

@@ -237,8 +237,8 @@ def _inspect_run(run_dir, as_json: bool) -> None:
 
 def reference_summary(record: dict) -> str:
     """A k-NN term's reference set in words (``inspect``): k, its size, the parameters it reads
-    and the units of its distance (the morphology term's) and the cutouts the calibration left
-    out of it."""
+    (the morphology term's), the units of its distance and the cutouts the calibration left out
+    of it."""
     left = [
         f"{record[key]} {what}"
         for key, what in (
@@ -247,8 +247,9 @@ def reference_summary(record: dict) -> str:
         )
         if record.get(key)
     ]
-    units = f", {record['units']} units" if record.get("units") else ""
-    reads = f" ({record['parameters']} parameters{units})" if record.get("parameters") else ""
+    what = [f"{record['parameters']} parameters"] if record.get("parameters") else []
+    what += [f"{record['units']} units"] if record.get("units") else []
+    reads = f" ({', '.join(what)})" if what else ""
     return f"{record['neighbours']}-NN over {record['reference']} reference cutouts{reads}" + (
         f"; left out: {', '.join(left)}" if left else ""
     )

@@ -440,6 +440,8 @@ def older_settings(settings: dict) -> ScoreSettings:
     settings.setdefault("combine", "mean")
     # Before the asinh units, the morphology term's k-NN read the robust z as it is.
     settings.setdefault("morphology_units", "clip")
+    # Before the residual-shape term's asinh units, its k-NN read the robust z as it is.
+    settings.setdefault("residual_shape_units", "clip")
     # Before the trimmed reference, it kept every distinct cutout drawn.
     settings.setdefault("reference_trim", 0.0)
     # Before the extended term's stride, its chi^2 map was read at every pixel.

@@ -87,6 +87,20 @@ def knn_distance(points, reference, k: int, copy_points=None, copy_reference=Non
     return tf.cast(tf.reduce_mean(nearest, axis=1), tf.float32)
 
 
+def in_units(standard, units: str):
+    """A k-NN term's robust z (clipped at +-50) in the units of its distance
+    (``ScoreSettings.morphology_units``, ``residual_shape_units``): through asinh, or as it is
+    with ``clip``. The graph's twin of ``score_fit.knn_units``, which fits the reference sets."""
+    return tf.math.asinh(standard) if units == "asinh" else standard
+
+
+def robust_reference(reference, units: str):
+    """A k-NN term's reference set as robust z, where :func:`knn_distance` judges copies: the
+    sinh of a reference in asinh units (exact to ~1e-5 there), None (the reference itself) in
+    ``clip``."""
+    return tf.math.sinh(reference) if units == "asinh" else None
+
+
 class ResidualTable(NamedTuple):
     """What one residual term's chi^2 map reads: the brightness knots (``ResidualTerm.knots``), the
     calibrated variances at them, the plane path's (empty without planes), the filter width and
@@ -262,16 +276,16 @@ class NoiseAwareScore(tf.Module):
             self.morphology_centre = tf.constant(c.morphology.centre, tf.float32)
             self.morphology_scale = tf.constant(c.morphology.scale, tf.float32)
             self.morphology_reference = tf.constant(c.morphology.reference, tf.float64)
-            # the reference's robust z, where copies are judged (asinh is exact to ~1e-5 here)
-            self.morphology_copy_reference = (
-                tf.math.sinh(self.morphology_reference)
-                if self.settings.morphology_units == "asinh"
-                else None
+            self.morphology_copy_reference = robust_reference(
+                self.morphology_reference, self.settings.morphology_units
             )
         if "residual_shape" in self.terms:
             self.shape_centre = tf.constant(c.residual_shape.centre, tf.float32)
             self.shape_scale = tf.constant(c.residual_shape.scale, tf.float32)
             self.shape_reference = tf.constant(c.residual_shape.reference, tf.float64)
+            self.shape_copy_reference = robust_reference(
+                self.shape_reference, self.settings.residual_shape_units
+            )
 
     def uses_planes(self, variance=None, mask=None) -> bool:
         """Whether the plane path applies: the calibration was made with planes and every one of
@@ -396,11 +410,8 @@ class NoiseAwareScore(tf.Module):
     def morphology_features(self, flux, parameters=None):
         """:meth:`morphology_standard` in the term's units ``ScoreSettings.morphology_units``:
         the points of its k-NN distance."""
-        return self.morphology_units(self.morphology_standard(flux, parameters))
-
-    def morphology_units(self, standard):
-        """The robust z in the units the reference set was fitted in (``score_fit.knn_units``)."""
-        return tf.math.asinh(standard) if self.settings.morphology_units == "asinh" else standard
+        standard = self.morphology_standard(flux, parameters)
+        return in_units(standard, self.settings.morphology_units)
 
     def morphology_score(self, flux, parameters=None):
         """Mean distance to the k nearest calibration cutouts in standardised morphology
@@ -409,7 +420,7 @@ class NoiseAwareScore(tf.Module):
         has the distance 0."""
         standard = self.morphology_standard(flux, parameters)
         distance = knn_distance(
-            self.morphology_units(standard),
+            in_units(standard, self.settings.morphology_units),
             self.morphology_reference,
             self.settings.morphology_neighbours,
             copy_points=standard,
@@ -423,10 +434,17 @@ class NoiseAwareScore(tf.Module):
         """Mean distance to the k nearest calibration cutouts in the standardised descriptors of
         the GAN residual's shape ``shape`` (:func:`~tfanomaly.models.residual_shape.residual_shape`
         of ``images`` and their reconstructions): a misfit whose shape (one pixel, a line, a ring,
-        off-centre, in one band) the calibration set's misfits have not got. A constant cutout
+        off-centre, in one band) the calibration set's misfits have not got, in the units
+        ``ScoreSettings.residual_shape_units`` (copies judged on the robust z). A constant cutout
         has the distance 0."""
         standard = tf.clip_by_value((shape - self.shape_centre) / self.shape_scale, -50.0, 50.0)
-        distance = knn_distance(standard, self.shape_reference, self.settings.morphology_neighbours)
+        distance = knn_distance(
+            in_units(standard, self.settings.residual_shape_units),
+            self.shape_reference,
+            self.settings.morphology_neighbours,
+            copy_points=standard,
+            copy_reference=self.shape_copy_reference,
+        )
         return tf.where(constant_cutouts(images), 0.0, distance)
 
     def standardised(self, terms, planes: bool = False):

@@ -18,16 +18,16 @@ SCORE_COMBINES = ("mean", "max", "softmax")
 SOFTMAX_TEMPERATURE = 2.0
 # The morphology term's parameter sets (tfanomaly.models.morphology.term_columns reads them).
 MORPHOLOGY_PARAMETERS = ("shape", "all")
-# The units of the morphology term's k-NN: each parameter's robust z (clipped at +-50), through
-# asinh or as it is. asinh(z) is z near the centre and grows as log(2z) in the tails, so that one
-# parameter far out (a neighbour's light moving the centroid) does not outweigh a shape that
-# differs in several (docs Results > Detection > Fresh families).
-MORPHOLOGY_UNITS = ("asinh", "clip")
+# The units of the k-NN terms' distances (morphology, residual shape): each column's robust z
+# (clipped at +-50), through asinh or as it is. asinh(z) is z near the centre and grows as
+# log(2z) in the tails, so that one parameter far out (a neighbour's light moving the centroid)
+# does not outweigh a shape that differs in several (docs Results > Detection > Families).
+KNN_UNITS = ("asinh", "clip")
 DEFAULT_TERMS = ("linear", "extended", "morphology", "residual_shape")
 # The default score's weights of its terms' z, chosen over twelve data families by the worst
 # margin over the baselines (ties within the noise: by the worst AP margin, then the mean), each
 # family left out of the choice in turn (docs Results > Detection > Families): the morphology
-# density (in asinh units) first, then the density of the GAN residual's shape. The linear and
+# density first, then the density of the GAN residual's shape (both in asinh units). The linear and
 # extended residuals weigh 0 (on galaxies drawn by another code they rank near chance and pulled
 # the default below the morphology term alone); their columns stay, as the critic features' do.
 DEFAULT_TERM_WEIGHTS = (
@@ -134,6 +134,8 @@ class ScoreSettings:
             before the choice).
         morphology_units: the units of the morphology term's k-NN distance: ``asinh`` of each
             parameter's robust z, or the robust z itself, ``clip`` (calibrations made before).
+        residual_shape_units: the same for the residual-shape term's descriptors (``clip``:
+            calibrations made before).
         reference_size: at most this many distinct calibration cutouts make the reference set
             of the morphology term and of the residual-shape term (calibrations made before
             took 2000).
@@ -244,7 +246,15 @@ class ScoreSettings:
             "help": "Units of the morphology term's k-NN distance: asinh of each parameter's "
             "robust z (a parameter far out counts as log(2z): no one parameter outweighs a "
             "shape that differs in several) or clip (the robust z itself).",
-            "choices": MORPHOLOGY_UNITS,
+            "choices": KNN_UNITS,
+        },
+    )
+    residual_shape_units: str = field(
+        default="asinh",
+        metadata={
+            "help": "Units of the residual_shape term's k-NN distance: asinh of each "
+            "descriptor's robust z or clip (the robust z itself), as --morphology-units.",
+            "choices": KNN_UNITS,
         },
     )
     reference_size: int = 5000
@@ -330,11 +340,14 @@ class ScoreSettings:
                 f"morphology parameters must be one of {', '.join(MORPHOLOGY_PARAMETERS)}, got "
                 f"{self.morphology_parameters!r}"
             )
-        if self.morphology_units not in MORPHOLOGY_UNITS:
-            raise ConfigError(
-                f"morphology units must be one of {', '.join(MORPHOLOGY_UNITS)}, got "
-                f"{self.morphology_units!r}"
-            )
+        for term, units in (
+            ("morphology", self.morphology_units),
+            ("residual-shape", self.residual_shape_units),
+        ):
+            if units not in KNN_UNITS:
+                raise ConfigError(
+                    f"{term} units must be one of {', '.join(KNN_UNITS)}, got {units!r}"
+                )
         if self.morphology_neighbours < 1 or self.reference_size <= self.morphology_neighbours:
             raise ConfigError("the morphology term needs k >= 1 and more reference cutouts than k")
         if not 0 <= self.reference_trim < 1:

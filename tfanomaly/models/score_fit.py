@@ -223,9 +223,9 @@ def trimmed_rows(reference: np.ndarray, k: int, fraction: float) -> np.ndarray:
 
 
 def knn_units(standard: np.ndarray, units: str = "clip") -> np.ndarray:
-    """A k-NN term's robust z in the units of its distance (``ScoreSettings.morphology_units``
-    for the morphology term): clipped at +-50, then through asinh with ``asinh``. The scorer's
-    graph computes the same (``NoiseAwareScore.morphology_units``)."""
+    """A k-NN term's robust z in the units of its distance (``ScoreSettings.morphology_units``,
+    ``residual_shape_units``): clipped at +-50, then through asinh with ``asinh``. The scorer's
+    graph computes the same (``noise_score.in_units``)."""
     clipped = np.clip(standard, -50.0, 50.0)
     return np.arcsinh(clipped) if units == "asinh" else clipped
 

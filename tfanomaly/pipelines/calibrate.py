@@ -224,7 +224,11 @@ def fit_calibration(
     fits = {
         "morphology": lambda: fit_morphology(settings, np.concatenate(samples.morphologies), rng),
         "residual_shape": lambda: fit_reference(
-            settings, np.concatenate(samples.shapes), rng, "residual_shape"
+            settings,
+            np.concatenate(samples.shapes),
+            rng,
+            "residual_shape",
+            settings.residual_shape_units,
         ),
     }
     knn_terms = [term for term in KNN_TERMS if term in terms]

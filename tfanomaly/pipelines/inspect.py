@@ -136,4 +136,8 @@ def describe_run(run_dir) -> dict:
             calibration.settings.morphology_parameters
         )
         summary["calibration"]["morphology"]["units"] = calibration.settings.morphology_units
+    if summary["calibration"]["residual_shape"]:
+        summary["calibration"]["residual_shape"]["units"] = (
+            calibration.settings.residual_shape_units
+        )
     return summary
