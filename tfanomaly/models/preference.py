@@ -72,7 +72,7 @@ class PreferenceConfig:
     sink: float = 2.0
     sink_fraction: float = 0.01
     example_gate: float = 1.0
-    lift: float = 3.0
+    lift: float = 2.0
     lift_fraction: float = 0.01
 
     def validate(self) -> None:
