@@ -364,7 +364,8 @@ def test_the_ranker_learns_what_the_user_wants():
     rest = np.setdiff1d(np.arange(len(ids)), labelled)
     target = kind[rest] == 1
     learned, default = area(score[rest], target), area(anomaly[rest], target)
-    assert learned > 0.98 and learned > default + 0.02
+    # better than the default by 0.02, or by half its way to 1 where it is nearer than that
+    assert learned > 0.98 and learned - default > min(0.02, (1.0 - default) / 2), (learned, default)
     top = np.argsort(-np.where(np.isin(np.arange(len(ids)), labelled), -np.inf, score))[:30]
     assert (kind[top] == 1).sum() > (kind[np.argsort(-anomaly)[:30]] == 1).sum() + 10
     assert ranker.fitted.gate > 0

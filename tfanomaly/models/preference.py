@@ -69,7 +69,7 @@ class PreferenceConfig:
     gate_z: float = 3.0
     gate_span: float = 2.0
     seed: int = 0
-    sink: float = 2.0
+    sink: float = 1.0
     sink_fraction: float = 0.01
     example_gate: float = 1.0
     lift: float = 2.0
