@@ -413,18 +413,29 @@ class NoiseAwareScore(tf.Module):
         standard = self.morphology_standard(flux, parameters)
         return in_units(standard, self.settings.morphology_units)
 
+    def knn_term(self, standard, reference, copy_reference, units: str):
+        """(B,) a k-NN term's distance: the robust z ``standard`` (B, F) in the term's ``units``
+        against its ``reference`` set, copies judged on the robust z (``copy_reference``:
+        :func:`robust_reference`); the morphology and residual-shape terms' shared recipe."""
+        return knn_distance(
+            in_units(standard, units),
+            reference,
+            self.settings.morphology_neighbours,
+            copy_points=standard,
+            copy_reference=copy_reference,
+        )
+
     def morphology_score(self, flux, parameters=None):
         """Mean distance to the k nearest calibration cutouts in standardised morphology
         parameters (:func:`knn_distance`: copies of the image left out, judged on the robust z
         as the fit judges them). A constant cutout (``constant_cutouts``: no light, no shape)
         has the distance 0."""
         standard = self.morphology_standard(flux, parameters)
-        distance = knn_distance(
-            in_units(standard, self.settings.morphology_units),
+        distance = self.knn_term(
+            standard,
             self.morphology_reference,
-            self.settings.morphology_neighbours,
-            copy_points=standard,
-            copy_reference=self.morphology_copy_reference,
+            self.morphology_copy_reference,
+            self.settings.morphology_units,
         )
         # A constant cutout has no shape (its parameters are the noise floor's), and every other
         # one is a copy of it: it would stand far from all references it is not a copy of.
@@ -438,12 +449,11 @@ class NoiseAwareScore(tf.Module):
         ``ScoreSettings.residual_shape_units`` (copies judged on the robust z). A constant cutout
         has the distance 0."""
         standard = tf.clip_by_value((shape - self.shape_centre) / self.shape_scale, -50.0, 50.0)
-        distance = knn_distance(
-            in_units(standard, self.settings.residual_shape_units),
+        distance = self.knn_term(
+            standard,
             self.shape_reference,
-            self.settings.morphology_neighbours,
-            copy_points=standard,
-            copy_reference=self.shape_copy_reference,
+            self.shape_copy_reference,
+            self.settings.residual_shape_units,
         )
         return tf.where(constant_cutouts(images), 0.0, distance)
 
